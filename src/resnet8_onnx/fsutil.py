@@ -1,0 +1,91 @@
+"""File-system helpers shared by every stage: hashing and all-or-nothing writes.
+
+Outputs are written to a temporary file in the destination directory and renamed into place,
+so an interrupted or failed write never leaves a half-written file and never clobbers the
+previous version. ``os.replace`` is atomic on POSIX within one file system, which is why the
+temporary file lives beside the target rather than in ``/tmp``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+from .errors import OutputError
+
+_CHUNK = 1 << 20
+
+
+def file_digest(path: str | os.PathLike[str], algorithm: str = "sha256") -> str:
+    """Hex digest of a file, read in chunks so large files do not load into memory."""
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def check_writable(path: str | os.PathLike[str], *, force: bool = False) -> Path:
+    """Fail early, before any expensive work, if ``path`` cannot be written.
+
+    Checked up front so a ten-second conversion does not end in "directory missing".
+    """
+    p = Path(path)
+    parent = p.parent if str(p.parent) else Path(".")
+    if p.exists() and p.is_dir():
+        raise OutputError(f"{p}: is a directory, expected a file path")
+    if p.exists() and not force:
+        raise OutputError(f"{p}: already exists (use --force to overwrite)")
+    if not parent.is_dir():
+        raise OutputError(f"{p}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"{p}: directory {parent} is not writable")
+    return p
+
+
+@contextlib.contextmanager
+def atomic_write(
+    path: str | os.PathLike[str], *, force: bool = False, mode: str = "wb"
+) -> Iterator[IO]:
+    """Open a temporary file beside ``path``; rename it onto ``path`` only on success.
+
+    On any exception (including KeyboardInterrupt) the temporary file is removed and the
+    previous content of ``path``, if any, is left untouched.
+    """
+    if mode not in ("wb", "w"):
+        raise ValueError("atomic_write supports mode 'wb' or 'w'")
+    target = check_writable(path, force=force)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    try:
+        encoding = None if "b" in mode else "utf-8"
+        with os.fdopen(fd, mode, encoding=encoding) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        if target.exists() and not force:
+            # Another process created it while we were writing: refuse rather than clobber.
+            raise OutputError(f"{target}: already exists (use --force to overwrite)")
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, *, force: bool = False) -> Path:
+    """Write ``data`` to ``path`` atomically; see :func:`atomic_write`."""
+    with atomic_write(path, force=force) as f:
+        f.write(data)
+    return Path(path)
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str, *, force: bool = False) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically; see :func:`atomic_write`."""
+    with atomic_write(path, force=force, mode="w") as f:
+        f.write(text)
+    return Path(path)
