@@ -67,10 +67,21 @@ def atomic_write(
             yield f
             f.flush()
             os.fsync(f.fileno())
-        if target.exists() and not force:
-            # Another process created it while we were writing: refuse rather than clobber.
-            raise OutputError(f"{target}: already exists (use --force to overwrite)")
-        os.replace(tmp, target)
+        if force:
+            os.replace(tmp, target)
+        else:
+            # link() fails if the target appeared meanwhile (another process): no clobbering.
+            try:
+                os.link(tmp, target)
+            except FileExistsError:
+                raise OutputError(f"{target}: already exists (use --force to overwrite)") from None
+            except OSError:  # file systems without hard links: best effort
+                if target.exists():
+                    raise OutputError(
+                        f"{target}: already exists (use --force to overwrite)") from None
+                os.replace(tmp, target)
+            else:
+                os.unlink(tmp)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -89,3 +100,40 @@ def write_text_atomic(path: str | os.PathLike[str], text: str, *, force: bool = 
     with atomic_write(path, force=force, mode="w") as f:
         f.write(text)
     return Path(path)
+
+
+@contextlib.contextmanager
+def exclusive_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Hold an advisory lock on a report directory while writing a set of files into it.
+
+    Two processes writing reports into one directory would otherwise interleave their files;
+    the second one gets a clear refusal instead.
+    """
+    import fcntl
+
+    directory = Path(path)
+    with open(directory / ".resnet8-onnx.lock", "a") as lock:
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutputError(f"{directory}: another process is writing reports here") from None
+        try:
+            yield directory
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
+def prepare_output_dir(path: str | os.PathLike[str]) -> Path:
+    """Create the report directory (not its parents): a typo in a parent path is an error."""
+    directory = Path(path)
+    if directory.exists() and not directory.is_dir():
+        raise OutputError(f"{directory}: exists and is not a directory")
+    if not directory.parent.is_dir():
+        raise OutputError(f"{directory}: parent directory {directory.parent} does not exist")
+    try:
+        directory.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{directory}: cannot create directory ({exc.strerror})") from None
+    if not os.access(directory, os.W_OK):
+        raise OutputError(f"{directory}: directory is not writable")
+    return directory

@@ -1,0 +1,55 @@
+"""Runtimes behind one protocol, chosen by file type or by name.
+
+Each backend module imports its framework lazily, so choosing ONNX Runtime never imports
+TensorFlow and vice versa.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import InputNotFoundError, UsageError
+from .base import Backend, BackendInfo
+
+__all__ = ["BACKENDS", "Backend", "BackendInfo", "backend_for", "load_backend"]
+
+# name -> file suffixes it reads
+BACKENDS: dict[str, tuple[str, ...]] = {
+    "onnxruntime": (".onnx",),
+    "keras": (".h5", ".keras"),
+    "litert": (".tflite",),
+}
+
+
+def backend_for(path: str | os.PathLike[str]) -> str:
+    """The backend name for a model file, from its suffix."""
+    suffix = Path(path).suffix.lower()
+    for name, suffixes in BACKENDS.items():
+        if suffix in suffixes:
+            return name
+    known = ", ".join(s for suffixes in BACKENDS.values() for s in suffixes)
+    raise UsageError(f"{path}: unknown model type {suffix or '(no suffix)'!r}; "
+                     f"expected one of {known} or pass --backend")
+
+
+def load_backend(
+    path: str | os.PathLike[str], backend: str | None = None, *, threads: int | None = None
+) -> Backend:
+    """Load ``path`` with ``backend`` (default: chosen by suffix)."""
+    if not Path(path).is_file():
+        raise InputNotFoundError(f"{path}: model file not found")
+    name = backend or backend_for(path)
+    if name == "onnxruntime":
+        from .onnxrt import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend(path, threads=threads)
+    if name == "keras":
+        from .keras import KerasBackend
+
+        return KerasBackend(path, threads=threads)
+    if name == "litert":
+        from .litert import LiteRTBackend
+
+        return LiteRTBackend(path, threads=threads)
+    raise UsageError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")

@@ -1,0 +1,423 @@
+"""Prove an ONNX model equals its source: structure, dynamic batch, numerical parity, and —
+when parity fails — the first layer where the two diverge.
+
+Comparison is done on data, not on runners: :func:`compare_outputs` takes two output arrays,
+so the same code compares Keras with ONNX, ONNX with LiteRT, or two ONNX files.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import InvalidInputError
+from .fsutil import file_digest
+
+if TYPE_CHECKING:
+    from .backends.base import Backend
+
+DEFAULT_ATOL = 1e-5
+DEFAULT_RTOL = 1e-5
+DYNAMIC_BATCH_SIZES = (1, 7, 256)
+
+
+# --------------------------------------------------------------------------- structure
+def _shape_of(value_info: Any) -> list[int | str | None]:
+    dims = []
+    for d in value_info.type.tensor_type.shape.dim:
+        if d.HasField("dim_value"):
+            dims.append(int(d.dim_value))
+        elif d.HasField("dim_param"):
+            dims.append(d.dim_param)
+        else:
+            dims.append(None)
+    return dims
+
+
+def _per_image(dims: list[int | str | None]) -> int:
+    """Elements per image of a (batch, ...) shape; symbolic dims other than batch count as 1."""
+    n = 1
+    for d in dims[1:]:
+        n *= d if isinstance(d, int) else 1
+    return n
+
+
+def count_macs(model: Any) -> int:
+    """Multiply-accumulates per image of Conv, MatMul and Gemm nodes, from inferred shapes.
+
+    Convolutions: output elements × (input channels / groups) × kernel area. That is the
+    figure MLPerf Tiny quotes for ResNet8 (≈12.5 M), so users can check ours against it.
+    """
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    shapes = {vi.name: _shape_of(vi) for vi in
+              [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]}
+    inits = {t.name: list(t.dims) for t in inferred.graph.initializer}
+    macs = 0
+    for node in inferred.graph.node:
+        if node.op_type == "Conv":
+            w = inits.get(node.input[1])
+            out = shapes.get(node.output[0])
+            if w is None or out is None:
+                continue
+            # Weight is (out, in / groups, kh, kw): w[1] already accounts for groups.
+            macs += _per_image(out) * w[1] * int(np.prod(w[2:]))
+        elif node.op_type in ("MatMul", "Gemm"):
+            w = inits.get(node.input[1])
+            out = shapes.get(node.output[0])
+            if w is None or out is None:
+                continue
+            transposed = node.op_type == "Gemm" and any(
+                a.name == "transB" and a.i for a in node.attribute)
+            k = w[1] if transposed else w[0]
+            macs += _per_image(out) * k
+    return int(macs)
+
+
+def structure_report(onnx_path: str | os.PathLike[str]) -> dict[str, Any]:
+    """What the ONNX file is, checked: the checker, shape inference and an inventory."""
+    import onnx
+
+    path = Path(onnx_path)
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:
+        raise InvalidInputError(f"{path}: not a readable ONNX file ({type(exc).__name__})") from exc
+    try:
+        onnx.checker.check_model(model, full_check=True)
+        onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InvalidInputError(f"{path}: fails the ONNX checker: {first}") from exc
+    graph = model.graph
+    init_names = {t.name for t in graph.initializer}
+    inputs = [{"name": i.name, "shape": _shape_of(i),
+               "dtype": onnx.helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type).name}
+              for i in graph.input if i.name not in init_names]
+    outputs = [{"name": o.name, "shape": _shape_of(o),
+                "dtype": onnx.helper.tensor_dtype_to_np_dtype(o.type.tensor_type.elem_type).name}
+               for o in graph.output]
+    return {
+        "path": str(path),
+        "sha256": file_digest(path),
+        "file_bytes": path.stat().st_size,
+        "ir_version": int(model.ir_version),
+        "opsets": {imp.domain or "ai.onnx": int(imp.version) for imp in model.opset_import},
+        "producer": f"{model.producer_name} {model.producer_version}".strip(),
+        "checker": "passed (full_check)",
+        "shape_inference": "passed (strict)",
+        "inputs": inputs,
+        "outputs": outputs,
+        "nodes": len(graph.node),
+        "op_inventory": dict(sorted(Counter(n.op_type for n in graph.node).items())),
+        "parameters": int(sum(int(np.prod(t.dims)) for t in graph.initializer)),
+        "macs_per_image": count_macs(model),
+        "metadata": {p.key: p.value for p in model.metadata_props},
+    }
+
+
+def check_io_contract(
+    structure: dict[str, Any], *, image_shape: tuple[int, int, int] = (32, 32, 3),
+    num_classes: int = 10,
+) -> list[str]:
+    """Problems with the model's interface, as sentences (empty when it fits the task)."""
+    problems = []
+    if len(structure["inputs"]) != 1 or len(structure["outputs"]) != 1:
+        return [f"expected one input and one output, got {len(structure['inputs'])} and "
+                f"{len(structure['outputs'])}"]
+    inp, out = structure["inputs"][0], structure["outputs"][0]
+    if inp["dtype"] != "float32":
+        problems.append(f"input {inp['name']!r} is {inp['dtype']}, expected float32")
+    if len(inp["shape"]) != 4 or list(inp["shape"][1:]) != list(image_shape):
+        problems.append(f"input {inp['name']!r} has shape {inp['shape']}, expected "
+                        f"[N, {', '.join(map(str, image_shape))}]")
+    elif isinstance(inp["shape"][0], int):
+        problems.append(f"input {inp['name']!r} has a fixed batch of {inp['shape'][0]}, "
+                        "expected a dynamic batch dimension")
+    if len(out["shape"]) != 2 or out["shape"][1] != num_classes:
+        problems.append(f"output {out['name']!r} has shape {out['shape']}, expected "
+                        f"[N, {num_classes}]")
+    return problems
+
+
+# --------------------------------------------------------------------------- numerics
+@dataclass(frozen=True)
+class Comparison:
+    """How far a candidate's outputs are from a reference's, on the same images."""
+
+    samples: int
+    argmax_agreement: int
+    max_abs_diff: float
+    mean_abs_diff: float
+    p99_abs_diff: float
+    max_rel_diff: float
+    p99_rel_diff: float
+    min_cosine_similarity: float
+    mean_cosine_similarity: float
+    elements_over_tolerance: int
+    nonfinite_reference: int
+    nonfinite_candidate: int
+    atol: float
+    rtol: float
+    first_disagreements: list[int] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return (self.elements_over_tolerance == 0 and self.argmax_agreement == self.samples
+                and self.nonfinite_candidate == 0 and self.nonfinite_reference == 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, **asdict(self)}
+
+
+def compare_outputs(
+    reference: np.ndarray, candidate: np.ndarray, *, atol: float = DEFAULT_ATOL,
+    rtol: float = DEFAULT_RTOL, indices: np.ndarray | None = None,
+) -> Comparison:
+    """Element-wise comparison; an element fails only if it exceeds both ``atol`` and ``rtol``.
+
+    Relative error is ``|Δ| / max(|ref|, atol)`` so that near-zero probabilities do not turn
+    float32 rounding into huge relative figures.
+    """
+    ref = np.asarray(reference, dtype=np.float64)
+    cand = np.asarray(candidate, dtype=np.float64)
+    if ref.shape != cand.shape:
+        raise InvalidInputError(
+            f"output shapes differ: reference {ref.shape}, candidate {cand.shape}")
+    n = ref.shape[0]
+    ref_bad = int((~np.isfinite(ref)).sum())
+    cand_bad = int((~np.isfinite(cand)).sum())
+    diff = np.abs(ref - cand)
+    diff = np.where(np.isfinite(diff), diff, np.inf)
+    rel = diff / np.maximum(np.abs(ref), atol)
+    over = (diff > atol) & (diff > rtol * np.abs(ref))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dots = (ref * cand).sum(axis=1)
+        norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(cand, axis=1)
+        cosine = np.where(norms > 0, dots / np.where(norms > 0, norms, 1), 1.0)
+    agree = ref.argmax(axis=1) == cand.argmax(axis=1)
+    where = np.flatnonzero(~agree)[:10]
+    ids = indices[where] if indices is not None else where
+    finite = diff[np.isfinite(diff)]
+    return Comparison(
+        samples=int(n),
+        argmax_agreement=int(agree.sum()),
+        max_abs_diff=float(diff.max()) if diff.size else 0.0,
+        mean_abs_diff=float(finite.mean()) if finite.size else 0.0,
+        p99_abs_diff=float(np.percentile(finite, 99)) if finite.size else 0.0,
+        max_rel_diff=float(rel.max()) if rel.size else 0.0,
+        p99_rel_diff=float(np.percentile(rel[np.isfinite(rel)], 99)) if rel.size else 0.0,
+        min_cosine_similarity=float(np.nanmin(cosine)) if n else 1.0,
+        mean_cosine_similarity=float(np.nanmean(cosine)) if n else 1.0,
+        elements_over_tolerance=int(over.sum()),
+        nonfinite_reference=ref_bad,
+        nonfinite_candidate=cand_bad,
+        atol=atol,
+        rtol=rtol,
+        first_disagreements=[int(i) for i in ids],
+    )
+
+
+def check_dynamic_batch(
+    backend: Backend, images: np.ndarray, *, sizes: tuple[int, ...] = DYNAMIC_BATCH_SIZES,
+    atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL,
+) -> dict[str, Any]:
+    """Same per-sample outputs whatever the batch size (1, a prime, a large one)?
+
+    The largest batch is the reference; every other size must reproduce it per sample.
+    """
+    largest = min(max(sizes), len(images))
+    x = np.asarray(images[:largest], dtype=np.float32)
+    reference = backend.predict(x)
+    results = {}
+    for size in sizes:
+        size = min(size, largest)
+        chunks = [backend.predict(x[i:i + size]) for i in range(0, largest, size)]
+        cmp = compare_outputs(reference, np.concatenate(chunks), atol=atol, rtol=rtol)
+        results[str(size)] = {"max_abs_diff": cmp.max_abs_diff, "passed": cmp.passed}
+    return {"samples": largest, "batch_sizes": results,
+            "passed": all(r["passed"] for r in results.values())}
+
+
+# --------------------------------------------------------------------------- layerwise
+def _parents_from_config(model_config: dict[str, Any]) -> dict[str, list[str]]:
+    """Layer name → names of the layers feeding it, from a Keras 3 functional config."""
+
+    def histories(obj: Any) -> list[str]:
+        found: list[str] = []
+        if isinstance(obj, dict):
+            if "keras_history" in obj:
+                found.append(obj["keras_history"][0])
+            for v in obj.values():
+                found += histories(v)
+        elif isinstance(obj, list):
+            for v in obj:
+                found += histories(v)
+        return found
+
+    layers = model_config.get("layers", [])
+    if "inbound_nodes" not in (layers[0] if layers else {}):  # Sequential: a chain
+        names = [layer["config"]["name"] for layer in layers]
+        return {b: [a] for a, b in itertools.pairwise(names)}
+    return {layer["config"]["name"]: histories(layer.get("inbound_nodes", [])) for layer in layers}
+
+
+def _intermediate_outputs(
+    onnx_path: str | os.PathLike[str], batch: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Every float tensor of the ONNX graph on ``batch``, from a copy with them all as outputs.
+
+    Optimisations are disabled on the copy so the tensors are the graph's own, not fused ones.
+    """
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(onnx_path)))
+    known = {vi.name: vi for vi in model.graph.value_info}
+    existing = {o.name for o in model.graph.output}
+    for node in model.graph.node:
+        for name in node.output:
+            if name and name not in existing:
+                vi = known.get(name) or onnx.helper.make_tensor_value_info(
+                    name, onnx.TensorProto.FLOAT, None)
+                if vi.type.tensor_type.elem_type == onnx.TensorProto.FLOAT:
+                    model.graph.output.append(vi)
+                    existing.add(name)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 3
+    session = ort.InferenceSession(model.SerializeToString(), options,
+                                   providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    values = session.run(names, {session.get_inputs()[0].name: batch.astype(np.float32)})
+    return dict(zip(names, values, strict=True))
+
+
+def _best_match(
+    ref: np.ndarray, candidates: dict[str, np.ndarray]
+) -> tuple[str | None, float, float]:
+    """The ONNX tensor closest to a Keras activation, trying NHWC and NCHW layouts.
+
+    Returns (name, max |Δ|, max |Δ| / max |ref|).
+    """
+    best: tuple[str | None, float, float] = (None, float("inf"), float("inf"))
+    scale = max(float(np.abs(ref).max()), 1e-12)
+    views = [ref]
+    if ref.ndim == 4:
+        views.append(ref.transpose(0, 3, 1, 2))  # tf2onnx computes convolutions in NCHW
+    for name, value in candidates.items():
+        for view in views:
+            if value.shape == view.shape:
+                err = float(np.abs(value.astype(np.float64) - view).max())
+                if err < best[1]:
+                    best = (name, err, err / scale)
+    return best
+
+
+def localise_divergence(
+    keras_backend: Any, onnx_path: str | os.PathLike[str], images: np.ndarray, *,
+    layer_rtol: float = 1e-4,
+) -> dict[str, Any]:
+    """Find the first Keras layer whose output no ONNX tensor reproduces.
+
+    Names are not trusted (tf2onnx renames scopes), so each Keras activation is matched by
+    value against every ONNX tensor of the same size, in NHWC or NCHW layout; a layer matches
+    when the best candidate is within ``layer_rtol`` of the activation's magnitude. A layer
+    fused away by the converter (no tensor of its own) is not a divergence as long as some
+    layer after it matches again; so the first diverging layer is the earliest unmatched layer
+    none of whose descendants match.
+    """
+    batch = np.asarray(images, dtype=np.float32)
+    keras_values = keras_backend.layer_outputs(batch)
+    onnx_values = _intermediate_outputs(onnx_path, batch)
+    parents = _parents_from_config(keras_backend.model.get_config())
+    layers = []
+    for layer in keras_backend.model.layers:
+        if layer.name not in keras_values or type(layer).__name__ == "InputLayer":
+            continue
+        ref = np.asarray(keras_values[layer.name], dtype=np.float64)
+        name, err, rel = _best_match(ref, onnx_values)
+        layers.append({"layer": layer.name, "class": type(layer).__name__, "onnx_tensor": name,
+                       "max_abs_diff": err, "max_rel_diff": rel, "matched": rel <= layer_rtol})
+
+    children: dict[str, set[str]] = {}
+    for child, ps in parents.items():
+        for p in ps:
+            children.setdefault(p, set()).add(child)
+
+    def descendants(name: str) -> set[str]:
+        seen, stack = set(), [name]
+        while stack:
+            for c in children.get(stack.pop(), ()):
+                if c not in seen:
+                    seen.add(c)
+                    stack.append(c)
+        return seen
+
+    matched = {entry["layer"] for entry in layers if entry["matched"]}
+    first = next((entry for entry in layers
+                  if not entry["matched"] and not (descendants(entry["layer"]) & matched)), None)
+    return {"samples": len(batch), "layer_rtol": layer_rtol, "layers": layers,
+            "first_diverging_layer": first}
+
+
+# --------------------------------------------------------------------------- the whole check
+def verify(
+    reference: Backend, onnx_path: str | os.PathLike[str], images: np.ndarray, *,
+    candidate: Backend | None = None, reference_outputs: np.ndarray | None = None,
+    candidate_outputs: np.ndarray | None = None, indices: np.ndarray | None = None,
+    atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL, layerwise: bool = False,
+    image_shape: tuple[int, int, int] = (32, 32, 3), num_classes: int = 10,
+    batch_size: int = 250,
+) -> dict[str, Any]:
+    """Structure, interface, dynamic batch and parity of ``onnx_path`` against ``reference``.
+
+    Outputs already computed by an evaluation can be passed in, so the ``run`` pipeline does
+    not run either model twice over the same images. Returns the JSON-ready report; its
+    ``passed`` is the verdict.
+    """
+    from .backends.onnxrt import OnnxRuntimeBackend
+    from .progress import track
+
+    structure = structure_report(onnx_path)
+    problems = check_io_contract(structure, image_shape=image_shape, num_classes=num_classes)
+    onnx_backend = candidate or OnnxRuntimeBackend(onnx_path, sha256=structure["sha256"])
+
+    def outputs_of(backend: Backend, given: np.ndarray | None, label: str) -> np.ndarray:
+        if given is not None:
+            return given
+        chunks = []
+        with track(label, len(images)) as advance:
+            for i in range(0, len(images), batch_size):
+                chunks.append(backend.predict(np.asarray(images[i:i + batch_size], np.float32)))
+                advance(len(chunks[-1]))
+        return np.concatenate(chunks)
+
+    ref_out = outputs_of(reference, reference_outputs, f"{reference.info.name}: reference")
+    cand_out = outputs_of(onnx_backend, candidate_outputs, "onnxruntime: candidate")
+    parity = compare_outputs(ref_out, cand_out, atol=atol, rtol=rtol, indices=indices)
+    dynamic = check_dynamic_batch(onnx_backend, images, atol=atol, rtol=rtol)
+    report: dict[str, Any] = {
+        "passed": parity.passed and dynamic["passed"] and not problems,
+        "samples": parity.samples,
+        "argmax_agreement": parity.argmax_agreement,
+        "max_abs_diff": parity.max_abs_diff,
+        "reference": reference.info.to_dict(),
+        "structure": structure,
+        "interface_problems": problems,
+        "dynamic_batch": dynamic,
+        "parity": parity.to_dict(),
+    }
+    if layerwise or not parity.passed:
+        if hasattr(reference, "layer_outputs"):
+            report["layerwise"] = localise_divergence(reference, onnx_path, images[:32])
+        else:
+            report["layerwise"] = {"skipped": f"{reference.info.name} exposes no layer outputs"}
+    return report
