@@ -1,0 +1,7 @@
+"""``python -m resnet8_onnx`` is the ``resnet8-onnx`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

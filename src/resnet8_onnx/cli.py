@@ -1,0 +1,391 @@
+"""Command line: parse options, call the library, map errors to exit codes. Nothing else.
+
+Every command writes human-readable output to stdout (or stderr when stdout carries JSON),
+progress to stderr, and a ``ToolError`` becomes one line on stderr and its documented exit
+code; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__, errors
+
+EPILOG = """exit codes: 0 ok, 2 usage, 3 input not found, 4 invalid or corrupt input,
+5 unsafe input refused, 6 verification failed, 7 accuracy below threshold,
+8 output cannot be written, 9 download failed, 70 internal error, 130 interrupted.
+
+data: --data-dir DIR (or $RESNET8_ONNX_DATA_DIR) may point at a CIFAR-10 layout or a folder
+holding one (searched two levels deep); otherwise the official files are downloaded into
+$RESNET8_ONNX_CACHE_DIR (default ~/.cache/resnet8-onnx). RESNET8_ONNX_OFFLINE=1 forbids
+downloads."""
+
+
+# --------------------------------------------------------------------------- helpers
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if value > 1.0 and value <= 100.0:
+        value /= 100.0  # accept "85" as 85 %
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an accuracy in 0–1 (or 0–100 %)")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _shape(text: str) -> tuple[int, int, int] | None:
+    if text.lower() in ("any", "model"):
+        return None
+    try:
+        dims = tuple(int(d) for d in text.replace("x", ",").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not H,W,C (e.g. 32,32,3) or 'any'") from None
+    if len(dims) != 3 or min(dims) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not H,W,C (e.g. 32,32,3) or 'any'")
+    return dims  # type: ignore[return-value]
+
+
+def _classes(text: str) -> int | None:
+    if text.lower() in ("any", "model"):
+        return None
+    return _positive_int(text)
+
+
+def _emit_json(payload: dict[str, Any], destination: str | None, *, force: bool) -> None:
+    """``--json -`` prints to stdout; a path is written atomically."""
+    from .report import to_json
+
+    if destination is None:
+        return
+    text = to_json(payload)
+    if destination == "-":
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    else:
+        from .fsutil import write_text_atomic
+
+        write_text_atomic(destination, text if text.endswith("\n") else text + "\n", force=force)
+
+
+def _check_json_destination(destination: str | None, force: bool) -> None:
+    if destination not in (None, "-"):
+        from .fsutil import check_writable
+
+        check_writable(destination, force=force)
+
+
+def _add_data_options(p: argparse.ArgumentParser, *, subsets: bool = True) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--data-dir", metavar="DIR", default=None,
+                   help="CIFAR-10 location: a batches-bin/-py dir, an official tarball, an image "
+                        "folder, or a folder holding one (default: $RESNET8_ONNX_DATA_DIR, "
+                        "then the cache, then download)")
+    if subsets:
+        g.add_argument("--subset", choices=("full", "perf"), default="full",
+                       help="full: every image the source holds; perf: the MLPerf Tiny "
+                            "200-image subset (default: full)")
+        g.add_argument("--indices", metavar="FILE", default=None,
+                       help="perf_samples_idxs.npy for --subset perf (default: found under "
+                            "--data-dir, or downloaded)")
+        g.add_argument("--limit", type=_positive_int, metavar="N", default=None,
+                       help="only the first N images (a quick check; reports say so)")
+    g.add_argument("--offline", action="store_true",
+                   help="never download; fail with a hint instead")
+
+
+def _load_data(args: argparse.Namespace):
+    from .data import load_dataset
+
+    dataset = load_dataset(args.data_dir, subset=getattr(args, "subset", "full"),
+                           indices_file=getattr(args, "indices", None),
+                           download=False if args.offline else None)
+    if getattr(args, "limit", None):
+        dataset = dataset.limit(args.limit)
+    return dataset
+
+
+# --------------------------------------------------------------------------- commands
+def cmd_data(args: argparse.Namespace) -> int:
+    dataset = _load_data(args)
+    description = dataset.describe()
+    if args.json == "-":
+        _emit_json(description, "-", force=True)
+        return errors.OK
+    from .report import describe_data
+
+    console = _console()
+    console.print(f"[bold]{describe_data(description)}[/bold]")
+    source = description["source"]
+    console.print(f"source: {source['kind']} at {source['path']}")
+    for line in source.get("checks", []):
+        console.print(f"  verified: {line}")
+    for line in source.get("warnings", []):
+        console.print(f"  [yellow]warning:[/yellow] {line}")
+    counts = ", ".join(f"{name} {n:,}" for name, n in description["per_class"].items())
+    console.print(f"per class: {counts}")
+    _emit_json(description, args.json, force=args.force)
+    return errors.OK
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .convert import convert
+
+    output = args.output or str(Path(args.model).with_suffix(".onnx"))
+    _check_json_destination(args.json, args.force)
+    result = convert(args.model, output, opset=args.opset, input_shape=args.input_shape,
+                     num_classes=args.num_classes, force=args.force)
+    out = _console(stderr=args.json == "-")
+    out.print(f"[green]converted[/green] {args.model} → {result.output_path} "
+              f"(opset {result.opset}, input {result.input_name!r}, output "
+              f"{result.output_name!r}: {result.output_kind}, {result.seconds:.1f} s)")
+    _emit_json(result.to_dict(), args.json, force=args.force)
+    return errors.OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .backends import load_backend
+    from .verify import verify
+
+    _check_json_destination(args.json, args.force)
+    dataset = _load_data(args)
+    reference = load_backend(args.reference, args.reference_backend, threads=args.threads)
+    report = verify(reference, args.onnx, dataset.images, indices=dataset.indices,
+                    atol=args.atol, rtol=args.rtol, layerwise=args.layerwise,
+                    batch_size=args.batch_size)
+    report["data"] = dataset.describe()
+    from .report import render_verification_terminal
+
+    render_verification_terminal(report, _console(stderr=args.json == "-"))
+    _emit_json(report, args.json, force=args.force)
+    return errors.OK if report["passed"] else errors.VERIFICATION_FAILED
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .backends import load_backend
+    from .evaluate import evaluate
+
+    _check_json_destination(args.json, args.force)
+    out_dir = _prepare_out(args)
+    dataset = _load_data(args)
+    backend = load_backend(args.model, args.backend, threads=args.threads)
+    result = evaluate(backend, dataset, batch_size=args.batch_size)
+    record = result.to_record()
+    from .report import render_terminal, write_reports
+
+    render_terminal(record, _console(stderr=args.json == "-"))
+    _emit_json(record, args.json, force=args.force)
+    if out_dir is not None:
+        from .fsutil import exclusive_directory
+
+        with exclusive_directory(out_dir):
+            written = write_reports(record, out_dir, force=args.force)
+        _console(stderr=True).print("reports: " + ", ".join(str(p) for p in written.values()))
+    accuracy = record["metrics"]["accuracy"]
+    if args.min_accuracy is not None and accuracy < args.min_accuracy:
+        raise errors.AccuracyBelowThresholdError(
+            f"{args.model}: accuracy {accuracy:.2%} is below --min-accuracy "
+            f"{args.min_accuracy:.2%}")
+    return errors.OK
+
+
+def _prepare_out(args: argparse.Namespace) -> Path | None:
+    if getattr(args, "out", None) is None:
+        return None
+    from .fsutil import prepare_output_dir
+
+    return prepare_output_dir(args.out)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .pipeline import run_pipeline
+
+    out_dir = _prepare_out(args)
+    assert out_dir is not None
+    from .fsutil import exclusive_directory
+
+    with exclusive_directory(out_dir):
+        comparison = run_pipeline(
+            model=args.model, data_dir=args.data_dir, out_dir=out_dir, subset=args.subset,
+            indices_file=args.indices, limit=args.limit, opset=args.opset,
+            min_accuracy=args.min_accuracy, atol=args.atol, rtol=args.rtol,
+            batch_size=args.batch_size, threads=args.threads, force=args.force,
+            download=False if args.offline else None,
+        )
+    from .report import render_comparison_terminal
+
+    render_comparison_terminal(comparison, _console())
+    verdict = comparison["verdict"]
+    if not comparison["parity"]["passed"]:
+        return errors.VERIFICATION_FAILED
+    if not verdict["above_threshold"]:
+        return errors.ACCURACY_BELOW_THRESHOLD
+    return errors.OK
+
+
+# --------------------------------------------------------------------------- parser
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit 2), like every other error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(errors.USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .verify import DEFAULT_ATOL, DEFAULT_RTOL
+
+    parser = _Parser(
+        prog="resnet8-onnx",
+        description="Convert a Keras CIFAR-10 classifier to ONNX and prove the conversion lost "
+                    "nothing: convert, verify, evaluate, report.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                parser_class=_Parser)
+
+    def command(name: str, help_: str, description: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_, description=description, epilog=EPILOG,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    def output_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--json", metavar="FILE", default=None,
+                       help="write the machine-readable result to FILE ('-' for stdout)")
+        p.add_argument("--force", action="store_true", help="overwrite existing output files")
+
+    def run_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--batch-size", type=_positive_int, default=250, metavar="N",
+                       help="images per inference call (default: 250)")
+        p.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                       help="intra-op threads (default: the runtime's choice, all cores)")
+
+    def tolerance_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--atol", type=float, default=DEFAULT_ATOL,
+                       help=f"absolute tolerance (default: {DEFAULT_ATOL:g})")
+        p.add_argument("--rtol", type=float, default=DEFAULT_RTOL,
+                       help=f"relative tolerance (default: {DEFAULT_RTOL:g}); an element fails "
+                            "only if it exceeds both")
+
+    p = command("data", "show where CIFAR-10 is found, what was verified, per-class counts",
+                "Locate, verify and describe the CIFAR-10 data a command would use.")
+    _add_data_options(p)
+    output_options(p)
+    p.set_defaults(func=cmd_data)
+
+    p = command("convert", "convert a Keras .h5/.keras model to ONNX with tf2onnx",
+                "Convert a Keras image classifier to ONNX (tf2onnx), after a safe pre-scan of "
+                "its config that refuses Lambda and custom layers. The result passes the ONNX "
+                "checker and carries self-describing metadata.")
+    p.add_argument("model", help="Keras model file (.h5 or .keras)")
+    p.add_argument("-o", "--output", default=None,
+                   help="ONNX file to write (default: MODEL with .onnx suffix)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17; 14–18 tested)")
+    p.add_argument("--input-shape", type=_shape, default=(32, 32, 3), metavar="H,W,C",
+                   help="required input shape, or 'any' to accept the model's (default: 32,32,3)")
+    p.add_argument("--num-classes", type=_classes, default=10, metavar="N",
+                   help="required number of classes, or 'any' (default: 10)")
+    output_options(p)
+    p.set_defaults(func=cmd_convert)
+
+    p = command("verify", "prove an ONNX model equals its Keras source on real images",
+                "Structure report, dynamic-batch check and numerical parity of ONNX against its "
+                "source on real CIFAR-10 images; localises the first diverging layer on failure.")
+    p.add_argument("reference", help="the source model (.h5/.keras; any backend's file works)")
+    p.add_argument("onnx", help="the ONNX model to verify")
+    p.add_argument("--reference-backend", default=None, help=argparse.SUPPRESS)
+    _add_data_options(p)
+    tolerance_options(p)
+    p.add_argument("--layerwise", action="store_true",
+                   help="always compare layer by layer (done anyway when parity fails)")
+    run_options(p)
+    output_options(p)
+    p.set_defaults(func=cmd_verify)
+
+    p = command("evaluate", "accuracy, per-class metrics and confusion matrix of a model",
+                "Evaluate a model on CIFAR-10 (ONNX Runtime for .onnx; Keras and LiteRT for "
+                ".h5/.keras/.tflite). Never imports TensorFlow for an ONNX model.")
+    p.add_argument("model", help="model file (.onnx, .h5, .keras, .tflite)")
+    p.add_argument("--backend", choices=("onnxruntime", "keras", "litert"), default=None,
+                   help="runtime (default: chosen by file suffix)")
+    _add_data_options(p)
+    run_options(p)
+    p.add_argument("--min-accuracy", type=_fraction, default=None, metavar="X",
+                   help="exit 7 when top-1 accuracy is below X (0–1, or a percentage)")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="also write report.json, report.md, per-class CSV and confusion PNG")
+    output_options(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = command("run", "the whole job: convert → verify → evaluate Keras and ONNX → report",
+                "Convert the Keras model, verify the ONNX file, evaluate both on CIFAR-10 and "
+                "write one report directory. Exit 0 only if ONNX matches Keras and accuracy is "
+                "above the threshold.")
+    p.add_argument("--model", default=None,
+                   help="Keras model (default: MLCommons pretrainedResnet.h5, found under "
+                        "--data-dir or downloaded with its sha256 checked)")
+    _add_data_options(p)
+    p.add_argument("--out", metavar="DIR", default="resnet8-report",
+                   help="report directory (default: ./resnet8-report)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
+    p.add_argument("--min-accuracy", type=_fraction, default=0.85, metavar="X",
+                   help="accuracy the ONNX model must exceed (default: 0.85)")
+    tolerance_options(p)
+    run_options(p)
+    p.add_argument("--force", action="store_true", help="overwrite an existing report")
+    p.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``resnet8-onnx`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from . import progress
+
+    if args.quiet:
+        progress.set_enabled(False)
+    try:
+        return int(args.func(args))
+    except errors.ToolError as exc:
+        if args.debug:
+            raise
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"resnet8-onnx: error: {message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("resnet8-onnx: interrupted", file=sys.stderr)
+        return errors.INTERRUPTED
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return errors.OK
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(f"resnet8-onnx: internal error: {type(exc).__name__}: "
+              f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''} "
+              "(run with --debug for the traceback; please report it)", file=sys.stderr)
+        return errors.INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

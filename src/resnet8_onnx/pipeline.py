@@ -1,0 +1,121 @@
+"""The whole job in one call: convert → verify → evaluate both models → one report directory.
+
+Each model runs over the data exactly once; verification reuses those outputs, so the
+pipeline costs one conversion plus one pass per runtime.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from .evaluate import DEFAULT_BATCH_SIZE, EvaluationResult, evaluate
+from .progress import status
+from .verify import DEFAULT_ATOL, DEFAULT_RTOL, verify
+
+DEFAULT_MODEL = "pretrainedResnet.h5"
+DEFAULT_MIN_ACCURACY = 0.85
+
+
+def resolve_model(model: str | os.PathLike[str] | None, data_dir: str | os.PathLike[str] | None,
+                  *, download: bool | None = None) -> Path:
+    """The user's model, or MLCommons' pretrained ResNet8 (found locally or downloaded)."""
+    if model is not None:
+        return Path(model)
+    from .fetch import fetch
+
+    return fetch(DEFAULT_MODEL, data_dir, download=download)
+
+
+def build_verdict(keras: EvaluationResult, onnx: EvaluationResult, parity: dict[str, Any],
+                  min_accuracy: float) -> dict[str, Any]:
+    """The answer to the user's question, as data and as a few sentences."""
+    k, o = keras.metrics, onnx.metrics
+    same_predictions = int((keras.predictions == onnx.predictions).sum())
+    above = o.accuracy > min_accuracy
+    equal = k.correct == o.correct and same_predictions == o.total
+    passed = bool(parity["passed"] and above and equal)
+    n = o.total
+    differing = [a.name for a, b in zip(k.per_class, o.per_class, strict=True)
+                 if a.correct != b.correct]
+    summary = [
+        f"Keras accuracy {k.accuracy:.2%} ({k.correct:,}/{n:,}), "
+        f"ONNX accuracy {o.accuracy:.2%} ({o.correct:,}/{n:,}).",
+        ("ONNX and Keras agree on every prediction" if same_predictions == n else
+         f"ONNX and Keras disagree on {n - same_predictions:,} of {n:,} predictions")
+        + f"; max |Δ| of outputs {parity['max_abs_diff']:.2e} "
+        + ("(within tolerance)." if parity["passed"] else "(OVER tolerance)."),
+        f"ONNX accuracy is {'above' if above else 'NOT above'} {min_accuracy:.0%}.",
+        "Per-class accuracy is identical for all classes." if not differing
+        else "Per-class accuracy differs for: " + ", ".join(differing) + ".",
+        "VERDICT: PASS — the conversion lost nothing." if passed else "VERDICT: FAIL.",
+    ]
+    return {
+        "accuracy_threshold": min_accuracy,
+        "keras_accuracy": k.accuracy,
+        "onnx_accuracy": o.accuracy,
+        "keras_correct": k.correct,
+        "onnx_correct": o.correct,
+        "same_correct_count": k.correct == o.correct,
+        "prediction_agreement": same_predictions,
+        "above_threshold": above,
+        "passed": passed,
+        "summary": summary,
+    }
+
+
+def run_pipeline(
+    *, model: str | os.PathLike[str] | None, data_dir: str | os.PathLike[str] | None,
+    out_dir: str | os.PathLike[str], subset: str = "full",
+    indices_file: str | os.PathLike[str] | None = None, limit: int | None = None,
+    opset: int = 17, min_accuracy: float = DEFAULT_MIN_ACCURACY, atol: float = DEFAULT_ATOL,
+    rtol: float = DEFAULT_RTOL, batch_size: int = DEFAULT_BATCH_SIZE, threads: int | None = None,
+    force: bool = False, download: bool | None = None,
+) -> dict[str, Any]:
+    """Run the whole job and write the report directory; returns the comparison record."""
+    from .backends.keras import KerasBackend
+    from .backends.onnxrt import OnnxRuntimeBackend
+    from .convert import convert, load_keras_model
+    from .data import load_dataset
+    from .fsutil import check_writable
+    from .report import write_comparison_reports
+
+    out = Path(out_dir)
+    onnx_path = out / "model.onnx"
+    check_writable(onnx_path, force=force)  # fail before minutes of work, not after
+    model_path = resolve_model(model, data_dir, download=download)
+    dataset = load_dataset(data_dir, subset=subset, indices_file=indices_file, download=download)
+    if limit:
+        dataset = dataset.limit(limit)
+
+    with status("Loading Keras model (imports TensorFlow)…"):
+        keras_model = load_keras_model(model_path)
+    conversion = convert(model_path, onnx_path, opset=opset, force=force, model=keras_model)
+    keras_backend = KerasBackend(model_path, model=keras_model, threads=threads)
+    onnx_backend = OnnxRuntimeBackend(onnx_path, threads=threads, sha256=conversion.onnx_sha256)
+
+    keras_result = evaluate(keras_backend, dataset, batch_size=batch_size)
+    onnx_result = evaluate(onnx_backend, dataset, batch_size=batch_size)
+    verification = verify(
+        keras_backend, onnx_path, dataset.images, candidate=onnx_backend,
+        reference_outputs=keras_result.outputs, candidate_outputs=onnx_result.outputs,
+        indices=dataset.indices, atol=atol, rtol=rtol, batch_size=batch_size,
+    )
+    parity = {**verification["parity"], "passed": verification["passed"],
+              "dynamic_batch": verification["dynamic_batch"],
+              "interface_problems": verification["interface_problems"]}
+    comparison = {
+        "models": [keras_result.to_record(), onnx_result.to_record()],
+        "conversion": conversion.to_dict(),
+        "structure": verification["structure"],
+        "parity": parity,
+        "verdict": build_verdict(keras_result, onnx_result, parity, min_accuracy),
+        "data": dataset.describe(),
+    }
+    if "layerwise" in verification:
+        comparison["layerwise"] = verification["layerwise"]
+    comparison["files"] = {k: str(v) for k, v in
+                           write_comparison_reports(comparison, out, force=force).items()}
+    comparison["files"]["onnx"] = str(onnx_path)
+    return comparison
