@@ -37,3 +37,43 @@ def _offline(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathF
     monkeypatch.setenv("RESNET8_ONNX_OFFLINE", "1")
     monkeypatch.setenv("RESNET8_ONNX_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
     monkeypatch.delenv("RESNET8_ONNX_DATA_DIR", raising=False)
+
+
+# --------------------------------------------------------------------------- real model + data
+@pytest.fixture(scope="session")
+def resnet8_h5() -> Path:
+    return shared_path("models", "pretrainedResnet.h5")
+
+
+@pytest.fixture(scope="session")
+def cifar_test():
+    """The official CIFAR-10 test set (10,000 images) from ../shared."""
+    from resnet8_onnx.data import load_dataset
+
+    return load_dataset(shared_path("cifar-10", "cifar-10-batches-bin"), download=False)
+
+
+@pytest.fixture(scope="session")
+def resnet8_onnx(tmp_path_factory: pytest.TempPathFactory, resnet8_h5: Path) -> Path:
+    """The real model converted once per test session (conversion costs seconds)."""
+    from resnet8_onnx.convert import convert
+
+    out = tmp_path_factory.mktemp("resnet8") / "resnet8.onnx"
+    convert(resnet8_h5, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def keras_backend(resnet8_h5: Path):
+    from resnet8_onnx.backends.keras import KerasBackend
+
+    return KerasBackend(resnet8_h5)
+
+
+@pytest.fixture(scope="session")
+def keras_full_outputs(keras_backend, cifar_test):
+    """Keras outputs on all 10,000 test images, computed once."""
+    from resnet8_onnx.evaluate import run_inference
+
+    outputs, _ = run_inference(keras_backend, cifar_test)
+    return outputs
