@@ -1,0 +1,132 @@
+"""evaluate: the streaming loop, compatibility checks, records, and real-data accuracy."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model_factory import make_classifier, synthetic_dataset
+from resnet8_onnx.backends.onnxrt import OnnxRuntimeBackend
+from resnet8_onnx.errors import InvalidInputError
+from resnet8_onnx.evaluate import evaluate, run_inference
+
+
+def test_outputs_equal_direct_session_run(tmp_path) -> None:
+    backend = OnnxRuntimeBackend(make_classifier(tmp_path / "m.onnx"))
+    data = synthetic_dataset(37)
+    outputs, seconds = run_inference(backend, data, batch_size=8)
+    direct = backend.session.run(None, {"input": data.images.astype(np.float32)})[0]
+    np.testing.assert_allclose(outputs, direct, rtol=1e-6, atol=1e-7)
+    assert seconds > 0
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 64])
+def test_batch_size_does_not_change_predictions(tmp_path, batch_size) -> None:
+    backend = OnnxRuntimeBackend(make_classifier(tmp_path / "m.onnx"))
+    data = synthetic_dataset(30)
+    reference = evaluate(backend, data, batch_size=30)
+    result = evaluate(backend, data, batch_size=batch_size)
+    np.testing.assert_array_equal(result.predictions, reference.predictions)
+    assert result.metrics.correct == reference.metrics.correct
+
+
+def test_record_fields_and_determinism(tmp_path) -> None:
+    from sklearn.metrics import accuracy_score
+
+    backend = OnnxRuntimeBackend(make_classifier(tmp_path / "m.onnx"))
+    data = synthetic_dataset(50)
+    first = evaluate(backend, data).to_record()
+    second = evaluate(backend, data).to_record()
+    assert first["metrics"]["accuracy"] == pytest.approx(
+        accuracy_score(data.labels, evaluate(backend, data).predictions))
+    first.pop("timings")
+    second.pop("timings")
+    assert json.dumps(first, sort_keys=True, default=str) == json.dumps(
+        second, sort_keys=True, default=str)
+    assert first["model"]["backend"] == "onnxruntime"
+    assert first["data"]["count"] == 50
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [({"channels": 1}, "model input is 32×32×1"), ({"classes": 100}, "100 outputs"),
+     ({"height": 28, "width": 28}, "model input is 28×28×3")],
+)
+def test_incompatible_model_is_refused(tmp_path, kwargs, fragment) -> None:
+    backend = OnnxRuntimeBackend(make_classifier(tmp_path / "m.onnx", **kwargs))
+    with pytest.raises(InvalidInputError, match=fragment):
+        evaluate(backend, synthetic_dataset(10))
+
+
+def test_nan_outputs_are_an_error(tmp_path) -> None:
+    backend = OnnxRuntimeBackend(make_classifier(tmp_path / "m.onnx", nan_output=True,
+                                                 softmax=False))
+    with pytest.raises(InvalidInputError, match="NaN"):
+        evaluate(backend, synthetic_dataset(10))
+
+
+def test_logits_model_is_detected(tmp_path) -> None:
+    backend = OnnxRuntimeBackend(make_classifier(tmp_path / "m.onnx", softmax=False))
+    result = evaluate(backend, synthetic_dataset(40))
+    assert result.metrics.output_kind == "logits"
+
+
+def test_evaluation_never_imports_tensorflow(tmp_path) -> None:
+    """The ONNX path must not pay TensorFlow's import (seconds, hundreds of MB)."""
+    model = make_classifier(tmp_path / "m.onnx")
+    tests_dir = str(Path(__file__).parent)
+    code = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {tests_dir!r})
+        from model_factory import synthetic_dataset
+        from resnet8_onnx.backends import load_backend
+        from resnet8_onnx.evaluate import evaluate
+        from resnet8_onnx.report import to_json
+        r = evaluate(load_backend({str(model)!r}), synthetic_dataset(20))
+        to_json(r.to_record())
+        heavy = ("tensorflow", "keras", "tf2onnx", "sklearn")
+        print(",".join(sorted(m for m in heavy if m in sys.modules)))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+# --------------------------------------------------------------------------- real data
+@pytest.mark.slow
+def test_real_onnx_accuracy_and_keras_equality(
+    resnet8_onnx, cifar_test, keras_full_outputs
+) -> None:
+    result = evaluate(OnnxRuntimeBackend(resnet8_onnx), cifar_test)
+    assert result.metrics.total == 10_000
+    assert result.metrics.accuracy > 0.85
+    keras_correct = int((keras_full_outputs.argmax(1) == cifar_test.labels).sum())
+    assert result.metrics.correct == keras_correct
+    assert result.to_record()["data"]["full_official_test_set"] is True
+
+
+@pytest.mark.slow
+def test_perf_subset_binary_and_png_folder_agree(resnet8_onnx) -> None:
+    from resnet8_onnx.data import load_dataset
+
+    from conftest import shared_path
+
+    indices = shared_path("mlperf-tiny", "perf_samples_idxs.npy")
+    binary = load_dataset(shared_path("cifar-10", "cifar-10-batches-bin"), subset="perf",
+                          indices_file=indices, download=False)
+    folder = load_dataset(shared_path("cifar-10", "perf-png"), subset="perf",
+                          indices_file=indices, download=False)
+    backend = OnnxRuntimeBackend(resnet8_onnx)
+    a, b = evaluate(backend, binary), evaluate(backend, folder)
+    assert len(binary) == len(folder) == 200
+    assert sorted(binary.indices.tolist()) == sorted(folder.indices.tolist())
+    order_a, order_b = np.argsort(binary.indices), np.argsort(folder.indices)
+    np.testing.assert_array_equal(a.outputs[order_a], b.outputs[order_b])
+    assert a.metrics.correct == b.metrics.correct
+    assert a.metrics.confusion_matrix.tolist() == b.metrics.confusion_matrix.tolist()
+    assert a.to_record()["data"]["full_official_test_set"] is False
