@@ -1,0 +1,91 @@
+"""LiteRT (TFLite) backend via ``ai-edge-litert``: float and fully-quantised models.
+
+Quantised models take the input scale and zero point from the file itself (for MLCommons'
+int8 ResNet8 that is scale 1, zero point −128, i.e. ``uint8 − 128``) and dequantise the
+output the same way, so metrics compare like with like across runtimes.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from ..errors import InvalidInputError
+from ..fsutil import file_digest
+from .base import BackendInfo
+
+
+def _quantization(detail: dict[str, Any]) -> tuple[float, int] | None:
+    """(scale, zero_point) of a per-tensor quantised tensor, None for a float tensor."""
+    params = detail.get("quantization_parameters", {})
+    scales, zero_points = params.get("scales", []), params.get("zero_points", [])
+    if len(scales) == 0:
+        return None
+    if len(scales) != 1:
+        raise InvalidInputError(
+            f"{detail['name']}: per-channel quantised model I/O is not supported")
+    return float(scales[0]), int(zero_points[0])
+
+
+class LiteRTBackend:
+    """A LiteRT interpreter, resized to each batch; quantisation read from the file."""
+
+    def __init__(self, path: str | os.PathLike[str], *, threads: int | None = None) -> None:
+        from ai_edge_litert import __version__ as litert_version
+        from ai_edge_litert.interpreter import Interpreter
+
+        try:
+            self.interpreter = Interpreter(model_path=str(path), num_threads=threads or None)
+        except Exception as exc:  # LiteRT raises ValueError/RuntimeError with long text
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InvalidInputError(f"{path}: not a loadable TFLite model: {first}") from exc
+        inputs = self.interpreter.get_input_details()
+        outputs = self.interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise InvalidInputError(f"{path}: expected one input and one output")
+        self._in, self._out = inputs[0], outputs[0]
+        shape = [int(d) for d in self._in.get("shape_signature", self._in["shape"])]
+        if len(shape) != 4:
+            raise InvalidInputError(f"{path}: input has rank {len(shape)}, expected NHWC rank 4")
+        self.input_quantization = _quantization(self._in)
+        self.output_quantization = _quantization(self._out)
+        self._batch = None
+        self.info = BackendInfo(
+            name="litert",
+            model_path=str(path),
+            model_sha256=file_digest(path),
+            runtime_version=f"ai-edge-litert {litert_version}",
+            input_shape=(None, *shape[1:]),
+            num_classes=int(self._out["shape"][-1]),
+            input_dtype=np.dtype(self._in["dtype"]).name,
+            extra={
+                "input_quantization": self.input_quantization,
+                "output_quantization": self.output_quantization,
+                "threads": threads or 0,
+            },
+        )
+
+    def _resize(self, batch: int) -> None:
+        if batch != self._batch:
+            shape = [batch, *self.info.input_shape[1:]]
+            self.interpreter.resize_tensor_input(self._in["index"], shape)
+            self.interpreter.allocate_tensors()
+            self._batch = batch
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """Float pixels in, float outputs out; (de)quantised at the edges when the model is."""
+        x = np.asarray(batch, dtype=np.float32)
+        if self.input_quantization is not None:
+            scale, zero = self.input_quantization
+            info = np.iinfo(self._in["dtype"])
+            x = np.clip(np.round(x / scale) + zero, info.min, info.max).astype(self._in["dtype"])
+        self._resize(len(x))
+        self.interpreter.set_tensor(self._in["index"], x)
+        self.interpreter.invoke()
+        y = self.interpreter.get_tensor(self._out["index"])
+        if self.output_quantization is not None:
+            scale, zero = self.output_quantization
+            return ((y.astype(np.float32) - zero) * scale).astype(np.float32)
+        return y.astype(np.float32, copy=True)
