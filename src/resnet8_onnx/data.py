@@ -1,0 +1,863 @@
+"""CIFAR-10 for evaluation: locate a distribution, verify it, parse it, select a subset.
+
+Every official distribution is read in place: the binary and pickle directories, their two
+tarballs (one member streamed into memory, nothing extracted), and an image folder of
+lossless files. Files are checked against their official checksums; a file with an official
+name but different bytes is still loaded when its structure is sound, but the data set is then
+marked unofficial and says why, so a figure measured on it is never passed off as the official
+test-set figure. Pickled batches go through an allow-list unpickler: a batch can describe a
+numpy array and nothing else, so a tampered file cannot run code.
+
+Images stay uint8 (N, 32, 32, 3) RGB in memory; conversion to float32 happens one batch at a
+time in :meth:`Dataset.batches`. The model's preprocessing is exactly that conversion: raw
+0-255 values, no normalisation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import os
+import pickle
+import tarfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InputNotFoundError, InvalidInputError, UnsafeInputError, UsageError
+from .fetch import data_dirs, fetch, find_file, walk
+from .fsutil import file_digest
+from .progress import track
+
+CLASS_NAMES: tuple[str, ...] = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
+SUBSETS = ("full", "perf")
+SPLITS = ("test", "train")
+
+NUM_CLASSES = len(CLASS_NAMES)
+TEST_SET_SIZE = 10_000
+BATCH_SIZE = 10_000  # images per official batch file
+IMAGE_SHAPE = (32, 32, 3)
+IMAGE_BYTES = 32 * 32 * 3
+RECORD_BYTES = 1 + IMAGE_BYTES
+_MAX_FILE_BYTES = 256 << 20  # an official batch is 30.7 MB; refuse to read absurd sizes
+
+BINARY_DIR = "cifar-10-batches-bin"
+PYTHON_DIR = "cifar-10-batches-py"
+BINARY_TAR = "cifar-10-binary.tar.gz"
+PYTHON_TAR = "cifar-10-python.tar.gz"
+PERF_INDICES = "perf_samples_idxs.npy"
+PERF_INDICES_SHA256 = "3bd4a88eeb4c50fad652d0f24c8af13bc9219ba2878aea47c6536bfbeb43024d"
+
+# md5 of every file inside the official archives. Python names: torchvision's cifar.py; binary
+# names: the same values appear in several independent public checksum lists.
+OFFICIAL_MD5: dict[str, dict[str, str]] = {
+    "binary": {
+        "data_batch_1.bin": "5dd7e06a14cb22eb9f671a540d1b7c25",
+        "data_batch_2.bin": "5ea93a67294ea407fff1d09f752e9692",
+        "data_batch_3.bin": "942cd6a4bcdd0dd3c604fbe906cb4421",
+        "data_batch_4.bin": "ae636b3ba5c66a11e91e8cb52e771fcb",
+        "data_batch_5.bin": "53f37980c15c3d472c316c40844f3f0d",
+        "test_batch.bin": "803d5f7f4d78ea53de84dbe85f74fb6d",
+    },
+    "python": {
+        "data_batch_1": "c99cafc152244af753f735de768cd75f",
+        "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+        "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+        "data_batch_4": "634d18415352ddfa80567beed471001a",
+        "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+        "test_batch": "40351d587109b95175f43aff81a1287e",
+        "batches.meta": "5ff9c542aee3614f3951f8cda6e48888",
+    },
+}
+_ARCHIVE_MD5 = {
+    BINARY_TAR: "c32a1d4ab5d03f1284b67883e8d87530",
+    PYTHON_TAR: "c58f30108f718f92721af3b95e74349a",
+}
+_FORMAT_DIR = {"binary": BINARY_DIR, "python": PYTHON_DIR}
+_META = {"binary": "batches.meta.txt", "python": "batches.meta"}
+
+_LOSSLESS_FORMATS = {"PNG", "BMP", "PPM", "TIFF"}
+_LOSSY_FORMATS = {"JPEG"}
+_IMAGE_SUFFIXES = {".png", ".bmp", ".ppm", ".tif", ".tiff", ".jpg", ".jpeg"}
+
+
+def _batch_names(fmt: str, split: str) -> list[str]:
+    suffix = ".bin" if fmt == "binary" else ""
+    if split == "test":
+        return [f"test_batch{suffix}"]
+    return [f"data_batch_{i}{suffix}" for i in range(1, 6)]
+
+
+def _oneline(text: object, limit: int = 200) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where a data set came from and what was verified about it."""
+
+    kind: str  # "binary-dir" | "python-dir" | "binary-tar" | "python-tar" | "image-folder"
+    path: str
+    checks: tuple[str, ...]
+    official: bool
+    warnings: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        """JSON-ready form for reports."""
+        return {
+            "kind": self.kind,
+            "path": self.path,
+            "official": self.official,
+            "checks": list(self.checks),
+            "warnings": list(self.warnings),
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """Images and labels in memory plus an exact account of which images they are."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    class_names: tuple[str, ...]
+    source: DataSource
+    split: str = "test"
+    subset: str = "full"
+    indices: np.ndarray | None = None
+    _per_class: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != np.uint8 or self.images.shape[1:] != IMAGE_SHAPE:
+            raise ValueError(
+                f"images must be uint8 (N, 32, 32, 3), got {self.images.dtype} {self.images.shape}"
+            )
+        if self.labels.shape != (len(self.images),):
+            raise ValueError("labels must be 1-D with one label per image")
+        if self.indices is not None and self.indices.shape != self.labels.shape:
+            raise ValueError("indices must be 1-D with one index per image")
+        counts = np.bincount(self.labels, minlength=len(self.class_names))
+        object.__setattr__(self, "_per_class", counts)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def batches(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``(float32 NHWC batch, int64 labels)`` in order; float32 one batch at a time, because
+        the whole test set as float32 is 123 MB that nothing needs at once."""
+        if batch_size < 1:
+            raise UsageError(f"batch size must be at least 1, got {batch_size}")
+        for start in range(0, len(self), batch_size):
+            stop = start + batch_size
+            yield self.images[start:stop].astype(np.float32), self.labels[start:stop]
+
+    def limit(self, n: int) -> Dataset:
+        """The first ``n`` images, renamed so the result is never mistaken for the whole set."""
+        if n < 1:
+            raise UsageError(f"limit must be at least 1, got {n}")
+        if n >= len(self):
+            return self
+        return dataclasses.replace(
+            self,
+            images=self.images[:n],
+            labels=self.labels[:n],
+            indices=None if self.indices is None else self.indices[:n],
+            subset=f"first-{n} of {self.subset}",
+        )
+
+    def select(self, indices: np.ndarray, subset: str) -> Dataset:
+        """Images by original test-set index, in the order given (e.g. the MLPerf perf order)."""
+        wanted = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if self.indices is None:
+            raise InvalidInputError(
+                f"{self.source.path}: images carry no test-set index, so the {subset} subset "
+                "cannot be selected (name image files by their test-set index, e.g. 00447.png)"
+            )
+        order = np.argsort(self.indices, kind="stable")
+        ordered = self.indices[order]
+        pos = np.clip(np.searchsorted(ordered, wanted), 0, max(len(ordered) - 1, 0))
+        present = (ordered[pos] == wanted) if len(ordered) else np.zeros(len(wanted), bool)
+        if not present.all():
+            missing = wanted[~present]
+            raise InvalidInputError(
+                f"{self.source.path}: {len(missing):,} of {len(wanted):,} {subset} indices are not "
+                f"in this data set of {len(self):,} images (first missing: {int(missing[0])})"
+            )
+        take = order[pos]
+        return dataclasses.replace(
+            self,
+            images=self.images[take],
+            labels=self.labels[take],
+            indices=wanted.copy(),
+            subset=subset,
+        )
+
+    @property
+    def per_class(self) -> dict[str, int]:
+        """Image count per class name."""
+        return {name: int(c) for name, c in zip(self.class_names, self._per_class, strict=False)}
+
+    @property
+    def is_full_official_test_set(self) -> bool:
+        """True only for all 10,000 official test images, verified, with no subset applied."""
+        return (
+            self.split == "test"
+            and self.subset == "full"
+            and self.source.official
+            and len(self) == TEST_SET_SIZE
+            and bool(np.all(self._per_class == TEST_SET_SIZE // NUM_CLASSES))
+        )
+
+    def describe(self) -> dict:
+        """JSON-ready account of exactly which images this is (for every report)."""
+        indices_sha256 = None
+        if self.subset != "full" and self.indices is not None:
+            indices_sha256 = hashlib.sha256(self.indices.astype("<i8").tobytes()).hexdigest()
+        return {
+            "source": self.source.to_dict(),
+            "split": self.split,
+            "subset": self.subset,
+            "count": len(self),
+            "per_class": self.per_class,
+            "full_official_test_set": self.is_full_official_test_set,
+            "indices_sha256": indices_sha256,
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# Parsers (shared by directories and tarball members)
+# --------------------------------------------------------------------------------------------
+
+
+def _check_labels(labels: np.ndarray, name: str) -> None:
+    bad = np.flatnonzero((labels < 0) | (labels >= NUM_CLASSES))
+    if len(bad):
+        raise InvalidInputError(
+            f"{name}: label {int(labels[bad[0]])} out of range 0–9 at record {int(bad[0])}"
+        )
+
+
+def parse_binary_records(buf: bytes, *, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Parse 3,073-byte records (label, 1,024 R, 1,024 G, 1,024 B) into NHWC uint8 + int64.
+
+    A vectorised view and one transpose: the 30 MB test batch parses in milliseconds.
+    """
+    size = len(buf)
+    if size == 0:
+        raise InvalidInputError(f"{name}: empty file, expected 3,073-byte records")
+    if size % RECORD_BYTES:
+        raise InvalidInputError(
+            f"{name}: truncated: {size:,} bytes is not a multiple of 3,073-byte records"
+        )
+    records = np.frombuffer(buf, dtype=np.uint8).reshape(-1, RECORD_BYTES)
+    labels = records[:, 0].astype(np.int64)
+    _check_labels(labels, name)
+    images = records[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(images), labels
+
+
+def _allowed_globals() -> dict[tuple[str, str], Any]:
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import _reconstruct
+    return {
+        ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+    }
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Unpickler that can rebuild numpy arrays and plain containers, and nothing else.
+
+    Containers, numbers and strings are opcodes; the only globals the official batches name are
+    numpy's array reconstruction. Every other global (``os.system``, ``builtins.exec``...) is
+    refused before it is imported, so nothing in the file can run.
+    """
+
+    def __init__(self, data: bytes, name: str) -> None:
+        super().__init__(io.BytesIO(data), encoding="bytes")
+        self._name = name
+        self._allowed = _allowed_globals()
+
+    def find_class(self, module: str, name: str) -> Any:
+        obj = self._allowed.get((module, name))
+        if obj is None:
+            raise UnsafeInputError(
+                f"{self._name}: refused pickled global {_oneline(module, 80)}.{_oneline(name, 80)} "
+                "(a CIFAR-10 batch only holds numpy arrays); nothing was executed"
+            )
+        return obj
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise InvalidInputError(f"{self._name}: pickle uses persistent ids, not a CIFAR-10 batch")
+
+
+def restricted_loads(data: bytes, *, name: str) -> Any:
+    """Unpickle a Python 2 era CIFAR-10 file (bytes keys) without ever running code from it."""
+    try:
+        return _RestrictedUnpickler(data, name).load()
+    except (UnsafeInputError, InvalidInputError):
+        raise
+    except Exception as exc:  # any malformed pickle: EOFError, UnpicklingError, ValueError...
+        raise InvalidInputError(
+            f"{name}: not a valid pickle ({type(exc).__name__}: {_oneline(exc, 120)})"
+        ) from None
+
+
+def _as_text_key(key: Any) -> Any:
+    return key.decode("latin-1") if isinstance(key, bytes) else key
+
+
+def _parse_python_batch(buf: bytes, *, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """A pickled batch dict (b"data" uint8 (N, 3072), b"labels" list) → NHWC uint8 + int64."""
+    obj = restricted_loads(buf, name=name)
+    if not isinstance(obj, dict):
+        raise InvalidInputError(
+            f"{name}: expected a dict of batch fields, unpickled a {type(obj).__name__}"
+        )
+    fields = {_as_text_key(k): v for k, v in obj.items()}
+    for key in ("data", "labels"):
+        if key not in fields:
+            raise InvalidInputError(f"{name}: batch has no {key!r} field")
+    data = fields["data"]
+    if (
+        not isinstance(data, np.ndarray)
+        or data.dtype != np.uint8
+        or data.ndim != 2
+        or data.shape[1] != IMAGE_BYTES
+    ):
+        got = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+        raise InvalidInputError(f"{name}: 'data' must be a uint8 array (N, 3072), got {got}")
+    raw_labels = fields["labels"]
+    if not isinstance(raw_labels, list | np.ndarray) or not all(
+        isinstance(v, int | np.integer) and not isinstance(v, bool) for v in raw_labels
+    ):
+        raise InvalidInputError(f"{name}: 'labels' must be a list of integers")
+    try:
+        labels = np.asarray(raw_labels, dtype=np.int64).reshape(-1)
+    except (OverflowError, ValueError):
+        raise InvalidInputError(f"{name}: 'labels' holds integers out of range 0–9") from None
+    if len(labels) != len(data):
+        raise InvalidInputError(f"{name}: {len(data):,} images but {len(labels):,} labels")
+    if len(labels) == 0:
+        raise InvalidInputError(f"{name}: batch holds no images")
+    _check_labels(labels, name)
+    images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(images), labels
+
+
+def _parse_meta(fmt: str, buf: bytes, *, name: str) -> list[str]:
+    """Class names from batches.meta.txt (one per line) or batches.meta (pickled dict)."""
+    if fmt == "binary":
+        try:
+            text = buf.decode("ascii")
+        except UnicodeDecodeError:
+            raise InvalidInputError(f"{name}: not a text file of class names") from None
+        return [line.strip() for line in text.splitlines() if line.strip()]
+    obj = restricted_loads(buf, name=name)
+    names = obj.get(b"label_names", obj.get("label_names")) if isinstance(obj, dict) else None
+    if not isinstance(names, list) or not all(isinstance(n, bytes | str) for n in names):
+        raise InvalidInputError(f"{name}: no 'label_names' list of class names")
+    return [n.decode("latin-1") if isinstance(n, bytes) else n for n in names]
+
+
+# --------------------------------------------------------------------------------------------
+# Indices (the MLPerf Tiny perf subset)
+# --------------------------------------------------------------------------------------------
+
+
+def _read_indices(path: str | os.PathLike[str]) -> tuple[np.ndarray, list[str], list[str]]:
+    p = Path(path)
+    if not p.is_file():
+        raise InputNotFoundError(f"{p}: indices file not found")
+    try:
+        arr = np.load(p, allow_pickle=False)
+    except ValueError as exc:
+        raise InvalidInputError(f"{p}: not a plain .npy array ({_oneline(exc, 120)})") from None
+    except (OSError, EOFError) as exc:
+        raise InvalidInputError(f"{p}: cannot read .npy file ({_oneline(exc, 120)})") from None
+    if not isinstance(arr, np.ndarray):
+        if hasattr(arr, "close"):
+            arr.close()
+        raise InvalidInputError(f"{p}: expected a .npy array, got a .npz archive")
+    if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
+        raise InvalidInputError(f"{p}: expected a 1-D integer array, got {arr.dtype} {arr.shape}")
+    if arr.size == 0:
+        raise InvalidInputError(f"{p}: holds no indices")
+    idx = arr.astype(np.int64)
+    if int(idx.min()) < 0 or int(idx.max()) >= TEST_SET_SIZE:
+        bad = idx[(idx < 0) | (idx >= TEST_SET_SIZE)][0]
+        raise InvalidInputError(f"{p}: index {int(bad)} out of range 0–9999")
+    uniq, counts = np.unique(idx, return_counts=True)
+    if len(uniq) != len(idx):
+        raise InvalidInputError(f"{p}: index {int(uniq[counts > 1][0])} appears more than once")
+    checks = [f"{p.name}: {len(idx):,} unique indices in 0–9999"]
+    warnings: list[str] = []
+    if p.name == PERF_INDICES:
+        digest = file_digest(p, "sha256")
+        if digest == PERF_INDICES_SHA256:
+            checks.append(f"{p.name}: sha256 {digest} (official)")
+        else:
+            checks.append(f"{p.name}: sha256 {digest} (official is {PERF_INDICES_SHA256})")
+            warnings.append(
+                f"{p.name}: differs from the official MLPerf Tiny file; the subset is not the "
+                "official perf subset"
+            )
+    return idx, checks, warnings
+
+
+def load_indices(path: str | os.PathLike[str]) -> np.ndarray:
+    """Test-set indices from a .npy file (no pickles): 1-D, integer, unique, in 0–9999."""
+    return _read_indices(path)[0]
+
+
+# --------------------------------------------------------------------------------------------
+# Sources
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Layout:
+    kind: str  # DataSource.kind
+    path: Path
+
+    @property
+    def fmt(self) -> str:
+        return "binary" if self.kind.startswith("binary") else "python"
+
+    def has_split(self, split: str) -> bool:
+        if self.kind.endswith("-dir"):
+            return all((self.path / n).is_file() for n in _batch_names(self.fmt, split))
+        return True
+
+
+def _read_file(path: Path) -> bytes:
+    try:
+        size = path.stat().st_size
+        if size > _MAX_FILE_BYTES:
+            raise InvalidInputError(f"{path}: {size:,} bytes is far larger than a CIFAR-10 batch")
+        return path.read_bytes()
+    except OSError as exc:
+        raise InvalidInputError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def _read_dir(layout: _Layout, names: list[str], optional: str) -> dict[str, tuple[str, bytes]]:
+    """``{name: (label for messages, bytes)}`` for each batch file of a directory layout."""
+    out: dict[str, tuple[str, bytes]] = {}
+    for name in [*names, optional]:
+        path = layout.path / name
+        if not path.is_file():
+            if name == optional:
+                continue
+            raise InputNotFoundError(f"{path}: missing from the {layout.kind} layout")
+        out[name] = (str(path), _read_file(path))
+    return out
+
+
+def _read_tar(layout: _Layout, names: list[str], optional: str) -> dict[str, tuple[str, bytes]]:
+    """Stream the wanted members out of a tarball into memory; nothing touches the disk."""
+    top = _FORMAT_DIR[layout.fmt]
+    wanted = {f"{top}/{n}": n for n in [*names, optional]}
+    out: dict[str, tuple[str, bytes]] = {}
+    try:
+        with tarfile.open(layout.path, "r:*") as tar:
+            for member in tar:
+                name = wanted.get(member.name.removeprefix("./"))
+                if name is None or name in out:
+                    continue
+                label = f"{layout.path}:{member.name}"
+                if not member.isfile():
+                    raise InvalidInputError(f"{label}: not a regular file")
+                if member.size > _MAX_FILE_BYTES:
+                    raise InvalidInputError(
+                        f"{label}: {member.size:,} bytes is far larger than a CIFAR-10 batch"
+                    )
+                handle = tar.extractfile(member)
+                if handle is None:
+                    raise InvalidInputError(f"{label}: cannot read member")
+                out[name] = (label, handle.read())
+                if len(out) == len(wanted):
+                    break
+    except InvalidInputError:
+        raise
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        raise InvalidInputError(
+            f"{layout.path}: not a readable tar archive ({_oneline(exc, 120)})"
+        ) from None
+    for name in names:
+        if name not in out:
+            raise InvalidInputError(f"{layout.path}: archive has no member {top}/{name}")
+    return out
+
+
+def _load_batches(layout: _Layout, split: str) -> Dataset:
+    fmt = layout.fmt
+    names = _batch_names(fmt, split)
+    meta_name = _META[fmt]
+    checks: list[str] = []
+    warnings: list[str] = []
+    official = True
+    if layout.kind.endswith("-tar"):
+        expected = _ARCHIVE_MD5.get(layout.path.name)
+        with track(f"Verifying {layout.path.name}", None):
+            digest = file_digest(layout.path, "md5")
+        if expected is None:
+            checks.append(f"{layout.path.name}: md5 {digest} (not an official archive name)")
+        elif digest == expected:
+            checks.append(f"{layout.path.name}: md5 {digest} (official)")
+        else:
+            checks.append(
+                f"{layout.path.name}: md5 {digest} (official is {expected}); "
+                "members checked one by one"
+            )
+        with track(f"Reading {layout.path.name}", None):
+            files = _read_tar(layout, names, meta_name)
+    else:
+        files = _read_dir(layout, names, meta_name)
+
+    images_parts: list[np.ndarray] = []
+    labels_parts: list[np.ndarray] = []
+    for name in names:
+        label, buf = files[name]
+        if fmt == "binary":
+            images, labels = parse_binary_records(buf, name=label)
+        else:
+            images, labels = _parse_python_batch(buf, name=label)
+        counts = np.bincount(labels, minlength=NUM_CLASSES)
+        n = len(labels)
+        per_class = TEST_SET_SIZE // NUM_CLASSES
+        if split == "test" and n == TEST_SET_SIZE and not np.all(counts == per_class):
+            got = ", ".join(
+                f"{c} {int(k):,}"
+                for c, k in zip(CLASS_NAMES, counts, strict=True)
+                if k != per_class
+            )
+            raise InvalidInputError(
+                f"{label}: expected 1,000 images per class in the test set, got {got}"
+            )
+        digest = hashlib.md5(buf).hexdigest()
+        want = OFFICIAL_MD5[fmt][name]
+        if digest == want:
+            checks.append(f"{name}: md5 {digest} (official)")
+        else:
+            official = False
+            checks.append(f"{name}: md5 {digest} (official is {want})")
+            warnings.append(
+                f"{name}: not the official file (md5 differs); loaded because its structure is "
+                f"valid, but figures from it are not comparable to the official {split} set"
+            )
+        balance = ", 1,000 per class" if split == "test" and n == TEST_SET_SIZE else ""
+        checks.append(f"{name}: {n:,} records, labels in 0–9{balance}")
+        if n != BATCH_SIZE:
+            warnings.append(f"{name}: holds {n:,} images, not the 10,000 of an official batch")
+        images_parts.append(images)
+        labels_parts.append(labels)
+
+    if meta_name in files:
+        label, buf = files[meta_name]
+        class_names = _parse_meta(fmt, buf, name=label)
+        if tuple(class_names) != CLASS_NAMES:
+            raise InvalidInputError(
+                f"{label}: class names {_oneline(class_names, 120)} are not the CIFAR-10 classes"
+            )
+        want_meta = OFFICIAL_MD5[fmt].get(meta_name)
+        digest = hashlib.md5(buf).hexdigest()
+        if want_meta is None:
+            checks.append(f"{meta_name}: the 10 CIFAR-10 class names (no official checksum known)")
+        elif digest == want_meta:
+            checks.append(f"{meta_name}: md5 {digest} (official), the 10 CIFAR-10 class names")
+        else:
+            official = False
+            checks.append(f"{meta_name}: md5 {digest} (official is {want_meta}), class names match")
+            warnings.append(f"{meta_name}: not the official file (md5 differs)")
+    else:
+        checks.append(f"{meta_name}: absent, CIFAR-10 class names assumed")
+
+    images = images_parts[0] if len(images_parts) == 1 else np.concatenate(images_parts)
+    labels = labels_parts[0] if len(labels_parts) == 1 else np.concatenate(labels_parts)
+    images.setflags(write=False)
+    labels.setflags(write=False)
+    source = DataSource(
+        kind=layout.kind,
+        path=str(layout.path),
+        checks=tuple(checks),
+        official=official,
+        warnings=tuple(warnings),
+    )
+    indices = np.arange(len(labels), dtype=np.int64) if split == "test" else None
+    return Dataset(images, labels, CLASS_NAMES, source, split=split, indices=indices)
+
+
+def _load_image_folder(root: Path, split: str) -> Dataset:
+    """Class-name subdirectories of 32×32 lossless images; numeric stems are test-set indices."""
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - Pillow is a declared dependency
+        raise InvalidInputError(
+            f"{root}: reading an image folder needs Pillow (pip install pillow)"
+        ) from None
+
+    entries: list[tuple[int, str, Path]] = []
+    ignored: list[str] = []
+    for child in sorted(root.iterdir()):
+        if child.name.startswith("."):
+            continue
+        if child.is_dir():
+            if child.name not in CLASS_NAMES:
+                raise InvalidInputError(
+                    f"{child}: not a CIFAR-10 class name; an image folder holds one subdirectory "
+                    f"per class ({', '.join(CLASS_NAMES)})"
+                )
+            label = CLASS_NAMES.index(child.name)
+            for f in sorted(child.iterdir()):
+                if f.name.startswith("."):
+                    continue
+                if f.is_dir():
+                    raise InvalidInputError(f"{f}: nested directories are not supported")
+                if f.suffix.lower() in _IMAGE_SUFFIXES:
+                    entries.append((label, f.stem, f))
+                else:
+                    ignored.append(f.name)
+        elif child.suffix.lower() in _IMAGE_SUFFIXES:
+            raise InvalidInputError(f"{child}: image outside a class subdirectory")
+    if not entries:
+        raise InvalidInputError(f"{root}: image folder holds no images")
+
+    numeric = all(stem.isascii() and stem.isdigit() for _, stem, _ in entries)
+    indices: np.ndarray | None = None
+    if numeric and split == "test":
+        values = np.array([int(stem) for _, stem, _ in entries], dtype=np.int64)
+        if len(np.unique(values)) == len(values) and int(values.max()) < TEST_SET_SIZE:
+            order = np.argsort(values, kind="stable")
+            entries = [entries[i] for i in order]
+            indices = values[order]
+    if indices is None:
+        entries.sort(key=lambda e: (e[0], e[2].name))
+
+    n = len(entries)
+    images = np.empty((n, *IMAGE_SHAPE), dtype=np.uint8)
+    labels = np.array([label for label, _, _ in entries], dtype=np.int64)
+    formats: dict[str, int] = {}
+    transparent = 0
+    with track(f"Reading {root.name}", n) as advance:
+        for i, (_, _, path) in enumerate(entries):
+            try:
+                with Image.open(path) as im:
+                    if im.size != (32, 32):
+                        raise InvalidInputError(
+                            f"{path}: image is {im.size[0]}×{im.size[1]}, expected 32×32"
+                        )
+                    fmt = im.format or "unknown"
+                    if fmt not in _LOSSLESS_FORMATS | _LOSSY_FORMATS:
+                        raise InvalidInputError(f"{path}: {fmt} images are not supported, use PNG")
+                    if im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+                        raise InvalidInputError(
+                            f"{path}: {im.mode} (16-bit/float) images are not supported, "
+                            "use 8-bit RGB"
+                        )
+                    if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
+                        alpha = np.asarray(im.convert("RGBA"))[..., 3]
+                        transparent += int(np.any(alpha != 255))
+                    images[i] = np.asarray(im.convert("RGB"))
+            except InvalidInputError:
+                raise
+            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+                raise InvalidInputError(
+                    f"{path}: cannot read image ({_oneline(exc, 120)})"
+                ) from None
+            formats[fmt] = formats.get(fmt, 0) + 1
+            advance(1)
+
+    checks = [
+        f"{root.name}: {n:,} images in {len(set(labels.tolist()))} class folders, all 32×32, "
+        + ", ".join(f"{k} ×{v:,}" for k, v in sorted(formats.items()))
+    ]
+    if indices is not None:
+        checks.append(f"{root.name}: file names are test-set indices, images sorted by index")
+    else:
+        checks.append(
+            f"{root.name}: file names are not test-set indices; sorted by class, then name"
+        )
+    warnings: list[str] = []
+    lossy = sum(v for k, v in formats.items() if k in _LOSSY_FORMATS)
+    if lossy:
+        warnings.append(
+            f"{root.name}: {lossy:,} images are JPEG (lossy); accuracy will not match the "
+            "official test set"
+        )
+    if transparent:
+        warnings.append(f"{root.name}: {transparent:,} images had transparency, which was dropped")
+    if ignored:
+        warnings.append(
+            f"{root.name}: ignored {len(ignored):,} non-image files (e.g. {ignored[0]})"
+        )
+    images.setflags(write=False)
+    labels.setflags(write=False)
+    source = DataSource(
+        kind="image-folder",
+        path=str(root),
+        checks=tuple(checks),
+        official=False,
+        warnings=tuple(warnings),
+    )
+    return Dataset(images, labels, CLASS_NAMES, source, split=split, indices=indices)
+
+
+def _tar_kind(path: Path) -> str:
+    """binary-tar or python-tar, from the official name or else the first member's directory."""
+    if path.name == BINARY_TAR:
+        return "binary-tar"
+    if path.name == PYTHON_TAR:
+        return "python-tar"
+    try:
+        with tarfile.open(path, "r:*") as tar:
+            for member in tar:
+                top = member.name.removeprefix("./").split("/", 1)[0]
+                if top == BINARY_DIR:
+                    return "binary-tar"
+                if top == PYTHON_DIR:
+                    return "python-tar"
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        raise InvalidInputError(
+            f"{path}: not a readable tar archive ({_oneline(exc, 120)})"
+        ) from None
+    raise InvalidInputError(f"{path}: archive holds neither {BINARY_DIR}/ nor {PYTHON_DIR}/")
+
+
+def _layout_at(path: Path) -> _Layout | None:
+    """The layout ``path`` itself is, if any (a user pointing straight at the data)."""
+    if path.is_file():
+        if path.name.endswith((".tar.gz", ".tgz", ".tar")):
+            return _Layout(_tar_kind(path), path)
+        raise InvalidInputError(
+            f"{path}: not a CIFAR-10 source; expected a directory or a .tar.gz archive"
+        )
+    if not path.is_dir():
+        return None
+    if any((path / n).is_file() for n in ("test_batch.bin", "data_batch_1.bin")):
+        return _Layout("binary-dir", path)
+    if any((path / n).is_file() for n in ("test_batch", "data_batch_1")):
+        return _Layout("python-dir", path)
+    if any((path / c).is_dir() for c in CLASS_NAMES):
+        return _Layout("image-folder", path)
+    return None
+
+
+_PREFERENCE = {
+    BINARY_DIR: "binary-dir",
+    PYTHON_DIR: "python-dir",
+    BINARY_TAR: "binary-tar",
+    PYTHON_TAR: "python-tar",
+}
+_KIND_RANK = {kind: rank for rank, kind in enumerate(_PREFERENCE.values())}
+
+
+def _search(root: Path, split: str) -> _Layout | None:
+    """Best official layout under ``root`` (two levels down), preferring one that has ``split``."""
+    found: list[_Layout] = []
+    for path in walk(root):
+        kind = _PREFERENCE.get(path.name)
+        if kind is None or (kind.endswith("-dir") != path.is_dir()):
+            continue
+        found.append(_Layout(kind, path))
+    if not found:
+        return None
+    found.sort(key=lambda lay: _KIND_RANK[lay.kind])  # stable: walk order within a kind
+    complete = [lay for lay in found if lay.has_split(split)]
+    return (complete or found)[0]
+
+
+def _locate(data_dir: str | os.PathLike[str] | None, split: str, download: bool | None) -> _Layout:
+    named = None
+    if data_dir is not None:
+        named = Path(data_dir).expanduser()
+        if not named.exists():
+            raise InputNotFoundError(f"{data_dir}: data directory does not exist")
+    elif os.environ.get("RESNET8_ONNX_DATA_DIR"):
+        named = Path(os.environ["RESNET8_ONNX_DATA_DIR"]).expanduser()
+    if named is not None and named.exists():
+        direct = _layout_at(named)
+        if direct is not None:
+            return direct
+    for root in data_dirs(data_dir):
+        found = _search(root, split)
+        if found is not None:
+            return found
+    path = fetch(BINARY_TAR, data_dir, download=download, what=f"CIFAR-10 {split} set")
+    return _Layout("binary-tar", path)
+
+
+def load_dataset(
+    data_dir: str | os.PathLike[str] | None = None,
+    *,
+    split: str = "test",
+    subset: str = "full",
+    indices_file: str | os.PathLike[str] | None = None,
+    download: bool | None = None,
+) -> Dataset:
+    """Find, verify and load CIFAR-10 from ``data_dir`` (or the usual places), then subset it.
+
+    ``data_dir`` may be a layout itself (a batches directory, a tarball, an image folder) or a
+    directory holding one up to two levels down. With nothing found the official binary
+    tarball is downloaded into the cache when allowed. ``subset="perf"`` selects the MLPerf
+    Tiny 200 images by the indices in ``indices_file`` or a ``perf_samples_idxs.npy`` found
+    (or downloaded) the same way.
+    """
+    if split not in SPLITS:
+        raise UsageError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
+    if subset not in SUBSETS:
+        raise UsageError(f"unknown subset {subset!r}; choose from {', '.join(SUBSETS)}")
+    if subset == "perf" and split != "test":
+        raise UsageError("the perf subset is part of the test split")
+    if indices_file is not None and subset != "perf":
+        raise UsageError("an indices file only applies to the perf subset")
+
+    layout = _locate(data_dir, split, download)
+    if layout.kind == "image-folder":
+        dataset = _load_image_folder(layout.path, split)
+    else:
+        dataset = _load_batches(layout, split)
+    if subset == "full":
+        return dataset
+
+    if indices_file is not None:
+        path = Path(indices_file).expanduser()
+        if not path.is_file():
+            raise InputNotFoundError(f"{indices_file}: indices file not found")
+    else:
+        path = find_file(PERF_INDICES, data_dir) or fetch(
+            PERF_INDICES, data_dir, download=download, what="MLPerf Tiny perf subset indices"
+        )
+    indices, checks, warnings = _read_indices(path)
+    selected = dataset.select(indices, subset)
+    source = dataclasses.replace(
+        selected.source,
+        checks=(*selected.source.checks, *checks),
+        warnings=(*selected.source.warnings, *warnings),
+        official=selected.source.official and not warnings,
+    )
+    return dataclasses.replace(selected, source=source)
