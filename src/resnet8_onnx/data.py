@@ -146,12 +146,13 @@ class Dataset:
     split: str = "test"
     subset: str = "full"
     indices: np.ndarray | None = None
+    source_count: int | None = None  # images the source held before subsetting (None: len)
     _per_class: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.images.dtype != np.uint8 or self.images.shape[1:] != IMAGE_SHAPE:
+        if self.images.dtype != np.uint8 or self.images.ndim != 4:
             raise ValueError(
-                f"images must be uint8 (N, 32, 32, 3), got {self.images.dtype} {self.images.shape}"
+                f"images must be uint8 NHWC, got {self.images.dtype} {self.images.shape}"
             )
         if self.labels.shape != (len(self.images),):
             raise ValueError("labels must be 1-D with one label per image")
@@ -184,6 +185,7 @@ class Dataset:
             labels=self.labels[:n],
             indices=None if self.indices is None else self.indices[:n],
             subset=f"first-{n} of {self.subset}",
+            source_count=self.available,
         )
 
     def select(self, indices: np.ndarray, subset: str) -> Dataset:
@@ -211,7 +213,13 @@ class Dataset:
             labels=self.labels[take],
             indices=wanted.copy(),
             subset=subset,
+            source_count=self.available,
         )
+
+    @property
+    def available(self) -> int:
+        """How many images the source held before any subset or limit."""
+        return len(self) if self.source_count is None else self.source_count
 
     @property
     def per_class(self) -> dict[str, int]:
@@ -234,11 +242,17 @@ class Dataset:
         indices_sha256 = None
         if self.subset != "full" and self.indices is not None:
             indices_sha256 = hashlib.sha256(self.indices.astype("<i8").tobytes()).hexdigest()
+        limit = None
+        if self.subset.startswith("first-"):
+            limit = int(self.subset.split(" ", 1)[0].removeprefix("first-"))
         return {
+            "dataset": "CIFAR-10",
             "source": self.source.to_dict(),
             "split": self.split,
             "subset": self.subset,
             "count": len(self),
+            "source_count": self.available,
+            "limit": limit,
             "per_class": self.per_class,
             "full_official_test_set": self.is_full_official_test_set,
             "indices_sha256": indices_sha256,
