@@ -335,8 +335,8 @@ def test_comparison_terminal_puts_the_verdict_first() -> None:
     text = _terminal(report.render_comparison_terminal, make_comparison(passed=True))
     assert text.index("VERDICT: PASS") < text.index("airplane")
     assert "Keras and ONNX agree on every prediction." in text
-    assert "Keras correct" in text
-    assert "ONNX correct" in text
+    assert "Keras acc." in text
+    assert "ONNX acc." in text
     assert "full official set" in text
     failed = _terminal(report.render_comparison_terminal, make_comparison(passed=False))
     assert "VERDICT: FAIL" in failed
@@ -370,7 +370,7 @@ def test_comparison_shows_per_class_differences() -> None:
     rows = list(csv.DictReader(io.StringIO(report.comparison_per_class_csv(comparison))))
     assert [r["same_correct"] for r in rows] == ["false" if i == 3 else "true" for i in range(10)]
     text = _terminal(report.render_comparison_terminal, comparison)
-    cat_line = next(line for line in text.splitlines() if " cat " in line)
+    cat_line = next(line for line in text.splitlines() if line.startswith("cat "))
     assert cat_line.rstrip().endswith("-2")
     assert "| cat |" in report.comparison_markdown(comparison)
     assert "| -2 |" in report.comparison_markdown(comparison)

@@ -127,7 +127,7 @@ def _output_note(metrics: Mapping[str, Any]) -> str | None:
     if kind == "logits" or metrics.get("softmax_applied_for_auc"):
         return "model outputs logits: softmax applied before computing ROC AUC"
     if kind == "probabilities":
-        return "model outputs probabilities (softmax inside the model)"
+        return "model outputs probabilities; ROC AUC computed on them directly"
     return None
 
 
@@ -268,22 +268,25 @@ def _console_or_default(console: Console | None) -> Console:
 
 
 def _metrics_table(record: Mapping[str, Any]):
+    from rich import box
     from rich.table import Table
 
     metrics = _get(record, "metrics", default={})
+    # Fits an 80-column terminal: no outer edge, light rules, no index column.
     table = Table(title=f"Per-class metrics {DASH} {model_name(record)}", title_justify="left",
-                  header_style="bold", show_edge=False, pad_edge=False)
-    table.add_column("#", justify="right", style="dim")
-    table.add_column("class")
+                  header_style="bold", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                  caption="all: overall accuracy; macro means of precision, recall, F1, AUC",
+                  caption_justify="left")
+    table.add_column("class", no_wrap=True)
     for header in ("support", "correct", "accuracy", "precision", "recall", "F1", "AUC"):
-        table.add_column(header, justify="right")
+        table.add_column(header, justify="right", no_wrap=True)
     per_class = _per_class(record)
     for i, c in enumerate(per_class):
-        table.add_row(str(c.get("index", i)), str(c.get("name", i)), _int(c.get("support")),
+        table.add_row(str(c.get("name", i)), _int(c.get("support")),
                       _int(c.get("correct")), _pct(c.get("accuracy")),
                       _fixed(c.get("precision")), _fixed(c.get("recall")), _fixed(c.get("f1")),
                       _fixed(c.get("auc")), end_section=i == len(per_class) - 1)
-    table.add_row("", "[bold]all (macro)[/bold]", _int(metrics.get("total")),
+    table.add_row("[bold]all[/bold]", _int(metrics.get("total")),
                   _int(metrics.get("correct")), f"[bold]{_pct(metrics.get('accuracy'))}[/bold]",
                   _fixed(metrics.get("macro_precision")), _fixed(metrics.get("macro_recall")),
                   _fixed(metrics.get("macro_f1")), _fixed(metrics.get("macro_auc")))
@@ -291,12 +294,12 @@ def _metrics_table(record: Mapping[str, Any]):
 
 
 def _headline(metrics: Mapping[str, Any]) -> str:
-    parts = [f"top-1 accuracy [bold]{_pct(metrics.get('accuracy'))}[/bold] "
+    parts = [f"top-1 [bold]{_pct(metrics.get('accuracy'))}[/bold] "
              f"({_int(metrics.get('correct'))}/{_int(metrics.get('total'))})"]
     if _is_num(metrics.get("top5_accuracy")):
         parts.append(f"top-5 {_pct(metrics['top5_accuracy'])}")
     if _is_num(metrics.get("macro_auc")):
-        parts.append(f"macro ROC AUC {_fixed(metrics['macro_auc'])}")
+        parts.append(f"macro AUC {_fixed(metrics['macro_auc'])}")
     if _is_num(metrics.get("macro_f1")):
         parts.append(f"macro F1 {_fixed(metrics['macro_f1'])}")
     return " · ".join(parts)
@@ -594,6 +597,7 @@ def _comparison_rows(models: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]
 def render_comparison_terminal(comparison: Mapping[str, Any],
                                console: Console | None = None) -> None:
     """Keras-vs-ONNX side by side, with the verdict first and impossible to miss."""
+    from rich import box
     from rich.markup import escape
     from rich.panel import Panel
     from rich.table import Table
@@ -616,24 +620,23 @@ def render_comparison_terminal(comparison: Mapping[str, Any],
     out.print()
 
     table = Table(title="Per-class accuracy, side by side", title_justify="left",
-                  header_style="bold", show_edge=False, pad_edge=False)
-    table.add_column("#", justify="right", style="dim")
-    table.add_column("class")
-    table.add_column("support", justify="right")
+                  header_style="bold", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    table.add_column("class", no_wrap=True)
+    table.add_column("support", justify="right", no_wrap=True)
     for label in labels:
         table.add_column(f"{label} correct", justify="right")
-        table.add_column(f"{label} acc.", justify="right")
+        table.add_column(f"{label} acc.", justify="right", no_wrap=True)
     if len(models) == 2:
         table.add_column("Δ correct", justify="right")
     rows = _comparison_rows(models)
     for k, row in enumerate(rows):
-        cells = [str(row["index"]), str(row["name"]), _int(row["support"])]
+        cells = [str(row["name"]), _int(row["support"])]
         for c in row["models"]:
             cells += [_int(c.get("correct")), _pct(c.get("accuracy"))]
         if len(models) == 2:
             cells.append(_delta(row["models"][0].get("correct"), row["models"][1].get("correct")))
         table.add_row(*cells, end_section=k == len(rows) - 1)
-    totals = ["", "[bold]all[/bold]", _int(_get(models[0], "metrics", "total")) if models else ""]
+    totals = ["[bold]all[/bold]", _int(_get(models[0], "metrics", "total")) if models else ""]
     for record in models:
         totals += [_int(_get(record, "metrics", "correct")),
                    f"[bold]{_pct(_get(record, 'metrics', 'accuracy'))}[/bold]"]
@@ -657,7 +660,9 @@ def render_comparison_terminal(comparison: Mapping[str, Any],
     parity = comparison.get("parity") or {}
     if parity:
         state = "[green]passed[/green]" if parity.get("passed") else "[red]FAILED[/red]"
-        out.print(f"[bold]Parity[/bold] {state}: " + escape("; ".join(_parity_lines(parity))))
+        out.print(f"[bold]Parity[/bold] {state}:")
+        for line in _parity_lines(parity):
+            out.print(f"  {escape(line)}")
     first = _get(comparison, "layerwise", "first_diverging_layer")
     if first:
         out.print(f"[red]first diverging layer:[/red] {escape(str(first.get('layer')))} "
