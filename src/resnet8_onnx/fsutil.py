@@ -30,6 +30,12 @@ def file_digest(path: str | os.PathLike[str], algorithm: str = "sha256") -> str:
     return h.hexdigest()
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def check_writable(path: str | os.PathLike[str], *, force: bool = False) -> Path:
     """Fail early, before any expensive work, if ``path`` cannot be written.
 
@@ -62,6 +68,7 @@ def atomic_write(
     target = check_writable(path, force=force)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would surprise users sharing reports
         encoding = None if "b" in mode else "utf-8"
         with os.fdopen(fd, mode, encoding=encoding) as f:
             yield f
