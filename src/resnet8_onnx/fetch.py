@@ -289,7 +289,9 @@ def download_file(
     except urllib.error.URLError as exc:
         raise UnreachableError(f"{url}: cannot connect ({exc.reason})") from None
     except (TimeoutError, OSError, http.client.HTTPException) as exc:
-        raise UnreachableError(f"{url}: cannot connect ({exc})") from None
+        raise UnreachableError(f"{url}: cannot connect ({_oneline_reason(exc)})") from None
+    except ValueError as exc:
+        raise DownloadError(f"{url}: invalid URL ({_oneline_reason(exc)})") from None
     hashes = {alg: hashlib.new(alg) for alg, want in (("sha256", sha256), ("md5", md5)) if want}
     with response:
         length_header = response.headers.get("Content-Length")

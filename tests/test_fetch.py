@@ -1,0 +1,297 @@
+"""fetch: local lookup, checksum verification and downloads against a real local HTTP server."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import shared_path
+from resnet8_onnx import fetch as fetch_module
+from resnet8_onnx import progress
+from resnet8_onnx.errors import DownloadError, InputNotFoundError, InvalidInputError, OutputError
+from resnet8_onnx.fetch import (
+    KNOWN_FILES,
+    KnownFile,
+    cache_dir,
+    data_dirs,
+    download,
+    fetch,
+    find_file,
+)
+
+PAYLOAD = bytes(range(256)) * 400  # 102,400 bytes: several read chunks
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    routes: dict[str, bytes] = {}  # noqa: RUF012 - set per server below
+    requests: list[str] = []  # noqa: RUF012
+
+    def log_message(self, *args) -> None:  # keep pytest output clean
+        pass
+
+    def do_GET(self) -> None:
+        self.requests.append(self.path)
+        if self.path == "/cut":
+            # Promise more than we send, then drop the connection.
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(PAYLOAD)))
+            self.end_headers()
+            self.wfile.write(PAYLOAD[: len(PAYLOAD) // 3])
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if self.path == "/stall":
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(PAYLOAD)))
+            self.end_headers()
+            self.wfile.write(PAYLOAD[:1000])
+            self.wfile.flush()
+            time.sleep(1.5)
+            return
+        body = self.routes.get(self.path)
+        if body is None:
+            self.send_error(404, "Not Found")
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def server() -> Iterator[str]:
+    """A real HTTP server on 127.0.0.1 (port chosen by the OS), for the duration of a test."""
+    handler = type("Handler", (_Handler,), {"routes": {"/file.bin": PAYLOAD}, "requests": []})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02},
+                              daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _register(monkeypatch, name: str, url: str, data: bytes | None = PAYLOAD) -> KnownFile:
+    known = KnownFile(name=name, url=url, sha256=sha256(data) if data is not None else None,
+                      md5=None, description="test file")
+    monkeypatch.setitem(KNOWN_FILES, name, known)
+    return known
+
+
+# ------------------------------------------------------------------------------ table, paths
+def test_known_files_table() -> None:
+    for name in ("pretrainedResnet.h5", "perf_samples_idxs.npy", "cifar-10-binary.tar.gz",
+                 "cifar-10-python.tar.gz"):
+        known = KNOWN_FILES[name]
+        assert known.name == name
+        assert known.url.startswith("https://")
+        assert known.url.endswith("/" + name)
+        assert known.sha256 or known.md5
+    assert KNOWN_FILES["cifar-10-binary.tar.gz"].md5 == "c32a1d4ab5d03f1284b67883e8d87530"
+    assert "1afd2c9820f795965a6134facd0b4dfae41ef23f" in KNOWN_FILES["pretrainedResnet.h5"].url
+
+
+def test_cache_dir_precedence(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("RESNET8_ONNX_CACHE_DIR", str(tmp_path / "explicit"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "explicit"
+    monkeypatch.delenv("RESNET8_ONNX_CACHE_DIR")
+    assert cache_dir() == tmp_path / "xdg" / "resnet8-onnx"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_dir() == tmp_path / "home" / ".cache" / "resnet8-onnx"
+
+
+def test_data_dirs_order_and_missing_dirs(monkeypatch, tmp_path) -> None:
+    explicit = tmp_path / "explicit"
+    env = tmp_path / "env"
+    explicit.mkdir()
+    env.mkdir()
+    assert data_dirs(explicit) == [explicit, cache_dir()]
+    monkeypatch.setenv("RESNET8_ONNX_DATA_DIR", str(env))
+    assert data_dirs(None) == [env, cache_dir()]
+    assert data_dirs(explicit) == [explicit, cache_dir()]  # explicit wins over the environment
+    tarball = explicit / "x.tar.gz"
+    tarball.write_bytes(b"")
+    assert data_dirs(tarball) == [explicit, cache_dir()]
+    with pytest.raises(InputNotFoundError, match="nope: data directory does not exist"):
+        data_dirs(tmp_path / "nope")
+    monkeypatch.setenv("RESNET8_ONNX_DATA_DIR", str(tmp_path / "gone"))
+    with pytest.raises(InputNotFoundError, match=r"RESNET8_ONNX_DATA_DIR=.*gone"):
+        data_dirs(None)
+
+
+def test_find_file_searches_two_levels_down(tmp_path) -> None:
+    (tmp_path / "a" / "b" / "c").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "x.h5").write_bytes(b"1")
+    (tmp_path / "a" / "b" / "c" / "y.h5").write_bytes(b"2")
+    (tmp_path / "top.h5").write_bytes(b"3")
+    assert find_file("x.h5", tmp_path) == tmp_path / "a" / "b" / "x.h5"
+    assert find_file("top.h5", tmp_path) == tmp_path / "top.h5"
+    assert find_file("y.h5", tmp_path) is None
+    assert find_file("a", tmp_path) is None  # directories are not files
+
+
+def test_find_file_falls_back_to_the_cache(tmp_path) -> None:
+    (cache_dir()).mkdir(parents=True, exist_ok=True)
+    (cache_dir() / "cached.bin").write_bytes(b"x")
+    (tmp_path / "data").mkdir()
+    assert find_file("cached.bin", tmp_path / "data") == cache_dir() / "cached.bin"
+
+
+# ------------------------------------------------------------------------------ fetch
+def test_fetch_verifies_a_local_known_file(monkeypatch, tmp_path) -> None:
+    _register(monkeypatch, "model.h5", "https://example.invalid/model.h5")
+    (tmp_path / "models").mkdir()
+    good = tmp_path / "models" / "model.h5"
+    good.write_bytes(PAYLOAD)
+    assert fetch("model.h5", tmp_path) == good
+    good.write_bytes(PAYLOAD[:-1] + b"!")
+    with pytest.raises(InvalidInputError, match=r"sha256 .* does not match the official model\.h5"):
+        fetch("model.h5", tmp_path)
+
+
+def test_fetch_returns_unknown_local_files_unverified(tmp_path) -> None:
+    (tmp_path / "mine.npy").write_bytes(b"anything")
+    assert fetch("mine.npy", tmp_path) == tmp_path / "mine.npy"
+    with pytest.raises(InputNotFoundError, match=r"other\.npy: not found under"):
+        fetch("other.npy", tmp_path)
+
+
+def test_fetch_offline_is_one_line_with_a_hint(tmp_path) -> None:
+    with pytest.raises(InputNotFoundError) as info:
+        fetch("perf_samples_idxs.npy", tmp_path)
+    message = str(info.value)
+    assert "\n" not in message
+    assert "perf_samples_idxs.npy not found" in message
+    assert "RESNET8_ONNX_OFFLINE is set" in message
+    assert "--data-dir DIR" in message
+    assert "RESNET8_ONNX_DATA_DIR" in message
+
+
+def test_fetch_download_false_without_offline_env(monkeypatch, tmp_path) -> None:
+    monkeypatch.delenv("RESNET8_ONNX_OFFLINE")
+    with pytest.raises(InputNotFoundError, match="downloads are disabled"):
+        fetch("perf_samples_idxs.npy", tmp_path, download=False)
+
+
+def test_fetch_unreachable_server_is_input_not_found(monkeypatch, tmp_path) -> None:
+    _register(monkeypatch, "w.bin", f"http://127.0.0.1:{_closed_port()}/w.bin")
+    with pytest.raises(InputNotFoundError) as info:
+        fetch("w.bin", tmp_path, download=True)
+    message = str(info.value)
+    assert "\n" not in message
+    assert "the download failed" in message
+    assert "--data-dir DIR" in message
+    assert not (cache_dir() / "w.bin").exists()
+
+
+def test_fetch_downloads_into_the_cache_then_reuses_it(monkeypatch, tmp_path, server) -> None:
+    monkeypatch.delenv("RESNET8_ONNX_OFFLINE")
+    _register(monkeypatch, "file.bin", f"{server}/file.bin")
+    path = fetch("file.bin", tmp_path)
+    assert path == cache_dir() / "file.bin"
+    assert path.read_bytes() == PAYLOAD
+    monkeypatch.setenv("RESNET8_ONNX_OFFLINE", "1")
+    assert fetch("file.bin", tmp_path) == path  # found locally, no network needed
+
+
+def test_fetch_replaces_a_corrupt_cached_copy(monkeypatch, tmp_path, server) -> None:
+    _register(monkeypatch, "file.bin", f"{server}/file.bin")
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    (cache_dir() / "file.bin").write_bytes(b"half a file")
+    with pytest.raises(InvalidInputError):  # offline: report it, do not silently fix
+        fetch("file.bin", tmp_path)
+    assert fetch("file.bin", tmp_path, download=True).read_bytes() == PAYLOAD
+
+
+# ------------------------------------------------------------------------------ download
+def _leftovers(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+def test_download_good_file(tmp_path, server, monkeypatch) -> None:
+    monkeypatch.setattr(progress, "_enabled", True)  # exercise the real progress bar
+    dest = tmp_path / "file.bin"
+    md5 = hashlib.md5(PAYLOAD).hexdigest()
+    assert download(f"{server}/file.bin", dest, sha256=sha256(PAYLOAD), md5=md5) == dest
+    assert dest.read_bytes() == PAYLOAD
+    assert _leftovers(tmp_path) == ["file.bin"]
+
+
+def test_download_wrong_checksum_leaves_nothing(tmp_path, server) -> None:
+    dest = tmp_path / "file.bin"
+    with pytest.raises(DownloadError, match="does not match the expected") as info:
+        download(f"{server}/file.bin", dest, sha256="0" * 64)
+    assert "\n" not in str(info.value)
+    assert _leftovers(tmp_path) == []
+
+
+def test_download_wrong_md5_leaves_nothing(tmp_path, server) -> None:
+    with pytest.raises(DownloadError, match="md5"):
+        download(f"{server}/file.bin", tmp_path / "f", md5="0" * 32)
+    assert _leftovers(tmp_path) == []
+
+
+def test_download_cut_connection_leaves_nothing(tmp_path, server) -> None:
+    dest = tmp_path / "file.bin"
+    with pytest.raises(DownloadError, match="interrupted"):
+        download(f"{server}/cut", dest, sha256=sha256(PAYLOAD))
+    assert _leftovers(tmp_path) == []
+
+
+def test_download_stalled_transfer_times_out(tmp_path, server) -> None:
+    with pytest.raises(DownloadError, match="interrupted"):
+        download(f"{server}/stall", tmp_path / "f", timeout=0.3)
+    assert _leftovers(tmp_path) == []
+
+
+def test_download_http_error(tmp_path, server) -> None:
+    with pytest.raises(DownloadError, match="HTTP 404"):
+        download(f"{server}/missing", tmp_path / "f")
+    assert _leftovers(tmp_path) == []
+
+
+def test_download_refuses_to_clobber_unless_forced(tmp_path, server) -> None:
+    dest = tmp_path / "file.bin"
+    dest.write_bytes(b"old")
+    with pytest.raises(OutputError, match="already exists"):
+        download(f"{server}/file.bin", dest)
+    assert dest.read_bytes() == b"old"
+    fetch_module.download_file(f"{server}/file.bin", dest, force=True)
+    assert dest.read_bytes() == PAYLOAD
+
+
+def test_download_rejects_non_http_urls(tmp_path) -> None:
+    with pytest.raises(DownloadError, match="only http"):
+        download(f"file://{tmp_path}/x", tmp_path / "x")
+
+
+# ------------------------------------------------------------------------------ real data
+@pytest.mark.shared
+def test_real_model_and_indices_are_found_and_verified() -> None:
+    root = shared_path()
+    model = fetch("pretrainedResnet.h5", root)
+    assert model == root / "models" / "pretrainedResnet.h5"
+    assert fetch("perf_samples_idxs.npy", root) == root / "mlperf-tiny" / "perf_samples_idxs.npy"
