@@ -735,22 +735,45 @@ def comparison_markdown(comparison: Mapping[str, Any]) -> str:
     conversion = comparison.get("conversion") or {}
     structure = comparison.get("structure") or {}
     if conversion or structure:
-        lines += ["", "## Conversion", ""]
-        for key, label in (("opset", "opset"), ("seconds", "seconds"),
-                           ("tf2onnx_version", "tf2onnx"), ("output_kind", "output")):
-            if conversion.get(key) is not None:
-                lines.append(f"- {label}: {conversion[key]}")
-        for key, label in (("checker", "ONNX checker"), ("shape_inference", "shape inference"),
-                           ("nodes", "nodes"), ("parameters", "parameters"),
-                           ("macs_per_image", "MACs per image")):
-            value = structure.get(key)
-            if value is not None:
-                lines.append(f"- {label}: {f'{value:,}' if isinstance(value, int) else value}")
+        lines += ["", "## Conversion", "", *_conversion_lines(conversion, structure)]
     for label, record in zip(labels, models, strict=True):
         provenance = _provenance(record)
         if provenance:
             lines += ["", f"## {label} provenance", "", *provenance]
     return "\n".join(lines) + "\n"
+
+
+def _conversion_lines(conversion: Mapping[str, Any], structure: Mapping[str, Any]) -> list[str]:
+    lines = []
+    source, target = conversion.get("source_path"), conversion.get("output_path")
+    if source and target:
+        lines.append(f"- `{Path(str(source)).name}` → `{Path(str(target)).name}`"
+                     + (f" (ONNX sha256 `{conversion['onnx_sha256']}`)"
+                        if conversion.get("onnx_sha256") else ""))
+    meta = conversion.get("metadata") or {}
+    tools = [f"{name} {meta[key]}" for name, key in (("tf2onnx", "tf2onnx_version"),
+                                                     ("TensorFlow", "tensorflow_version"),
+                                                     ("Keras", "keras_version"))
+             if meta.get(key)]
+    opset = conversion.get("opset")
+    if opset is not None or tools:
+        lines.append("- " + ", ".join(([f"opset {opset}"] if opset is not None else []) + tools)
+                     + (f"; {conversion['seconds']:.2f} s" if _is_num(conversion.get("seconds"))
+                        else ""))
+    if conversion.get("output_kind"):
+        lines.append(f"- model output: {conversion['output_kind']}")
+    for key, label in (("checker", "ONNX checker"), ("shape_inference", "shape inference")):
+        if structure.get(key):
+            lines.append(f"- {label}: {structure[key]}")
+    sizes = [f"{structure[key]:,} {label}" for key, label in (
+        ("nodes", "nodes"), ("parameters", "parameters"), ("macs_per_image", "MACs per image"))
+        if isinstance(structure.get(key), int)]
+    if sizes:
+        lines.append("- " + ", ".join(sizes))
+    ops = structure.get("op_inventory") or {}
+    if ops:
+        lines.append("- operators: " + ", ".join(f"{op} ×{n}" for op, n in ops.items()))
+    return lines
 
 
 def comparison_per_class_csv(comparison: Mapping[str, Any]) -> str:
