@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -65,17 +66,24 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
+@dataclass
+class LocalServer:
+    url: str
+    routes: dict[str, bytes]  # path → body; tests may add routes
+
+
 @pytest.fixture
-def server() -> Iterator[str]:
+def server() -> Iterator[LocalServer]:
     """A real HTTP server on 127.0.0.1 (port chosen by the OS), for the duration of a test."""
-    handler = type("Handler", (_Handler,), {"routes": {"/file.bin": PAYLOAD}, "requests": []})
+    routes = {"/file.bin": PAYLOAD}
+    handler = type("Handler", (_Handler,), {"routes": routes, "requests": []})
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     httpd.daemon_threads = True
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02},
                               daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+        yield LocalServer(f"http://127.0.0.1:{httpd.server_address[1]}", routes)
     finally:
         httpd.shutdown()
         httpd.server_close()
@@ -209,7 +217,7 @@ def test_fetch_unreachable_server_is_input_not_found(monkeypatch, tmp_path) -> N
 
 def test_fetch_downloads_into_the_cache_then_reuses_it(monkeypatch, tmp_path, server) -> None:
     monkeypatch.delenv("RESNET8_ONNX_OFFLINE")
-    _register(monkeypatch, "file.bin", f"{server}/file.bin")
+    _register(monkeypatch, "file.bin", f"{server.url}/file.bin")
     path = fetch("file.bin", tmp_path)
     assert path == cache_dir() / "file.bin"
     assert path.read_bytes() == PAYLOAD
@@ -218,7 +226,7 @@ def test_fetch_downloads_into_the_cache_then_reuses_it(monkeypatch, tmp_path, se
 
 
 def test_fetch_replaces_a_corrupt_cached_copy(monkeypatch, tmp_path, server) -> None:
-    _register(monkeypatch, "file.bin", f"{server}/file.bin")
+    _register(monkeypatch, "file.bin", f"{server.url}/file.bin")
     cache_dir().mkdir(parents=True, exist_ok=True)
     (cache_dir() / "file.bin").write_bytes(b"half a file")
     with pytest.raises(InvalidInputError):  # offline: report it, do not silently fix
@@ -235,7 +243,7 @@ def test_download_good_file(tmp_path, server, monkeypatch) -> None:
     monkeypatch.setattr(progress, "_enabled", True)  # exercise the real progress bar
     dest = tmp_path / "file.bin"
     md5 = hashlib.md5(PAYLOAD).hexdigest()
-    assert download(f"{server}/file.bin", dest, sha256=sha256(PAYLOAD), md5=md5) == dest
+    assert download(f"{server.url}/file.bin", dest, sha256=sha256(PAYLOAD), md5=md5) == dest
     assert dest.read_bytes() == PAYLOAD
     assert _leftovers(tmp_path) == ["file.bin"]
 
@@ -243,33 +251,33 @@ def test_download_good_file(tmp_path, server, monkeypatch) -> None:
 def test_download_wrong_checksum_leaves_nothing(tmp_path, server) -> None:
     dest = tmp_path / "file.bin"
     with pytest.raises(DownloadError, match="does not match the expected") as info:
-        download(f"{server}/file.bin", dest, sha256="0" * 64)
+        download(f"{server.url}/file.bin", dest, sha256="0" * 64)
     assert "\n" not in str(info.value)
     assert _leftovers(tmp_path) == []
 
 
 def test_download_wrong_md5_leaves_nothing(tmp_path, server) -> None:
     with pytest.raises(DownloadError, match="md5"):
-        download(f"{server}/file.bin", tmp_path / "f", md5="0" * 32)
+        download(f"{server.url}/file.bin", tmp_path / "f", md5="0" * 32)
     assert _leftovers(tmp_path) == []
 
 
 def test_download_cut_connection_leaves_nothing(tmp_path, server) -> None:
     dest = tmp_path / "file.bin"
     with pytest.raises(DownloadError, match="interrupted"):
-        download(f"{server}/cut", dest, sha256=sha256(PAYLOAD))
+        download(f"{server.url}/cut", dest, sha256=sha256(PAYLOAD))
     assert _leftovers(tmp_path) == []
 
 
 def test_download_stalled_transfer_times_out(tmp_path, server) -> None:
     with pytest.raises(DownloadError, match="interrupted"):
-        download(f"{server}/stall", tmp_path / "f", timeout=0.3)
+        download(f"{server.url}/stall", tmp_path / "f", timeout=0.3)
     assert _leftovers(tmp_path) == []
 
 
 def test_download_http_error(tmp_path, server) -> None:
     with pytest.raises(DownloadError, match="HTTP 404"):
-        download(f"{server}/missing", tmp_path / "f")
+        download(f"{server.url}/missing", tmp_path / "f")
     assert _leftovers(tmp_path) == []
 
 
@@ -277,15 +285,42 @@ def test_download_refuses_to_clobber_unless_forced(tmp_path, server) -> None:
     dest = tmp_path / "file.bin"
     dest.write_bytes(b"old")
     with pytest.raises(OutputError, match="already exists"):
-        download(f"{server}/file.bin", dest)
+        download(f"{server.url}/file.bin", dest)
     assert dest.read_bytes() == b"old"
-    fetch_module.download_file(f"{server}/file.bin", dest, force=True)
+    fetch_module.download_file(f"{server.url}/file.bin", dest, force=True)
     assert dest.read_bytes() == PAYLOAD
 
 
 def test_download_rejects_non_http_urls(tmp_path) -> None:
     with pytest.raises(DownloadError, match="only http"):
         download(f"file://{tmp_path}/x", tmp_path / "x")
+
+
+# ------------------------------------------------------------------------------ data + fetch
+def test_missing_cifar_is_downloaded_verified_and_read_in_place(monkeypatch, tmp_path,
+                                                                server) -> None:
+    from resnet8_onnx.data import load_dataset
+    from test_data import layout_files, make_images, write_tar
+
+    images, labels = make_images(20)
+    archive = write_tar(tmp_path / "served.tar.gz", "binary",
+                        layout_files("binary", (images, labels))).read_bytes()
+    server.routes["/cifar-10-binary.tar.gz"] = archive
+    name = "cifar-10-binary.tar.gz"
+    monkeypatch.setitem(KNOWN_FILES, name, KnownFile(
+        name=name, url=f"{server.url}/{name}", sha256=None,
+        md5=hashlib.md5(archive).hexdigest(), description="test archive"))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputNotFoundError, match="CIFAR-10 test set"):
+        load_dataset(empty)  # offline by default in tests
+    data = load_dataset(empty, download=True)
+    assert data.source.kind == "binary-tar"
+    assert Path(data.source.path) == cache_dir() / name
+    assert any(c.startswith(f"{name}: md5 ") and "(official)" in c for c in data.source.checks)
+    assert data.source.official is False  # the member is not the real test batch
+    assert (data.labels == labels).all()
+    assert sorted(p.name for p in cache_dir().iterdir()) == [name]  # nothing extracted
 
 
 # ------------------------------------------------------------------------------ real data

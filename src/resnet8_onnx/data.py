@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputNotFoundError, InvalidInputError, UnsafeInputError, UsageError
-from .fetch import data_dirs, fetch, find_file, walk
+from .fetch import KNOWN_FILES, data_dirs, fetch, find_file, walk
 from .fsutil import file_digest
 from .progress import track
 
@@ -62,10 +62,10 @@ PYTHON_DIR = "cifar-10-batches-py"
 BINARY_TAR = "cifar-10-binary.tar.gz"
 PYTHON_TAR = "cifar-10-python.tar.gz"
 PERF_INDICES = "perf_samples_idxs.npy"
-PERF_INDICES_SHA256 = "3bd4a88eeb4c50fad652d0f24c8af13bc9219ba2878aea47c6536bfbeb43024d"
 
-# md5 of every file inside the official archives. Python names: torchvision's cifar.py; binary
-# names: the same values appear in several independent public checksum lists.
+# md5 of every file inside the official archives (the archives themselves: fetch.KNOWN_FILES).
+# Python names: torchvision's cifar.py; binary names: the same values appear in several
+# independent public checksum lists.
 OFFICIAL_MD5: dict[str, dict[str, str]] = {
     "binary": {
         "data_batch_1.bin": "5dd7e06a14cb22eb9f671a540d1b7c25",
@@ -84,10 +84,6 @@ OFFICIAL_MD5: dict[str, dict[str, str]] = {
         "test_batch": "40351d587109b95175f43aff81a1287e",
         "batches.meta": "5ff9c542aee3614f3951f8cda6e48888",
     },
-}
-_ARCHIVE_MD5 = {
-    BINARY_TAR: "c32a1d4ab5d03f1284b67883e8d87530",
-    PYTHON_TAR: "c58f30108f718f92721af3b95e74349a",
 }
 _FORMAT_DIR = {"binary": BINARY_DIR, "python": PYTHON_DIR}
 _META = {"binary": "batches.meta.txt", "python": "batches.meta"}
@@ -433,10 +429,11 @@ def _read_indices(path: str | os.PathLike[str]) -> tuple[np.ndarray, list[str], 
     warnings: list[str] = []
     if p.name == PERF_INDICES:
         digest = file_digest(p, "sha256")
-        if digest == PERF_INDICES_SHA256:
+        official = KNOWN_FILES[PERF_INDICES].sha256
+        if digest == official:
             checks.append(f"{p.name}: sha256 {digest} (official)")
         else:
-            checks.append(f"{p.name}: sha256 {digest} (official is {PERF_INDICES_SHA256})")
+            checks.append(f"{p.name}: sha256 {digest} (official is {official})")
             warnings.append(
                 f"{p.name}: differs from the official MLPerf Tiny file; the subset is not the "
                 "official perf subset"
@@ -536,7 +533,8 @@ def _load_batches(layout: _Layout, split: str) -> Dataset:
     warnings: list[str] = []
     official = True
     if layout.kind.endswith("-tar"):
-        expected = _ARCHIVE_MD5.get(layout.path.name)
+        known = KNOWN_FILES.get(layout.path.name)
+        expected = known.md5 if known is not None else None
         with track(f"Verifying {layout.path.name}", None):
             digest = file_digest(layout.path, "md5")
         if expected is None:
