@@ -705,7 +705,7 @@ def test_perf_subset_with_an_unofficial_indices_file_warns(tmp_path) -> None:
 
 def test_perf_subset_without_indices_offline(tmp_path) -> None:
     write_layout(tmp_path, "binary-dir", layout_files("binary", make_images(10)))
-    with pytest.raises(InputNotFoundError, match=r"perf_samples_idxs\.npy not found"):
+    with pytest.raises(InputNotFoundError, match=r"idxs\.npy not found.*--indices FILE"):
         load_dataset(tmp_path, subset="perf")
 
 

@@ -861,9 +861,12 @@ def load_dataset(
         if not path.is_file():
             raise InputNotFoundError(f"{indices_file}: indices file not found")
     else:
-        path = find_file(PERF_INDICES, data_dir) or fetch(
-            PERF_INDICES, data_dir, download=download, what="MLPerf Tiny perf subset indices"
-        )
+        try:
+            path = find_file(PERF_INDICES, data_dir) or fetch(
+                PERF_INDICES, data_dir, download=download, what="MLPerf Tiny perf subset indices"
+            )
+        except InputNotFoundError as exc:
+            raise InputNotFoundError(f"{exc}, or pass the file with --indices FILE") from None
     indices, checks, warnings = _read_indices(path)
     selected = dataset.select(indices, subset)
     source = dataclasses.replace(
