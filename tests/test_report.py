@@ -168,6 +168,19 @@ def test_json_converts_numpy_and_nan() -> None:
                                 "f": [1, 2], "g": "/tmp/x", "h": True, "i": [None, 1.0]}
 
 
+def test_renderers_accept_numpy_values_in_the_record(record: dict) -> None:
+    rec = copy.deepcopy(record)
+    rec["metrics"]["correct"] = np.int64(rec["metrics"]["correct"])
+    rec["metrics"]["accuracy"] = np.float32(rec["metrics"]["accuracy"])
+    rec["metrics"]["per_class"][0]["auc"] = float("nan")
+    rec["data"]["count"] = np.int64(rec["data"]["count"])
+    text = _terminal(report.render_terminal, rec)
+    assert f"{int(rec['metrics']['correct']):,}/" in text
+    assert "2,000 images" in text
+    assert report.per_class_csv(rec).splitlines()[1].endswith(",")  # NaN AUC: empty cell
+    assert f"{float(rec['metrics']['accuracy']) * 100:.2f}%" in report.markdown_summary(rec)
+
+
 def test_json_undefined_auc_is_null() -> None:
     back = json.loads(report.to_json(make_record(drop_class=6)))
     assert back["metrics"]["per_class"][6]["auc"] is None

@@ -14,13 +14,14 @@ inside the functions that need them: importing this module stays cheap.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .fsutil import check_writable, prepare_output_dir, write_bytes_atomic, write_text_atomic
 
@@ -176,7 +177,7 @@ def describe_data(data: Mapping[str, Any]) -> str:
     "CIFAR-10 test, full official set, 10,000 images" or "CIFAR-10 test, MLPerf Tiny perf
     subset: 200 of 10,000 images — NOT the full test set".
     """
-    data = data or {}
+    data = _jsonable(data or {})
     base = f"{data.get('dataset') or 'CIFAR-10'} {data.get('split') or 'test'}"
     count = data.get("count")
     shown = f"{count:,} images" if isinstance(count, int) else "an unknown number of images"
@@ -230,6 +231,19 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"cannot put {type(value).__name__} into a JSON report")
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _plain_input(func: F) -> F:
+    """Renderers accept records holding numpy scalars or NaN; they see plain JSON values."""
+
+    @functools.wraps(func)
+    def wrapper(record: Any, *args: Any, **kwargs: Any) -> Any:
+        return func(_jsonable(record or {}), *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
 def to_json(record: Mapping[str, Any]) -> str:
     """Deterministic JSON: sorted keys, indent 2, NaN as null, trailing newline."""
     return json.dumps(_jsonable(record), sort_keys=True, indent=2, allow_nan=False,
@@ -248,6 +262,7 @@ def _csv(rows: Iterable[Sequence[Any]]) -> str:
     return buffer.getvalue()
 
 
+@_plain_input
 def per_class_csv(record: Mapping[str, Any]) -> str:
     """One row per class with full-precision numbers; an undefined AUC is an empty cell."""
     rows: list[Sequence[Any]] = [CSV_COLUMNS]
@@ -305,6 +320,7 @@ def _headline(metrics: Mapping[str, Any]) -> str:
     return " · ".join(parts)
 
 
+@_plain_input
 def render_terminal(record: Mapping[str, Any], console: Console | None = None) -> None:
     """Print the evaluation of one model: which images, per-class table, headline figures."""
     from rich.markup import escape
@@ -366,6 +382,7 @@ def _confusion_md(names: Sequence[str], matrix: Sequence[Sequence[int]]) -> list
     return _md_table(header, rows)
 
 
+@_plain_input
 def markdown_summary(record: Mapping[str, Any]) -> str:
     """A self-contained Markdown report: which images, key figures, per-class table, matrix."""
     metrics = _get(record, "metrics", default={})
@@ -411,6 +428,7 @@ def markdown_summary(record: Mapping[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------------- PNG
+@_plain_input
 def confusion_matrix_png(record: Mapping[str, Any], *, dpi: int = 110) -> bytes:
     """The confusion matrix as a PNG: counts in cells, colour = share of the true class.
 
@@ -594,6 +612,7 @@ def _comparison_rows(models: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]
     return rows
 
 
+@_plain_input
 def render_comparison_terminal(comparison: Mapping[str, Any],
                                console: Console | None = None) -> None:
     """Keras-vs-ONNX side by side, with the verdict first and impossible to miss."""
@@ -680,6 +699,7 @@ def _delta(a: Any, b: Any) -> str:
     return "0" if a == b else f"{b - a:+,}"
 
 
+@_plain_input
 def comparison_markdown(comparison: Mapping[str, Any]) -> str:
     """The ``run`` report: verdict, which images, side-by-side per-class table, parity."""
     models = list(comparison.get("models") or [])
@@ -776,6 +796,7 @@ def _conversion_lines(conversion: Mapping[str, Any], structure: Mapping[str, Any
     return lines
 
 
+@_plain_input
 def comparison_per_class_csv(comparison: Mapping[str, Any]) -> str:
     """Per-class rows with one column group per model (prefixed keras_, onnx_, ...)."""
     models = list(comparison.get("models") or [])
@@ -819,6 +840,7 @@ def write_comparison_reports(comparison: Mapping[str, Any], out_dir: str | os.Pa
 
 
 # --------------------------------------------------------------------------- verification
+@_plain_input
 def render_verification_terminal(report: Mapping[str, Any],
                                  console: Console | None = None) -> None:
     """The ``verify`` result: structure, interface, dynamic batch, parity, then PASS/FAIL."""
