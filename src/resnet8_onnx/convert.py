@@ -317,13 +317,15 @@ def _scan_config(config: Any, file: str) -> list[tuple[str, str]]:
     """
     layers: list[tuple[str, str]] = []
 
-    def describe(node: Mapping[str, Any], cls: str, prefix: str, owner: str | None) -> str:
+    def describe(
+        node: Mapping[str, Any], cls: str, prefix: str, owner: str | None, detail: str = ""
+    ) -> str:
         if cls in _LAYER_CLASSES or cls in _MODEL_CLASSES or cls in _CODE_RUNNING or (
             cls not in _OBJECT_CLASSES and _looks_like_layer(node)
         ):
-            return f"layer '{prefix}{_node_name(node)}' of class {cls}"
+            return f"layer '{prefix}{_node_name(node)}' of class {cls}{detail}"
         where = f" in layer '{owner}'" if owner else ""
-        return f"object of class {cls}{where}"
+        return f"object of class {cls}{detail}{where}"
 
     def walk(node: Any, prefix: str, owner: str | None, top: bool) -> None:
         if isinstance(node, list):
@@ -339,9 +341,9 @@ def _scan_config(config: Any, file: str) -> list[tuple[str, str]]:
                 raise UnsafeInputError(f"{file}: refuses {what}: {_CODE_RUNNING[cls]}")
             module = node.get("module")
             if module is not None and not (isinstance(module, str) and _is_keras_module(module)):
+                what = describe(node, cls, prefix, owner, f" from module {module!r}")
                 raise UnsafeInputError(
-                    f"{file}: refuses {what} from module {module!r}: "
-                    "only Keras' own classes can be loaded safely"
+                    f"{file}: refuses {what}: only Keras' own classes can be loaded safely"
                 )
             registered = node.get("registered_name")
             if registered is not None and registered != cls and not (
@@ -404,6 +406,20 @@ def import_tensorflow() -> tuple[ModuleType, ModuleType]:
         pass
     tf.get_logger().setLevel(logging.ERROR)
     return tf, keras
+
+
+def call_model(model: Any, x: Any) -> Any:
+    """``model(x, training=False)`` with ``x`` packed the way the model declares its inputs.
+
+    Functional models loaded from Keras 2 files declare a *list* of one input; calling them
+    with a bare tensor works but warns on every call (and every trace).
+    """
+    struct = getattr(model, "_inputs_struct", None)
+    if struct is not None:
+        import keras
+
+        x = keras.tree.pack_sequence_as(struct, [x])
+    return model(x, training=False)
 
 
 def _one_line(exc: BaseException, limit: int = 200) -> str:
@@ -593,34 +609,44 @@ _AUTO_NAME = re.compile(r"^(?P<base>.+?)__\d+(?P<suffix>(:\d+)?)$")
 def _canonicalise(model: onnx.ModelProto) -> None:
     """Make the serialised model byte-for-byte reproducible.
 
-    tf2onnx numbers the names it invents (``const_fold_opt__142``) and orders folded
-    constants differently from run to run, so two conversions of one file hashed differently.
-    Renumbering invented names in order of first use and sorting initializers the same way
-    makes ``onnx_sha256`` a stable fingerprint of the conversion.
+    tf2onnx numbers the names it invents (``const_fold_opt__142``), merges identical
+    constants under whichever name it meets first, and orders initializers differently from
+    run to run, so two conversions of one file hashed differently. Naming every initializer
+    after its first consumer (``<node>/input_<slot>``), renumbering other invented names in
+    order of first use and sorting initializers the same way makes ``onnx_sha256`` a stable
+    fingerprint of the conversion.
     """
     graph = model.graph
+    for i, node in enumerate(graph.node):
+        if match := _AUTO_NAME.match(node.name):
+            node.name = f"{match['base']}__n{i}"
     order: dict[str, int] = {}
+    first_use: dict[str, str] = {}
     for node in graph.node:
-        for name in (*node.input, *node.output):
+        for slot, name in enumerate(node.input):
+            order.setdefault(name, len(order))
+            first_use.setdefault(name, f"{node.name}/input_{slot}")
+        for name in node.output:
             order.setdefault(name, len(order))
     keep = {vi.name for vi in (*graph.input, *graph.output)}
+    initializers = {t.name for t in graph.initializer}
     renames: dict[str, str] = {}
     for name in sorted(order, key=order.__getitem__):
-        match = _AUTO_NAME.match(name)
-        if match and name not in keep:
+        if name in keep or not name:
+            continue
+        if name in initializers:
+            renames[name] = first_use[name]
+        elif match := _AUTO_NAME.match(name):
             renames[name] = f"{match['base']}__{len(renames)}{match['suffix']}"
     # Two phases so a new name never collides with an old one still waiting to be renamed.
     for i, name in enumerate(renames):
         _rename_tensor(model, name, f"\x00tmp{i}")
     for i, new in enumerate(renames.values()):
         _rename_tensor(model, f"\x00tmp{i}", new)
-    for i, node in enumerate(graph.node):
-        match = _AUTO_NAME.match(node.name)
-        if match:
-            node.name = f"{match['base']}__n{i}"
-    initializers = sorted(graph.initializer, key=lambda t: (order.get(t.name, len(order)), t.name))
+    final = {renames.get(name, name): index for name, index in order.items()}
+    sorted_inits = sorted(graph.initializer, key=lambda t: (final.get(t.name, len(final)), t.name))
     value_info = sorted(graph.value_info, key=lambda v: v.name)
-    for coll, items in ((graph.initializer, initializers), (graph.value_info, value_info)):
+    for coll, items in ((graph.initializer, sorted_inits), (graph.value_info, value_info)):
         copies = [type(x)() for x in items]
         for copy, item in zip(copies, items, strict=True):
             copy.CopyFrom(item)
@@ -721,18 +747,30 @@ def convert(
     tf, keras = import_tensorflow()
     import onnx
     import tf2onnx
+    from tf2onnx.graph import GraphUtil
 
     logging.getLogger("tf2onnx").setLevel(logging.ERROR)
     spec = tf.TensorSpec((None, *image_shape), tf.float32, name=INPUT_NAME)
+    # from_function on our own trace rather than from_keras: from_keras looks outputs up by
+    # Keras tensor names, which fails for Keras 3 Sequential models (KeyError keras_tensor_N).
+    function = tf.function(lambda x: call_model(model, x), input_signature=(spec,))
     with progress.status(f"Converting to ONNX (opset {opset})"):
         try:
-            proto, _ = tf2onnx.convert.from_keras(model, input_signature=(spec,), opset=opset)
+            proto, _ = tf2onnx.convert.from_function(
+                function, input_signature=(spec,), opset=opset
+            )
         except ToolError:
             raise
         except Exception as e:
             raise InvalidInputError(
                 f"{source}: tf2onnx could not convert the model at opset {opset}: {_one_line(e)}"
             ) from e
+
+        # tf2onnx's optimisers occasionally miss a fold (about one run in ten here, e.g. the
+        # Flatten reshape stays a Shape/Gather/Concat chain). A second pass over the proto
+        # reaches the same fixed point either way, so the output is reproducible. Should that
+        # pass fail, tf2onnx returns the first-pass model unchanged, which is still correct.
+        proto = GraphUtil.optimize_model_proto(proto, catch_errors=True)
 
     if len(proto.graph.input) != 1 or len(proto.graph.output) != 1:
         raise VerificationFailedError(

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..convert import import_tensorflow, load_keras_model, output_kind_of
+from ..convert import call_model, import_tensorflow, load_keras_model, output_kind_of
 from ..errors import InvalidInputError, UsageError
 from ..fsutil import file_digest
 from .base import BackendInfo
@@ -66,7 +66,7 @@ class KerasBackend:
         spec = tf.TensorSpec((None, *input_shape[1:]), tf.float32)
         model_ref = self.model
         self._predict_fn = tf.function(
-            lambda x: model_ref(x, training=False), input_signature=(spec,)
+            lambda x: call_model(model_ref, x), input_signature=(spec,)
         )
         self._layer_models: dict[tuple[str, ...], tuple[Any, Any]] = {}
         self.info = BackendInfo(
@@ -122,7 +122,7 @@ class KerasBackend:
                 inputs=self.model.inputs, outputs=[known[n].output for n in names]
             )
             spec = self._tf.TensorSpec((None, *self._input_shape[1:]), self._tf.float32)
-            fn = self._tf.function(lambda x: probe(x, training=False), input_signature=(spec,))
+            fn = self._tf.function(lambda x: call_model(probe, x), input_signature=(spec,))
             self._layer_models[names] = (probe, fn)
         _, fn = self._layer_models[names]
         x = self._check_batch(batch)

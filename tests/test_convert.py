@@ -1,0 +1,614 @@
+"""Keras → ONNX conversion: the safe pre-scan, the real ResNet8, other classifiers, failures.
+
+Pre-scan tests write hand-made configs with h5py/zipfile and need no TensorFlow. Conversion
+tests share module-scoped models and conversions because TensorFlow and tf2onnx are slow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import shared_path
+from resnet8_onnx import __version__
+from resnet8_onnx import convert as convert_mod
+from resnet8_onnx.convert import (
+    CIFAR10_CLASSES,
+    ConversionResult,
+    convert,
+    inspect_keras_file,
+    load_keras_model,
+    output_kind_of,
+)
+from resnet8_onnx.errors import (
+    InputNotFoundError,
+    InvalidInputError,
+    OutputError,
+    ToolError,
+    UnsafeInputError,
+    UsageError,
+    VerificationFailedError,
+)
+
+CIFAR_RECORD = 1 + 3 * 32 * 32
+
+
+def cifar_test_images(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n`` official test images as float32 NHWC 0–255, read straight from disk."""
+    path = shared_path("cifar-10", "cifar-10-batches-bin", "test_batch.bin")
+    raw = np.fromfile(path, dtype=np.uint8, count=n * CIFAR_RECORD).reshape(n, CIFAR_RECORD)
+    images = raw[:, 1:].reshape(n, 3, 32, 32).transpose(0, 2, 3, 1).astype(np.float32)
+    return images, raw[:, 0].astype(np.int64)
+
+
+def one_line_error(excinfo: pytest.ExceptionInfo[ToolError], *fragments: str) -> str:
+    """The error's message, checked to be one line that mentions every fragment."""
+    message = str(excinfo.value)
+    assert "\n" not in message
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+    return message
+
+
+def ort_run(path: str | Path, x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {"input": x})[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Safe pre-scan with hand-written configs (no TensorFlow)
+# ---------------------------------------------------------------------------------------------
+
+
+def layer(cls: str, name: str, **config: Any) -> dict[str, Any]:
+    return {"class_name": cls, "name": name, "config": {"name": name, **config},
+            "inbound_nodes": []}
+
+
+def functional(*layers: dict[str, Any], name: str = "model") -> dict[str, Any]:
+    return {"class_name": "Functional",
+            "config": {"name": name, "layers": list(layers),
+                       "input_layers": [["in", 0, 0]], "output_layers": [["out", 0, 0]]}}
+
+
+def write_h5(path: Path, config: Any, *, keras_version: str = "2.4.0") -> Path:
+    with h5py.File(path, "w") as f:
+        f.attrs["model_config"] = json.dumps(config)
+        f.attrs["keras_version"] = keras_version
+    return path
+
+
+def write_keras_zip(path: Path, config: Any, *, keras_version: str = "3.15.1") -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("metadata.json", json.dumps({"keras_version": keras_version}))
+        zf.writestr("config.json", json.dumps(config))
+    return path
+
+
+SAFE_LAYERS = (
+    layer("InputLayer", "in", batch_input_shape=[None, 32, 32, 3]),
+    layer("Conv2D", "conv", filters=4,
+          kernel_initializer={"class_name": "HeNormal", "config": {"seed": None}}),
+    layer("Dense", "out", units=10, activation="softmax"),
+)
+
+
+def test_inspect_real_model_lists_its_layers_without_tensorflow() -> None:
+    path = shared_path("models", "pretrainedResnet.h5")
+    code = (
+        "import sys\n"
+        "from resnet8_onnx.convert import inspect_keras_file\n"
+        f"info = inspect_keras_file({str(path)!r})\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
+        "print(info.model_class, info.format, info.keras_version)\n"
+        "print(' '.join(sorted({c for _, c in info.layers})))\n"
+        "print(info.layers[0][0], info.layers[-1][0])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    head, classes, ends = done.stdout.splitlines()
+    assert head == "Functional h5 2.4.0"
+    assert classes.split() == sorted({"InputLayer", "Conv2D", "BatchNormalization", "Activation",
+                                      "Add", "AveragePooling2D", "Flatten", "Dense"})
+    assert ends == "input_1 dense"
+
+
+def test_importing_convert_does_not_import_tensorflow() -> None:
+    code = ("import sys, resnet8_onnx.convert, resnet8_onnx.backends.keras\n"
+            "bad = [m for m in ('tensorflow', 'keras', 'tf2onnx') if m in sys.modules]\n"
+            "assert not bad, bad\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_inspect_accepts_safe_h5_and_keras_configs(tmp_path: Path) -> None:
+    h5 = inspect_keras_file(write_h5(tmp_path / "m.h5", functional(*SAFE_LAYERS)))
+    assert (h5.format, h5.model_class, h5.keras_version) == ("h5", "Functional", "2.4.0")
+    assert h5.layers == (("in", "InputLayer"), ("conv", "Conv2D"), ("out", "Dense"))
+    zipped = inspect_keras_file(write_keras_zip(tmp_path / "m.keras", functional(*SAFE_LAYERS)))
+    assert (zipped.format, zipped.keras_version) == ("keras", "3.15.1")
+    assert zipped.to_dict()["layers"][1] == ["conv", "Conv2D"]
+
+
+def test_inspect_names_nested_layers_with_their_parents(tmp_path: Path) -> None:
+    inner = {"class_name": "Sequential", "name": "block",
+             "config": {"name": "block", "layers": [layer("Dense", "d1", units=3)]}}
+    wrapped = layer("TimeDistributed", "td", layer={"class_name": "Dense",
+                                                     "config": {"name": "d2", "units": 2}})
+    info = inspect_keras_file(write_h5(tmp_path / "m.h5", functional(inner, wrapped)))
+    assert info.layers == (("block", "Sequential"), ("block/d1", "Dense"),
+                           ("td", "TimeDistributed"), ("td/d2", "Dense"))
+
+
+LAMBDA = layer("Lambda", "lam", function=["4wEAAAAAAAAA", None, None], function_type="lambda")
+
+
+@pytest.mark.parametrize(
+    ("config", "fragments"),
+    [
+        pytest.param(functional(SAFE_LAYERS[0], LAMBDA),
+                     ["refuses layer 'lam' of class Lambda", "run code stored in the file"],
+                     id="lambda"),
+        pytest.param(functional({"class_name": "Functional", "name": "sub",
+                                 "config": {"name": "sub", "layers": [
+                                     {"class_name": "Sequential", "name": "seq",
+                                      "config": {"name": "seq", "layers": [LAMBDA]}}]}}),
+                     ["'sub/seq/lam' of class Lambda"], id="lambda-in-nested-models"),
+        pytest.param(functional(layer("TimeDistributed", "td", layer=LAMBDA)),
+                     ["'td/lam' of class Lambda"], id="lambda-in-wrapper"),
+        pytest.param(functional(layer("Bidirectional", "bi", layer=layer("LSTM", "f", units=2),
+                                      backward_layer=layer("EvilRNN", "b"))),
+                     ["'bi/b' of class EvilRNN", "not a built-in Keras layer"],
+                     id="custom-backward-layer"),
+        pytest.param(functional(layer("MyLayer", "mine")),
+                     ["refuses layer 'mine' of class MyLayer", "not a built-in Keras layer"],
+                     id="custom-layer"),
+        pytest.param(functional(layer("Conv2D", "conv", kernel_initializer={
+                         "class_name": "EvilInit", "config": {}})),
+                     ["object of class EvilInit in layer 'conv'"], id="custom-initializer"),
+        pytest.param(functional({"module": "evil.layers", "class_name": "Dense", "name": "d",
+                                 "config": {"name": "d"}, "registered_name": None}),
+                     ["class Dense from module 'evil.layers'"], id="module-outside-keras"),
+        pytest.param(functional({"module": "keras.layers", "class_name": "Dense", "name": "d",
+                                 "config": {"name": "d"}, "registered_name": "evil>Dense"}),
+                     ["registered as 'evil>Dense'"], id="registered-custom-name"),
+        pytest.param(functional(layer("Dense", "d", activation={
+                         "module": "os", "class_name": "function", "config": "system",
+                         "registered_name": None})),
+                     ["class function from module 'os'"], id="function-outside-keras"),
+        pytest.param(functional(layer("Dense", "d", activation={
+                         "class_name": "__lambda__", "config": {"value": ["AAAA", None, None]}})),
+                     ["class __lambda__", "run code stored in the file"], id="keras3-lambda-fn"),
+        pytest.param(functional(layer("TFSMLayer", "sm", filepath="/tmp/x")),
+                     ["'sm' of class TFSMLayer", "external TensorFlow SavedModel"], id="tfsm"),
+        pytest.param({"module": "__main__", "class_name": "MyModel", "config": {}},
+                     ["from module '__main__'"], id="subclassed-model"),
+    ],
+)
+@pytest.mark.parametrize("suffix", [".h5", ".keras"])
+def test_inspect_refuses_code_and_custom_classes(
+    tmp_path: Path, config: dict[str, Any], fragments: list[str], suffix: str
+) -> None:
+    path = tmp_path / f"model{suffix}"
+    (write_h5 if suffix == ".h5" else write_keras_zip)(path, config)
+    with pytest.raises(UnsafeInputError) as excinfo:
+        inspect_keras_file(path)
+    assert one_line_error(excinfo, *fragments).startswith(f"{path}: refuses ")
+
+
+def test_inspect_ignores_compile_config_that_compile_false_never_reads(tmp_path: Path) -> None:
+    config = functional(*SAFE_LAYERS)
+    config["compile_config"] = {"loss": {"module": "__main__", "class_name": "function",
+                                         "config": "my_loss", "registered_name": "my_loss"}}
+    assert inspect_keras_file(write_keras_zip(tmp_path / "m.keras", config)).layers
+
+
+def test_inspect_refuses_a_config_that_is_not_a_model(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError) as excinfo:
+        inspect_keras_file(write_h5(tmp_path / "m.h5", layer("Dense", "d")))
+    one_line_error(excinfo, "describes a Dense", "not a Functional or Sequential")
+
+
+def test_inspect_refuses_files_that_are_not_models(tmp_path: Path) -> None:
+    hdf5 = tmp_path / "data.h5"
+    with h5py.File(hdf5, "w") as f:
+        f["x"] = np.arange(4)
+    noise = tmp_path / "noise.h5"
+    noise.write_bytes(np.random.default_rng(0).bytes(4096))
+    zipped = write_keras_zip(tmp_path / "zipped.keras", functional(*SAFE_LAYERS))
+    misnamed_zip = tmp_path / "misnamed.h5"
+    misnamed_zip.write_bytes(zipped.read_bytes())
+    not_zip = tmp_path / "notzip.keras"
+    not_zip.write_bytes(b"not a zip at all")
+    empty_zip = tmp_path / "empty.keras"
+    with zipfile.ZipFile(empty_zip, "w") as zf:
+        zf.writestr("metadata.json", "{}")
+    bad_json = tmp_path / "badjson.h5"
+    with h5py.File(bad_json, "w") as f:
+        f.attrs["model_config"] = "{not json"
+    deep = tmp_path / "deep.h5"
+    with h5py.File(deep, "w") as f:
+        f.attrs["model_config"] = "[" * 100_000 + "]" * 100_000
+    odd = tmp_path / "model.pb"
+    odd.write_bytes(b"x")
+
+    cases = [
+        (hdf5, "has no model_config"), (noise, "not an HDF5 file"),
+        (misnamed_zip, "zip archive"), (not_zip, "not a zip archive"),
+        (empty_zip, "no config.json"), (bad_json, "not valid JSON"), (deep, str(deep)),
+        (odd, "unsupported model file extension '.pb'"), (tmp_path, "is a directory"),
+    ]
+    for path, fragment in cases:
+        with pytest.raises(InvalidInputError) as excinfo:
+            inspect_keras_file(path)
+        one_line_error(excinfo, str(path), fragment)
+
+
+def test_inspect_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(InputNotFoundError) as excinfo:
+        inspect_keras_file(tmp_path / "nope.h5")
+    one_line_error(excinfo, "nope.h5", "no such file")
+
+
+# ---------------------------------------------------------------------------------------------
+# Failures that must happen before any expensive work (no TensorFlow needed)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_heavy_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make loading or converting a test failure: these errors must come first."""
+
+    def forbidden(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("expensive work started before the cheap checks")
+
+    monkeypatch.setattr(convert_mod, "load_keras_model", forbidden)
+    monkeypatch.setattr(convert_mod, "import_tensorflow", forbidden)
+
+
+@pytest.mark.usefixtures("no_heavy_work")
+def test_output_in_missing_directory_fails_first(tmp_path: Path) -> None:
+    source = write_h5(tmp_path / "m.h5", functional(*SAFE_LAYERS))
+    with pytest.raises(OutputError) as excinfo:
+        convert(source, tmp_path / "missing" / "out.onnx")
+    one_line_error(excinfo, "does not exist")
+
+
+@pytest.mark.usefixtures("no_heavy_work")
+def test_existing_output_is_kept_without_force(tmp_path: Path) -> None:
+    source = write_h5(tmp_path / "m.h5", functional(*SAFE_LAYERS))
+    out = tmp_path / "out.onnx"
+    out.write_bytes(b"previous")
+    with pytest.raises(OutputError) as excinfo:
+        convert(source, out)
+    one_line_error(excinfo, "already exists")
+    assert out.read_bytes() == b"previous"
+
+
+@pytest.mark.usefixtures("no_heavy_work")
+def test_unsupported_opset_and_unsafe_source_fail_before_loading(tmp_path: Path) -> None:
+    with pytest.raises(UsageError) as excinfo:
+        convert(tmp_path / "m.h5", tmp_path / "out.onnx", opset=9)
+    one_line_error(excinfo, "opset 9")
+    unsafe = write_h5(tmp_path / "lam.h5", functional(LAMBDA))
+    with pytest.raises(UnsafeInputError):
+        convert(unsafe, tmp_path / "out.onnx")
+    assert not (tmp_path / "out.onnx").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# TensorFlow: models built here, and the real ResNet8
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def keras() -> Any:
+    _, keras = convert_mod.import_tensorflow()
+    return keras
+
+
+def randomise(model: Any, seed: int) -> Any:
+    """Replace freshly initialised weights by random ones so BN statistics matter too."""
+    rng = np.random.default_rng(seed)
+    for lay in model.layers:
+        weights = lay.get_weights()
+        if weights:
+            new = [rng.normal(0, 0.2, w.shape).astype(np.float32) for w in weights]
+            if type(lay).__name__ == "BatchNormalization":
+                new[-1] = np.abs(new[-1]) + 0.5  # moving variance must be positive
+            lay.set_weights(new)
+    return model
+
+
+@pytest.fixture(scope="module")
+def small_models(keras: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A logits Sequential CNN and a softmax functional model with Add/Concatenate."""
+    layers = keras.layers
+    sequential = keras.Sequential([
+        keras.Input((32, 32, 3)),
+        layers.Rescaling(1 / 255),
+        layers.Conv2D(8, 3, activation="relu"),
+        layers.MaxPooling2D(),
+        layers.Dropout(0.3),
+        layers.Flatten(),
+        layers.Dense(10),
+    ], name="seq_logits")
+    inp = keras.Input((32, 32, 3))
+    x = layers.Rescaling(1 / 64)(inp)
+    a = layers.Conv2D(6, 3, padding="same")(x)
+    b = layers.Conv2D(6, 1)(x)
+    merged = layers.Concatenate()([layers.Add()([a, b]), x])
+    y = layers.BatchNormalization()(merged)
+    y = layers.GlobalAveragePooling2D()(layers.ReLU()(y))
+    out = layers.Dense(10, activation="softmax")(y)
+    func = keras.Model(inp, out, name="func_softmax")
+    folder = tmp_path_factory.mktemp("small_models")
+    paths = {}
+    for name, model in (("seq", randomise(sequential, 1)), ("func", randomise(func, 2))):
+        for suffix in (".h5", ".keras"):
+            path = folder / f"{name}{suffix}"
+            model.save(path)
+            paths[f"{name}{suffix}"] = path
+    return paths
+
+
+@pytest.fixture(scope="module")
+def lambda_models(keras: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ...]:
+    """A model whose Lambda writes a marker file when called, saved as .h5 and .keras."""
+    folder = tmp_path_factory.mktemp("lambda")
+    marker = folder / "pwned"
+    fn = eval(f"lambda t: (__import__('pathlib').Path({str(marker)!r}).write_text('x'), t)[1]")
+    inp = keras.Input((32, 32, 3))
+    x = keras.layers.Lambda(fn, name="lam")(inp)
+    model = keras.Model(inp, keras.layers.Dense(10)(keras.layers.Flatten()(x)))
+    assert marker.exists(), "premise: calling the lambda writes the marker"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.save(folder / "lam.h5")
+        model.save(folder / "lam.keras")
+    marker.unlink()
+    return folder / "lam.h5", folder / "lam.keras", marker
+
+
+@pytest.mark.slow
+def test_lambda_model_is_refused_and_its_code_never_runs(
+    lambda_models: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    h5, zipped, marker = lambda_models
+    for path in (h5, zipped):
+        for attempt in (inspect_keras_file, load_keras_model,
+                        lambda p: convert(p, tmp_path / "out.onnx")):
+            with pytest.raises(UnsafeInputError) as excinfo:
+                attempt(path)
+            one_line_error(excinfo, f"{path}: refuses layer 'lam' of class Lambda",
+                           "it would run code stored in the file")
+    assert not marker.exists()
+    assert not (tmp_path / "out.onnx").exists()
+
+
+@pytest.mark.slow
+def test_frozen_layer_allowlist_matches_installed_keras(keras: Any) -> None:
+    import inspect
+
+    exported = {name for name in dir(keras.layers)
+                if inspect.isclass(getattr(keras.layers, name))
+                and issubclass(getattr(keras.layers, name), keras.layers.Layer)}
+    assert exported >= convert_mod._LAYER_CLASSES
+    unclassified = exported - convert_mod._LAYER_CLASSES - set(convert_mod._CODE_RUNNING)
+    assert unclassified == {"Layer", "Wrapper"}  # a new Keras layer needs a decision here
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["seq.h5", "seq.keras", "func.h5", "func.keras"])
+def test_small_models_convert_and_match_keras(
+    small_models: dict[str, Path], name: str, tmp_path: Path
+) -> None:
+    source = small_models[name]
+    model = load_keras_model(source)
+    out = tmp_path / "model.onnx"
+    result = convert(source, out, opset=14 if name == "func.keras" else 17)
+    kind = "logits" if name.startswith("seq") else "probabilities"
+    assert (result.output_name, result.output_kind, result.num_classes) == (kind, kind, 10)
+    assert output_kind_of(model) == kind
+    x = np.random.default_rng(3).uniform(0, 255, (16, 32, 32, 3)).astype(np.float32)
+    expected = np.asarray(convert_mod.call_model(model, x))
+    got = ort_run(out, x)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+    assert np.ptp(expected, axis=0).max() > 1e-3  # outputs depend on the input at all
+
+    import onnx
+
+    proto = onnx.load(out)
+    assert [o.name for o in proto.graph.output] == [kind]
+    assert {op.domain: op.version for op in proto.opset_import}[""] == result.opset
+
+
+@pytest.fixture(scope="module")
+def other_shape_model(keras: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path]:
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(4, 3),
+                              keras.layers.GlobalMaxPooling2D(),
+                              keras.layers.Dense(5, activation="softmax")])
+    path = tmp_path_factory.mktemp("mnistish") / "mnistish.keras"
+    model.save(path)
+    return model, path
+
+
+@pytest.mark.slow
+def test_other_shapes_refused_by_default_and_accepted_on_request(
+    other_shape_model: tuple[Any, Path], tmp_path: Path
+) -> None:
+    model, source = other_shape_model
+    out = tmp_path / "m.onnx"
+    with pytest.raises(InvalidInputError) as excinfo:
+        convert(source, out, model=model)
+    one_line_error(excinfo, str(source), "28x28x1", "expected 32x32x3")
+    with pytest.raises(InvalidInputError) as excinfo:
+        convert(source, out, model=model, input_shape=(28, 28, 1))
+    one_line_error(excinfo, "5 outputs, expected 10 classes")
+    with pytest.raises(UsageError) as excinfo:
+        convert(source, out, model=model, input_shape=None, num_classes=None,
+                class_names=["a", "b"])
+    one_line_error(excinfo, "2 class names", "5 outputs")
+    assert not out.exists()
+
+    result = convert(source, out, model=model, input_shape=None, num_classes=None)
+    assert result.num_classes == 5
+    assert json.loads(result.metadata["class_names"]) == ["0", "1", "2", "3", "4"]
+    assert json.loads(result.metadata["input_shape"]) == ["N", 28, 28, 1]
+    x = np.random.default_rng(4).uniform(0, 255, (3, 28, 28, 1)).astype(np.float32)
+    expected = np.asarray(convert_mod.call_model(model, x))
+    np.testing.assert_allclose(ort_run(out, x), expected, rtol=0, atol=1e-5)
+
+    named = convert(source, tmp_path / "named.onnx", model=model, input_shape=(28, 28, 1),
+                    num_classes=5, class_names=list("vwxyz"))
+    assert json.loads(named.metadata["class_names"]) == list("vwxyz")
+
+
+@pytest.mark.slow
+def test_output_kind_of_recognises_every_way_to_end_in_softmax(keras: Any) -> None:
+    layers = keras.layers
+
+    def seq(*tail: Any) -> Any:
+        return keras.Sequential([keras.Input((4,)), *tail])
+
+    assert output_kind_of(seq(layers.Dense(3, activation="softmax"))) == "probabilities"
+    assert output_kind_of(seq(layers.Dense(3), layers.Softmax())) == "probabilities"
+    assert output_kind_of(seq(layers.Dense(3), layers.Activation("softmax"))) == "probabilities"
+    assert output_kind_of(seq(layers.Dense(3))) == "logits"
+    assert output_kind_of(seq(layers.Dense(3, activation="sigmoid"))) == "logits"
+    inner = seq(layers.Dense(3, activation="softmax"))
+    inp = keras.Input((4,))
+    assert output_kind_of(keras.Model(inp, inner(inp))) == "probabilities"
+
+
+@pytest.mark.slow
+def test_failure_midway_leaves_no_file(
+    small_models: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import onnx
+    import tf2onnx
+
+    source = small_models["seq.keras"]
+    model = load_keras_model(source)
+    out = tmp_path / "out.onnx"
+
+    def explode(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("simulated converter crash\nwith a second line")
+
+    with monkeypatch.context() as m:
+        m.setattr(tf2onnx.convert, "from_function", explode)
+        with pytest.raises(InvalidInputError) as excinfo:
+            convert(source, out, model=model)
+        one_line_error(excinfo, "tf2onnx could not convert", "simulated converter crash")
+
+    with monkeypatch.context() as m:
+        m.setattr(onnx.checker, "check_model",
+                  lambda *a, **k: (_ for _ in ()).throw(onnx.checker.ValidationError("bad")))
+        with pytest.raises(VerificationFailedError) as excinfo:
+            convert(source, out, model=model)
+        one_line_error(excinfo, "fails the ONNX checker")
+
+    with monkeypatch.context() as m:  # interrupted while writing: the temp file goes too
+        m.setattr(convert_mod, "write_bytes_atomic",
+                  lambda path, data, force=False: _write_then_interrupt(path, data))
+        with pytest.raises(KeyboardInterrupt):
+            convert(source, out, model=model)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def _write_then_interrupt(path: Path, data: bytes) -> None:
+    from resnet8_onnx.fsutil import atomic_write
+
+    with atomic_write(path) as f:
+        f.write(data[: len(data) // 2])
+        assert any(p.name.endswith(".part") for p in Path(path).parent.iterdir())
+        raise KeyboardInterrupt
+
+
+@pytest.fixture(scope="module")
+def real_conversion(tmp_path_factory: pytest.TempPathFactory) -> tuple[ConversionResult, Any]:
+    source = shared_path("models", "pretrainedResnet.h5")
+    model = load_keras_model(source)
+    out = tmp_path_factory.mktemp("real") / "resnet8.onnx"
+    return convert(source, out), model
+
+
+@pytest.mark.slow
+@pytest.mark.shared
+def test_real_model_converts_to_a_checked_self_describing_file(
+    real_conversion: tuple[ConversionResult, Any],
+) -> None:
+    import onnx
+
+    result, _ = real_conversion
+    source = shared_path("models", "pretrainedResnet.h5")
+    data = Path(result.output_path).read_bytes()
+    assert result.onnx_sha256 == hashlib.sha256(data).hexdigest()
+    assert result.source_sha256 == hashlib.sha256(source.read_bytes()).hexdigest()
+    proto = onnx.load_from_string(data)
+    onnx.checker.check_model(proto, full_check=True)
+    (inp,), (out,) = proto.graph.input, proto.graph.output
+
+    def dims(vi: Any) -> list[Any]:
+        return [d.dim_param or d.dim_value for d in vi.type.tensor_type.shape.dim]
+
+    assert inp.name == "input"
+    assert inp.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert dims(inp) == ["N", 32, 32, 3]
+    assert out.name == "probabilities"
+    assert dims(out) == ["N", 10]
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert meta == result.metadata
+    assert meta["source_file"] == "pretrainedResnet.h5"
+    assert meta["source_sha256"] == result.source_sha256
+    assert meta["source_keras_version"] == "2.4.0"
+    assert meta["converter_version"] == __version__
+    assert meta["opset"] == "17" == str({o.domain: o.version for o in proto.opset_import}[""])
+    assert meta["preprocessing"] == "raw 0-255 float32 NHWC RGB, no normalisation"
+    assert json.loads(meta["class_names"]) == list(CIFAR10_CLASSES)
+    assert meta["output_kind"] == "probabilities"
+    for key in ("tensorflow_version", "keras_version", "tf2onnx_version", "onnx_version"):
+        assert meta[key][0].isdigit()
+    assert proto.producer_name == "resnet8-onnx"
+    assert result.source_sha256 in proto.doc_string
+    assert result.to_dict()["metadata"] == meta
+
+
+@pytest.mark.slow
+@pytest.mark.shared
+@pytest.mark.parametrize("batch", [1, 7, 64])
+def test_real_model_onnx_matches_keras_on_real_images(
+    real_conversion: tuple[ConversionResult, Any], batch: int
+) -> None:
+    result, model = real_conversion
+    images, _ = cifar_test_images(64)
+    x = images[:batch]
+    expected = np.asarray(convert_mod.call_model(model, x))
+    got = ort_run(result.output_path, x)
+    assert got.shape == (batch, 10)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(got.argmax(1), expected.argmax(1))
+
+
+@pytest.mark.slow
+@pytest.mark.shared
+def test_conversion_is_reproducible_and_force_overwrites(
+    real_conversion: tuple[ConversionResult, Any], tmp_path: Path
+) -> None:
+    first, model = real_conversion
+    out = tmp_path / "again.onnx"
+    out.write_bytes(b"stale")
+    again = convert(first.source_path, out, model=model, force=True)
+    assert again.onnx_sha256 == first.onnx_sha256
+    assert out.read_bytes() == Path(first.output_path).read_bytes()
