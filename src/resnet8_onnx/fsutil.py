@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +37,33 @@ def _umask() -> int:
     return mask
 
 
+def _cannot_write(target: Path, exc: OSError) -> OutputError:
+    reason = exc.strerror or type(exc).__name__
+    return OutputError(f"{target}: cannot write ({reason})")
+
+
+def _probe_directory(directory: Path, target: Path) -> None:
+    """Create and remove a temporary file in ``directory``: the only honest writability test.
+
+    ``os.access`` answers from permission bits, and root passes those everywhere, yet root
+    still cannot create files in sysfs, on a root-squashed NFS export or under a mandatory
+    access policy. Probing here turns those into an early, clear error instead of a failure
+    after the expensive work.
+    """
+    where = "directory" if target == directory else f"directory {directory}"
+    if not os.access(directory, os.W_OK):
+        raise OutputError(f"{target}: {where} is not writable")
+    try:
+        with _signals_deferred():
+            fd, probe = tempfile.mkstemp(prefix=".resnet8-onnx-probe.", suffix=".part",
+                                         dir=directory)
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise OutputError(f"{target}: cannot write in {where} ({reason})") from None
+
+
 def check_writable(path: str | os.PathLike[str], *, force: bool = False) -> Path:
     """Fail early, before any expensive work, if ``path`` cannot be written.
 
@@ -49,9 +77,27 @@ def check_writable(path: str | os.PathLike[str], *, force: bool = False) -> Path
         raise OutputError(f"{p}: already exists (use --force to overwrite)")
     if not parent.is_dir():
         raise OutputError(f"{p}: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise OutputError(f"{p}: directory {parent} is not writable")
+    _probe_directory(parent, p)
     return p
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM back for a few statements that must not be split by an interrupt.
+
+    Creating a temporary file and recording its name is two steps; an interrupt between
+    them would leave a ``.part`` file nobody knows to remove. Blocked signals are delivered
+    (and raise) as soon as the block ends, inside the caller's cleanup scope.
+    """
+    mask = getattr(signal, "pthread_sigmask", None)
+    if mask is None:  # pragma: no cover - not POSIX
+        yield
+        return
+    previous = mask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        mask(signal.SIG_SETMASK, previous)
 
 
 @contextlib.contextmanager
@@ -66,46 +112,73 @@ def atomic_write(
     if mode not in ("wb", "w"):
         raise ValueError("atomic_write supports mode 'wb' or 'w'")
     target = check_writable(path, force=force)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    tmp: str | None = None
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would surprise users sharing reports
+        with _signals_deferred():
+            try:
+                fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part",
+                                           dir=target.parent)
+            except OSError as exc:
+                raise _cannot_write(target, exc) from None
+        with contextlib.suppress(OSError):  # some file systems (vfat, SMB) refuse chmod
+            os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would surprise report readers
         encoding = None if "b" in mode else "utf-8"
         with os.fdopen(fd, mode, encoding=encoding) as f:
             yield f
-            f.flush()
-            os.fsync(f.fileno())
+            try:
+                f.flush()
+                os.fsync(f.fileno())
+            except OSError as exc:
+                raise _cannot_write(target, exc) from None
+        _publish(tmp, target, force=force)
+    except BaseException:
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        raise
+
+
+def _publish(tmp: str, target: Path, *, force: bool) -> None:
+    """Rename the finished temporary file onto ``target`` (never clobbering without force)."""
+    exists = OutputError(f"{target}: already exists (use --force to overwrite)")
+    try:
         if force:
             os.replace(tmp, target)
+            return
+        # link() fails if the target appeared meanwhile (another process): no clobbering.
+        try:
+            os.link(tmp, target)
+        except FileExistsError:
+            raise exists from None
+        except OSError:  # file systems without hard links: best effort
+            if target.exists():
+                raise exists from None
+            os.replace(tmp, target)
         else:
-            # link() fails if the target appeared meanwhile (another process): no clobbering.
-            try:
-                os.link(tmp, target)
-            except FileExistsError:
-                raise OutputError(f"{target}: already exists (use --force to overwrite)") from None
-            except OSError:  # file systems without hard links: best effort
-                if target.exists():
-                    raise OutputError(
-                        f"{target}: already exists (use --force to overwrite)") from None
-                os.replace(tmp, target)
-            else:
-                os.unlink(tmp)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+    except OutputError:
         raise
+    except OSError as exc:
+        raise _cannot_write(target, exc) from None
 
 
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, *, force: bool = False) -> Path:
     """Write ``data`` to ``path`` atomically; see :func:`atomic_write`."""
     with atomic_write(path, force=force) as f:
-        f.write(data)
+        try:
+            f.write(data)
+        except OSError as exc:  # ENOSPC, EIO, quota: the output's problem, not a bug
+            raise _cannot_write(Path(path), exc) from None
     return Path(path)
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str, *, force: bool = False) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically; see :func:`atomic_write`."""
     with atomic_write(path, force=force, mode="w") as f:
-        f.write(text)
+        try:
+            f.write(text)
+        except OSError as exc:
+            raise _cannot_write(Path(path), exc) from None
     return Path(path)
 
 
@@ -119,7 +192,12 @@ def exclusive_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
     import fcntl
 
     directory = Path(path)
-    with open(directory / ".resnet8-onnx.lock", "a") as lock:
+    try:
+        lock = open(directory / ".resnet8-onnx.lock", "a")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise OutputError(f"{directory}: cannot create the lock file ({reason})") from None
+    with lock:
         try:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -141,6 +219,5 @@ def prepare_output_dir(path: str | os.PathLike[str]) -> Path:
         directory.mkdir(exist_ok=True)
     except OSError as exc:
         raise OutputError(f"{directory}: cannot create directory ({exc.strerror})") from None
-    if not os.access(directory, os.W_OK):
-        raise OutputError(f"{directory}: directory is not writable")
+    _probe_directory(directory, directory)
     return directory
