@@ -7,6 +7,12 @@ else is a bug and exits with ``INTERNAL``.
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from types import FrameType
+
 # Exit codes (documented in the README; keep the two in step).
 OK = 0
 USAGE = 2
@@ -73,3 +79,29 @@ class DownloadError(ToolError):
     """A download failed: offline, interrupted, or the file did not match its checksum."""
 
     exit_code = DOWNLOAD_FAILED
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises ``KeyboardInterrupt``, exactly as Ctrl-C does.
+
+    ``kill``, ``timeout`` and CI runners stop a job with SIGTERM, whose default action ends
+    the process on the spot: no ``finally`` runs, so temporary files would stay behind. As a
+    ``KeyboardInterrupt`` it unwinds like Ctrl-C: temporary files are removed, earlier outputs
+    stay intact and the command exits with ``INTERRUPTED``. The previous handler is restored
+    on exit, so calling the CLI in-process (tests, notebooks) leaves no trace. Only the main
+    thread can install handlers, and an ignored SIGTERM stays ignored; then this does nothing.
+    """
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGTERM) is signal.SIG_IGN):  # the caller opted out
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
