@@ -70,6 +70,38 @@ def _classes(text: str) -> int | None:
     return _positive_int(text)
 
 
+def _int_list(text: str) -> list[int]:
+    """'1,8,64' → [1, 8, 64]; 'all' stands for every available core (thread lists)."""
+    from .bench import available_cores
+
+    values = []
+    for part in text.split(","):
+        part = part.strip().lower()
+        values.append(available_cores() if part in ("all", "max") else _positive_int(part))
+    return values
+
+
+def _levels(text: str) -> list[str]:
+    from .bench import OPTIMIZATION_LEVELS
+
+    levels = [p.strip().lower() for p in text.split(",") if p.strip()]
+    unknown = [lvl for lvl in levels if lvl not in OPTIMIZATION_LEVELS]
+    if unknown or not levels:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: levels are a comma-separated subset of {','.join(OPTIMIZATION_LEVELS)}")
+    return levels
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more seconds")
+    return value
+
+
 def _emit_json(payload: dict[str, Any], destination: str | None, *, force: bool) -> None:
     """``--json -`` prints to stdout; a path is written atomically."""
     from .report import to_json
@@ -240,6 +272,66 @@ def cmd_run(args: argparse.Namespace) -> int:
     return errors.OK
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare_models, render_compare_terminal, write_compare_reports
+
+    if len(args.models) < 2:
+        raise errors.UsageError("compare needs at least two models (the first is the reference)")
+    _check_json_destination(args.json, args.force)
+    out_dir = _prepare_out(args)
+    dataset = _load_data(args)
+    record = compare_models(args.models, dataset, batch_size=args.batch_size,
+                            threads=args.threads)
+    render_compare_terminal(record, _console(stderr=args.json == "-"))
+    _emit_json(record, args.json, force=args.force)
+    if out_dir is not None:
+        from .fsutil import exclusive_directory
+
+        with exclusive_directory(out_dir):
+            written = write_compare_reports(record, out_dir, force=args.force)
+        _console(stderr=True).print("reports: " + ", ".join(str(p) for p in written.values()))
+    return errors.OK
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    from .bench import (
+        DEFAULT_MIN_ITERATIONS,
+        DEFAULT_MIN_SECONDS,
+        DEFAULT_WARMUP_SECONDS,
+        QUICK_MIN_SECONDS,
+        QUICK_WARMUP_SECONDS,
+        benchmark,
+        render_benchmark_terminal,
+        throughput_png,
+    )
+
+    _check_json_destination(args.json, args.force)
+    if args.plot is not None:
+        from .fsutil import check_writable
+
+        check_writable(args.plot, force=args.force)
+    images = data = None
+    if args.data_dir is not None:
+        dataset = _load_data(args)
+        images, data = dataset.images, dataset.describe()
+    record = benchmark(
+        args.models, batch_sizes=args.batch_sizes, threads=args.threads,
+        optimization_levels=args.optimization, full_grid=args.full_grid,
+        min_seconds=args.min_seconds if args.min_seconds is not None else (
+            QUICK_MIN_SECONDS if args.quick else DEFAULT_MIN_SECONDS),
+        min_iterations=args.min_iterations or DEFAULT_MIN_ITERATIONS,
+        warmup_seconds=QUICK_WARMUP_SECONDS if args.quick else DEFAULT_WARMUP_SECONDS,
+        images=images, data=data, save_optimized=args.save_optimized, force=args.force)
+    render_benchmark_terminal(record, _console(stderr=args.json == "-"))
+    _emit_json(record, args.json, force=args.force)
+    if args.plot is not None:
+        from .fsutil import write_bytes_atomic
+
+        write_bytes_atomic(args.plot, throughput_png(record), force=args.force)
+        _console(stderr=True).print(f"plot: {args.plot}")
+    return errors.OK
+
+
 # --------------------------------------------------------------------------- parser
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line on stderr (exit 2), like every other error."""
@@ -351,6 +443,62 @@ def build_parser() -> argparse.ArgumentParser:
     run_options(p)
     p.add_argument("--force", action="store_true", help="overwrite an existing report")
     p.set_defaults(func=cmd_run)
+
+    p = command("compare", "several models on the same images, side by side",
+                "Evaluate several models (any mix of .h5/.keras, .onnx, .tflite) on the same "
+                "CIFAR-10 images and show one table: accuracy, per-class accuracy, agreement "
+                "of predictions and max |Δ| of outputs against the first model, images/s.")
+    p.add_argument("models", nargs="+", metavar="MODEL",
+                   help="two or more model files; the first is the reference")
+    _add_data_options(p)
+    run_options(p)
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="also write compare.json, compare.md, compare.csv and "
+                        "compare_per_class.csv")
+    output_options(p)
+    p.set_defaults(func=cmd_compare)
+
+    from .bench import DEFAULT_BATCH_SIZES, DEFAULT_MIN_ITERATIONS, DEFAULT_MIN_SECONDS
+
+    p = command("benchmark", "throughput and latency over batch sizes, threads, ORT levels",
+                "Measure throughput and per-call latency (p50/p90/p99) of one or more models "
+                "over batch sizes, thread counts and ONNX Runtime graph optimisation levels, "
+                "after a warm-up; report GFLOP/s from the model's MACs and the share of a numpy "
+                "sgemm roofline measured in the same run. Random pixels by default (no data "
+                "needed); --data-dir uses real CIFAR-10 test images.")
+    p.add_argument("models", nargs="+", metavar="MODEL",
+                   help="model files (.onnx, .h5, .keras, .tflite)")
+    p.add_argument("--batch-sizes", type=_int_list, metavar="LIST",
+                   default=list(DEFAULT_BATCH_SIZES),
+                   help="comma-separated batch sizes (default: "
+                        f"{','.join(map(str, DEFAULT_BATCH_SIZES))})")
+    p.add_argument("--threads", type=_int_list, metavar="LIST", default=None,
+                   help="comma-separated thread counts, 'all' = every core (default: 1,all)")
+    p.add_argument("--optimization", type=_levels, metavar="LEVELS",
+                   default=["disable", "basic", "extended", "all"],
+                   help="ONNX Runtime graph optimisation levels to compare (default: "
+                        "disable,basic,extended,all)")
+    p.add_argument("--full-grid", action="store_true",
+                   help="every level at every thread count (default: every level at the most "
+                        "threads, plus the other thread counts at the highest level)")
+    p.add_argument("--min-seconds", type=_seconds, default=None, metavar="S",
+                   help=f"time each configuration for at least S seconds (default: "
+                        f"{DEFAULT_MIN_SECONDS:g}; --quick: 0.1)")
+    p.add_argument("--min-iterations", type=_positive_int, default=None, metavar="N",
+                   help=f"and at least N calls (default: {DEFAULT_MIN_ITERATIONS})")
+    p.add_argument("--quick", action="store_true",
+                   help="shorter warm-up and time budget: a rough figure in a few seconds")
+    g = p.add_argument_group("data")
+    g.add_argument("--data-dir", metavar="DIR", default=None,
+                   help="use real CIFAR-10 test images from DIR instead of random pixels")
+    g.add_argument("--offline", action="store_true", help="never download")
+    p.add_argument("--save-optimized", metavar="FILE", default=None,
+                   help="write the ONNX model as ONNX Runtime optimises it (at the highest "
+                        "level measured); needs exactly one .onnx model")
+    p.add_argument("--plot", metavar="FILE", default=None,
+                   help="write a PNG of throughput vs batch size")
+    output_options(p)
+    p.set_defaults(func=cmd_benchmark)
     return parser
 
 

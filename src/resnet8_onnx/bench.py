@@ -1,0 +1,666 @@
+"""Throughput and latency of models over batch sizes, thread counts and ONNX Runtime graph
+optimisation levels, set against a numpy sgemm measured in the same run.
+
+A figure such as "5,600 images/s" means little on its own; the same figure as "141 GFLOP/s,
+76 % of what numpy's float32 matrix product reaches with 2 threads on this machine" says
+whether there is anything left to gain. So every configuration reports GFLOP/s (2 × MACs ×
+images/s, MACs counted from the model file itself) and its fraction of an sgemm roofline
+measured at the same thread count, in a child process whose BLAS is pinned to that many
+threads (a BLAS cannot be re-sized once loaded).
+
+Each configuration is warmed up, then timed call by call until it has both a minimum number
+of iterations and a minimum time, so the default benchmark of one model stays well under a
+minute while small batches still get hundreds of samples for their latency percentiles.
+
+The default grid is a cross, not a full product: every optimisation level at the largest
+thread count, plus every other thread count at the highest level (``full_grid=True`` runs
+every combination). That answers both questions — what the optimiser buys, what threads buy —
+at about half the cost.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import __version__
+from .errors import InvalidInputError, UsageError
+from .progress import track
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from .backends.base import Backend
+
+DEFAULT_BATCH_SIZES = (1, 8, 64, 256, 1000)
+OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
+DEFAULT_MIN_SECONDS = 0.5
+DEFAULT_MIN_ITERATIONS = 3
+DEFAULT_WARMUP_SECONDS = 0.1
+QUICK_MIN_SECONDS = 0.1
+QUICK_WARMUP_SECONDS = 0.02
+SGEMM_SIZE = 1024
+DEFAULT_IMAGE_SHAPE = (32, 32, 3)
+
+
+def available_cores() -> int:
+    """CPUs this process may run on (the affinity mask in a container, not the host's count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def default_threads() -> tuple[int, ...]:
+    """One thread and all cores (just one entry on a single-core machine)."""
+    return tuple(sorted({1, available_cores()}))
+
+
+# --------------------------------------------------------------------------- timing
+def time_predict(
+    predict: Callable[[np.ndarray], Any], batch: np.ndarray, *,
+    min_seconds: float = DEFAULT_MIN_SECONDS, min_iterations: int = DEFAULT_MIN_ITERATIONS,
+    warmup_seconds: float = DEFAULT_WARMUP_SECONDS,
+) -> dict[str, Any]:
+    """Warm up, then time ``predict(batch)`` call by call until both minimums are met.
+
+    Returns iterations, total timed seconds, images/s and per-call latency percentiles (ms).
+    The warm-up (at least one call) absorbs first-call costs — memory arenas sized for this
+    batch, an interpreter's tensor re-allocation, thread pools spinning up.
+    """
+    if min_iterations < 1:
+        raise UsageError(f"min_iterations must be at least 1, got {min_iterations}")
+    if min_seconds < 0 or warmup_seconds < 0:
+        raise UsageError("time budgets must not be negative")
+    clock = time.perf_counter
+    start = clock()
+    predict(batch)
+    while clock() - start < warmup_seconds:
+        predict(batch)
+    latencies: list[float] = []
+    begin = clock()
+    while len(latencies) < min_iterations or clock() - begin < min_seconds:
+        t0 = clock()
+        predict(batch)
+        latencies.append(clock() - t0)
+    lat = np.asarray(latencies) * 1e3
+    seconds = float(lat.sum() / 1e3)
+    n = len(batch)
+    p50, p90, p99 = (float(v) for v in np.percentile(lat, [50, 90, 99]))
+    return {
+        "iterations": len(latencies),
+        "images": n * len(latencies),
+        "seconds": seconds,
+        "images_per_second": n * len(latencies) / seconds if seconds > 0 else math.inf,
+        "latency_ms": {"p50": p50, "p90": p90, "p99": p99, "mean": float(lat.mean()),
+                       "min": float(lat.min()), "max": float(lat.max())},
+    }
+
+
+_SGEMM_CHILD = textwrap.dedent("""
+    import sys, time
+    import numpy as np
+    n, repeat = int(sys.argv[1]), int(sys.argv[2])
+    rng = np.random.default_rng(0)
+    a = rng.random((n, n), dtype=np.float32)
+    b = rng.random((n, n), dtype=np.float32)
+    a @ b
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    print(2 * n ** 3 / best / 1e9)
+""")
+
+_BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                          "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def sgemm_gflops(threads: int, *, n: int = SGEMM_SIZE, repeat: int = 5) -> float | None:
+    """Best-of-``repeat`` GFLOP/s of an ``n``×``n`` float32 numpy matmul on ``threads`` threads.
+
+    Runs in a child process with every common BLAS thread variable set, because a BLAS fixes
+    its pool size when loaded. ``None`` if the child fails (the benchmark still reports its
+    own figures, just without a roofline).
+    """
+    env = {**os.environ, **{var: str(threads) for var in _BLAS_THREAD_VARIABLES}}
+    try:
+        out = subprocess.run([sys.executable, "-c", _SGEMM_CHILD, str(n), str(repeat)],
+                             capture_output=True, text=True, env=env, timeout=120, check=True)
+        return float(out.stdout.strip().splitlines()[-1])
+    except (subprocess.SubprocessError, OSError, ValueError, IndexError):
+        return None
+
+
+# --------------------------------------------------------------------------- MACs
+def onnx_macs(path: str | os.PathLike[str]) -> int:
+    """MACs per image of an ONNX model (Conv, MatMul, Gemm), as ``verify`` counts them."""
+    import onnx
+
+    from .verify import count_macs
+
+    return count_macs(onnx.load(str(path)))
+
+
+def keras_macs(model: Any) -> int:
+    """MACs per image of a Keras model's Conv/Dense layers, from kernel and output shapes.
+
+    Counts the same operations as the ONNX count (convolutions and dense layers), so the two
+    figures of one model agree exactly; nested models are walked recursively.
+    """
+    macs = 0
+    for layer in model.layers:
+        if hasattr(layer, "layers"):
+            macs += keras_macs(layer)
+            continue
+        kind = type(layer).__name__
+        out = [int(d) for d in tuple(layer.output.shape)[1:] if d is not None]
+        if kind in ("Conv1D", "Conv2D", "Conv3D"):
+            k = tuple(int(d) for d in layer.kernel.shape)  # (*spatial, in / groups, filters)
+            macs += int(np.prod(out)) * int(np.prod(k[:-1]))
+        elif kind in ("DepthwiseConv1D", "DepthwiseConv2D"):
+            k = tuple(int(d) for d in layer.kernel.shape)  # (*spatial, in, multiplier)
+            macs += int(np.prod(out)) * int(np.prod(k[:-2]))
+        elif kind == "Dense":
+            macs += int(np.prod(out)) * int(layer.kernel.shape[0])
+    return int(macs)
+
+
+def tflite_macs(interpreter: Any) -> int:
+    """MACs per image of a TFLite model's CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED ops.
+
+    Shapes come from the interpreter's tensor table, as allocated for one image.
+    """
+    shapes = {t["index"]: [int(d) for d in t["shape"]] for t in interpreter.get_tensor_details()}
+    macs = 0
+    for op in interpreter._get_ops_details():  # the only way LiteRT exposes its graph
+        name, inputs, outputs = op["op_name"], list(op["inputs"]), list(op["outputs"])
+        if len(inputs) < 2 or not outputs:
+            continue
+        out, w = shapes.get(outputs[0]), shapes.get(inputs[1])
+        if not out or not w:
+            continue
+        per_image = int(np.prod(out[1:])) if len(out) > 1 else int(np.prod(out))
+        if name == "CONV_2D":  # weights (out, kh, kw, in / groups)
+            macs += per_image * int(np.prod(w[1:]))
+        elif name == "DEPTHWISE_CONV_2D":  # weights (1, kh, kw, out)
+            macs += per_image * int(np.prod(w[1:3]))
+        elif name == "FULLY_CONNECTED":  # weights (units, in)
+            rows = int(np.prod(out[:-1])) if len(out) > 1 else 1
+            batch = int(shapes.get(inputs[0], [1])[0] or 1)
+            macs += max(rows // batch, 1) * out[-1] * w[-1]
+    return int(macs)
+
+
+def macs_of(backend: Backend) -> tuple[int | None, str]:
+    """(MACs per image, how they were counted) for any backend; ``None`` when unknown."""
+    try:
+        name = backend.info.name
+        if name == "onnxruntime":
+            return onnx_macs(backend.info.model_path), "counted from the ONNX graph"
+        if name == "keras" and hasattr(backend, "model"):
+            return keras_macs(backend.model), "counted from the Keras layers"
+        if name == "litert" and hasattr(backend, "interpreter"):
+            return tflite_macs(backend.interpreter), "counted from the TFLite operators"
+    except Exception as exc:  # counting is a courtesy: never fail a benchmark over it
+        return None, f"not counted ({type(exc).__name__})"
+    return None, "n/a (no MAC counter for this backend)"
+
+
+# --------------------------------------------------------------------------- planning
+@dataclass(frozen=True)
+class Config:
+    """One measured point: which model, how it is run, at which batch size."""
+
+    model: int  # index into the benchmark's model list
+    threads: int | None  # None: the runtime's own default
+    optimization: str | None  # ONNX Runtime graph level; None for other backends
+    batch_size: int
+
+
+def plan_configs(
+    backend_names: Sequence[str], *, batch_sizes: Sequence[int], threads: Sequence[int],
+    optimization_levels: Sequence[str], full_grid: bool = False,
+) -> list[Config]:
+    """The configurations to measure, grouped so each runtime session is created once.
+
+    ONNX Runtime: the cross described in the module docstring (or the full product).
+    LiteRT: every thread count. Keras: TensorFlow fixes its thread pools when it starts, so
+    one run with its default threads.
+    """
+    configs: list[Config] = []
+    most = max(threads)
+    best = optimization_levels[-1] if optimization_levels else "all"
+    for m, name in enumerate(backend_names):
+        if name == "onnxruntime":
+            pairs = [(t, lvl) for t in threads for lvl in optimization_levels] if full_grid else (
+                [(most, lvl) for lvl in optimization_levels]
+                + [(t, best) for t in threads if t != most])
+        elif name == "keras":
+            pairs = [(None, None)]
+        else:
+            pairs = [(t, None) for t in threads]
+        for t, lvl in pairs:
+            configs += [Config(m, t, lvl, b) for b in batch_sizes]
+    return configs
+
+
+def _load(path: str, name: str, threads: int | None, optimization: str | None,
+          optimized_model_path: str | None = None) -> Backend:
+    if name == "onnxruntime":
+        from .backends.onnxrt import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend(path, threads=threads, optimization=optimization or "all",
+                                  optimized_model_path=optimized_model_path)
+    from .backends import load_backend
+
+    return load_backend(path, name, threads=threads)
+
+
+def _inputs(backend: Backend, images: np.ndarray | None, count: int,
+            seed: int) -> np.ndarray:
+    """``count`` images in the backend's input dtype: real ones (tiled) or random pixels."""
+    shape = tuple(backend.info.input_shape[1:])
+    if images is not None:
+        got = tuple(images.shape[1:])
+        if len(shape) != 3 or any(d is not None and d != g for d, g in zip(shape, got,
+                                                                           strict=True)):
+            raise InvalidInputError(
+                f"{backend.info.model_path}: model input is "
+                f"{'×'.join('?' if d is None else str(d) for d in shape)}, the data is "
+                f"{'×'.join(map(str, got))} images")
+        reps = -(-count // len(images))
+        pixels = np.concatenate([images] * reps)[:count] if reps > 1 else images[:count]
+    else:
+        if len(shape) != 3:
+            raise InvalidInputError(f"{backend.info.model_path}: input has rank "
+                                    f"{len(shape) + 1}, expected an NHWC image batch")
+        dims = tuple(d if d is not None else DEFAULT_IMAGE_SHAPE[i] for i, d in enumerate(shape))
+        pixels = np.random.default_rng(seed).integers(0, 256, (count, *dims), dtype=np.uint8)
+    dtype = getattr(backend, "input_dtype", np.float32)  # ORT models with uint8 inputs
+    return np.ascontiguousarray(pixels, dtype=dtype)
+
+
+def _label(index: int, backend: Backend) -> str:
+    from .report import _BACKEND_LABELS
+
+    name = _BACKEND_LABELS.get(backend.info.name, backend.info.name)
+    dtype = backend.info.input_dtype
+    return f"#{index + 1} {name}" + (f" {dtype}" if dtype not in ("float32", "float64") else "")
+
+
+# --------------------------------------------------------------------------- the benchmark
+def benchmark(
+    models: Sequence[str | os.PathLike[str]], *,
+    backends: Sequence[str | None] | None = None,
+    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
+    threads: Sequence[int] | None = None,
+    optimization_levels: Sequence[str] = OPTIMIZATION_LEVELS,
+    full_grid: bool = False,
+    min_seconds: float = DEFAULT_MIN_SECONDS,
+    min_iterations: int = DEFAULT_MIN_ITERATIONS,
+    warmup_seconds: float = DEFAULT_WARMUP_SECONDS,
+    images: np.ndarray | None = None,
+    data: Mapping[str, Any] | None = None,
+    save_optimized: str | os.PathLike[str] | None = None,
+    force: bool = False,
+    roofline: bool = True,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Measure every planned configuration of every model; returns the JSON-ready record.
+
+    ``images`` (uint8 NHWC, e.g. real CIFAR-10 test images, with ``data`` describing them)
+    replaces the default random pixels. ``save_optimized`` writes the ONNX model as ONNX
+    Runtime optimises it at the highest requested level (exactly one ONNX model needed).
+    """
+    from .backends import backend_for
+    from .evaluate import environment
+    from .fsutil import check_writable, file_digest, write_bytes_atomic
+
+    if not models:
+        raise UsageError("benchmark needs at least one model")
+    paths = [str(p) for p in models]
+    for p in paths:
+        if not Path(p).is_file():
+            from .errors import InputNotFoundError
+
+            raise InputNotFoundError(f"{p}: model file not found")
+    names = [b or backend_for(p) for b, p in
+             zip(backends if backends is not None else [None] * len(paths), paths, strict=True)]
+    batch_sizes = sorted(set(int(b) for b in batch_sizes))
+    if not batch_sizes or batch_sizes[0] < 1:
+        raise UsageError("batch sizes must be at least 1")
+    threads = sorted(set(threads or default_threads()))
+    if threads[0] < 1:
+        raise UsageError("thread counts must be at least 1")
+    levels = [lvl for lvl in OPTIMIZATION_LEVELS if lvl in set(optimization_levels)]
+    unknown = set(optimization_levels) - set(OPTIMIZATION_LEVELS)
+    if unknown or not levels:
+        raise UsageError(f"optimisation levels must be among {', '.join(OPTIMIZATION_LEVELS)}")
+    if images is not None and (images.ndim != 4 or len(images) == 0):
+        raise UsageError("images must be a non-empty NHWC batch")
+    onnx_models = [i for i, n in enumerate(names) if n == "onnxruntime"]
+    if save_optimized is not None:
+        if len(onnx_models) != 1:
+            raise UsageError(f"--save-optimized needs exactly one ONNX model, got "
+                             f"{len(onnx_models)}")
+        check_writable(save_optimized, force=force)  # before minutes of work, not after
+
+    wall = time.perf_counter()
+    configs = plan_configs(names, batch_sizes=batch_sizes, threads=threads,
+                           optimization_levels=levels, full_grid=full_grid)
+    model_entries: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = []
+    versions: dict[str, str] = {}
+    current: tuple[int, int | None, str | None] | None = None
+    backend: Backend | None = None
+    batch_data: np.ndarray | None = None
+    with track(f"benchmark: {len(configs)} configurations", len(configs)) as advance:
+        for config in configs:
+            key = (config.model, config.threads, config.optimization)
+            if key != current:
+                backend = None  # release the previous session before creating the next
+                backend = _load(paths[config.model], names[config.model], config.threads,
+                                config.optimization)
+                current = key
+                batch_data = _inputs(backend, images, max(batch_sizes), seed)
+                if len(model_entries) == config.model:
+                    macs, how = macs_of(backend)
+                    info = backend.info
+                    versions[info.name] = info.runtime_version
+                    model_entries.append({
+                        "label": _label(config.model, backend), "path": info.model_path,
+                        "sha256": info.model_sha256, "backend": info.name,
+                        "runtime_version": info.runtime_version,
+                        "input_shape": list(info.input_shape), "input_dtype": info.input_dtype,
+                        "macs_per_image": macs, "macs_source": how, "notes": [],
+                    })
+                    if info.input_dtype not in ("float32", "float64"):
+                        model_entries[-1]["notes"].append(
+                            f"{info.input_dtype} arithmetic: its MACs count like float ones, "
+                            "so its share of the float32 sgemm roofline can exceed 100 %")
+                    if info.name == "keras":
+                        model_entries[-1]["notes"].append(
+                            "TensorFlow fixes its thread pools at start-up: measured once, "
+                            "with its default threads (all cores)")
+            assert backend is not None
+            assert batch_data is not None
+            entry = model_entries[config.model]
+            fixed = backend.info.input_shape[0]
+            if isinstance(fixed, int) and config.batch_size != fixed:
+                note = f"fixed batch dimension {fixed}: other batch sizes skipped"
+                if note not in entry["notes"]:
+                    entry["notes"].append(note)
+                advance(1)
+                continue
+            timing = time_predict(backend.predict, batch_data[:config.batch_size],
+                                  min_seconds=min_seconds, min_iterations=min_iterations,
+                                  warmup_seconds=warmup_seconds)
+            results.append({"model": config.model, "label": entry["label"],
+                            "backend": names[config.model], "optimization": config.optimization,
+                            "threads": config.threads, "batch_size": config.batch_size,
+                            **timing})
+            advance(1)
+    backend = None
+
+    sgemm: dict[str, float | None] = {}
+    if roofline:
+        cores = available_cores()
+        for t in sorted({r["threads"] or cores for r in results}):
+            sgemm[str(t)] = sgemm_gflops(t)
+    for r in results:
+        macs = model_entries[r["model"]]["macs_per_image"]
+        gflops = 2 * macs * r["images_per_second"] / 1e9 if macs else None
+        roof = sgemm.get(str(r["threads"] or available_cores()))
+        r["gflops"] = gflops
+        r["sgemm_gflops"] = roof
+        r["fraction_of_sgemm"] = gflops / roof if gflops and roof else None
+
+    record: dict[str, Any] = {
+        "tool": {"name": "resnet8-onnx", "version": __version__},
+        "kind": "benchmark",
+        "inputs": ({"kind": "data", "images": len(images), "data": dict(data or {})}
+                   if images is not None else
+                   {"kind": "synthetic", "seed": seed,
+                    "description": f"random uint8 pixels (seed {seed}) as float32"}),
+        "settings": {"batch_sizes": batch_sizes, "threads": threads,
+                     "optimization_levels": levels, "grid": "full" if full_grid else "cross",
+                     "min_seconds": min_seconds, "min_iterations": min_iterations,
+                     "warmup_seconds": warmup_seconds},
+        "machine": {"cores": available_cores(), "sgemm_size": SGEMM_SIZE,
+                    "sgemm_gflops": sgemm},
+        "environment": environment(versions),
+        "models": model_entries,
+        "results": results,
+        "best": _best(model_entries, results),
+    }
+    if save_optimized is not None:
+        record["optimized_model"] = _save_optimized(
+            paths[onnx_models[0]], save_optimized, levels[-1], force=force,
+            write=write_bytes_atomic, digest=file_digest)
+    record["seconds"] = time.perf_counter() - wall
+    return record
+
+
+def _best(models: Sequence[Mapping[str, Any]],
+          results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The fastest configuration (images/s) of each model."""
+    best = []
+    for m, entry in enumerate(models):
+        mine = [r for r in results if r["model"] == m]
+        if mine:
+            top = max(mine, key=lambda r: r["images_per_second"])
+            best.append({"model": m, "label": entry["label"],
+                         **{k: top[k] for k in ("optimization", "threads", "batch_size",
+                                                "images_per_second", "gflops",
+                                                "fraction_of_sgemm")}})
+    return best
+
+
+def _save_optimized(source: str, target: str | os.PathLike[str], level: str, *, force: bool,
+                    write: Callable[..., Path], digest: Callable[[Path], str]) -> dict[str, Any]:
+    """Let ONNX Runtime write its optimised graph to a scratch file, then publish it atomically.
+
+    ONNX Runtime writes the file itself while creating the session, so it cannot write into
+    our temporary-file-and-rename scheme directly; the scratch file bridges the two.
+    """
+    with tempfile.TemporaryDirectory(prefix="resnet8-onnx-opt-") as scratch:
+        tmp = Path(scratch) / "optimized.onnx"
+        _load(source, "onnxruntime", None, level, optimized_model_path=str(tmp))
+        if not tmp.is_file():
+            raise InvalidInputError(f"{source}: ONNX Runtime wrote no optimised model")
+        path = write(target, tmp.read_bytes(), force=force)
+    note = ("level 'all' includes layout transformations for this machine's CPU: the file "
+            "is meant for ONNX Runtime on the same kind of hardware") if level == "all" else None
+    return {"path": str(path), "level": level, "sha256": digest(path),
+            "bytes": path.stat().st_size, **({"note": note} if note else {})}
+
+
+# --------------------------------------------------------------------------- renderers
+def _g(value: Any, digits: int = 3) -> str:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        return "—"
+    return f"{value:.{digits}g}" if value < 10 ** digits else f"{value:,.0f}"
+
+
+def _threads_text(threads: Any) -> str:
+    return "dflt threads" if threads is None else f"{threads}t"
+
+
+def render_benchmark_terminal(record: Mapping[str, Any], console: Console | None = None) -> None:
+    """Inputs, machine and models first, then one row per configuration and the best ones."""
+    from rich import box
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from .report import _jsonable, describe_data
+
+    record = _jsonable(record)
+    out = console or Console(highlight=False)
+    inputs = record.get("inputs") or {}
+    if inputs.get("kind") == "data":
+        what = f"first {inputs.get('images', 0):,} of " + describe_data(inputs.get("data") or {})
+    else:
+        what = inputs.get("description", "synthetic")
+    out.print(f"[bold]Inputs:[/bold] {escape(what)}")
+    machine = record.get("machine") or {}
+    roof = ", ".join(f"{_g(v)} GFLOP/s on {t} thread{'s' if t != '1' else ''}"
+                     for t, v in (machine.get("sgemm_gflops") or {}).items())
+    out.print(f"[bold]Machine:[/bold] {machine.get('cores', '?')} cores; float32 sgemm "
+              f"roofline {escape(roof or 'not measured')}")
+    for m in record.get("models") or []:
+        macs = m.get("macs_per_image")
+        macs_text = f"{macs:,} MACs/image ({m.get('macs_source')})" if macs else \
+            f"MACs {m.get('macs_source', 'n/a')}"
+        out.print(f"[bold]{escape(str(m.get('label')))}[/bold]: "
+                  f"{escape(Path(str(m.get('path'))).name)} ({escape(str(m.get('backend')))} "
+                  f"{escape(str(m.get('runtime_version')))}); {escape(macs_text)}")
+        for note in m.get("notes") or []:
+            out.print(f"  [dim]{escape(note)}[/dim]")
+    settings = record.get("settings") or {}
+    out.print(f"[dim]each configuration: warm-up ≥ {settings.get('warmup_seconds')} s, then ≥ "
+              f"{settings.get('min_iterations')} calls and ≥ {settings.get('min_seconds')} s; "
+              "latency is per call (one batch)[/dim]")
+    out.print()
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold",
+                  caption="config: model number, ONNX Runtime optimisation level, threads; "
+                          "sgemm: share of the sgemm roofline", caption_justify="left")
+    for header in ("config", "batch", "images/s", "p50 ms", "p90 ms", "p99 ms", "GFLOP/s",
+                   "sgemm"):
+        table.add_column(header, justify="left" if header == "config" else "right",
+                         no_wrap=True)
+    previous = None
+    for r in record.get("results") or []:
+        group = (r.get("model"), r.get("threads"), r.get("optimization"))
+        config = ""
+        if group != previous:
+            if previous is not None:
+                table.rows[-1].end_section = True
+            number = str(r.get("label", "")).split(" ", 1)[0]
+            config = " ".join(x for x in (number, r.get("optimization"),
+                                          _threads_text(r.get("threads"))) if x)
+        previous = group
+        lat = r.get("latency_ms") or {}
+        fraction = r.get("fraction_of_sgemm")
+        table.add_row(escape(config), f"{r.get('batch_size'):,}",
+                      f"{r.get('images_per_second', 0):,.0f}", _g(lat.get("p50")),
+                      _g(lat.get("p90")), _g(lat.get("p99")), _g(r.get("gflops")),
+                      f"{fraction:.0%}" if fraction is not None else "—")
+    out.print(table)
+    for b in record.get("best") or []:
+        fraction = b.get("fraction_of_sgemm")
+        setting = ", ".join(x for x in (
+            f"opt {b['optimization']}" if b.get("optimization") else "",
+            f"{b['threads']} thread{'s' if b['threads'] != 1 else ''}" if b.get("threads")
+            else "default threads", f"batch {b.get('batch_size'):,}") if x)
+        out.print(f"[bold]best {escape(str(b.get('label')))}:[/bold] "
+                  f"{b.get('images_per_second', 0):,.0f} images/s ({setting})"
+                  + (f", {_g(b.get('gflops'))} GFLOP/s = {fraction:.0%} of sgemm"
+                     if fraction is not None else ""))
+    opt = record.get("optimized_model")
+    if opt:
+        out.print(f"optimised model (level {opt.get('level')}) written to "
+                  f"{escape(str(opt.get('path')))}")
+        if opt.get("note"):
+            out.print(f"[dim]{escape(opt['note'])}[/dim]")
+
+
+def throughput_png(record: Mapping[str, Any], *, dpi: int = 110) -> bytes:
+    """Throughput vs batch size, one line per model / threads / optimisation level.
+
+    Colour tells optimisation levels (and models) apart, dashes mark fewer threads; when all
+    models share one MAC count a right-hand GFLOP/s axis and the sgemm rooflines are drawn.
+    """
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
+
+    from .report import _jsonable
+
+    record = _jsonable(record)
+    results = list(record.get("results") or [])
+    if not results:
+        raise ValueError("the benchmark record holds no results")
+    models = list(record.get("models") or [])
+    machine = record.get("machine") or {}
+    cores = machine.get("cores") or available_cores()
+    groups: dict[tuple[Any, Any, Any], list[Mapping[str, Any]]] = {}
+    for r in results:
+        groups.setdefault((r["model"], r.get("optimization"), r.get("threads")), []).append(r)
+    most = max((r.get("threads") or cores) for r in results)
+
+    fig = Figure(figsize=(10.5, 6.2), dpi=dpi, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+               "#7f7f7f", "#bcbd22", "#17becf"]
+    colour_keys: list[tuple[Any, Any]] = []
+    markers = "osD^vP*X"
+    for (m, opt, thr), points in groups.items():
+        if (m, opt) not in colour_keys:
+            colour_keys.append((m, opt))
+        colour = palette[colour_keys.index((m, opt)) % len(palette)]
+        points = sorted(points, key=lambda r: r["batch_size"])
+        t = thr or cores
+        label = str(models[m]["label"] if m < len(models) else f"#{m + 1}")
+        label += f" · opt {opt}" if opt else ""
+        label += f" · {t} thread{'s' if t != 1 else ''}" + (" (default)" if thr is None else "")
+        ax.plot([r["batch_size"] for r in points], [r["images_per_second"] for r in points],
+                color=colour, linestyle="-" if t == most else "--",
+                marker=markers[m % len(markers)], markersize=6, linewidth=2, label=label)
+    sizes = sorted({r["batch_size"] for r in results})
+    ax.set_xscale("log")
+    ax.set_xticks(sizes, labels=[f"{s:,}" for s in sizes])
+    ax.minorticks_off()
+    ax.set_xlabel("batch size (images per call)", fontsize=11)
+    ax.set_ylabel("throughput (images/s)", fontsize=11)
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:,.0f}"))
+    ax.grid(True, which="major", color="#dddddd", linewidth=0.8)
+    ax.set_ylim(bottom=0)
+
+    macs = {e.get("macs_per_image") for e in models}
+    macs.discard(None)
+    if len(macs) == 1:
+        per_image = 2 * next(iter(macs)) / 1e9  # GFLOP per image
+        top = max(r["images_per_second"] for r in results)
+        for t, gflops in sorted((machine.get("sgemm_gflops") or {}).items(),
+                                key=lambda kv: int(kv[0])):
+            if gflops:
+                ips = gflops / per_image
+                # In the legend rather than annotated: a label on the plot hides data points.
+                ax.axhline(ips, color="#555555", linestyle=":", linewidth=1.4,
+                           dashes=(1, 2 + 2 * int(t == str(most))),
+                           label=f"numpy sgemm roofline · {t} thread{'s' if t != '1' else ''} "
+                                 f"({gflops:,.0f} GFLOP/s)")
+                top = max(top, ips)
+        ax.set_ylim(0, top * 1.12)
+        second = ax.secondary_yaxis("right", functions=(lambda v: v * per_image,
+                                                        lambda g: g / per_image))
+        second.set_ylabel(f"GFLOP/s (2 × {next(iter(macs)):,} MACs per image)", fontsize=10)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.12 if len(macs) == 1 else 1.01, 1.0),
+              fontsize=9, frameon=False, title="model · optimisation · threads",
+              title_fontsize=9)
+    inputs = record.get("inputs") or {}
+    what = "real images" if inputs.get("kind") == "data" else "synthetic images"
+    names = ", ".join(Path(str(e.get("path"))).name for e in models[:3])
+    names += f" and {len(models) - 3} more" if len(models) > 3 else ""
+    fig.suptitle(f"Throughput vs batch size — {names}", fontsize=13, fontweight="bold")
+    ax.set_title(f"{what}; {cores} cores; solid lines: {most} thread{'s' if most != 1 else ''}, "
+                 "dashed: fewer", fontsize=9.5, color="#444444")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", metadata={"Software": None})
+    return buffer.getvalue()
