@@ -76,7 +76,7 @@ def run_pipeline(
     """Run the whole job and write the report directory; returns the comparison record."""
     from .backends.keras import KerasBackend
     from .backends.onnxrt import OnnxRuntimeBackend
-    from .convert import convert, load_keras_model
+    from .convert import convert, inspect_keras_file, load_keras_model
     from .data import load_dataset
     from .fsutil import check_writable
     from .report import write_comparison_reports
@@ -85,6 +85,7 @@ def run_pipeline(
     onnx_path = out / "model.onnx"
     check_writable(onnx_path, force=force)  # fail before minutes of work, not after
     model_path = resolve_model(model, data_dir, download=download)
+    inspect_keras_file(model_path)  # a missing, corrupt or unsafe model fails before the data
     dataset = load_dataset(data_dir, subset=subset, indices_file=indices_file, download=download)
     if limit:
         dataset = dataset.limit(limit)
