@@ -157,3 +157,21 @@ def test_logits_model_and_unsafe_file(tmp_path: Path) -> None:
     with pytest.raises(UnsafeInputError):
         KerasBackend(bad)
     assert not marker.exists()
+
+
+def test_thread_count_applies_in_a_fresh_process_and_is_reported_honestly_after() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "from resnet8_onnx.backends.keras import configure_threads\n"
+        "from resnet8_onnx.convert import import_tensorflow\n"
+        "tf, _ = import_tensorflow()\n"
+        "first = configure_threads(1)\n"
+        "tf.constant(1.0) + 1  # starts the runtime: thread pools are now fixed\n"
+        "print(first, configure_threads(2))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.split() == ["1", "1"]
+    assert "cpu_feature_guard" not in done.stderr  # TensorFlow's C++ start-up noise is off

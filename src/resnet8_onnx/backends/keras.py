@@ -21,12 +21,15 @@ from ..fsutil import file_digest
 from .base import BackendInfo
 
 
-def _set_threads(tf: Any, threads: int | None) -> int | None:
-    """Apply a thread count if TensorFlow still allows it; returns the count in effect.
+def configure_threads(threads: int | None) -> int | None:
+    """Apply a TensorFlow thread count if still possible; returns the count in effect.
 
-    TensorFlow fixes its thread pools when its runtime first starts, so a later request
-    cannot be honoured; reporting the effective value keeps benchmarks honest.
+    TensorFlow fixes its thread pools when its runtime first runs an op, so a caller that
+    converts before building this backend should call this first. A request that comes too
+    late is not an error: the backend reports the count actually in effect (``None`` means
+    TensorFlow's default, all cores), which keeps benchmarks honest.
     """
+    tf, _ = import_tensorflow()
     if threads is not None:
         if threads < 1:
             raise UsageError(f"threads must be at least 1, got {threads}")
@@ -50,7 +53,7 @@ class KerasBackend:
         threads: int | None = None,
     ) -> None:
         tf, keras = import_tensorflow()
-        effective_threads = _set_threads(tf, threads)
+        effective_threads = configure_threads(threads)
         self.path = Path(path)
         self.model = model if model is not None else load_keras_model(self.path)
         self._tf = tf
