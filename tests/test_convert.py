@@ -207,11 +207,24 @@ def test_inspect_refuses_code_and_custom_classes(
     assert one_line_error(excinfo, *fragments).startswith(f"{path}: refuses ")
 
 
+CUSTOM_LOSS = {"loss": {"module": "__main__", "class_name": "function", "config": "my_loss",
+                        "registered_name": "my_loss"}}
+
+
 def test_inspect_ignores_compile_config_that_compile_false_never_reads(tmp_path: Path) -> None:
     config = functional(*SAFE_LAYERS)
-    config["compile_config"] = {"loss": {"module": "__main__", "class_name": "function",
-                                         "config": "my_loss", "registered_name": "my_loss"}}
+    config["compile_config"] = CUSTOM_LOSS
     assert inspect_keras_file(write_keras_zip(tmp_path / "m.keras", config)).layers
+
+
+def test_inspect_scans_compile_config_of_nested_models(tmp_path: Path) -> None:
+    # Keras compiles a nested model from its own compile_config even with compile=False.
+    nested = functional(*SAFE_LAYERS, name="inner")
+    nested["name"] = "inner"
+    nested["compile_config"] = CUSTOM_LOSS
+    with pytest.raises(UnsafeInputError) as excinfo:
+        inspect_keras_file(write_keras_zip(tmp_path / "m.keras", functional(nested)))
+    one_line_error(excinfo, "from module '__main__' in layer 'inner'")
 
 
 def test_inspect_refuses_a_config_that_is_not_a_model(tmp_path: Path) -> None:

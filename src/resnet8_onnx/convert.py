@@ -130,8 +130,9 @@ _OBJECT_CLASSES = frozenset({
     "function",
 })
 
-# Parts of a saved config Keras never deserialises with compile=False.
-_SKIPPED_KEYS = frozenset({"compile_config"})
+# Parts of the top-level config Keras never deserialises with compile=False. Only the top
+# level: Keras compiles nested models from their own compile_config whatever ``compile`` says.
+_SKIPPED_TOP_LEVEL_KEYS = frozenset({"compile_config"})
 
 
 @dataclass(frozen=True)
@@ -370,12 +371,11 @@ def _scan_config(config: Any, file: str) -> list[tuple[str, str]]:
             else:
                 child_prefix, child_owner = prefix, owner
             for key, value in node.items():
-                if key not in _SKIPPED_KEYS:
+                if not (top and key in _SKIPPED_TOP_LEVEL_KEYS):
                     walk(value, child_prefix, child_owner, False)
             return
-        for key, value in node.items():
-            if key not in _SKIPPED_KEYS:
-                walk(value, prefix, owner, False)
+        for value in node.values():
+            walk(value, prefix, owner, False)
 
     try:
         walk(config, "", None, True)
