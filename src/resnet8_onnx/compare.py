@@ -232,7 +232,8 @@ def _notes(record: Mapping[str, Any]) -> list[str]:
             notes.append(f"{m.get('label')}: {v['note']}")
     if any(m.get("quantized") for m in record.get("models") or []):
         notes.append("int8 models: inputs quantised and outputs dequantised with the scale and "
-                     "zero point stored in the file, so |Δ| is of the order of the output grid")
+                     "zero point stored in the file; their |Δ| measures quantisation error "
+                     "(mean of the order of the output grid step), not a conversion fault")
     return notes
 
 
