@@ -1,0 +1,231 @@
+"""benchmark: the timing loop, the plan, figures on a tiny generated model, JSON, PNG, CLI."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from model_factory import make_classifier
+from resnet8_onnx import errors
+from resnet8_onnx.bench import (
+    OPTIMIZATION_LEVELS,
+    Config,
+    available_cores,
+    benchmark,
+    keras_macs,
+    onnx_macs,
+    plan_configs,
+    render_benchmark_terminal,
+    sgemm_gflops,
+    tflite_macs,
+    throughput_png,
+    time_predict,
+)
+from resnet8_onnx.errors import OutputError, UsageError
+from resnet8_onnx.report import to_json
+
+# make_classifier: 1×1 conv 3 → 8 channels on 32×32, then an 8 → 10 dense layer.
+TINY_MACS = 32 * 32 * 8 * 3 + 8 * 10
+FAST = {"min_seconds": 0.02, "min_iterations": 3, "warmup_seconds": 0.0}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return make_classifier(tmp_path_factory.mktemp("bench") / "tiny.onnx")
+
+
+@pytest.fixture(scope="module")
+def record(tiny):
+    """One small benchmark, shared by the tests that only read its record."""
+    return benchmark([tiny], batch_sizes=(1, 8, 32), threads=sorted({1, available_cores()}),
+                     optimization_levels=("disable", "all"), **FAST)
+
+
+def test_time_predict_meets_both_minimums_and_orders_percentiles() -> None:
+    calls = []
+
+    def predict(batch):
+        calls.append(len(batch))
+        time.sleep(0.002)
+
+    timing = time_predict(predict, np.zeros((4, 1)), min_seconds=0.05, min_iterations=5,
+                          warmup_seconds=0.01)
+    lat = timing["latency_ms"]
+    assert timing["iterations"] >= 5
+    assert timing["seconds"] >= 0.05 * 0.9
+    assert len(calls) > timing["iterations"]  # the warm-up calls are not timed
+    assert timing["images"] == 4 * timing["iterations"]
+    assert timing["images_per_second"] == pytest.approx(timing["images"] / timing["seconds"])
+    assert 2.0 <= lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
+    with pytest.raises(UsageError):
+        time_predict(predict, np.zeros((1, 1)), min_iterations=0)
+
+
+def test_plan_is_a_cross_by_default_and_a_product_on_request() -> None:
+    names = ["onnxruntime", "litert", "keras"]
+    cross = plan_configs(names, batch_sizes=[1, 8], threads=[1, 4],
+                         optimization_levels=list(OPTIMIZATION_LEVELS))
+    onnx = {(c.threads, c.optimization) for c in cross if c.model == 0}
+    assert onnx == {(4, "disable"), (4, "basic"), (4, "extended"), (4, "all"), (1, "all")}
+    assert {(c.threads, c.optimization) for c in cross if c.model == 1} == {(1, None),
+                                                                            (4, None)}
+    assert {(c.threads, c.optimization) for c in cross if c.model == 2} == {(None, None)}
+    assert Config(0, 4, "all", 8) in cross
+    full = plan_configs(names, batch_sizes=[1, 8], threads=[1, 4],
+                        optimization_levels=list(OPTIMIZATION_LEVELS), full_grid=True)
+    assert len([c for c in full if c.model == 0]) == 2 * 4 * 2
+
+
+def test_figures_on_a_tiny_model_are_sane(record, tiny) -> None:
+    threads = sorted({1, available_cores()})
+    groups = 2 + (len(threads) - 1)  # two levels at most threads, one more per thread count
+    results = record["results"]
+    assert len(results) == groups * 3
+    assert record["models"][0]["macs_per_image"] == TINY_MACS == onnx_macs(tiny)
+    roofs = record["machine"]["sgemm_gflops"]
+    assert set(roofs) == {str(t) for t in threads}
+    for r in results:
+        lat = r["latency_ms"]
+        assert r["iterations"] >= 3
+        assert r["images_per_second"] > 0
+        assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"]
+        assert r["gflops"] == pytest.approx(2 * TINY_MACS * r["images_per_second"] / 1e9)
+        roof = roofs[str(r["threads"])]
+        assert roof is None or roof > 0
+        if roof:
+            assert r["fraction_of_sgemm"] == pytest.approx(r["gflops"] / roof)
+    assert {(r["optimization"], r["batch_size"]) for r in results} >= {
+        ("disable", 1), ("disable", 32), ("all", 8)}
+    best = record["best"][0]
+    assert best["images_per_second"] == max(r["images_per_second"] for r in results)
+
+
+def test_record_is_valid_json_and_renders(record) -> None:
+    from rich.console import Console
+
+    parsed = json.loads(to_json(record))
+    assert parsed["kind"] == "benchmark"
+    assert parsed["inputs"]["kind"] == "synthetic"
+    console = Console(file=io.StringIO(), width=80, color_system=None)
+    render_benchmark_terminal(parsed, console)
+    text = console.file.getvalue()
+    assert "p99 ms" in text
+    assert "MACs/image" in text
+    assert max(len(line) for line in text.splitlines()) <= 80
+
+
+def test_plot_is_a_png(record) -> None:
+    from PIL import Image
+
+    png = throughput_png(record)
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    with Image.open(io.BytesIO(png)) as image:
+        image.verify()
+        assert image.format == "PNG"
+        assert image.size[0] > 800
+        assert image.size[1] > 500
+
+
+def test_sgemm_roofline_is_measured() -> None:
+    gflops = sgemm_gflops(1, n=256, repeat=2)
+    assert gflops is not None
+    assert gflops > 0.1
+
+
+def test_real_images_and_fixed_batch(tmp_path) -> None:
+    fixed = make_classifier(tmp_path / "fixed.onnx", batch=1)
+    images = np.random.default_rng(1).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
+    rec = benchmark([fixed], batch_sizes=(1, 8), threads=[1], optimization_levels=["all"],
+                    images=images, data={"count": 5}, roofline=False, **FAST)
+    assert [r["batch_size"] for r in rec["results"]] == [1]
+    assert any("fixed batch" in note for note in rec["models"][0]["notes"])
+    assert rec["inputs"]["kind"] == "data"
+    assert rec["results"][0]["fraction_of_sgemm"] is None
+
+
+def test_save_optimized_model(tiny, tmp_path) -> None:
+    import onnxruntime as ort
+
+    target = tmp_path / "tiny.opt.onnx"
+    rec = benchmark([tiny], batch_sizes=[4], threads=[1], optimization_levels=["basic"],
+                    save_optimized=target, roofline=False, **FAST)
+    assert rec["optimized_model"]["level"] == "basic"
+    assert target.is_file()
+    x = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3)).astype(np.float32)
+    run = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(
+        None, {"input": x})[0] for p in (tiny, target)]
+    np.testing.assert_allclose(run[0], run[1], atol=1e-6)
+    with pytest.raises(OutputError, match="already exists"):  # refused before any timing
+        benchmark([tiny], save_optimized=target, roofline=False)
+    with pytest.raises(UsageError, match="exactly one ONNX model"):
+        benchmark([tiny, tiny], save_optimized=tmp_path / "other.onnx")
+
+
+def test_cli_json_on_stdout_and_plot(tiny, tmp_path) -> None:
+    plot = tmp_path / "throughput.png"
+    proc = subprocess.run(
+        [sys.executable, "-m", "resnet8_onnx", "-q", "benchmark", str(tiny), "--quick",
+         "--batch-sizes", "1,4", "--threads", "1", "--optimization", "basic,all",
+         "--json", "-", "--plot", str(plot)],
+        capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "RESNET8_ONNX_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr
+    parsed = json.loads(proc.stdout)
+    assert len(parsed["results"]) == 4
+    assert parsed["settings"]["min_seconds"] == pytest.approx(0.1)
+    assert plot.read_bytes().startswith(b"\x89PNG")
+    assert "images/s" in proc.stderr  # the table went to stderr
+
+
+@pytest.mark.parametrize("option", [["--optimization", "fastest"], ["--batch-sizes", "0"],
+                                    ["--threads", "x"], ["--min-seconds", "-1"]])
+def test_cli_rejects_bad_options(tiny, option, capsys) -> None:
+    from resnet8_onnx.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["benchmark", str(tiny), *option])
+    assert exit_info.value.code == errors.USAGE
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+# --------------------------------------------------------------------------- real models
+@pytest.mark.slow
+@pytest.mark.shared
+def test_macs_agree_across_formats(keras_backend, resnet8_onnx) -> None:
+    """ONNX, Keras and both TFLite files count the same ≈12.5 M MACs MLPerf Tiny quotes."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from conftest import shared_path
+
+    counts = {"onnx": onnx_macs(resnet8_onnx), "keras": keras_macs(keras_backend.model)}
+    for name in ("pretrainedResnet.tflite", "pretrainedResnet_quant.tflite"):
+        interpreter = Interpreter(model_path=str(shared_path("models", name)))
+        interpreter.allocate_tensors()
+        counts[name] = tflite_macs(interpreter)
+    print(counts)
+    assert len(set(counts.values())) == 1
+    assert 12.0e6 < counts["onnx"] < 13.0e6
+
+
+@pytest.mark.slow
+@pytest.mark.shared
+def test_keras_and_litert_are_benchmarked(resnet8_h5) -> None:
+    from conftest import shared_path
+
+    quant = shared_path("models", "pretrainedResnet_quant.tflite")
+    rec = benchmark([resnet8_h5, quant], batch_sizes=[16], threads=[1], roofline=False,
+                    **FAST)
+    keras, litert = rec["models"]
+    assert keras["backend"] == "keras"
+    assert any("thread pools" in n for n in keras["notes"])
+    assert litert["label"] == "#2 LiteRT int8"
+    assert keras["macs_per_image"] == litert["macs_per_image"]
+    assert [(r["model"], r["threads"]) for r in rec["results"]] == [(0, None), (1, 1)]
+    assert all(r["images_per_second"] > 0 for r in rec["results"])
