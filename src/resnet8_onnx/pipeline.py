@@ -74,7 +74,7 @@ def run_pipeline(
     force: bool = False, download: bool | None = None,
 ) -> dict[str, Any]:
     """Run the whole job and write the report directory; returns the comparison record."""
-    from .backends.keras import KerasBackend
+    from .backends.keras import KerasBackend, configure_threads
     from .backends.onnxrt import OnnxRuntimeBackend
     from .convert import convert, inspect_keras_file, load_keras_model
     from .data import load_dataset
@@ -91,6 +91,8 @@ def run_pipeline(
         dataset = dataset.limit(limit)
 
     with status("Loading Keras model (imports TensorFlow)…"):
+        # TensorFlow fixes its thread pools at first use: set them before anything runs.
+        configure_threads(threads)
         keras_model = load_keras_model(model_path)
     conversion = convert(model_path, onnx_path, opset=opset, force=force, model=keras_model)
     keras_backend = KerasBackend(model_path, model=keras_model, threads=threads)
