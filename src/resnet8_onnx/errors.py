@@ -12,6 +12,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from types import FrameType
+from typing import Any
 
 # Exit codes (documented in the README; keep the two in step).
 OK = 0
@@ -81,27 +82,82 @@ class DownloadError(ToolError):
     exit_code = DOWNLOAD_FAILED
 
 
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+class InterruptState:
+    """Which signal interrupted the work, if any (see :func:`handle_interrupts`)."""
+
+    signum: int | None = None
+
+    @property
+    def interrupted(self) -> bool:
+        return self.signum is not None
 
 
 @contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM raises ``KeyboardInterrupt``, exactly as Ctrl-C does.
+def handle_interrupts() -> Iterator[InterruptState]:
+    """Within the block, SIGINT and SIGTERM raise ``KeyboardInterrupt`` and are remembered.
 
-    ``kill``, ``timeout`` and CI runners stop a job with SIGTERM, whose default action ends
-    the process on the spot: no ``finally`` runs, so temporary files would stay behind. As a
-    ``KeyboardInterrupt`` it unwinds like Ctrl-C: temporary files are removed, earlier outputs
-    stay intact and the command exits with ``INTERRUPTED``. The previous handler is restored
-    on exit, so calling the CLI in-process (tests, notebooks) leaves no trace. Only the main
-    thread can install handlers, and an ignored SIGTERM stays ignored; then this does nothing.
+    SIGTERM (``kill``, ``timeout``, CI runners) would otherwise end the process on the spot:
+    no ``finally`` runs, so temporary files would stay behind. As a ``KeyboardInterrupt`` it
+    unwinds like Ctrl-C: temporary files are removed and earlier outputs stay intact.
+    Remembering the signal lets the caller report an interrupt even when a library turned the
+    ``KeyboardInterrupt`` into something else (a C extension interrupted while being imported
+    raises ``ImportError: initialization failed``). Previous handlers are restored on exit, so
+    calling the CLI in-process leaves no trace. Handlers can only be installed from the main
+    thread, and an ignored signal stays ignored.
     """
-    if (threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGTERM) is signal.SIG_IGN):  # the caller opted out
+    state = InterruptState()
+    if threading.current_thread() is not threading.main_thread():
+        yield state
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        state.signum = signum
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous: dict[int, Any] = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        current = signal.getsignal(signum)
+        if current is signal.SIG_IGN or current is None:  # ignored, or set outside Python
+            continue
+        previous[signum] = signal.signal(signum, handler)
+    try:
+        yield state
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM back during a few steps that an interrupt must not split.
+
+    Used where an interrupt would do damage rather than just stop the work: between creating a
+    temporary file and recording its name (a ``.part`` file nobody would remove), or inside a
+    C extension's import (which turns the interrupt into a misleading ImportError). A signal
+    that arrives meanwhile is handed to the previous handler as soon as the block ends, so it
+    raises there, inside the caller's cleanup scope.
+
+    The Python-level handler is swapped rather than the signal masked: the OS may deliver a
+    process signal to any thread (BLAS and runtime thread pools), so masking the main thread
+    defers nothing, whereas Python always runs its handlers in the main thread. Elsewhere
+    ``KeyboardInterrupt`` is never raised, so other threads need nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    pending: list[int] = []
+
+    def hold(signum: int, frame: FrameType | None) -> None:
+        pending.append(signum)
+
+    previous: dict[int, Any] = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        if callable(signal.getsignal(signum)):  # SIG_DFL/SIG_IGN: nothing Python could run
+            previous[signum] = signal.signal(signum, hold)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+        if pending:
+            previous[pending[0]](pending[0], None)  # raises, e.g. KeyboardInterrupt

@@ -11,13 +11,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from .errors import OutputError
+from .errors import OutputError, interrupts_deferred
 
 _CHUNK = 1 << 20
 
@@ -54,7 +53,7 @@ def _probe_directory(directory: Path, target: Path) -> None:
     if not os.access(directory, os.W_OK):
         raise OutputError(f"{target}: {where} is not writable")
     try:
-        with _signals_deferred():
+        with interrupts_deferred():
             fd, probe = tempfile.mkstemp(prefix=".resnet8-onnx-probe.", suffix=".part",
                                          dir=directory)
             os.close(fd)
@@ -82,25 +81,6 @@ def check_writable(path: str | os.PathLike[str], *, force: bool = False) -> Path
 
 
 @contextlib.contextmanager
-def _signals_deferred() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM back for a few statements that must not be split by an interrupt.
-
-    Creating a temporary file and recording its name is two steps; an interrupt between
-    them would leave a ``.part`` file nobody knows to remove. Blocked signals are delivered
-    (and raise) as soon as the block ends, inside the caller's cleanup scope.
-    """
-    mask = getattr(signal, "pthread_sigmask", None)
-    if mask is None:  # pragma: no cover - not POSIX
-        yield
-        return
-    previous = mask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
-        yield
-    finally:
-        mask(signal.SIG_SETMASK, previous)
-
-
-@contextlib.contextmanager
 def atomic_write(
     path: str | os.PathLike[str], *, force: bool = False, mode: str = "wb"
 ) -> Iterator[IO]:
@@ -114,7 +94,7 @@ def atomic_write(
     target = check_writable(path, force=force)
     tmp: str | None = None
     try:
-        with _signals_deferred():
+        with interrupts_deferred():
             try:
                 fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part",
                                            dir=target.parent)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, interrupts_deferred
 from ..fsutil import file_digest
 from .base import BackendInfo
 
@@ -33,8 +33,9 @@ class LiteRTBackend:
     """A LiteRT interpreter, resized to each batch; quantisation read from the file."""
 
     def __init__(self, path: str | os.PathLike[str], *, threads: int | None = None) -> None:
-        from ai_edge_litert import __version__ as litert_version
-        from ai_edge_litert.interpreter import Interpreter
+        with interrupts_deferred():  # Ctrl-C inside its C++ init becomes an ImportError
+            from ai_edge_litert import __version__ as litert_version
+            from ai_edge_litert.interpreter import Interpreter
 
         try:
             self.interpreter = Interpreter(model_path=str(path), num_threads=threads or None)

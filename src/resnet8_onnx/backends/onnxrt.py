@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, interrupts_deferred
 from ..fsutil import file_digest
 from .base import BackendInfo
 
@@ -34,7 +34,8 @@ class OnnxRuntimeBackend:
         optimized_model_path: str | None = None,
         sha256: str | None = None,
     ) -> None:
-        import onnxruntime as ort
+        with interrupts_deferred():  # Ctrl-C inside its C++ init becomes an ImportError
+            import onnxruntime as ort
 
         levels = {
             "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
