@@ -57,7 +57,10 @@ def run_cli(argv: list[str], *, cwd: Path, cache: Path, extra_path: Path | None 
             timeout: float = 180) -> subprocess.CompletedProcess[str]:
     """``python -m resnet8_onnx ARGV`` offline, with a private cache, as a user would run it."""
     env = {**os.environ, "RESNET8_ONNX_OFFLINE": "1", "RESNET8_ONNX_CACHE_DIR": str(cache),
-           "RESNET8_ONNX_DATA_DIR": "", "PYTHONPATH": str(extra_path or "")}
+           "RESNET8_ONNX_DATA_DIR": ""}
+    if extra_path is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(extra_path),
+                                                          os.environ.get("PYTHONPATH")]))
     return subprocess.run([sys.executable, "-m", "resnet8_onnx", *argv], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout, check=False)
 

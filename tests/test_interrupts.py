@@ -1,0 +1,349 @@
+"""Interrupts and concurrency: no half-written file, the previous output intact, no interleaving.
+
+The writes are exercised in real subprocesses that get real signals: a slow writer stopped
+mid-file, a tight loop of small atomic writes stopped at a random instant (which lands in every
+window between creating, renaming and cleaning up a temporary file), and the real ``evaluate
+--out`` command stopped at a random point of its run. Concurrency uses two real processes: one
+holding the report-directory lock while ``evaluate`` tries to write, and two ``evaluate`` runs
+racing for one directory.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model_factory import make_classifier
+from resnet8_onnx import errors
+
+REPORTS = ("report.json", "report.md", "report_per_class.csv", "report_confusion.png")
+META_TXT = "".join(f"{n}\n" for n in ("airplane", "automobile", "bird", "cat", "deer", "dog",
+                                      "frog", "horse", "ship", "truck")).encode()
+
+
+def child_env(tmp: Path) -> dict[str, str]:
+    return {**os.environ, "RESNET8_ONNX_OFFLINE": "1", "RESNET8_ONNX_DATA_DIR": "",
+            "RESNET8_ONNX_CACHE_DIR": str(tmp / "cache")}
+
+
+def cli_popen(args: list[str], tmp: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "resnet8_onnx", "-q", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=child_env(tmp), cwd=tmp)
+
+
+def leftovers(directory: Path) -> list[str]:
+    """Temporary files an interrupted write could have left behind."""
+    return sorted(p.name for p in directory.rglob("*") if p.name.endswith(".part"))
+
+
+def one_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+# --------------------------------------------------------------------------- atomic_write
+SLOW_WRITER = """
+import sys, time
+from resnet8_onnx import errors, fsutil
+
+target, force = sys.argv[1], sys.argv[2] == "force"
+with errors.handle_interrupts():
+    try:
+        with fsutil.atomic_write(target, force=force) as f:
+            f.write(b"n" * (1 << 20))
+            f.flush()
+            print("writing", flush=True)
+            for _ in range(3000):
+                f.write(b"n" * (1 << 16))
+                time.sleep(0.001)
+    except KeyboardInterrupt:
+        sys.exit(130)
+print("finished", flush=True)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("previous", [b"previous complete output\n", None],
+                         ids=["over-existing", "new-file"])
+def test_write_killed_midway_leaves_previous_output_and_no_temp_file(
+        tmp_path: Path, sig: signal.Signals, previous: bytes | None) -> None:
+    target = tmp_path / "model.onnx"
+    if previous is not None:
+        target.write_bytes(previous)
+    child = subprocess.Popen(
+        [sys.executable, "-c", SLOW_WRITER, str(target), "force" if previous else "new"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env(tmp_path))
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "writing"
+    parts = leftovers(tmp_path)
+    assert len(parts) == 1, parts  # the write is really under way, into a temporary file
+    assert (tmp_path / parts[0]).stat().st_size >= 1 << 20
+    child.send_signal(sig)
+    _, stderr = child.communicate(timeout=30)
+    assert child.returncode == errors.INTERRUPTED, stderr
+    assert leftovers(tmp_path) == []
+    if previous is None:
+        assert not target.exists()
+    else:
+        assert target.read_bytes() == previous
+
+
+STORM = """
+import sys
+from pathlib import Path
+from resnet8_onnx import errors, fsutil
+
+root = Path(sys.argv[1])
+payload = bytes(range(256)) * 64
+print("started", flush=True)
+with errors.handle_interrupts():
+    try:
+        i = 0
+        while True:
+            fsutil.write_bytes_atomic(root / f"{i % 50}.bin", payload, force=True)
+            with fsutil.exclusive_directory(root):
+                fsutil.write_text_atomic(root / f"{i % 50}.txt", str(i) * 100, force=True)
+            i += 1
+    except KeyboardInterrupt:
+        sys.exit(130)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_at_a_random_instant_of_many_writes_leaves_only_complete_files(
+        tmp_path: Path, sig: signal.Signals) -> None:
+    """Thousands of writes per second, stopped at a random instant: whatever window the
+    signal lands in (probe, temporary file creation, rename, cleanup), every file present is
+    complete and no temporary file is left."""
+    seed = random.randrange(1 << 30)
+    delays = random.Random(seed).sample(range(150, 600), 3)
+    for delay_ms in delays:
+        root = tmp_path / f"storm-{delay_ms}"
+        root.mkdir()
+        child = subprocess.Popen([sys.executable, "-c", STORM, str(root)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 env=child_env(tmp_path))
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "started"
+        time.sleep(delay_ms / 1000)
+        child.send_signal(sig)
+        _, stderr = child.communicate(timeout=30)
+        context = f"seed {seed}, delay {delay_ms} ms"
+        assert child.returncode == errors.INTERRUPTED, (context, stderr)
+        assert leftovers(root) == [], context
+        payload = bytes(range(256)) * 64
+        bins = list(root.glob("*.bin"))
+        assert bins, context  # it did write before the signal
+        for path in bins:
+            assert path.read_bytes() == payload, (context, path.name)
+        for path in root.glob("*.txt"):
+            text = path.read_text()
+            assert len(text) % 100 == 0, (context, path.name)
+            assert text == text[: len(text) // 100] * 100, (context, path.name)
+
+
+# --------------------------------------------------------------------------- the real CLI
+@pytest.fixture(scope="module")
+def workload(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """10,000 generated images (binary layout) and two different small ONNX classifiers."""
+    root = tmp_path_factory.mktemp("interrupts")
+    data = root / "cifar-10-batches-bin"
+    data.mkdir()
+    rng = np.random.default_rng(7)
+    records = rng.integers(0, 256, (10_000, 3073), dtype=np.uint8)
+    records[:, 0] = np.arange(10_000) % 10
+    (data / "test_batch.bin").write_bytes(records.tobytes())
+    (data / "batches.meta.txt").write_bytes(META_TXT)
+    return data, make_classifier(root / "a.onnx", seed=1), make_classifier(root / "b.onnx",
+                                                                           seed=2)
+
+
+def check_reports(out: Path, *, complete: bool) -> dict[str, str]:
+    """Each report file is absent or complete and parseable; returns which model wrote what."""
+    from PIL import Image
+
+    written: dict[str, str] = {}
+    if (out / "report.json").exists():
+        record = json.loads((out / "report.json").read_text())
+        assert record["metrics"]["total"] == 10_000
+        written["json"] = Path(record["model"]["path"]).name
+    if (out / "report.md").exists():
+        text = (out / "report.md").read_text()
+        assert text.endswith("\n")
+        assert "## Provenance" in text
+        written["md"] = text.splitlines()[0].removeprefix("# CIFAR-10 evaluation: ")
+    if (out / "report_per_class.csv").exists():
+        rows = list(csv.DictReader(io.StringIO((out / "report_per_class.csv").read_text())))
+        assert len(rows) == 10
+        assert sum(int(r["support"]) for r in rows) == 10_000
+        written["csv"] = ",".join(r["correct"] for r in rows)
+    if (out / "report_confusion.png").exists():
+        with Image.open(out / "report_confusion.png") as im:
+            im.load()  # a truncated PNG raises here
+            assert im.size[0] > 100
+        written["png"] = "ok"
+    if complete:
+        assert set(written) == {"json", "md", "csv", "png"}, written
+    return written
+
+
+def reference_run(data: Path, model: Path, tmp: Path) -> tuple[float, float]:
+    """Uninterrupted ``evaluate --out``: seconds until the output directory appeared, and in all.
+
+    The directory is made inside the command's error handling, so from then on an interrupt
+    is the command's to handle (exit 130), not the interpreter's start-up.
+    """
+    out = tmp / "reference"
+    start = time.perf_counter()
+    proc = cli_popen(["evaluate", str(model), "--data-dir", str(data), "--out", str(out)], tmp)
+    ready = wait_for(out, proc)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 0
+    check_reports(out, complete=True)
+    return ready - start, time.perf_counter() - start
+
+
+PENDING_CLI = ("cli.main does not yet run commands inside errors.handle_interrupts() (SIGTERM "
+               "kills outright; a Ctrl-C inside a C extension's import is reported as an "
+               "internal ImportError): change requested from the lead")
+
+
+def wait_for(path: Path, proc: subprocess.Popen[str]) -> float:
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.002)
+    return time.perf_counter()
+
+
+@pytest.mark.slow
+def test_evaluate_interrupted_at_random_points(tmp_path: Path, workload) -> None:
+    """SIGINT anywhere in ``evaluate --out``: exit 130 with one line (or 0 if it had already
+    finished), each report absent or complete, no temporary file."""
+    data, model, _ = workload
+    ready, total = reference_run(data, model, tmp_path)
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    window = max(total - ready, 0.05)
+    interrupted = 0
+    for i in range(4):  # one random instant in each quarter of the run after start-up
+        delay = window * (i + rng.random()) / 4
+        out = tmp_path / f"out-{i}"
+        proc = cli_popen(["evaluate", str(model), "--data-dir", str(data), "--out", str(out)],
+                         tmp_path)
+        wait_for(out, proc)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+        context = f"seed {seed}, run {i}, {delay:.3f} s after start-up of a {total:.2f} s run"
+        assert leftovers(out) == [], context
+        if proc.returncode == errors.INTERNAL and "ImportError" in stderr:
+            pytest.xfail(f"{context}: {PENDING_CLI}: {stderr.strip()}")
+        if proc.returncode == errors.INTERRUPTED:
+            interrupted += 1
+            assert one_line(stderr) == "resnet8-onnx: interrupted", context
+            check_reports(out, complete=False)
+        else:  # finished before the signal: everything written
+            assert proc.returncode in (0, -signal.SIGINT), (context, proc.returncode, stderr)
+            check_reports(out, complete=True)
+    assert interrupted >= 2, f"seed {seed}: the signals came too late to test anything"
+
+
+@pytest.mark.slow
+def test_evaluate_terminated_cleans_up_like_ctrl_c(tmp_path: Path, workload) -> None:
+    data, model, _ = workload
+    out = tmp_path / "out"
+    proc = cli_popen(["evaluate", str(model), "--data-dir", str(data), "--out", str(out)],
+                     tmp_path)
+    wait_for(out, proc)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    if proc.returncode == -signal.SIGTERM:
+        pytest.xfail(PENDING_CLI)
+    assert proc.returncode == errors.INTERRUPTED, stderr
+    assert one_line(stderr) == "resnet8-onnx: interrupted"
+    assert leftovers(out) == []
+    check_reports(out, complete=False)
+
+
+# --------------------------------------------------------------------------- concurrency
+HOLD_LOCK = """
+import sys
+from resnet8_onnx.fsutil import exclusive_directory
+
+with exclusive_directory(sys.argv[1]):
+    print("locked", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def test_report_directory_locked_by_another_process_is_refused(tmp_path: Path,
+                                                               workload) -> None:
+    data, model, _ = workload
+    out = tmp_path / "reports"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(out)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                              env=child_env(tmp_path))
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "locked"
+        refused = cli_popen(["evaluate", str(model), "--data-dir", str(data), "--limit", "200",
+                             "--out", str(out)], tmp_path)
+        _, stderr = refused.communicate(timeout=120)
+        assert refused.returncode == errors.OUTPUT_ERROR, stderr
+        assert "another process is writing reports here" in one_line(stderr)
+        assert str(out) in one_line(stderr)
+        assert [p.name for p in out.iterdir() if not p.name.startswith(".")] == []
+    finally:
+        holder.communicate("\n", timeout=30)
+    after = cli_popen(["evaluate", str(model), "--data-dir", str(data), "--limit", "200",
+                       "--out", str(out)], tmp_path)
+    _, stderr = after.communicate(timeout=120)
+    assert after.returncode == 0, stderr  # the lock died with its holder
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("force", [False, True], ids=["no-force", "force"])
+def test_two_evaluates_racing_for_one_directory(tmp_path: Path, workload, force: bool) -> None:
+    """Both start together. Without --force exactly one writes and the other is refused with
+    one line; with --force each either writes or is refused. Either way the four files that
+    remain all come from one run: never json from one model and markdown from the other."""
+    data, model_a, model_b = workload
+    out = tmp_path / "shared"
+    extra = ["--force"] if force else []
+    procs = {m.name: cli_popen(["evaluate", str(m), "--data-dir", str(data), "--out", str(out),
+                                *extra], tmp_path) for m in (model_a, model_b)}
+    results = {name: (p.communicate(timeout=120), p.returncode) for name, p in procs.items()}
+    codes = sorted(code for _, code in results.values())
+    for (_, stderr), code in results.values():
+        if code == errors.OUTPUT_ERROR:
+            line = one_line(stderr)
+            assert ("another process is writing reports here" in line
+                    or "already exists" in line), line
+        else:
+            assert code == 0, stderr
+    if force:
+        assert codes[0] == 0, results
+    else:
+        assert codes == [0, errors.OUTPUT_ERROR], results
+    written = check_reports(out, complete=True)
+    assert written["json"] == written["md"], written
+    assert written["json"] in procs
+    record = json.loads((out / "report.json").read_text())
+    from_json = ",".join(str(c["correct"]) for c in record["metrics"]["per_class"])
+    assert written["csv"] == from_json
+    assert leftovers(out) == []
