@@ -147,6 +147,7 @@ def test_real_images_and_fixed_batch(tmp_path) -> None:
     assert [r["batch_size"] for r in rec["results"]] == [1]
     assert any("fixed batch" in note for note in rec["models"][0]["notes"])
     assert rec["inputs"]["kind"] == "data"
+    assert rec["inputs"]["repeated"] is True  # 5 images fill batches of up to 8
     assert rec["results"][0]["fraction_of_sgemm"] is None
 
 

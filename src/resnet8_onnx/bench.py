@@ -430,7 +430,8 @@ def benchmark(
     record: dict[str, Any] = {
         "tool": {"name": "resnet8-onnx", "version": __version__},
         "kind": "benchmark",
-        "inputs": ({"kind": "data", "images": len(images), "data": dict(data or {})}
+        "inputs": ({"kind": "data", "images": min(len(images), batch_sizes[-1]),
+                    "repeated": len(images) < batch_sizes[-1], "data": dict(data or {})}
                    if images is not None else
                    {"kind": "synthetic", "seed": seed,
                     "description": f"random uint8 pixels (seed {seed}) as float32"}),
@@ -511,7 +512,9 @@ def render_benchmark_terminal(record: Mapping[str, Any], console: Console | None
     out = console or Console(highlight=False)
     inputs = record.get("inputs") or {}
     if inputs.get("kind") == "data":
-        what = f"first {inputs.get('images', 0):,} of " + describe_data(inputs.get("data") or {})
+        what = (f"real images, the first {inputs.get('images', 0):,}"
+                + (" (repeated to fill the largest batch)" if inputs.get("repeated") else "")
+                + f" of: {describe_data(inputs.get('data') or {})}")
     else:
         what = inputs.get("description", "synthetic")
     out.print(f"[bold]Inputs:[/bold] {escape(what)}")
