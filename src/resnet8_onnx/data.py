@@ -630,7 +630,7 @@ def _read_batches(
 
     def consume(name: str, label: str, size: int, stream: IO[bytes]) -> Any:
         if name == meta_name:
-            return label, stream.read(_MAX_FILE_BYTES + 1)
+            return label, stream.read(size)  # size was checked against _MAX_FILE_BYTES
         if fmt == "binary":
             out = None
             if combined is not None:  # sizes as first seen: a file changed since is an error
@@ -638,7 +638,7 @@ def _read_batches(
                 out = combined[start : start + size // RECORD_BYTES]
             images, labels, md5 = parse_binary_stream(stream, size, name=label, out=out)
             return _Batch(label, images, labels, md5)
-        buf = stream.read(_MAX_FILE_BYTES + 1)
+        buf = stream.read(size)
         images, labels = _parse_python_batch(buf, name=label)
         return _Batch(label, images, labels, hashlib.md5(buf).hexdigest())
 
