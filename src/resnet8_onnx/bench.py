@@ -358,6 +358,7 @@ def benchmark(
         check_writable(save_optimized, force=force)  # before minutes of work, not after
 
     wall = time.perf_counter()
+    load_before = _load_average()
     configs = plan_configs(names, batch_sizes=batch_sizes, threads=threads,
                            optimization_levels=levels, full_grid=full_grid)
     model_entries: list[dict[str, Any]] = []
@@ -440,7 +441,8 @@ def benchmark(
                      "min_seconds": min_seconds, "min_iterations": min_iterations,
                      "warmup_seconds": warmup_seconds},
         "machine": {"cores": available_cores(), "sgemm_size": SGEMM_SIZE,
-                    "sgemm_gflops": sgemm},
+                    "sgemm_gflops": sgemm, "load_average_before": load_before,
+                    "load_average_after": _load_average()},
         "environment": environment(versions),
         "models": model_entries,
         "results": results,
@@ -452,6 +454,14 @@ def benchmark(
             write=write_bytes_atomic, digest=file_digest)
     record["seconds"] = time.perf_counter() - wall
     return record
+
+
+def _load_average() -> float | None:
+    """The 1-minute load average: other work on the machine makes every figure noisy."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
 
 
 def _best(models: Sequence[Mapping[str, Any]],
@@ -523,6 +533,10 @@ def render_benchmark_terminal(record: Mapping[str, Any], console: Console | None
                      for t, v in (machine.get("sgemm_gflops") or {}).items())
     out.print(f"[bold]Machine:[/bold] {machine.get('cores', '?')} cores; float32 sgemm "
               f"roofline {escape(roof or 'not measured')}")
+    load = machine.get("load_average_before")  # "after" includes this benchmark's own load
+    if isinstance(load, int | float) and load > 0.5 * (machine.get("cores") or 1):
+        out.print(f"[yellow]warning:[/yellow] the machine was busy before the benchmark (load "
+                  f"average {load:.2f} on {machine.get('cores')} cores): figures are noisy")
     for m in record.get("models") or []:
         macs = m.get("macs_per_image")
         macs_text = f"{macs:,} MACs/image ({m.get('macs_source')})" if macs else \
