@@ -293,9 +293,9 @@ def _inputs(backend: Backend, images: np.ndarray | None, count: int,
 
 
 def _label(index: int, backend: Backend) -> str:
-    from .report import _BACKEND_LABELS
+    from .report import BACKEND_LABELS
 
-    name = _BACKEND_LABELS.get(backend.info.name, backend.info.name)
+    name = BACKEND_LABELS.get(backend.info.name, backend.info.name)
     dtype = backend.info.input_dtype
     return f"#{index + 1} {name}" + (f" {dtype}" if dtype not in ("float32", "float64") else "")
 
@@ -516,9 +516,9 @@ def render_benchmark_terminal(record: Mapping[str, Any], console: Console | None
     from rich.markup import escape
     from rich.table import Table
 
-    from .report import _jsonable, describe_data
+    from .report import describe_data, jsonable
 
-    record = _jsonable(record)
+    record = jsonable(record)
     out = console or Console(highlight=False)
     inputs = record.get("inputs") or {}
     if inputs.get("kind") == "data":
@@ -606,9 +606,9 @@ def throughput_png(record: Mapping[str, Any], *, dpi: int = 110) -> bytes:
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter
 
-    from .report import _jsonable
+    from .report import jsonable
 
-    record = _jsonable(record)
+    record = jsonable(record)
     results = list(record.get("results") or [])
     if not results:
         raise ValueError("the benchmark record holds no results")

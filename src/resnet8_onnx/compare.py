@@ -26,18 +26,18 @@ from . import __version__
 from .errors import UsageError
 from .report import (
     DASH,
-    _csv,
-    _csv_num,
-    _int,
-    _is_num,
-    _jsonable,
-    _md_table,
-    _pct,
-    _write_all,
     backend_label,
+    csv_number,
+    csv_text,
     describe_data,
+    format_int,
+    format_pct,
+    is_number,
+    jsonable,
+    markdown_table,
     model_name,
     to_json,
+    write_all,
 )
 
 if TYPE_CHECKING:
@@ -160,7 +160,7 @@ def _get(record: Mapping[str, Any], *keys: str) -> Any:
 
 
 def _sci(value: Any) -> str:
-    if not _is_num(value):
+    if not is_number(value):
         return DASH
     return "0" if value == 0 else f"{value:.2e}"
 
@@ -193,20 +193,20 @@ def _rows(record: Mapping[str, Any]) -> list[tuple[str, list[str], bool]]:
     def add(label: str, cells: list[str], section: bool = False) -> None:
         rows.append((label, cells, section))
 
-    add("top-1 accuracy", [_pct(_get(m, "metrics", "accuracy")) for m in models])
+    add("top-1 accuracy", [format_pct(_get(m, "metrics", "accuracy")) for m in models])
     totals = {_get(m, "metrics", "total") for m in models}
-    label = f"correct of {_int(totals.pop())}" if len(totals) == 1 else "correct"
-    add(label, [_int(_get(m, "metrics", "correct")) for m in models])
+    label = f"correct of {format_int(totals.pop())}" if len(totals) == 1 else "correct"
+    add(label, [format_int(_get(m, "metrics", "correct")) for m in models])
     names = _class_names(models)
     for i, name in enumerate(names):
-        add(f"  {name}", [_pct(_class_accuracy(m, i), 1) for m in models], section=i == 0)
+        add(f"  {name}", [format_pct(_class_accuracy(m, i), 1) for m in models], section=i == 0)
     versus = [m.get("versus_reference") or {} for m in models]
-    add(f"agreement with {ref}", [_pct(v.get("agreement_fraction")) for v in versus],
+    add(f"agreement with {ref}", [format_pct(v.get("agreement_fraction")) for v in versus],
         section=True)
-    add("disagreeing images", [_int(v.get("disagreements")) for v in versus])
+    add("disagreeing images", [format_int(v.get("disagreements")) for v in versus])
     add(f"max |Δ output| vs {ref}", [_delta_cell(v, "max_abs_diff") for v in versus])
     add("mean |Δ output|", [_delta_cell(v, "mean_abs_diff") for v in versus])
-    add("images/s", [f"{ips:,.0f}" if _is_num(ips := _get(m, "timings", "images_per_second"))
+    add("images/s", [f"{ips:,.0f}" if is_number(ips := _get(m, "timings", "images_per_second"))
                      else DASH for m in models], section=True)
     return rows
 
@@ -245,7 +245,7 @@ def render_compare_terminal(record: Mapping[str, Any], console: Console | None =
     from rich.markup import escape
     from rich.table import Table
 
-    record = _jsonable(record)
+    record = jsonable(record)
     out = console or Console(highlight=False)
     out.print(f"[bold]Compared[/bold] {len(record.get('models') or [])} models; the first is "
               "the reference")
@@ -268,13 +268,13 @@ def render_compare_terminal(record: Mapping[str, Any], console: Console | None =
 
 def compare_markdown(record: Mapping[str, Any]) -> str:
     """The comparison as a Markdown report: which images, the models, the table, notes."""
-    record = _jsonable(record)
+    record = jsonable(record)
     models = list(record.get("models") or [])
     lines = ["# Model comparison", "",
              f"**Images:** {describe_data(record.get('data') or {})}", "",
              "The first model is the reference for agreement and output differences.", ""]
     lines += [f"- {line}" for line in _model_lines(record)]
-    lines += ["", *_md_table(["", *(str(m.get("label")) for m in models)],
+    lines += ["", *markdown_table(["", *(str(m.get("label")) for m in models)],
                              [[label.strip() if not label.startswith("  ") else
                                f"&nbsp;&nbsp;{label.strip()}", *cells]
                               for label, cells, _ in _rows(record)])]
@@ -282,7 +282,7 @@ def compare_markdown(record: Mapping[str, Any]) -> str:
     if notes:
         lines += ["", *(f"Note: {n}." for n in notes)]
     lines += ["", "## Files", ""]
-    lines += _md_table(["model", "file", "sha256", "runtime"],
+    lines += markdown_table(["model", "file", "sha256", "runtime"],
                        [[m.get("label"), f"`{_get(m, 'model', 'path')}`",
                          f"`{_get(m, 'model', 'sha256')}`",
                          f"{_get(m, 'model', 'backend')} {_get(m, 'model', 'runtime_version')}"]
@@ -297,7 +297,7 @@ _SUMMARY_FIELDS = ("label", "file", "backend", "runtime_version", "input_dtype",
 
 def compare_csv(record: Mapping[str, Any]) -> str:
     """One row per model, full precision, per-class accuracies as ``acc_<class>`` columns."""
-    record = _jsonable(record)
+    record = jsonable(record)
     models = list(record.get("models") or [])
     names = _class_names(models)
     rows: list[Sequence[Any]] = [[*_SUMMARY_FIELDS, *(f"acc_{n}" for n in names)]]
@@ -314,14 +314,14 @@ def compare_csv(record: Mapping[str, Any]) -> str:
             "max_abs_diff": v.get("max_abs_diff"), "mean_abs_diff": v.get("mean_abs_diff"),
             "images_per_second": _get(m, "timings", "images_per_second"),
         }
-        rows.append([_csv_num(values[f]) for f in _SUMMARY_FIELDS]
-                    + [_csv_num(_class_accuracy(m, i)) for i in range(len(names))])
-    return _csv(rows)
+        rows.append([csv_number(values[f]) for f in _SUMMARY_FIELDS]
+                    + [csv_number(_class_accuracy(m, i)) for i in range(len(names))])
+    return csv_text(rows)
 
 
 def compare_per_class_csv(record: Mapping[str, Any]) -> str:
     """One row per class: support, then correct and accuracy per model (``m1_correct``...)."""
-    record = _jsonable(record)
+    record = jsonable(record)
     models = list(record.get("models") or [])
     header = ["index", "class", "support"]
     for i in range(len(models)):
@@ -329,20 +329,20 @@ def compare_per_class_csv(record: Mapping[str, Any]) -> str:
     rows: list[Sequence[Any]] = [header]
     for c, name in enumerate(_class_names(models)):
         per = [(_get(m, "metrics", "per_class") or [{}] * (c + 1))[c] for m in models]
-        cells = [c, name, _csv_num(per[0].get("support") if per else None)]
+        cells = [c, name, csv_number(per[0].get("support") if per else None)]
         for entry in per:
-            cells += [_csv_num(entry.get("correct")), _csv_num(entry.get("accuracy"))]
+            cells += [csv_number(entry.get("correct")), csv_number(entry.get("accuracy"))]
         rows.append(cells)
-    return _csv(rows)
+    return csv_text(rows)
 
 
 def write_compare_reports(record: Mapping[str, Any], out_dir: str | os.PathLike[str], *,
                           force: bool = False) -> dict[str, Path]:
     """Write ``compare.json``, ``compare.md``, ``compare.csv``, ``compare_per_class.csv``.
 
-    Every target is checked before anything is written (see ``report._write_all``).
+    Every target is checked before anything is written (see ``report.write_all``).
     """
-    return _write_all(out_dir, {
+    return write_all(out_dir, {
         "json": ("compare.json", lambda: to_json(record)),
         "markdown": ("compare.md", lambda: compare_markdown(record)),
         "csv": ("compare.csv", lambda: compare_csv(record)),

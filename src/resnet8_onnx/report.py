@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 CIFAR10_TEST_SIZE = 10_000
 DASH = "—"
 
-_BACKEND_LABELS = {"keras": "Keras", "onnxruntime": "ONNX", "onnx": "ONNX", "litert": "LiteRT",
+BACKEND_LABELS = {"keras": "Keras", "onnxruntime": "ONNX", "onnx": "ONNX", "litert": "LiteRT",
                    "tflite": "LiteRT"}
 
 
@@ -46,23 +46,23 @@ def _get(mapping: Any, *keys: str, default: Any = None) -> Any:
     return default if value is None else value
 
 
-def _is_num(value: Any) -> bool:
+def is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _pct(value: Any, digits: int = 2) -> str:
-    return f"{value * 100:.{digits}f}%" if _is_num(value) else DASH
+def format_pct(value: Any, digits: int = 2) -> str:
+    return f"{value * 100:.{digits}f}%" if is_number(value) else DASH
 
 
 def _fixed(value: Any, digits: int = 4) -> str:
-    return f"{value:.{digits}f}" if _is_num(value) else DASH
+    return f"{value:.{digits}f}" if is_number(value) else DASH
 
 
-def _int(value: Any) -> str:
+def format_int(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else DASH
 
 
-def _csv_num(value: Any) -> str:
+def csv_number(value: Any) -> str:
     """Full precision (shortest round-trip repr) for machines; empty when undefined."""
     if isinstance(value, bool) or value is None:
         return "" if value is None else str(value).lower()
@@ -77,7 +77,7 @@ def _md_cell(value: Any) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
-def _md_table(header: Sequence[str], rows: Iterable[Sequence[Any]],
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]],
               align: Sequence[str] | None = None) -> list[str]:
     """GitHub-flavoured Markdown table; ``align`` holds 'l' or 'r' per column."""
     align = align or ["l"] + ["r"] * (len(header) - 1)
@@ -113,7 +113,7 @@ def model_name(record: Mapping[str, Any]) -> str:
 def backend_label(record: Mapping[str, Any]) -> str:
     """'Keras', 'ONNX', 'LiteRT' — what a reader calls the runtime, for column headers."""
     backend = str(_get(record, "model", "backend", default="model"))
-    return _BACKEND_LABELS.get(backend.lower(), backend)
+    return BACKEND_LABELS.get(backend.lower(), backend)
 
 
 def _model_line(record: Mapping[str, Any]) -> str:
@@ -135,13 +135,13 @@ def _output_note(metrics: Mapping[str, Any]) -> str | None:
 def _throughput(record: Mapping[str, Any]) -> str | None:
     timings = _get(record, "timings", default={})
     ips = timings.get("images_per_second")
-    if not _is_num(ips):
+    if not is_number(ips):
         return None
     seconds = timings.get("inference_seconds", timings.get("seconds"))
     parts = [f"{ips:,.0f} images/s"]
-    if _is_num(seconds):
+    if is_number(seconds):
         parts.append(f"{seconds:.2f} s inference")
-    if _is_num(timings.get("load_seconds")):
+    if is_number(timings.get("load_seconds")):
         parts.append(f"{timings['load_seconds']:.2f} s loading")
     if timings.get("batch_size"):
         parts.append(f"batch {timings['batch_size']}")
@@ -177,7 +177,7 @@ def describe_data(data: Mapping[str, Any]) -> str:
     "CIFAR-10 test, full official set, 10,000 images" or "CIFAR-10 test, MLPerf Tiny perf
     subset: 200 of 10,000 images — NOT the full test set".
     """
-    data = _jsonable(data or {})
+    data = jsonable(data or {})
     base = f"{data.get('dataset') or 'CIFAR-10'} {data.get('split') or 'test'}"
     count = data.get("count")
     shown = f"{count:,} images" if isinstance(count, int) else "an unknown number of images"
@@ -206,7 +206,7 @@ def _data_warnings(data: Mapping[str, Any]) -> list[str]:
 
 
 # --------------------------------------------------------------------------- JSON
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """Plain JSON types: numpy scalars/arrays converted, NaN/inf → None, paths → str."""
     if value is None or isinstance(value, bool | str):
         return value
@@ -215,19 +215,19 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, set | frozenset):
-        return sorted((_jsonable(v) for v in value), key=repr)
+        return sorted((jsonable(v) for v in value), key=repr)
     if isinstance(value, os.PathLike):
         return os.fspath(value)
     if hasattr(value, "to_dict"):
-        return _jsonable(value.to_dict())
+        return jsonable(value.to_dict())
     if hasattr(value, "tolist"):  # numpy arrays and scalars, without importing numpy
-        return _jsonable(value.tolist())
+        return jsonable(value.tolist())
     if hasattr(value, "item"):
-        return _jsonable(value.item())
+        return jsonable(value.item())
     raise TypeError(f"cannot put {type(value).__name__} into a JSON report")
 
 
@@ -239,14 +239,14 @@ def _plain_input(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(record: Any, *args: Any, **kwargs: Any) -> Any:
-        return func(_jsonable(record or {}), *args, **kwargs)
+        return func(jsonable(record or {}), *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
 
 
 def to_json(record: Mapping[str, Any]) -> str:
     """Deterministic JSON: sorted keys, indent 2, NaN as null, trailing newline."""
-    return json.dumps(_jsonable(record), sort_keys=True, indent=2, allow_nan=False,
+    return json.dumps(jsonable(record), sort_keys=True, indent=2, allow_nan=False,
                       ensure_ascii=False) + "\n"
 
 
@@ -255,7 +255,7 @@ CSV_COLUMNS = ("index", "class", "support", "correct", "predicted", "accuracy", 
                "recall", "f1", "auc")
 
 
-def _csv(rows: Iterable[Sequence[Any]]) -> str:
+def csv_text(rows: Iterable[Sequence[Any]]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerows(rows)
@@ -268,9 +268,9 @@ def per_class_csv(record: Mapping[str, Any]) -> str:
     rows: list[Sequence[Any]] = [CSV_COLUMNS]
     for i, c in enumerate(_per_class(record)):
         rows.append([c.get("index", i), c.get("name", i), *(
-            _csv_num(c.get(k)) for k in ("support", "correct", "predicted", "accuracy",
+            csv_number(c.get(k)) for k in ("support", "correct", "predicted", "accuracy",
                                          "precision", "recall", "f1", "auc"))])
-    return _csv(rows)
+    return csv_text(rows)
 
 
 # --------------------------------------------------------------------------- terminal
@@ -297,25 +297,26 @@ def _metrics_table(record: Mapping[str, Any]):
         table.add_column(header, justify="right", no_wrap=True)
     per_class = _per_class(record)
     for i, c in enumerate(per_class):
-        table.add_row(str(c.get("name", i)), _int(c.get("support")),
-                      _int(c.get("correct")), _pct(c.get("accuracy")),
+        table.add_row(str(c.get("name", i)), format_int(c.get("support")),
+                      format_int(c.get("correct")), format_pct(c.get("accuracy")),
                       _fixed(c.get("precision")), _fixed(c.get("recall")), _fixed(c.get("f1")),
                       _fixed(c.get("auc")), end_section=i == len(per_class) - 1)
-    table.add_row("[bold]all[/bold]", _int(metrics.get("total")),
-                  _int(metrics.get("correct")), f"[bold]{_pct(metrics.get('accuracy'))}[/bold]",
+    table.add_row("[bold]all[/bold]", format_int(metrics.get("total")),
+                  format_int(metrics.get("correct")),
+                  f"[bold]{format_pct(metrics.get('accuracy'))}[/bold]",
                   _fixed(metrics.get("macro_precision")), _fixed(metrics.get("macro_recall")),
                   _fixed(metrics.get("macro_f1")), _fixed(metrics.get("macro_auc")))
     return table
 
 
 def _headline(metrics: Mapping[str, Any]) -> str:
-    parts = [f"top-1 [bold]{_pct(metrics.get('accuracy'))}[/bold] "
-             f"({_int(metrics.get('correct'))}/{_int(metrics.get('total'))})"]
-    if _is_num(metrics.get("top5_accuracy")):
-        parts.append(f"top-5 {_pct(metrics['top5_accuracy'])}")
-    if _is_num(metrics.get("macro_auc")):
+    parts = [f"top-1 [bold]{format_pct(metrics.get('accuracy'))}[/bold] "
+             f"({format_int(metrics.get('correct'))}/{format_int(metrics.get('total'))})"]
+    if is_number(metrics.get("top5_accuracy")):
+        parts.append(f"top-5 {format_pct(metrics['top5_accuracy'])}")
+    if is_number(metrics.get("macro_auc")):
         parts.append(f"macro AUC {_fixed(metrics['macro_auc'])}")
-    if _is_num(metrics.get("macro_f1")):
+    if is_number(metrics.get("macro_f1")):
         parts.append(f"macro F1 {_fixed(metrics['macro_f1'])}")
     return " · ".join(parts)
 
@@ -379,7 +380,7 @@ def _confusion_md(names: Sequence[str], matrix: Sequence[Sequence[int]]) -> list
     rows = [[f"**{names[i]}**", *(f"**{v:,}**" if i == j else f"{v:,}"
                                   for j, v in enumerate(row))]
             for i, row in enumerate(matrix)]
-    return _md_table(header, rows)
+    return markdown_table(header, rows)
 
 
 @_plain_input
@@ -389,15 +390,15 @@ def markdown_summary(record: Mapping[str, Any]) -> str:
     data = _get(record, "data", default={})
     lines = [f"# CIFAR-10 evaluation: {model_name(record)}", "",
              f"**Images:** {describe_data(data)}", ""]
-    key = [("Top-1 accuracy", f"{_pct(metrics.get('accuracy'))} "
-            f"({_int(metrics.get('correct'))} / {_int(metrics.get('total'))})")]
+    key = [("Top-1 accuracy", f"{format_pct(metrics.get('accuracy'))} "
+            f"({format_int(metrics.get('correct'))} / {format_int(metrics.get('total'))})")]
     if "top5_accuracy" in metrics:
-        key.append(("Top-5 accuracy", _pct(metrics.get("top5_accuracy"))))
+        key.append(("Top-5 accuracy", format_pct(metrics.get("top5_accuracy"))))
     key += [("Macro ROC AUC (one-vs-rest)", _fixed(metrics.get("macro_auc"))),
             ("Macro F1", _fixed(metrics.get("macro_f1")))]
     if _throughput(record):
         key.append(("Throughput", _throughput(record)))
-    lines += _md_table(["metric", "value"], key, ["l", "r"])
+    lines += markdown_table(["metric", "value"], key, ["l", "r"])
     note = _output_note(metrics)
     if note:
         lines += ["", f"Note: {note}."]
@@ -407,10 +408,11 @@ def markdown_summary(record: Mapping[str, Any]) -> str:
     per_class = _per_class(record)
     if per_class:
         lines += ["", "## Per-class metrics", ""]
-        lines += _md_table(
+        lines += markdown_table(
             ["#", "class", "support", "correct", "accuracy", "precision", "recall", "F1", "AUC"],
-            [[c.get("index", i), c.get("name", i), _int(c.get("support")),
-              _int(c.get("correct")), _pct(c.get("accuracy")), _fixed(c.get("precision")),
+            [[c.get("index", i), c.get("name", i), format_int(c.get("support")),
+              format_int(c.get("correct")), format_pct(c.get("accuracy")),
+              _fixed(c.get("precision")),
               _fixed(c.get("recall")), _fixed(c.get("f1")), _fixed(c.get("auc"))]
              for i, c in enumerate(per_class)],
             ["r", "l", "r", "r", "r", "r", "r", "r", "r"])
@@ -493,8 +495,8 @@ def confusion_matrix_png(record: Mapping[str, Any], *, dpi: int = 110) -> bytes:
 
     accuracy = metrics.get("accuracy")
     headline = f"{model_name(record)} ({_get(record, 'model', 'backend', default='model')})"
-    figures = f"top-1 accuracy {_pct(accuracy)} ({_int(metrics.get('correct'))} / " \
-              f"{_int(metrics.get('total'))})"
+    figures = f"top-1 accuracy {format_pct(accuracy)} ({format_int(metrics.get('correct'))} / " \
+              f"{format_int(metrics.get('total'))})"
     fig.suptitle(f"{headline}\n{figures}", fontsize=12, fontweight="bold")
     data = _get(record, "data", default={})
     official = bool(_get(data, "full_official_test_set", default=False))
@@ -512,7 +514,7 @@ def confusion_matrix_png(record: Mapping[str, Any], *, dpi: int = 110) -> bytes:
 Renderer = Callable[[], str | bytes]
 
 
-def _write_all(out_dir: str | os.PathLike[str], contents: Mapping[str, tuple[str, Renderer]],
+def write_all(out_dir: str | os.PathLike[str], contents: Mapping[str, tuple[str, Renderer]],
                *, force: bool) -> dict[str, Path]:
     """Check every target, then render and write each file atomically.
 
@@ -546,7 +548,7 @@ def write_reports(record: Mapping[str, Any], out_dir: str | os.PathLike[str], *,
         "csv": (f"{stem}_per_class.csv", lambda: per_class_csv(record)),
         "png": (f"{stem}_confusion.png", lambda: confusion_matrix_png(record)),
     }
-    return _write_all(out_dir, contents, force=force)
+    return write_all(out_dir, contents, force=force)
 
 
 # --------------------------------------------------------------------------- comparison
@@ -560,12 +562,12 @@ def _verdict_lines(verdict: Mapping[str, Any]) -> list[str]:
     if summary:
         return summary
     lines = []
-    if _is_num(verdict.get("onnx_accuracy")):
-        lines.append(f"ONNX accuracy {_pct(verdict['onnx_accuracy'])}"
-                     + (f", Keras {_pct(verdict['keras_accuracy'])}"
-                        if _is_num(verdict.get("keras_accuracy")) else ""))
-    if _is_num(verdict.get("accuracy_threshold")):
-        lines.append(f"threshold {_pct(verdict['accuracy_threshold'])}: "
+    if is_number(verdict.get("onnx_accuracy")):
+        lines.append(f"ONNX accuracy {format_pct(verdict['onnx_accuracy'])}"
+                     + (f", Keras {format_pct(verdict['keras_accuracy'])}"
+                        if is_number(verdict.get("keras_accuracy")) else ""))
+    if is_number(verdict.get("accuracy_threshold")):
+        lines.append(f"threshold {format_pct(verdict['accuracy_threshold'])}: "
                      + ("above" if verdict.get("above_threshold") else "NOT above"))
     return lines
 
@@ -578,12 +580,12 @@ def _parity_lines(parity: Mapping[str, Any]) -> list[str]:
     agree = parity.get("argmax_agreement")
     if isinstance(samples, int) and isinstance(agree, int):
         lines.append(f"top-1 agreement {agree:,}/{samples:,} images")
-    if _is_num(parity.get("max_abs_diff")):
+    if is_number(parity.get("max_abs_diff")):
         tol = ""
-        if _is_num(parity.get("atol")) and _is_num(parity.get("rtol")):
+        if is_number(parity.get("atol")) and is_number(parity.get("rtol")):
             tol = f" (tolerance atol {parity['atol']:g}, rtol {parity['rtol']:g})"
         lines.append(f"max |Δ output| {parity['max_abs_diff']:.3g}{tol}")
-    if _is_num(parity.get("min_cosine_similarity")):
+    if is_number(parity.get("min_cosine_similarity")):
         lines.append(f"min cosine similarity {parity['min_cosine_similarity']:.9f}")
     if isinstance(parity.get("elements_over_tolerance"), int):
         lines.append(f"{parity['elements_over_tolerance']:,} output elements over tolerance")
@@ -649,16 +651,16 @@ def render_comparison_terminal(comparison: Mapping[str, Any],
         table.add_column("Δ correct", justify="right")
     rows = _comparison_rows(models)
     for k, row in enumerate(rows):
-        cells = [str(row["name"]), _int(row["support"])]
+        cells = [str(row["name"]), format_int(row["support"])]
         for c in row["models"]:
-            cells += [_int(c.get("correct")), _pct(c.get("accuracy"))]
+            cells += [format_int(c.get("correct")), format_pct(c.get("accuracy"))]
         if len(models) == 2:
             cells.append(_delta(row["models"][0].get("correct"), row["models"][1].get("correct")))
         table.add_row(*cells, end_section=k == len(rows) - 1)
-    totals = ["[bold]all[/bold]", _int(_get(models[0], "metrics", "total")) if models else ""]
+    totals = ["[bold]all[/bold]", format_int(_get(models[0], "metrics", "total")) if models else ""]
     for record in models:
-        totals += [_int(_get(record, "metrics", "correct")),
-                   f"[bold]{_pct(_get(record, 'metrics', 'accuracy'))}[/bold]"]
+        totals += [format_int(_get(record, "metrics", "correct")),
+                   f"[bold]{format_pct(_get(record, 'metrics', 'accuracy'))}[/bold]"]
     if len(models) == 2:
         totals.append(_delta(_get(models[0], "metrics", "correct"),
                              _get(models[1], "metrics", "correct")))
@@ -667,13 +669,13 @@ def render_comparison_terminal(comparison: Mapping[str, Any],
     out.print()
     for label, record in zip(labels, models, strict=True):
         m = _get(record, "metrics", default={})
-        parts = [f"top-1 [bold]{_pct(m.get('accuracy'))}[/bold]"]
-        if _is_num(m.get("top5_accuracy")):
-            parts.append(f"top-5 {_pct(m['top5_accuracy'])}")
-        if _is_num(m.get("macro_auc")):
+        parts = [f"top-1 [bold]{format_pct(m.get('accuracy'))}[/bold]"]
+        if is_number(m.get("top5_accuracy")):
+            parts.append(f"top-5 {format_pct(m['top5_accuracy'])}")
+        if is_number(m.get("macro_auc")):
             parts.append(f"macro AUC {_fixed(m['macro_auc'])}")
         ips = _get(record, "timings", "images_per_second")
-        if _is_num(ips):
+        if is_number(ips):
             parts.append(f"{ips:,.0f} images/s")
         out.print(f"[bold]{escape(label)}[/bold]: " + " · ".join(parts))
     parity = comparison.get("parity") or {}
@@ -716,12 +718,12 @@ def comparison_markdown(comparison: Mapping[str, Any]) -> str:
     for label, record in zip(labels, models, strict=True):
         m = _get(record, "metrics", default={})
         key_rows.append([label, model_name(record),
-                         f"{_pct(m.get('accuracy'))} ({_int(m.get('correct'))}/"
-                         f"{_int(m.get('total'))})",
-                         _pct(m.get("top5_accuracy")), _fixed(m.get("macro_auc")),
+                         f"{format_pct(m.get('accuracy'))} ({format_int(m.get('correct'))}/"
+                         f"{format_int(m.get('total'))})",
+                         format_pct(m.get("top5_accuracy")), _fixed(m.get("macro_auc")),
                          _fixed(m.get("macro_f1")), _throughput(record) or DASH])
     lines += ["## Models", ""]
-    lines += _md_table(["runtime", "file", "top-1 accuracy", "top-5", "macro AUC", "macro F1",
+    lines += markdown_table(["runtime", "file", "top-1 accuracy", "top-5", "macro AUC", "macro F1",
                         "throughput"], key_rows, ["l", "l", "r", "r", "r", "r", "r"])
 
     rows = _comparison_rows(models)
@@ -733,15 +735,16 @@ def comparison_markdown(comparison: Mapping[str, Any]) -> str:
             header.append("Δ correct")
         body = []
         for row in rows:
-            cells = [row["index"], row["name"], _int(row["support"])]
+            cells = [row["index"], row["name"], format_int(row["support"])]
             for c in row["models"]:
-                cells += [_int(c.get("correct")), _pct(c.get("accuracy")), _fixed(c.get("auc"))]
+                cells += [format_int(c.get("correct")), format_pct(c.get("accuracy")),
+                          _fixed(c.get("auc"))]
             if len(models) == 2:
                 cells.append(_delta(row["models"][0].get("correct"),
                                     row["models"][1].get("correct")))
             body.append(cells)
         lines += ["", "## Per-class accuracy", ""]
-        lines += _md_table(header, body, ["r", "l"] + ["r"] * (len(header) - 2))
+        lines += markdown_table(header, body, ["r", "l"] + ["r"] * (len(header) - 2))
 
     parity = comparison.get("parity") or {}
     if parity:
@@ -778,7 +781,7 @@ def _conversion_lines(conversion: Mapping[str, Any], structure: Mapping[str, Any
     opset = conversion.get("opset")
     if opset is not None or tools:
         lines.append("- " + ", ".join(([f"opset {opset}"] if opset is not None else []) + tools)
-                     + (f"; {conversion['seconds']:.2f} s" if _is_num(conversion.get("seconds"))
+                     + (f"; {conversion['seconds']:.2f} s" if is_number(conversion.get("seconds"))
                         else ""))
     if conversion.get("output_kind"):
         lines.append(f"- model output: {conversion['output_kind']}")
@@ -809,14 +812,14 @@ def comparison_per_class_csv(comparison: Mapping[str, Any]) -> str:
         header.append("same_correct")
     rows: list[Sequence[Any]] = [header]
     for row in _comparison_rows(models):
-        cells = [row["index"], row["name"], _csv_num(row["support"])]
+        cells = [row["index"], row["name"], csv_number(row["support"])]
         for c in row["models"]:
-            cells += [_csv_num(c.get(f)) for f in fields]
+            cells += [csv_number(c.get(f)) for f in fields]
         if len(models) == 2:
             a, b = (c.get("correct") for c in row["models"])
             cells.append(str(a == b).lower())
         rows.append(cells)
-    return _csv(rows)
+    return csv_text(rows)
 
 
 def write_comparison_reports(comparison: Mapping[str, Any], out_dir: str | os.PathLike[str], *,
@@ -836,7 +839,7 @@ def write_comparison_reports(comparison: Mapping[str, Any], out_dir: str | os.Pa
         name = backend if backends.count(backend) == 1 else f"{backend}_{i + 1}"
         contents[f"png_{name}"] = (f"confusion_{name}.png",
                                    lambda record=record: confusion_matrix_png(record))
-    return _write_all(out_dir, contents, force=force)
+    return write_all(out_dir, contents, force=force)
 
 
 # --------------------------------------------------------------------------- verification
