@@ -419,6 +419,8 @@ def _parse_python_batch(buf: bytes, *, name: str) -> tuple[np.ndarray, np.ndarra
         got = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
         raise InvalidInputError(f"{name}: 'data' must be a uint8 array (N, 3072), got {got}")
     raw_labels = fields["labels"]
+    if isinstance(raw_labels, np.ndarray) and raw_labels.ndim != 1:  # 0-d arrays do not iterate
+        raise InvalidInputError(f"{name}: 'labels' must be a list of integers")
     if not isinstance(raw_labels, list | np.ndarray) or not all(
         isinstance(v, int | np.integer) and not isinstance(v, bool) for v in raw_labels
     ):
