@@ -45,6 +45,7 @@ from model_factory import make_classifier
 from resnet8_onnx import errors, fsutil
 from resnet8_onnx.data import CLASS_NAMES, parse_binary_records, parse_binary_stream
 from resnet8_onnx.errors import InvalidInputError, OutputError, UnsafeInputError
+from test_data import py2_pickle
 
 PROJECT = Path(__file__).resolve().parents[1]
 LOCK_NAME = ".resnet8-onnx.lock"
@@ -699,14 +700,17 @@ def test_streaming_parser_equals_whole_buffer_parse_or_refuses(
     assert md5 == hashlib.md5(data).hexdigest()
 
 
-def _py2_batch_values() -> st.SearchStrategy[Any]:
+def _values() -> st.SearchStrategy[Any]:
+    """Anything a pickle can hold without a global beyond numpy arrays."""
     arrays = st.builds(
         lambda shape, dtype, fill: np.full(shape, fill, dtype=dtype),
-        st.sampled_from([(), (0,), (1, 3072), (2, 3072), (1, 100), (2, 3, 1024), (3,)]),
-        st.sampled_from([np.uint8, np.int64, np.float32, np.bool_]),
-        st.integers(0, 1))
+        st.sampled_from([(), (0,), (1,), (2,), (1, 3072), (2, 3072), (1, 100), (2, 3, 1024),
+                         (1, 1)]),
+        st.sampled_from([np.uint8, np.int64, np.int8, np.float32, np.bool_, object]),
+        st.integers(0, 12))
     scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70),
-                        st.floats(allow_nan=True), st.binary(max_size=8), st.text(max_size=8))
+                        st.floats(allow_nan=True), st.binary(max_size=8),
+                        st.text(st.characters(max_codepoint=255), max_size=8))
     return st.recursive(st.one_of(scalars, arrays),
                         lambda inner: st.one_of(st.lists(inner, max_size=4),
                                                 st.dictionaries(st.binary(max_size=6), inner,
@@ -714,18 +718,33 @@ def _py2_batch_values() -> st.SearchStrategy[Any]:
                         max_leaves=8)
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.dictionaries(st.sampled_from([b"data", b"labels", "data", "labels", b"x"]),
-                       _py2_batch_values(), max_size=3) | _py2_batch_values(),
-       st.sampled_from([0, 2, 4]))
-def test_pickled_batch_parser_refuses_any_structure_cleanly(obj: Any, protocol: int) -> None:
-    """Well-formed pickles of arbitrary shapes and types (0-d arrays, huge ints, nested dicts,
-    str keys) reach the batch checks; the only outcome besides a valid batch is a one-line
-    InvalidInputError."""
+_valid_data = st.integers(1, 3).map(lambda n: np.zeros((n, 3072), np.uint8))
+_label_arrays = st.builds(
+    lambda fill, shape, dtype: np.full(shape, fill, dtype=dtype), st.integers(0, 12),
+    st.sampled_from([(), (1,), (2,), (3,), (1, 1), (2, 1)]),
+    st.sampled_from([np.int64, np.uint8, np.bool_, np.float64, object]))
+_labels = st.one_of(st.lists(st.integers(-2, 12), max_size=4),
+                    st.lists(st.integers(-2**70, 2**70), min_size=1, max_size=2),
+                    _label_arrays, _values())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(
+    st.fixed_dictionaries({b"data": _valid_data | _values(), b"labels": _labels}),
+    st.fixed_dictionaries({"data": _valid_data, "labels": _labels}),
+    st.dictionaries(st.sampled_from([b"data", b"labels", b"x"]), _values(), max_size=3),
+    _values()),
+    st.sampled_from(["python2", "protocol4"]))
+def test_pickled_batch_parser_refuses_any_structure_cleanly(obj: Any, writer: str) -> None:
+    """Well-formed pickles of arbitrary shapes and types (0-d arrays, huge ints, bools, object
+    arrays, nested dicts, str keys) reach the batch checks; the only outcome besides a valid
+    batch is a one-line InvalidInputError. (This found 0-d ``labels`` crashing the parser.)"""
     from resnet8_onnx.data import _parse_python_batch
 
-    message, result = _outcome(_parse_python_batch, pickle.dumps(obj, protocol=protocol),
-                               name="test_batch")
+    # Python 2's cPickle (the official files) or protocol 4; Python 3's protocols 0-2 write
+    # bytes through _codecs.encode, which the unpickler refuses before any structure check.
+    raw = py2_pickle(obj) if writer == "python2" else pickle.dumps(obj, protocol=4)
+    message, result = _outcome(_parse_python_batch, raw, name="test_batch")
     if message is not None:
         assert message.startswith("test_batch: ")
         assert "\n" not in message
