@@ -576,39 +576,58 @@ def test_no_case_left_temporary_files(corpus: dict[str, Outcome], inputs: Inputs
 
 
 # --------------------------------------------------------------------------- not errors
-def test_wrong_md5_but_valid_structure_loads_as_unofficial(tmp_path: Path) -> None:
+@pytest.mark.parametrize("records", [10_000, 9_999], ids=["official-size", "one-short"])
+def test_wrong_md5_but_valid_structure_loads_as_unofficial(tmp_path: Path, records: int) -> None:
     """Decision (README "Data"): an official file name with other bytes is loaded when its
-    structure is sound, marked unofficial with a warning naming the file, and never reported
-    as the official test set. A user's own re-export of CIFAR-10 is legitimate input; passing
-    its figures off as official would not be."""
-    data = binary_dir(tmp_path, binary_records(10_000, labels=np.arange(10_000) % 10))
+    structure is sound (whole records, labels 0-9, 1,000 per class when it holds 10,000),
+    marked unofficial with a warning naming the file, and never reported as the official
+    test set. A user's own re-export of CIFAR-10 is legitimate input; passing its figures off
+    as official would not be. A batch of another size is loaded the same way and says so."""
+    data = binary_dir(tmp_path, binary_records(records, labels=np.arange(records) % 10))
     out = tmp_path / "data.json"
     proc = run_cli(["-q", "data", "--data-dir", str(data), "--json", str(out)], cwd=tmp_path,
                    cache=tmp_path / "cache")
     assert proc.returncode == errors.OK, proc.stderr
     described = json.loads(out.read_text())
-    assert described["count"] == 10_000
+    assert described["count"] == records
     assert described["source"]["official"] is False
     assert described["full_official_test_set"] is False
-    assert any("test_batch.bin: not the official file (md5 differs)" in w
-               for w in described["source"]["warnings"])
+    warnings = described["source"]["warnings"]
+    assert any("test_batch.bin: not the official file (md5 differs)" in w for w in warnings)
+    assert any("not the 10,000 of an official batch" in w for w in warnings) == (records != 10_000)
     assert "warning:" in proc.stdout
     assert "not the official file" in proc.stdout
 
 
 @pytest.mark.slow
-def test_lambda_model_is_refused_by_evaluate_and_never_runs(tmp_path: Path) -> None:
-    """The Keras backend (which imports TensorFlow) goes through the same pre-scan."""
+def test_keras_cases_that_import_tensorflow(tmp_path: Path) -> None:
+    """The two costly cases, run side by side: the Keras backend (which imports TensorFlow
+    first) still refuses a Lambda model through the pre-scan, and a model Keras itself cannot
+    load (a config without weights) is one line, exit 4, no output."""
     marker = tmp_path / "MARKER"
-    model = write_h5(tmp_path / "lambda.h5", keras_model(lambda_layer(marker)))
+    evil = write_h5(tmp_path / "lambda.h5", keras_model(lambda_layer(marker)))
+    hollow = write_h5(tmp_path / "hollow.h5", keras_model(
+        keras_layer("Conv2D", "conv", "in", filters=4, kernel_size=[1, 1])))
     data = binary_dir(tmp_path, binary_records(20))
-    proc = run_cli(["-q", "evaluate", str(model), "--data-dir", str(data)], cwd=tmp_path,
-                   cache=tmp_path / "cache")
-    assert proc.returncode == errors.UNSAFE_INPUT, proc.stderr
-    line = error_line(proc)
-    assert "lambda.h5" in line
-    assert "Lambda" in line
+    runs = {
+        "evaluate": (["-q", "evaluate", str(evil), "--data-dir", str(data)],
+                     errors.UNSAFE_INPUT, ("lambda.h5", "Lambda")),
+        "convert": (["-q", "convert", str(hollow), "-o", str(tmp_path / "hollow.onnx")],
+                    errors.INVALID_INPUT, ("hollow.h5", "Keras could not load the model")),
+    }
+    before = snapshot(tmp_path)
+    with ThreadPoolExecutor(2) as pool:
+        procs = dict(zip(runs, pool.map(
+            lambda argv: run_cli(argv, cwd=tmp_path, cache=tmp_path / "cache"),
+            [argv for argv, _, _ in runs.values()]), strict=True))
+    for name, (_, code, fragments) in runs.items():
+        proc = procs[name]
+        assert proc.returncode == code, (name, proc.stderr)
+        line = error_line(proc)
+        for fragment in fragments:
+            assert fragment in line, (name, line)
     assert not marker.exists()
+    assert snapshot(tmp_path) == before
 
 
 def test_debug_shows_the_traceback_and_keeps_the_exit_code(tmp_path: Path,
