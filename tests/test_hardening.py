@@ -800,3 +800,26 @@ def test_rename_failure_is_an_output_error(tmp_path: Path,
     with pytest.raises(OutputError, match=r"out\.bin: cannot write"):
         fsutil.write_bytes_atomic(tmp_path / "out.bin", b"x", force=True)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_check_output_dir_checks_without_creating(tmp_path: Path) -> None:
+    """What ``evaluate --out`` can call before the work so a failed run leaves no empty
+    directory; the same refusals as ``prepare_output_dir``, and nothing on disk changes."""
+    assert fsutil.check_output_dir(tmp_path / "new") == tmp_path / "new"
+    assert fsutil.check_output_dir(tmp_path) == tmp_path
+    with pytest.raises(OutputError, match=r"parent directory .* does not exist"):
+        fsutil.check_output_dir(tmp_path / "a" / "b")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError, match="exists and is not a directory"):
+        fsutil.check_output_dir(tmp_path / "file")
+    expected = ["file"]
+    ro, how = read_only_dir(tmp_path)
+    if ro is not None:
+        with pytest.raises(OutputError, match="cannot create directory") as info:
+            fsutil.check_output_dir(ro / "reports")
+        assert str(ro / "reports") in str(info.value), how
+        assert not (ro / "reports").exists()
+        if ro.is_relative_to(tmp_path):  # the chmod-0555 directory of a non-root run
+            ro.chmod(0o755)
+            expected.append(ro.name)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == sorted(expected)

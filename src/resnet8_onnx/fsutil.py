@@ -201,3 +201,25 @@ def prepare_output_dir(path: str | os.PathLike[str]) -> Path:
         raise OutputError(f"{directory}: cannot create directory ({exc.strerror})") from None
     _probe_directory(directory, directory)
     return directory
+
+
+def check_output_dir(path: str | os.PathLike[str]) -> Path:
+    """Everything :func:`prepare_output_dir` checks, without creating anything.
+
+    For commands that write their reports only at the end: they can refuse a bad ``--out``
+    before the expensive work, yet leave no empty directory behind when the work fails.
+    """
+    directory = Path(path)
+    if directory.exists() and not directory.is_dir():
+        raise OutputError(f"{directory}: exists and is not a directory")
+    if directory.is_dir():
+        _probe_directory(directory, directory)
+        return directory
+    if not directory.parent.is_dir():
+        raise OutputError(f"{directory}: parent directory {directory.parent} does not exist")
+    try:
+        _probe_directory(directory.parent, directory)
+    except OutputError:
+        raise OutputError(f"{directory}: cannot create directory in {directory.parent} "
+                          "(not writable)") from None
+    return directory
