@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import InvalidInputError
+from .errors import InputNotFoundError, InvalidInputError
 from .fsutil import file_digest
 
 if TYPE_CHECKING:
@@ -86,6 +86,8 @@ def structure_report(onnx_path: str | os.PathLike[str]) -> dict[str, Any]:
     import onnx
 
     path = Path(onnx_path)
+    if not path.is_file():
+        raise InputNotFoundError(f"{path}: ONNX file not found")
     try:
         model = onnx.load(str(path))
     except Exception as exc:
