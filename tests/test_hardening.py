@@ -446,6 +446,8 @@ CASES = [
     Case("tflite-random-bytes", INVALID, _model_case(
         lambda d, inp: random_bytes(d / "random.tflite"), "not a loadable TFLite model")),
     Case("model-missing", NOT_FOUND, _model_case(lambda d, inp: d / "nope.onnx", "not found")),
+    Case("onnx-missing-verify", NOT_FOUND, _model_case(
+        lambda d, inp: d / "nope.onnx", "ONNX file not found", command="verify")),
     Case("model-unknown-suffix", USAGE, _model_case(
         lambda d, inp: random_bytes(d / "model.pt"), "unknown model type")),
     # ---- Keras files (refused by the pre-scan, before TensorFlow)

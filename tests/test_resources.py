@@ -6,7 +6,7 @@ so 50,000 images are 147 MiB that must be resident. Everything else (the float32
 runtime's buffers, outputs and metrics) must not grow with the data. The tests therefore
 bound the growth of peak memory by the growth of the uint8 data itself, with a small margin,
 and the non-data part by a few MiB. Before the binary loader parsed in chunks straight into
-one array, 50,000 images peaked at 489 MiB against 139 MiB for 10,000 (growth 2.9× the data).
+one array, 50,000 images peaked at 489 MiB against 139 MiB for 10,000 (growth 3.0× the extra data).
 """
 
 from __future__ import annotations
