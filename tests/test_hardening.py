@@ -46,6 +46,7 @@ from resnet8_onnx import errors, fsutil
 from resnet8_onnx.data import CLASS_NAMES, parse_binary_records, parse_binary_stream
 from resnet8_onnx.errors import InvalidInputError, OutputError, UnsafeInputError
 from test_data import py2_pickle
+from test_fetch import PAYLOAD, server  # noqa: F401 - server: test_fetch's HTTP fixture
 
 PROJECT = Path(__file__).resolve().parents[1]
 LOCK_NAME = ".resnet8-onnx.lock"
@@ -825,3 +826,31 @@ def test_check_output_dir_checks_without_creating(tmp_path: Path) -> None:
             ro.chmod(0o755)
             expected.append(ro.name)
     assert sorted(p.name for p in tmp_path.rglob("*")) == sorted(expected)
+
+
+def test_disk_full_during_a_download_is_an_output_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server) -> None:  # noqa: F811
+    """A cache on a full disk: exit 8 naming the file, not an internal error; nothing kept."""
+    import contextlib
+
+    from resnet8_onnx import fetch
+
+    real = fetch.atomic_write
+
+    class FullDisk:
+        def __init__(self, f) -> None:
+            self._f = f
+
+        def write(self, data: bytes) -> int:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    @contextlib.contextmanager
+    def full_disk(path, **kwargs):
+        with real(path, **kwargs) as f:
+            yield FullDisk(f)
+
+    monkeypatch.setattr(fetch, "atomic_write", full_disk)
+    dest = tmp_path / "file.bin"
+    with pytest.raises(OutputError, match=r"file\.bin: cannot write \(No space left"):
+        fetch.download(f"{server.url}/file.bin", dest, sha256=hashlib.sha256(PAYLOAD).hexdigest())
+    assert list(tmp_path.iterdir()) == []

@@ -311,7 +311,12 @@ def download_file(
                     ) from None
                 if not chunk:
                     break
-                out.write(chunk)
+                try:
+                    out.write(chunk)
+                except OSError as exc:  # disk full, quota: the cache's problem, not a bug
+                    raise OutputError(
+                        f"{dest}: cannot write ({exc.strerror or type(exc).__name__})"
+                    ) from None
                 for h in hashes.values():
                     h.update(chunk)
                 received += len(chunk)
