@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -131,6 +132,9 @@ def _add_data_options(p: argparse.ArgumentParser, *, subsets: bool = True) -> No
                         "folder, or a folder holding one (default: $RESNET8_ONNX_DATA_DIR, "
                         "then the cache, then download)")
     if subsets:
+        g.add_argument("--split", choices=("test", "train"), default="test",
+                       help="test: the 10,000 test images; train: the 50,000 training images "
+                            "(data_batch_1-5 of a batches dir or tarball) (default: test)")
         g.add_argument("--subset", choices=("full", "perf"), default="full",
                        help="full: every image the source holds; perf: the MLPerf Tiny "
                             "200-image subset (default: full)")
@@ -146,7 +150,8 @@ def _add_data_options(p: argparse.ArgumentParser, *, subsets: bool = True) -> No
 def _load_data(args: argparse.Namespace):
     from .data import load_dataset
 
-    dataset = load_dataset(args.data_dir, subset=getattr(args, "subset", "full"),
+    dataset = load_dataset(args.data_dir, split=getattr(args, "split", "test"),
+                           subset=getattr(args, "subset", "full"),
                            indices_file=getattr(args, "indices", None),
                            download=False if args.offline else None)
     if getattr(args, "limit", None):
@@ -215,9 +220,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate
 
     _check_json_destination(args.json, args.force)
-    out_dir = _prepare_out(args)
-    dataset = _load_data(args)
+    out_dir = None
+    if args.out is not None:  # checked now, created only when the reports are written
+        from .fsutil import check_output_dir
+
+        out_dir = check_output_dir(args.out)
     backend = load_backend(args.model, args.backend, threads=args.threads)
+    dataset = _load_data(args)
     result = evaluate(backend, dataset, batch_size=args.batch_size)
     record = result.to_record()
     from .report import render_terminal, write_reports
@@ -225,9 +234,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     render_terminal(record, _console(stderr=args.json == "-"))
     _emit_json(record, args.json, force=args.force)
     if out_dir is not None:
-        from .fsutil import exclusive_directory
+        from .fsutil import exclusive_directory, prepare_output_dir
 
-        with exclusive_directory(out_dir):
+        with exclusive_directory(prepare_output_dir(out_dir)):
             written = write_reports(record, out_dir, force=args.force)
         _console(stderr=True).print("reports: " + ", ".join(str(p) for p in written.values()))
     accuracy = record["metrics"]["accuracy"]
@@ -502,37 +511,55 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``resnet8-onnx`` console script; returns the exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    from . import progress
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
 
-    if args.quiet:
-        progress.set_enabled(False)
-    try:
-        return int(args.func(args))
-    except errors.ToolError as exc:
-        if args.debug:
-            raise
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"resnet8-onnx: error: {message}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        if args.debug:
-            raise
-        print("resnet8-onnx: interrupted", file=sys.stderr)
-        return errors.INTERRUPTED
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return errors.OK
-    except Exception as exc:
-        if args.debug:
-            raise
-        print(f"resnet8-onnx: internal error: {type(exc).__name__}: "
-              f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''} "
-              "(run with --debug for the traceback; please report it)", file=sys.stderr)
-        return errors.INTERNAL
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``resnet8-onnx`` console script; returns the exit code.
+
+    Everything, option parsing (which imports the library) included, runs inside
+    ``errors.handle_interrupts()``: SIGTERM unwinds like Ctrl-C, and an interrupt that a
+    library turned into another exception (a C extension interrupted mid-import raises
+    ImportError) is still reported as an interrupt.
+    """
+    with errors.handle_interrupts() as interrupts:
+        debug = False
+        try:
+            parser = build_parser()
+            args = parser.parse_args(argv)
+            debug = args.debug
+            from . import progress
+
+            if args.quiet:
+                progress.set_enabled(False)
+            return int(args.func(args))
+        except errors.ToolError as exc:
+            if debug:
+                traceback.print_exc()
+            else:
+                message = _first_line(exc) or type(exc).__name__
+                print(f"resnet8-onnx: error: {message}", file=sys.stderr)
+            return exc.exit_code
+        except KeyboardInterrupt:
+            if debug:
+                traceback.print_exc()
+            print("resnet8-onnx: interrupted", file=sys.stderr)
+            return errors.INTERRUPTED
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return errors.OK
+        except Exception as exc:
+            if interrupts.interrupted:
+                print("resnet8-onnx: interrupted", file=sys.stderr)
+                return errors.INTERRUPTED
+            if debug:
+                traceback.print_exc()
+            else:
+                print(f"resnet8-onnx: internal error: {type(exc).__name__}: {_first_line(exc)} "
+                      "(run with --debug for the traceback; please report it)", file=sys.stderr)
+            return errors.INTERNAL
 
 
 if __name__ == "__main__":

@@ -15,7 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from ..convert import call_model, import_tensorflow, load_keras_model, output_kind_of
+from ..convert import (
+    call_model,
+    import_tensorflow,
+    inspect_keras_file,
+    load_keras_model,
+    output_kind_of,
+)
 from ..errors import InvalidInputError, UsageError
 from ..fsutil import file_digest
 from .base import BackendInfo
@@ -52,6 +58,8 @@ class KerasBackend:
         model: Any | None = None,
         threads: int | None = None,
     ) -> None:
+        if model is None:
+            inspect_keras_file(path)  # refuse unsafe files before paying for TensorFlow
         tf, keras = import_tensorflow()
         effective_threads = configure_threads(threads)
         self.path = Path(path)
