@@ -18,10 +18,10 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from pathlib import Path
 
-import numpy as np
+from resnet8_onnx.bench import sgemm_gflops
+from resnet8_onnx.evaluate import DEFAULT_BATCH_SIZE
 
 BARE_LOOP = textwrap.dedent("""
     import sys, time
@@ -62,26 +62,12 @@ def timed_process(args: list[str]) -> tuple[float, float, str]:
     return result["wall"], result["rss"], result["out"]
 
 
-def sgemm_gflops(n: int = 2048, repeat: int = 5) -> float:
-    """numpy float32 matrix product throughput: the machine's practical compute roofline."""
-    rng = np.random.default_rng(0)
-    a = rng.random((n, n), dtype=np.float32)
-    b = rng.random((n, n), dtype=np.float32)
-    a @ b  # warm-up (thread pool, page faults)
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best / 1e9
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared"))
     parser.add_argument("--onnx", default=None, help="ONNX model (default: convert the h5 now)")
-    parser.add_argument("--batch-size", type=int, default=250)
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     parser.add_argument("--repeat", type=int, default=3, help="best of N for each process")
     parser.add_argument("--skip-run", action="store_true", help="do not time the `run` job")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
@@ -121,7 +107,7 @@ def main() -> int:
             run_wall, run_rss, _ = timed_process([*cli, "run", "--data-dir", str(shared),
                                                   "--out", str(Path(tmp) / "run"), "--force"])
 
-    gemm = sgemm_gflops()
+    gemm = sgemm_gflops(os.cpu_count() or 1)
     loop_gflops = flops_per_image * images / min(inner) / 1e9
     figures = {
         "images": images,

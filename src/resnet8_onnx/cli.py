@@ -350,6 +350,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .evaluate import DEFAULT_BATCH_SIZE
     from .verify import DEFAULT_ATOL, DEFAULT_RTOL
 
     parser = _Parser(
@@ -373,8 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--force", action="store_true", help="overwrite existing output files")
 
     def run_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--batch-size", type=_positive_int, default=250, metavar="N",
-                       help="images per inference call (default: 250)")
+        p.add_argument("--batch-size", type=_positive_int, default=DEFAULT_BATCH_SIZE,
+                       metavar="N",
+                       help=f"images per inference call (default: {DEFAULT_BATCH_SIZE})")
         p.add_argument("--threads", type=_positive_int, default=None, metavar="N",
                        help="intra-op threads (default: the runtime's choice, all cores)")
 

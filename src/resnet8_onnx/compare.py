@@ -24,6 +24,7 @@ import numpy as np
 
 from . import __version__
 from .errors import UsageError
+from .evaluate import DEFAULT_BATCH_SIZE
 from .report import (
     DASH,
     backend_label,
@@ -125,7 +126,7 @@ def compare_results(
 
 def compare_models(
     paths: Sequence[str | os.PathLike[str]], dataset: Dataset, *,
-    backends: Sequence[str | None] | None = None, batch_size: int = 250,
+    backends: Sequence[str | None] | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
     threads: int | None = None,
 ) -> dict[str, Any]:
     """Load each model with its backend, evaluate it on ``dataset`` and compare (first = ref).

