@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -18,6 +19,21 @@ SHARED = Path(os.environ.get("RESNET8_ONNX_SHARED", PROJECT_ROOT.parent / "share
 
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+CIFAR_RECORD = 1 + 3 * 32 * 32
+
+
+def cifar_test_images(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n`` official test images as float32 NHWC 0–255, read straight from disk.
+
+    Deliberately independent of ``resnet8_onnx.data``, so tests of other stages do not rest
+    on the parser they would otherwise share.
+    """
+    path = shared_path("cifar-10", "cifar-10-batches-bin", "test_batch.bin")
+    raw = np.fromfile(path, dtype=np.uint8, count=n * CIFAR_RECORD).reshape(n, CIFAR_RECORD)
+    images = raw[:, 1:].reshape(n, 3, 32, 32).transpose(0, 2, 3, 1).astype(np.float32)
+    return images, raw[:, 0].astype(np.int64)
 
 
 def shared_path(*parts: str) -> Path:

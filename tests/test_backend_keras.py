@@ -10,24 +10,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from conftest import shared_path
+from conftest import cifar_test_images, shared_path
 from resnet8_onnx.backends.base import Backend
 from resnet8_onnx.backends.keras import KerasBackend
 from resnet8_onnx.convert import call_model, import_tensorflow, load_keras_model
 from resnet8_onnx.errors import InvalidInputError, UnsafeInputError, UsageError
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared]
-
-CIFAR_RECORD = 1 + 3 * 32 * 32
-
-
-def cifar_test_images(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The first ``n`` official test images as float32 NHWC 0–255, read straight from disk."""
-    path = shared_path("cifar-10", "cifar-10-batches-bin", "test_batch.bin")
-    raw = np.fromfile(path, dtype=np.uint8, count=n * CIFAR_RECORD).reshape(n, CIFAR_RECORD)
-    images = raw[:, 1:].reshape(n, 3, 32, 32).transpose(0, 2, 3, 1).astype(np.float32)
-    return images, raw[:, 0].astype(np.int64)
-
 
 @pytest.fixture(scope="module")
 def backend() -> KerasBackend:
