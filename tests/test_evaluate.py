@@ -112,9 +112,8 @@ def test_real_onnx_accuracy_and_keras_equality(
 
 @pytest.mark.slow
 def test_perf_subset_binary_and_png_folder_agree(resnet8_onnx) -> None:
-    from resnet8_onnx.data import load_dataset
-
     from conftest import shared_path
+    from resnet8_onnx.data import load_dataset
 
     indices = shared_path("mlperf-tiny", "perf_samples_idxs.npy")
     binary = load_dataset(shared_path("cifar-10", "cifar-10-batches-bin"), subset="perf",
