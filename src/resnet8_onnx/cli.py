@@ -264,7 +264,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     with exclusive_directory(out_dir):
         comparison = run_pipeline(
-            model=args.model, data_dir=args.data_dir, out_dir=out_dir, subset=args.subset,
+            model=args.model, data_dir=args.data_dir, out_dir=out_dir, split=args.split,
+            subset=args.subset,
             indices_file=args.indices, limit=args.limit, opset=args.opset,
             min_accuracy=args.min_accuracy, atol=args.atol, rtol=args.rtol,
             batch_size=args.batch_size, threads=args.threads, force=args.force,

@@ -8,7 +8,6 @@ keeps the harness's overhead over a bare runtime loop small and its memory flat.
 from __future__ import annotations
 
 import platform
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -153,6 +152,5 @@ def evaluate(
             "images_per_second": round(n / inference, 1) if inference > 0 else 0.0,
             "batch_size": batch_size,
         },
-        environment=environment({backend.info.name: backend.info.runtime_version,
-                                 "python_executable": sys.executable}),
+        environment=environment({backend.info.name: backend.info.runtime_version}),
     )

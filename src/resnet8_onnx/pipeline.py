@@ -67,7 +67,7 @@ def build_verdict(keras: EvaluationResult, onnx: EvaluationResult, parity: dict[
 
 def run_pipeline(
     *, model: str | os.PathLike[str] | None, data_dir: str | os.PathLike[str] | None,
-    out_dir: str | os.PathLike[str], subset: str = "full",
+    out_dir: str | os.PathLike[str], split: str = "test", subset: str = "full",
     indices_file: str | os.PathLike[str] | None = None, limit: int | None = None,
     opset: int = 17, min_accuracy: float = DEFAULT_MIN_ACCURACY, atol: float = DEFAULT_ATOL,
     rtol: float = DEFAULT_RTOL, batch_size: int = DEFAULT_BATCH_SIZE, threads: int | None = None,
@@ -86,7 +86,8 @@ def run_pipeline(
     check_writable(onnx_path, force=force)  # fail before minutes of work, not after
     model_path = resolve_model(model, data_dir, download=download)
     inspect_keras_file(model_path)  # a missing, corrupt or unsafe model fails before the data
-    dataset = load_dataset(data_dir, subset=subset, indices_file=indices_file, download=download)
+    dataset = load_dataset(data_dir, split=split, subset=subset, indices_file=indices_file,
+                           download=download)
     if limit:
         dataset = dataset.limit(limit)
 

@@ -366,8 +366,7 @@ def _provenance(record: Mapping[str, Any]) -> list[str]:
         lines.append(f"- **Warning:** {warning}")
     env = _get(record, "environment", default={})
     if env:
-        lines.append("- Environment: " + ", ".join(f"{k} {v}" for k, v in sorted(env.items())
-                                                   if k != "python_executable"))
+        lines.append("- Environment: " + ", ".join(f"{k} {v}" for k, v in sorted(env.items())))
     tool = _get(record, "tool", default={})
     if tool:
         lines.append(f"- Report by {tool.get('name', 'resnet8-onnx')} {tool.get('version', '')}"
