@@ -220,11 +220,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate
 
     _check_json_destination(args.json, args.force)
-    out_dir = None
-    if args.out is not None:  # checked now, created only when the reports are written
-        from .fsutil import check_output_dir
-
-        out_dir = check_output_dir(args.out)
+    out_dir = _check_out(args)
     backend = load_backend(args.model, args.backend, threads=args.threads)
     dataset = _load_data(args)
     result = evaluate(backend, dataset, batch_size=args.batch_size)
@@ -233,18 +229,35 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     render_terminal(record, _console(stderr=args.json == "-"))
     _emit_json(record, args.json, force=args.force)
-    if out_dir is not None:
-        from .fsutil import exclusive_directory, prepare_output_dir
-
-        with exclusive_directory(prepare_output_dir(out_dir)):
-            written = write_reports(record, out_dir, force=args.force)
-        _console(stderr=True).print("reports: " + ", ".join(str(p) for p in written.values()))
+    _write_reports_locked(out_dir, write_reports, record, force=args.force)
     accuracy = record["metrics"]["accuracy"]
     if args.min_accuracy is not None and accuracy < args.min_accuracy:
         raise errors.AccuracyBelowThresholdError(
             f"{args.model}: accuracy {accuracy:.2%} is below --min-accuracy "
             f"{args.min_accuracy:.2%}")
     return errors.OK
+
+
+def _check_out(args: argparse.Namespace) -> Path | None:
+    """Validate ``--out`` before any work; the directory is created only when written to."""
+    if getattr(args, "out", None) is None:
+        return None
+    from .fsutil import check_output_dir
+
+    return check_output_dir(args.out)
+
+
+def _write_reports_locked(
+    out_dir: Path | None, write: Any, record: dict[str, Any], *, force: bool
+) -> None:
+    """Create ``out_dir``, hold its lock while ``write`` writes the report set, list the files."""
+    if out_dir is None:
+        return
+    from .fsutil import exclusive_directory, prepare_output_dir
+
+    with exclusive_directory(prepare_output_dir(out_dir)):
+        written = write(record, out_dir, force=force)
+    _console(stderr=True).print("reports: " + ", ".join(str(p) for p in written.values()))
 
 
 def _prepare_out(args: argparse.Namespace) -> Path | None:
@@ -288,18 +301,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if len(args.models) < 2:
         raise errors.UsageError("compare needs at least two models (the first is the reference)")
     _check_json_destination(args.json, args.force)
-    out_dir = _prepare_out(args)
+    out_dir = _check_out(args)
     dataset = _load_data(args)
     record = compare_models(args.models, dataset, batch_size=args.batch_size,
                             threads=args.threads)
     render_compare_terminal(record, _console(stderr=args.json == "-"))
     _emit_json(record, args.json, force=args.force)
-    if out_dir is not None:
-        from .fsutil import exclusive_directory
-
-        with exclusive_directory(out_dir):
-            written = write_compare_reports(record, out_dir, force=args.force)
-        _console(stderr=True).print("reports: " + ", ".join(str(p) for p in written.values()))
+    _write_reports_locked(out_dir, write_compare_reports, record, force=args.force)
     return errors.OK
 
 
