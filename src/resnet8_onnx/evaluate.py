@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import platform
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +47,30 @@ def check_compatible(backend: Backend, dataset: Dataset) -> None:
         )
 
 
+def predict_all(
+    backend: Backend, batches: Iterable[np.ndarray], n: int, description: str
+) -> tuple[np.ndarray | None, float]:
+    """Outputs of ``backend`` over ``n`` images given as float32 batches, into one array.
+
+    The one inference loop of the package: a progress bar, time spent inside the backend
+    only, outputs written into a preallocated array (``None`` when there were no batches).
+    """
+    outputs: np.ndarray | None = None
+    spent = 0.0
+    done = 0
+    with track(description, n) as advance:
+        for batch in batches:
+            start = time.perf_counter()
+            out = backend.predict(batch)
+            spent += time.perf_counter() - start
+            if outputs is None:
+                outputs = np.empty((n, out.shape[1]), dtype=np.float32)
+            outputs[done : done + len(out)] = out
+            done += len(out)
+            advance(len(out))
+    return outputs, spent
+
+
 def run_inference(
     backend: Backend, dataset: Dataset, *, batch_size: int = DEFAULT_BATCH_SIZE,
     description: str | None = None,
@@ -55,20 +80,8 @@ def run_inference(
         raise ValueError("batch_size must be at least 1")
     check_compatible(backend, dataset)
     n = len(dataset)
-    outputs: np.ndarray | None = None
-    spent = 0.0
-    done = 0
     label = description or f"{backend.info.name}: {n:,} images"
-    with track(label, n) as advance:
-        for batch, _labels in dataset.batches(batch_size):
-            start = time.perf_counter()
-            out = backend.predict(batch)
-            spent += time.perf_counter() - start
-            if outputs is None:
-                outputs = np.empty((n, out.shape[1]), dtype=np.float32)
-            outputs[done : done + len(out)] = out
-            done += len(out)
-            advance(len(out))
+    outputs, spent = predict_all(backend, (b for b, _ in dataset.batches(batch_size)), n, label)
     if outputs is None:
         raise InvalidInputError(f"{dataset.source.path}: the data set holds no images")
     bad = ~np.isfinite(outputs).all(axis=1)

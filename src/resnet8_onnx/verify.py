@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import InputNotFoundError, InvalidInputError
-from .evaluate import DEFAULT_BATCH_SIZE
+from .evaluate import DEFAULT_BATCH_SIZE, predict_all
 from .fsutil import file_digest
 
 if TYPE_CHECKING:
@@ -387,7 +387,6 @@ def verify(
     ``passed`` is the verdict.
     """
     from .backends.onnxrt import OnnxRuntimeBackend
-    from .progress import track
 
     structure = structure_report(onnx_path)
     problems = check_io_contract(structure, image_shape=image_shape, num_classes=num_classes)
@@ -396,12 +395,12 @@ def verify(
     def outputs_of(backend: Backend, given: np.ndarray | None, label: str) -> np.ndarray:
         if given is not None:
             return given
-        chunks = []
-        with track(label, len(images)) as advance:
-            for i in range(0, len(images), batch_size):
-                chunks.append(backend.predict(np.asarray(images[i:i + batch_size], np.float32)))
-                advance(len(chunks[-1]))
-        return np.concatenate(chunks)
+        batches = (np.asarray(images[i:i + batch_size], np.float32)
+                   for i in range(0, len(images), batch_size))
+        outputs, _ = predict_all(backend, batches, len(images), label)
+        if outputs is None:
+            raise InvalidInputError("verify needs at least one image")
+        return outputs
 
     ref_out = outputs_of(reference, reference_outputs, f"{reference.info.name}: reference")
     cand_out = outputs_of(onnx_backend, candidate_outputs, "onnxruntime: candidate")
