@@ -15,10 +15,15 @@ from model_factory import make_classifier
 from resnet8_onnx import errors
 from resnet8_onnx.cli import main
 
+# TensorFlow turns oneDNN on by itself only on some CPUs (AVX-512 ones), and then absl prints
+# start-up lines on fd 2 that TF_CPP_MIN_LOG_LEVEL cannot silence. Forcing it on makes every
+# CLI test see those lines on any x86 CPU, so "stderr holds only our lines" is checked everywhere.
+FORCE_ONEDNN = {"TF_ENABLE_ONEDNN_OPTS": "1"}
+
 
 def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600):
     """Run the installed entry point in a subprocess, as a user would."""
-    full_env = {**os.environ, **(env or {})}
+    full_env = {**os.environ, **FORCE_ONEDNN, **(env or {})}
     return subprocess.run([sys.executable, "-m", "resnet8_onnx", *args], capture_output=True,
                           text=True, env=full_env, timeout=timeout, check=False)
 
@@ -120,6 +125,49 @@ def test_run_whole_job(tmp_path) -> None:
     assert report["verdict"]["passed"] is True
     assert "10,000" in (out / "report.md").read_text()
     assert "PASS" in proc.stdout
+    assert proc.stderr == "", "run -q printed lines the project did not write"
+
+
+@pytest.mark.slow
+def test_quiet_convert_of_the_real_model_writes_nothing_to_stderr(tmp_path) -> None:
+    """oneDNN forced on: TensorFlow's start-up lines must not reach the user."""
+    model = shared_path("models", "pretrainedResnet.h5")
+    proc = cli("-q", "convert", str(model), "-o", str(tmp_path / "m.onnx"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    assert (tmp_path / "m.onnx").is_file()
+
+
+@pytest.mark.slow
+def test_quiet_evaluate_of_a_tflite_model_writes_nothing_to_stderr() -> None:
+    """LiteRT announces its XNNPACK delegate on fd 2; with -q the user sees nothing."""
+    model = shared_path("models", "pretrainedResnet.tflite")
+    data = shared_path("cifar-10", "perf-png")
+    proc = cli("-q", "evaluate", str(model), "--data-dir", str(data), "--limit", "20")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+
+
+def test_closed_stdout_ends_quietly_with_exit_0(tmp_path) -> None:
+    """`resnet8-onnx data | head -1`: the reader goes away; exit 0, nothing on stderr.
+
+    The read end is closed before the command writes anything, so every write meets a closed
+    pipe whatever the machine's speed (``head`` would race with it)."""
+    data = tmp_path / "data"
+    for name in ("cat", "dog"):
+        (data / name).mkdir(parents=True)
+    from PIL import Image
+
+    for i in range(4):
+        Image.new("RGB", (32, 32), (i, i, i)).save(data / ("cat", "dog")[i % 2] / f"{i}.png")
+    for json_args in ((), ("--json", "-")):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "resnet8_onnx", "data", "--data-dir", str(data), *json_args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **FORCE_ONEDNN})
+        proc.stdout.close()
+        _, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == errors.OK, stderr.decode()
+        assert stderr.decode().strip() == "", stderr.decode()
 
 
 def test_run_refuses_missing_parent_before_work(tmp_path) -> None:

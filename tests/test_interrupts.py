@@ -234,10 +234,6 @@ def reference_run(data: Path, model: Path, tmp: Path) -> float:
     return time.perf_counter() - ready
 
 
-PENDING_CLI = ("cli.main does not yet run inside errors.handle_interrupts() with option parsing "
-               "in its try (SIGTERM kills outright; a Ctrl-C while the parser imports the "
-               "library is a traceback, and inside a C extension's import an internal "
-               "ImportError): change requested from the lead")
 
 
 @pytest.mark.slow
@@ -260,9 +256,6 @@ def test_evaluate_interrupted_at_random_points(tmp_path: Path, workload) -> None
         context = f"seed {seed}, run {i}, signal {delay:.3f} s into a {total:.2f} s run"
         if out.exists():
             assert leftovers(out) == [], context
-        if (proc.returncode == errors.INTERNAL and "ImportError" in stderr) or (
-                proc.returncode == -signal.SIGINT and "KeyboardInterrupt" in stderr):
-            pytest.xfail(f"{context}: {PENDING_CLI}: {stderr.strip().splitlines()[-1]}")
         if proc.returncode == errors.INTERRUPTED:
             interrupted += 1
             assert one_line(stderr) == "resnet8-onnx: interrupted", context
@@ -284,8 +277,6 @@ def test_evaluate_terminated_cleans_up_like_ctrl_c(tmp_path: Path, workload) -> 
     time.sleep(0.3)  # into the data loading and inference
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
-    if proc.returncode == -signal.SIGTERM:
-        pytest.xfail(PENDING_CLI)
     assert proc.returncode == errors.INTERRUPTED, stderr
     assert one_line(stderr) == "resnet8-onnx: interrupted"
     if out.exists():

@@ -36,6 +36,7 @@ import numpy as np
 
 from . import __version__
 from .errors import InvalidInputError, UsageError
+from .progress import console as make_console
 from .progress import track
 
 if TYPE_CHECKING:
@@ -512,14 +513,13 @@ def _threads_text(threads: Any) -> str:
 def render_benchmark_terminal(record: Mapping[str, Any], console: Console | None = None) -> None:
     """Inputs, machine and models first, then one row per configuration and the best ones."""
     from rich import box
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
     from .report import describe_data, jsonable
 
     record = jsonable(record)
-    out = console or Console(highlight=False)
+    out = console or make_console()
     inputs = record.get("inputs") or {}
     if inputs.get("kind") == "data":
         what = (f"real images, the first {inputs.get('images', 0):,}"

@@ -29,9 +29,9 @@ downloads."""
 
 # --------------------------------------------------------------------------- helpers
 def _console(stderr: bool = False):
-    from rich.console import Console
+    from .progress import console
 
-    return Console(stderr=stderr, highlight=False)
+    return console(stderr=stderr)
 
 
 def _fraction(text: str) -> float:
@@ -541,7 +541,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser = build_parser()
             args = parser.parse_args(argv)
             debug = args.debug
-            from . import progress
+            from . import progress, quiet
+
+            quiet.set_passthrough(debug)
 
             if args.quiet:
                 progress.set_enabled(False)

@@ -25,6 +25,7 @@ import numpy as np
 from . import __version__
 from .errors import UsageError
 from .evaluate import DEFAULT_BATCH_SIZE
+from .progress import console as make_console
 from .report import (
     DASH,
     backend_label,
@@ -242,12 +243,11 @@ def _notes(record: Mapping[str, Any]) -> list[str]:
 def render_compare_terminal(record: Mapping[str, Any], console: Console | None = None) -> None:
     """One table: a column per model, a row per figure (fits 80 columns for four models)."""
     from rich import box
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
     record = jsonable(record)
-    out = console or Console(highlight=False)
+    out = console or make_console()
     out.print(f"[bold]Compared[/bold] {len(record.get('models') or [])} models; the first is "
               "the reference")
     out.print(f"[bold]Images:[/bold] {escape(describe_data(record.get('data') or {}))}")

@@ -35,6 +35,7 @@ from .errors import (
     VerificationFailedError,
 )
 from .fsutil import check_writable, file_digest, write_bytes_atomic
+from .quiet import native_chatter_filtered
 
 if TYPE_CHECKING:
     import keras
@@ -392,10 +393,13 @@ def _scan_config(config: Any, file: str) -> list[tuple[str, str]]:
 def import_tensorflow() -> tuple[ModuleType, ModuleType]:
     """Import TensorFlow and Keras quietly (C++ log noise off); returns ``(tf, keras)``.
 
-    Shared with the Keras backend so every TensorFlow import goes through one quiet door.
+    Shared with the Keras backend so every TensorFlow import goes through one quiet door:
+    ``TF_CPP_MIN_LOG_LEVEL`` for TensorFlow's own logging, and a filter on fd 2 for what absl
+    prints before its logging is initialised (see :mod:`resnet8_onnx.quiet`).
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    with progress.status("Importing TensorFlow…"):
+    # The spinner ends inside the filtered block, so it never outlives the redirection.
+    with native_chatter_filtered(), progress.status("Importing TensorFlow…"):
         import keras
         import tensorflow as tf
     try:

@@ -9,6 +9,10 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 _enabled: bool | None = None  # None: decide from whether stderr is a terminal
 
@@ -24,10 +28,25 @@ def is_enabled() -> bool:
     return sys.stderr.isatty() if _enabled is None else _enabled
 
 
-def _console():
+def console(*, stderr: bool = False, highlight: bool = False) -> Console:
+    """A rich console on stdout (or stderr) that lets a closed pipe end the command quietly.
+
+    rich's default answer to a closed stdout (``resnet8-onnx data | head -1``) is
+    ``SystemExit(1)``; this one raises ``BrokenPipeError`` instead, which the CLI turns into
+    exit 0 with nothing more printed, as ``git log | head`` does.
+    """
     from rich.console import Console
 
-    return Console(stderr=True)
+    class _PipeConsole(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            raise BrokenPipeError
+
+    return _PipeConsole(stderr=stderr, highlight=highlight)
+
+
+def _console() -> Console:
+    return console(stderr=True, highlight=True)
 
 
 @contextlib.contextmanager

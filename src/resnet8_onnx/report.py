@@ -277,9 +277,9 @@ def per_class_csv(record: Mapping[str, Any]) -> str:
 def _console_or_default(console: Console | None) -> Console:
     if console is not None:
         return console
-    from rich.console import Console
+    from .progress import console as make_console
 
-    return Console(highlight=False)
+    return make_console()
 
 
 def _metrics_table(record: Mapping[str, Any]):

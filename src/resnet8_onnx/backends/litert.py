@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import InvalidInputError, interrupts_deferred
 from ..fsutil import file_digest
+from ..quiet import native_chatter_filtered
 from .base import BackendInfo
 
 
@@ -38,7 +39,10 @@ class LiteRTBackend:
             from ai_edge_litert.interpreter import Interpreter
 
         try:
-            self.interpreter = Interpreter(model_path=str(path), num_threads=threads or None)
+            # The first allocation creates the XNNPACK delegate, which announces itself on fd 2.
+            with native_chatter_filtered():
+                self.interpreter = Interpreter(model_path=str(path), num_threads=threads or None)
+                self.interpreter.allocate_tensors()
         except Exception as exc:  # LiteRT raises ValueError/RuntimeError with long text
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise InvalidInputError(f"{path}: not a loadable TFLite model: {first}") from exc
