@@ -135,3 +135,37 @@ def test_evaluate_generated_model_offline_without_data(tmp_path) -> None:
     proc = cli("evaluate", str(model), "--data-dir", str(empty), "--offline")
     assert_one_line_error(proc, errors.NOT_FOUND, "CIFAR-10")
     assert not Path(tmp_path / "report").exists()
+
+
+# --------------------------------------------------------------------------- issue 14 (new user)
+COMMANDS = ("data", "convert", "verify", "evaluate", "run", "compare", "benchmark")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_each_command_help_lists_quiet_and_debug_and_ends_with_examples(command, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "-q, --quiet" in out
+    assert "--debug" in out
+    examples = out.rstrip().rsplit("examples:", 1)
+    assert len(examples) == 2, out
+    lines = [line.strip() for line in examples[1].strip().splitlines()]
+    assert 1 <= len(lines) <= 2
+    assert all(line.startswith(f"resnet8-onnx {command} ") for line in lines)
+    # The data-location paragraph is for commands that read CIFAR-10, not for convert.
+    assert ("RESNET8_ONNX_DATA_DIR" in out) == (command != "convert")
+
+
+def test_quiet_and_debug_work_after_the_command_name(tmp_path) -> None:
+    model = make_classifier(tmp_path / "m.onnx")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = cli("evaluate", str(model), "--data-dir", str(empty), "--offline", "-q", "--debug")
+    assert proc.returncode == errors.NOT_FOUND, proc.stderr  # not a usage error
+    assert "Traceback" in proc.stderr  # --debug after the command took effect
+    quiet = cli("evaluate", str(model), "--data-dir", str(empty), "--offline", "--quiet")
+    assert_one_line_error(quiet, errors.NOT_FOUND, "CIFAR-10")
+    both = cli("-q", "evaluate", str(model), "--data-dir", str(empty), "--offline", "-q")
+    assert_one_line_error(both, errors.NOT_FOUND, "CIFAR-10")

@@ -17,14 +17,51 @@ from typing import Any
 
 from . import __version__, errors
 
-EPILOG = """exit codes: 0 ok, 2 usage, 3 input not found, 4 invalid or corrupt input,
+EXIT_CODES = """exit codes: 0 ok, 2 usage, 3 input not found, 4 invalid or corrupt input,
 5 unsafe input refused, 6 verification failed, 7 accuracy below threshold,
-8 output cannot be written, 9 download failed, 70 internal error, 130 interrupted.
+8 output cannot be written, 9 download failed, 70 internal error, 130 interrupted."""
 
-data: --data-dir DIR (or $RESNET8_ONNX_DATA_DIR) may point at a CIFAR-10 layout or a folder
+DATA_HELP = """data: --data-dir DIR (or $RESNET8_ONNX_DATA_DIR) may point at a CIFAR-10 layout or a folder
 holding one (searched two levels deep); otherwise the official files are downloaded into
 $RESNET8_ONNX_CACHE_DIR (default ~/.cache/resnet8-onnx). RESNET8_ONNX_OFFLINE=1 forbids
 downloads."""
+
+EPILOG = f"{EXIT_CODES}\n\n{DATA_HELP}"
+
+# One or two typical invocations per command, printed last in its --help.
+EXAMPLES = {
+    "data": ["resnet8-onnx data --data-dir ../shared",
+             "resnet8-onnx data --data-dir ../shared --subset perf --json -"],
+    "convert": ["resnet8-onnx convert pretrainedResnet.h5 -o resnet8.onnx",
+                "resnet8-onnx convert my_model.keras --input-shape any --num-classes any"],
+    "verify": ["resnet8-onnx verify pretrainedResnet.h5 resnet8.onnx --data-dir ../shared",
+               "resnet8-onnx verify pretrainedResnet.h5 resnet8.onnx --data-dir ../shared "
+               "--limit 500 --layerwise --json verify.json"],
+    "evaluate": ["resnet8-onnx evaluate resnet8.onnx --data-dir ../shared --out report",
+                 "resnet8-onnx evaluate resnet8.onnx --data-dir ../shared --subset perf "
+                 "--min-accuracy 85% -q"],
+    "run": ["resnet8-onnx run --data-dir ../shared --out resnet8-report",
+            "resnet8-onnx run --model my_model.h5 --data-dir ../shared --min-accuracy 0.9"],
+    "compare": ["resnet8-onnx compare pretrainedResnet.h5 resnet8.onnx "
+                "pretrainedResnet_quant.tflite --data-dir ../shared --subset perf"],
+    "benchmark": ["resnet8-onnx benchmark resnet8.onnx --quick",
+                  "resnet8-onnx benchmark resnet8.onnx pretrainedResnet.tflite "
+                  "--data-dir ../shared --plot throughput.png"],
+}
+
+# Commands whose inputs do not include CIFAR-10 data leave the data paragraph out of --help.
+NO_DATA_COMMANDS = ("convert",)
+
+
+def command_epilog(name: str) -> str:
+    """Exit codes, where data comes from (when the command reads data), then examples."""
+    parts = [EXIT_CODES]
+    if name not in NO_DATA_COMMANDS:
+        parts.append(DATA_HELP)
+    examples = EXAMPLES.get(name)
+    if examples:
+        parts.append("examples:\n" + "\n".join(f"  {line}" for line in examples))
+    return "\n\n".join(parts)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -372,9 +409,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
                                 parser_class=_Parser)
+    # -q and --debug are accepted after the command name too. SUPPRESS as the default keeps
+    # a value given before the command: the subcommand only sets what it was given.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks on errors")
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="no progress bars or status lines")
 
     def command(name: str, help_: str, description: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help_, description=description, epilog=EPILOG,
+        return sub.add_parser(name, help=help_, description=description,
+                              epilog=command_epilog(name), parents=[common],
                               formatter_class=argparse.RawDescriptionHelpFormatter)
 
     def output_options(p: argparse.ArgumentParser) -> None:
