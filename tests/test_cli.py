@@ -169,3 +169,68 @@ def test_quiet_and_debug_work_after_the_command_name(tmp_path) -> None:
     assert_one_line_error(quiet, errors.NOT_FOUND, "CIFAR-10")
     both = cli("-q", "evaluate", str(model), "--data-dir", str(empty), "--offline", "-q")
     assert_one_line_error(both, errors.NOT_FOUND, "CIFAR-10")
+
+
+@pytest.mark.parametrize(
+    ("value", "fragments"),
+    [("abc", ["--min-accuracy", "'abc' is not an accuracy", "87.5%"]),
+     ("1.01", ["--min-accuracy", "ambiguous", "1.01%"]),
+     ("85", ["--min-accuracy", "ambiguous", "85%"]),
+     ("101%", ["--min-accuracy", "between 0 and 100%"]),
+     ("-0.1", ["--min-accuracy", "between 0 and 100%"]),
+     ("nan", ["--min-accuracy", "not an accuracy"])],
+)
+def test_min_accuracy_errors_speak_the_users_words(value, fragments, capsys) -> None:
+    for command in (["evaluate", "m.onnx"], ["run"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main([*command, "--min-accuracy", value])
+        assert exit_info.value.code == errors.USAGE
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1, err
+        for fragment in fragments:
+            assert fragment in err, err
+        assert "_fraction" not in err and "_accuracy" not in err
+
+
+@pytest.mark.parametrize("value", ["0.875", "87.5%", " 87.5 % ", "1", "100%", "0", "0%"])
+def test_min_accuracy_accepts_fractions_and_percentages(value, tmp_path) -> None:
+    # Parsing succeeds, so the command gets as far as the missing model (exit 3, not 2).
+    code = main(["evaluate", str(tmp_path / "nope.onnx"), "--min-accuracy", value,
+                 "--data-dir", str(tmp_path)])
+    assert code == errors.NOT_FOUND
+
+
+@pytest.mark.slow
+def test_evaluate_threshold_is_inclusive_and_printed_exactly(resnet8_onnx) -> None:
+    """8,719/10,000 meets 87.19 % (given either way) and fails 87.2 %, which prints as such."""
+    data = shared_path("cifar-10", "cifar-10-batches-bin")
+    accuracy = None
+    for threshold in ("0.8719", "87.19%"):
+        proc = cli("-q", "evaluate", str(resnet8_onnx), "--data-dir", str(data), "--json", "-",
+                   "--min-accuracy", threshold)
+        assert proc.returncode == 0, proc.stderr
+        metrics = json.loads(proc.stdout)["metrics"]
+        accuracy = (metrics["correct"], metrics["total"])
+    assert accuracy == (8_719, 10_000)  # the real model on the real test set
+    proc = cli("-q", "evaluate", str(resnet8_onnx), "--data-dir", str(data),
+               "--min-accuracy", "0.872")
+    assert proc.returncode == errors.ACCURACY_BELOW_THRESHOLD
+    assert "below --min-accuracy 87.2%" in proc.stderr
+    assert "(8,719/10,000)" in proc.stderr
+
+
+@pytest.mark.slow
+def test_run_passes_a_threshold_equal_to_the_accuracy(tmp_path) -> None:
+    """`run --min-accuracy 0.8719` on a model at exactly 87.19 % passes (≥, like evaluate)."""
+    shared_path("models", "pretrainedResnet.h5")
+    shared_path("cifar-10", "cifar-10-batches-bin", "test_batch.bin")
+    out = tmp_path / "report"
+    proc = cli("-q", "run", "--data-dir", str(SHARED), "--out", str(out),
+               "--min-accuracy", "0.8719")
+    report = json.loads((out / "report.json").read_text())
+    assert report["verdict"]["onnx_correct"] == 8_719, proc.stdout
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert report["verdict"]["meets_threshold"] is True
+    assert report["verdict"]["accuracy_threshold"] == 0.8719
+    assert "at least 87.19%" in proc.stdout
+    assert "NOT" not in proc.stdout

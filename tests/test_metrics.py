@@ -433,3 +433,18 @@ def test_property_compute_metrics_agrees_with_sklearn(case) -> None:
         assert m.top_k_accuracy(y, scores, k) == pytest.approx(
             _sk_top_k_lowest_index_first(y, scores, k)
         )
+
+
+# --- accuracy thresholds -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("correct", "total", "threshold", "meets"),
+    [(8719, 10_000, 0.8719, True), (8718, 10_000, 0.8719, False),
+     (29, 100, 0.29, True),  # 0.29 * 100 is 28.999999999999996 in floats
+     (57, 100, 0.57, True), (56, 100, 0.57, False), (895, 1000, 0.895, True),
+     (0, 5, 0.0, True), (5, 5, 1.0, True), (4, 5, 1.0, False), (1, 3, 1 / 3, True)],
+)
+def test_meets_accuracy_is_exact(correct: int, total: int, threshold: float,
+                                 meets: bool) -> None:
+    assert m.meets_accuracy(correct, total, threshold) is meets

@@ -71,13 +71,32 @@ def _console(stderr: bool = False):
     return Console(stderr=stderr, highlight=False)
 
 
-def _fraction(text: str) -> float:
-    value = float(text)
-    if value > 1.0 and value <= 100.0:
-        value /= 100.0  # accept "85" as 85 %
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an accuracy in 0–1 (or 0–100 %)")
-    return value
+def _accuracy(text: str) -> float:
+    """'0.875' (a fraction, 0–1) or '87.5%' (a percentage) → 0.875.
+
+    A bare number above 1 is refused rather than guessed: '1' is 100 %, so reading '85' as
+    85 % would make '1.01' mean 1.01 %. Parsed as a decimal, so '87.19%' is exactly 0.8719.
+    """
+    from decimal import Decimal, InvalidOperation
+
+    raw = text.strip()
+    percent = raw.endswith("%")
+    try:
+        value = Decimal(raw[:-1].strip() if percent else raw)
+    except InvalidOperation:
+        value = None
+    if value is None or not value.is_finite():
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an accuracy: give a fraction from 0 to 1 (0.875) or a "
+            "percentage (87.5%)")
+    if percent:
+        value /= 100
+    elif value > 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is ambiguous: write {raw}% for a percentage, or a fraction from 0 to 1")
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an accuracy between 0 and 100%")
+    return float(value)
 
 
 def _positive_int(text: str) -> int:
@@ -255,6 +274,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .backends import load_backend
     from .evaluate import evaluate
+    from .metrics import meets_accuracy
 
     _check_json_destination(args.json, args.force)
     out_dir = _check_out(args)
@@ -267,11 +287,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     render_terminal(record, _console(stderr=args.json == "-"))
     _emit_json(record, args.json, force=args.force)
     _write_reports_locked(out_dir, write_reports, record, force=args.force)
-    accuracy = record["metrics"]["accuracy"]
-    if args.min_accuracy is not None and accuracy < args.min_accuracy:
+    metrics = record["metrics"]
+    if args.min_accuracy is not None and not meets_accuracy(
+            metrics["correct"], metrics["total"], args.min_accuracy):
+        from .report import format_threshold
+
         raise errors.AccuracyBelowThresholdError(
-            f"{args.model}: accuracy {accuracy:.2%} is below --min-accuracy "
-            f"{args.min_accuracy:.2%}")
+            f"{args.model}: accuracy {metrics['accuracy']:.2%} ({metrics['correct']:,}/"
+            f"{metrics['total']:,}) is below --min-accuracy {format_threshold(args.min_accuracy)}")
     return errors.OK
 
 
@@ -327,7 +350,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     verdict = comparison["verdict"]
     if not comparison["parity"]["passed"]:
         return errors.VERIFICATION_FAILED
-    if not verdict["above_threshold"]:
+    if not verdict["meets_threshold"]:
         return errors.ACCURACY_BELOW_THRESHOLD
     return errors.OK
 
@@ -484,8 +507,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="runtime (default: chosen by file suffix)")
     _add_data_options(p)
     run_options(p)
-    p.add_argument("--min-accuracy", type=_fraction, default=None, metavar="X",
-                   help="exit 7 when top-1 accuracy is below X (0–1, or a percentage)")
+    p.add_argument("--min-accuracy", type=_accuracy, default=None, metavar="X",
+                   help="exit 7 unless top-1 accuracy is at least X: a fraction from 0 to 1 "
+                        "(0.85) or a percentage (85%%)")
     p.add_argument("--out", metavar="DIR", default=None,
                    help="also write report.json, report.md, per-class CSV and confusion PNG")
     output_options(p)
@@ -502,8 +526,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", default="resnet8-report",
                    help="report directory (default: ./resnet8-report)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
-    p.add_argument("--min-accuracy", type=_fraction, default=0.85, metavar="X",
-                   help="accuracy the ONNX model must exceed (default: 0.85)")
+    p.add_argument("--min-accuracy", type=_accuracy, default=0.85, metavar="X",
+                   help="accuracy the ONNX model must reach (≥): a fraction from 0 to 1 or a "
+                        "percentage like 85%% (default: 85%%)")
     tolerance_options(p)
     run_options(p)
     p.add_argument("--force", action="store_true", help="overwrite an existing report")

@@ -176,6 +176,19 @@ def roc_auc_ovr(y_true: Any, probs: Any) -> tuple[list[float | None], float | No
     return per_class, macro
 
 
+def meets_accuracy(correct: int, total: int, threshold: float) -> bool:
+    """Whether ``correct / total ≥ threshold``, decided exactly rather than in floats.
+
+    The threshold is read as the decimal it prints as (``0.8719`` is 8719/10000, not the
+    binary float next to it), so 8,719 correct of 10,000 meets 0.8719 whatever the rounding.
+    """
+    from fractions import Fraction
+
+    if total <= 0:
+        raise ValueError("accuracy of zero samples is undefined")
+    return Fraction(int(correct), int(total)) >= Fraction(repr(float(threshold)))
+
+
 def _ratio(num: int, den: int) -> float:
     """``num / den`` with scikit-learn's ``zero_division=0``."""
     return float(num / den) if den else 0.0

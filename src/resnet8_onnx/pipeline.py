@@ -31,11 +31,14 @@ def resolve_model(model: str | os.PathLike[str] | None, data_dir: str | os.PathL
 def build_verdict(keras: EvaluationResult, onnx: EvaluationResult, parity: dict[str, Any],
                   min_accuracy: float) -> dict[str, Any]:
     """The answer to the user's question, as data and as a few sentences."""
+    from .metrics import meets_accuracy
+    from .report import format_threshold
+
     k, o = keras.metrics, onnx.metrics
     same_predictions = int((keras.predictions == onnx.predictions).sum())
-    above = o.accuracy > min_accuracy
+    meets = meets_accuracy(o.correct, o.total, min_accuracy)
     equal = k.correct == o.correct and same_predictions == o.total
-    passed = bool(parity["passed"] and above and equal)
+    passed = bool(parity["passed"] and meets and equal)
     n = o.total
     differing = [a.name for a, b in zip(k.per_class, o.per_class, strict=True)
                  if a.correct != b.correct]
@@ -46,7 +49,9 @@ def build_verdict(keras: EvaluationResult, onnx: EvaluationResult, parity: dict[
          f"ONNX and Keras disagree on {n - same_predictions:,} of {n:,} predictions")
         + f"; max |Δ| of outputs {parity['max_abs_diff']:.2e} "
         + ("(within tolerance)." if parity["passed"] else "(OVER tolerance)."),
-        f"ONNX accuracy is {'above' if above else 'NOT above'} {min_accuracy:.0%}.",
+        (f"ONNX accuracy is at least {format_threshold(min_accuracy)} (the threshold)."
+         if meets else f"ONNX accuracy is BELOW the threshold of "
+                       f"{format_threshold(min_accuracy)}."),
         "Per-class accuracy is identical for all classes." if not differing
         else "Per-class accuracy differs for: " + ", ".join(differing) + ".",
         "VERDICT: PASS — the conversion lost nothing." if passed else "VERDICT: FAIL.",
@@ -59,7 +64,8 @@ def build_verdict(keras: EvaluationResult, onnx: EvaluationResult, parity: dict[
         "onnx_correct": o.correct,
         "same_correct_count": k.correct == o.correct,
         "prediction_agreement": same_predictions,
-        "above_threshold": above,
+        "threshold_rule": "correct / total ≥ threshold (exact)",
+        "meets_threshold": meets,
         "passed": passed,
         "summary": summary,
     }

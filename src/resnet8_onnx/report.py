@@ -54,6 +54,16 @@ def format_pct(value: Any, digits: int = 2) -> str:
     return f"{value * 100:.{digits}f}%" if is_number(value) else DASH
 
 
+def format_threshold(value: Any) -> str:
+    """A threshold exactly as given, as a percentage: 0.8719 → '87.19%', 0.895 → '89.5%'."""
+    if not is_number(value):
+        return DASH
+    from decimal import Decimal
+
+    text = format((Decimal(repr(float(value))) * 100).normalize(), "f")
+    return f"{text}%"
+
+
 def _fixed(value: Any, digits: int = 4) -> str:
     return f"{value:.{digits}f}" if is_number(value) else DASH
 
@@ -566,8 +576,9 @@ def _verdict_lines(verdict: Mapping[str, Any]) -> list[str]:
                      + (f", Keras {format_pct(verdict['keras_accuracy'])}"
                         if is_number(verdict.get("keras_accuracy")) else ""))
     if is_number(verdict.get("accuracy_threshold")):
-        lines.append(f"threshold {format_pct(verdict['accuracy_threshold'])}: "
-                     + ("above" if verdict.get("above_threshold") else "NOT above"))
+        meets = verdict.get("meets_threshold", verdict.get("above_threshold"))
+        lines.append(f"threshold {format_threshold(verdict['accuracy_threshold'])}: "
+                     + ("met (≥)" if meets else "NOT met"))
     return lines
 
 
