@@ -189,7 +189,8 @@ def test_min_accuracy_errors_speak_the_users_words(value, fragments, capsys) -> 
         assert len(err.splitlines()) == 1, err
         for fragment in fragments:
             assert fragment in err, err
-        assert "_fraction" not in err and "_accuracy" not in err
+        assert "_fraction" not in err
+        assert "_accuracy" not in err
 
 
 @pytest.mark.parametrize("value", ["0.875", "87.5%", " 87.5 % ", "1", "100%", "0", "0%"])
@@ -232,5 +233,60 @@ def test_run_passes_a_threshold_equal_to_the_accuracy(tmp_path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert report["verdict"]["meets_threshold"] is True
     assert report["verdict"]["accuracy_threshold"] == 0.8719
+    for record in (report, *report["models"]):
+        assert record["settings"]["batch_size"] == 128
+        assert record["settings"]["threads"] is None  # the runtimes' default
     assert "at least 87.19%" in proc.stdout
     assert "NOT" not in proc.stdout
+
+
+def _perf_png() -> Path:
+    return shared_path("cifar-10", "perf-png")
+
+
+def test_threads_above_the_core_count_warn_once_and_every_record_states_them(
+        tmp_path, capsys) -> None:
+    from resnet8_onnx.bench import available_cores
+
+    model = make_classifier(tmp_path / "m.onnx")
+    other = make_classifier(tmp_path / "other.onnx", seed=1)
+    data = str(_perf_png())
+    too_many = available_cores() + 1
+
+    def warnings_in(err: str) -> list[str]:
+        return [line for line in err.splitlines() if "warning" in line and "--threads" in line]
+
+    assert main(["-q", "evaluate", str(model), "--data-dir", data, "--threads", str(too_many),
+                 "--batch-size", "50", "--json", "-"]) == 0
+    captured = capsys.readouterr()
+    warned = warnings_in(captured.err)
+    assert len(warned) == 1, captured.err
+    assert f"--threads {too_many}" in warned[0]
+    assert f"{available_cores()} core" in warned[0]
+    settings = json.loads(captured.out)["settings"]
+    assert settings == {"threads": too_many, "available_cores": available_cores(),
+                        "batch_size": 50, "ort_optimization": "all"}
+
+    assert main(["-q", "evaluate", str(model), "--data-dir", data, "--threads", "1",
+                 "--json", "-"]) == 0
+    captured = capsys.readouterr()
+    assert warnings_in(captured.err) == []
+    assert json.loads(captured.out)["settings"]["threads"] == 1
+
+    assert main(["-q", "compare", str(model), str(other), "--data-dir", data, "--threads",
+                 str(too_many), "--json", "-"]) == 0
+    captured = capsys.readouterr()
+    assert len(warnings_in(captured.err)) == 1
+    record = json.loads(captured.out)
+    assert record["settings"]["threads"] == too_many
+    assert record["settings"]["batch_size"] == 128
+    assert all(m["settings"]["threads"] == too_many for m in record["models"])
+
+    # Any backend's file can be the reference, so verify runs here without TensorFlow.
+    main(["-q", "verify", str(model), str(model), "--data-dir", data, "--threads", "1",
+          "--batch-size", "64", "--json", "-"])
+    captured = capsys.readouterr()
+    assert warnings_in(captured.err) == []
+    assert json.loads(captured.out)["settings"] == {
+        "threads": 1, "available_cores": available_cores(), "batch_size": 64,
+        "ort_optimization": "all"}

@@ -36,6 +36,7 @@ import numpy as np
 
 from . import __version__
 from .errors import InvalidInputError, UsageError
+from .evaluate import available_cores
 from .progress import track
 
 if TYPE_CHECKING:
@@ -52,13 +53,6 @@ QUICK_MIN_SECONDS = 0.1
 QUICK_WARMUP_SECONDS = 0.02
 SGEMM_SIZE = 1024
 DEFAULT_IMAGE_SHAPE = (32, 32, 3)
-
-
-def available_cores() -> int:
-    """CPUs this process may run on (the affinity mask in a container, not the host's count)."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
 
 
 def default_threads() -> tuple[int, ...]:

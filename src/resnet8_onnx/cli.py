@@ -21,10 +21,10 @@ EXIT_CODES = """exit codes: 0 ok, 2 usage, 3 input not found, 4 invalid or corru
 5 unsafe input refused, 6 verification failed, 7 accuracy below threshold,
 8 output cannot be written, 9 download failed, 70 internal error, 130 interrupted."""
 
-DATA_HELP = """data: --data-dir DIR (or $RESNET8_ONNX_DATA_DIR) may point at a CIFAR-10 layout or a folder
-holding one (searched two levels deep); otherwise the official files are downloaded into
-$RESNET8_ONNX_CACHE_DIR (default ~/.cache/resnet8-onnx). RESNET8_ONNX_OFFLINE=1 forbids
-downloads."""
+DATA_HELP = """data: --data-dir DIR (or $RESNET8_ONNX_DATA_DIR) may point at a CIFAR-10 layout
+or a folder holding one (searched two levels deep); otherwise the official files are
+downloaded into $RESNET8_ONNX_CACHE_DIR (default ~/.cache/resnet8-onnx).
+RESNET8_ONNX_OFFLINE=1 forbids downloads."""
 
 EPILOG = f"{EXIT_CODES}\n\n{DATA_HELP}"
 
@@ -159,6 +159,22 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _warn_oversubscribed(args: argparse.Namespace) -> None:
+    """One line on stderr when --threads asks for more threads than this process has cores:
+    oversubscribed runtimes do not fail, they run many times slower."""
+    threads = getattr(args, "threads", None)
+    most = max(threads) if isinstance(threads, list) else threads
+    if not most:
+        return
+    from .evaluate import available_cores
+
+    cores = available_cores()
+    if most > cores:
+        print(f"resnet8-onnx: warning: --threads {most} is more than the {cores} "
+              f"core{'s' if cores != 1 else ''} available; oversubscribed threads run much "
+              f"slower (try --threads {cores}, or leave it out)", file=sys.stderr)
+
+
 def _emit_json(payload: dict[str, Any], destination: str | None, *, force: bool) -> None:
     """``--json -`` prints to stdout; a path is written atomically."""
     from .report import to_json
@@ -262,7 +278,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     reference = load_backend(args.reference, args.reference_backend, threads=args.threads)
     report = verify(reference, args.onnx, dataset.images, indices=dataset.indices,
                     atol=args.atol, rtol=args.rtol, layerwise=args.layerwise,
-                    batch_size=args.batch_size)
+                    batch_size=args.batch_size, threads=args.threads)
     report["data"] = dataset.describe()
     from .report import render_verification_terminal
 
@@ -615,6 +631,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             if args.quiet:
                 progress.set_enabled(False)
+            _warn_oversubscribed(args)
             return int(args.func(args))
         except errors.ToolError as exc:
             if debug:

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .evaluate import DEFAULT_BATCH_SIZE, EvaluationResult, evaluate
+from .evaluate import DEFAULT_BATCH_SIZE, EvaluationResult, available_cores, evaluate
 from .progress import status
 from .verify import DEFAULT_ATOL, DEFAULT_RTOL, verify
 
@@ -110,7 +110,7 @@ def run_pipeline(
     verification = verify(
         keras_backend, onnx_path, dataset.images, candidate=onnx_backend,
         reference_outputs=keras_result.outputs, candidate_outputs=onnx_result.outputs,
-        indices=dataset.indices, atol=atol, rtol=rtol, batch_size=batch_size,
+        indices=dataset.indices, atol=atol, rtol=rtol, batch_size=batch_size, threads=threads,
     )
     parity = {**verification["parity"], "passed": verification["passed"],
               "dynamic_batch": verification["dynamic_batch"],
@@ -122,6 +122,8 @@ def run_pipeline(
         "parity": parity,
         "verdict": build_verdict(keras_result, onnx_result, parity, min_accuracy),
         "data": dataset.describe(),
+        "settings": {"threads": threads, "available_cores": available_cores(),
+                     "batch_size": batch_size, "ort_optimization": "all"},
     }
     if "layerwise" in verification:
         comparison["layerwise"] = verification["layerwise"]

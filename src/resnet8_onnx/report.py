@@ -155,6 +155,13 @@ def _throughput(record: Mapping[str, Any]) -> str | None:
         parts.append(f"{timings['load_seconds']:.2f} s loading")
     if timings.get("batch_size"):
         parts.append(f"batch {timings['batch_size']}")
+    settings = _get(record, "settings", default={})
+    threads, cores = settings.get("threads"), settings.get("available_cores")
+    if isinstance(threads, int):
+        parts.append(f"{threads} thread{'s' if threads != 1 else ''}"
+                     + (f" on {cores} cores" if isinstance(cores, int) and threads > cores else ""))
+    elif isinstance(cores, int):
+        parts.append(f"default threads, {cores} core{'s' if cores != 1 else ''}")
     return parts[0] + (f" ({', '.join(parts[1:])})" if len(parts) > 1 else "")
 
 

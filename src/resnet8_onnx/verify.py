@@ -378,19 +378,21 @@ def verify(
     candidate_outputs: np.ndarray | None = None, indices: np.ndarray | None = None,
     atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL, layerwise: bool = False,
     image_shape: tuple[int, int, int] = (32, 32, 3), num_classes: int = 10,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int = DEFAULT_BATCH_SIZE, threads: int | None = None,
 ) -> dict[str, Any]:
     """Structure, interface, dynamic batch and parity of ``onnx_path`` against ``reference``.
 
     Outputs already computed by an evaluation can be passed in, so the ``run`` pipeline does
-    not run either model twice over the same images. Returns the JSON-ready report; its
-    ``passed`` is the verdict.
+    not run either model twice over the same images. ``threads`` applies to the ONNX model
+    this function loads itself. Returns the JSON-ready report; its ``passed`` is the verdict.
     """
     from .backends.onnxrt import OnnxRuntimeBackend
+    from .evaluate import run_settings
 
     structure = structure_report(onnx_path)
     problems = check_io_contract(structure, image_shape=image_shape, num_classes=num_classes)
-    onnx_backend = candidate or OnnxRuntimeBackend(onnx_path, sha256=structure["sha256"])
+    onnx_backend = candidate or OnnxRuntimeBackend(onnx_path, sha256=structure["sha256"],
+                                                   threads=threads)
 
     def outputs_of(backend: Backend, given: np.ndarray | None, label: str) -> np.ndarray:
         if given is not None:
@@ -416,6 +418,7 @@ def verify(
         "interface_problems": problems,
         "dynamic_batch": dynamic,
         "parity": parity.to_dict(),
+        "settings": run_settings(onnx_backend.info.to_dict(), batch_size),
     }
     if layerwise or not parity.passed:
         if hasattr(reference, "layer_outputs"):
