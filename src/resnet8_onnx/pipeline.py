@@ -125,6 +125,9 @@ def run_pipeline(
         "settings": {"threads": threads, "available_cores": available_cores(),
                      "batch_size": batch_size, "ort_optimization": "all"},
     }
+    for key in ("reference_parameters", "reference_batch_normalization_layers", "provenance"):
+        if key in verification:
+            comparison[key] = verification[key]
     if "layerwise" in verification:
         comparison["layerwise"] = verification["layerwise"]
     comparison["files"] = {k: str(v) for k, v in

@@ -775,7 +775,9 @@ def comparison_markdown(comparison: Mapping[str, Any]) -> str:
     conversion = comparison.get("conversion") or {}
     structure = comparison.get("structure") or {}
     if conversion or structure:
-        lines += ["", "## Conversion", "", *_conversion_lines(conversion, structure)]
+        lines += ["", "## Conversion", "", *_conversion_lines(
+            conversion, structure, comparison.get("reference_parameters"),
+            comparison.get("reference_batch_normalization_layers"))]
     for label, record in zip(labels, models, strict=True):
         provenance = _provenance(record)
         if provenance:
@@ -783,7 +785,29 @@ def comparison_markdown(comparison: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _conversion_lines(conversion: Mapping[str, Any], structure: Mapping[str, Any]) -> list[str]:
+def parameters_text(structure: Mapping[str, Any], reference_parameters: Any = None,
+                    batch_normalization_layers: Any = None) -> str | None:
+    """'78,188 parameters' and, beside the Keras count, why the two differ.
+
+    tf2onnx folds each BatchNormalization into the convolution before it (scale into the
+    weights, shift into the bias), so its four per-channel vectors are not stored any more.
+    """
+    count = structure.get("parameters")
+    if not isinstance(count, int):
+        return None
+    text = f"{count:,} parameters"
+    if not isinstance(reference_parameters, int) or reference_parameters == count:
+        return text
+    folded = (isinstance(batch_normalization_layers, int) and batch_normalization_layers > 0
+              and "BatchNormalization" not in (structure.get("op_inventory") or {}))
+    reason = (f": its {batch_normalization_layers} BatchNormalization layers are folded into "
+              "the convolutions" if folded else "")
+    return f"{text} (the Keras model has {reference_parameters:,}{reason})"
+
+
+def _conversion_lines(conversion: Mapping[str, Any], structure: Mapping[str, Any],
+                      reference_parameters: Any = None,
+                      batch_normalization_layers: Any = None) -> list[str]:
     lines = []
     source, target = conversion.get("source_path"), conversion.get("output_path")
     if source and target:
@@ -806,8 +830,11 @@ def _conversion_lines(conversion: Mapping[str, Any], structure: Mapping[str, Any
         if structure.get(key):
             lines.append(f"- {label}: {structure[key]}")
     sizes = [f"{structure[key]:,} {label}" for key, label in (
-        ("nodes", "nodes"), ("parameters", "parameters"), ("macs_per_image", "MACs per image"))
+        ("nodes", "nodes"), ("macs_per_image", "MACs per image"))
         if isinstance(structure.get(key), int)]
+    parameters = parameters_text(structure, reference_parameters, batch_normalization_layers)
+    if parameters:
+        sizes.insert(min(1, len(sizes)), parameters)
     if sizes:
         lines.append("- " + ", ".join(sizes))
     ops = structure.get("op_inventory") or {}
@@ -860,6 +887,30 @@ def write_comparison_reports(comparison: Mapping[str, Any], out_dir: str | os.Pa
 
 
 # --------------------------------------------------------------------------- verification
+def provenance_line(provenance: Mapping[str, Any], onnx_path: Any = None,
+                    reference_path: Any = None) -> str | None:
+    """Whether the ONNX file was converted from the reference, as a sentence (None: unknown).
+
+    Said before any parity figure: when the files are unrelated, "first diverging layer"
+    answers a question nobody asked.
+    """
+    state = provenance.get("converted_from_reference")
+    onnx = Path(str(onnx_path)).name if onnx_path else "the ONNX model"
+    reference = Path(str(reference_path)).name if reference_path else "the reference"
+    claimed, actual = provenance.get("onnx_source_sha256"), provenance.get("reference_sha256")
+    if state is False:
+        source = provenance.get("onnx_source_file") or "another file"
+        return (f"{onnx} was NOT converted from {reference}: its metadata names {source} "
+                f"(sha256 {str(claimed)[:12]}…) as its source, {reference} has sha256 "
+                f"{str(actual)[:12]}…; the comparison below is between two different models")
+    if state is True:
+        return f"{onnx} was converted from {reference} (sha256 {str(actual)[:12]}… in its metadata)"
+    if provenance.get("note"):
+        return f"not checked: {provenance['note']}"
+    return None
+
+
+
 @_plain_input
 def render_verification_terminal(report: Mapping[str, Any],
                                  console: Console | None = None) -> None:
@@ -872,6 +923,12 @@ def render_verification_terminal(report: Mapping[str, Any],
     out.print(f"[bold]Verified[/bold] {escape(str(structure.get('path', 'ONNX model')))} "
               f"against {escape(str(reference.get('model_path', 'the reference')))} "
               f"({escape(str(reference.get('name', '?')))})")
+    provenance = report.get("provenance") or {}
+    line = provenance_line(provenance, structure.get("path"), reference.get("model_path"))
+    if line and provenance.get("converted_from_reference") is False:
+        out.print(f"[bold red]warning:[/bold red] {escape(line)}")
+    elif line:
+        out.print(f"[dim]provenance: {escape(line)}[/dim]")
     if report.get("data"):
         out.print(f"[bold]Images:[/bold] {escape(describe_data(report['data']))}")
     if structure:
@@ -880,10 +937,14 @@ def render_verification_terminal(report: Mapping[str, Any],
                  f"shape inference {structure.get('shape_inference', '?')}"]
         if opsets:
             facts.append(f"opset {opsets}")
-        for key, label in (("nodes", "nodes"), ("parameters", "parameters"),
-                           ("macs_per_image", "MACs/image")):
-            if isinstance(structure.get(key), int):
-                facts.append(f"{structure[key]:,} {label}")
+        if isinstance(structure.get("nodes"), int):
+            facts.append(f"{structure['nodes']:,} nodes")
+        parameters = parameters_text(structure, report.get("reference_parameters"),
+                                     report.get("reference_batch_normalization_layers"))
+        if parameters:
+            facts.append(parameters)
+        if isinstance(structure.get("macs_per_image"), int):
+            facts.append(f"{structure['macs_per_image']:,} MACs/image")
         out.print("[bold]Structure:[/bold] " + escape("; ".join(facts)))
     parity = {**(report.get("parity") or {}),
               "dynamic_batch": report.get("dynamic_batch"),
@@ -900,8 +961,16 @@ def render_verification_terminal(report: Mapping[str, Any],
     elif "layers" in layerwise:
         first = layerwise.get("first_diverging_layer")
         matched = sum(1 for entry in layerwise["layers"] if entry.get("matched"))
+        tolerance = layerwise.get("tolerance") or {}
+        within = (f" within atol {tolerance['atol']:g} or rtol {tolerance['rtol']:g} × the "
+                  "layer's largest |activation|"
+                  if is_number(tolerance.get("atol")) and is_number(tolerance.get("rtol"))
+                  else "")
         out.print(f"Layer by layer: {matched}/{len(layerwise['layers'])} Keras layers matched "
-                  "an ONNX tensor")
+                  f"an ONNX tensor{within}")
+        if not first and not parity.get("passed") and matched == len(layerwise["layers"]):
+            out.print("[dim]every layer is within tolerance at its own scale; the outputs "
+                      "differ element by element beyond atol/rtol[/dim]")
         if first:
             out.print(f"[red]first diverging layer:[/red] {escape(str(first.get('layer')))} "
                       f"({escape(str(first.get('class')))}), max |Δ| "
