@@ -246,7 +246,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     console.print(f"source: {source['kind']} at {source['path']}")
     for line in source.get("checks", []):
         console.print(f"  verified: {line}")
-    for line in source.get("warnings", []):
+    for line in [*source.get("warnings", []), *description.get("warnings", [])]:
         console.print(f"  [yellow]warning:[/yellow] {line}")
     counts = ", ".join(f"{name} {n:,}" for name, n in description["per_class"].items())
     console.print(f"per class: {counts}")

@@ -242,9 +242,14 @@ class Dataset:
         limit = None
         if self.subset.startswith("first-"):
             limit = int(self.subset.split(" ", 1)[0].removeprefix("first-"))
+        empty = [name for name, n in self.per_class.items() if n == 0]
+        warnings = [f"no images of class {', '.join(empty)}: "
+                    f"{'its' if len(empty) == 1 else 'their'} accuracy and recall are undefined"
+                    ] if empty else []
         return {
             "dataset": "CIFAR-10",
             "source": self.source.to_dict(),
+            "warnings": warnings,
             "split": self.split,
             "subset": self.subset,
             "count": len(self),

@@ -142,6 +142,22 @@ def _output_note(metrics: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _macro_note(metrics: Mapping[str, Any]) -> str | None:
+    """How macro averages treat classes without images; said only when there are some."""
+    absent = metrics.get("absent_classes") or []
+    if not absent:
+        return None
+    count = metrics.get("macro_classes")
+    over = f"the {count} classes" if isinstance(count, int) else "the classes"
+    predicted = {str(c.get("name")): c.get("predicted") for c in metrics.get("per_class") or []}
+    named = [f"{name} (predicted {predicted[name]:,} times, so it counts with recall and F1 0)"
+             if isinstance(predicted.get(name), int) and predicted[name] > 0 else
+             f"{name} (never predicted, so left out)" for name in map(str, absent)]
+    return (f"no images of {', '.join(named)}: accuracy and recall shown as {DASH}; macro "
+            f"precision, recall and F1 average {over} present in the labels or the "
+            "predictions (scikit-learn's convention)")
+
+
 def _throughput(record: Mapping[str, Any]) -> str | None:
     timings = _get(record, "timings", default={})
     ips = timings.get("images_per_second")
@@ -354,7 +370,7 @@ def render_terminal(record: Mapping[str, Any], console: Console | None = None) -
     out.print(_metrics_table(record))
     out.print()
     out.print(_headline(metrics))
-    notes = [n for n in (_output_note(metrics), _throughput(record)) if n]
+    notes = [n for n in (_output_note(metrics), _macro_note(metrics), _throughput(record)) if n]
     if metrics.get("argmax_ties"):
         notes.append(f"{metrics['argmax_ties']:,} images had tied top scores "
                      "(counted as the lowest class index)")
@@ -415,9 +431,9 @@ def markdown_summary(record: Mapping[str, Any]) -> str:
     if _throughput(record):
         key.append(("Throughput", _throughput(record)))
     lines += markdown_table(["metric", "value"], key, ["l", "r"])
-    note = _output_note(metrics)
-    if note:
-        lines += ["", f"Note: {note}."]
+    for note in (_output_note(metrics), _macro_note(metrics)):
+        if note:
+            lines += ["", f"Note: {note}."]
     if metrics.get("argmax_ties"):
         lines += ["", f"Note: {metrics['argmax_ties']:,} images had tied top scores; the "
                       "prediction is the lowest tied class index."]
@@ -433,7 +449,8 @@ def markdown_summary(record: Mapping[str, Any]) -> str:
              for i, c in enumerate(per_class)],
             ["r", "l", "r", "r", "r", "r", "r", "r", "r"])
         lines += ["", "Accuracy per class is the recall. Precision of a class that is never "
-                      "predicted is 0; AUC is undefined (—) for a class without images."]
+                      "predicted is 0; accuracy, recall and AUC are undefined (—) for a class "
+                      "without images."]
     matrix = metrics.get("confusion_matrix")
     if matrix:
         lines += ["", "## Confusion matrix", "", "Rows: true class; columns: predicted class.",
