@@ -238,6 +238,13 @@ def test_run_passes_a_threshold_equal_to_the_accuracy(tmp_path) -> None:
         assert record["settings"]["threads"] is None  # the runtimes' default
     assert "at least 87.19%" in proc.stdout
     assert "NOT" not in proc.stdout
+    # The written files are listed on stderr, as by evaluate and compare.
+    listed = [line for line in proc.stderr.splitlines() if line.startswith("reports: ")]
+    assert len(listed) == 1, proc.stderr
+    for name in ("report.json", "per_class.csv", "confusion_onnxruntime.png", "model.onnx"):
+        assert str(out / name) in listed[0]
+    assert "report files" not in proc.stdout
+    assert str(out / "per_class.csv") not in proc.stdout
 
 
 def _perf_png() -> Path:
@@ -290,3 +297,17 @@ def test_threads_above_the_core_count_warn_once_and_every_record_states_them(
     assert json.loads(captured.out)["settings"] == {
         "threads": 1, "available_cores": available_cores(), "batch_size": 64,
         "ort_optimization": "all"}
+
+
+def test_evaluate_and_run_name_report_files_alike_and_list_them_on_stderr(tmp_path) -> None:
+    model = make_classifier(tmp_path / "m.onnx")
+    out = tmp_path / "reports"
+    proc = cli("-q", "evaluate", str(model), "--data-dir", str(_perf_png()), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    names = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    # The same names as a `run` report directory (its per_class.csv, confusion_<backend>.png).
+    assert names == ["confusion_onnxruntime.png", "per_class.csv", "report.json", "report.md"]
+    listed = [line for line in proc.stderr.splitlines() if line.startswith("reports: ")]
+    assert len(listed) == 1, proc.stderr
+    assert all(str(out / name) in listed[0] for name in names)
+    assert "reports:" not in proc.stdout

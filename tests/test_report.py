@@ -306,8 +306,8 @@ def test_write_reports_writes_everything_atomically(record: dict, tmp_path: Path
     out = tmp_path / "reports"  # created: its parent exists
     written = report.write_reports(record, out)
     assert {k: p.name for k, p in written.items()} == {
-        "json": "report.json", "markdown": "report.md", "csv": "report_per_class.csv",
-        "png": "report_confusion.png"}
+        "json": "report.json", "markdown": "report.md", "csv": "per_class.csv",
+        "png": "confusion_onnxruntime.png"}  # the names of the run report directory
     assert json.loads(written["json"].read_text()) == json.loads(report.to_json(record))
     assert written["markdown"].read_text() == report.markdown_summary(record)
     assert written["csv"].read_text() == report.per_class_csv(record)
@@ -319,7 +319,7 @@ def test_write_reports_refuses_existing_files_without_force(record: dict,
                                                             tmp_path: Path) -> None:
     report.write_reports(record, tmp_path)
     other = make_record(seed=5)
-    csv_path = tmp_path / "report_per_class.csv"
+    csv_path = tmp_path / "per_class.csv"
     (tmp_path / "report.md").unlink()  # one missing, the others present: still all-or-nothing
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     with pytest.raises(OutputError, match="already exists"):

@@ -333,7 +333,13 @@ def _write_reports_locked(
 
     with exclusive_directory(prepare_output_dir(out_dir)):
         written = write(record, out_dir, force=force)
-    _console(stderr=True).print("reports: " + ", ".join(str(p) for p in written.values()))
+    _list_written(written.values())
+
+
+def _list_written(paths: Any) -> None:
+    """Every command lists the files it wrote the same way: one line on stderr."""
+    _console(stderr=True).print("reports: " + ", ".join(str(p) for p in paths), markup=False,
+                                soft_wrap=True)
 
 
 def _prepare_out(args: argparse.Namespace) -> Path | None:
@@ -363,6 +369,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .report import render_comparison_terminal
 
     render_comparison_terminal(comparison, _console())
+    _list_written((comparison.get("files") or {}).values())
     verdict = comparison["verdict"]
     if not comparison["parity"]["passed"]:
         return errors.VERIFICATION_FAILED
@@ -527,7 +534,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exit 7 unless top-1 accuracy is at least X: a fraction from 0 to 1 "
                         "(0.85) or a percentage (85%%)")
     p.add_argument("--out", metavar="DIR", default=None,
-                   help="also write report.json, report.md, per-class CSV and confusion PNG")
+                   help="also write report.json, report.md, per_class.csv and "
+                        "confusion_<backend>.png")
     output_options(p)
     p.set_defaults(func=cmd_evaluate)
 

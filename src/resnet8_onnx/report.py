@@ -570,16 +570,23 @@ def write_all(out_dir: str | os.PathLike[str], contents: Mapping[str, tuple[str,
 
 def write_reports(record: Mapping[str, Any], out_dir: str | os.PathLike[str], *,
                   force: bool = False, stem: str = "report") -> dict[str, Path]:
-    """Write ``{stem}.json``, ``{stem}.md``, ``{stem}_per_class.csv``, ``{stem}_confusion.png``.
+    """Write ``report.json``, ``report.md``, ``per_class.csv``, ``confusion_<backend>.png``.
 
-    ``out_dir`` is created if missing (its parent must exist). Existing files are refused
-    unless ``force``. Returns ``{"json", "markdown", "csv", "png"}`` → path.
+    The same names as the ``run`` report directory (:func:`write_comparison_reports`), so a
+    script reads either. Another ``stem`` writes ``{stem}.json``, ``{stem}.md``,
+    ``{stem}_per_class.csv`` and ``{stem}_confusion.png``. ``out_dir`` is created if missing
+    (its parent must exist). Existing files are refused unless ``force``. Returns
+    ``{"json", "markdown", "csv", "png"}`` → path.
     """
+    backend = str(_get(record, "model", "backend", default="model"))
+    plain = stem == "report"
     contents: dict[str, tuple[str, Renderer]] = {
         "json": (f"{stem}.json", lambda: to_json(record)),
         "markdown": (f"{stem}.md", lambda: markdown_summary(record)),
-        "csv": (f"{stem}_per_class.csv", lambda: per_class_csv(record)),
-        "png": (f"{stem}_confusion.png", lambda: confusion_matrix_png(record)),
+        "csv": ("per_class.csv" if plain else f"{stem}_per_class.csv",
+                lambda: per_class_csv(record)),
+        "png": (f"confusion_{backend}.png" if plain else f"{stem}_confusion.png",
+                lambda: confusion_matrix_png(record)),
     }
     return write_all(out_dir, contents, force=force)
 
@@ -723,10 +730,6 @@ def render_comparison_terminal(comparison: Mapping[str, Any],
         out.print(f"[red]first diverging layer:[/red] {escape(str(first.get('layer')))} "
                   f"({escape(str(first.get('class')))}), max |Δ| "
                   f"{_fixed(first.get('max_abs_diff'), 6)}")
-    files = comparison.get("files") or {}
-    if files:
-        out.print("[dim]report files: " + escape(", ".join(str(p) for p in files.values()))
-                  + "[/dim]")
 
 
 def _delta(a: Any, b: Any) -> str:
