@@ -311,3 +311,11 @@ def test_evaluate_and_run_name_report_files_alike_and_list_them_on_stderr(tmp_pa
     assert len(listed) == 1, proc.stderr
     assert all(str(out / name) in listed[0] for name in names)
     assert "reports:" not in proc.stdout
+
+
+def test_run_without_a_model_names_the_option_that_gives_one(tmp_path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = cli("-q", "run", "--data-dir", str(empty), "--offline", "--out", str(tmp_path / "o"))
+    assert_one_line_error(proc, errors.NOT_FOUND, "pretrainedResnet.h5")
+    assert "--model FILE" in proc.stderr

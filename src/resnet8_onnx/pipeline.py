@@ -23,9 +23,13 @@ def resolve_model(model: str | os.PathLike[str] | None, data_dir: str | os.PathL
     """The user's model, or MLCommons' pretrained ResNet8 (found locally or downloaded)."""
     if model is not None:
         return Path(model)
+    from .errors import InputNotFoundError
     from .fetch import fetch
 
-    return fetch(DEFAULT_MODEL, data_dir, download=download)
+    try:
+        return fetch(DEFAULT_MODEL, data_dir, download=download)
+    except InputNotFoundError as exc:
+        raise InputNotFoundError(f"{exc}; or give the Keras model with --model FILE") from None
 
 
 def build_verdict(keras: EvaluationResult, onnx: EvaluationResult, parity: dict[str, Any],
