@@ -4,6 +4,11 @@ Targets (issue 4): the whole ``evaluate`` process on the full test set within 1.
 ONNX Runtime loop over the same arrays; inference at ≥ 0.9 of a numpy sgemm's GFLOP/s; peak
 RSS of ``evaluate`` ≤ 400 MB; the whole ``run`` job ≤ 20 s on 2 cores.
 
+The GFLOP/s figures are ratios to large square matrix products measured in the same run —
+numpy's sgemm and ONNX Runtime's own MatMul — not shares of a roofline: convolutions can beat
+a square product on some CPUs, so a ratio above 1 is possible. The CPU model is printed with
+the figures, because they belong to it.
+
     python benchmarks/bench_evaluate.py --data-dir ../shared [--repeat 3] [--json FILE]
 
 Prints a table; nothing here asserts, a benchmark reports.
@@ -20,7 +25,7 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-from resnet8_onnx.bench import sgemm_gflops
+from resnet8_onnx.bench import available_cores, cpu_model, ort_matmul_gflops, sgemm_gflops
 from resnet8_onnx.evaluate import DEFAULT_BATCH_SIZE
 
 BARE_LOOP = textwrap.dedent("""
@@ -107,9 +112,12 @@ def main() -> int:
             run_wall, run_rss, _ = timed_process([*cli, "run", "--data-dir", str(shared),
                                                   "--out", str(Path(tmp) / "run"), "--force"])
 
-    gemm = sgemm_gflops(os.cpu_count() or 1)
+    cores = available_cores()
+    gemm = sgemm_gflops(cores)
+    matmul = ort_matmul_gflops(cores)
     loop_gflops = flops_per_image * images / min(inner) / 1e9
     figures = {
+        "cpu_model": cpu_model(),
         "images": images,
         "macs_per_image": macs,
         "bare_ort_process_seconds": round(min(bare), 3),
@@ -117,15 +125,18 @@ def main() -> int:
         "evaluate_process_seconds": round(min(evaluate), 3),
         "evaluate_vs_bare_ratio": round(min(evaluate) / min(bare), 3),
         "inference_gflops": round(loop_gflops, 1),
-        "numpy_sgemm_gflops": round(gemm, 1),
-        "fraction_of_sgemm": round(loop_gflops / gemm, 3),
+        "numpy_sgemm_gflops": round(gemm, 1) if gemm else None,
+        "ratio_to_numpy_sgemm": round(loop_gflops / gemm, 3) if gemm else None,
+        "ort_matmul_gflops": round(matmul, 1) if matmul else None,
+        "ratio_to_ort_matmul": round(loop_gflops / matmul, 3) if matmul else None,
         "evaluate_peak_rss_mb": round(max(rss), 1),
         "run_seconds": round(run_wall, 2) if run_wall is not None else None,
         "run_peak_rss_mb": round(run_rss, 1) if run_wall is not None else None,
         "cpu_count": os.cpu_count(),
+        "available_cores": cores,
         "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
     }
-    targets = {"evaluate_vs_bare_ratio": ("<=", 1.25), "fraction_of_sgemm": (">=", 0.9),
+    targets = {"evaluate_vs_bare_ratio": ("<=", 1.25), "ratio_to_numpy_sgemm": (">=", 0.9),
                "evaluate_peak_rss_mb": ("<=", 400), "run_seconds": ("<=", 20)}
     print(f"{'figure':32} {'value':>12}  target")
     for key, value in figures.items():

@@ -8,12 +8,13 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from model_factory import make_classifier
-from resnet8_onnx import errors
+from resnet8_onnx import bench, errors
 from resnet8_onnx.bench import (
     OPTIMIZATION_LEVELS,
     Config,
@@ -21,6 +22,7 @@ from resnet8_onnx.bench import (
     benchmark,
     keras_macs,
     onnx_macs,
+    ort_matmul_gflops,
     plan_configs,
     render_benchmark_terminal,
     sgemm_gflops,
@@ -89,7 +91,7 @@ def test_figures_on_a_tiny_model_are_sane(record, tiny) -> None:
     results = record["results"]
     assert len(results) == groups * 3
     assert record["models"][0]["macs_per_image"] == TINY_MACS == onnx_macs(tiny)
-    roofs = record["machine"]["sgemm_gflops"]
+    roofs = record["machine"]["matmul_reference"]["gflops"]
     assert set(roofs) == {str(t) for t in threads}
     for r in results:
         lat = r["latency_ms"]
@@ -100,7 +102,7 @@ def test_figures_on_a_tiny_model_are_sane(record, tiny) -> None:
         roof = roofs[str(r["threads"])]
         assert roof is None or roof > 0
         if roof:
-            assert r["fraction_of_sgemm"] == pytest.approx(r["gflops"] / roof)
+            assert r["ratio_to_matmul"] == pytest.approx(r["gflops"] / roof)
     assert {(r["optimization"], r["batch_size"]) for r in results} >= {
         ("disable", 1), ("disable", 32), ("all", 8)}
     best = record["best"][0]
@@ -139,16 +141,22 @@ def test_sgemm_roofline_is_measured() -> None:
     assert gflops > 0.1
 
 
+def test_ort_matmul_reference_is_measured() -> None:
+    gflops = ort_matmul_gflops(1, n=256, repeat=2)
+    assert gflops is not None
+    assert gflops > 0.1
+
+
 def test_real_images_and_fixed_batch(tmp_path) -> None:
     fixed = make_classifier(tmp_path / "fixed.onnx", batch=1)
     images = np.random.default_rng(1).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
     rec = benchmark([fixed], batch_sizes=(1, 8), threads=[1], optimization_levels=["all"],
-                    images=images, data={"count": 5}, roofline=False, **FAST)
+                    images=images, data={"count": 5}, reference=False, **FAST)
     assert [r["batch_size"] for r in rec["results"]] == [1]
     assert any("fixed batch" in note for note in rec["models"][0]["notes"])
     assert rec["inputs"]["kind"] == "data"
     assert rec["inputs"]["repeated"] is True  # 5 images fill batches of up to 8
-    assert rec["results"][0]["fraction_of_sgemm"] is None
+    assert rec["results"][0]["ratio_to_matmul"] is None
 
 
 def test_save_optimized_model(tiny, tmp_path) -> None:
@@ -156,7 +164,7 @@ def test_save_optimized_model(tiny, tmp_path) -> None:
 
     target = tmp_path / "tiny.opt.onnx"
     rec = benchmark([tiny], batch_sizes=[4], threads=[1], optimization_levels=["basic"],
-                    save_optimized=target, roofline=False, **FAST)
+                    save_optimized=target, reference=False, **FAST)
     assert rec["optimized_model"]["level"] == "basic"
     assert target.is_file()
     x = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3)).astype(np.float32)
@@ -164,7 +172,7 @@ def test_save_optimized_model(tiny, tmp_path) -> None:
         None, {"input": x})[0] for p in (tiny, target)]
     np.testing.assert_allclose(run[0], run[1], atol=1e-6)
     with pytest.raises(OutputError, match="already exists"):  # refused before any timing
-        benchmark([tiny], save_optimized=target, roofline=False)
+        benchmark([tiny], save_optimized=target, reference=False)
     with pytest.raises(UsageError, match="exactly one ONNX model"):
         benchmark([tiny, tiny], save_optimized=tmp_path / "other.onnx")
 
@@ -221,7 +229,7 @@ def test_keras_and_litert_are_benchmarked(resnet8_h5) -> None:
     from conftest import shared_path
 
     quant = shared_path("models", "pretrainedResnet_quant.tflite")
-    rec = benchmark([resnet8_h5, quant], batch_sizes=[16], threads=[1], roofline=False,
+    rec = benchmark([resnet8_h5, quant], batch_sizes=[16], threads=[1], reference=False,
                     **FAST)
     keras, litert = rec["models"]
     assert keras["backend"] == "keras"
@@ -230,3 +238,56 @@ def test_keras_and_litert_are_benchmarked(resnet8_h5) -> None:
     assert keras["macs_per_image"] == litert["macs_per_image"]
     assert [(r["model"], r["threads"]) for r in rec["results"]] == [(0, None), (1, 1)]
     assert all(r["images_per_second"] > 0 for r in rec["results"])
+
+
+# --------------------------------------------------------------------------- issue 14 (new user)
+QUICK = ["--quick", "--batch-sizes", "1,8", "--threads", "1", "--optimization", "all"]
+
+
+def test_cli_names_the_reference_for_what_it_is_and_the_cpu(tiny, capsys) -> None:
+    from resnet8_onnx.cli import main
+
+    assert main(["-q", "benchmark", str(tiny), *QUICK, "--json", "-"]) == 0
+    captured = capsys.readouterr()
+    record = json.loads(captured.out)
+    text = " ".join(captured.err.split())  # the terminal report goes to stderr here
+    assert "roofline" not in text.lower().replace("not a roofline", "")
+    assert "sgemm" not in text.lower()
+    assert "reference: ONNX Runtime MatMul 1024×1024 float32" in text
+    reference = record["machine"]["matmul_reference"]
+    assert "ONNX Runtime MatMul" in reference["what"]
+    for r in record["results"]:
+        ref = reference["gflops"][str(r["threads"])]
+        assert r["matmul_gflops"] == ref
+        assert r["ratio_to_matmul"] == pytest.approx(r["gflops"] / ref)
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():  # Linux: the model name, read here independently
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                 if line.lower().startswith("model name")]
+        if names:
+            assert record["machine"]["cpu"] == names[0]
+            assert names[0] in text
+
+
+@pytest.mark.parametrize(("busy", "warned"), [(0.0, False), (0.9, True)])
+def test_busy_warning_comes_from_cpu_use_just_before_measuring_not_the_load_average(
+        tiny, busy, warned, monkeypatch, capsys) -> None:
+    from resnet8_onnx.cli import main
+
+    cores = available_cores()
+    # A load average that the old rule (> 0.5 per core) called busy: left over from the
+    # previous command, not work competing with this benchmark.
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.5 * cores + 0.01,) * 3)
+    monkeypatch.setattr(bench, "cpu_busy_fraction", lambda seconds=0.5: busy)
+    assert main(["-q", "benchmark", str(tiny), *QUICK]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert ("the machine was busy" in out) is warned
+    if warned:
+        assert f"other work used 90% of the {cores} cores" in out
+
+
+def test_cpu_busy_fraction_is_a_share() -> None:
+    busy = bench.cpu_busy_fraction(0.05)
+    if Path("/proc/stat").is_file():
+        assert busy is not None
+        assert 0.0 <= busy <= 1.0

@@ -183,3 +183,187 @@ def test_evaluate_generated_model_offline_without_data(tmp_path) -> None:
     proc = cli("evaluate", str(model), "--data-dir", str(empty), "--offline")
     assert_one_line_error(proc, errors.NOT_FOUND, "CIFAR-10")
     assert not Path(tmp_path / "report").exists()
+
+
+# --------------------------------------------------------------------------- issue 14 (new user)
+COMMANDS = ("data", "convert", "verify", "evaluate", "run", "compare", "benchmark")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_each_command_help_lists_quiet_and_debug_and_ends_with_examples(command, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "-q, --quiet" in out
+    assert "--debug" in out
+    examples = out.rstrip().rsplit("examples:", 1)
+    assert len(examples) == 2, out
+    lines = [line.strip() for line in examples[1].strip().splitlines()]
+    assert 1 <= len(lines) <= 2
+    assert all(line.startswith(f"resnet8-onnx {command} ") for line in lines)
+    # The data-location paragraph is for commands that read CIFAR-10, not for convert.
+    assert ("RESNET8_ONNX_DATA_DIR" in out) == (command != "convert")
+
+
+def test_quiet_and_debug_work_after_the_command_name(tmp_path) -> None:
+    model = make_classifier(tmp_path / "m.onnx")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = cli("evaluate", str(model), "--data-dir", str(empty), "--offline", "-q", "--debug")
+    assert proc.returncode == errors.NOT_FOUND, proc.stderr  # not a usage error
+    assert "Traceback" in proc.stderr  # --debug after the command took effect
+    quiet = cli("evaluate", str(model), "--data-dir", str(empty), "--offline", "--quiet")
+    assert_one_line_error(quiet, errors.NOT_FOUND, "CIFAR-10")
+    both = cli("-q", "evaluate", str(model), "--data-dir", str(empty), "--offline", "-q")
+    assert_one_line_error(both, errors.NOT_FOUND, "CIFAR-10")
+
+
+@pytest.mark.parametrize(
+    ("value", "fragments"),
+    [("abc", ["--min-accuracy", "'abc' is not an accuracy", "87.5%"]),
+     ("1.01", ["--min-accuracy", "ambiguous", "1.01%"]),
+     ("85", ["--min-accuracy", "ambiguous", "85%"]),
+     ("101%", ["--min-accuracy", "between 0 and 100%"]),
+     ("-0.1", ["--min-accuracy", "between 0 and 100%"]),
+     ("nan", ["--min-accuracy", "not an accuracy"])],
+)
+def test_min_accuracy_errors_speak_the_users_words(value, fragments, capsys) -> None:
+    for command in (["evaluate", "m.onnx"], ["run"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main([*command, "--min-accuracy", value])
+        assert exit_info.value.code == errors.USAGE
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1, err
+        for fragment in fragments:
+            assert fragment in err, err
+        assert "_fraction" not in err
+        assert "_accuracy" not in err
+
+
+@pytest.mark.parametrize("value", ["0.875", "87.5%", " 87.5 % ", "1", "100%", "0", "0%"])
+def test_min_accuracy_accepts_fractions_and_percentages(value, tmp_path) -> None:
+    # Parsing succeeds, so the command gets as far as the missing model (exit 3, not 2).
+    code = main(["evaluate", str(tmp_path / "nope.onnx"), "--min-accuracy", value,
+                 "--data-dir", str(tmp_path)])
+    assert code == errors.NOT_FOUND
+
+
+@pytest.mark.slow
+def test_evaluate_threshold_is_inclusive_and_printed_exactly(resnet8_onnx) -> None:
+    """8,719/10,000 meets 87.19 % (given either way) and fails 87.2 %, which prints as such."""
+    data = shared_path("cifar-10", "cifar-10-batches-bin")
+    accuracy = None
+    for threshold in ("0.8719", "87.19%"):
+        proc = cli("-q", "evaluate", str(resnet8_onnx), "--data-dir", str(data), "--json", "-",
+                   "--min-accuracy", threshold)
+        assert proc.returncode == 0, proc.stderr
+        metrics = json.loads(proc.stdout)["metrics"]
+        accuracy = (metrics["correct"], metrics["total"])
+    assert accuracy == (8_719, 10_000)  # the real model on the real test set
+    proc = cli("-q", "evaluate", str(resnet8_onnx), "--data-dir", str(data),
+               "--min-accuracy", "0.872")
+    assert proc.returncode == errors.ACCURACY_BELOW_THRESHOLD
+    assert "below --min-accuracy 87.2%" in proc.stderr
+    assert "(8,719/10,000)" in proc.stderr
+
+
+@pytest.mark.slow
+def test_run_passes_a_threshold_equal_to_the_accuracy(tmp_path) -> None:
+    """`run --min-accuracy 0.8719` on a model at exactly 87.19 % passes (≥, like evaluate)."""
+    shared_path("models", "pretrainedResnet.h5")
+    shared_path("cifar-10", "cifar-10-batches-bin", "test_batch.bin")
+    out = tmp_path / "report"
+    proc = cli("-q", "run", "--data-dir", str(SHARED), "--out", str(out),
+               "--min-accuracy", "0.8719")
+    report = json.loads((out / "report.json").read_text())
+    assert report["verdict"]["onnx_correct"] == 8_719, proc.stdout
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert report["verdict"]["meets_threshold"] is True
+    assert report["verdict"]["accuracy_threshold"] == 0.8719
+    for record in (report, *report["models"]):
+        assert record["settings"]["batch_size"] == 128
+        assert record["settings"]["threads"] is None  # the runtimes' default
+    assert "at least 87.19%" in proc.stdout
+    assert "NOT" not in proc.stdout
+    # The written files are listed on stderr, as by evaluate and compare.
+    listed = [line for line in proc.stderr.splitlines() if line.startswith("reports: ")]
+    assert len(listed) == 1, proc.stderr
+    for name in ("report.json", "per_class.csv", "confusion_onnxruntime.png", "model.onnx"):
+        assert str(out / name) in listed[0]
+    assert "report files" not in proc.stdout
+    assert str(out / "per_class.csv") not in proc.stdout
+
+
+def _perf_png() -> Path:
+    return shared_path("cifar-10", "perf-png")
+
+
+def test_threads_above_the_core_count_warn_once_and_every_record_states_them(
+        tmp_path, capsys) -> None:
+    from resnet8_onnx.bench import available_cores
+
+    model = make_classifier(tmp_path / "m.onnx")
+    other = make_classifier(tmp_path / "other.onnx", seed=1)
+    data = str(_perf_png())
+    too_many = available_cores() + 1
+
+    def warnings_in(err: str) -> list[str]:
+        return [line for line in err.splitlines() if "warning" in line and "--threads" in line]
+
+    assert main(["-q", "evaluate", str(model), "--data-dir", data, "--threads", str(too_many),
+                 "--batch-size", "50", "--json", "-"]) == 0
+    captured = capsys.readouterr()
+    warned = warnings_in(captured.err)
+    assert len(warned) == 1, captured.err
+    assert f"--threads {too_many}" in warned[0]
+    assert f"{available_cores()} core" in warned[0]
+    settings = json.loads(captured.out)["settings"]
+    assert settings == {"threads": too_many, "available_cores": available_cores(),
+                        "batch_size": 50, "ort_optimization": "all"}
+
+    assert main(["-q", "evaluate", str(model), "--data-dir", data, "--threads", "1",
+                 "--json", "-"]) == 0
+    captured = capsys.readouterr()
+    assert warnings_in(captured.err) == []
+    assert json.loads(captured.out)["settings"]["threads"] == 1
+
+    assert main(["-q", "compare", str(model), str(other), "--data-dir", data, "--threads",
+                 str(too_many), "--json", "-"]) == 0
+    captured = capsys.readouterr()
+    assert len(warnings_in(captured.err)) == 1
+    record = json.loads(captured.out)
+    assert record["settings"]["threads"] == too_many
+    assert record["settings"]["batch_size"] == 128
+    assert all(m["settings"]["threads"] == too_many for m in record["models"])
+
+    # Any backend's file can be the reference, so verify runs here without TensorFlow.
+    main(["-q", "verify", str(model), str(model), "--data-dir", data, "--threads", "1",
+          "--batch-size", "64", "--json", "-"])
+    captured = capsys.readouterr()
+    assert warnings_in(captured.err) == []
+    assert json.loads(captured.out)["settings"] == {
+        "threads": 1, "available_cores": available_cores(), "batch_size": 64,
+        "ort_optimization": "all"}
+
+
+def test_evaluate_and_run_name_report_files_alike_and_list_them_on_stderr(tmp_path) -> None:
+    model = make_classifier(tmp_path / "m.onnx")
+    out = tmp_path / "reports"
+    proc = cli("-q", "evaluate", str(model), "--data-dir", str(_perf_png()), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    names = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    # The same names as a `run` report directory (its per_class.csv, confusion_<backend>.png).
+    assert names == ["confusion_onnxruntime.png", "per_class.csv", "report.json", "report.md"]
+    listed = [line for line in proc.stderr.splitlines() if line.startswith("reports: ")]
+    assert len(listed) == 1, proc.stderr
+    assert all(str(out / name) in listed[0] for name in names)
+    assert "reports:" not in proc.stdout
+
+
+def test_run_without_a_model_names_the_option_that_gives_one(tmp_path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = cli("-q", "run", "--data-dir", str(empty), "--offline", "--out", str(tmp_path / "o"))
+    assert_one_line_error(proc, errors.NOT_FOUND, "pretrainedResnet.h5")
+    assert "--model FILE" in proc.stderr

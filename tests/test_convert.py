@@ -479,6 +479,28 @@ def test_other_shapes_refused_by_default_and_accepted_on_request(
 
 
 @pytest.mark.slow
+def test_cli_shape_errors_name_the_option_that_fixes_them(
+    other_shape_model: tuple[Any, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from resnet8_onnx import errors
+    from resnet8_onnx.cli import main
+
+    _, source = other_shape_model
+    out = tmp_path / "m.onnx"
+    assert main(["-q", "convert", str(source), "-o", str(out)]) == errors.INVALID_INPUT
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "--input-shape any" in err
+    assert main(["-q", "convert", str(source), "-o", str(out), "--input-shape", "any"]) == (
+        errors.INVALID_INPUT)
+    err = capsys.readouterr().err.strip()
+    assert "--num-classes any" in err
+    assert main(["-q", "convert", str(source), "-o", str(out), "--input-shape", "any",
+                 "--num-classes", "any"]) == 0
+    assert out.is_file()
+
+
+@pytest.mark.slow
 def test_output_kind_of_recognises_every_way_to_end_in_softmax(keras: Any) -> None:
     layers = keras.layers
 

@@ -351,7 +351,10 @@ def test_every_layout_loads_the_same_images(tmp_path, kind) -> None:
     batch = "test_batch.bin" if fmt == "binary" else "test_batch"
     assert any(w.startswith(f"{batch}: not the official file") for w in data.source.warnings)
     assert any("holds 30 images" in w for w in data.source.warnings)
-    assert any(c.startswith(f"{batch}: md5 ") and "official is" in c for c in data.source.checks)
+    # The mismatch is a warning with both digests, never a "verified" check line.
+    assert any(f"{batch}: not the official file (md5 differs): md5 " in w and ", official " in w
+               for w in data.source.warnings)
+    assert not any(c.startswith(f"{batch}: md5 ") for c in data.source.checks)
     described = data.describe()
     assert described["count"] == 30
     assert described["per_class"] == {n: 3 for n in CLASS_NAMES}
@@ -760,3 +763,49 @@ def test_real_perf_png_is_pixel_identical_to_the_binary_batch() -> None:
     np.testing.assert_array_equal(folder.labels, full.labels[folder.indices])
     perf = folder.select(np.load(shared_path("mlperf-tiny", "perf_samples_idxs.npy")), "perf")
     assert perf.per_class == {name: 20 for name in CLASS_NAMES}
+
+
+# ------------------------------------------------------------------------------ the `data` command
+def _data_cli(capsys, directory: Path) -> list[str]:
+    from resnet8_onnx.cli import main
+
+    assert main(["-q", "data", "--data-dir", str(directory)]) == 0
+    return capsys.readouterr().out.splitlines()
+
+
+@pytest.mark.parametrize("kind", ["binary-dir", "binary-tar"])
+def test_data_command_never_lists_a_checksum_mismatch_as_verified(tmp_path, kind,
+                                                                  capsys) -> None:
+    write_layout(tmp_path / "data", kind, layout_files("binary", make_images(30)))
+    lines = _data_cli(capsys, tmp_path / "data")
+    verified = [line for line in lines if line.strip().startswith("verified:")]
+    warned = " ".join(line.strip() for line in lines if not line.strip().startswith("verified:"))
+    assert verified
+    assert not any("official is" in line or "differs" in line for line in verified), verified
+    assert "test_batch.bin: not the official file (md5 differs)" in warned
+    if kind == "binary-tar":
+        assert "differs from the official archive's" in warned
+
+
+def test_image_folder_warns_of_grayscale_images_and_counts_in_the_singular(tmp_path,
+                                                                           capsys) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "folder"
+    for name in ("cat", "dog"):
+        (root / name).mkdir(parents=True)
+    Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(root / "cat/0.png")
+    Image.fromarray(rng.integers(0, 256, (32, 32), dtype=np.uint8), "L").save(root / "dog/1.png")
+    (root / "dog" / "notes.txt").write_text("not an image")
+    text = " ".join(" ".join(_data_cli(capsys, root)).split())
+    assert "warning: folder: 1 image is grayscale, converted to RGB" in text
+    assert "ignored 1 non-image file (e.g. notes.txt)" in text
+
+    Image.fromarray(rng.integers(0, 256, (32, 32), dtype=np.uint8), "L").save(root / "cat/2.png")
+    (root / "cat" / "more.txt").write_text("not an image either")
+    text = " ".join(" ".join(_data_cli(capsys, root)).split())
+    assert "2 images are grayscale" in text
+    assert "ignored 2 non-image files" in text
+    gray = load_dataset(root).images
+    assert (gray[..., 0] == gray[..., 1]).all(axis=(1, 2)).sum() == 2  # R = G = B

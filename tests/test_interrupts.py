@@ -27,7 +27,7 @@ import pytest
 from model_factory import make_classifier
 from resnet8_onnx import errors
 
-REPORTS = ("report.json", "report.md", "report_per_class.csv", "report_confusion.png")
+REPORTS = ("report.json", "report.md", "per_class.csv", "confusion_onnxruntime.png")
 META_TXT = "".join(f"{n}\n" for n in ("airplane", "automobile", "bird", "cat", "deer", "dog",
                                       "frog", "horse", "ship", "truck")).encode()
 
@@ -208,13 +208,13 @@ def check_reports(out: Path, *, complete: bool) -> dict[str, str]:
         assert text.endswith("\n")
         assert "## Provenance" in text
         written["md"] = text.splitlines()[0].removeprefix("# CIFAR-10 evaluation: ")
-    if (out / "report_per_class.csv").exists():
-        rows = list(csv.DictReader(io.StringIO((out / "report_per_class.csv").read_text())))
+    if (out / "per_class.csv").exists():
+        rows = list(csv.DictReader(io.StringIO((out / "per_class.csv").read_text())))
         assert len(rows) == 10
         assert sum(int(r["support"]) for r in rows) == 10_000
         written["csv"] = ",".join(r["correct"] for r in rows)
-    if (out / "report_confusion.png").exists():
-        with Image.open(out / "report_confusion.png") as im:
+    if (out / "confusion_onnxruntime.png").exists():
+        with Image.open(out / "confusion_onnxruntime.png") as im:
             im.load()  # a truncated PNG raises here
             assert im.size[0] > 100
         written["png"] = "ok"

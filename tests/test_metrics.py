@@ -64,18 +64,25 @@ def _assert_matches_sklearn(y: np.ndarray, scores: np.ndarray, names: list[str])
     for i, cm in enumerate(res.per_class):
         assert (cm.name, cm.index) == (names[i], i)
         assert cm.support == s[i]
-        assert cm.precision == pytest.approx(p[i], abs=1e-12)
-        assert cm.recall == pytest.approx(r[i], abs=1e-12)
         assert cm.accuracy == cm.recall
-        assert cm.f1 == pytest.approx(f[i], abs=1e-12)
+        # A class without images has no recall (scikit-learn's zero_division=0 says 0); one
+        # neither labelled nor predicted has no precision or F1 either.
+        assert (cm.recall is None) == (s[i] == 0)
+        assert (cm.precision is None) == (cm.f1 is None) == (s[i] == 0 and cm.predicted == 0)
+        assert (cm.recall or 0.0) == pytest.approx(r[i], abs=1e-12)
+        assert (cm.precision or 0.0) == pytest.approx(p[i], abs=1e-12)
+        assert (cm.f1 or 0.0) == pytest.approx(f[i], abs=1e-12)
         expected_auc = _sk_auc(y, probs, i)
         if np.isnan(expected_auc):
             assert cm.auc is None
         else:
             assert cm.auc == pytest.approx(expected_auc, abs=1e-12)
-    assert res.macro_f1 == pytest.approx(
-        skm.f1_score(y, y_pred, labels=labels, average="macro", zero_division=0), abs=1e-12
-    )
+    # Macro averages: over the classes in y_true ∪ y_pred, scikit-learn's default labels.
+    for ours, theirs in ((res.macro_f1, skm.f1_score), (res.macro_recall, skm.recall_score),
+                         (res.macro_precision, skm.precision_score)):
+        assert ours == pytest.approx(theirs(y, y_pred, average="macro", zero_division=0),
+                                     abs=1e-12)
+    assert res.to_dict()["macro_classes"] == len(np.union1d(y, y_pred))
     if c > 5:
         assert res.top5_accuracy == pytest.approx(_sk_top_k_lowest_index_first(y, scores, 5))
 
@@ -307,7 +314,9 @@ def test_class_absent_from_labels() -> None:
     horse = res.per_class[7]
     assert horse.support == 0
     assert horse.predicted > 0
-    assert (horse.precision, horse.recall, horse.accuracy, horse.f1) == (0.0, 0.0, 0.0, 0.0)
+    # No images: no accuracy or recall; every prediction of it is wrong: precision and F1 0.
+    assert (horse.precision, horse.recall, horse.accuracy, horse.f1) == (0.0, None, None, 0.0)
+    assert res.absent_classes == ["horse"]
     assert horse.auc is None
     assert res.macro_auc == pytest.approx(
         np.mean([c.auc for c in res.per_class if c.auc is not None])
@@ -433,3 +442,33 @@ def test_property_compute_metrics_agrees_with_sklearn(case) -> None:
         assert m.top_k_accuracy(y, scores, k) == pytest.approx(
             _sk_top_k_lowest_index_first(y, scores, k)
         )
+
+
+# --- accuracy thresholds -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("correct", "total", "threshold", "meets"),
+    [(8719, 10_000, 0.8719, True), (8718, 10_000, 0.8719, False),
+     (29, 100, 0.29, True),  # 0.29 * 100 is 28.999999999999996 in floats
+     (57, 100, 0.57, True), (56, 100, 0.57, False), (895, 1000, 0.895, True),
+     (0, 5, 0.0, True), (5, 5, 1.0, True), (4, 5, 1.0, False), (1, 3, 1 / 3, True)],
+)
+def test_meets_accuracy_is_exact(correct: int, total: int, threshold: float,
+                                 meets: bool) -> None:
+    assert m.meets_accuracy(correct, total, threshold) is meets
+
+
+def test_class_neither_labelled_nor_predicted_is_left_out_of_macro_averages() -> None:
+    y, logits = _random_case(12, 800)
+    y[y == 6] = 0
+    logits[:, 6] = -1e3  # no "frog" images, and the model never predicts frog
+    res = m.compute_metrics(y, logits, NAMES)
+    frog = res.per_class[6]
+    assert (frog.support, frog.predicted) == (0, 0)
+    assert (frog.accuracy, frog.precision, frog.recall, frog.f1, frog.auc) == (None,) * 5
+    assert res.to_dict()["macro_classes"] == 9
+    y_pred = logits.argmax(axis=1)
+    assert res.macro_f1 == pytest.approx(
+        skm.f1_score(y, y_pred, average="macro", zero_division=0), abs=1e-12)
+    assert res.macro_f1 == pytest.approx(np.mean([c.f1 for c in res.per_class if c.index != 6]))

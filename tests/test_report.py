@@ -6,6 +6,7 @@ import copy
 import csv
 import io
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,9 @@ import pytest
 from PIL import Image
 from rich.console import Console
 
+from conftest import shared_path
 from resnet8_onnx import report
+from resnet8_onnx.cli import main
 from resnet8_onnx.errors import OutputError
 from resnet8_onnx.metrics import compute_metrics, softmax
 
@@ -303,8 +306,8 @@ def test_write_reports_writes_everything_atomically(record: dict, tmp_path: Path
     out = tmp_path / "reports"  # created: its parent exists
     written = report.write_reports(record, out)
     assert {k: p.name for k, p in written.items()} == {
-        "json": "report.json", "markdown": "report.md", "csv": "report_per_class.csv",
-        "png": "report_confusion.png"}
+        "json": "report.json", "markdown": "report.md", "csv": "per_class.csv",
+        "png": "confusion_onnxruntime.png"}  # the names of the run report directory
     assert json.loads(written["json"].read_text()) == json.loads(report.to_json(record))
     assert written["markdown"].read_text() == report.markdown_summary(record)
     assert written["csv"].read_text() == report.per_class_csv(record)
@@ -316,7 +319,7 @@ def test_write_reports_refuses_existing_files_without_force(record: dict,
                                                             tmp_path: Path) -> None:
     report.write_reports(record, tmp_path)
     other = make_record(seed=5)
-    csv_path = tmp_path / "report_per_class.csv"
+    csv_path = tmp_path / "per_class.csv"
     (tmp_path / "report.md").unlink()  # one missing, the others present: still all-or-nothing
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     with pytest.raises(OutputError, match="already exists"):
@@ -428,3 +431,47 @@ def test_verification_terminal() -> None:
     assert "VERIFICATION FAILED" in text
     assert "first diverging layer: dense (Dense)" in text
     assert "42" in text
+
+
+# --------------------------------------------------------------------------- through the CLI
+@pytest.mark.slow
+def test_empty_class_folder_warns_shows_a_dash_and_macro_averages_follow_sklearn(
+        tmp_path, resnet8_onnx, capsys) -> None:
+    """The MLPerf perf images with an empty frog/ folder, evaluated by the real model."""
+    import onnxruntime as ort
+    import sklearn.metrics as skm
+
+    folder = tmp_path / "no-frogs"
+    shutil.copytree(shared_path("cifar-10", "perf-png"), folder,
+                    ignore=lambda d, names: names if Path(d).name == "frog" else [])
+    assert (folder / "frog").is_dir()
+    assert not any((folder / "frog").iterdir())
+    out = tmp_path / "r.json"
+    assert main(["-q", "evaluate", str(resnet8_onnx), "--data-dir", str(folder),
+                 "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    metrics = json.loads(out.read_text())["metrics"]
+
+    frog = metrics["per_class"][NAMES.index("frog")]
+    assert frog["support"] == 0
+    assert frog["accuracy"] is None
+    assert frog["recall"] is None
+    assert metrics["absent_classes"] == ["frog"]
+    row = next(line for line in text.splitlines() if line.strip().startswith("frog"))
+    assert report.DASH in row
+    assert "0.00%" not in row
+    assert "warning: no images of class frog" in " ".join(text.split())
+    assert "average the" in " ".join(text.split())  # the macro convention is stated
+
+    # Independently: the images read with Pillow, predicted by a bare ONNX Runtime session.
+    files = sorted(folder.glob("*/*.png"))
+    y_true = np.array([NAMES.index(f.parent.name) for f in files])
+    images = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files]).astype(
+        np.float32)
+    session = ort.InferenceSession(str(resnet8_onnx), providers=["CPUExecutionProvider"])
+    y_pred = session.run(None, {session.get_inputs()[0].name: images})[0].argmax(axis=1)
+    for key, sk in (("macro_f1", skm.f1_score), ("macro_recall", skm.recall_score),
+                    ("macro_precision", skm.precision_score)):
+        assert metrics[key] == pytest.approx(
+            sk(y_true, y_pred, average="macro", zero_division=0), abs=1e-12), key
+    assert metrics["macro_classes"] == len(np.union1d(y_true, y_pred))

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
 from onnx import numpy_helper
 
+from conftest import shared_path
 from model_factory import make_classifier
+from resnet8_onnx import errors
 from resnet8_onnx.backends.onnxrt import OnnxRuntimeBackend
+from resnet8_onnx.cli import main
 from resnet8_onnx.errors import InvalidInputError
 from resnet8_onnx.verify import (
     check_dynamic_batch,
@@ -184,3 +192,92 @@ def test_layerwise_on_clean_model_finds_no_divergence(keras_backend, resnet8_onn
     assert report["layerwise"]["first_diverging_layer"] is None
     matched = [entry for entry in report["layerwise"]["layers"] if entry["matched"]]
     assert len(matched) >= 20  # most of ResNet8's 30 layers have an ONNX twin
+
+
+# --------------------------------------------------------------------------- through the CLI
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _h5_weights(path: Path) -> dict[str, np.ndarray]:
+    """Every weight array stored in a Keras .h5 file, read with h5py (no Keras involved)."""
+    import h5py
+
+    found: dict[str, np.ndarray] = {}
+    with h5py.File(path, "r") as f:
+        f["model_weights"].visititems(
+            lambda name, obj: found.__setitem__(name, obj[()])
+            if isinstance(obj, h5py.Dataset) else None)
+    return found
+
+
+def _verify(capsys, *args: str) -> tuple[int, str, dict]:
+    data = shared_path("cifar-10", "perf-png")
+    out = Path(args[-1]).with_suffix(".json")
+    code = main(["-q", "verify", *args[:-1], "--data-dir", str(data), "--limit", "16",
+                 "--json", str(out)])
+    text = " ".join(capsys.readouterr().out.split())  # undo the terminal's line wrapping
+    return code, text, json.loads(out.read_text())
+
+
+@pytest.mark.slow
+def test_verify_says_first_that_the_onnx_file_comes_from_another_model(
+        tmp_path, resnet8_h5, capsys) -> None:
+    import h5py
+
+    retrained = tmp_path / "retrained.h5"
+    shutil.copy(resnet8_h5, retrained)
+    with h5py.File(retrained, "r+") as f:
+        kernel = f["model_weights/conv2d_3/conv2d_3/kernel:0"]
+        kernel[...] = kernel[()] * 1.5
+    other_onnx = tmp_path / "retrained.onnx"
+    assert main(["-q", "convert", str(retrained), "-o", str(other_onnx)]) == 0
+    capsys.readouterr()
+
+    code, text, report = _verify(capsys, str(resnet8_h5), str(other_onnx), str(tmp_path / "x"))
+    assert code == errors.VERIFICATION_FAILED  # the verdict is still decided by parity
+    assert report["provenance"]["converted_from_reference"] is False
+    assert report["provenance"]["onnx_source_sha256"] == _sha256(retrained)
+    assert report["provenance"]["reference_sha256"] == _sha256(resnet8_h5)
+    assert report["provenance"]["onnx_source_file"] == "retrained.h5"
+    said = text.index("retrained.onnx was NOT converted from pretrainedResnet.h5")
+    assert "retrained.h5" in text[said:said + 200]
+    assert said < text.index("Parity") < text.index("first diverging layer")
+
+
+@pytest.mark.slow
+def test_verify_layer_matching_uses_the_given_tolerance(tmp_path, resnet8_h5, resnet8_onnx,
+                                                        capsys) -> None:
+    code, text, report = _verify(capsys, str(resnet8_h5), str(resnet8_onnx), "--atol", "0",
+                                 "--rtol", "0", str(tmp_path / "x"))
+    assert code == errors.VERIFICATION_FAILED
+    layerwise = report["layerwise"]
+    assert layerwise["tolerance"]["atol"] == 0
+    assert layerwise["tolerance"]["rtol"] == 0
+    layers = layerwise["layers"]
+    matched = [entry for entry in layers if entry["matched"]]
+    # At zero tolerance a layer matches only if reproduced bit for bit.
+    assert all(entry["max_abs_diff"] == 0 for entry in matched)
+    assert len(matched) < len(layers)
+    assert layerwise["first_diverging_layer"] is not None
+    assert f"{len(matched)}/{len(layers)} Keras layers matched" in text
+    assert "within atol 0 or rtol 0" in text
+    assert report["provenance"]["converted_from_reference"] is True
+    assert "resnet8.onnx was converted from pretrainedResnet.h5" in text
+
+    # Parameters: the Keras count beside the ONNX one, and why they differ.
+    keras_count = sum(int(w.size) for w in _h5_weights(resnet8_h5).values())
+    assert report["reference_parameters"] == keras_count
+    onnx_count = report["structure"]["parameters"]
+    assert onnx_count < keras_count
+    assert (f"{onnx_count:,} parameters (the Keras model has {keras_count:,}: its "
+            f"{report['reference_batch_normalization_layers']} BatchNormalization layers are "
+            "folded into the convolutions)") in text
+
+    code, text, report = _verify(capsys, str(resnet8_h5), str(resnet8_onnx), "--layerwise",
+                                 str(tmp_path / "y"))
+    assert code == 0
+    assert report["layerwise"]["tolerance"]["rtol"] == report["parity"]["rtol"]
+    assert report["layerwise"]["first_diverging_layer"] is None
+    layers = report["layerwise"]["layers"]
+    assert f"{len(layers)}/{len(layers)} Keras layers matched" in text

@@ -1,12 +1,13 @@
 """Throughput and latency of models over batch sizes, thread counts and ONNX Runtime graph
-optimisation levels, set against a numpy sgemm measured in the same run.
+optimisation levels, set against a large ONNX Runtime MatMul measured in the same run.
 
 A figure such as "5,600 images/s" means little on its own; the same figure as "141 GFLOP/s,
-76 % of what numpy's float32 matrix product reaches with 2 threads on this machine" says
-whether there is anything left to gain. So every configuration reports GFLOP/s (2 × MACs ×
-images/s, MACs counted from the model file itself) and its fraction of an sgemm roofline
-measured at the same thread count, in a child process whose BLAS is pinned to that many
-threads (a BLAS cannot be re-sized once loaded).
+0.9× what ONNX Runtime's own float32 MatMul of two 1024×1024 matrices reaches with 2
+threads on this CPU" says how close the model runs to the runtime's best dense arithmetic.
+So every configuration reports GFLOP/s (2 × MACs × images/s, MACs counted from the model
+file itself) and its ratio to that MatMul at the same thread count. It is a ratio, not a
+share of a roofline: ONNX Runtime's convolution kernels can beat its square MatMul, so values
+above 1 happen. Every record names the CPU it was measured on.
 
 Each configuration is warmed up, then timed call by call until it has both a minimum number
 of iterations and a minimum time, so the default benchmark of one model stays well under a
@@ -36,6 +37,7 @@ import numpy as np
 
 from . import __version__
 from .errors import InvalidInputError, UsageError
+from .evaluate import available_cores
 from .progress import console as make_console
 from .progress import track
 
@@ -52,14 +54,9 @@ DEFAULT_WARMUP_SECONDS = 0.1
 QUICK_MIN_SECONDS = 0.1
 QUICK_WARMUP_SECONDS = 0.02
 SGEMM_SIZE = 1024
+MATMUL_SIZE = 1024
+BUSY_WARNING = 0.25  # share of this process's cores busy with other work before measuring
 DEFAULT_IMAGE_SHAPE = (32, 32, 3)
-
-
-def available_cores() -> int:
-    """CPUs this process may run on (the affinity mask in a container, not the host's count)."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
 
 
 def default_threads() -> tuple[int, ...]:
@@ -128,12 +125,96 @@ _BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_TH
                           "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
+def ort_matmul_gflops(threads: int, *, n: int = MATMUL_SIZE, repeat: int = 5) -> float | None:
+    """Best-of-``repeat`` GFLOP/s of ONNX Runtime's float32 MatMul of two ``n``×``n`` matrices.
+
+    The reference for the models' GFLOP/s: the same runtime, thread pool and CPU kernels as
+    the models, built with ``onnx.helper`` so nothing but the product is timed. ``None`` if
+    ONNX Runtime cannot run it (the benchmark still reports its own figures).
+    """
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["a", "b"], ["c"])], "matmul",
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, [n, n]) for name in "ab"],
+        [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(model.SerializeToString(), options,
+                                       providers=["CPUExecutionProvider"])
+        rng = np.random.default_rng(0)
+        feeds = {name: rng.random((n, n), dtype=np.float32) for name in "ab"}
+        session.run(None, feeds)
+        best = math.inf
+        for _ in range(repeat):
+            start = time.perf_counter()
+            session.run(None, feeds)
+            best = min(best, time.perf_counter() - start)
+    except Exception:  # a reference is a courtesy: never fail a benchmark over it
+        return None
+    return 2 * n**3 / best / 1e9 if best > 0 else None
+
+
+def cpu_model() -> str | None:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux): speed figures are about a CPU."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip().lower() in ("model name", "hardware", "cpu model") and value.strip():
+                return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def _cpu_ticks(cpus: set[int]) -> tuple[int, int] | None:
+    """(busy, total) jiffies of the given CPUs from /proc/stat; None where there is none."""
+    try:
+        lines = Path("/proc/stat").read_text().splitlines()
+    except OSError:
+        return None
+    busy = total = 0
+    for line in lines:
+        name, *fields = line.split()
+        if not name.startswith("cpu") or name == "cpu" or int(name[3:]) not in cpus:
+            continue
+        ticks = [int(v) for v in fields[:8]]  # user nice system idle iowait irq softirq steal
+        total += sum(ticks)
+        busy += sum(ticks) - ticks[3] - ticks[4]
+    return (busy, total) if total else None
+
+
+def cpu_busy_fraction(seconds: float = 0.5) -> float | None:
+    """Share of this process's cores busy over ``seconds``, sampled while it sleeps.
+
+    Taken just before measuring, so it sees other work only. The load average does not do:
+    it lags a minute behind and still counts the previous command of the same session.
+    """
+    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
+    before = _cpu_ticks(cpus)
+    if before is None:
+        return None
+    time.sleep(seconds)
+    after = _cpu_ticks(cpus)
+    if after is None or after[1] <= before[1]:
+        return None
+    return round(min(1.0, (after[0] - before[0]) / (after[1] - before[1])), 3)
+
+
 def sgemm_gflops(threads: int, *, n: int = SGEMM_SIZE, repeat: int = 5) -> float | None:
     """Best-of-``repeat`` GFLOP/s of an ``n``×``n`` float32 numpy matmul on ``threads`` threads.
 
     Runs in a child process with every common BLAS thread variable set, because a BLAS fixes
     its pool size when loaded. ``None`` if the child fails (the benchmark still reports its
-    own figures, just without a roofline).
+    own figures, just without this one).
     """
     env = {**os.environ, **{var: str(threads) for var in _BLAS_THREAD_VARIABLES}}
     try:
@@ -316,7 +397,7 @@ def benchmark(
     data: Mapping[str, Any] | None = None,
     save_optimized: str | os.PathLike[str] | None = None,
     force: bool = False,
-    roofline: bool = True,
+    reference: bool = True,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Measure every planned configuration of every model; returns the JSON-ready record.
@@ -324,6 +405,7 @@ def benchmark(
     ``images`` (uint8 NHWC, e.g. real CIFAR-10 test images, with ``data`` describing them)
     replaces the default random pixels. ``save_optimized`` writes the ONNX model as ONNX
     Runtime optimises it at the highest requested level (exactly one ONNX model needed).
+    ``reference=False`` skips the MatMul reference (and its ratios).
     """
     from .backends import backend_for
     from .evaluate import environment
@@ -359,7 +441,7 @@ def benchmark(
         check_writable(save_optimized, force=force)  # before minutes of work, not after
 
     wall = time.perf_counter()
-    load_before = _load_average()
+    busy_before = cpu_busy_fraction()
     configs = plan_configs(names, batch_sizes=batch_sizes, threads=threads,
                            optimization_levels=levels, full_grid=full_grid)
     model_entries: list[dict[str, Any]] = []
@@ -391,7 +473,7 @@ def benchmark(
                     if info.input_dtype not in ("float32", "float64"):
                         model_entries[-1]["notes"].append(
                             f"{info.input_dtype} arithmetic: its MACs count like float ones, "
-                            "so its share of the float32 sgemm roofline can exceed 100 %")
+                            "so its ratio to the float32 MatMul reference says little")
                     if info.name == "keras":
                         model_entries[-1]["notes"].append(
                             "TensorFlow fixes its thread pools at start-up: measured once, "
@@ -416,18 +498,18 @@ def benchmark(
             advance(1)
     backend = None
 
-    sgemm: dict[str, float | None] = {}
-    if roofline:
+    matmul: dict[str, float | None] = {}
+    if reference:
         cores = available_cores()
         for t in sorted({r["threads"] or cores for r in results}):
-            sgemm[str(t)] = sgemm_gflops(t)
+            matmul[str(t)] = ort_matmul_gflops(t)
     for r in results:
         macs = model_entries[r["model"]]["macs_per_image"]
         gflops = 2 * macs * r["images_per_second"] / 1e9 if macs else None
-        roof = sgemm.get(str(r["threads"] or available_cores()))
+        ref = matmul.get(str(r["threads"] or available_cores()))
         r["gflops"] = gflops
-        r["sgemm_gflops"] = roof
-        r["fraction_of_sgemm"] = gflops / roof if gflops and roof else None
+        r["matmul_gflops"] = ref
+        r["ratio_to_matmul"] = gflops / ref if gflops and ref else None
 
     record: dict[str, Any] = {
         "tool": {"name": "resnet8-onnx", "version": __version__},
@@ -441,9 +523,12 @@ def benchmark(
                      "optimization_levels": levels, "grid": "full" if full_grid else "cross",
                      "min_seconds": min_seconds, "min_iterations": min_iterations,
                      "warmup_seconds": warmup_seconds},
-        "machine": {"cores": available_cores(), "sgemm_size": SGEMM_SIZE,
-                    "sgemm_gflops": sgemm, "load_average_before": load_before,
-                    "load_average_after": _load_average()},
+        "machine": {"cores": available_cores(), "cpu": cpu_model(),
+                    "cpu_busy_before": busy_before,
+                    "matmul_reference": {
+                        "what": f"ONNX Runtime MatMul of two {MATMUL_SIZE}×{MATMUL_SIZE} "
+                                "float32 matrices, best of 5, measured in this run",
+                        "size": MATMUL_SIZE, "gflops": matmul}},
         "environment": environment(versions),
         "models": model_entries,
         "results": results,
@@ -457,14 +542,6 @@ def benchmark(
     return record
 
 
-def _load_average() -> float | None:
-    """The 1-minute load average: other work on the machine makes every figure noisy."""
-    try:
-        return round(os.getloadavg()[0], 2)
-    except (AttributeError, OSError):
-        return None
-
-
 def _best(models: Sequence[Mapping[str, Any]],
           results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The fastest configuration (images/s) of each model."""
@@ -476,7 +553,7 @@ def _best(models: Sequence[Mapping[str, Any]],
             best.append({"model": m, "label": entry["label"],
                          **{k: top[k] for k in ("optimization", "threads", "batch_size",
                                                 "images_per_second", "gflops",
-                                                "fraction_of_sgemm")}})
+                                                "ratio_to_matmul")}})
     return best
 
 
@@ -529,14 +606,19 @@ def render_benchmark_terminal(record: Mapping[str, Any], console: Console | None
         what = inputs.get("description", "synthetic")
     out.print(f"[bold]Inputs:[/bold] {escape(what)}")
     machine = record.get("machine") or {}
-    roof = ", ".join(f"{_g(v)} GFLOP/s on {t} thread{'s' if t != '1' else ''}"
-                     for t, v in (machine.get("sgemm_gflops") or {}).items())
-    out.print(f"[bold]Machine:[/bold] {machine.get('cores', '?')} cores; float32 sgemm "
-              f"roofline {escape(roof or 'not measured')}")
-    load = machine.get("load_average_before")  # "after" includes this benchmark's own load
-    if isinstance(load, int | float) and load > 0.5 * (machine.get("cores") or 1):
-        out.print(f"[yellow]warning:[/yellow] the machine was busy before the benchmark (load "
-                  f"average {load:.2f} on {machine.get('cores')} cores): figures are noisy")
+    reference = machine.get("matmul_reference") or {}
+    size = reference.get("size", MATMUL_SIZE)
+    ref = ", ".join(f"{_g(v)} GFLOP/s on {t} thread{'s' if t != '1' else ''}"
+                    for t, v in (reference.get("gflops") or {}).items())
+    cpu = f" ({machine['cpu']})" if machine.get("cpu") else ""
+    out.print(f"[bold]Machine:[/bold] {machine.get('cores', '?')} cores{escape(cpu)}; "
+              f"reference: ONNX Runtime MatMul {size}×{size} float32 at "
+              f"{escape(ref or 'not measured')}")
+    busy = machine.get("cpu_busy_before")
+    if isinstance(busy, int | float) and busy > BUSY_WARNING:
+        out.print(f"[yellow]warning:[/yellow] the machine was busy just before the benchmark "
+                  f"(other work used {busy:.0%} of the {machine.get('cores')} cores): figures "
+                  "are noisy")
     for m in record.get("models") or []:
         macs = m.get("macs_per_image")
         macs_text = f"{macs:,} MACs/image ({m.get('macs_source')})" if macs else \
@@ -553,9 +635,11 @@ def render_benchmark_terminal(record: Mapping[str, Any], console: Console | None
     out.print()
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold",
                   caption="config: model number, ONNX Runtime optimisation level, threads; "
-                          "sgemm: share of the sgemm roofline", caption_justify="left")
+                          "×MatMul: GFLOP/s over the MatMul reference's at the same threads "
+                          "(a ratio, not a roofline share: above 1 happens)",
+                  caption_justify="left")
     for header in ("config", "batch", "images/s", "p50 ms", "p90 ms", "p99 ms", "GFLOP/s",
-                   "sgemm"):
+                   "×MatMul"):
         table.add_column(header, justify="left" if header == "config" else "right",
                          no_wrap=True)
     previous = None
@@ -570,22 +654,22 @@ def render_benchmark_terminal(record: Mapping[str, Any], console: Console | None
                                           _threads_text(r.get("threads"))) if x)
         previous = group
         lat = r.get("latency_ms") or {}
-        fraction = r.get("fraction_of_sgemm")
+        ratio = r.get("ratio_to_matmul")
         table.add_row(escape(config), f"{r.get('batch_size'):,}",
                       f"{r.get('images_per_second', 0):,.0f}", _g(lat.get("p50")),
                       _g(lat.get("p90")), _g(lat.get("p99")), _g(r.get("gflops")),
-                      f"{fraction:.0%}" if fraction is not None else "—")
+                      f"{ratio:.2f}" if ratio is not None else "—")
     out.print(table)
     for b in record.get("best") or []:
-        fraction = b.get("fraction_of_sgemm")
+        ratio = b.get("ratio_to_matmul")
         setting = ", ".join(x for x in (
             f"opt {b['optimization']}" if b.get("optimization") else "",
             f"{b['threads']} thread{'s' if b['threads'] != 1 else ''}" if b.get("threads")
             else "default threads", f"batch {b.get('batch_size'):,}") if x)
         out.print(f"[bold]best {escape(str(b.get('label')))}:[/bold] "
                   f"{b.get('images_per_second', 0):,.0f} images/s ({setting})"
-                  + (f", {_g(b.get('gflops'))} GFLOP/s = {fraction:.0%} of sgemm"
-                     if fraction is not None else ""))
+                  + (f", {_g(b.get('gflops'))} GFLOP/s = {ratio:.2f}× the MatMul reference"
+                     if ratio is not None else ""))
     opt = record.get("optimized_model")
     if opt:
         out.print(f"optimised model (level {opt.get('level')}) written to "
@@ -598,7 +682,7 @@ def throughput_png(record: Mapping[str, Any], *, dpi: int = 110) -> bytes:
     """Throughput vs batch size, one line per model / threads / optimisation level.
 
     Colour tells optimisation levels (and models) apart, dashes mark fewer threads; when all
-    models share one MAC count a right-hand GFLOP/s axis and the sgemm rooflines are drawn.
+    models share one MAC count a right-hand GFLOP/s axis and the MatMul references are drawn.
     """
     import io
 
@@ -654,14 +738,16 @@ def throughput_png(record: Mapping[str, Any], *, dpi: int = 110) -> bytes:
     if len(macs) == 1:
         per_image = 2 * next(iter(macs)) / 1e9  # GFLOP per image
         top = max(r["images_per_second"] for r in results)
-        for t, gflops in sorted((machine.get("sgemm_gflops") or {}).items(),
+        reference = (machine.get("matmul_reference") or {}).get("gflops") or {}
+        for t, gflops in sorted(reference.items(),
                                 key=lambda kv: int(kv[0])):
             if gflops:
                 ips = gflops / per_image
                 # In the legend rather than annotated: a label on the plot hides data points.
                 ax.axhline(ips, color="#555555", linestyle=":", linewidth=1.4,
                            dashes=(1, 2 + 2 * int(t == str(most))),
-                           label=f"numpy sgemm roofline · {t} thread{'s' if t != '1' else ''} "
+                           label=f"ONNX Runtime MatMul reference · {t} "
+                                 f"thread{'s' if t != '1' else ''} "
                                  f"({gflops:,.0f} GFLOP/s)")
                 top = max(top, ips)
         ax.set_ylim(0, top * 1.12)
@@ -676,8 +762,10 @@ def throughput_png(record: Mapping[str, Any], *, dpi: int = 110) -> bytes:
     names = ", ".join(Path(str(e.get("path"))).name for e in models[:3])
     names += f" and {len(models) - 3} more" if len(models) > 3 else ""
     fig.suptitle(f"Throughput vs batch size — {names}", fontsize=13, fontweight="bold")
-    ax.set_title(f"{what}; {cores} cores; solid lines: {most} thread{'s' if most != 1 else ''}, "
-                 "dashed: fewer", fontsize=9.5, color="#444444")
+    cpu = f" ({machine['cpu']})" if machine.get("cpu") else ""
+    ax.set_title(f"{what}; {cores} cores{cpu}; solid lines: {most} "
+                 f"thread{'s' if most != 1 else ''}, dashed: fewer", fontsize=9.5,
+                 color="#444444")
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", metadata={"Software": None})
     return buffer.getvalue()

@@ -17,14 +17,51 @@ from typing import Any
 
 from . import __version__, errors
 
-EPILOG = """exit codes: 0 ok, 2 usage, 3 input not found, 4 invalid or corrupt input,
+EXIT_CODES = """exit codes: 0 ok, 2 usage, 3 input not found, 4 invalid or corrupt input,
 5 unsafe input refused, 6 verification failed, 7 accuracy below threshold,
-8 output cannot be written, 9 download failed, 70 internal error, 130 interrupted.
+8 output cannot be written, 9 download failed, 70 internal error, 130 interrupted."""
 
-data: --data-dir DIR (or $RESNET8_ONNX_DATA_DIR) may point at a CIFAR-10 layout or a folder
-holding one (searched two levels deep); otherwise the official files are downloaded into
-$RESNET8_ONNX_CACHE_DIR (default ~/.cache/resnet8-onnx). RESNET8_ONNX_OFFLINE=1 forbids
-downloads."""
+DATA_HELP = """data: --data-dir DIR (or $RESNET8_ONNX_DATA_DIR) may point at a CIFAR-10 layout
+or a folder holding one (searched two levels deep); otherwise the official files are
+downloaded into $RESNET8_ONNX_CACHE_DIR (default ~/.cache/resnet8-onnx).
+RESNET8_ONNX_OFFLINE=1 forbids downloads."""
+
+EPILOG = f"{EXIT_CODES}\n\n{DATA_HELP}"
+
+# One or two typical invocations per command, printed last in its --help.
+EXAMPLES = {
+    "data": ["resnet8-onnx data --data-dir ../shared",
+             "resnet8-onnx data --data-dir ../shared --subset perf --json -"],
+    "convert": ["resnet8-onnx convert pretrainedResnet.h5 -o resnet8.onnx",
+                "resnet8-onnx convert my_model.keras --input-shape any --num-classes any"],
+    "verify": ["resnet8-onnx verify pretrainedResnet.h5 resnet8.onnx --data-dir ../shared",
+               "resnet8-onnx verify pretrainedResnet.h5 resnet8.onnx --data-dir ../shared "
+               "--limit 500 --layerwise --json verify.json"],
+    "evaluate": ["resnet8-onnx evaluate resnet8.onnx --data-dir ../shared --out report",
+                 "resnet8-onnx evaluate resnet8.onnx --data-dir ../shared --subset perf "
+                 "--min-accuracy 85% -q"],
+    "run": ["resnet8-onnx run --data-dir ../shared --out resnet8-report",
+            "resnet8-onnx run --model my_model.h5 --data-dir ../shared --min-accuracy 0.9"],
+    "compare": ["resnet8-onnx compare pretrainedResnet.h5 resnet8.onnx "
+                "pretrainedResnet_quant.tflite --data-dir ../shared --subset perf"],
+    "benchmark": ["resnet8-onnx benchmark resnet8.onnx --quick",
+                  "resnet8-onnx benchmark resnet8.onnx pretrainedResnet.tflite "
+                  "--data-dir ../shared --plot throughput.png"],
+}
+
+# Commands whose inputs do not include CIFAR-10 data leave the data paragraph out of --help.
+NO_DATA_COMMANDS = ("convert",)
+
+
+def command_epilog(name: str) -> str:
+    """Exit codes, where data comes from (when the command reads data), then examples."""
+    parts = [EXIT_CODES]
+    if name not in NO_DATA_COMMANDS:
+        parts.append(DATA_HELP)
+    examples = EXAMPLES.get(name)
+    if examples:
+        parts.append("examples:\n" + "\n".join(f"  {line}" for line in examples))
+    return "\n\n".join(parts)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -34,13 +71,32 @@ def _console(stderr: bool = False):
     return console(stderr=stderr)
 
 
-def _fraction(text: str) -> float:
-    value = float(text)
-    if value > 1.0 and value <= 100.0:
-        value /= 100.0  # accept "85" as 85 %
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an accuracy in 0–1 (or 0–100 %)")
-    return value
+def _accuracy(text: str) -> float:
+    """'0.875' (a fraction, 0–1) or '87.5%' (a percentage) → 0.875.
+
+    A bare number above 1 is refused rather than guessed: '1' is 100 %, so reading '85' as
+    85 % would make '1.01' mean 1.01 %. Parsed as a decimal, so '87.19%' is exactly 0.8719.
+    """
+    from decimal import Decimal, InvalidOperation
+
+    raw = text.strip()
+    percent = raw.endswith("%")
+    try:
+        value = Decimal(raw[:-1].strip() if percent else raw)
+    except InvalidOperation:
+        value = None
+    if value is None or not value.is_finite():
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an accuracy: give a fraction from 0 to 1 (0.875) or a "
+            "percentage (87.5%)")
+    if percent:
+        value /= 100
+    elif value > 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is ambiguous: write {raw}% for a percentage, or a fraction from 0 to 1")
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an accuracy between 0 and 100%")
+    return float(value)
 
 
 def _positive_int(text: str) -> int:
@@ -101,6 +157,22 @@ def _seconds(text: str) -> float:
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more seconds")
     return value
+
+
+def _warn_oversubscribed(args: argparse.Namespace) -> None:
+    """One line on stderr when --threads asks for more threads than this process has cores:
+    oversubscribed runtimes do not fail, they run many times slower."""
+    threads = getattr(args, "threads", None)
+    most = max(threads) if isinstance(threads, list) else threads
+    if not most:
+        return
+    from .evaluate import available_cores
+
+    cores = available_cores()
+    if most > cores:
+        print(f"resnet8-onnx: warning: --threads {most} is more than the {cores} "
+              f"core{'s' if cores != 1 else ''} available; oversubscribed threads run much "
+              f"slower (try --threads {cores}, or leave it out)", file=sys.stderr)
 
 
 def _emit_json(payload: dict[str, Any], destination: str | None, *, force: bool) -> None:
@@ -174,7 +246,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     console.print(f"source: {source['kind']} at {source['path']}")
     for line in source.get("checks", []):
         console.print(f"  verified: {line}")
-    for line in source.get("warnings", []):
+    for line in [*source.get("warnings", []), *description.get("warnings", [])]:
         console.print(f"  [yellow]warning:[/yellow] {line}")
     counts = ", ".join(f"{name} {n:,}" for name, n in description["per_class"].items())
     console.print(f"per class: {counts}")
@@ -206,7 +278,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     reference = load_backend(args.reference, args.reference_backend, threads=args.threads)
     report = verify(reference, args.onnx, dataset.images, indices=dataset.indices,
                     atol=args.atol, rtol=args.rtol, layerwise=args.layerwise,
-                    batch_size=args.batch_size)
+                    batch_size=args.batch_size, threads=args.threads)
     report["data"] = dataset.describe()
     from .report import render_verification_terminal
 
@@ -218,6 +290,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .backends import load_backend
     from .evaluate import evaluate
+    from .metrics import meets_accuracy
 
     _check_json_destination(args.json, args.force)
     out_dir = _check_out(args)
@@ -230,11 +303,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     render_terminal(record, _console(stderr=args.json == "-"))
     _emit_json(record, args.json, force=args.force)
     _write_reports_locked(out_dir, write_reports, record, force=args.force)
-    accuracy = record["metrics"]["accuracy"]
-    if args.min_accuracy is not None and accuracy < args.min_accuracy:
+    metrics = record["metrics"]
+    if args.min_accuracy is not None and not meets_accuracy(
+            metrics["correct"], metrics["total"], args.min_accuracy):
+        from .report import format_threshold
+
         raise errors.AccuracyBelowThresholdError(
-            f"{args.model}: accuracy {accuracy:.2%} is below --min-accuracy "
-            f"{args.min_accuracy:.2%}")
+            f"{args.model}: accuracy {metrics['accuracy']:.2%} ({metrics['correct']:,}/"
+            f"{metrics['total']:,}) is below --min-accuracy {format_threshold(args.min_accuracy)}")
     return errors.OK
 
 
@@ -257,7 +333,13 @@ def _write_reports_locked(
 
     with exclusive_directory(prepare_output_dir(out_dir)):
         written = write(record, out_dir, force=force)
-    _console(stderr=True).print("reports: " + ", ".join(str(p) for p in written.values()))
+    _list_written(written.values())
+
+
+def _list_written(paths: Any) -> None:
+    """Every command lists the files it wrote the same way: one line on stderr."""
+    _console(stderr=True).print("reports: " + ", ".join(str(p) for p in paths), markup=False,
+                                soft_wrap=True)
 
 
 def _prepare_out(args: argparse.Namespace) -> Path | None:
@@ -287,10 +369,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .report import render_comparison_terminal
 
     render_comparison_terminal(comparison, _console())
+    _list_written((comparison.get("files") or {}).values())
     verdict = comparison["verdict"]
     if not comparison["parity"]["passed"]:
         return errors.VERIFICATION_FAILED
-    if not verdict["above_threshold"]:
+    if not verdict["meets_threshold"]:
         return errors.ACCURACY_BELOW_THRESHOLD
     return errors.OK
 
@@ -372,9 +455,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
                                 parser_class=_Parser)
+    # -q and --debug are accepted after the command name too. SUPPRESS as the default keeps
+    # a value given before the command: the subcommand only sets what it was given.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks on errors")
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="no progress bars or status lines")
 
     def command(name: str, help_: str, description: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help_, description=description, epilog=EPILOG,
+        return sub.add_parser(name, help=help_, description=description,
+                              epilog=command_epilog(name), parents=[common],
                               formatter_class=argparse.RawDescriptionHelpFormatter)
 
     def output_options(p: argparse.ArgumentParser) -> None:
@@ -439,10 +530,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="runtime (default: chosen by file suffix)")
     _add_data_options(p)
     run_options(p)
-    p.add_argument("--min-accuracy", type=_fraction, default=None, metavar="X",
-                   help="exit 7 when top-1 accuracy is below X (0–1, or a percentage)")
+    p.add_argument("--min-accuracy", type=_accuracy, default=None, metavar="X",
+                   help="exit 7 unless top-1 accuracy is at least X: a fraction from 0 to 1 "
+                        "(0.85) or a percentage (85%%)")
     p.add_argument("--out", metavar="DIR", default=None,
-                   help="also write report.json, report.md, per-class CSV and confusion PNG")
+                   help="also write report.json, report.md, per_class.csv and "
+                        "confusion_<backend>.png")
     output_options(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -457,8 +550,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", default="resnet8-report",
                    help="report directory (default: ./resnet8-report)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
-    p.add_argument("--min-accuracy", type=_fraction, default=0.85, metavar="X",
-                   help="accuracy the ONNX model must exceed (default: 0.85)")
+    p.add_argument("--min-accuracy", type=_accuracy, default=0.85, metavar="X",
+                   help="accuracy the ONNX model must reach (≥): a fraction from 0 to 1 or a "
+                        "percentage like 85%% (default: 85%%)")
     tolerance_options(p)
     run_options(p)
     p.add_argument("--force", action="store_true", help="overwrite an existing report")
@@ -547,6 +641,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             if args.quiet:
                 progress.set_enabled(False)
+            _warn_oversubscribed(args)
             return int(args.func(args))
         except errors.ToolError as exc:
             if debug:

@@ -136,7 +136,7 @@ def compare_models(
     in memory besides the outputs.
     """
     from .backends import load_backend
-    from .evaluate import evaluate
+    from .evaluate import available_cores, evaluate
 
     if len(paths) < 2:
         raise UsageError("compare needs at least two models")
@@ -148,7 +148,10 @@ def compare_models(
         backend = load_backend(path, name, threads=threads)
         results.append(evaluate(backend, dataset, batch_size=batch_size))
         del backend
-    return compare_results(results, indices=dataset.indices)
+    record = compare_results(results, indices=dataset.indices)
+    record["settings"] = {"threads": threads, "available_cores": available_cores(),
+                          "batch_size": batch_size, "ort_optimization": "all"}
+    return record
 
 
 # --------------------------------------------------------------------------- rendering helpers

@@ -517,7 +517,7 @@ def _check_model_io(
         if tuple(image_shape) != tuple(input_shape):
             raise InvalidInputError(
                 f"{source}: model input is {_shape_text(image_shape)}, expected "
-                f"{_shape_text(input_shape)} (override the expected input shape to convert it)"
+                f"{_shape_text(input_shape)} (convert --input-shape any accepts it)"
             )
     elif any(d is None for d in image_shape):
         raise InvalidInputError(
@@ -533,7 +533,7 @@ def _check_model_io(
     if num_classes is not None and k != num_classes:
         raise InvalidInputError(
             f"{source}: model has {k} outputs, expected {num_classes} classes "
-            "(override the expected number of classes to convert it)"
+            "(convert --num-classes any accepts it)"
         )
     return tuple(int(d) for d in image_shape), k
 

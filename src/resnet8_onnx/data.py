@@ -101,6 +101,11 @@ def _batch_names(fmt: str, split: str) -> list[str]:
     return [f"data_batch_{i}{suffix}" for i in range(1, 6)]
 
 
+def _count(n: int, singular: str, plural: str | None = None) -> str:
+    """'1 image', '2 images', '1,000 images'."""
+    return f"{n:,} {singular if n == 1 else plural or singular + 's'}"
+
+
 def _oneline(text: object, limit: int = 200) -> str:
     line = " ".join(str(text).split())
     return line if len(line) <= limit else line[: limit - 1] + "…"
@@ -242,9 +247,14 @@ class Dataset:
         limit = None
         if self.subset.startswith("first-"):
             limit = int(self.subset.split(" ", 1)[0].removeprefix("first-"))
+        empty = [name for name, n in self.per_class.items() if n == 0]
+        warnings = [f"no images of class {', '.join(empty)}: "
+                    f"{'its' if len(empty) == 1 else 'their'} accuracy and recall are undefined"
+                    ] if empty else []
         return {
             "dataset": "CIFAR-10",
             "source": self.source.to_dict(),
+            "warnings": warnings,
             "split": self.split,
             "subset": self.subset,
             "count": len(self),
@@ -491,10 +501,9 @@ def _read_indices(path: str | os.PathLike[str]) -> tuple[np.ndarray, list[str], 
         if digest == official:
             checks.append(f"{p.name}: sha256 {digest} (official)")
         else:
-            checks.append(f"{p.name}: sha256 {digest} (official is {official})")
             warnings.append(
-                f"{p.name}: differs from the official MLPerf Tiny file; the subset is not the "
-                "official perf subset"
+                f"{p.name}: differs from the official MLPerf Tiny file (sha256 {digest}, "
+                f"official {official}); the subset is not the official perf subset"
             )
     return idx, checks, warnings
 
@@ -670,9 +679,9 @@ def _load_batches(layout: _Layout, split: str) -> Dataset:
         elif digest == expected:
             checks.append(f"{layout.path.name}: md5 {digest} (official)")
         else:
-            checks.append(
-                f"{layout.path.name}: md5 {digest} (official is {expected}); "
-                "members checked one by one"
+            warnings.append(
+                f"{layout.path.name}: md5 {digest} differs from the official archive's "
+                f"{expected}; its members are checked one by one"
             )
     batches, combined, meta = _read_batches(layout, names, meta_name)
 
@@ -699,10 +708,10 @@ def _load_batches(layout: _Layout, split: str) -> Dataset:
             checks.append(f"{name}: md5 {digest} (official)")
         else:
             official = False
-            checks.append(f"{name}: md5 {digest} (official is {want})")
             warnings.append(
-                f"{name}: not the official file (md5 differs); loaded because its structure is "
-                f"valid, but figures from it are not comparable to the official {split} set"
+                f"{name}: not the official file (md5 differs): md5 {digest}, official {want}; "
+                "loaded because its structure is valid, but figures from it are not "
+                f"comparable to the official {split} set"
             )
         balance = ", 1,000 per class" if split == "test" and n == TEST_SET_SIZE else ""
         checks.append(f"{name}: {n:,} records, labels in 0–9{balance}")
@@ -726,8 +735,9 @@ def _load_batches(layout: _Layout, split: str) -> Dataset:
             checks.append(f"{meta_name}: md5 {digest} (official), the 10 CIFAR-10 class names")
         else:
             official = False
-            checks.append(f"{meta_name}: md5 {digest} (official is {want_meta}), class names match")
-            warnings.append(f"{meta_name}: not the official file (md5 differs)")
+            checks.append(f"{meta_name}: the 10 CIFAR-10 class names")
+            warnings.append(f"{meta_name}: not the official file (md5 differs): md5 {digest}, "
+                            f"official {want_meta}")
     else:
         checks.append(f"{meta_name}: absent, CIFAR-10 class names assumed")
 
@@ -800,7 +810,7 @@ def _load_image_folder(root: Path, split: str) -> Dataset:
     images = np.empty((n, *IMAGE_SHAPE), dtype=np.uint8)
     labels = np.array([label for label, _, _ in entries], dtype=np.int64)
     formats: dict[str, int] = {}
-    transparent = 0
+    transparent = grayscale = 0
     with track(f"Reading {root.name}", n) as advance:
         for i, (_, _, path) in enumerate(entries):
             try:
@@ -820,6 +830,7 @@ def _load_image_folder(root: Path, split: str) -> Dataset:
                     if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
                         alpha = np.asarray(im.convert("RGBA"))[..., 3]
                         transparent += int(np.any(alpha != 255))
+                    grayscale += im.mode in ("1", "L", "LA")
                     images[i] = np.asarray(im.convert("RGB"))
             except InvalidInputError:
                 raise
@@ -844,14 +855,20 @@ def _load_image_folder(root: Path, split: str) -> Dataset:
     lossy = sum(v for k, v in formats.items() if k in _LOSSY_FORMATS)
     if lossy:
         warnings.append(
-            f"{root.name}: {lossy:,} images are JPEG (lossy); accuracy will not match the "
-            "official test set"
+            f"{root.name}: {_count(lossy, 'image is', 'images are')} JPEG (lossy); accuracy "
+            "will not match the official test set"
         )
     if transparent:
-        warnings.append(f"{root.name}: {transparent:,} images had transparency, which was dropped")
+        warnings.append(f"{root.name}: {_count(transparent, 'image')} had transparency, which "
+                        "was dropped")
+    if grayscale:
+        warnings.append(
+            f"{root.name}: {_count(grayscale, 'image is', 'images are')} grayscale, converted "
+            "to RGB with R = G = B; the model was trained on colour images"
+        )
     if ignored:
         warnings.append(
-            f"{root.name}: ignored {len(ignored):,} non-image files (e.g. {ignored[0]})"
+            f"{root.name}: ignored {_count(len(ignored), 'non-image file')} (e.g. {ignored[0]})"
         )
     images.setflags(write=False)
     labels.setflags(write=False)

@@ -7,6 +7,7 @@ keeps the harness's overhead over a bare runtime loop small and its memory flat.
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from collections.abc import Iterable
@@ -27,6 +28,28 @@ if TYPE_CHECKING:
 # ONNX Runtime's throughput on ResNet8 peaks around 64–128 images per call on 2 cores
 # (measured: 128 → 153 GFLOP/s, 250 → 141, 1000 → 131); larger batches only cost memory.
 DEFAULT_BATCH_SIZE = 128
+
+
+def available_cores() -> int:
+    """CPUs this process may run on (the affinity mask in a container, not the host's count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def run_settings(backend_info: dict[str, Any], batch_size: int) -> dict[str, Any]:
+    """How a model was run — threads, batch size, ONNX Runtime graph optimisation level —
+    and the cores there were: throughput means little without them.
+
+    ``threads`` is ``None`` when the runtime chose (ONNX Runtime and TensorFlow: all cores).
+    """
+    extra = backend_info.get("extra") or {}
+    return {
+        "threads": extra.get("threads") or None,
+        "available_cores": available_cores(),
+        "batch_size": batch_size,
+        "ort_optimization": extra.get("optimization"),
+    }
 
 
 def check_compatible(backend: Backend, dataset: Dataset) -> None:
@@ -135,6 +158,7 @@ class EvaluationResult:
                 "output_kind": self.metrics.output_kind,
             },
             "data": self.data,
+            "settings": run_settings(self.backend, int(self.timings.get("batch_size") or 0)),
             "metrics": self.metrics.to_dict(),
             "environment": self.environment,
             "timings": self.timings,

@@ -5,9 +5,15 @@ scikit-learn, which only proves something if the two are independent implementat
 evaluation path starts faster without importing scikit-learn. Conventions follow scikit-learn
 so results can be compared one to one:
 
-* **Zero division** (``zero_division=0``): precision of a class that is never predicted,
-  recall (= per-class accuracy) of a class absent from ``y_true`` and F1 when both are zero
-  are reported as ``0.0``, never NaN.
+* **Zero division** (``zero_division=0``): precision of a class that is never predicted but
+  has images is ``0.0``, never NaN. A class without images (absent from ``y_true``) has no
+  per-class accuracy or recall: both are ``None`` (shown as "—"); its precision and F1 are
+  ``0.0`` when the model predicts it (every such prediction is wrong) and ``None`` when not.
+* **Macro averages** (precision, recall, F1) are over the classes present in ``y_true`` or
+  the predictions — scikit-learn's default label set for ``average="macro"`` — with
+  ``zero_division=0``, so they equal scikit-learn's figures. A class absent from both (an
+  empty class folder the model never predicts) does not pull the average down; one the
+  model predicts without having images counts with recall and F1 of 0.
 * **Top-1 prediction** is ``argmax`` of the scores; when several classes share the top score
   the lowest class index wins (numpy's rule). ``argmax_ties`` counts how often that happened,
   which matters for quantised models whose outputs tie often.
@@ -176,6 +182,26 @@ def roc_auc_ovr(y_true: Any, probs: Any) -> tuple[list[float | None], float | No
     return per_class, macro
 
 
+def meets_accuracy(correct: int, total: int, threshold: float) -> bool:
+    """Whether ``correct / total ≥ threshold``, decided exactly rather than in floats.
+
+    The threshold is read as the decimal it prints as (``0.8719`` is 8719/10000, not the
+    binary float next to it), so 8,719 correct of 10,000 meets 0.8719 whatever the rounding.
+    """
+    from fractions import Fraction
+
+    if total <= 0:
+        raise ValueError("accuracy of zero samples is undefined")
+    return Fraction(int(correct), int(total)) >= Fraction(repr(float(threshold)))
+
+
+def _macro(per_class: Sequence[ClassMetrics], attribute: str) -> float:
+    """Mean of one per-class figure over the classes present in labels or predictions,
+    undefined values counting as 0 (scikit-learn's ``average="macro"``, ``zero_division=0``)."""
+    values = [getattr(c, attribute) or 0.0 for c in per_class if c.present]
+    return float(np.mean(values)) if values else 0.0
+
+
 def _ratio(num: int, den: int) -> float:
     """``num / den`` with scikit-learn's ``zero_division=0``."""
     return float(num / den) if den else 0.0
@@ -189,12 +215,17 @@ class ClassMetrics:
     index: int
     support: int
     correct: int
-    accuracy: float
-    precision: float
-    recall: float
-    f1: float
+    accuracy: float | None  # None: no images of this class
+    precision: float | None  # None: neither images nor predictions of this class
+    recall: float | None
+    f1: float | None
     auc: float | None
     predicted: int = 0  # how many samples were predicted as this class (column sum)
+
+    @property
+    def present(self) -> bool:
+        """In the labels or the predictions: the classes macro averages are taken over."""
+        return self.support > 0 or self.predicted > 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready; ``total`` repeats ``support`` for readers that think in counts."""
@@ -239,11 +270,16 @@ class ClassificationMetrics:
 
     @property
     def macro_precision(self) -> float:
-        return float(np.mean([c.precision for c in self.per_class]))
+        return _macro(self.per_class, "precision")
 
     @property
     def macro_recall(self) -> float:
-        return float(np.mean([c.recall for c in self.per_class]))
+        return _macro(self.per_class, "recall")
+
+    @property
+    def absent_classes(self) -> list[str]:
+        """Names of the classes without images (their accuracy and recall are undefined)."""
+        return [c.name for c in self.per_class if c.support == 0]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (plain ints, floats, lists; ``None`` where a value is undefined)."""
@@ -256,6 +292,8 @@ class ClassificationMetrics:
             "macro_f1": self.macro_f1,
             "macro_precision": self.macro_precision,
             "macro_recall": self.macro_recall,
+            "macro_classes": sum(1 for c in self.per_class if c.present),
+            "absent_classes": self.absent_classes,
             "num_classes": self.num_classes,
             "class_names": [c.name for c in self.per_class],
             "output_kind": self.output_kind,
@@ -306,7 +344,9 @@ def compute_metrics(
 
     per_class = []
     for c in range(num_classes):
-        recall = _ratio(int(tp[c]), int(support[c]))
+        has_images = int(support[c]) > 0
+        present = has_images or int(predicted[c]) > 0
+        recall = _ratio(int(tp[c]), int(support[c])) if has_images else None
         fp = int(predicted[c] - tp[c])
         fn = int(support[c] - tp[c])
         per_class.append(
@@ -316,10 +356,10 @@ def compute_metrics(
                 support=int(support[c]),
                 correct=int(tp[c]),
                 accuracy=recall,
-                precision=_ratio(int(tp[c]), int(predicted[c])),
+                precision=_ratio(int(tp[c]), int(predicted[c])) if present else None,
                 recall=recall,
                 # 2TP / (2TP + FP + FN): equals 2PR/(P+R) and is defined in more cases.
-                f1=_ratio(2 * int(tp[c]), 2 * int(tp[c]) + fp + fn),
+                f1=_ratio(2 * int(tp[c]), 2 * int(tp[c]) + fp + fn) if present else None,
                 auc=aucs[c],
                 predicted=int(predicted[c]),
             )
@@ -335,7 +375,7 @@ def compute_metrics(
         confusion_matrix=cm,
         per_class=tuple(per_class),
         macro_auc=macro_auc,
-        macro_f1=float(np.mean([c.f1 for c in per_class])),
+        macro_f1=_macro(per_class, "f1"),
         output_kind=output_kind,
         softmax_applied_for_auc=applied_softmax,
         argmax_ties=ties,

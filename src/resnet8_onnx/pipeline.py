@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .evaluate import DEFAULT_BATCH_SIZE, EvaluationResult, evaluate
+from .evaluate import DEFAULT_BATCH_SIZE, EvaluationResult, available_cores, evaluate
 from .progress import status
 from .verify import DEFAULT_ATOL, DEFAULT_RTOL, verify
 
@@ -23,19 +23,26 @@ def resolve_model(model: str | os.PathLike[str] | None, data_dir: str | os.PathL
     """The user's model, or MLCommons' pretrained ResNet8 (found locally or downloaded)."""
     if model is not None:
         return Path(model)
+    from .errors import InputNotFoundError
     from .fetch import fetch
 
-    return fetch(DEFAULT_MODEL, data_dir, download=download)
+    try:
+        return fetch(DEFAULT_MODEL, data_dir, download=download)
+    except InputNotFoundError as exc:
+        raise InputNotFoundError(f"{exc}; or give the Keras model with --model FILE") from None
 
 
 def build_verdict(keras: EvaluationResult, onnx: EvaluationResult, parity: dict[str, Any],
                   min_accuracy: float) -> dict[str, Any]:
     """The answer to the user's question, as data and as a few sentences."""
+    from .metrics import meets_accuracy
+    from .report import format_threshold
+
     k, o = keras.metrics, onnx.metrics
     same_predictions = int((keras.predictions == onnx.predictions).sum())
-    above = o.accuracy > min_accuracy
+    meets = meets_accuracy(o.correct, o.total, min_accuracy)
     equal = k.correct == o.correct and same_predictions == o.total
-    passed = bool(parity["passed"] and above and equal)
+    passed = bool(parity["passed"] and meets and equal)
     n = o.total
     differing = [a.name for a, b in zip(k.per_class, o.per_class, strict=True)
                  if a.correct != b.correct]
@@ -46,7 +53,9 @@ def build_verdict(keras: EvaluationResult, onnx: EvaluationResult, parity: dict[
          f"ONNX and Keras disagree on {n - same_predictions:,} of {n:,} predictions")
         + f"; max |Δ| of outputs {parity['max_abs_diff']:.2e} "
         + ("(within tolerance)." if parity["passed"] else "(OVER tolerance)."),
-        f"ONNX accuracy is {'above' if above else 'NOT above'} {min_accuracy:.0%}.",
+        (f"ONNX accuracy is at least {format_threshold(min_accuracy)} (the threshold)."
+         if meets else f"ONNX accuracy is BELOW the threshold of "
+                       f"{format_threshold(min_accuracy)}."),
         "Per-class accuracy is identical for all classes." if not differing
         else "Per-class accuracy differs for: " + ", ".join(differing) + ".",
         "VERDICT: PASS — the conversion lost nothing." if passed else "VERDICT: FAIL.",
@@ -59,7 +68,8 @@ def build_verdict(keras: EvaluationResult, onnx: EvaluationResult, parity: dict[
         "onnx_correct": o.correct,
         "same_correct_count": k.correct == o.correct,
         "prediction_agreement": same_predictions,
-        "above_threshold": above,
+        "threshold_rule": "correct / total ≥ threshold (exact)",
+        "meets_threshold": meets,
         "passed": passed,
         "summary": summary,
     }
@@ -104,7 +114,7 @@ def run_pipeline(
     verification = verify(
         keras_backend, onnx_path, dataset.images, candidate=onnx_backend,
         reference_outputs=keras_result.outputs, candidate_outputs=onnx_result.outputs,
-        indices=dataset.indices, atol=atol, rtol=rtol, batch_size=batch_size,
+        indices=dataset.indices, atol=atol, rtol=rtol, batch_size=batch_size, threads=threads,
     )
     parity = {**verification["parity"], "passed": verification["passed"],
               "dynamic_batch": verification["dynamic_batch"],
@@ -116,7 +126,12 @@ def run_pipeline(
         "parity": parity,
         "verdict": build_verdict(keras_result, onnx_result, parity, min_accuracy),
         "data": dataset.describe(),
+        "settings": {"threads": threads, "available_cores": available_cores(),
+                     "batch_size": batch_size, "ort_optimization": "all"},
     }
+    for key in ("reference_parameters", "reference_batch_normalization_layers", "provenance"):
+        if key in verification:
+            comparison[key] = verification[key]
     if "layerwise" in verification:
         comparison["layerwise"] = verification["layerwise"]
     comparison["files"] = {k: str(v) for k, v in

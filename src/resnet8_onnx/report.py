@@ -54,6 +54,16 @@ def format_pct(value: Any, digits: int = 2) -> str:
     return f"{value * 100:.{digits}f}%" if is_number(value) else DASH
 
 
+def format_threshold(value: Any) -> str:
+    """A threshold exactly as given, as a percentage: 0.8719 → '87.19%', 0.895 → '89.5%'."""
+    if not is_number(value):
+        return DASH
+    from decimal import Decimal
+
+    text = format((Decimal(repr(float(value))) * 100).normalize(), "f")
+    return f"{text}%"
+
+
 def _fixed(value: Any, digits: int = 4) -> str:
     return f"{value:.{digits}f}" if is_number(value) else DASH
 
@@ -132,6 +142,22 @@ def _output_note(metrics: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _macro_note(metrics: Mapping[str, Any]) -> str | None:
+    """How macro averages treat classes without images; said only when there are some."""
+    absent = metrics.get("absent_classes") or []
+    if not absent:
+        return None
+    count = metrics.get("macro_classes")
+    over = f"the {count} classes" if isinstance(count, int) else "the classes"
+    predicted = {str(c.get("name")): c.get("predicted") for c in metrics.get("per_class") or []}
+    named = [f"{name} (predicted {predicted[name]:,} times, so it counts with recall and F1 0)"
+             if isinstance(predicted.get(name), int) and predicted[name] > 0 else
+             f"{name} (never predicted, so left out)" for name in map(str, absent)]
+    return (f"no images of {', '.join(named)}: accuracy and recall shown as {DASH}; macro "
+            f"precision, recall and F1 average {over} present in the labels or the "
+            "predictions (scikit-learn's convention)")
+
+
 def _throughput(record: Mapping[str, Any]) -> str | None:
     timings = _get(record, "timings", default={})
     ips = timings.get("images_per_second")
@@ -145,6 +171,13 @@ def _throughput(record: Mapping[str, Any]) -> str | None:
         parts.append(f"{timings['load_seconds']:.2f} s loading")
     if timings.get("batch_size"):
         parts.append(f"batch {timings['batch_size']}")
+    settings = _get(record, "settings", default={})
+    threads, cores = settings.get("threads"), settings.get("available_cores")
+    if isinstance(threads, int):
+        parts.append(f"{threads} thread{'s' if threads != 1 else ''}"
+                     + (f" on {cores} cores" if isinstance(cores, int) and threads > cores else ""))
+    elif isinstance(cores, int):
+        parts.append(f"default threads, {cores} core{'s' if cores != 1 else ''}")
     return parts[0] + (f" ({', '.join(parts[1:])})" if len(parts) > 1 else "")
 
 
@@ -337,7 +370,7 @@ def render_terminal(record: Mapping[str, Any], console: Console | None = None) -
     out.print(_metrics_table(record))
     out.print()
     out.print(_headline(metrics))
-    notes = [n for n in (_output_note(metrics), _throughput(record)) if n]
+    notes = [n for n in (_output_note(metrics), _macro_note(metrics), _throughput(record)) if n]
     if metrics.get("argmax_ties"):
         notes.append(f"{metrics['argmax_ties']:,} images had tied top scores "
                      "(counted as the lowest class index)")
@@ -398,9 +431,9 @@ def markdown_summary(record: Mapping[str, Any]) -> str:
     if _throughput(record):
         key.append(("Throughput", _throughput(record)))
     lines += markdown_table(["metric", "value"], key, ["l", "r"])
-    note = _output_note(metrics)
-    if note:
-        lines += ["", f"Note: {note}."]
+    for note in (_output_note(metrics), _macro_note(metrics)):
+        if note:
+            lines += ["", f"Note: {note}."]
     if metrics.get("argmax_ties"):
         lines += ["", f"Note: {metrics['argmax_ties']:,} images had tied top scores; the "
                       "prediction is the lowest tied class index."]
@@ -416,7 +449,8 @@ def markdown_summary(record: Mapping[str, Any]) -> str:
              for i, c in enumerate(per_class)],
             ["r", "l", "r", "r", "r", "r", "r", "r", "r"])
         lines += ["", "Accuracy per class is the recall. Precision of a class that is never "
-                      "predicted is 0; AUC is undefined (—) for a class without images."]
+                      "predicted is 0; accuracy, recall and AUC are undefined (—) for a class "
+                      "without images."]
     matrix = metrics.get("confusion_matrix")
     if matrix:
         lines += ["", "## Confusion matrix", "", "Rows: true class; columns: predicted class.",
@@ -536,16 +570,23 @@ def write_all(out_dir: str | os.PathLike[str], contents: Mapping[str, tuple[str,
 
 def write_reports(record: Mapping[str, Any], out_dir: str | os.PathLike[str], *,
                   force: bool = False, stem: str = "report") -> dict[str, Path]:
-    """Write ``{stem}.json``, ``{stem}.md``, ``{stem}_per_class.csv``, ``{stem}_confusion.png``.
+    """Write ``report.json``, ``report.md``, ``per_class.csv``, ``confusion_<backend>.png``.
 
-    ``out_dir`` is created if missing (its parent must exist). Existing files are refused
-    unless ``force``. Returns ``{"json", "markdown", "csv", "png"}`` → path.
+    The same names as the ``run`` report directory (:func:`write_comparison_reports`), so a
+    script reads either. Another ``stem`` writes ``{stem}.json``, ``{stem}.md``,
+    ``{stem}_per_class.csv`` and ``{stem}_confusion.png``. ``out_dir`` is created if missing
+    (its parent must exist). Existing files are refused unless ``force``. Returns
+    ``{"json", "markdown", "csv", "png"}`` → path.
     """
+    backend = str(_get(record, "model", "backend", default="model"))
+    plain = stem == "report"
     contents: dict[str, tuple[str, Renderer]] = {
         "json": (f"{stem}.json", lambda: to_json(record)),
         "markdown": (f"{stem}.md", lambda: markdown_summary(record)),
-        "csv": (f"{stem}_per_class.csv", lambda: per_class_csv(record)),
-        "png": (f"{stem}_confusion.png", lambda: confusion_matrix_png(record)),
+        "csv": ("per_class.csv" if plain else f"{stem}_per_class.csv",
+                lambda: per_class_csv(record)),
+        "png": (f"confusion_{backend}.png" if plain else f"{stem}_confusion.png",
+                lambda: confusion_matrix_png(record)),
     }
     return write_all(out_dir, contents, force=force)
 
@@ -566,8 +607,9 @@ def _verdict_lines(verdict: Mapping[str, Any]) -> list[str]:
                      + (f", Keras {format_pct(verdict['keras_accuracy'])}"
                         if is_number(verdict.get("keras_accuracy")) else ""))
     if is_number(verdict.get("accuracy_threshold")):
-        lines.append(f"threshold {format_pct(verdict['accuracy_threshold'])}: "
-                     + ("above" if verdict.get("above_threshold") else "NOT above"))
+        meets = verdict.get("meets_threshold", verdict.get("above_threshold"))
+        lines.append(f"threshold {format_threshold(verdict['accuracy_threshold'])}: "
+                     + ("met (≥)" if meets else "NOT met"))
     return lines
 
 
@@ -688,10 +730,6 @@ def render_comparison_terminal(comparison: Mapping[str, Any],
         out.print(f"[red]first diverging layer:[/red] {escape(str(first.get('layer')))} "
                   f"({escape(str(first.get('class')))}), max |Δ| "
                   f"{_fixed(first.get('max_abs_diff'), 6)}")
-    files = comparison.get("files") or {}
-    if files:
-        out.print("[dim]report files: " + escape(", ".join(str(p) for p in files.values()))
-                  + "[/dim]")
 
 
 def _delta(a: Any, b: Any) -> str:
@@ -757,7 +795,9 @@ def comparison_markdown(comparison: Mapping[str, Any]) -> str:
     conversion = comparison.get("conversion") or {}
     structure = comparison.get("structure") or {}
     if conversion or structure:
-        lines += ["", "## Conversion", "", *_conversion_lines(conversion, structure)]
+        lines += ["", "## Conversion", "", *_conversion_lines(
+            conversion, structure, comparison.get("reference_parameters"),
+            comparison.get("reference_batch_normalization_layers"))]
     for label, record in zip(labels, models, strict=True):
         provenance = _provenance(record)
         if provenance:
@@ -765,7 +805,29 @@ def comparison_markdown(comparison: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _conversion_lines(conversion: Mapping[str, Any], structure: Mapping[str, Any]) -> list[str]:
+def parameters_text(structure: Mapping[str, Any], reference_parameters: Any = None,
+                    batch_normalization_layers: Any = None) -> str | None:
+    """'78,188 parameters' and, beside the Keras count, why the two differ.
+
+    tf2onnx folds each BatchNormalization into the convolution before it (scale into the
+    weights, shift into the bias), so its four per-channel vectors are not stored any more.
+    """
+    count = structure.get("parameters")
+    if not isinstance(count, int):
+        return None
+    text = f"{count:,} parameters"
+    if not isinstance(reference_parameters, int) or reference_parameters == count:
+        return text
+    folded = (isinstance(batch_normalization_layers, int) and batch_normalization_layers > 0
+              and "BatchNormalization" not in (structure.get("op_inventory") or {}))
+    reason = (f": its {batch_normalization_layers} BatchNormalization layers are folded into "
+              "the convolutions" if folded else "")
+    return f"{text} (the Keras model has {reference_parameters:,}{reason})"
+
+
+def _conversion_lines(conversion: Mapping[str, Any], structure: Mapping[str, Any],
+                      reference_parameters: Any = None,
+                      batch_normalization_layers: Any = None) -> list[str]:
     lines = []
     source, target = conversion.get("source_path"), conversion.get("output_path")
     if source and target:
@@ -788,8 +850,11 @@ def _conversion_lines(conversion: Mapping[str, Any], structure: Mapping[str, Any
         if structure.get(key):
             lines.append(f"- {label}: {structure[key]}")
     sizes = [f"{structure[key]:,} {label}" for key, label in (
-        ("nodes", "nodes"), ("parameters", "parameters"), ("macs_per_image", "MACs per image"))
+        ("nodes", "nodes"), ("macs_per_image", "MACs per image"))
         if isinstance(structure.get(key), int)]
+    parameters = parameters_text(structure, reference_parameters, batch_normalization_layers)
+    if parameters:
+        sizes.insert(min(1, len(sizes)), parameters)
     if sizes:
         lines.append("- " + ", ".join(sizes))
     ops = structure.get("op_inventory") or {}
@@ -842,6 +907,30 @@ def write_comparison_reports(comparison: Mapping[str, Any], out_dir: str | os.Pa
 
 
 # --------------------------------------------------------------------------- verification
+def provenance_line(provenance: Mapping[str, Any], onnx_path: Any = None,
+                    reference_path: Any = None) -> str | None:
+    """Whether the ONNX file was converted from the reference, as a sentence (None: unknown).
+
+    Said before any parity figure: when the files are unrelated, "first diverging layer"
+    answers a question nobody asked.
+    """
+    state = provenance.get("converted_from_reference")
+    onnx = Path(str(onnx_path)).name if onnx_path else "the ONNX model"
+    reference = Path(str(reference_path)).name if reference_path else "the reference"
+    claimed, actual = provenance.get("onnx_source_sha256"), provenance.get("reference_sha256")
+    if state is False:
+        source = provenance.get("onnx_source_file") or "another file"
+        return (f"{onnx} was NOT converted from {reference}: its metadata names {source} "
+                f"(sha256 {str(claimed)[:12]}…) as its source, {reference} has sha256 "
+                f"{str(actual)[:12]}…; the comparison below is between two different models")
+    if state is True:
+        return f"{onnx} was converted from {reference} (sha256 {str(actual)[:12]}… in its metadata)"
+    if provenance.get("note"):
+        return f"not checked: {provenance['note']}"
+    return None
+
+
+
 @_plain_input
 def render_verification_terminal(report: Mapping[str, Any],
                                  console: Console | None = None) -> None:
@@ -854,6 +943,12 @@ def render_verification_terminal(report: Mapping[str, Any],
     out.print(f"[bold]Verified[/bold] {escape(str(structure.get('path', 'ONNX model')))} "
               f"against {escape(str(reference.get('model_path', 'the reference')))} "
               f"({escape(str(reference.get('name', '?')))})")
+    provenance = report.get("provenance") or {}
+    line = provenance_line(provenance, structure.get("path"), reference.get("model_path"))
+    if line and provenance.get("converted_from_reference") is False:
+        out.print(f"[bold red]warning:[/bold red] {escape(line)}")
+    elif line:
+        out.print(f"[dim]provenance: {escape(line)}[/dim]")
     if report.get("data"):
         out.print(f"[bold]Images:[/bold] {escape(describe_data(report['data']))}")
     if structure:
@@ -862,10 +957,14 @@ def render_verification_terminal(report: Mapping[str, Any],
                  f"shape inference {structure.get('shape_inference', '?')}"]
         if opsets:
             facts.append(f"opset {opsets}")
-        for key, label in (("nodes", "nodes"), ("parameters", "parameters"),
-                           ("macs_per_image", "MACs/image")):
-            if isinstance(structure.get(key), int):
-                facts.append(f"{structure[key]:,} {label}")
+        if isinstance(structure.get("nodes"), int):
+            facts.append(f"{structure['nodes']:,} nodes")
+        parameters = parameters_text(structure, report.get("reference_parameters"),
+                                     report.get("reference_batch_normalization_layers"))
+        if parameters:
+            facts.append(parameters)
+        if isinstance(structure.get("macs_per_image"), int):
+            facts.append(f"{structure['macs_per_image']:,} MACs/image")
         out.print("[bold]Structure:[/bold] " + escape("; ".join(facts)))
     parity = {**(report.get("parity") or {}),
               "dynamic_batch": report.get("dynamic_batch"),
@@ -882,8 +981,16 @@ def render_verification_terminal(report: Mapping[str, Any],
     elif "layers" in layerwise:
         first = layerwise.get("first_diverging_layer")
         matched = sum(1 for entry in layerwise["layers"] if entry.get("matched"))
+        tolerance = layerwise.get("tolerance") or {}
+        within = (f" within atol {tolerance['atol']:g} or rtol {tolerance['rtol']:g} × the "
+                  "layer's largest |activation|"
+                  if is_number(tolerance.get("atol")) and is_number(tolerance.get("rtol"))
+                  else "")
         out.print(f"Layer by layer: {matched}/{len(layerwise['layers'])} Keras layers matched "
-                  "an ONNX tensor")
+                  f"an ONNX tensor{within}")
+        if not first and not parity.get("passed") and matched == len(layerwise["layers"]):
+            out.print("[dim]every layer is within tolerance at its own scale; the outputs "
+                      "differ element by element beyond atol/rtol[/dim]")
         if first:
             out.print(f"[red]first diverging layer:[/red] {escape(str(first.get('layer')))} "
                       f"({escape(str(first.get('class')))}), max |Δ| "

@@ -324,18 +324,25 @@ def _best_match(
     return best
 
 
+LAYER_TOLERANCE_RULE = ("a layer matches when the max |Δ| of its closest ONNX tensor is "
+                        "within atol or within rtol × the layer's largest |activation|")
+
+
 def localise_divergence(
     keras_backend: Any, onnx_path: str | os.PathLike[str], images: np.ndarray, *,
-    layer_rtol: float = 1e-4,
+    atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL,
 ) -> dict[str, Any]:
     """Find the first Keras layer whose output no ONNX tensor reproduces.
 
     Names are not trusted (tf2onnx renames scopes), so each Keras activation is matched by
-    value against every ONNX tensor of the same size, in NHWC or NCHW layout; a layer matches
-    when the best candidate is within ``layer_rtol`` of the activation's magnitude. A layer
-    fused away by the converter (no tensor of its own) is not a divergence as long as some
-    layer after it matches again; so the first diverging layer is the earliest unmatched layer
-    none of whose descendants match.
+    value against every ONNX tensor of the same size, in NHWC or NCHW layout. The tolerance
+    is the parity tolerance (``atol``, ``rtol``), with ``rtol`` scaled by the layer's largest
+    activation rather than element by element: an intermediate element near zero carries the
+    float32 rounding of partial sums hundreds of times larger (the first convolution sees raw
+    0–255 pixels), so an element-wise rule would flag a correct conversion. A layer fused
+    away by the converter (no tensor of its own) is not a divergence as long as some layer
+    after it matches again; so the first diverging layer is the earliest unmatched layer none
+    of whose descendants match.
     """
     batch = np.asarray(images, dtype=np.float32)
     keras_values = keras_backend.layer_outputs(batch)
@@ -347,8 +354,10 @@ def localise_divergence(
             continue
         ref = np.asarray(keras_values[layer.name], dtype=np.float64)
         name, err, rel = _best_match(ref, onnx_values)
+        allowed = max(atol, rtol * float(np.abs(ref).max(initial=0.0)))
         layers.append({"layer": layer.name, "class": type(layer).__name__, "onnx_tensor": name,
-                       "max_abs_diff": err, "max_rel_diff": rel, "matched": rel <= layer_rtol})
+                       "max_abs_diff": err, "max_rel_diff": rel, "allowed_abs_diff": allowed,
+                       "matched": bool(name is not None and err <= allowed)})
 
     children: dict[str, set[str]] = {}
     for child, ps in parents.items():
@@ -367,8 +376,32 @@ def localise_divergence(
     matched = {entry["layer"] for entry in layers if entry["matched"]}
     first = next((entry for entry in layers
                   if not entry["matched"] and not (descendants(entry["layer"]) & matched)), None)
-    return {"samples": len(batch), "layer_rtol": layer_rtol, "layers": layers,
-            "first_diverging_layer": first}
+    return {"samples": len(batch),
+            "tolerance": {"atol": atol, "rtol": rtol, "rule": LAYER_TOLERANCE_RULE},
+            "layers": layers, "first_diverging_layer": first}
+
+
+def check_provenance(reference: Backend, structure: dict[str, Any]) -> dict[str, Any]:
+    """Was the ONNX file converted from this reference? Its metadata names its source's sha256.
+
+    ``converted_from_reference`` is ``None`` when that cannot be told: the ONNX file records
+    no source checksum (another converter wrote it) or the reference is not a Keras file.
+    """
+    meta = structure.get("metadata") or {}
+    claimed = meta.get("source_sha256")
+    result: dict[str, Any] = {
+        "onnx_source_file": meta.get("source_file"),
+        "onnx_source_sha256": claimed,
+        "reference_sha256": reference.info.model_sha256,
+        "converted_from_reference": None,
+    }
+    if not claimed:
+        result["note"] = "the ONNX metadata records no source checksum"
+    elif reference.info.name != "keras":
+        result["note"] = "the reference is not a Keras file, so not a conversion source"
+    else:
+        result["converted_from_reference"] = claimed == reference.info.model_sha256
+    return result
 
 
 # --------------------------------------------------------------------------- the whole check
@@ -378,19 +411,22 @@ def verify(
     candidate_outputs: np.ndarray | None = None, indices: np.ndarray | None = None,
     atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL, layerwise: bool = False,
     image_shape: tuple[int, int, int] = (32, 32, 3), num_classes: int = 10,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int = DEFAULT_BATCH_SIZE, threads: int | None = None,
 ) -> dict[str, Any]:
     """Structure, interface, dynamic batch and parity of ``onnx_path`` against ``reference``.
 
     Outputs already computed by an evaluation can be passed in, so the ``run`` pipeline does
-    not run either model twice over the same images. Returns the JSON-ready report; its
-    ``passed`` is the verdict.
+    not run either model twice over the same images. ``threads`` applies to the ONNX model
+    this function loads itself. Returns the JSON-ready report; its ``passed`` is the verdict.
     """
     from .backends.onnxrt import OnnxRuntimeBackend
+    from .evaluate import run_settings
 
     structure = structure_report(onnx_path)
+    provenance = check_provenance(reference, structure)
     problems = check_io_contract(structure, image_shape=image_shape, num_classes=num_classes)
-    onnx_backend = candidate or OnnxRuntimeBackend(onnx_path, sha256=structure["sha256"])
+    onnx_backend = candidate or OnnxRuntimeBackend(onnx_path, sha256=structure["sha256"],
+                                                   threads=threads)
 
     def outputs_of(backend: Backend, given: np.ndarray | None, label: str) -> np.ndarray:
         if given is not None:
@@ -412,14 +448,23 @@ def verify(
         "argmax_agreement": parity.argmax_agreement,
         "max_abs_diff": parity.max_abs_diff,
         "reference": reference.info.to_dict(),
+        "provenance": provenance,
         "structure": structure,
         "interface_problems": problems,
         "dynamic_batch": dynamic,
         "parity": parity.to_dict(),
+        "settings": run_settings(onnx_backend.info.to_dict(), batch_size),
     }
+    keras_model = getattr(reference, "model", None)
+    if keras_model is not None and hasattr(keras_model, "count_params"):
+        # tf2onnx folds BatchNormalization into the convolutions: fewer ONNX parameters.
+        report["reference_parameters"] = int(keras_model.count_params())
+        report["reference_batch_normalization_layers"] = sum(
+            1 for layer in keras_model.layers if type(layer).__name__ == "BatchNormalization")
     if layerwise or not parity.passed:
         if hasattr(reference, "layer_outputs"):
-            report["layerwise"] = localise_divergence(reference, onnx_path, images[:32])
+            report["layerwise"] = localise_divergence(reference, onnx_path, images[:32],
+                                                      atol=atol, rtol=rtol)
         else:
             report["layerwise"] = {"skipped": f"{reference.info.name} exposes no layer outputs"}
     return report
