@@ -118,11 +118,26 @@ def _emit_json(payload: dict[str, Any], destination: str | None, *, force: bool)
         write_text_atomic(destination, text if text.endswith("\n") else text + "\n", force=force)
 
 
-def _check_json_destination(destination: str | None, force: bool) -> None:
-    if destination not in (None, "-"):
-        from .fsutil import check_writable
+def _check_outputs(args: argparse.Namespace, *, files: Sequence[str | None] = (),
+                   reports: Any = None, inputs: Sequence[str | None] = ()) -> Path | None:
+    """Refuse every output before any work: one that would overwrite an input (``--force`` or
+    not), exists without ``--force``, or cannot be written. ``reports`` is the writer of the
+    ``--out`` report set, asked which files it would write; returns the ``--out`` directory.
+    The outputs are remembered so :func:`_load_data` can check them against the data files
+    it finds."""
+    from .fsutil import check_writable, refuse_overwriting_inputs
 
-        check_writable(destination, force=force)
+    out_dir = getattr(args, "out", None)
+    targets: list[Path] = []
+    if reports is not None and out_dir is not None:
+        targets = list(reports({}, out_dir, force=args.force, check_only=True).values())
+    planned = [*(Path(f) for f in files if f not in (None, "-")), *targets]
+    refuse_overwriting_inputs(planned, inputs)
+    for f in files:
+        if f not in (None, "-"):
+            check_writable(f, force=args.force)
+    args.planned_outputs = planned
+    return None if out_dir is None else Path(out_dir)
 
 
 def _add_data_options(p: argparse.ArgumentParser, *, subsets: bool = True) -> None:
@@ -154,6 +169,9 @@ def _load_data(args: argparse.Namespace):
                            subset=getattr(args, "subset", "full"),
                            indices_file=getattr(args, "indices", None),
                            download=False if args.offline else None)
+    from .fsutil import refuse_overwriting_inputs
+
+    refuse_overwriting_inputs(getattr(args, "planned_outputs", ()), dataset.input_paths)
     if getattr(args, "limit", None):
         dataset = dataset.limit(args.limit)
     return dataset
@@ -161,6 +179,7 @@ def _load_data(args: argparse.Namespace):
 
 # --------------------------------------------------------------------------- commands
 def cmd_data(args: argparse.Namespace) -> int:
+    _check_outputs(args, files=[args.json], inputs=[args.indices])
     dataset = _load_data(args)
     description = dataset.describe()
     if args.json == "-":
@@ -186,7 +205,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from .convert import convert
 
     output = args.output or str(Path(args.model).with_suffix(".onnx"))
-    _check_json_destination(args.json, args.force)
+    _check_outputs(args, files=[output, args.json], inputs=[args.model])
     result = convert(args.model, output, opset=args.opset, input_shape=args.input_shape,
                      num_classes=args.num_classes, force=args.force)
     out = _console(stderr=args.json == "-")
@@ -201,7 +220,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from .backends import load_backend
     from .verify import verify
 
-    _check_json_destination(args.json, args.force)
+    _check_outputs(args, files=[args.json], inputs=[args.reference, args.onnx, args.indices])
     dataset = _load_data(args)
     reference = load_backend(args.reference, args.reference_backend, threads=args.threads)
     report = verify(reference, args.onnx, dataset.images, indices=dataset.indices,
@@ -218,14 +237,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .backends import load_backend
     from .evaluate import evaluate
+    from .report import write_reports
 
-    _check_json_destination(args.json, args.force)
-    out_dir = _check_out(args)
+    out_dir = _check_outputs(args, files=[args.json], reports=write_reports,
+                             inputs=[args.model, args.indices])
     backend = load_backend(args.model, args.backend, threads=args.threads)
     dataset = _load_data(args)
     result = evaluate(backend, dataset, batch_size=args.batch_size)
     record = result.to_record()
-    from .report import render_terminal, write_reports
+    from .report import render_terminal
 
     render_terminal(record, _console(stderr=args.json == "-"))
     _emit_json(record, args.json, force=args.force)
@@ -236,15 +256,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"{args.model}: accuracy {accuracy:.2%} is below --min-accuracy "
             f"{args.min_accuracy:.2%}")
     return errors.OK
-
-
-def _check_out(args: argparse.Namespace) -> Path | None:
-    """Validate ``--out`` before any work; the directory is created only when written to."""
-    if getattr(args, "out", None) is None:
-        return None
-    from .fsutil import check_output_dir
-
-    return check_output_dir(args.out)
 
 
 def _write_reports_locked(
@@ -269,8 +280,9 @@ def _prepare_out(args: argparse.Namespace) -> Path | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .pipeline import run_pipeline
+    from .pipeline import check_outputs, run_pipeline
 
+    check_outputs(args.out, force=args.force)  # before creating anything
     out_dir = _prepare_out(args)
     assert out_dir is not None
     from .fsutil import exclusive_directory
@@ -300,8 +312,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     if len(args.models) < 2:
         raise errors.UsageError("compare needs at least two models (the first is the reference)")
-    _check_json_destination(args.json, args.force)
-    out_dir = _check_out(args)
+    out_dir = _check_outputs(args, files=[args.json], reports=write_compare_reports,
+                             inputs=[*args.models, args.indices])
     dataset = _load_data(args)
     record = compare_models(args.models, dataset, batch_size=args.batch_size,
                             threads=args.threads)
@@ -323,11 +335,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         throughput_png,
     )
 
-    _check_json_destination(args.json, args.force)
-    if args.plot is not None:
-        from .fsutil import check_writable
-
-        check_writable(args.plot, force=args.force)
+    _check_outputs(args, files=[args.json, args.plot, args.save_optimized], inputs=args.models)
     images = data = None
     if args.data_dir is not None:
         dataset = _load_data(args)

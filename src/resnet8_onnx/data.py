@@ -144,6 +144,7 @@ class Dataset:
     subset: str = "full"
     indices: np.ndarray | None = None
     source_count: int | None = None  # images the source held before subsetting (None: len)
+    indices_file: str | None = None  # the .npy file the subset was selected by, if any
     _per_class: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -217,6 +218,11 @@ class Dataset:
     def available(self) -> int:
         """How many images the source held before any subset or limit."""
         return len(self) if self.source_count is None else self.source_count
+
+    @property
+    def input_paths(self) -> tuple[str, ...]:
+        """The files and directories read to build this data set (no output may go there)."""
+        return (self.source.path,) + ((self.indices_file,) if self.indices_file else ())
 
     @property
     def per_class(self) -> dict[str, int]:
@@ -1001,4 +1007,4 @@ def load_dataset(
         warnings=(*selected.source.warnings, *warnings),
         official=selected.source.official and not warnings,
     )
-    return dataclasses.replace(selected, source=source)
+    return dataclasses.replace(selected, source=source, indices_file=str(path))

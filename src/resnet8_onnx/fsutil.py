@@ -12,7 +12,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -223,3 +223,42 @@ def check_output_dir(path: str | os.PathLike[str]) -> Path:
         raise OutputError(f"{directory}: cannot create directory in {directory.parent} "
                           "(not writable)") from None
     return directory
+
+
+def _real(path: str | os.PathLike[str]) -> Path:
+    return Path(os.path.realpath(os.path.expanduser(path)))
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Same file by identity when both exist (hard links, symlinks), else by resolved path."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return _real(a) == _real(b)
+
+
+def refuse_overwriting_inputs(
+    outputs: Iterable[str | os.PathLike[str] | None],
+    inputs: Iterable[str | os.PathLike[str] | None],
+) -> None:
+    """Refuse, with or without ``--force``, an output that would replace one of the inputs.
+
+    An output is refused when it is an input file (compared by identity, so a symlink or hard
+    link to the model counts), when it lies inside an input directory (a data set directory:
+    a new ``.png`` in an image folder would become one more test image), or when two outputs
+    name the same file. ``None`` and ``-`` (stdout) entries are ignored. Exit 8: the output
+    cannot be written, however it is named.
+    """
+    outs = [Path(p) for p in outputs if p is not None and str(p) != "-"]
+    ins = [Path(p) for p in inputs if p is not None]
+    for i, out in enumerate(outs):
+        for other in outs[:i]:
+            if _same_file(out, other):
+                raise OutputError(f"{out}: named twice as an output ({other})")
+        real = _real(out)
+        for source in ins:
+            if _same_file(out, source):
+                raise OutputError(f"{out}: output would overwrite the input {source}")
+            if source.is_dir() and real.is_relative_to(_real(source)):
+                raise OutputError(f"{out}: output would be written into the input "
+                                  f"directory {source}")

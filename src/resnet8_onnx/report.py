@@ -23,7 +23,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .fsutil import check_writable, prepare_output_dir, write_bytes_atomic, write_text_atomic
+from .fsutil import (
+    check_output_dir,
+    check_writable,
+    prepare_output_dir,
+    write_bytes_atomic,
+    write_text_atomic,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -514,12 +520,22 @@ Renderer = Callable[[], str | bytes]
 
 
 def write_all(out_dir: str | os.PathLike[str], contents: Mapping[str, tuple[str, Renderer]],
-               *, force: bool) -> dict[str, Path]:
+               *, force: bool, check_only: bool = False) -> dict[str, Path]:
     """Check every target, then render and write each file atomically.
 
     Checking all targets before rendering or writing anything means a refused overwrite
     fails fast and leaves the directory exactly as it was, not with half a new report.
+    ``check_only`` does just the checks, creating and rendering nothing, and returns the
+    paths: commands call it before their expensive work, so a report that would be refused
+    is refused before the models run, not after.
     """
+    if check_only:
+        directory = check_output_dir(out_dir)
+        targets = {key: directory / name for key, (name, _) in contents.items()}
+        if directory.is_dir():
+            for path in targets.values():
+                check_writable(path, force=force)
+        return targets
     directory = prepare_output_dir(out_dir)
     targets = {key: directory / name for key, (name, _) in contents.items()}
     for path in targets.values():
@@ -535,7 +551,8 @@ def write_all(out_dir: str | os.PathLike[str], contents: Mapping[str, tuple[str,
 
 
 def write_reports(record: Mapping[str, Any], out_dir: str | os.PathLike[str], *,
-                  force: bool = False, stem: str = "report") -> dict[str, Path]:
+                  force: bool = False, stem: str = "report",
+                  check_only: bool = False) -> dict[str, Path]:
     """Write ``{stem}.json``, ``{stem}.md``, ``{stem}_per_class.csv``, ``{stem}_confusion.png``.
 
     ``out_dir`` is created if missing (its parent must exist). Existing files are refused
@@ -547,7 +564,7 @@ def write_reports(record: Mapping[str, Any], out_dir: str | os.PathLike[str], *,
         "csv": (f"{stem}_per_class.csv", lambda: per_class_csv(record)),
         "png": (f"{stem}_confusion.png", lambda: confusion_matrix_png(record)),
     }
-    return write_all(out_dir, contents, force=force)
+    return write_all(out_dir, contents, force=force, check_only=check_only)
 
 
 # --------------------------------------------------------------------------- comparison
@@ -822,7 +839,7 @@ def comparison_per_class_csv(comparison: Mapping[str, Any]) -> str:
 
 
 def write_comparison_reports(comparison: Mapping[str, Any], out_dir: str | os.PathLike[str], *,
-                             force: bool = False) -> dict[str, Path]:
+                             force: bool = False, check_only: bool = False) -> dict[str, Path]:
     """Write ``report.json``, ``report.md``, ``per_class.csv`` and ``confusion_<backend>.png``.
 
     Returns ``{"json", "markdown", "csv", "png_<backend>"...}`` → path.
@@ -838,7 +855,7 @@ def write_comparison_reports(comparison: Mapping[str, Any], out_dir: str | os.Pa
         name = backend if backends.count(backend) == 1 else f"{backend}_{i + 1}"
         contents[f"png_{name}"] = (f"confusion_{name}.png",
                                    lambda record=record: confusion_matrix_png(record))
-    return write_all(out_dir, contents, force=force)
+    return write_all(out_dir, contents, force=force, check_only=check_only)
 
 
 # --------------------------------------------------------------------------- verification
