@@ -261,33 +261,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def _write_reports_locked(
     out_dir: Path | None, write: Any, record: dict[str, Any], *, force: bool
 ) -> None:
-    """Create ``out_dir``, hold its lock while ``write`` writes the report set, list the files."""
+    """Create ``out_dir``, hold its lock while ``write`` writes the report set, list the files;
+    a failed write leaves neither files nor a directory this invocation created."""
     if out_dir is None:
         return
-    from .fsutil import exclusive_directory, prepare_output_dir
+    from .fsutil import report_directory
 
-    with exclusive_directory(prepare_output_dir(out_dir)):
+    targets = write(record, out_dir, force=force, check_only=True).values()
+    with report_directory(out_dir, targets):
         written = write(record, out_dir, force=force)
     _console(stderr=True).print("reports: " + ", ".join(str(p) for p in written.values()))
 
 
-def _prepare_out(args: argparse.Namespace) -> Path | None:
-    if getattr(args, "out", None) is None:
-        return None
-    from .fsutil import prepare_output_dir
-
-    return prepare_output_dir(args.out)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
+    from .fsutil import report_directory
     from .pipeline import check_outputs, run_pipeline
 
-    check_outputs(args.out, force=args.force)  # before creating anything
-    out_dir = _prepare_out(args)
-    assert out_dir is not None
-    from .fsutil import exclusive_directory
-
-    with exclusive_directory(out_dir):
+    targets = check_outputs(args.out, force=args.force)  # before creating anything
+    # A failed or interrupted run takes back what it wrote, so the same command can be rerun.
+    with report_directory(args.out, targets) as out_dir:
         comparison = run_pipeline(
             model=args.model, data_dir=args.data_dir, out_dir=out_dir, split=args.split,
             subset=args.subset,
