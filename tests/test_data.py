@@ -645,7 +645,7 @@ def test_limit_renames_the_subset() -> None:
     assert described["count"] == 7
     assert described["limit"] == 7
     assert described["source_count"] == 25
-    assert described["indices_sha256"] is not None
+    assert described["indices_sha256"] is None  # the sha256 of an indices file; none here
     assert data.limit(100) is data
     with pytest.raises(UsageError):
         data.limit(0)
@@ -697,10 +697,46 @@ def test_perf_subset_with_an_unofficial_indices_file_warns(tmp_path) -> None:
     np.save(tmp_path / "perf_samples_idxs.npy", np.array([40, 2, 17], np.int64))
     data = load_dataset(tmp_path, subset="perf")
     np.testing.assert_array_equal(data.labels, labels[[40, 2, 17]])
-    assert data.subset == "perf"
+    assert data.subset == "indices"  # only the official file makes "the perf subset"
     assert any("perf_samples_idxs.npy: differs from the official" in w
                for w in data.source.warnings)
-    assert data.describe()["indices_sha256"] is not None
+    assert data.describe()["indices_sha256"] == sha256_of(tmp_path / "perf_samples_idxs.npy")
+
+
+def sha256_of(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("name", ["my.npy", "perf_samples_idxs.npy"])
+def test_cli_custom_indices_are_not_called_the_perf_subset(tmp_path, capsys, name) -> None:
+    """--subset perf --indices FILE: a file that is not the official one (whatever its name)
+    is reported as the images it selects, named by the file and its sha256, in the headline
+    and the JSON; indices_sha256 is the file's sha256, the one the checks print."""
+    import json
+
+    from resnet8_onnx.cli import main
+
+    images, labels = make_images(60)
+    data = write_layout(tmp_path, "binary-dir", layout_files("binary", (images, labels)))
+    indices = tmp_path / "idx" / name
+    indices.parent.mkdir()
+    np.save(indices, np.array([41, 3, 17, 9], np.int64))
+    digest = sha256_of(indices)
+    argv = ["-q", "data", "--data-dir", str(data), "--subset", "perf", "--indices", str(indices)]
+    assert main([*argv, "--json", "-"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["subset"] == "indices"
+    assert record["count"] == 4
+    assert record["indices_file"] == str(indices)
+    assert record["indices_sha256"] == digest
+    assert any(digest in c for c in record["source"]["checks"])
+    assert main(argv) == 0
+    headline = " ".join(capsys.readouterr().out.split("source:")[0].split())  # unwrapped
+    assert "MLPerf" not in headline
+    assert "perf subset" not in headline
+    assert f"selected by {name} (sha256 {digest[:12]}" in headline
 
 
 def test_perf_subset_without_indices_offline(tmp_path) -> None:
@@ -747,6 +783,27 @@ def test_real_perf_subset_matches_mlperf_labels() -> None:
         expected = [int(row[2]) for row in csv.reader(f)]
     assert data.labels.tolist() == expected
     np.testing.assert_array_equal(data.indices, np.load(indices_file))
+
+
+@pytest.mark.shared
+def test_real_official_indices_under_any_name_are_the_perf_subset(tmp_path, capsys) -> None:
+    """The official file is recognised by its checksum, not its name; the calibration indices
+    (another MLCommons file, 500 images) are not the perf subset."""
+    import json
+    import shutil
+
+    from resnet8_onnx.cli import main
+
+    official = shared_path("mlperf-tiny", "perf_samples_idxs.npy")
+    renamed = shutil.copyfile(official, tmp_path / "my.npy")
+    calibration = shared_path("mlperf-tiny", "calibration_samples_idxs.npy")
+    data = shared_path("cifar-10", "cifar-10-batches-bin")
+    for indices, subset, count in ((renamed, "perf", 200), (calibration, "indices", 500)):
+        assert main(["-q", "data", "--data-dir", str(data), "--subset", "perf", "--indices",
+                     str(indices), "--json", "-"]) == 0
+        record = json.loads(capsys.readouterr().out)
+        assert (record["subset"], record["count"]) == (subset, count)
+        assert record["indices_sha256"] == sha256_of(Path(indices))
 
 
 @pytest.mark.shared

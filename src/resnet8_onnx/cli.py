@@ -154,8 +154,9 @@ def _add_data_options(p: argparse.ArgumentParser, *, subsets: bool = True) -> No
                        help="full: every image the source holds; perf: the MLPerf Tiny "
                             "200-image subset (default: full)")
         g.add_argument("--indices", metavar="FILE", default=None,
-                       help="perf_samples_idxs.npy for --subset perf (default: found under "
-                            "--data-dir, or downloaded)")
+                       help="test-set indices (.npy) for --subset perf (default: "
+                            "perf_samples_idxs.npy found under --data-dir, or downloaded); "
+                            "only the official file (by sha256) is called the perf subset")
         g.add_argument("--limit", type=_positive_int, metavar="N", default=None,
                        help="only the first N images (a quick check; reports say so)")
     g.add_argument("--offline", action="store_true",

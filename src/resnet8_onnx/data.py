@@ -47,6 +47,8 @@ CLASS_NAMES: tuple[str, ...] = (
     "truck",
 )
 SUBSETS = ("full", "perf")
+# The subset name of images selected by an indices file other than the official perf one.
+INDICES_SUBSET = "indices"
 SPLITS = ("test", "train")
 
 NUM_CLASSES = len(CLASS_NAMES)
@@ -145,6 +147,7 @@ class Dataset:
     indices: np.ndarray | None = None
     source_count: int | None = None  # images the source held before subsetting (None: len)
     indices_file: str | None = None  # the .npy file the subset was selected by, if any
+    indices_sha256: str | None = None  # that file's sha256 (identifies the selection)
     _per_class: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -242,9 +245,6 @@ class Dataset:
 
     def describe(self) -> dict:
         """JSON-ready account of exactly which images this is (for every report)."""
-        indices_sha256 = None
-        if self.subset != "full" and self.indices is not None:
-            indices_sha256 = hashlib.sha256(self.indices.astype("<i8").tobytes()).hexdigest()
         limit = None
         if self.subset.startswith("first-"):
             limit = int(self.subset.split(" ", 1)[0].removeprefix("first-"))
@@ -258,7 +258,8 @@ class Dataset:
             "limit": limit,
             "per_class": self.per_class,
             "full_official_test_set": self.is_full_official_test_set,
-            "indices_sha256": indices_sha256,
+            "indices_file": self.indices_file,
+            "indices_sha256": self.indices_sha256,
         }
 
 
@@ -464,7 +465,10 @@ def _parse_meta(fmt: str, buf: bytes, *, name: str) -> list[str]:
 # --------------------------------------------------------------------------------------------
 
 
-def _read_indices(path: str | os.PathLike[str]) -> tuple[np.ndarray, list[str], list[str]]:
+def _read_indices(
+    path: str | os.PathLike[str],
+) -> tuple[np.ndarray, list[str], list[str], str]:
+    """Indices, checks, warnings and the file's sha256."""
     p = Path(path)
     if not p.is_file():
         raise InputNotFoundError(f"{p}: indices file not found")
@@ -491,18 +495,25 @@ def _read_indices(path: str | os.PathLike[str]) -> tuple[np.ndarray, list[str], 
         raise InvalidInputError(f"{p}: index {int(uniq[counts > 1][0])} appears more than once")
     checks = [f"{p.name}: {len(idx):,} unique indices in 0–9999"]
     warnings: list[str] = []
-    if p.name == PERF_INDICES:
-        digest = file_digest(p, "sha256")
-        official = KNOWN_FILES[PERF_INDICES].sha256
-        if digest == official:
-            checks.append(f"{p.name}: sha256 {digest} (official)")
-        else:
-            checks.append(f"{p.name}: sha256 {digest} (official is {official})")
+    digest = file_digest(p, "sha256")
+    official = KNOWN_FILES[PERF_INDICES].sha256
+    if digest == official:
+        checks.append(f"{p.name}: sha256 {digest} (the official MLPerf Tiny perf indices)")
+    else:
+        checks.append(f"{p.name}: sha256 {digest} (not the official MLPerf Tiny perf "
+                      f"indices, {official})")
+        if p.name == PERF_INDICES:
             warnings.append(
                 f"{p.name}: differs from the official MLPerf Tiny file; the subset is not the "
                 "official perf subset"
             )
-    return idx, checks, warnings
+    return idx, checks, warnings, digest
+
+
+def is_official_perf_indices(sha256: str | None) -> bool:
+    """Whether a file with this sha256 is MLPerf Tiny's ``perf_samples_idxs.npy``: only that
+    file's selection may be called the perf subset, whatever another file is named."""
+    return sha256 is not None and sha256 == KNOWN_FILES[PERF_INDICES].sha256
 
 
 def load_indices(path: str | os.PathLike[str]) -> np.ndarray:
@@ -999,12 +1010,15 @@ def load_dataset(
             )
         except InputNotFoundError as exc:
             raise InputNotFoundError(f"{exc}, or pass the file with --indices FILE") from None
-    indices, checks, warnings = _read_indices(path)
-    selected = dataset.select(indices, subset)
+    indices, checks, warnings, digest = _read_indices(path)
+    # Only the official file's selection is "the perf subset"; any other is named by its file.
+    name = subset if is_official_perf_indices(digest) else INDICES_SUBSET
+    selected = dataset.select(indices, name)
     source = dataclasses.replace(
         selected.source,
         checks=(*selected.source.checks, *checks),
         warnings=(*selected.source.warnings, *warnings),
         official=selected.source.official and not warnings,
     )
-    return dataclasses.replace(selected, source=source, indices_file=str(path))
+    return dataclasses.replace(selected, source=source, indices_file=str(path),
+                               indices_sha256=digest)

@@ -160,7 +160,16 @@ def _unique_labels(records: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 # --------------------------------------------------------------------------- data statement
-def _subset_phrase(subset: str, limit: Any) -> tuple[str, bool]:
+def _selected_by(data: Mapping[str, Any]) -> str:
+    """'the images selected by my.npy (sha256 c619b84e9ea7…)': a subset chosen by an indices
+    file that is not the official perf one is named by that file, never as the perf subset."""
+    path = data.get("indices_file")
+    name = Path(str(path)).name if path else "an indices file"
+    sha = data.get("indices_sha256")
+    return f"the images selected by {name}" + (f" (sha256 {sha[:12]}…)" if sha else "")
+
+
+def _subset_phrase(subset: str, limit: Any, selected_by: str = "") -> tuple[str, bool]:
     """Human phrase for a subset name and whether it is a part of the source."""
     base, first = subset, limit if isinstance(limit, int) else None
     if subset.startswith("first-"):  # "first-500 of full", "first-50 of perf"
@@ -168,7 +177,8 @@ def _subset_phrase(subset: str, limit: Any) -> tuple[str, bool]:
         base = rest or "full"
         digits = head.removeprefix("first-")
         first = int(digits) if digits.isdigit() else first
-    names = {"full": "", "perf": "the MLPerf Tiny perf subset"}
+    names = {"full": "", "perf": "the MLPerf Tiny perf subset",
+             "indices": selected_by or "the images selected by an indices file"}
     named = names.get(base, f"the {base} subset")
     if first is not None:
         return (f"first {first:,} images" + (f" of {named}" if named else "")), True
@@ -189,7 +199,8 @@ def describe_data(data: Mapping[str, Any]) -> str:
     shown = f"{count:,} images" if isinstance(count, int) else "an unknown number of images"
     if data.get("full_official_test_set"):
         return f"{base}, full official set, {shown}"
-    what, partial = _subset_phrase(str(data.get("subset") or "full"), data.get("limit"))
+    what, partial = _subset_phrase(str(data.get("subset") or "full"), data.get("limit"),
+                                   _selected_by(data))
     if partial:
         total = data.get("source_count")
         if not isinstance(total, int) and base.endswith(" test"):
