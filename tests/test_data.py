@@ -616,6 +616,60 @@ def test_image_folder_corrupt_png(tmp_path) -> None:
         load_dataset(tmp_path)
 
 
+def _data_json(capsys, data_dir: Path) -> tuple[int, dict, str]:
+    import json
+
+    from resnet8_onnx.cli import main
+
+    code = main(["-q", "data", "--data-dir", str(data_dir), "--offline", "--json", "-"])
+    out, err = capsys.readouterr()
+    return code, json.loads(out) if code == 0 else {}, err
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_cli_finds_an_image_folder_inside_the_data_dir(tmp_path, capsys, depth) -> None:
+    """--data-dir NEST where NEST/imgs/<class>/*.png (or one level deeper), as the README's
+    "up to two levels deep" promises; no download is tried."""
+    images, labels = make_images(20)
+    nest = tmp_path / "nest"
+    folder = nest / "x" / "imgs" if depth == 2 else nest / "imgs"
+    write_png_folder(folder, images, labels, [f"{i:05d}" for i in range(20)])
+    code, record, err = _data_json(capsys, nest)
+    assert code == 0, err
+    assert record["source"]["kind"] == "image-folder"
+    assert record["source"]["path"] == str(folder)
+    assert record["count"] == 20
+    assert record["source"]["notes"] == []  # the only candidate: nothing to explain
+    assert err == ""
+
+
+def test_cli_official_layout_beats_image_folders_and_says_so(tmp_path, capsys) -> None:
+    images, labels = make_images(30)
+    write_layout(tmp_path / "root" / "cifar-10", "binary-dir",
+                 layout_files("binary", (images, labels)))
+    write_png_folder(tmp_path / "root" / "a-pngs", images[:10], labels[:10],
+                     [f"{i:05d}" for i in range(10)])
+    code, record, err = _data_json(capsys, tmp_path / "root")
+    assert code == 0, err
+    assert record["source"]["kind"] == "binary-dir"
+    (note,) = record["source"]["notes"]
+    assert "using cifar-10/cifar-10-batches-bin (official layouts come first)" in note
+    assert "not a-pngs" in note
+    assert err.strip() == f"resnet8-onnx: note: {note}"
+
+
+def test_cli_several_image_folders_first_by_name_and_says_so(tmp_path, capsys) -> None:
+    images, labels = make_images(20)
+    for name, n in (("b", 20), ("a", 10)):
+        write_png_folder(tmp_path / "root" / name, images[:n], labels[:n],
+                         [f"{i:05d}" for i in range(n)])
+    code, record, _ = _data_json(capsys, tmp_path / "root")
+    assert code == 0
+    assert record["source"]["path"] == str(tmp_path / "root" / "a")
+    assert record["count"] == 10
+    assert "using a (the first image folder by name), not b" in record["source"]["notes"][0]
+
+
 # ------------------------------------------------------------------------------ Dataset API
 def _dataset(n: int = 25) -> Dataset:
     images, labels = make_images(n)
@@ -768,6 +822,11 @@ def test_real_shared_root_is_searched() -> None:
     data = load_dataset(shared_path())
     assert data.source.kind == "binary-dir"
     assert data.source.path.endswith("cifar-10-batches-bin")
+    # shared also holds two image folders: the official layout wins, and the note says so
+    (note,) = data.source.notes
+    assert "using cifar-10/cifar-10-batches-bin" in note
+    assert "perf-png" in note
+    assert "train-2000-png" in note
 
 
 @pytest.mark.shared

@@ -173,6 +173,8 @@ def _load_data(args: argparse.Namespace):
     from .fsutil import refuse_overwriting_inputs
 
     refuse_overwriting_inputs(getattr(args, "planned_outputs", ()), dataset.input_paths)
+    for note in dataset.source.notes:  # which source a search chose among several
+        print(f"resnet8-onnx: note: {note}", file=sys.stderr)
     if getattr(args, "limit", None):
         dataset = dataset.limit(args.limit)
     return dataset

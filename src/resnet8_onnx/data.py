@@ -122,6 +122,7 @@ class DataSource:
     checks: tuple[str, ...]
     official: bool
     warnings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # how it was chosen, when a search found several
 
     def to_dict(self) -> dict:
         """JSON-ready form for reports."""
@@ -131,6 +132,7 @@ class DataSource:
             "official": self.official,
             "checks": list(self.checks),
             "warnings": list(self.warnings),
+            "notes": list(self.notes),
         }
 
 
@@ -931,22 +933,52 @@ _PREFERENCE = {
 _KIND_RANK = {kind: rank for rank, kind in enumerate(_PREFERENCE.values())}
 
 
-def _search(root: Path, split: str) -> _Layout | None:
-    """Best official layout under ``root`` (two levels down), preferring one that has ``split``."""
-    found: list[_Layout] = []
+def _is_image_folder(path: Path) -> bool:
+    return path.is_dir() and any((path / c).is_dir() for c in CLASS_NAMES)
+
+
+def _search(root: Path, split: str) -> tuple[_Layout | None, str | None]:
+    """Best layout under ``root`` (two levels down) and, when there were several, a note
+    saying which was chosen.
+
+    Official layouts come first (the binary directory, then the python one, then the
+    tarballs), preferring one that has ``split``; image folders (a directory with class-name
+    subdirectories) only when there is no official layout, so a folder holding the test set
+    and a few image folders (perf-png, a calibration set) still means the official test set.
+    """
+    official: list[_Layout] = []
+    folders: list[_Layout] = []
     for path in walk(root):
         kind = _PREFERENCE.get(path.name)
-        if kind is None or (kind.endswith("-dir") != path.is_dir()):
-            continue
-        found.append(_Layout(kind, path))
-    if not found:
-        return None
-    found.sort(key=lambda lay: _KIND_RANK[lay.kind])  # stable: walk order within a kind
-    complete = [lay for lay in found if lay.has_split(split)]
-    return (complete or found)[0]
+        if kind is not None:
+            if kind.endswith("-dir") == path.is_dir():
+                official.append(_Layout(kind, path))
+        elif _is_image_folder(path) and not any(
+                path.is_relative_to(f.path) for f in folders):
+            folders.append(_Layout("image-folder", path))
+    official.sort(key=lambda lay: _KIND_RANK[lay.kind])  # stable: walk order within a kind
+    complete = [lay for lay in official if lay.has_split(split)]
+    candidates = complete + [lay for lay in official if lay not in complete] + folders
+    if not candidates:
+        return None, None
+    chosen = candidates[0]
+    note = None
+    if len(candidates) > 1:
+        def name(lay: _Layout) -> str:
+            return str(lay.path.relative_to(root))
+
+        others = ", ".join(name(lay) for lay in candidates[1:])
+        why = ("official layouts come first" if chosen.kind != "image-folder"
+               else "the first image folder by name")
+        note = (f"{len(candidates)} CIFAR-10 sources under {root}: using {name(chosen)} "
+                f"({why}), not {others}; point --data-dir at one to choose it")
+    return chosen, note
 
 
-def _locate(data_dir: str | os.PathLike[str] | None, split: str, download: bool | None) -> _Layout:
+def _locate(
+    data_dir: str | os.PathLike[str] | None, split: str, download: bool | None
+) -> tuple[_Layout, str | None]:
+    """The layout to read and, when a search had several to choose from, a note saying so."""
     named = None
     if data_dir is not None:
         named = Path(data_dir).expanduser()
@@ -957,13 +989,13 @@ def _locate(data_dir: str | os.PathLike[str] | None, split: str, download: bool 
     if named is not None and named.exists():
         direct = _layout_at(named)
         if direct is not None:
-            return direct
+            return direct, None
     for root in data_dirs(data_dir):
-        found = _search(root, split)
+        found, note = _search(root, split)
         if found is not None:
-            return found
+            return found, note
     path = fetch(BINARY_TAR, data_dir, download=download, what=f"CIFAR-10 {split} set")
-    return _Layout("binary-tar", path)
+    return _Layout("binary-tar", path), None
 
 
 def load_dataset(
@@ -991,11 +1023,14 @@ def load_dataset(
     if indices_file is not None and subset != "perf":
         raise UsageError("an indices file only applies to the perf subset")
 
-    layout = _locate(data_dir, split, download)
+    layout, note = _locate(data_dir, split, download)
     if layout.kind == "image-folder":
         dataset = _load_image_folder(layout.path, split)
     else:
         dataset = _load_batches(layout, split)
+    if note is not None:
+        dataset = dataclasses.replace(
+            dataset, source=dataclasses.replace(dataset.source, notes=(note,)))
     if subset == "full":
         return dataset
 
