@@ -670,6 +670,74 @@ def test_cli_several_image_folders_first_by_name_and_says_so(tmp_path, capsys) -
     assert "using a (the first image folder by name), not b" in record["source"]["notes"][0]
 
 
+def _class_sorted_folder(root: Path, stems: list[str]) -> Path:
+    """Two images per class, written class by class (as a folder sorted by class lists them)."""
+    images, _ = make_images(20)
+    labels = np.repeat(np.arange(10), 2)
+    return write_png_folder(root, images, labels, stems)
+
+
+@pytest.mark.parametrize(("stems", "split"), [
+    ([f"train-{i:05d}" for i in range(20)], "train"),
+    ([f"img{i}" for i in range(20)], "unknown"),
+    ([f"{i:05d}" for i in range(20)], "test"),
+])
+def test_cli_image_folder_is_reported_as_what_it_is(tmp_path, capsys, stems, split) -> None:
+    """train-NNNNN files are training images, numeric stems test images, anything else of
+    unknown split: never "CIFAR-10 test" just because --split defaults to test."""
+    from resnet8_onnx.cli import main
+
+    folder = _class_sorted_folder(tmp_path / "pngs", stems)
+    code, record, err = _data_json(capsys, folder)
+    assert code == 0, err
+    assert record["split"] == split
+    assert main(["-q", "data", "--data-dir", str(folder)]) == 0
+    headline = " ".join(capsys.readouterr().out.split("source:")[0].split())
+    assert "image folder pngs: 20 images" in headline
+    words = {"train": "training images", "unknown": "images of unknown split",
+             "test": "test images"}
+    assert f"CIFAR-10 {words[split]}" in headline
+    if split != "test":
+        assert "CIFAR-10 test" not in headline
+        assert "test set" in headline.split("—")[1]  # "not the (official) test set"
+
+
+def test_cli_split_train_on_an_image_folder_says_training(tmp_path, capsys) -> None:
+    from resnet8_onnx.cli import main
+
+    folder = _class_sorted_folder(tmp_path / "pngs", [f"img{i}" for i in range(20)])
+    assert main(["-q", "data", "--data-dir", str(folder), "--split", "train"]) == 0
+    headline = " ".join(capsys.readouterr().out.split("source:")[0].split())
+    assert headline.startswith("CIFAR-10 training images, image folder pngs")
+    assert "official test set" not in headline
+
+
+def test_cli_limit_is_class_balanced_on_a_class_sorted_folder(tmp_path, capsys) -> None:
+    """--limit 10 on a folder listed class by class: one image of each class, not ten
+    airplanes; the same rule on an official layout; the default (no --limit) unchanged."""
+    import json
+
+    from resnet8_onnx.cli import main
+
+    folder = _class_sorted_folder(tmp_path / "pngs", [f"train-{i:05d}" for i in range(20)])
+    images, labels = make_images(40)
+    labels = np.array([0] * 20 + list(range(10)) * 2, np.int64)  # the first 20 all airplanes
+    layout = write_layout(tmp_path / "bin", "binary-dir",
+                          layout_files("binary", (images, labels)))
+    # one round over the ten classes, then the eleventh image opens the next round
+    expected = {name: 2 if name == "airplane" else 1 for name in CLASS_NAMES}
+    for source in (folder, layout):
+        assert main(["-q", "data", "--data-dir", str(source), "--limit", "11",
+                     "--json", "-"]) == 0
+        record = json.loads(capsys.readouterr().out)
+        assert record["count"] == 11
+        assert record["subset"] == "balanced-11 of full"
+        assert record["limit"] == 11
+        assert record["per_class"] == expected
+    assert main(["-q", "data", "--data-dir", str(layout), "--json", "-"]) == 0
+    assert json.loads(capsys.readouterr().out)["per_class"]["airplane"] == 22
+
+
 # ------------------------------------------------------------------------------ Dataset API
 def _dataset(n: int = 25) -> Dataset:
     images, labels = make_images(n)
@@ -690,11 +758,37 @@ def test_batches_are_float32_raw_pixels_in_order() -> None:
         next(data.batches(0))
 
 
+def _round_robin(labels: list[int], n: int, k: int = 10) -> list[int]:
+    """Independent reference: per class in source order, then one per class per round."""
+    queues = [[i for i, y in enumerate(labels) if y == c] for c in range(k)]
+    taken: list[int] = []
+    while len(taken) < n:
+        for queue in queues:
+            if queue and len(taken) < n:
+                taken.append(queue.pop(0))
+    return sorted(taken)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(0, 9), min_size=1, max_size=80), st.integers(1, 80))
+def test_limit_is_round_robin_over_classes(labels: list[int], n: int) -> None:
+    images = np.zeros((len(labels), 32, 32, 3), np.uint8)
+    source = DataSource(kind="binary-dir", path="mem", checks=(), official=False)
+    data = Dataset(images, np.array(labels, np.int64), CLASS_NAMES, source,
+                   indices=np.arange(len(labels), dtype=np.int64))
+    limited = data.limit(n)
+    if n >= len(labels):
+        assert limited is data
+    else:
+        assert limited.indices.tolist() == _round_robin(labels, n)
+        assert limited.labels.tolist() == [labels[i] for i in limited.indices]
+
+
 def test_limit_renames_the_subset() -> None:
     data = _dataset(25)
     first = data.limit(7)
     assert len(first) == 7
-    assert first.subset == "first-7 of full"
+    assert first.subset == "balanced-7 of full"
     described = first.describe()
     assert described["count"] == 7
     assert described["limit"] == 7
@@ -863,6 +957,21 @@ def test_real_official_indices_under_any_name_are_the_perf_subset(tmp_path, caps
         record = json.loads(capsys.readouterr().out)
         assert (record["subset"], record["count"]) == (subset, count)
         assert record["indices_sha256"] == sha256_of(Path(indices))
+
+
+@pytest.mark.shared
+def test_real_training_image_folder_is_reported_as_training_images() -> None:
+    from resnet8_onnx.report import describe_data
+
+    data = load_dataset(shared_path("cifar-10", "train-2000-png"))
+    assert data.split == "train"
+    assert describe_data(data.describe()) == (
+        "CIFAR-10 training images, image folder train-2000-png: 2,000 images — not the test set")
+    limited = data.limit(100)
+    assert limited.per_class == {name: 10 for name in CLASS_NAMES}
+    assert describe_data(limited.describe()) == (
+        "CIFAR-10 training images, image folder train-2000-png, 100 of 2,000 images, the first "
+        "10 of each class — NOT the whole folder")
 
 
 @pytest.mark.shared

@@ -158,7 +158,9 @@ def _add_data_options(p: argparse.ArgumentParser, *, subsets: bool = True) -> No
                             "perf_samples_idxs.npy found under --data-dir, or downloaded); "
                             "only the official file (by sha256) is called the perf subset")
         g.add_argument("--limit", type=_positive_int, metavar="N", default=None,
-                       help="only the first N images (a quick check; reports say so)")
+                       help="only N images, class-balanced: round-robin over the classes, "
+                            "each in source order (--limit 500 of the test set = the first 50 "
+                            "of each class); a quick check, reports say so")
     g.add_argument("--offline", action="store_true",
                    help="never download; fail with a hint instead")
 

@@ -20,6 +20,7 @@ import hashlib
 import io
 import os
 import pickle
+import re
 import tarfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -49,7 +50,11 @@ CLASS_NAMES: tuple[str, ...] = (
 SUBSETS = ("full", "perf")
 # The subset name of images selected by an indices file other than the official perf one.
 INDICES_SUBSET = "indices"
+# Subset names of a --limit: "balanced-500 of full" (see Dataset.limit).
+LIMIT_PREFIX = "balanced-"
 SPLITS = ("test", "train")
+UNKNOWN_SPLIT = "unknown"  # an image folder whose file names do not say which split it is
+_TRAIN_STEM = re.compile(r"train-\d+")
 
 NUM_CLASSES = len(CLASS_NAMES)
 TEST_SET_SIZE = 10_000
@@ -111,6 +116,22 @@ def _oneline(text: object, limit: int = 200) -> str:
 # --------------------------------------------------------------------------------------------
 # Results
 # --------------------------------------------------------------------------------------------
+
+
+def balanced_first(labels: np.ndarray, n: int, num_classes: int) -> np.ndarray:
+    """Positions of ``n`` images taken round-robin over classes, each class in source order.
+
+    Round ``r`` takes the ``r``-th image of every class that has one, lowest class index
+    first; positions come back sorted (source order). Classes with fewer images simply drop
+    out of later rounds.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    order = np.argsort(labels, kind="stable")  # grouped by class, source order within
+    grouped = labels[order]
+    rank = np.empty(len(labels), dtype=np.int64)
+    rank[order] = np.arange(len(labels)) - np.searchsorted(grouped, grouped, side="left")
+    turn = rank * num_classes + labels  # round first, then class
+    return np.sort(np.argsort(turn, kind="stable")[:n])
 
 
 @dataclass(frozen=True)
@@ -177,17 +198,25 @@ class Dataset:
             yield self.images[start:stop].astype(np.float32), self.labels[start:stop]
 
     def limit(self, n: int) -> Dataset:
-        """The first ``n`` images, renamed so the result is never mistaken for the whole set."""
+        """``n`` images, class-balanced, renamed so they are never mistaken for the whole set.
+
+        Taken round-robin over the classes, each class in source order: the first image of
+        every class, then the second of every class, and so on (a round that cannot be
+        completed goes to the lower class indices); the result keeps source order. So
+        ``limit(500)`` of the test set is the first 50 images of each class, and a folder
+        sorted by class does not yield ten airplanes for ``limit(10)``.
+        """
         if n < 1:
             raise UsageError(f"limit must be at least 1, got {n}")
         if n >= len(self):
             return self
+        take = balanced_first(self.labels, n, len(self.class_names))
         return dataclasses.replace(
             self,
-            images=self.images[:n],
-            labels=self.labels[:n],
-            indices=None if self.indices is None else self.indices[:n],
-            subset=f"first-{n} of {self.subset}",
+            images=self.images[take],
+            labels=self.labels[take],
+            indices=None if self.indices is None else self.indices[take],
+            subset=f"{LIMIT_PREFIX}{n} of {self.subset}",
             source_count=self.available,
         )
 
@@ -248,8 +277,8 @@ class Dataset:
     def describe(self) -> dict:
         """JSON-ready account of exactly which images this is (for every report)."""
         limit = None
-        if self.subset.startswith("first-"):
-            limit = int(self.subset.split(" ", 1)[0].removeprefix("first-"))
+        if self.subset.startswith(LIMIT_PREFIX):
+            limit = int(self.subset.split(" ", 1)[0].removeprefix(LIMIT_PREFIX))
         return {
             "dataset": "CIFAR-10",
             "source": self.source.to_dict(),
@@ -805,6 +834,7 @@ def _load_image_folder(root: Path, split: str) -> Dataset:
         raise InvalidInputError(f"{root}: image folder holds no images")
 
     numeric = all(stem.isascii() and stem.isdigit() for _, stem, _ in entries)
+    training = all(_TRAIN_STEM.fullmatch(stem) for _, stem, _ in entries)
     indices: np.ndarray | None = None
     if numeric and split == "test":
         values = np.array([int(stem) for _, stem, _ in entries], dtype=np.int64)
@@ -814,6 +844,11 @@ def _load_image_folder(root: Path, split: str) -> Dataset:
             indices = values[order]
     if indices is None:
         entries.sort(key=lambda e: (e[0], e[2].name))
+    # What the folder is, from its file names: test-set indices make test images,
+    # "train-NNNNN" training images; anything else is of unknown split unless --split train
+    # says so. Never "test" just because that is the default.
+    folder_split = ("test" if indices is not None else "train" if training or split == "train"
+                    else UNKNOWN_SPLIT)
 
     n = len(entries)
     images = np.empty((n, *IMAGE_SHAPE), dtype=np.uint8)
@@ -855,9 +890,13 @@ def _load_image_folder(root: Path, split: str) -> Dataset:
     ]
     if indices is not None:
         checks.append(f"{root.name}: file names are test-set indices, images sorted by index")
+    elif training:
+        checks.append(f"{root.name}: file names are training-set indices (train-NNNNN): "
+                      "training images, sorted by class, then name")
     else:
         checks.append(
             f"{root.name}: file names are not test-set indices; sorted by class, then name"
+            + ("" if split == "train" else "; split unknown")
         )
     warnings: list[str] = []
     lossy = sum(v for k, v in formats.items() if k in _LOSSY_FORMATS)
@@ -881,7 +920,7 @@ def _load_image_folder(root: Path, split: str) -> Dataset:
         official=False,
         warnings=tuple(warnings),
     )
-    return Dataset(images, labels, CLASS_NAMES, source, split=split, indices=indices)
+    return Dataset(images, labels, CLASS_NAMES, source, split=folder_split, indices=indices)
 
 
 def _tar_kind(path: Path) -> str:

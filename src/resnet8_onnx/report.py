@@ -169,50 +169,92 @@ def _selected_by(data: Mapping[str, Any]) -> str:
     return f"the images selected by {name}" + (f" (sha256 {sha[:12]}…)" if sha else "")
 
 
-def _subset_phrase(subset: str, limit: Any, selected_by: str = "") -> tuple[str, bool]:
-    """Human phrase for a subset name and whether it is a part of the source."""
-    base, first = subset, limit if isinstance(limit, int) else None
-    if subset.startswith("first-"):  # "first-500 of full", "first-50 of perf"
-        head, _, rest = subset.partition(" of ")
-        base = rest or "full"
-        digits = head.removeprefix("first-")
-        first = int(digits) if digits.isdigit() else first
+def _subset_phrase(subset: str, limit: Any, selected_by: str = "",
+                   balanced: str = "") -> tuple[str, bool]:
+    """Human phrase for a subset name and whether it is a part of the source.
+
+    ``balanced`` words a ``--limit`` ("balanced-500 of full"); "first-500 of full" is how
+    records written before limits were class-balanced name theirs.
+    """
+    base, first, rule = subset, limit if isinstance(limit, int) else None, "first"
+    for prefix in ("balanced-", "first-"):  # "balanced-500 of full", "first-50 of perf"
+        if subset.startswith(prefix):
+            head, _, rest = subset.partition(" of ")
+            base = rest or "full"
+            digits = head.removeprefix(prefix)
+            first = int(digits) if digits.isdigit() else first
+            rule = prefix[:-1]
     names = {"full": "", "perf": "the MLPerf Tiny perf subset",
              "indices": selected_by or "the images selected by an indices file"}
     named = names.get(base, f"the {base} subset")
     if first is not None:
+        if rule == "balanced":
+            what = balanced or "class-balanced (the first images of each class in turn)"
+            return what + (f" of {named}" if named else ""), True
         return (f"first {first:,} images" + (f" of {named}" if named else "")), True
     return (named[4:] if named.startswith("the ") else named), base != "full"
+
+
+def _balanced_phrase(data: Mapping[str, Any]) -> str:
+    """'the first 50 of each class' when a --limit got every class the same count."""
+    counts = [v for v in (data.get("per_class") or {}).values() if isinstance(v, int)]
+    if counts and len(set(counts)) == 1:
+        return "the first of each class" if counts[0] == 1 else (
+            f"the first {counts[0]:,} of each class")
+    return "class-balanced (the first images of each class in turn)"
+
+
+_SPLIT_IMAGES = {"test": "test images", "train": "training images",
+                 "unknown": "images of unknown split"}
 
 
 def describe_data(data: Mapping[str, Any]) -> str:
     """The one-line statement of exactly which images were evaluated, used by every renderer.
 
-    A number without this line is ambiguous (full test set? the 200-image perf subset? the
-    first 500?), so it is printed above every table and written into every report, e.g.
-    "CIFAR-10 test, full official set, 10,000 images" or "CIFAR-10 test, MLPerf Tiny perf
-    subset: 200 of 10,000 images — NOT the full test set".
+    A number without this line is ambiguous (full test set? the 200-image perf subset? 500
+    of them?), so it is printed above every table and written into every report, e.g.
+    "CIFAR-10 test, full official set, 10,000 images", "CIFAR-10 test, MLPerf Tiny perf
+    subset: 200 of 10,000 images — NOT the full test set" or "CIFAR-10 training images,
+    image folder train-2000-png: 2,000 images — not the test set". An image folder is named
+    as one, with the split its file names show ("unknown" when they show none).
     """
     data = jsonable(data or {})
-    base = f"{data.get('dataset') or 'CIFAR-10'} {data.get('split') or 'test'}"
+    dataset, split = data.get("dataset") or "CIFAR-10", str(data.get("split") or "test")
+    path = _get(data, "source", "path")
+    folder = _get(data, "source", "kind") == "image-folder"
     count = data.get("count")
     shown = f"{count:,} images" if isinstance(count, int) else "an unknown number of images"
     if data.get("full_official_test_set"):
-        return f"{base}, full official set, {shown}"
+        return f"{dataset} {split}, full official set, {shown}"
+    if folder:
+        name = Path(str(path)).name if path else "?"
+        base = f"{dataset} {_SPLIT_IMAGES.get(split, split + ' images')}, image folder {name}"
+        whole = "the whole folder"
+    else:
+        base = f"{dataset} {split}"
+        whole = {"test": "the full test set", "train": "the full training set"}.get(
+            split, "a whole CIFAR-10 split")
     what, partial = _subset_phrase(str(data.get("subset") or "full"), data.get("limit"),
-                                   _selected_by(data))
+                                   _selected_by(data), _balanced_phrase(data))
     if partial:
         total = data.get("source_count")
-        if not isinstance(total, int) and base.endswith(" test"):
+        if not isinstance(total, int) and split == "test" and not folder:
             total = CIFAR10_TEST_SIZE
         known = isinstance(count, int) and isinstance(total, int)
         if known and what == f"first {count:,} images":
-            return f"{base}, first {count:,} of {total:,} images {DASH} NOT the full test set"
+            return f"{base}, first {count:,} of {total:,} images {DASH} NOT {whole}"
+        if known and what == _balanced_phrase(data):  # a limit of the whole source
+            return f"{base}, {count:,} of {total:,} images, {what} {DASH} NOT {whole}"
         amount = f"{count:,} of {total:,} images" if known else shown
-        return f"{base}, {what}: {amount} {DASH} NOT the full test set"
-    path = _get(data, "source", "path")
+        return f"{base}, {what}: {amount} {DASH} NOT {whole}"
+    if folder:
+        tail = {"test": "not verified as the full official test set",
+                "train": "not the test set"}.get(split, "not the official test set")
+        return f"{base}: {shown} {DASH} {tail}"
     where = f" from {Path(str(path)).name}" if path else ""
-    return f"{base}{where}: {shown} {DASH} not verified as the full official test set"
+    tail = ("training images, not the test set" if split == "train"
+            else "not verified as the full official test set")
+    return f"{base}{where}: {shown} {DASH} {tail}"
 
 
 def _data_warnings(data: Mapping[str, Any]) -> list[str]:
