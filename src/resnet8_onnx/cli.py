@@ -179,6 +179,12 @@ def _load_data(args: argparse.Namespace):
         print(f"resnet8-onnx: note: {note}", file=sys.stderr)
     if getattr(args, "limit", None):
         dataset = dataset.limit(args.limit)
+    from .evaluate import DEFAULT_BATCH_SIZE
+
+    batch_size = getattr(args, "batch_size", None)  # said only of a size the user chose
+    if batch_size not in (None, DEFAULT_BATCH_SIZE) and batch_size > len(dataset):
+        print(f"resnet8-onnx: note: --batch-size {batch_size:,} is more than the "
+              f"{len(dataset):,} images; running batches of {len(dataset):,}", file=sys.stderr)
     return dataset
 
 

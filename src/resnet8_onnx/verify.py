@@ -387,7 +387,9 @@ def verify(
     ``passed`` is the verdict.
     """
     from .backends.onnxrt import OnnxRuntimeBackend
+    from .memory import check_batch_fits
 
+    check_batch_fits(max(1, min(batch_size, len(images))))
     structure = structure_report(onnx_path)
     problems = check_io_contract(structure, image_shape=image_shape, num_classes=num_classes)
     onnx_backend = candidate or OnnxRuntimeBackend(onnx_path, sha256=structure["sha256"])
