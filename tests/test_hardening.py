@@ -6,7 +6,8 @@ once and run concurrently by a module fixture, then asserted one parametrized te
 case passes only if the exit code is the README's, stderr is one ``error:`` line naming the
 file and the problem, there is no traceback, and no file anywhere in the case's directory or
 the shared inputs was created or modified (the hidden report-directory lock file excepted:
-it is deliberately never deleted, see ``fsutil.exclusive_directory``).
+it is deliberately left in a directory the command did not create, see
+``fsutil.exclusive_directory`` and ``fsutil.report_directory``).
 
 Also here: the documented "structurally valid but not official" behaviour, ``--debug``, the
 README's exit-code table against ``errors.py``, fuzzing of the streaming record parser and the
