@@ -369,3 +369,27 @@ def test_run_without_a_model_names_the_option_that_gives_one(tmp_path) -> None:
     proc = cli("-q", "run", "--data-dir", str(empty), "--offline", "--out", str(tmp_path / "o"))
     assert_one_line_error(proc, errors.NOT_FOUND, "pretrainedResnet.h5")
     assert "--model FILE" in proc.stderr
+
+
+# --------------------------------------------------------------------------- failed runs
+@pytest.mark.parametrize("existing", [False, True], ids=["new-dir", "existing-dir"])
+def test_failed_run_leaves_nothing_it_created(tmp_path, existing: bool) -> None:
+    """A run that fails (here: no data, offline) removes the report directory it created, and
+    in a directory that existed leaves no file of its own but the hidden lock."""
+    from test_hardening import LOCK_NAME, keras_layer, keras_model, write_h5
+
+    model = write_h5(tmp_path / "safe.h5", keras_model(
+        keras_layer("Conv2D", "conv", "in", filters=4, kernel_size=[1, 1])))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = tmp_path / "report"
+    if existing:
+        out.mkdir()
+    argv = ["-q", "run", "--model", str(model), "--data-dir", str(empty), "--offline",
+            "--out", str(out)]
+    for _ in range(2):  # and the same command fails the same way again, not on its leftovers
+        proc = cli(*argv)
+        assert_one_line_error(proc, errors.NOT_FOUND, "CIFAR-10")
+        assert out.exists() == existing
+        if existing:
+            assert [p.name for p in out.iterdir() if p.name != LOCK_NAME] == []

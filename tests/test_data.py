@@ -619,6 +619,128 @@ def test_image_folder_corrupt_png(tmp_path) -> None:
         load_dataset(tmp_path)
 
 
+def _data_json(capsys, data_dir: Path) -> tuple[int, dict, str]:
+    import json
+
+    from resnet8_onnx.cli import main
+
+    code = main(["-q", "data", "--data-dir", str(data_dir), "--offline", "--json", "-"])
+    out, err = capsys.readouterr()
+    return code, json.loads(out) if code == 0 else {}, err
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_cli_finds_an_image_folder_inside_the_data_dir(tmp_path, capsys, depth) -> None:
+    """--data-dir NEST where NEST/imgs/<class>/*.png (or one level deeper), as the README's
+    "up to two levels deep" promises; no download is tried."""
+    images, labels = make_images(20)
+    nest = tmp_path / "nest"
+    folder = nest / "x" / "imgs" if depth == 2 else nest / "imgs"
+    write_png_folder(folder, images, labels, [f"{i:05d}" for i in range(20)])
+    code, record, err = _data_json(capsys, nest)
+    assert code == 0, err
+    assert record["source"]["kind"] == "image-folder"
+    assert record["source"]["path"] == str(folder)
+    assert record["count"] == 20
+    assert record["source"]["notes"] == []  # the only candidate: nothing to explain
+    assert err == ""
+
+
+def test_cli_official_layout_beats_image_folders_and_says_so(tmp_path, capsys) -> None:
+    images, labels = make_images(30)
+    write_layout(tmp_path / "root" / "cifar-10", "binary-dir",
+                 layout_files("binary", (images, labels)))
+    write_png_folder(tmp_path / "root" / "a-pngs", images[:10], labels[:10],
+                     [f"{i:05d}" for i in range(10)])
+    code, record, err = _data_json(capsys, tmp_path / "root")
+    assert code == 0, err
+    assert record["source"]["kind"] == "binary-dir"
+    (note,) = record["source"]["notes"]
+    assert "using cifar-10/cifar-10-batches-bin (official layouts come first)" in note
+    assert "not a-pngs" in note
+    assert err.strip() == f"resnet8-onnx: note: {note}"
+
+
+def test_cli_several_image_folders_first_by_name_and_says_so(tmp_path, capsys) -> None:
+    images, labels = make_images(20)
+    for name, n in (("b", 20), ("a", 10)):
+        write_png_folder(tmp_path / "root" / name, images[:n], labels[:n],
+                         [f"{i:05d}" for i in range(n)])
+    code, record, _ = _data_json(capsys, tmp_path / "root")
+    assert code == 0
+    assert record["source"]["path"] == str(tmp_path / "root" / "a")
+    assert record["count"] == 10
+    assert "using a (the first image folder by name), not b" in record["source"]["notes"][0]
+
+
+def _class_sorted_folder(root: Path, stems: list[str]) -> Path:
+    """Two images per class, written class by class (as a folder sorted by class lists them)."""
+    images, _ = make_images(20)
+    labels = np.repeat(np.arange(10), 2)
+    return write_png_folder(root, images, labels, stems)
+
+
+@pytest.mark.parametrize(("stems", "split"), [
+    ([f"train-{i:05d}" for i in range(20)], "train"),
+    ([f"img{i}" for i in range(20)], "unknown"),
+    ([f"{i:05d}" for i in range(20)], "test"),
+])
+def test_cli_image_folder_is_reported_as_what_it_is(tmp_path, capsys, stems, split) -> None:
+    """train-NNNNN files are training images, numeric stems test images, anything else of
+    unknown split: never "CIFAR-10 test" just because --split defaults to test."""
+    from resnet8_onnx.cli import main
+
+    folder = _class_sorted_folder(tmp_path / "pngs", stems)
+    code, record, err = _data_json(capsys, folder)
+    assert code == 0, err
+    assert record["split"] == split
+    assert main(["-q", "data", "--data-dir", str(folder)]) == 0
+    headline = " ".join(capsys.readouterr().out.split("source:")[0].split())
+    assert "image folder pngs: 20 images" in headline
+    words = {"train": "training images", "unknown": "images of unknown split",
+             "test": "test images"}
+    assert f"CIFAR-10 {words[split]}" in headline
+    if split != "test":
+        assert "CIFAR-10 test" not in headline
+        assert "test set" in headline.split("—")[1]  # "not the (official) test set"
+
+
+def test_cli_split_train_on_an_image_folder_says_training(tmp_path, capsys) -> None:
+    from resnet8_onnx.cli import main
+
+    folder = _class_sorted_folder(tmp_path / "pngs", [f"img{i}" for i in range(20)])
+    assert main(["-q", "data", "--data-dir", str(folder), "--split", "train"]) == 0
+    headline = " ".join(capsys.readouterr().out.split("source:")[0].split())
+    assert headline.startswith("CIFAR-10 training images, image folder pngs")
+    assert "official test set" not in headline
+
+
+def test_cli_limit_is_class_balanced_on_a_class_sorted_folder(tmp_path, capsys) -> None:
+    """--limit 10 on a folder listed class by class: one image of each class, not ten
+    airplanes; the same rule on an official layout; the default (no --limit) unchanged."""
+    import json
+
+    from resnet8_onnx.cli import main
+
+    folder = _class_sorted_folder(tmp_path / "pngs", [f"train-{i:05d}" for i in range(20)])
+    images, labels = make_images(40)
+    labels = np.array([0] * 20 + list(range(10)) * 2, np.int64)  # the first 20 all airplanes
+    layout = write_layout(tmp_path / "bin", "binary-dir",
+                          layout_files("binary", (images, labels)))
+    # one round over the ten classes, then the eleventh image opens the next round
+    expected = {name: 2 if name == "airplane" else 1 for name in CLASS_NAMES}
+    for source in (folder, layout):
+        assert main(["-q", "data", "--data-dir", str(source), "--limit", "11",
+                     "--json", "-"]) == 0
+        record = json.loads(capsys.readouterr().out)
+        assert record["count"] == 11
+        assert record["subset"] == "balanced-11 of full"
+        assert record["limit"] == 11
+        assert record["per_class"] == expected
+    assert main(["-q", "data", "--data-dir", str(layout), "--json", "-"]) == 0
+    assert json.loads(capsys.readouterr().out)["per_class"]["airplane"] == 22
+
+
 # ------------------------------------------------------------------------------ Dataset API
 def _dataset(n: int = 25) -> Dataset:
     images, labels = make_images(n)
@@ -639,16 +761,42 @@ def test_batches_are_float32_raw_pixels_in_order() -> None:
         next(data.batches(0))
 
 
+def _round_robin(labels: list[int], n: int, k: int = 10) -> list[int]:
+    """Independent reference: per class in source order, then one per class per round."""
+    queues = [[i for i, y in enumerate(labels) if y == c] for c in range(k)]
+    taken: list[int] = []
+    while len(taken) < n:
+        for queue in queues:
+            if queue and len(taken) < n:
+                taken.append(queue.pop(0))
+    return sorted(taken)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(0, 9), min_size=1, max_size=80), st.integers(1, 80))
+def test_limit_is_round_robin_over_classes(labels: list[int], n: int) -> None:
+    images = np.zeros((len(labels), 32, 32, 3), np.uint8)
+    source = DataSource(kind="binary-dir", path="mem", checks=(), official=False)
+    data = Dataset(images, np.array(labels, np.int64), CLASS_NAMES, source,
+                   indices=np.arange(len(labels), dtype=np.int64))
+    limited = data.limit(n)
+    if n >= len(labels):
+        assert limited is data
+    else:
+        assert limited.indices.tolist() == _round_robin(labels, n)
+        assert limited.labels.tolist() == [labels[i] for i in limited.indices]
+
+
 def test_limit_renames_the_subset() -> None:
     data = _dataset(25)
     first = data.limit(7)
     assert len(first) == 7
-    assert first.subset == "first-7 of full"
+    assert first.subset == "balanced-7 of full"
     described = first.describe()
     assert described["count"] == 7
     assert described["limit"] == 7
     assert described["source_count"] == 25
-    assert described["indices_sha256"] is not None
+    assert described["indices_sha256"] is None  # the sha256 of an indices file; none here
     assert data.limit(100) is data
     with pytest.raises(UsageError):
         data.limit(0)
@@ -700,10 +848,46 @@ def test_perf_subset_with_an_unofficial_indices_file_warns(tmp_path) -> None:
     np.save(tmp_path / "perf_samples_idxs.npy", np.array([40, 2, 17], np.int64))
     data = load_dataset(tmp_path, subset="perf")
     np.testing.assert_array_equal(data.labels, labels[[40, 2, 17]])
-    assert data.subset == "perf"
+    assert data.subset == "indices"  # only the official file makes "the perf subset"
     assert any("perf_samples_idxs.npy: differs from the official" in w
                for w in data.source.warnings)
-    assert data.describe()["indices_sha256"] is not None
+    assert data.describe()["indices_sha256"] == sha256_of(tmp_path / "perf_samples_idxs.npy")
+
+
+def sha256_of(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("name", ["my.npy", "perf_samples_idxs.npy"])
+def test_cli_custom_indices_are_not_called_the_perf_subset(tmp_path, capsys, name) -> None:
+    """--subset perf --indices FILE: a file that is not the official one (whatever its name)
+    is reported as the images it selects, named by the file and its sha256, in the headline
+    and the JSON; indices_sha256 is the file's sha256, the one the checks print."""
+    import json
+
+    from resnet8_onnx.cli import main
+
+    images, labels = make_images(60)
+    data = write_layout(tmp_path, "binary-dir", layout_files("binary", (images, labels)))
+    indices = tmp_path / "idx" / name
+    indices.parent.mkdir()
+    np.save(indices, np.array([41, 3, 17, 9], np.int64))
+    digest = sha256_of(indices)
+    argv = ["-q", "data", "--data-dir", str(data), "--subset", "perf", "--indices", str(indices)]
+    assert main([*argv, "--json", "-"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["subset"] == "indices"
+    assert record["count"] == 4
+    assert record["indices_file"] == str(indices)
+    assert record["indices_sha256"] == digest
+    assert any(digest in c for c in record["source"]["checks"])
+    assert main(argv) == 0
+    headline = " ".join(capsys.readouterr().out.split("source:")[0].split())  # unwrapped
+    assert "MLPerf" not in headline
+    assert "perf subset" not in headline
+    assert f"selected by {name} (sha256 {digest[:12]}" in headline
 
 
 def test_perf_subset_without_indices_offline(tmp_path) -> None:
@@ -735,6 +919,11 @@ def test_real_shared_root_is_searched() -> None:
     data = load_dataset(shared_path())
     assert data.source.kind == "binary-dir"
     assert data.source.path.endswith("cifar-10-batches-bin")
+    # shared also holds two image folders: the official layout wins, and the note says so
+    (note,) = data.source.notes
+    assert "using cifar-10/cifar-10-batches-bin" in note
+    assert "perf-png" in note
+    assert "train-2000-png" in note
 
 
 @pytest.mark.shared
@@ -750,6 +939,42 @@ def test_real_perf_subset_matches_mlperf_labels() -> None:
         expected = [int(row[2]) for row in csv.reader(f)]
     assert data.labels.tolist() == expected
     np.testing.assert_array_equal(data.indices, np.load(indices_file))
+
+
+@pytest.mark.shared
+def test_real_official_indices_under_any_name_are_the_perf_subset(tmp_path, capsys) -> None:
+    """The official file is recognised by its checksum, not its name; the calibration indices
+    (another MLCommons file, 500 images) are not the perf subset."""
+    import json
+    import shutil
+
+    from resnet8_onnx.cli import main
+
+    official = shared_path("mlperf-tiny", "perf_samples_idxs.npy")
+    renamed = shutil.copyfile(official, tmp_path / "my.npy")
+    calibration = shared_path("mlperf-tiny", "calibration_samples_idxs.npy")
+    data = shared_path("cifar-10", "cifar-10-batches-bin")
+    for indices, subset, count in ((renamed, "perf", 200), (calibration, "indices", 500)):
+        assert main(["-q", "data", "--data-dir", str(data), "--subset", "perf", "--indices",
+                     str(indices), "--json", "-"]) == 0
+        record = json.loads(capsys.readouterr().out)
+        assert (record["subset"], record["count"]) == (subset, count)
+        assert record["indices_sha256"] == sha256_of(Path(indices))
+
+
+@pytest.mark.shared
+def test_real_training_image_folder_is_reported_as_training_images() -> None:
+    from resnet8_onnx.report import describe_data
+
+    data = load_dataset(shared_path("cifar-10", "train-2000-png"))
+    assert data.split == "train"
+    assert describe_data(data.describe()) == (
+        "CIFAR-10 training images, image folder train-2000-png: 2,000 images — not the test set")
+    limited = data.limit(100)
+    assert limited.per_class == {name: 10 for name in CLASS_NAMES}
+    assert describe_data(limited.describe()) == (
+        "CIFAR-10 training images, image folder train-2000-png, 100 of 2,000 images, the first "
+        "10 of each class — NOT the whole folder")
 
 
 @pytest.mark.shared

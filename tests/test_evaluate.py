@@ -129,3 +129,56 @@ def test_perf_subset_binary_and_png_folder_agree(resnet8_onnx) -> None:
     assert a.metrics.correct == b.metrics.correct
     assert a.metrics.confusion_matrix.tolist() == b.metrics.confusion_matrix.tolist()
     assert a.to_record()["data"]["full_official_test_set"] is False
+
+
+# --------------------------------------------------------------------------- the CLI
+def _twenty_images(root: Path) -> Path:
+    from test_data import layout_files, make_images, write_layout
+
+    return write_layout(root, "binary-dir", layout_files("binary", make_images(20)))
+
+
+def test_cli_batch_larger_than_the_data_runs_at_the_data_size(tmp_path, capsys) -> None:
+    """--batch-size 100000 on 20 images: one batch of 20, a note on stderr, and the JSON
+    records the batch size used (and the one asked for)."""
+    from resnet8_onnx.cli import main
+
+    model = make_classifier(tmp_path / "m.onnx")
+    data = _twenty_images(tmp_path / "data")
+    code = main(["-q", "evaluate", str(model), "--data-dir", str(data), "--batch-size",
+                 "100000", "--json", "-"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    timings = json.loads(out)["timings"]
+    assert timings["batch_size"] == 20
+    assert timings["requested_batch_size"] == 100_000
+    assert "--batch-size 100,000 is more than the 20 images; running batches of 20" in err
+    assert main(["-q", "evaluate", str(model), "--data-dir", str(data), "--json", "-"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["timings"]["batch_size"] == 20  # the default 128, capped as well
+    assert json.loads(out)["timings"]["requested_batch_size"] == 128
+    assert "note:" not in err  # but no note about a size the user did not choose
+
+
+def test_cli_memory_check_uses_the_batch_actually_run(tmp_path, capsys, monkeypatch) -> None:
+    """With room for 50 images only, a 100000 batch over 20 images still runs (20 fit), but
+    a 60-image batch over 100 images is refused with one line, exit 2, before inference."""
+    from resnet8_onnx import errors, memory
+    from resnet8_onnx.cli import main
+    from test_data import layout_files, make_images, write_layout
+
+    monkeypatch.setattr(memory, "available_bytes",
+                        lambda: (50 * memory.BYTES_PER_IMAGE, "a test limit"))
+    model = make_classifier(tmp_path / "m.onnx")
+    small = _twenty_images(tmp_path / "small")
+    assert main(["-q", "evaluate", str(model), "--data-dir", str(small), "--batch-size",
+                 "100000"]) == 0
+    capsys.readouterr()
+    large = write_layout(tmp_path / "large", "binary-dir",
+                         layout_files("binary", make_images(100)))
+    code = main(["-q", "evaluate", str(model), "--data-dir", str(large), "--batch-size", "60"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == errors.USAGE
+    assert len(err) == 1
+    assert "--batch-size 60: one batch needs an estimated" in err[0]
+    assert "use a batch size of at most 50" in err[0]

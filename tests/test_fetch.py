@@ -204,9 +204,9 @@ def test_fetch_download_false_without_offline_env(monkeypatch, tmp_path) -> None
         fetch("perf_samples_idxs.npy", tmp_path, download=False)
 
 
-def test_fetch_unreachable_server_is_input_not_found(monkeypatch, tmp_path) -> None:
+def test_fetch_unreachable_server_is_a_failed_download(monkeypatch, tmp_path) -> None:
     _register(monkeypatch, "w.bin", f"http://127.0.0.1:{_closed_port()}/w.bin")
-    with pytest.raises(InputNotFoundError) as info:
+    with pytest.raises(DownloadError) as info:
         fetch("w.bin", tmp_path, download=True)
     message = str(info.value)
     assert "\n" not in message
@@ -321,6 +321,35 @@ def test_missing_cifar_is_downloaded_verified_and_read_in_place(monkeypatch, tmp
     assert data.source.official is False  # the member is not the real test batch
     assert (data.labels == labels).all()
     assert sorted(p.name for p in cache_dir().iterdir()) == [name]  # nothing extracted
+
+
+# ------------------------------------------------------------------------------ the CLI
+def _cifar_at(monkeypatch, url: str) -> None:
+    name = "cifar-10-binary.tar.gz"
+    monkeypatch.setitem(KNOWN_FILES, name, KnownFile(
+        name=name, url=url, sha256=None, md5="0" * 32, description="test archive"))
+
+
+@pytest.mark.parametrize("where", ["closed-port", "http-404", "wrong-checksum"])
+def test_cli_failed_download_exits_9(monkeypatch, tmp_path, capsys, server, where) -> None:
+    """The README's exit 9, whether the server is unreachable, answers 404 or sends wrong bytes
+    (loopback only: a closed local port, or the test server)."""
+    from resnet8_onnx import errors
+    from resnet8_onnx.cli import main
+
+    monkeypatch.delenv("RESNET8_ONNX_OFFLINE")
+    url = {"closed-port": f"http://127.0.0.1:{_closed_port()}/cifar-10-binary.tar.gz",
+           "http-404": f"{server.url}/missing.tar.gz",
+           "wrong-checksum": f"{server.url}/file.bin"}[where]
+    _cifar_at(monkeypatch, url)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code = main(["-q", "data", "--data-dir", str(empty)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == errors.DOWNLOAD_FAILED, err
+    assert len(err) == 1, err
+    assert err[0].startswith("resnet8-onnx: error: ")
+    assert not (cache_dir() / "cifar-10-binary.tar.gz").exists()
 
 
 # ------------------------------------------------------------------------------ real data

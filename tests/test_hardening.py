@@ -6,7 +6,8 @@ once and run concurrently by a module fixture, then asserted one parametrized te
 case passes only if the exit code is the README's, stderr is one ``error:`` line naming the
 file and the problem, there is no traceback, and no file anywhere in the case's directory or
 the shared inputs was created or modified (the hidden report-directory lock file excepted:
-it is deliberately never deleted, see ``fsutil.exclusive_directory``).
+it is deliberately left in a directory the command did not create, see
+``fsutil.exclusive_directory`` and ``fsutil.report_directory``).
 
 Also here: the documented "structurally valid but not official" behaviour, ``--debug``, the
 README's exit-code table against ``errors.py``, fuzzing of the streaming record parser and the
@@ -25,6 +26,7 @@ import marshal
 import os
 import pickle
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -403,6 +405,21 @@ def _a_file(d: Path) -> Path:
     return d / "plain.txt"
 
 
+def _copy(source: Path, target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    return target
+
+
+def _previous(path: Path) -> Path:
+    """An earlier output at ``path`` (which must survive byte for byte)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"previous output\n")
+    return path
+
+
+QUICK_BENCH = ["--quick", "--batch-sizes", "1", "--threads", "1", "--optimization", "all"]
+
 INVALID, UNSAFE, NOT_FOUND = errors.INVALID_INPUT, errors.UNSAFE_INPUT, errors.NOT_FOUND
 OUTPUT, USAGE = errors.OUTPUT_ERROR, errors.USAGE
 
@@ -470,9 +487,9 @@ CASES = [
         ["run", "--model", str(write_h5(d / "lambda.h5", keras_model(lambda_layer(d / "M")))),
          "--data-dir", str(inp.data), "--out", str(d / "report")],
         ("lambda.h5", "Lambda"), outputs=(d / "report" / "model.onnx",))),
-    Case("convert-onto-its-source", USAGE, lambda d, inp: Run(
+    Case("convert-onto-its-source", OUTPUT, lambda d, inp: Run(
         ["convert", str(inp.safe_h5), "-o", str(inp.safe_h5), "--force"],
-        ("safe.h5", "would overwrite the source model"))),
+        ("safe.h5", "would overwrite the input"))),
     # ---- outputs
     Case("json-in-missing-dir", OUTPUT, _output_case(
         _evaluate_json, lambda d: d / "missing" / "r.json", "does not exist")),
@@ -503,6 +520,70 @@ CASES = [
     Case("report-exists", OUTPUT, _output_case(
         _evaluate_out_existing, lambda d: d / "reports" / "report.json", "already exists",
         existing=True)),
+    # ---- outputs onto inputs: refused (exit 8) with or without --force, nothing written
+    Case("json-onto-the-model", OUTPUT, lambda d, inp: Run(
+        ["evaluate", str(_copy(inp.model, d / "victim.onnx")), "--data-dir", str(inp.data),
+         "--json", str(d / "victim.onnx"), "--force"],
+        ("victim.onnx", "would overwrite the input"))),
+    Case("compare-json-onto-a-model", OUTPUT, lambda d, inp: Run(
+        ["compare", str(inp.model), str(_copy(inp.model, d / "b.onnx")), "--data-dir",
+         str(inp.data), "--json", str(d / "b.onnx"), "--force"],
+        ("b.onnx", "would overwrite the input"))),
+    Case("json-onto-a-symlinked-model", OUTPUT, lambda d, inp: (
+        (d / "link.onnx").symlink_to(_copy(inp.model, d / "real.onnx")),
+        Run(["evaluate", str(d / "link.onnx"), "--data-dir", str(inp.data),
+             "--json", str(d / "real.onnx"), "--force"],
+            ("real.onnx", "would overwrite the input")))[1]),
+    Case("json-onto-a-hard-linked-model", OUTPUT, lambda d, inp: (
+        os.link(_copy(inp.model, d / "real.onnx"), d / "hard.onnx"),
+        Run(["evaluate", str(d / "hard.onnx"), "--data-dir", str(inp.data),
+             "--json", str(d / "real.onnx"), "--force"],
+            ("real.onnx", "would overwrite the input")))[1]),
+    Case("report-file-onto-the-model", OUTPUT, lambda d, inp: Run(
+        ["evaluate", str(_copy(inp.model, d / "rep" / "report.json")), "--backend",
+         "onnxruntime", "--data-dir", str(inp.data), "--out", str(d / "rep"), "--force"],
+        ("report.json", "would overwrite the input"))),
+    Case("json-onto-a-data-file", OUTPUT, lambda d, inp: (
+        (d / "data").mkdir(),
+        Run(["data", "--data-dir", str(binary_dir(d / "data", binary_records(20))),
+             "--json", str(d / "data" / "cifar-10-batches-bin" / "test_batch.bin"),
+             "--force"], ("test_batch.bin", "written into the input directory")))[1]),
+    Case("indices-onto-json", OUTPUT, lambda d, inp: (
+        np.save(d / "idx.npy", np.array([3, 1, 2])),
+        Run(["evaluate", str(inp.model), "--data-dir", str(inp.data), "--subset", "perf",
+             "--indices", str(d / "idx.npy"), "--json", str(d / "idx.npy"), "--force"],
+            ("idx.npy", "would overwrite the input")))[1]),
+    Case("plot-onto-the-model", OUTPUT, lambda d, inp: Run(
+        ["benchmark", str(_copy(inp.model, d / "m.onnx")), *QUICK_BENCH,
+         "--plot", str(d / "m.onnx"), "--force"], ("m.onnx", "would overwrite the input"))),
+    Case("save-optimized-onto-the-model", OUTPUT, lambda d, inp: Run(
+        ["benchmark", str(_copy(inp.model, d / "m.onnx")), *QUICK_BENCH,
+         "--save-optimized", str(d / "m.onnx"), "--force"],
+        ("m.onnx", "would overwrite the input"))),
+    Case("json-and-plot-one-file", OUTPUT, lambda d, inp: Run(
+        ["benchmark", str(inp.model), *QUICK_BENCH, "--json", str(d / "x"), "--plot",
+         str(d / "x")], ("x", "named twice as an output")), ),
+    Case("run-out-onto-its-model", OUTPUT, lambda d, inp: Run(
+        ["run", "--model", str(_copy(inp.safe_h5, d / "rep" / "model.onnx")), "--data-dir",
+         str(inp.data), "--out", str(d / "rep"), "--force"],
+        ("model.onnx", "would overwrite the input"))),
+    # ---- outputs are checked before the models and data are even looked at
+    Case("existing-report-refused-before-the-model", OUTPUT, lambda d, inp: Run(
+        ["evaluate", str(d / "nope.onnx"), "--data-dir", str(d / "nope"), "--out",
+         str(_previous(d / "rep" / "report_per_class.csv").parent)],
+        ("report_per_class.csv", "already exists"),
+        unchanged=(d / "rep" / "report_per_class.csv",))),
+    Case("existing-compare-report-refused-before-the-models", OUTPUT, lambda d, inp: Run(
+        ["compare", str(d / "a.onnx"), str(d / "b.onnx"), "--data-dir", str(d / "nope"),
+         "--out", str(_previous(d / "rep" / "compare.md").parent)],
+        ("compare.md", "already exists"), unchanged=(d / "rep" / "compare.md",))),
+    Case("existing-data-json-refused-before-the-data", OUTPUT, lambda d, inp: Run(
+        ["data", "--data-dir", str(d / "nope"), "--json", str(_previous(d / "d.json"))],
+        ("d.json", "already exists"), unchanged=(d / "d.json",))),
+    Case("existing-run-report-refused-before-the-model", OUTPUT, lambda d, inp: Run(
+        ["run", "--model", str(d / "nope.h5"), "--data-dir", str(d / "nope"), "--out",
+         str(_previous(d / "rep" / "report.md").parent)],
+        ("report.md", "already exists"), unchanged=(d / "rep" / "report.md",))),
     # ---- options
     Case("batch-size-zero", USAGE, lambda d, inp: Run(
         ["evaluate", str(inp.model), "--batch-size", "0"], ("--batch-size", "'0'"))),

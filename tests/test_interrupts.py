@@ -352,3 +352,33 @@ def test_two_evaluates_racing_for_one_directory(tmp_path: Path, workload, force:
     from_json = ",".join(str(c["correct"]) for c in record["metrics"]["per_class"])
     assert written["csv"] == from_json
     assert leftovers(out) == []
+
+
+# --------------------------------------------------------------------------- run
+@pytest.mark.slow
+def test_run_terminated_after_writing_the_model_can_simply_be_rerun(tmp_path: Path) -> None:
+    """SIGTERM once ``run`` has written model.onnx: exit 130 and the report directory it
+    created is gone, so the very same command (no --force) then succeeds."""
+    from conftest import SHARED, shared_path
+
+    model = shared_path("models", "pretrainedResnet.h5")
+    shared_path("cifar-10", "cifar-10-batches-bin", "test_batch.bin")
+    out = tmp_path / "report"
+    argv = ["run", "--model", str(model), "--data-dir", str(SHARED), "--limit", "300",
+            "--out", str(out)]
+    proc, _ = cli_when_ready(argv, tmp_path)
+    deadline = time.monotonic() + 300
+    while not (out / "model.onnx").exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "run never wrote model.onnx"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == errors.INTERRUPTED, stderr
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1] == "resnet8-onnx: interrupted"  # after TF's log
+    assert not out.exists(), sorted(p.name for p in out.iterdir())
+    again = cli_popen(argv, tmp_path)
+    _, stderr = again.communicate(timeout=300)
+    assert again.returncode == 0, stderr
+    assert {"model.onnx", "report.json", "report.md"} <= {p.name for p in out.iterdir()}

@@ -1,7 +1,7 @@
 """Resource bounds: memory follows the uint8 images plus one batch, not a multiple of the data.
 
 What "roughly flat" can honestly mean here: the data set is held in memory as uint8 (so a
-report can say exactly which images were evaluated, and ``--subset``/``--limit`` are views),
+report can say exactly which images were evaluated, and ``--subset``/``--limit`` select from it),
 so 50,000 images are 147 MiB that must be resident. Everything else (the float32 batch, the
 runtime's buffers, outputs and metrics) must not grow with the data. The tests therefore
 bound the growth of peak memory by the growth of the uint8 data itself, with a small margin,

@@ -424,6 +424,9 @@ def benchmark(
     batch_sizes = sorted(set(int(b) for b in batch_sizes))
     if not batch_sizes or batch_sizes[0] < 1:
         raise UsageError("batch sizes must be at least 1")
+    from .memory import check_batch_fits
+
+    check_batch_fits(batch_sizes[-1], option="--batch-sizes")  # before allocating anything
     threads = sorted(set(threads or default_threads()))
     if threads[0] < 1:
         raise UsageError("thread counts must be at least 1")

@@ -190,11 +190,26 @@ def _emit_json(payload: dict[str, Any], destination: str | None, *, force: bool)
         write_text_atomic(destination, text if text.endswith("\n") else text + "\n", force=force)
 
 
-def _check_json_destination(destination: str | None, force: bool) -> None:
-    if destination not in (None, "-"):
-        from .fsutil import check_writable
+def _check_outputs(args: argparse.Namespace, *, files: Sequence[str | None] = (),
+                   reports: Any = None, inputs: Sequence[str | None] = ()) -> Path | None:
+    """Refuse every output before any work: one that would overwrite an input (``--force`` or
+    not), exists without ``--force``, or cannot be written. ``reports`` is the writer of the
+    ``--out`` report set, asked which files it would write; returns the ``--out`` directory.
+    The outputs are remembered so :func:`_load_data` can check them against the data files
+    it finds."""
+    from .fsutil import check_writable, refuse_overwriting_inputs
 
-        check_writable(destination, force=force)
+    out_dir = getattr(args, "out", None)
+    targets: list[Path] = []
+    if reports is not None and out_dir is not None:
+        targets = list(reports({}, out_dir, force=args.force, check_only=True).values())
+    planned = [*(Path(f) for f in files if f not in (None, "-")), *targets]
+    refuse_overwriting_inputs(planned, inputs)
+    for f in files:
+        if f not in (None, "-"):
+            check_writable(f, force=args.force)
+    args.planned_outputs = planned
+    return None if out_dir is None else Path(out_dir)
 
 
 def _add_data_options(p: argparse.ArgumentParser, *, subsets: bool = True) -> None:
@@ -211,10 +226,13 @@ def _add_data_options(p: argparse.ArgumentParser, *, subsets: bool = True) -> No
                        help="full: every image the source holds; perf: the MLPerf Tiny "
                             "200-image subset (default: full)")
         g.add_argument("--indices", metavar="FILE", default=None,
-                       help="perf_samples_idxs.npy for --subset perf (default: found under "
-                            "--data-dir, or downloaded)")
+                       help="test-set indices (.npy) for --subset perf (default: "
+                            "perf_samples_idxs.npy found under --data-dir, or downloaded); "
+                            "only the official file (by sha256) is called the perf subset")
         g.add_argument("--limit", type=_positive_int, metavar="N", default=None,
-                       help="only the first N images (a quick check; reports say so)")
+                       help="only N images, class-balanced: round-robin over the classes, "
+                            "each in source order (--limit 500 of the test set = the first 50 "
+                            "of each class); a quick check, reports say so")
     g.add_argument("--offline", action="store_true",
                    help="never download; fail with a hint instead")
 
@@ -226,13 +244,25 @@ def _load_data(args: argparse.Namespace):
                            subset=getattr(args, "subset", "full"),
                            indices_file=getattr(args, "indices", None),
                            download=False if args.offline else None)
+    from .fsutil import refuse_overwriting_inputs
+
+    refuse_overwriting_inputs(getattr(args, "planned_outputs", ()), dataset.input_paths)
+    for note in dataset.source.notes:  # which source a search chose among several
+        print(f"resnet8-onnx: note: {note}", file=sys.stderr)
     if getattr(args, "limit", None):
         dataset = dataset.limit(args.limit)
+    from .evaluate import DEFAULT_BATCH_SIZE
+
+    batch_size = getattr(args, "batch_size", None)  # said only of a size the user chose
+    if batch_size not in (None, DEFAULT_BATCH_SIZE) and batch_size > len(dataset):
+        print(f"resnet8-onnx: note: --batch-size {batch_size:,} is more than the "
+              f"{len(dataset):,} images; running batches of {len(dataset):,}", file=sys.stderr)
     return dataset
 
 
 # --------------------------------------------------------------------------- commands
 def cmd_data(args: argparse.Namespace) -> int:
+    _check_outputs(args, files=[args.json], inputs=[args.indices])
     dataset = _load_data(args)
     description = dataset.describe()
     if args.json == "-":
@@ -258,7 +288,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from .convert import convert
 
     output = args.output or str(Path(args.model).with_suffix(".onnx"))
-    _check_json_destination(args.json, args.force)
+    _check_outputs(args, files=[output, args.json], inputs=[args.model])
     result = convert(args.model, output, opset=args.opset, input_shape=args.input_shape,
                      num_classes=args.num_classes, force=args.force)
     out = _console(stderr=args.json == "-")
@@ -273,7 +303,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from .backends import load_backend
     from .verify import verify
 
-    _check_json_destination(args.json, args.force)
+    _check_outputs(args, files=[args.json], inputs=[args.reference, args.onnx, args.indices])
     dataset = _load_data(args)
     reference = load_backend(args.reference, args.reference_backend, threads=args.threads)
     report = verify(reference, args.onnx, dataset.images, indices=dataset.indices,
@@ -291,14 +321,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .backends import load_backend
     from .evaluate import evaluate
     from .metrics import meets_accuracy
+    from .report import write_reports
 
-    _check_json_destination(args.json, args.force)
-    out_dir = _check_out(args)
+    out_dir = _check_outputs(args, files=[args.json], reports=write_reports,
+                             inputs=[args.model, args.indices])
     backend = load_backend(args.model, args.backend, threads=args.threads)
     dataset = _load_data(args)
     result = evaluate(backend, dataset, batch_size=args.batch_size)
     record = result.to_record()
-    from .report import render_terminal, write_reports
+    from .report import render_terminal
 
     render_terminal(record, _console(stderr=args.json == "-"))
     _emit_json(record, args.json, force=args.force)
@@ -314,24 +345,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return errors.OK
 
 
-def _check_out(args: argparse.Namespace) -> Path | None:
-    """Validate ``--out`` before any work; the directory is created only when written to."""
-    if getattr(args, "out", None) is None:
-        return None
-    from .fsutil import check_output_dir
-
-    return check_output_dir(args.out)
-
-
 def _write_reports_locked(
     out_dir: Path | None, write: Any, record: dict[str, Any], *, force: bool
 ) -> None:
-    """Create ``out_dir``, hold its lock while ``write`` writes the report set, list the files."""
+    """Create ``out_dir``, hold its lock while ``write`` writes the report set, list the files;
+    a failed write leaves neither files nor a directory this invocation created."""
     if out_dir is None:
         return
-    from .fsutil import exclusive_directory, prepare_output_dir
+    from .fsutil import report_directory
 
-    with exclusive_directory(prepare_output_dir(out_dir)):
+    targets = write(record, out_dir, force=force, check_only=True).values()
+    with report_directory(out_dir, targets):
         written = write(record, out_dir, force=force)
     _list_written(written.values())
 
@@ -342,22 +366,13 @@ def _list_written(paths: Any) -> None:
                                 soft_wrap=True)
 
 
-def _prepare_out(args: argparse.Namespace) -> Path | None:
-    if getattr(args, "out", None) is None:
-        return None
-    from .fsutil import prepare_output_dir
-
-    return prepare_output_dir(args.out)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
-    from .pipeline import run_pipeline
+    from .fsutil import report_directory
+    from .pipeline import check_outputs, run_pipeline
 
-    out_dir = _prepare_out(args)
-    assert out_dir is not None
-    from .fsutil import exclusive_directory
-
-    with exclusive_directory(out_dir):
+    targets = check_outputs(args.out, force=args.force)  # before creating anything
+    # A failed or interrupted run takes back what it wrote, so the same command can be rerun.
+    with report_directory(args.out, targets) as out_dir:
         comparison = run_pipeline(
             model=args.model, data_dir=args.data_dir, out_dir=out_dir, split=args.split,
             subset=args.subset,
@@ -383,8 +398,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     if len(args.models) < 2:
         raise errors.UsageError("compare needs at least two models (the first is the reference)")
-    _check_json_destination(args.json, args.force)
-    out_dir = _check_out(args)
+    out_dir = _check_outputs(args, files=[args.json], reports=write_compare_reports,
+                             inputs=[*args.models, args.indices])
     dataset = _load_data(args)
     record = compare_models(args.models, dataset, batch_size=args.batch_size,
                             threads=args.threads)
@@ -406,11 +421,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         throughput_png,
     )
 
-    _check_json_destination(args.json, args.force)
-    if args.plot is not None:
-        from .fsutil import check_writable
-
-        check_writable(args.plot, force=args.force)
+    _check_outputs(args, files=[args.json, args.plot, args.save_optimized], inputs=args.models)
     images = data = None
     if args.data_dir is not None:
         dataset = _load_data(args)

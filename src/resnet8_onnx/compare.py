@@ -341,14 +341,15 @@ def compare_per_class_csv(record: Mapping[str, Any]) -> str:
 
 
 def write_compare_reports(record: Mapping[str, Any], out_dir: str | os.PathLike[str], *,
-                          force: bool = False) -> dict[str, Path]:
+                          force: bool = False, check_only: bool = False) -> dict[str, Path]:
     """Write ``compare.json``, ``compare.md``, ``compare.csv``, ``compare_per_class.csv``.
 
-    Every target is checked before anything is written (see ``report.write_all``).
+    Every target is checked before anything is written (see ``report.write_all``, also for
+    ``check_only``).
     """
     return write_all(out_dir, {
         "json": ("compare.json", lambda: to_json(record)),
         "markdown": ("compare.md", lambda: compare_markdown(record)),
         "csv": ("compare.csv", lambda: compare_csv(record)),
         "per_class_csv": ("compare_per_class.csv", lambda: compare_per_class_csv(record)),
-    }, force=force)
+    }, force=force, check_only=check_only)

@@ -34,7 +34,7 @@ from .errors import (
     UsageError,
     VerificationFailedError,
 )
-from .fsutil import check_writable, file_digest, write_bytes_atomic
+from .fsutil import check_writable, file_digest, refuse_overwriting_inputs, write_bytes_atomic
 from .quiet import native_chatter_filtered
 
 if TYPE_CHECKING:
@@ -738,10 +738,9 @@ def convert(
             f"{SUPPORTED_OPSETS.start}-{SUPPORTED_OPSETS.stop - 1})"
         )
     source = Path(model_path)
+    refuse_overwriting_inputs([output_path], [source])  # --force or not
     out = check_writable(output_path, force=force)  # before any expensive work
     info = inspect_keras_file(source)
-    if out.resolve() == source.resolve():
-        raise UsageError(f"{out}: output would overwrite the source model")
     if model is None:
         model = load_keras_model(source)
     image_shape, k = _check_model_io(model, source, input_shape, num_classes)

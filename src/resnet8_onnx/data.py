@@ -20,6 +20,7 @@ import hashlib
 import io
 import os
 import pickle
+import re
 import tarfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -47,7 +48,13 @@ CLASS_NAMES: tuple[str, ...] = (
     "truck",
 )
 SUBSETS = ("full", "perf")
+# The subset name of images selected by an indices file other than the official perf one.
+INDICES_SUBSET = "indices"
+# Subset names of a --limit: "balanced-500 of full" (see Dataset.limit).
+LIMIT_PREFIX = "balanced-"
 SPLITS = ("test", "train")
+UNKNOWN_SPLIT = "unknown"  # an image folder whose file names do not say which split it is
+_TRAIN_STEM = re.compile(r"train-\d+")
 
 NUM_CLASSES = len(CLASS_NAMES)
 TEST_SET_SIZE = 10_000
@@ -116,6 +123,22 @@ def _oneline(text: object, limit: int = 200) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+def balanced_first(labels: np.ndarray, n: int, num_classes: int) -> np.ndarray:
+    """Positions of ``n`` images taken round-robin over classes, each class in source order.
+
+    Round ``r`` takes the ``r``-th image of every class that has one, lowest class index
+    first; positions come back sorted (source order). Classes with fewer images simply drop
+    out of later rounds.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    order = np.argsort(labels, kind="stable")  # grouped by class, source order within
+    grouped = labels[order]
+    rank = np.empty(len(labels), dtype=np.int64)
+    rank[order] = np.arange(len(labels)) - np.searchsorted(grouped, grouped, side="left")
+    turn = rank * num_classes + labels  # round first, then class
+    return np.sort(np.argsort(turn, kind="stable")[:n])
+
+
 @dataclass(frozen=True)
 class DataSource:
     """Where a data set came from and what was verified about it."""
@@ -125,6 +148,7 @@ class DataSource:
     checks: tuple[str, ...]
     official: bool
     warnings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # how it was chosen, when a search found several
 
     def to_dict(self) -> dict:
         """JSON-ready form for reports."""
@@ -134,6 +158,7 @@ class DataSource:
             "official": self.official,
             "checks": list(self.checks),
             "warnings": list(self.warnings),
+            "notes": list(self.notes),
         }
 
 
@@ -149,6 +174,8 @@ class Dataset:
     subset: str = "full"
     indices: np.ndarray | None = None
     source_count: int | None = None  # images the source held before subsetting (None: len)
+    indices_file: str | None = None  # the .npy file the subset was selected by, if any
+    indices_sha256: str | None = None  # that file's sha256 (identifies the selection)
     _per_class: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -176,17 +203,25 @@ class Dataset:
             yield self.images[start:stop].astype(np.float32), self.labels[start:stop]
 
     def limit(self, n: int) -> Dataset:
-        """The first ``n`` images, renamed so the result is never mistaken for the whole set."""
+        """``n`` images, class-balanced, renamed so they are never mistaken for the whole set.
+
+        Taken round-robin over the classes, each class in source order: the first image of
+        every class, then the second of every class, and so on (a round that cannot be
+        completed goes to the lower class indices); the result keeps source order. So
+        ``limit(500)`` of the test set is the first 50 images of each class, and a folder
+        sorted by class does not yield ten airplanes for ``limit(10)``.
+        """
         if n < 1:
             raise UsageError(f"limit must be at least 1, got {n}")
         if n >= len(self):
             return self
+        take = balanced_first(self.labels, n, len(self.class_names))
         return dataclasses.replace(
             self,
-            images=self.images[:n],
-            labels=self.labels[:n],
-            indices=None if self.indices is None else self.indices[:n],
-            subset=f"first-{n} of {self.subset}",
+            images=self.images[take],
+            labels=self.labels[take],
+            indices=None if self.indices is None else self.indices[take],
+            subset=f"{LIMIT_PREFIX}{n} of {self.subset}",
             source_count=self.available,
         )
 
@@ -224,6 +259,11 @@ class Dataset:
         return len(self) if self.source_count is None else self.source_count
 
     @property
+    def input_paths(self) -> tuple[str, ...]:
+        """The files and directories read to build this data set (no output may go there)."""
+        return (self.source.path,) + ((self.indices_file,) if self.indices_file else ())
+
+    @property
     def per_class(self) -> dict[str, int]:
         """Image count per class name."""
         return {name: int(c) for name, c in zip(self.class_names, self._per_class, strict=False)}
@@ -241,12 +281,9 @@ class Dataset:
 
     def describe(self) -> dict:
         """JSON-ready account of exactly which images this is (for every report)."""
-        indices_sha256 = None
-        if self.subset != "full" and self.indices is not None:
-            indices_sha256 = hashlib.sha256(self.indices.astype("<i8").tobytes()).hexdigest()
         limit = None
-        if self.subset.startswith("first-"):
-            limit = int(self.subset.split(" ", 1)[0].removeprefix("first-"))
+        if self.subset.startswith(LIMIT_PREFIX):
+            limit = int(self.subset.split(" ", 1)[0].removeprefix(LIMIT_PREFIX))
         empty = [name for name, n in self.per_class.items() if n == 0]
         warnings = [f"no images of class {', '.join(empty)}: "
                     f"{'its' if len(empty) == 1 else 'their'} accuracy and recall are undefined"
@@ -262,7 +299,8 @@ class Dataset:
             "limit": limit,
             "per_class": self.per_class,
             "full_official_test_set": self.is_full_official_test_set,
-            "indices_sha256": indices_sha256,
+            "indices_file": self.indices_file,
+            "indices_sha256": self.indices_sha256,
         }
 
 
@@ -468,7 +506,10 @@ def _parse_meta(fmt: str, buf: bytes, *, name: str) -> list[str]:
 # --------------------------------------------------------------------------------------------
 
 
-def _read_indices(path: str | os.PathLike[str]) -> tuple[np.ndarray, list[str], list[str]]:
+def _read_indices(
+    path: str | os.PathLike[str],
+) -> tuple[np.ndarray, list[str], list[str], str]:
+    """Indices, checks, warnings and the file's sha256."""
     p = Path(path)
     if not p.is_file():
         raise InputNotFoundError(f"{p}: indices file not found")
@@ -495,17 +536,25 @@ def _read_indices(path: str | os.PathLike[str]) -> tuple[np.ndarray, list[str], 
         raise InvalidInputError(f"{p}: index {int(uniq[counts > 1][0])} appears more than once")
     checks = [f"{p.name}: {len(idx):,} unique indices in 0–9999"]
     warnings: list[str] = []
-    if p.name == PERF_INDICES:
-        digest = file_digest(p, "sha256")
-        official = KNOWN_FILES[PERF_INDICES].sha256
-        if digest == official:
-            checks.append(f"{p.name}: sha256 {digest} (official)")
-        else:
-            warnings.append(
-                f"{p.name}: differs from the official MLPerf Tiny file (sha256 {digest}, "
-                f"official {official}); the subset is not the official perf subset"
-            )
-    return idx, checks, warnings
+    digest = file_digest(p, "sha256")
+    official = KNOWN_FILES[PERF_INDICES].sha256
+    if digest == official:
+        checks.append(f"{p.name}: sha256 {digest} (the official MLPerf Tiny perf indices)")
+    elif p.name != PERF_INDICES:
+        checks.append(f"{p.name}: sha256 {digest} (a selection of its own, not the MLPerf "
+                      "Tiny perf indices)")
+    else:
+        warnings.append(
+            f"{p.name}: differs from the official MLPerf Tiny file (sha256 {digest}, "
+            f"official {official}); the subset is not the official perf subset"
+        )
+    return idx, checks, warnings, digest
+
+
+def is_official_perf_indices(sha256: str | None) -> bool:
+    """Whether a file with this sha256 is MLPerf Tiny's ``perf_samples_idxs.npy``: only that
+    file's selection may be called the perf subset, whatever another file is named."""
+    return sha256 is not None and sha256 == KNOWN_FILES[PERF_INDICES].sha256
 
 
 def load_indices(path: str | os.PathLike[str]) -> np.ndarray:
@@ -796,6 +845,7 @@ def _load_image_folder(root: Path, split: str) -> Dataset:
         raise InvalidInputError(f"{root}: image folder holds no images")
 
     numeric = all(stem.isascii() and stem.isdigit() for _, stem, _ in entries)
+    training = all(_TRAIN_STEM.fullmatch(stem) for _, stem, _ in entries)
     indices: np.ndarray | None = None
     if numeric and split == "test":
         values = np.array([int(stem) for _, stem, _ in entries], dtype=np.int64)
@@ -805,6 +855,11 @@ def _load_image_folder(root: Path, split: str) -> Dataset:
             indices = values[order]
     if indices is None:
         entries.sort(key=lambda e: (e[0], e[2].name))
+    # What the folder is, from its file names: test-set indices make test images,
+    # "train-NNNNN" training images; anything else is of unknown split unless --split train
+    # says so. Never "test" just because that is the default.
+    folder_split = ("test" if indices is not None else "train" if training or split == "train"
+                    else UNKNOWN_SPLIT)
 
     n = len(entries)
     images = np.empty((n, *IMAGE_SHAPE), dtype=np.uint8)
@@ -847,9 +902,13 @@ def _load_image_folder(root: Path, split: str) -> Dataset:
     ]
     if indices is not None:
         checks.append(f"{root.name}: file names are test-set indices, images sorted by index")
+    elif training:
+        checks.append(f"{root.name}: file names are training-set indices (train-NNNNN): "
+                      "training images, sorted by class, then name")
     else:
         checks.append(
             f"{root.name}: file names are not test-set indices; sorted by class, then name"
+            + ("" if split == "train" else "; split unknown")
         )
     warnings: list[str] = []
     lossy = sum(v for k, v in formats.items() if k in _LOSSY_FORMATS)
@@ -879,7 +938,7 @@ def _load_image_folder(root: Path, split: str) -> Dataset:
         official=False,
         warnings=tuple(warnings),
     )
-    return Dataset(images, labels, CLASS_NAMES, source, split=split, indices=indices)
+    return Dataset(images, labels, CLASS_NAMES, source, split=folder_split, indices=indices)
 
 
 def _tar_kind(path: Path) -> str:
@@ -931,22 +990,52 @@ _PREFERENCE = {
 _KIND_RANK = {kind: rank for rank, kind in enumerate(_PREFERENCE.values())}
 
 
-def _search(root: Path, split: str) -> _Layout | None:
-    """Best official layout under ``root`` (two levels down), preferring one that has ``split``."""
-    found: list[_Layout] = []
+def _is_image_folder(path: Path) -> bool:
+    return path.is_dir() and any((path / c).is_dir() for c in CLASS_NAMES)
+
+
+def _search(root: Path, split: str) -> tuple[_Layout | None, str | None]:
+    """Best layout under ``root`` (two levels down) and, when there were several, a note
+    saying which was chosen.
+
+    Official layouts come first (the binary directory, then the python one, then the
+    tarballs), preferring one that has ``split``; image folders (a directory with class-name
+    subdirectories) only when there is no official layout, so a folder holding the test set
+    and a few image folders (perf-png, a calibration set) still means the official test set.
+    """
+    official: list[_Layout] = []
+    folders: list[_Layout] = []
     for path in walk(root):
         kind = _PREFERENCE.get(path.name)
-        if kind is None or (kind.endswith("-dir") != path.is_dir()):
-            continue
-        found.append(_Layout(kind, path))
-    if not found:
-        return None
-    found.sort(key=lambda lay: _KIND_RANK[lay.kind])  # stable: walk order within a kind
-    complete = [lay for lay in found if lay.has_split(split)]
-    return (complete or found)[0]
+        if kind is not None:
+            if kind.endswith("-dir") == path.is_dir():
+                official.append(_Layout(kind, path))
+        elif _is_image_folder(path) and not any(
+                path.is_relative_to(f.path) for f in folders):
+            folders.append(_Layout("image-folder", path))
+    official.sort(key=lambda lay: _KIND_RANK[lay.kind])  # stable: walk order within a kind
+    complete = [lay for lay in official if lay.has_split(split)]
+    candidates = complete + [lay for lay in official if lay not in complete] + folders
+    if not candidates:
+        return None, None
+    chosen = candidates[0]
+    note = None
+    if len(candidates) > 1:
+        def name(lay: _Layout) -> str:
+            return str(lay.path.relative_to(root))
+
+        others = ", ".join(name(lay) for lay in candidates[1:])
+        why = ("official layouts come first" if chosen.kind != "image-folder"
+               else "the first image folder by name")
+        note = (f"{len(candidates)} CIFAR-10 sources under {root}: using {name(chosen)} "
+                f"({why}), not {others}; point --data-dir at one to choose it")
+    return chosen, note
 
 
-def _locate(data_dir: str | os.PathLike[str] | None, split: str, download: bool | None) -> _Layout:
+def _locate(
+    data_dir: str | os.PathLike[str] | None, split: str, download: bool | None
+) -> tuple[_Layout, str | None]:
+    """The layout to read and, when a search had several to choose from, a note saying so."""
     named = None
     if data_dir is not None:
         named = Path(data_dir).expanduser()
@@ -957,13 +1046,13 @@ def _locate(data_dir: str | os.PathLike[str] | None, split: str, download: bool 
     if named is not None and named.exists():
         direct = _layout_at(named)
         if direct is not None:
-            return direct
+            return direct, None
     for root in data_dirs(data_dir):
-        found = _search(root, split)
+        found, note = _search(root, split)
         if found is not None:
-            return found
+            return found, note
     path = fetch(BINARY_TAR, data_dir, download=download, what=f"CIFAR-10 {split} set")
-    return _Layout("binary-tar", path)
+    return _Layout("binary-tar", path), None
 
 
 def load_dataset(
@@ -991,11 +1080,14 @@ def load_dataset(
     if indices_file is not None and subset != "perf":
         raise UsageError("an indices file only applies to the perf subset")
 
-    layout = _locate(data_dir, split, download)
+    layout, note = _locate(data_dir, split, download)
     if layout.kind == "image-folder":
         dataset = _load_image_folder(layout.path, split)
     else:
         dataset = _load_batches(layout, split)
+    if note is not None:
+        dataset = dataclasses.replace(
+            dataset, source=dataclasses.replace(dataset.source, notes=(note,)))
     if subset == "full":
         return dataset
 
@@ -1010,12 +1102,15 @@ def load_dataset(
             )
         except InputNotFoundError as exc:
             raise InputNotFoundError(f"{exc}, or pass the file with --indices FILE") from None
-    indices, checks, warnings = _read_indices(path)
-    selected = dataset.select(indices, subset)
+    indices, checks, warnings, digest = _read_indices(path)
+    # Only the official file's selection is "the perf subset"; any other is named by its file.
+    name = subset if is_official_perf_indices(digest) else INDICES_SUBSET
+    selected = dataset.select(indices, name)
     source = dataclasses.replace(
         selected.source,
         checks=(*selected.source.checks, *checks),
         warnings=(*selected.source.warnings, *warnings),
         official=selected.source.official and not warnings,
     )
-    return dataclasses.replace(selected, source=source)
+    return dataclasses.replace(selected, source=source, indices_file=str(path),
+                               indices_sha256=digest)

@@ -18,6 +18,7 @@ import numpy as np
 
 from . import __version__
 from .errors import InvalidInputError
+from .memory import check_batch_fits
 from .progress import track
 
 if TYPE_CHECKING:
@@ -94,6 +95,11 @@ def predict_all(
     return outputs, spent
 
 
+def effective_batch_size(batch_size: int, images: int) -> int:
+    """The batch size actually used: never more than the images there are."""
+    return max(1, min(batch_size, images))
+
+
 def run_inference(
     backend: Backend, dataset: Dataset, *, batch_size: int = DEFAULT_BATCH_SIZE,
     description: str | None = None,
@@ -103,6 +109,7 @@ def run_inference(
         raise ValueError("batch_size must be at least 1")
     check_compatible(backend, dataset)
     n = len(dataset)
+    check_batch_fits(effective_batch_size(batch_size, n))  # before allocating, not OOM-killed
     label = description or f"{backend.info.name}: {n:,} images"
     outputs, spent = predict_all(backend, (b for b, _ in dataset.batches(batch_size)), n, label)
     if outputs is None:
@@ -177,6 +184,8 @@ def evaluate(
     metrics = compute_metrics(dataset.labels, outputs, dataset.class_names, output_kind=declared)
     total = time.perf_counter() - start
     n = len(dataset)
+    used = effective_batch_size(batch_size, n)
+    requested = {"requested_batch_size": batch_size} if used != batch_size else {}
     return EvaluationResult(
         backend=backend.info.to_dict(),
         data=dataset.describe(),
@@ -187,7 +196,8 @@ def evaluate(
             "inference_seconds": round(inference, 4),
             "total_seconds": round(total, 4),
             "images_per_second": round(n / inference, 1) if inference > 0 else 0.0,
-            "batch_size": batch_size,
+            "batch_size": used,
+            **requested,
         },
         environment=environment({backend.info.name: backend.info.runtime_version}),
     )

@@ -98,8 +98,8 @@ KNOWN_FILES: dict[str, KnownFile] = {
 class UnreachableError(DownloadError):
     """The server could not be reached at all (offline, DNS, refused): nothing was transferred.
 
-    Distinguished from a failed transfer so :func:`fetch` can report it as a missing input with
-    a hint to use a local copy, rather than as a broken download.
+    Still a failed download (exit 9, as documented), but distinguished from a failed transfer
+    so :func:`fetch` can add where it looked and a hint to use a local copy.
     """
 
 
@@ -256,7 +256,7 @@ def fetch(
     try:
         return download_file(known.url, dest, sha256=known.sha256, md5=known.md5, force=force)
     except UnreachableError as exc:
-        raise InputNotFoundError(
+        raise DownloadError(
             f"{label}: {name} not found under {looked} and the download failed ({exc}); "
             f"{LOCAL_COPY_HINT}"
         ) from None

@@ -12,13 +12,14 @@ import contextlib
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
 from .errors import OutputError, interrupts_deferred
 
 _CHUNK = 1 << 20
+_LOCK_NAME = ".resnet8-onnx.lock"  # hidden, empty, left in report directories on purpose
 
 
 def file_digest(path: str | os.PathLike[str], algorithm: str = "sha256") -> str:
@@ -173,7 +174,7 @@ def exclusive_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
 
     directory = Path(path)
     try:
-        lock = open(directory / ".resnet8-onnx.lock", "a")  # noqa: SIM115 - closed below
+        lock = open(directory / _LOCK_NAME, "a")  # noqa: SIM115 - closed below
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise OutputError(f"{directory}: cannot create the lock file ({reason})") from None
@@ -186,6 +187,59 @@ def exclusive_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
             yield directory
         finally:
             fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def report_directory(
+    path: str | os.PathLike[str], targets: Iterable[str | os.PathLike[str]]
+) -> Iterator[Path]:
+    """Create ``path`` if needed and hold its lock while a command writes ``targets`` into it.
+
+    When the block fails or is interrupted, the targets this invocation created are removed,
+    and so is the directory if this invocation created it: the same command can simply be run
+    again, without ``--force``. Targets that existed before are left alone (with ``--force``
+    a finished one may already be the new version; none is ever half-written). The lock file
+    goes with a directory this invocation created, unlinked while still locked, so any
+    process that opened it meanwhile is refused rather than locking a stale file.
+    """
+    directory = Path(path)
+    if directory.exists() and not directory.is_dir():
+        raise OutputError(f"{directory}: exists and is not a directory")
+    if not directory.parent.is_dir():
+        raise OutputError(f"{directory}: parent directory {directory.parent} does not exist")
+    planned = [Path(t) for t in targets]
+    created = False
+    try:
+        try:
+            with interrupts_deferred():  # "created" must be recorded with the directory
+                directory.mkdir()
+                created = True
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise OutputError(f"{directory}: cannot create directory ({exc.strerror})") from None
+        _probe_directory(directory, directory)
+        with exclusive_directory(directory):
+            existing = {t for t in planned if os.path.lexists(t)}
+            try:
+                yield directory
+            except BaseException:
+                with interrupts_deferred():
+                    for target in planned:
+                        if target not in existing:
+                            with contextlib.suppress(OSError):
+                                target.unlink()
+                    if created:
+                        with contextlib.suppress(OSError):
+                            (directory / _LOCK_NAME).unlink()
+                        with contextlib.suppress(OSError):
+                            directory.rmdir()  # only if empty: never anyone else's files
+                raise
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+        raise
 
 
 def prepare_output_dir(path: str | os.PathLike[str]) -> Path:
@@ -223,3 +277,42 @@ def check_output_dir(path: str | os.PathLike[str]) -> Path:
         raise OutputError(f"{directory}: cannot create directory in {directory.parent} "
                           "(not writable)") from None
     return directory
+
+
+def _real(path: str | os.PathLike[str]) -> Path:
+    return Path(os.path.realpath(os.path.expanduser(path)))
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Same file by identity when both exist (hard links, symlinks), else by resolved path."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return _real(a) == _real(b)
+
+
+def refuse_overwriting_inputs(
+    outputs: Iterable[str | os.PathLike[str] | None],
+    inputs: Iterable[str | os.PathLike[str] | None],
+) -> None:
+    """Refuse, with or without ``--force``, an output that would replace one of the inputs.
+
+    An output is refused when it is an input file (compared by identity, so a symlink or hard
+    link to the model counts), when it lies inside an input directory (a data set directory:
+    a new ``.png`` in an image folder would become one more test image), or when two outputs
+    name the same file. ``None`` and ``-`` (stdout) entries are ignored. Exit 8: the output
+    cannot be written, however it is named.
+    """
+    outs = [Path(p) for p in outputs if p is not None and str(p) != "-"]
+    ins = [Path(p) for p in inputs if p is not None]
+    for i, out in enumerate(outs):
+        for other in outs[:i]:
+            if _same_file(out, other):
+                raise OutputError(f"{out}: named twice as an output ({other})")
+        real = _real(out)
+        for source in ins:
+            if _same_file(out, source):
+                raise OutputError(f"{out}: output would overwrite the input {source}")
+            if source.is_dir() and real.is_relative_to(_real(source)):
+                raise OutputError(f"{out}: output would be written into the input "
+                                  f"directory {source}")

@@ -32,6 +32,25 @@ def resolve_model(model: str | os.PathLike[str] | None, data_dir: str | os.PathL
         raise InputNotFoundError(f"{exc}; or give the Keras model with --model FILE") from None
 
 
+# The two models ``run`` evaluates, in report order (their confusion PNGs are named by backend).
+_RUN_BACKENDS = ("keras", "onnxruntime")
+
+
+def check_outputs(out_dir: str | os.PathLike[str], *, force: bool = False) -> list[Path]:
+    """Every file ``run`` writes into ``out_dir``, each checked (exists without ``force``, not
+    writable) without creating anything: a refusal costs nothing instead of the whole run."""
+    from .fsutil import check_writable
+    from .report import write_comparison_reports
+
+    out = Path(out_dir)
+    stub = {"models": [{"model": {"backend": b}} for b in _RUN_BACKENDS]}
+    reports = write_comparison_reports(stub, out, force=force, check_only=True)
+    onnx_path = out / "model.onnx"
+    if out.is_dir():
+        check_writable(onnx_path, force=force)
+    return [onnx_path, *reports.values()]
+
+
 def build_verdict(keras: EvaluationResult, onnx: EvaluationResult, parity: dict[str, Any],
                   min_accuracy: float) -> dict[str, Any]:
     """The answer to the user's question, as data and as a few sentences."""
@@ -88,16 +107,18 @@ def run_pipeline(
     from .backends.onnxrt import OnnxRuntimeBackend
     from .convert import convert, inspect_keras_file, load_keras_model
     from .data import load_dataset
-    from .fsutil import check_writable
+    from .fsutil import refuse_overwriting_inputs
     from .report import write_comparison_reports
 
     out = Path(out_dir)
     onnx_path = out / "model.onnx"
-    check_writable(onnx_path, force=force)  # fail before minutes of work, not after
+    outputs = check_outputs(out, force=force)  # fail before minutes of work, not after
     model_path = resolve_model(model, data_dir, download=download)
+    refuse_overwriting_inputs(outputs, [model_path])
     inspect_keras_file(model_path)  # a missing, corrupt or unsafe model fails before the data
     dataset = load_dataset(data_dir, split=split, subset=subset, indices_file=indices_file,
                            download=download)
+    refuse_overwriting_inputs(outputs, dataset.input_paths)
     if limit:
         dataset = dataset.limit(limit)
 

@@ -23,7 +23,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .fsutil import check_writable, prepare_output_dir, write_bytes_atomic, write_text_atomic
+from .fsutil import (
+    check_output_dir,
+    check_writable,
+    prepare_output_dir,
+    write_bytes_atomic,
+    write_text_atomic,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -187,48 +193,101 @@ def _unique_labels(records: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 # --------------------------------------------------------------------------- data statement
-def _subset_phrase(subset: str, limit: Any) -> tuple[str, bool]:
-    """Human phrase for a subset name and whether it is a part of the source."""
-    base, first = subset, limit if isinstance(limit, int) else None
-    if subset.startswith("first-"):  # "first-500 of full", "first-50 of perf"
-        head, _, rest = subset.partition(" of ")
-        base = rest or "full"
-        digits = head.removeprefix("first-")
-        first = int(digits) if digits.isdigit() else first
-    names = {"full": "", "perf": "the MLPerf Tiny perf subset"}
+def _selected_by(data: Mapping[str, Any]) -> str:
+    """'the images selected by my.npy (sha256 c619b84e9ea7…)': a subset chosen by an indices
+    file that is not the official perf one is named by that file, never as the perf subset."""
+    path = data.get("indices_file")
+    name = Path(str(path)).name if path else "an indices file"
+    sha = data.get("indices_sha256")
+    return f"the images selected by {name}" + (f" (sha256 {sha[:12]}…)" if sha else "")
+
+
+def _subset_phrase(subset: str, limit: Any, selected_by: str = "",
+                   balanced: str = "") -> tuple[str, bool]:
+    """Human phrase for a subset name and whether it is a part of the source.
+
+    ``balanced`` words a ``--limit`` ("balanced-500 of full"); "first-500 of full" is how
+    records written before limits were class-balanced name theirs.
+    """
+    base, first, rule = subset, limit if isinstance(limit, int) else None, "first"
+    for prefix in ("balanced-", "first-"):  # "balanced-500 of full", "first-50 of perf"
+        if subset.startswith(prefix):
+            head, _, rest = subset.partition(" of ")
+            base = rest or "full"
+            digits = head.removeprefix(prefix)
+            first = int(digits) if digits.isdigit() else first
+            rule = prefix[:-1]
+    names = {"full": "", "perf": "the MLPerf Tiny perf subset",
+             "indices": selected_by or "the images selected by an indices file"}
     named = names.get(base, f"the {base} subset")
     if first is not None:
+        if rule == "balanced":
+            what = balanced or "class-balanced (the first images of each class in turn)"
+            return what + (f" of {named}" if named else ""), True
         return (f"first {first:,} images" + (f" of {named}" if named else "")), True
     return (named[4:] if named.startswith("the ") else named), base != "full"
+
+
+def _balanced_phrase(data: Mapping[str, Any]) -> str:
+    """'the first 50 of each class' when a --limit got every class the same count."""
+    counts = [v for v in (data.get("per_class") or {}).values() if isinstance(v, int)]
+    if counts and len(set(counts)) == 1:
+        return "the first of each class" if counts[0] == 1 else (
+            f"the first {counts[0]:,} of each class")
+    return "class-balanced (the first images of each class in turn)"
+
+
+_SPLIT_IMAGES = {"test": "test images", "train": "training images",
+                 "unknown": "images of unknown split"}
 
 
 def describe_data(data: Mapping[str, Any]) -> str:
     """The one-line statement of exactly which images were evaluated, used by every renderer.
 
-    A number without this line is ambiguous (full test set? the 200-image perf subset? the
-    first 500?), so it is printed above every table and written into every report, e.g.
-    "CIFAR-10 test, full official set, 10,000 images" or "CIFAR-10 test, MLPerf Tiny perf
-    subset: 200 of 10,000 images — NOT the full test set".
+    A number without this line is ambiguous (full test set? the 200-image perf subset? 500
+    of them?), so it is printed above every table and written into every report, e.g.
+    "CIFAR-10 test, full official set, 10,000 images", "CIFAR-10 test, MLPerf Tiny perf
+    subset: 200 of 10,000 images — NOT the full test set" or "CIFAR-10 training images,
+    image folder train-2000-png: 2,000 images — not the test set". An image folder is named
+    as one, with the split its file names show ("unknown" when they show none).
     """
     data = jsonable(data or {})
-    base = f"{data.get('dataset') or 'CIFAR-10'} {data.get('split') or 'test'}"
+    dataset, split = data.get("dataset") or "CIFAR-10", str(data.get("split") or "test")
+    path = _get(data, "source", "path")
+    folder = _get(data, "source", "kind") == "image-folder"
     count = data.get("count")
     shown = f"{count:,} images" if isinstance(count, int) else "an unknown number of images"
     if data.get("full_official_test_set"):
-        return f"{base}, full official set, {shown}"
-    what, partial = _subset_phrase(str(data.get("subset") or "full"), data.get("limit"))
+        return f"{dataset} {split}, full official set, {shown}"
+    if folder:
+        name = Path(str(path)).name if path else "?"
+        base = f"{dataset} {_SPLIT_IMAGES.get(split, split + ' images')}, image folder {name}"
+        whole = "the whole folder"
+    else:
+        base = f"{dataset} {split}"
+        whole = {"test": "the full test set", "train": "the full training set"}.get(
+            split, "a whole CIFAR-10 split")
+    what, partial = _subset_phrase(str(data.get("subset") or "full"), data.get("limit"),
+                                   _selected_by(data), _balanced_phrase(data))
     if partial:
         total = data.get("source_count")
-        if not isinstance(total, int) and base.endswith(" test"):
+        if not isinstance(total, int) and split == "test" and not folder:
             total = CIFAR10_TEST_SIZE
         known = isinstance(count, int) and isinstance(total, int)
         if known and what == f"first {count:,} images":
-            return f"{base}, first {count:,} of {total:,} images {DASH} NOT the full test set"
+            return f"{base}, first {count:,} of {total:,} images {DASH} NOT {whole}"
+        if known and what == _balanced_phrase(data):  # a limit of the whole source
+            return f"{base}, {count:,} of {total:,} images, {what} {DASH} NOT {whole}"
         amount = f"{count:,} of {total:,} images" if known else shown
-        return f"{base}, {what}: {amount} {DASH} NOT the full test set"
-    path = _get(data, "source", "path")
+        return f"{base}, {what}: {amount} {DASH} NOT {whole}"
+    if folder:
+        tail = {"test": "not verified as the full official test set",
+                "train": "not the test set"}.get(split, "not the official test set")
+        return f"{base}: {shown} {DASH} {tail}"
     where = f" from {Path(str(path)).name}" if path else ""
-    return f"{base}{where}: {shown} {DASH} not verified as the full official test set"
+    tail = ("training images, not the test set" if split == "train"
+            else "not verified as the full official test set")
+    return f"{base}{where}: {shown} {DASH} {tail}"
 
 
 def _data_warnings(data: Mapping[str, Any]) -> list[str]:
@@ -548,12 +607,22 @@ Renderer = Callable[[], str | bytes]
 
 
 def write_all(out_dir: str | os.PathLike[str], contents: Mapping[str, tuple[str, Renderer]],
-               *, force: bool) -> dict[str, Path]:
+               *, force: bool, check_only: bool = False) -> dict[str, Path]:
     """Check every target, then render and write each file atomically.
 
     Checking all targets before rendering or writing anything means a refused overwrite
     fails fast and leaves the directory exactly as it was, not with half a new report.
+    ``check_only`` does just the checks, creating and rendering nothing, and returns the
+    paths: commands call it before their expensive work, so a report that would be refused
+    is refused before the models run, not after.
     """
+    if check_only:
+        directory = check_output_dir(out_dir)
+        targets = {key: directory / name for key, (name, _) in contents.items()}
+        if directory.is_dir():
+            for path in targets.values():
+                check_writable(path, force=force)
+        return targets
     directory = prepare_output_dir(out_dir)
     targets = {key: directory / name for key, (name, _) in contents.items()}
     for path in targets.values():
@@ -569,7 +638,8 @@ def write_all(out_dir: str | os.PathLike[str], contents: Mapping[str, tuple[str,
 
 
 def write_reports(record: Mapping[str, Any], out_dir: str | os.PathLike[str], *,
-                  force: bool = False, stem: str = "report") -> dict[str, Path]:
+                  force: bool = False, stem: str = "report",
+                  check_only: bool = False) -> dict[str, Path]:
     """Write ``report.json``, ``report.md``, ``per_class.csv``, ``confusion_<backend>.png``.
 
     The same names as the ``run`` report directory (:func:`write_comparison_reports`), so a
@@ -588,7 +658,7 @@ def write_reports(record: Mapping[str, Any], out_dir: str | os.PathLike[str], *,
         "png": (f"confusion_{backend}.png" if plain else f"{stem}_confusion.png",
                 lambda: confusion_matrix_png(record)),
     }
-    return write_all(out_dir, contents, force=force)
+    return write_all(out_dir, contents, force=force, check_only=check_only)
 
 
 # --------------------------------------------------------------------------- comparison
@@ -887,7 +957,7 @@ def comparison_per_class_csv(comparison: Mapping[str, Any]) -> str:
 
 
 def write_comparison_reports(comparison: Mapping[str, Any], out_dir: str | os.PathLike[str], *,
-                             force: bool = False) -> dict[str, Path]:
+                             force: bool = False, check_only: bool = False) -> dict[str, Path]:
     """Write ``report.json``, ``report.md``, ``per_class.csv`` and ``confusion_<backend>.png``.
 
     Returns ``{"json", "markdown", "csv", "png_<backend>"...}`` → path.
@@ -903,7 +973,7 @@ def write_comparison_reports(comparison: Mapping[str, Any], out_dir: str | os.Pa
         name = backend if backends.count(backend) == 1 else f"{backend}_{i + 1}"
         contents[f"png_{name}"] = (f"confusion_{name}.png",
                                    lambda record=record: confusion_matrix_png(record))
-    return write_all(out_dir, contents, force=force)
+    return write_all(out_dir, contents, force=force, check_only=check_only)
 
 
 # --------------------------------------------------------------------------- verification

@@ -421,7 +421,9 @@ def verify(
     """
     from .backends.onnxrt import OnnxRuntimeBackend
     from .evaluate import run_settings
+    from .memory import check_batch_fits
 
+    check_batch_fits(max(1, min(batch_size, len(images))))
     structure = structure_report(onnx_path)
     provenance = check_provenance(reference, structure)
     problems = check_io_contract(structure, image_shape=image_shape, num_classes=num_classes)
