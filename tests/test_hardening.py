@@ -570,9 +570,9 @@ CASES = [
     # ---- outputs are checked before the models and data are even looked at
     Case("existing-report-refused-before-the-model", OUTPUT, lambda d, inp: Run(
         ["evaluate", str(d / "nope.onnx"), "--data-dir", str(d / "nope"), "--out",
-         str(_previous(d / "rep" / "report_per_class.csv").parent)],
-        ("report_per_class.csv", "already exists"),
-        unchanged=(d / "rep" / "report_per_class.csv",))),
+         str(_previous(d / "rep" / "per_class.csv").parent)],
+        ("per_class.csv", "already exists"),
+        unchanged=(d / "rep" / "per_class.csv",))),
     Case("existing-compare-report-refused-before-the-models", OUTPUT, lambda d, inp: Run(
         ["compare", str(d / "a.onnx"), str(d / "b.onnx"), "--data-dir", str(d / "nope"),
          "--out", str(_previous(d / "rep" / "compare.md").parent)],

@@ -653,7 +653,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.quiet:
                 progress.set_enabled(False)
             _warn_oversubscribed(args)
-            return int(args.func(args))
+            code = int(args.func(args))
+            errors.raise_if_interrupted()  # a signal a finaliser swallowed still counts
+            return code
         except errors.ToolError as exc:
             if debug:
                 traceback.print_exc()

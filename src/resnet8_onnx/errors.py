@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from types import FrameType
@@ -92,6 +93,22 @@ class InterruptState:
         return self.signum is not None
 
 
+_active: list[InterruptState] = []  # the states of the handle_interrupts() blocks in force
+
+
+def raise_if_interrupted() -> None:
+    """Raise ``KeyboardInterrupt`` if a signal came that did not unwind the work.
+
+    A signal that lands while Python runs a finaliser (TensorFlow frees functions in
+    ``__del__``) raises there, and Python ignores exceptions from finalisers: the work
+    carries on as if nothing happened. Callers about to commit their outputs call this, so
+    such an interrupt still ends the command like any other.
+    """
+    for state in _active:
+        if state.signum is not None:
+            raise KeyboardInterrupt(signal.Signals(state.signum).name)
+
+
 @contextlib.contextmanager
 def handle_interrupts() -> Iterator[InterruptState]:
     """Within the block, SIGINT and SIGTERM raise ``KeyboardInterrupt`` and are remembered.
@@ -120,9 +137,21 @@ def handle_interrupts() -> Iterator[InterruptState]:
         if current is signal.SIG_IGN or current is None:  # ignored, or set outside Python
             continue
         previous[signum] = signal.signal(signum, handler)
+    previous_hook = sys.unraisablehook
+
+    def unraisable(info: Any) -> None:
+        # Our KeyboardInterrupt, swallowed by a finaliser: remembered in ``state`` and acted
+        # on by raise_if_interrupted(), so no "Exception ignored" traceback for the user.
+        if not (isinstance(info.exc_value, KeyboardInterrupt) and state.interrupted):
+            previous_hook(info)
+
+    sys.unraisablehook = unraisable
+    _active.append(state)
     try:
         yield state
     finally:
+        _active.remove(state)
+        sys.unraisablehook = previous_hook
         for signum, old in previous.items():
             signal.signal(signum, old)
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
-from .errors import OutputError, interrupts_deferred
+from .errors import OutputError, interrupts_deferred, raise_if_interrupted
 
 _CHUNK = 1 << 20
 _LOCK_NAME = ".resnet8-onnx.lock"  # hidden, empty, left in report directories on purpose
@@ -223,6 +223,7 @@ def report_directory(
             existing = {t for t in planned if os.path.lexists(t)}
             try:
                 yield directory
+                raise_if_interrupted()  # a signal swallowed by a finaliser still stops us
             except BaseException:
                 with interrupts_deferred():
                     for target in planned:
