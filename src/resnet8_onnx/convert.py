@@ -35,6 +35,7 @@ from .errors import (
     VerificationFailedError,
 )
 from .fsutil import check_writable, file_digest, write_bytes_atomic
+from .preprocess import Preprocessing
 
 if TYPE_CHECKING:
     import keras
@@ -793,6 +794,9 @@ def convert(
         **_library_versions(tf, keras),
         "opset": str(opset),
         "preprocessing": preprocessing,
+        # machine-readable twin of the sentence, read by evaluate/compare (see preprocess.py)
+        **({"preprocessing_spec": Preprocessing().to_metadata()["preprocessing_spec"]}
+           if preprocessing == PREPROCESSING else {}),
         "input_name": INPUT_NAME,
         "input_shape": json.dumps([BATCH_DIM, *image_shape]),
         "output_name": kind,
