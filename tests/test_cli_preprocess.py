@@ -246,8 +246,14 @@ def test_annotate_embed_gives_a_raw_pixel_model_equal_to_original_plus_spec(
 def test_annotate_refusals_write_nothing(pytorch_resnet8, tmp_path, capsys, data_dir,
                                          monkeypatch) -> None:
     out = tmp_path / "out.onnx"
-    assert_refused(capsys, errors.USAGE, "needs --data-dir", "annotate", str(pytorch_resnet8),
+    # --embed proves parity on real images: none found (offline, empty cache) → exit 3
+    assert_refused(capsys, errors.NOT_FOUND, "CIFAR-10", "annotate", str(pytorch_resnet8),
                    "-o", str(out), "--embed", *SPEC, outputs=(out,))
+    out.write_bytes(b"keep")
+    assert_refused(capsys, errors.OUTPUT_ERROR, "already exists", "annotate",
+                   str(pytorch_resnet8), "-o", str(out), *SPEC)
+    assert out.read_bytes() == b"keep"
+    out.unlink()
     names = tmp_path / "names.txt"
     names.write_text("cat\ndog\n")
     assert_refused(capsys, errors.INVALID_INPUT, "2 class names given for a model with 10",
@@ -331,3 +337,13 @@ def test_benchmark_preprocesses_before_timing(tmp_path, capsys, data_dir) -> Non
                       "--min-seconds", "0", "--min-iterations", "1", *SPEC)
     assert record["models"][0]["preprocessing"]["layout"] == "nchw"
     assert len(record["results"]) == 2
+
+
+def test_per_model_options_spread_in_model_order() -> None:
+    from resnet8_onnx.compare import per_model_options
+
+    spread = per_model_options(["a.h5", "b.onnx", "c.onnx"], {
+        "layout": ["nchw"], "scale": [None, 0.5, None], "output": ["-", "logits", "-"],
+        "mean": None})
+    assert spread == [{}, {"layout": "nchw", "scale": 0.5, "output": "logits"},
+                      {"layout": "nchw"}]

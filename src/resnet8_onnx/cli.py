@@ -276,11 +276,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
     _check_json_destination(args.json, args.force)
     dataset = _load_data(args)
     reference = load_backend(args.reference, args.reference_backend, threads=args.threads)
-    candidate = load_backend(args.onnx, "onnxruntime", preprocessing=_spec_overrides(args),
-                             output=args.output, provider=args.provider)
     report = verify(reference, args.onnx, dataset.images, indices=dataset.indices,
                     atol=args.atol, rtol=args.rtol, layerwise=args.layerwise,
-                    batch_size=args.batch_size, candidate=candidate)
+                    batch_size=args.batch_size,
+                    candidate_options={"preprocessing": _spec_overrides(args),
+                                       "output": args.output, "provider": args.provider})
     report["data"] = dataset.describe()
     from .report import render_verification_terminal
 
@@ -330,11 +330,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_annotate(args: argparse.Namespace) -> int:
     from .annotate import annotate, read_class_names
+    from .fsutil import check_writable
 
     _check_json_destination(args.json, args.force)
-    if args.data_dir is None and args.embed:
-        raise errors.UsageError("annotate --embed needs --data-dir: the embedded model is "
-                                "proven equal to the original + spec on real images")
+    check_writable(args.output_file, force=args.force)  # before loading any data
     names = read_class_names(args.class_names) if args.class_names else None
     images = _load_data(args).images if args.embed else None
     account = annotate(args.model, args.output_file, preprocessing=_spec_overrides(args),

@@ -140,7 +140,7 @@ def per_model_options(
              zip(backends if backends is not None else [None] * len(paths), paths, strict=True)]
     per_model: list[dict[str, Any]] = [{} for _ in paths]
     for option, given in values.items():
-        given = list(given or [])
+        given = [None if v == "-" else v for v in (given or [])]
         if not given:
             continue
         if len(given) == 1 and len(paths) != 1:
@@ -149,7 +149,8 @@ def per_model_options(
                     entry[option] = given[0]
         elif len(given) == len(paths):
             for entry, value in zip(per_model, given, strict=True):
-                entry[option] = value
+                if value is not None:
+                    entry[option] = value
         else:
             raise UsageError(
                 f"--{option} given {len(given)} times for {len(paths)} models: give it once "

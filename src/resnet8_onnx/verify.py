@@ -388,9 +388,12 @@ def verify(
     candidate_outputs: np.ndarray | None = None, indices: np.ndarray | None = None,
     atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL, layerwise: bool = False,
     image_shape: tuple[int, int, int] = (32, 32, 3), num_classes: int = 10,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int = DEFAULT_BATCH_SIZE, candidate_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Structure, interface, dynamic batch and parity of ``onnx_path`` against ``reference``.
+
+    ``candidate_options`` (``preprocessing``, ``output``, ``provider``) configure the ONNX
+    Runtime backend of ``onnx_path`` when no ``candidate`` is given.
 
     Outputs already computed by an evaluation can be passed in, so the ``run`` pipeline does
     not run either model twice over the same images. Returns the JSON-ready report; its
@@ -399,7 +402,8 @@ def verify(
     from .backends.onnxrt import OnnxRuntimeBackend
 
     structure = structure_report(onnx_path)
-    onnx_backend = candidate or OnnxRuntimeBackend(onnx_path, sha256=structure["sha256"])
+    onnx_backend = candidate or OnnxRuntimeBackend(onnx_path, sha256=structure["sha256"],
+                                                   **(candidate_options or {}))
     problems = check_io_contract(structure, image_shape=image_shape, num_classes=num_classes,
                                  spec=getattr(onnx_backend, "preprocessing", None),
                                  output=getattr(onnx_backend, "output_name", None))
