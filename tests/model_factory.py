@@ -17,8 +17,11 @@ from onnx import TensorProto, helper, numpy_helper
 def make_classifier(
     path: Path, *, height: int = 32, width: int = 32, channels: int = 3, classes: int = 10,
     softmax: bool = True, nan_output: bool = False, rank: int = 4, seed: int = 0,
-    batch: int | str = "N", opset: int = 17,
+    batch: int | str = "N", opset: int = 17, layout: str = "nhwc", ir_version: int = 8,
+    outputs: int = 1,
 ) -> Path:
+    """``layout="nchw"``: a PyTorch-style export, input (batch, C, H, W) with no transpose;
+    ``outputs=2`` adds a second output (the pooled features) for multi-output tests."""
     rng = np.random.default_rng(seed)
     hidden = 8
     conv_w = rng.normal(0, 0.05, (hidden, channels, 1, 1)).astype(np.float32)
@@ -29,7 +32,10 @@ def make_classifier(
     inits = [numpy_helper.from_array(conv_w, "conv_w"), numpy_helper.from_array(dense_w, "dense_w"),
              numpy_helper.from_array(dense_b, "dense_b"),
              numpy_helper.from_array(np.array([-1, hidden], np.int64), "flat_shape")]
-    if rank == 4:
+    if rank == 4 and layout == "nchw":
+        in_shape = [batch, channels, height, width]
+        nodes = [helper.make_node("Identity", ["input"], ["nchw"])]
+    elif rank == 4:
         in_shape = [batch, height, width, channels]
         nodes = [helper.make_node("Transpose", ["input"], ["nchw"], perm=[0, 3, 1, 2])]
     else:  # a flat input: wrong rank for an image classifier
@@ -48,17 +54,20 @@ def make_classifier(
     ]
     out_name = "logits"
     if softmax:
-        nodes.append(helper.make_node("Softmax", ["z"], ["probabilities"], axis=-1))
+        nodes.append(helper.make_node("Softmax", ["z"], ["probabilities"],
+                                      axis=-1 if opset >= 11 else 1))
         out_name = "probabilities"
     graph = helper.make_graph(
         nodes, "tiny",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, in_shape)],
-        [helper.make_tensor_value_info(out_name, TensorProto.FLOAT, [batch, classes])],
+        [helper.make_tensor_value_info(out_name, TensorProto.FLOAT, [batch, classes])]
+        + ([helper.make_tensor_value_info("flat", TensorProto.FLOAT, [batch, hidden])]
+           if outputs == 2 else []),
         initializer=inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
                               producer_name="resnet8-onnx-tests")
-    model.ir_version = 8
+    model.ir_version = ir_version
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
@@ -75,3 +84,44 @@ def synthetic_dataset(n: int = 64, *, seed: int = 0, height: int = 32, width: in
     source = DataSource(kind="synthetic", path="<memory>", checks=(), official=False)
     return Dataset(images=images, labels=labels, class_names=CLASS_NAMES, source=source,
                    split="test", subset="full", indices=np.arange(n, dtype=np.int64))
+
+
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
+
+
+def wrap_pytorch_style(source: Path, path: Path, *, mean=CIFAR_MEAN, std=CIFAR_STD,
+                       scale: float = 1 / 255, batch: int | str = "N") -> Path:
+    """The converted ResNet8 behind a PyTorch-style interface: NCHW input, pixels scaled and
+    normalised, i.e. the model expects ``(p·scale − mean) / std``.
+
+    The wrapper undoes that (``Round((x·std + mean) / scale)``, exact for 0–255 pixels) and
+    transposes to NHWC, so with the right spec its predictions are the original's exactly and
+    with a wrong one they are not. No metadata: nothing tells a tool the spec.
+    """
+    model = onnx.load(str(source))
+    graph = model.graph
+    original = graph.input[0]
+
+    def const(name: str, values) -> onnx.NodeProto:
+        return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(
+            np.asarray(values, np.float32).reshape(1, 3, 1, 1), name))
+
+    nodes = [const("w/std", std), const("w/mean", mean),
+             helper.make_node("Constant", [], ["w/scale"],
+                              value=numpy_helper.from_array(np.array(scale, np.float32))),
+             helper.make_node("Mul", ["x", "w/std"], ["w/a"]),
+             helper.make_node("Add", ["w/a", "w/mean"], ["w/b"]),
+             helper.make_node("Div", ["w/b", "w/scale"], ["w/c"]),
+             helper.make_node("Round", ["w/c"], ["w/d"]),
+             helper.make_node("Transpose", ["w/d"], [original.name], perm=[0, 2, 3, 1])]
+    existing = list(graph.node)
+    del graph.node[:]
+    graph.node.extend([*nodes, *existing])
+    del graph.input[:]
+    graph.input.append(helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, 32, 32]))
+    del model.metadata_props[:]
+    model.producer_name = "pytorch"
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path

@@ -601,6 +601,9 @@ def test_real_model_converts_to_a_checked_self_describing_file(
     assert meta["converter_version"] == __version__
     assert meta["opset"] == "17" == str({o.domain: o.version for o in proto.opset_import}[""])
     assert meta["preprocessing"] == "raw 0-255 float32 NHWC RGB, no normalisation"
+    assert json.loads(meta["preprocessing_spec"]) == {
+        "layout": "nhwc", "channels": "rgb", "scale": 1.0, "mean": [0.0, 0.0, 0.0],
+        "std": [1.0, 1.0, 1.0], "dtype": "float32"}
     assert json.loads(meta["class_names"]) == list(CIFAR10_CLASSES)
     assert meta["output_kind"] == "probabilities"
     for key in ("tensorflow_version", "keras_version", "tf2onnx_version", "onnx_version"):

@@ -339,12 +339,15 @@ def plan_configs(
 
 
 def _load(path: str, name: str, threads: int | None, optimization: str | None,
-          optimized_model_path: str | None = None) -> Backend:
+          optimized_model_path: str | None = None, *,
+          onnx_options: Mapping[str, Any] | None = None) -> Backend:
+    """``onnx_options``: ``preprocessing``, ``output``, ``provider`` for ONNX models only."""
     if name == "onnxruntime":
         from .backends.onnxrt import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend(path, threads=threads, optimization=optimization or "all",
-                                  optimized_model_path=optimized_model_path)
+                                  optimized_model_path=optimized_model_path,
+                                  **(onnx_options or {}))
     from .backends import load_backend
 
     return load_backend(path, name, threads=threads)
@@ -352,8 +355,11 @@ def _load(path: str, name: str, threads: int | None, optimization: str | None,
 
 def _inputs(backend: Backend, images: np.ndarray | None, count: int,
             seed: int) -> np.ndarray:
-    """``count`` images in the backend's input dtype: real ones (tiled) or random pixels."""
-    shape = tuple(backend.info.input_shape[1:])
+    """``count`` images as the model takes them (dtype, and an ONNX model's preprocessing done
+    once here, so timings are the runtime's alone): real ones (tiled) or random pixels."""
+    from .evaluate import pixel_shape
+
+    shape = pixel_shape(backend)
     if images is not None:
         got = tuple(images.shape[1:])
         if len(shape) != 3 or any(d is not None and d != g for d, g in zip(shape, got,
@@ -370,7 +376,10 @@ def _inputs(backend: Backend, images: np.ndarray | None, count: int,
                                     f"{len(shape) + 1}, expected an NHWC image batch")
         dims = tuple(d if d is not None else DEFAULT_IMAGE_SHAPE[i] for i, d in enumerate(shape))
         pixels = np.random.default_rng(seed).integers(0, 256, (count, *dims), dtype=np.uint8)
-    dtype = getattr(backend, "input_dtype", np.float32)  # ORT models with uint8 inputs
+    spec = getattr(backend, "preprocessing", None)
+    if spec is not None:
+        return spec.apply(pixels)
+    dtype = getattr(backend, "input_dtype", np.float32)
     return np.ascontiguousarray(pixels, dtype=dtype)
 
 
@@ -397,6 +406,7 @@ def benchmark(
     data: Mapping[str, Any] | None = None,
     save_optimized: str | os.PathLike[str] | None = None,
     force: bool = False,
+    onnx_options: Mapping[str, Any] | None = None,
     reference: bool = True,
     seed: int = 0,
 ) -> dict[str, Any]:
@@ -406,6 +416,8 @@ def benchmark(
     replaces the default random pixels. ``save_optimized`` writes the ONNX model as ONNX
     Runtime optimises it at the highest requested level (exactly one ONNX model needed).
     ``reference=False`` skips the MatMul reference (and its ratios).
+    ``onnx_options`` (``preprocessing``, ``output``, ``provider``) apply to every ONNX model;
+    an ONNX model's preprocessing is done once before timing, so figures are the runtime's.
     """
     from .backends import backend_for
     from .evaluate import environment
@@ -459,7 +471,7 @@ def benchmark(
             if key != current:
                 backend = None  # release the previous session before creating the next
                 backend = _load(paths[config.model], names[config.model], config.threads,
-                                config.optimization)
+                                config.optimization, onnx_options=onnx_options)
                 current = key
                 batch_data = _inputs(backend, images, max(batch_sizes), seed)
                 if len(model_entries) == config.model:
@@ -472,6 +484,8 @@ def benchmark(
                         "runtime_version": info.runtime_version,
                         "input_shape": list(info.input_shape), "input_dtype": info.input_dtype,
                         "macs_per_image": macs, "macs_source": how, "notes": [],
+                        **{k: info.extra[k] for k in ("provider", "preprocessing")
+                           if k in info.extra},
                     })
                     if info.input_dtype not in ("float32", "float64"):
                         model_entries[-1]["notes"].append(
@@ -491,7 +505,9 @@ def benchmark(
                     entry["notes"].append(note)
                 advance(1)
                 continue
-            timing = time_predict(backend.predict, batch_data[:config.batch_size],
+            # ONNX models: inputs were preprocessed once above, so time the runtime alone.
+            call = getattr(backend, "run", backend.predict)
+            timing = time_predict(call, batch_data[:config.batch_size],
                                   min_seconds=min_seconds, min_iterations=min_iterations,
                                   warmup_seconds=warmup_seconds)
             results.append({"model": config.model, "label": entry["label"],

@@ -260,6 +260,78 @@ def _load_data(args: argparse.Namespace):
     return dataset
 
 
+# --------------------------------------------------------------------------- preprocessing options
+_SPEC_HELP = """How an ONNX model wants its pixels (default: the model's metadata, then its input
+shape, then raw 0-255 NHWC RGB). Order of operations: scale, subtract mean, divide by std
+(mean/std in R,G,B order), reorder channels, transpose."""
+
+
+def _spec_type(parse: Any, metavar: str) -> Any:
+    """An argparse type from a ``preprocess`` parser: its UsageError becomes exit 2; ``-``
+    stands for "not given" (a placeholder in per-model lists)."""
+
+    def convert(text: str) -> Any:
+        if text.strip() == "-":
+            return None
+        try:
+            return parse(text)
+        except errors.UsageError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = metavar  # argparse names the type in its messages
+    return convert
+
+
+def _add_spec_options(p: argparse.ArgumentParser, *, per_model: bool = False,
+                      output: bool = True) -> None:
+    """--layout/--channels/--scale/--mean/--std (+ --output, --provider) for ONNX models.
+
+    ``per_model``: each may be repeated, once per model in model order (``-`` for none); one
+    value applies to every ONNX model.
+    """
+    from .preprocess import CHANNEL_ORDERS, LAYOUTS, parse_scale, parse_triple
+
+    def choice(options: tuple[str, ...], what: str) -> Any:
+        def parse(text: str) -> str:
+            if text.strip().lower() not in options:
+                raise errors.UsageError(f"{what} {text!r} is not one of {', '.join(options)}")
+            return text.strip().lower()
+        return parse
+
+    repeat = " Repeat once per model, in model order ('-' for none); given once, it applies to "\
+             "every ONNX model." if per_model else ""
+    kw: dict[str, Any] = {"action": "append"} if per_model else {}
+    g = p.add_argument_group("preprocessing (ONNX models)", _SPEC_HELP + repeat)
+    g.add_argument("--layout", type=_spec_type(choice(LAYOUTS, "layout"), "layout"),
+                   metavar="{nhwc,nchw}", default=None, help="tensor layout the model takes",
+                   **kw)
+    g.add_argument("--channels", type=_spec_type(choice(CHANNEL_ORDERS, "channels"), "channels"),
+                   metavar="{rgb,bgr}", default=None, help="channel order the model takes", **kw)
+    g.add_argument("--scale", type=_spec_type(parse_scale, "scale"), metavar="S", default=None,
+                   help="multiply pixels (0-255) by S, a number or a fraction like 1/255", **kw)
+    g.add_argument("--mean", type=_spec_type(lambda t: parse_triple(t, "mean"), "mean"),
+                   metavar="R,G,B", default=None,
+                   help="subtract per channel, after scaling (e.g. 0.4914,0.4822,0.4465)", **kw)
+    g.add_argument("--std", type=_spec_type(lambda t: parse_triple(t, "std", positive=True),
+                                            "std"),
+                   metavar="R,G,B", default=None,
+                   help="divide per channel, after subtracting the mean", **kw)
+    if output:
+        g.add_argument("--output", metavar="NAME", default=None,
+                       help="the output to use when the model has several", **kw)
+    g.add_argument("--provider", metavar="NAME", default=None,
+                   help="ONNX Runtime execution provider, e.g. cpu, cuda (default: "
+                        "CPUExecutionProvider); a bad name lists the available ones")
+
+
+_SPEC_OPTIONS = ("layout", "channels", "scale", "mean", "std")
+
+
+def _spec_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {name: getattr(args, name) for name in _SPEC_OPTIONS
+            if getattr(args, name, None) is not None}
+
+
 # --------------------------------------------------------------------------- commands
 def cmd_data(args: argparse.Namespace) -> int:
     _check_outputs(args, files=[args.json], inputs=[args.indices])
@@ -308,7 +380,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     reference = load_backend(args.reference, args.reference_backend, threads=args.threads)
     report = verify(reference, args.onnx, dataset.images, indices=dataset.indices,
                     atol=args.atol, rtol=args.rtol, layerwise=args.layerwise,
-                    batch_size=args.batch_size, threads=args.threads)
+                    batch_size=args.batch_size, threads=args.threads,
+                    candidate_options={"preprocessing": _spec_overrides(args),
+                                       "output": args.output, "provider": args.provider})
     report["data"] = dataset.describe()
     from .report import render_verification_terminal
 
@@ -325,13 +399,29 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     out_dir = _check_outputs(args, files=[args.json], reports=write_reports,
                              inputs=[args.model, args.indices])
-    backend = load_backend(args.model, args.backend, threads=args.threads)
+    if args.save_test_data is not None:
+        from .testdata import check_destination
+
+        check_destination(args.save_test_data, force=args.force)
+    backend = load_backend(args.model, args.backend, threads=args.threads,
+                           preprocessing=_spec_overrides(args), output=args.output,
+                           provider=args.provider)
+    if args.save_test_data is not None and not hasattr(backend, "session"):
+        raise errors.UsageError("--save-test-data needs an ONNX model")
     dataset = _load_data(args)
     result = evaluate(backend, dataset, batch_size=args.batch_size)
     record = result.to_record()
     from .report import render_terminal
 
     render_terminal(record, _console(stderr=args.json == "-"))
+    if args.save_test_data is not None:
+        from .testdata import save_test_data
+
+        saved = save_test_data(backend, dataset.images, args.save_test_data,
+                               count=args.count, force=args.force)
+        record["test_data"] = saved
+        _console(stderr=True).print(f"test data: {len(saved['sets'])} sets in "
+                                    f"{saved['directory']}")
     _emit_json(record, args.json, force=args.force)
     _write_reports_locked(out_dir, write_reports, record, force=args.force)
     metrics = record["metrics"]
@@ -342,6 +432,30 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise errors.AccuracyBelowThresholdError(
             f"{args.model}: accuracy {metrics['accuracy']:.2%} ({metrics['correct']:,}/"
             f"{metrics['total']:,}) is below --min-accuracy {format_threshold(args.min_accuracy)}")
+    return errors.OK
+
+
+def cmd_annotate(args: argparse.Namespace) -> int:
+    from .annotate import annotate, read_class_names
+    _check_outputs(args, files=[args.json, args.output_file],
+                   inputs=[args.model, args.class_names])  # before loading any data
+    names = read_class_names(args.class_names) if args.class_names else None
+    images = _load_data(args).images if args.embed else None
+    account = annotate(args.model, args.output_file, preprocessing=_spec_overrides(args),
+                       class_names=names, output=args.output, embed_preprocessing=args.embed,
+                       images=images, atol=args.atol, rtol=args.rtol, force=args.force)
+    out = _console(stderr=args.json == "-")
+    spec = account["preprocessing"]
+    what = "embedded" if args.embed else "recorded"
+    out.print(f"[green]annotated[/green] {args.model} → {account['output']}: preprocessing "
+              f"{what} ({spec['description']})")
+    if args.embed:
+        parity = account["parity"]
+        inp = account["input"]
+        out.print(f"  input {inp['name']!r} {inp['shape']} uint8 NHWC RGB; parity on "
+                  f"{parity['samples']:,} images: {parity['argmax_agreement']:,} predictions "
+                  f"agree, max |Δ| {parity['max_abs_diff']:.2e}")
+    _emit_json(account, args.json, force=args.force)
     return errors.OK
 
 
@@ -400,9 +514,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise errors.UsageError("compare needs at least two models (the first is the reference)")
     out_dir = _check_outputs(args, files=[args.json], reports=write_compare_reports,
                              inputs=[*args.models, args.indices])
+    from .compare import per_model_options
+
+    options = per_model_options(args.models, {name: getattr(args, name)
+                                              for name in (*_SPEC_OPTIONS, "output")})
     dataset = _load_data(args)
     record = compare_models(args.models, dataset, batch_size=args.batch_size,
-                            threads=args.threads)
+                            threads=args.threads, options=options, provider=args.provider)
     render_compare_terminal(record, _console(stderr=args.json == "-"))
     _emit_json(record, args.json, force=args.force)
     _write_reports_locked(out_dir, write_compare_reports, record, force=args.force)
@@ -433,7 +551,9 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
             QUICK_MIN_SECONDS if args.quick else DEFAULT_MIN_SECONDS),
         min_iterations=args.min_iterations or DEFAULT_MIN_ITERATIONS,
         warmup_seconds=QUICK_WARMUP_SECONDS if args.quick else DEFAULT_WARMUP_SECONDS,
-        images=images, data=data, save_optimized=args.save_optimized, force=args.force)
+        images=images, data=data, save_optimized=args.save_optimized, force=args.force,
+        onnx_options={"preprocessing": _spec_overrides(args), "output": args.output,
+                      "provider": args.provider})
     render_benchmark_terminal(record, _console(stderr=args.json == "-"))
     _emit_json(record, args.json, force=args.force)
     if args.plot is not None:
@@ -530,6 +650,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layerwise", action="store_true",
                    help="always compare layer by layer (done anyway when parity fails)")
     run_options(p)
+    _add_spec_options(p)  # for the ONNX model; the reference takes raw pixels
     output_options(p)
     p.set_defaults(func=cmd_verify)
 
@@ -547,6 +668,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", default=None,
                    help="also write report.json, report.md, per_class.csv and "
                         "confusion_<backend>.png")
+    _add_spec_options(p)
+    p.add_argument("--save-test-data", metavar="DIR", default=None,
+                   help="ONNX: also write inputs (as fed to the model) and outputs of the first "
+                        "--count images as DIR/test_data_set_N/{input_0,output_0}.pb, the ONNX "
+                        "Model Zoo layout")
+    p.add_argument("--count", type=_positive_int, default=3, metavar="N",
+                   help="images for --save-test-data (default: 3)")
     output_options(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -580,6 +708,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", default=None,
                    help="also write compare.json, compare.md, compare.csv and "
                         "compare_per_class.csv")
+    _add_spec_options(p, per_model=True)
     output_options(p)
     p.set_defaults(func=cmd_compare)
 
@@ -622,8 +751,29 @@ def build_parser() -> argparse.ArgumentParser:
                         "level measured); needs exactly one .onnx model")
     p.add_argument("--plot", metavar="FILE", default=None,
                    help="write a PNG of throughput vs batch size")
+    _add_spec_options(p)
     output_options(p)
     p.set_defaults(func=cmd_benchmark)
+
+    p = command("annotate", "record an ONNX model's preprocessing and class names, or embed it",
+                "Write MODEL.onnx's preprocessing spec (and class names) into its metadata_props "
+                "without touching the graph, so later commands need no --layout/--scale/... "
+                "flags. --embed instead prepends the preprocessing as plain ONNX ops (Cast, "
+                "Mul, Sub, Div, Transpose) so the new model takes raw uint8 NHWC RGB pixels; it "
+                "is proven equal to the original + spec on real images (--data-dir) before "
+                "anything is written (exit 6 otherwise).")
+    p.add_argument("model", help="the ONNX model")
+    p.add_argument("-o", "--output-file", metavar="OUT.onnx", required=True,
+                   help="the annotated model to write")
+    p.add_argument("--class-names", metavar="FILE", default=None,
+                   help="class names, one per line (or a JSON list), in output order")
+    p.add_argument("--embed", action="store_true",
+                   help="embed the preprocessing in the graph (input: uint8 [N,H,W,3] RGB)")
+    _add_spec_options(p)
+    _add_data_options(p)
+    tolerance_options(p)
+    output_options(p)
+    p.set_defaults(func=cmd_annotate)
     return parser
 
 

@@ -125,15 +125,53 @@ def compare_results(
     }
 
 
+def per_model_options(
+    paths: Sequence[str | os.PathLike[str]], values: Mapping[str, Sequence[Any] | None], *,
+    backends: Sequence[str | None] | None = None,
+) -> list[dict[str, Any]]:
+    """Spread repeated options over the models: ``--layout nhwc --layout nchw`` for two models.
+
+    Per option: no value → nothing; one value → every ONNX model (Keras and LiteRT models
+    keep their fixed raw-pixel input); as many values as models → one each, in model order,
+    ``None`` (``-`` on the command line) meaning "not given". Any other count is exit 2.
+    """
+    from .backends import backend_for
+
+    names = [b or backend_for(p) for b, p in
+             zip(backends if backends is not None else [None] * len(paths), paths, strict=True)]
+    per_model: list[dict[str, Any]] = [{} for _ in paths]
+    for option, given in values.items():
+        given = [None if v == "-" else v for v in (given or [])]
+        if not given:
+            continue
+        if len(given) == 1 and len(paths) != 1:
+            for entry, name in zip(per_model, names, strict=True):
+                if name == "onnxruntime":
+                    entry[option] = given[0]
+        elif len(given) == len(paths):
+            for entry, value in zip(per_model, given, strict=True):
+                if value is not None:
+                    entry[option] = value
+        else:
+            raise UsageError(
+                f"--{option} given {len(given)} times for {len(paths)} models: give it once "
+                f"(for every ONNX model) or once per model in model order ('-' for none)")
+    return per_model
+
+
 def compare_models(
     paths: Sequence[str | os.PathLike[str]], dataset: Dataset, *,
     backends: Sequence[str | None] | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
-    threads: int | None = None,
+    threads: int | None = None, options: Sequence[Mapping[str, Any]] | None = None,
+    provider: str | None = None,
 ) -> dict[str, Any]:
     """Load each model with its backend, evaluate it on ``dataset`` and compare (first = ref).
 
-    Models are evaluated one after another and released, so at most one runtime's model is
-    in memory besides the outputs.
+    ``options`` holds one mapping per model (see :func:`per_model_options`): the spec fields
+    (``layout``, ``channels``, ``scale``, ``mean``, ``std``) and ``output``; ``provider``
+    applies to the ONNX models. Every model is loaded once before any is run, so a bad spec or
+    model fails in seconds rather than after the first evaluations; models are then evaluated
+    one after another.
     """
     from .backends import load_backend
     from .evaluate import available_cores, evaluate
@@ -143,9 +181,24 @@ def compare_models(
     names = list(backends) if backends is not None else [None] * len(paths)
     if len(names) != len(paths):
         raise UsageError(f"{len(names)} backends given for {len(paths)} models")
+    from .backends import backend_for
+    from .evaluate import check_compatible
+
+    per_model = list(options) if options is not None else [{} for _ in paths]
+    if len(per_model) != len(paths):
+        raise UsageError(f"{len(per_model)} option sets given for {len(paths)} models")
+    loaded = []
+    for path, name, opts in zip(paths, names, per_model, strict=True):
+        opts = dict(opts)
+        output = opts.pop("output", None)
+        is_onnx = (name or backend_for(path)) == "onnxruntime"
+        backend = load_backend(path, name, threads=threads, preprocessing=opts, output=output,
+                               provider=provider if is_onnx else None)
+        check_compatible(backend, dataset)
+        loaded.append(backend)
     results = []
-    for path, name in zip(paths, names, strict=True):
-        backend = load_backend(path, name, threads=threads)
+    while loaded:
+        backend = loaded.pop(0)
         results.append(evaluate(backend, dataset, batch_size=batch_size))
         del backend
     record = compare_results(results, indices=dataset.indices)
@@ -155,6 +208,8 @@ def compare_models(
 
 
 # --------------------------------------------------------------------------- rendering helpers
+_RAW_FLOAT = "NHWC RGB float32, raw 0-255 pixels, no normalisation"  # not worth a mention
+
 def _get(record: Mapping[str, Any], *keys: str) -> Any:
     value: Any = record
     for key in keys:
@@ -225,6 +280,9 @@ def _model_lines(record: Mapping[str, Any]) -> list[str]:
         runtime = f"{model.get('backend')} {version}".strip() if version[:1].isdigit() \
             or not version else version
         extra = f", input {model['input_dtype']}" if m.get("quantized") else ""
+        spec = model.get("preprocessing") or {}
+        if spec.get("description") and spec.get("description") != _RAW_FLOAT:
+            extra += f"; input {spec['description']}"
         lines.append(f"{m.get('label')}: {model_name(m)} ({runtime}{extra})")
     return lines
 

@@ -35,6 +35,7 @@ from .errors import (
     VerificationFailedError,
 )
 from .fsutil import check_writable, file_digest, refuse_overwriting_inputs, write_bytes_atomic
+from .preprocess import Preprocessing
 from .quiet import native_chatter_filtered
 
 if TYPE_CHECKING:
@@ -796,6 +797,9 @@ def convert(
         **_library_versions(tf, keras),
         "opset": str(opset),
         "preprocessing": preprocessing,
+        # machine-readable twin of the sentence, read by evaluate/compare (see preprocess.py)
+        **({"preprocessing_spec": Preprocessing().to_metadata()["preprocessing_spec"]}
+           if preprocessing == PREPROCESSING else {}),
         "input_name": INPUT_NAME,
         "input_shape": json.dumps([BATCH_DIM, *image_shape]),
         "output_name": kind,

@@ -1,8 +1,9 @@
 """Stream a data set through a backend and collect what the metrics and reports need.
 
-The loop is deliberately plain: batches are converted to float32 one at a time (the data set
-stays uint8), each batch is one backend call, and outputs land in a preallocated array. That
-keeps the harness's overhead over a bare runtime loop small and its memory flat.
+The loop is deliberately plain: the data set stays uint8 and each batch is one backend call,
+which casts (and, for ONNX models, preprocesses) that batch alone; outputs land in a
+preallocated array. That keeps the harness's overhead over a bare runtime loop small and its
+memory flat.
 """
 
 from __future__ import annotations
@@ -53,28 +54,45 @@ def run_settings(backend_info: dict[str, Any], batch_size: int) -> dict[str, Any
     }
 
 
+def pixel_shape(backend: Backend) -> tuple[int | None, ...]:
+    """The NHWC image shape (H, W, C) a backend's ``predict`` takes (None: any size).
+
+    ONNX models with an NCHW spec take NHWC pixels too: the backend transposes them.
+    """
+    shape = getattr(backend, "pixel_shape", None)
+    return tuple(shape) if shape is not None else tuple(backend.info.input_shape[1:])
+
+
 def check_compatible(backend: Backend, dataset: Dataset) -> None:
     """Refuse a model whose input or output cannot fit the data, before running anything."""
     info, path = backend.info, backend.info.model_path
     expected = tuple(dataset.images.shape[1:])
-    got = tuple(info.input_shape[1:])
+    got = pixel_shape(backend)
     if any(g is not None and g != e for g, e in zip(got, expected, strict=False)) or len(got) != 3:
-        shown = "×".join("?" if d is None else str(d) for d in got)
+        spec = getattr(backend, "preprocessing", None)
+        model = tuple(info.input_shape[1:])
+        shown = "×".join("?" if d is None else str(d) for d in model)
+        axes = "C×H×W" if spec is not None and spec.layout == "nchw" else "H×W×C"
+        want = spec.model_shape(expected) if spec is not None else expected
         raise InvalidInputError(
-            f"{path}: model input is {shown} (H×W×C), the data is "
-            f"{'×'.join(map(str, expected))} NHWC images"
+            f"{path}: model input is {shown} ({axes}), the data is "
+            f"{'×'.join(map(str, expected))} NHWC images (expected a model input of "
+            f"{'×'.join(map(str, want))})"
         )
     n = len(dataset.class_names)
     if info.num_classes and info.num_classes != n:
+        output = info.extra.get("output_name")
+        named = f" (output {output!r})" if output else ""
         raise InvalidInputError(
-            f"{path}: model has {info.num_classes} outputs, the data set has {n} classes"
+            f"{path}: model has {info.num_classes} outputs{named}, the data set has {n} "
+            f"classes (expected an output of shape (N, {n}))"
         )
 
 
 def predict_all(
     backend: Backend, batches: Iterable[np.ndarray], n: int, description: str
 ) -> tuple[np.ndarray | None, float]:
-    """Outputs of ``backend`` over ``n`` images given as float32 batches, into one array.
+    """Outputs of ``backend`` over ``n`` images given as NHWC 0–255 batches, into one array.
 
     The one inference loop of the package: a progress bar, time spent inside the backend
     only, outputs written into a preallocated array (``None`` when there were no batches).
@@ -111,7 +129,10 @@ def run_inference(
     n = len(dataset)
     check_batch_fits(effective_batch_size(batch_size, n))  # before allocating, not OOM-killed
     label = description or f"{backend.info.name}: {n:,} images"
-    outputs, spent = predict_all(backend, (b for b, _ in dataset.batches(batch_size)), n, label)
+    # uint8 slices: each backend casts (and preprocesses) once per batch, as it needs.
+    images = dataset.images
+    batches = (images[i:i + batch_size] for i in range(0, n, batch_size))
+    outputs, spent = predict_all(backend, batches, n, label)
     if outputs is None:
         raise InvalidInputError(f"{dataset.source.path}: the data set holds no images")
     bad = ~np.isfinite(outputs).all(axis=1)
@@ -133,6 +154,10 @@ def environment(backend_versions: dict[str, str] | None = None) -> dict[str, str
     }
     env.update(backend_versions or {})
     return env
+
+
+# What a backend may add about itself that the report's "model" section carries.
+_MODEL_EXTRAS = ("output_name", "provider", "preprocessing", "fixed_batch", "notes")
 
 
 @dataclass(frozen=True)
@@ -163,6 +188,8 @@ class EvaluationResult:
                 "input_shape": self.backend["input_shape"],
                 "input_dtype": self.backend["input_dtype"],
                 "output_kind": self.metrics.output_kind,
+                **{key: self.backend["extra"][key] for key in _MODEL_EXTRAS
+                   if key in self.backend.get("extra", {})},
             },
             "data": self.data,
             "settings": run_settings(self.backend, int(self.timings.get("batch_size") or 0)),

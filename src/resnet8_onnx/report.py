@@ -136,7 +136,25 @@ def _model_line(record: Mapping[str, Any]) -> str:
     backend = _get(record, "model", "backend", default="unknown backend")
     version = _get(record, "model", "runtime_version")
     runtime = f"{backend} {version}" if version else str(backend)
-    return f"{model_name(record)} ({runtime})"
+    provider = _get(record, "model", "provider")
+    return f"{model_name(record)} ({runtime}{f', {provider}' if provider else ''})"
+
+
+def preprocessing_line(record: Mapping[str, Any]) -> str | None:
+    """'NCHW RGB float32, ×1/255, mean …, std … (layout: input shape; …: option)', or None."""
+    spec = _get(record, "model", "preprocessing")
+    if not isinstance(spec, Mapping) or not spec.get("description"):
+        return None
+    grouped: dict[str, list[str]] = {}
+    for name, source in (spec.get("sources") or {}).items():
+        grouped.setdefault(str(source), []).append(str(name))
+    origin = "; ".join(f"{', '.join(names)}: {source}" for source, names in grouped.items())
+    return f"{spec['description']}" + (f" ({origin})" if origin else "")
+
+
+def _model_notes(record: Mapping[str, Any]) -> list[str]:
+    notes = _get(record, "model", "notes", default=[]) or []
+    return [str(n) for n in notes]
 
 
 def _output_note(metrics: Mapping[str, Any]) -> str | None:
@@ -423,6 +441,8 @@ def render_terminal(record: Mapping[str, Any], console: Console | None = None) -
     data = _get(record, "data", default={})
     out.print(f"[bold]Evaluated[/bold] {escape(_model_line(record))}")
     out.print(f"[bold]Images:[/bold] {escape(describe_data(data))}")
+    if preprocessing_line(record):
+        out.print(f"[bold]Preprocessing:[/bold] {escape(preprocessing_line(record) or '')}")
     for warning in _data_warnings(data):
         out.print(f"[yellow]warning:[/yellow] {escape(warning)}")
     out.print()
@@ -430,6 +450,7 @@ def render_terminal(record: Mapping[str, Any], console: Console | None = None) -
     out.print()
     out.print(_headline(metrics))
     notes = [n for n in (_output_note(metrics), _macro_note(metrics), _throughput(record)) if n]
+    notes += _model_notes(record)
     if metrics.get("argmax_ties"):
         notes.append(f"{metrics['argmax_ties']:,} images had tied top scores "
                      "(counted as the lowest class index)")
@@ -447,7 +468,11 @@ def _provenance(record: Mapping[str, Any]) -> list[str]:
                      + (f" (sha256 `{model['sha256']}`)" if model.get("sha256") else ""))
     if model.get("backend"):
         version = f" {model['runtime_version']}" if model.get("runtime_version") else ""
-        lines.append(f"- Runtime: {model['backend']}{version}")
+        provider = f" ({model['provider']})" if model.get("provider") else ""
+        lines.append(f"- Runtime: {model['backend']}{version}{provider}")
+    if preprocessing_line(record):
+        lines.append(f"- Preprocessing: {preprocessing_line(record)}")
+    lines += [f"- Note: {note}" for note in _model_notes(record)]
     source = _get(data, "source", default={})
     if source.get("path") or source.get("kind"):
         lines.append(f"- Data source: {source.get('kind', 'unknown')} `{source.get('path', '')}`"

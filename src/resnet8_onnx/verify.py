@@ -22,6 +22,7 @@ from .fsutil import file_digest
 
 if TYPE_CHECKING:
     from .backends.base import Backend
+    from .preprocess import Preprocessing
 
 DEFAULT_ATOL = 1e-5
 DEFAULT_RTOL = 1e-5
@@ -128,19 +129,27 @@ def structure_report(onnx_path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def check_io_contract(
     structure: dict[str, Any], *, image_shape: tuple[int, int, int] = (32, 32, 3),
-    num_classes: int = 10,
+    num_classes: int = 10, spec: Preprocessing | None = None, output: str | None = None,
 ) -> list[str]:
-    """Problems with the model's interface, as sentences (empty when it fits the task)."""
+    """Problems with the model's interface, as sentences (empty when it fits the task).
+
+    Without ``spec`` the contract is the converter's: float32 NHWC. With one (an ONNX model
+    whose preprocessing was stated or resolved), the input must have the spec's layout and
+    dtype; ``output`` names the output checked when the model has several.
+    """
     problems = []
-    if len(structure["inputs"]) != 1 or len(structure["outputs"]) != 1:
+    outputs = [o for o in structure["outputs"] if output is None or o["name"] == output]
+    if len(structure["inputs"]) != 1 or len(outputs) != 1:
         return [f"expected one input and one output, got {len(structure['inputs'])} and "
                 f"{len(structure['outputs'])}"]
-    inp, out = structure["inputs"][0], structure["outputs"][0]
-    if inp["dtype"] != "float32":
-        problems.append(f"input {inp['name']!r} is {inp['dtype']}, expected float32")
-    if len(inp["shape"]) != 4 or list(inp["shape"][1:]) != list(image_shape):
+    inp, out = structure["inputs"][0], outputs[0]
+    dtype = spec.dtype if spec is not None else "float32"
+    if inp["dtype"] != dtype:
+        problems.append(f"input {inp['name']!r} is {inp['dtype']}, expected {dtype}")
+    want = spec.model_shape(image_shape) if spec is not None else image_shape
+    if len(inp["shape"]) != 4 or list(inp["shape"][1:]) != list(want):
         problems.append(f"input {inp['name']!r} has shape {inp['shape']}, expected "
-                        f"[N, {', '.join(map(str, image_shape))}]")
+                        f"[N, {', '.join(map(str, want))}]")
     elif isinstance(inp["shape"][0], int):
         problems.append(f"input {inp['name']!r} has a fixed batch of {inp['shape'][0]}, "
                         "expected a dynamic batch dimension")
@@ -299,7 +308,7 @@ def _intermediate_outputs(
     session = ort.InferenceSession(model.SerializeToString(), options,
                                    providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
-    values = session.run(names, {session.get_inputs()[0].name: batch.astype(np.float32)})
+    values = session.run(names, {session.get_inputs()[0].name: batch})
     return dict(zip(names, values, strict=True))
 
 
@@ -330,7 +339,7 @@ LAYER_TOLERANCE_RULE = ("a layer matches when the max |Δ| of its closest ONNX t
 
 def localise_divergence(
     keras_backend: Any, onnx_path: str | os.PathLike[str], images: np.ndarray, *,
-    atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL,
+    atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL, prepare: Any = None,
 ) -> dict[str, Any]:
     """Find the first Keras layer whose output no ONNX tensor reproduces.
 
@@ -346,7 +355,8 @@ def localise_divergence(
     """
     batch = np.asarray(images, dtype=np.float32)
     keras_values = keras_backend.layer_outputs(batch)
-    onnx_values = _intermediate_outputs(onnx_path, batch)
+    # ``prepare``: the ONNX model's preprocessing (e.g. NCHW, normalised), applied to its copy
+    onnx_values = _intermediate_outputs(onnx_path, prepare(batch) if prepare else batch)
     parents = _parents_from_config(keras_backend.model.get_config())
     layers = []
     for layer in keras_backend.model.layers:
@@ -412,8 +422,12 @@ def verify(
     atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL, layerwise: bool = False,
     image_shape: tuple[int, int, int] = (32, 32, 3), num_classes: int = 10,
     batch_size: int = DEFAULT_BATCH_SIZE, threads: int | None = None,
+    candidate_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Structure, interface, dynamic batch and parity of ``onnx_path`` against ``reference``.
+
+    ``candidate_options`` (``preprocessing``, ``output``, ``provider``) configure the ONNX
+    Runtime backend of ``onnx_path`` when no ``candidate`` is given.
 
     Outputs already computed by an evaluation can be passed in, so the ``run`` pipeline does
     not run either model twice over the same images. ``threads`` applies to the ONNX model
@@ -426,9 +440,12 @@ def verify(
     check_batch_fits(max(1, min(batch_size, len(images))))
     structure = structure_report(onnx_path)
     provenance = check_provenance(reference, structure)
-    problems = check_io_contract(structure, image_shape=image_shape, num_classes=num_classes)
     onnx_backend = candidate or OnnxRuntimeBackend(onnx_path, sha256=structure["sha256"],
-                                                   threads=threads)
+                                                   threads=threads,
+                                                   **(candidate_options or {}))
+    problems = check_io_contract(structure, image_shape=image_shape, num_classes=num_classes,
+                                 spec=getattr(onnx_backend, "preprocessing", None),
+                                 output=getattr(onnx_backend, "output_name", None))
 
     def outputs_of(backend: Backend, given: np.ndarray | None, label: str) -> np.ndarray:
         if given is not None:
@@ -451,6 +468,7 @@ def verify(
         "max_abs_diff": parity.max_abs_diff,
         "reference": reference.info.to_dict(),
         "provenance": provenance,
+        "candidate": onnx_backend.info.to_dict(),
         "structure": structure,
         "interface_problems": problems,
         "dynamic_batch": dynamic,
@@ -465,8 +483,11 @@ def verify(
             1 for layer in keras_model.layers if type(layer).__name__ == "BatchNormalization")
     if layerwise or not parity.passed:
         if hasattr(reference, "layer_outputs"):
-            report["layerwise"] = localise_divergence(reference, onnx_path, images[:32],
-                                                      atol=atol, rtol=rtol)
+            spec = getattr(onnx_backend, "preprocessing", None)
+            count = getattr(onnx_backend, "fixed_batch", None) or 32
+            report["layerwise"] = localise_divergence(
+                reference, onnx_path, images[:count], atol=atol, rtol=rtol,
+                prepare=spec.apply if spec is not None else None)
         else:
             report["layerwise"] = {"skipped": f"{reference.info.name} exposes no layer outputs"}
     return report

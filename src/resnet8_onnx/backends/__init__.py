@@ -7,7 +7,9 @@ TensorFlow and vice versa.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from ..errors import InputNotFoundError, UsageError
 from .base import Backend, BackendInfo
@@ -33,17 +35,49 @@ def backend_for(path: str | os.PathLike[str]) -> str:
                      f"expected one of {known} or pass --backend")
 
 
+def check_fixed_preprocessing(path: str | os.PathLike[str], name: str,
+                              preprocessing: Mapping[str, Any] | None) -> None:
+    """Keras and LiteRT models take raw 0–255 NHWC RGB pixels; refuse options saying otherwise.
+
+    (The model itself does any scaling; there is nothing to configure for these backends.)
+    """
+    from ..preprocess import Preprocessing
+
+    given = {k: v for k, v in (preprocessing or {}).items() if v is not None}
+    if not given:
+        return
+    raw = Preprocessing()
+    asked = Preprocessing(**{**raw.to_dict(), **given})
+    if not asked.is_raw:
+        options = ", ".join(f"--{k}" for k in given)
+        raise UsageError(f"{path}: {name} models take raw 0-255 NHWC RGB pixels (their own "
+                         f"layers do any scaling); {options} cannot change that")
+
+
 def load_backend(
-    path: str | os.PathLike[str], backend: str | None = None, *, threads: int | None = None
+    path: str | os.PathLike[str], backend: str | None = None, *, threads: int | None = None,
+    preprocessing: Mapping[str, Any] | None = None, output: str | None = None,
+    provider: str | None = None,
 ) -> Backend:
-    """Load ``path`` with ``backend`` (default: chosen by suffix)."""
+    """Load ``path`` with ``backend`` (default: chosen by suffix).
+
+    ``preprocessing`` (spec fields from options, see :mod:`resnet8_onnx.preprocess`),
+    ``output`` and ``provider`` apply to ONNX models; for the others a spec other than raw
+    NHWC RGB pixels, ``output`` or ``provider`` is a usage error.
+    """
     if not Path(path).is_file():
         raise InputNotFoundError(f"{path}: model file not found")
     name = backend or backend_for(path)
     if name == "onnxruntime":
         from .onnxrt import OnnxRuntimeBackend
 
-        return OnnxRuntimeBackend(path, threads=threads)
+        return OnnxRuntimeBackend(path, threads=threads, preprocessing=preprocessing,
+                                  output=output, provider=provider)
+    if name in BACKENDS:
+        check_fixed_preprocessing(path, name, preprocessing)
+        for option, value in (("--output", output), ("--provider", provider)):
+            if value is not None:
+                raise UsageError(f"{path}: {option} applies to ONNX models only")
     if name == "keras":
         from .keras import KerasBackend
 

@@ -1,8 +1,10 @@
 """The one interface every runtime implements.
 
-A backend loads a model file and turns a float32 NHWC batch of raw 0–255 RGB pixels into a
-``(N, num_classes)`` float32 array. Everything else (batching, metrics, parity) is written
-once against this protocol, so adding a runtime is adding a module here.
+A backend loads a model file and turns an NHWC batch of raw 0–255 RGB pixels (uint8, or float32
+holding the same values) into a ``(N, num_classes)`` float32 array; whatever the model itself
+wants (a cast, scaling, NCHW, a fixed batch) the backend does per batch. Everything else
+(batching, metrics, parity) is written once against this protocol, so adding a runtime is
+adding a module here.
 """
 
 from __future__ import annotations
@@ -48,5 +50,5 @@ class Backend(Protocol):
     info: BackendInfo
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
-        """Raw model outputs for a float32 ``(N, H, W, C)`` batch of 0–255 pixels."""
+        """Raw model outputs for a uint8/float32 ``(N, H, W, C)`` batch of 0–255 pixels."""
         ...

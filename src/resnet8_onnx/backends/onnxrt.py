@@ -1,42 +1,74 @@
-"""ONNX Runtime (CPU) backend: the runtime the converted model is judged on."""
+"""ONNX Runtime backend: the runtime the converted model is judged on.
+
+Any ONNX image classifier of opset 7+ that ONNX Runtime runs: the model's own preprocessing
+(:mod:`resnet8_onnx.preprocess`) is applied per batch inside :meth:`predict`, a fixed batch
+dimension is honoured by running fixed-size chunks (the last one padded), and a model with
+several outputs needs the one to use named.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidInputError, interrupts_deferred
+from ..errors import InvalidInputError, UsageError, interrupts_deferred
 from ..fsutil import file_digest
+from ..preprocess import _NUMPY_OF_ORT, Preprocessing, record, resolve
 from .base import BackendInfo
 
-_ORT_TO_NUMPY = {"tensor(float)": np.float32, "tensor(uint8)": np.uint8, "tensor(int8)": np.int8}
+DEFAULT_PROVIDER = "CPUExecutionProvider"
 
 
 def _dim(d: Any) -> int | None:
     return d if isinstance(d, int) else None
 
 
-class OnnxRuntimeBackend:
-    """An ``onnxruntime.InferenceSession`` over an NHWC image classifier.
+def resolve_provider(name: str | None) -> str:
+    """``--provider`` → an ONNX Runtime provider name; ``cuda`` and ``CUDA`` work too.
 
-    The session is created once; ``predict`` is a single ``run`` call so the harness adds
-    nothing measurable on top of a bare ONNX Runtime loop.
+    An unknown or unavailable name is a usage error that lists the available ones.
+    """
+    import onnxruntime as ort
+
+    if name is None:
+        return DEFAULT_PROVIDER
+    available = list(ort.get_available_providers())
+    wanted = name.strip().lower().removesuffix("executionprovider")
+    for provider in available:
+        if provider.lower().removesuffix("executionprovider") == wanted:
+            return provider
+    raise UsageError(f"execution provider {name!r} is not available in onnxruntime "
+                     f"{ort.__version__}; available: {', '.join(available)}")
+
+
+class OnnxRuntimeBackend:
+    """An ``onnxruntime.InferenceSession`` over an image classifier.
+
+    The session is created once; for raw NHWC float32 models ``predict`` is one cast and
+    a single ``run`` call, so the harness adds nothing measurable on top of a bare ONNX
+    Runtime loop.
     """
 
     def __init__(
         self,
-        path: str | os.PathLike[str],
+        path: str | os.PathLike[str] | bytes,
         *,
         threads: int | None = None,
         optimization: str = "all",
         optimized_model_path: str | None = None,
         sha256: str | None = None,
+        preprocessing: Mapping[str, Any] | Preprocessing | None = None,
+        output: str | None = None,
+        provider: str | None = None,
+        label: str | None = None,
     ) -> None:
         with interrupts_deferred():  # Ctrl-C inside its C++ init becomes an ImportError
             import onnxruntime as ort
 
+        where = label or str(path)
         levels = {
             "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
             "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -51,50 +83,89 @@ class OnnxRuntimeBackend:
             options.inter_op_num_threads = 1
         if optimized_model_path:
             options.optimized_model_filepath = str(optimized_model_path)
+        chosen = resolve_provider(provider)
+        source = path if isinstance(path, bytes) else str(path)
         try:
-            self.session = ort.InferenceSession(
-                str(path), sess_options=options, providers=["CPUExecutionProvider"]
-            )
+            self.session = ort.InferenceSession(source, sess_options=options, providers=[chosen])
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph/InvalidProtobuf types
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise InvalidInputError(f"{path}: not a loadable ONNX model: {first}") from exc
+            raise InvalidInputError(f"{where}: not a loadable ONNX model: {first}") from exc
 
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1:
-            raise InvalidInputError(f"{path}: expected one input, the model has {len(inputs)}")
-        inp, out = inputs[0], outputs[0]
+            raise InvalidInputError(f"{where}: expected one input, the model has {len(inputs)}")
+        inp = inputs[0]
+        out = self._choose_output(outputs, output, where)
         if len(inp.shape) != 4:
             raise InvalidInputError(
-                f"{path}: input {inp.name!r} has rank {len(inp.shape)}, expected an NHWC image "
-                "batch of rank 4"
+                f"{where}: input {inp.name!r} has rank {len(inp.shape)} (shape {inp.shape}), "
+                "expected an image batch of rank 4 (N,H,W,C or N,C,H,W)"
             )
-        if inp.type not in _ORT_TO_NUMPY:
-            raise InvalidInputError(f"{path}: input {inp.name!r} has unsupported type {inp.type}")
+        if inp.type not in _NUMPY_OF_ORT:
+            raise InvalidInputError(
+                f"{where}: input {inp.name!r} has unsupported type {inp.type}; expected one of "
+                f"{', '.join(sorted(_NUMPY_OF_ORT))}")
         if len(out.shape) != 2:
             raise InvalidInputError(
-                f"{path}: output {out.name!r} has shape {out.shape}, expected (batch, classes)"
+                f"{where}: output {out.name!r} has shape {out.shape}, expected (batch, classes)"
             )
         self.input_name, self.output_name = inp.name, out.name
-        self.input_dtype = _ORT_TO_NUMPY[inp.type]
+        input_shape = tuple(_dim(d) for d in inp.shape)
         meta = self.session.get_modelmeta()
         self.metadata: dict[str, str] = dict(meta.custom_metadata_map)
+        if isinstance(preprocessing, Preprocessing):
+            preprocessing = {k: v for k, v in preprocessing.to_dict().items() if k != "dtype"}
+        self.preprocessing, self.preprocessing_sources = resolve(
+            preprocessing, self.metadata, input_shape, _NUMPY_OF_ORT[inp.type], where=where)
+        self.input_dtype = np.dtype(self.preprocessing.dtype)
+        self.fixed_batch = input_shape[0] if isinstance(input_shape[0], int) else None
+        self.provider = self.session.get_providers()[0]
+        notes = []
+        if self.fixed_batch is not None:
+            notes.append(f"the model's batch dimension is fixed at {self.fixed_batch}: images "
+                         f"run {self.fixed_batch} at a time, a short last batch padded with "
+                         "copies of its last image whose outputs are dropped")
+        self.notes = notes
+        _, *dims = input_shape
+        # the NHWC images predict() takes (None: any size)
+        self.pixel_shape = ((dims[1], dims[2], dims[0]) if self.preprocessing.layout == "nchw"
+                            else tuple(dims))
         self.info = BackendInfo(
             name="onnxruntime",
-            model_path=str(path),
-            model_sha256=sha256 or file_digest(path),
+            model_path=str(label or path),
+            model_sha256=sha256 or (file_digest(path) if not isinstance(path, bytes) else ""),
             runtime_version=ort.__version__,
-            input_shape=tuple(_dim(d) for d in inp.shape),
+            input_shape=input_shape,
             num_classes=_dim(out.shape[1]) or 0,
-            input_dtype=np.dtype(self.input_dtype).name,
+            input_dtype=self.input_dtype.name,
             extra={
                 "input_name": inp.name,
                 "output_name": out.name,
                 "optimization": optimization,
                 "threads": threads or 0,
+                "provider": self.provider,
+                "preprocessing": record(self.preprocessing, self.preprocessing_sources),
+                **({"fixed_batch": self.fixed_batch} if self.fixed_batch else {}),
+                **({"notes": notes} if notes else {}),
                 **({"output_kind": self.metadata["output_kind"]}
                    if "output_kind" in self.metadata else {}),
             },
         )
+
+    @staticmethod
+    def _choose_output(outputs: list[Any], wanted: str | None, where: str) -> Any:
+        names = [o.name for o in outputs]
+        if wanted is not None:
+            for o in outputs:
+                if o.name == wanted:
+                    return o
+            raise UsageError(f"{where}: no output named {wanted!r}; the model's outputs are "
+                             f"{', '.join(repr(n) for n in names)}")
+        if len(outputs) > 1:
+            raise UsageError(f"{where}: the model has {len(outputs)} outputs "
+                             f"({', '.join(repr(n) for n in names)}); choose one with "
+                             "--output NAME")
+        return outputs[0]
 
     @property
     def output_kind(self) -> str | None:
@@ -102,7 +173,22 @@ class OnnxRuntimeBackend:
         return self.metadata.get("output_kind")
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
-        """Run one batch; float32 in, ``(N, C)`` float32 out."""
-        if batch.dtype != self.input_dtype:
-            batch = batch.astype(self.input_dtype)
-        return self.session.run([self.output_name], {self.input_name: batch})[0]
+        """Outputs ``(N, C)`` for an NHWC RGB 0–255 batch (uint8 or float), preprocessed per
+        the model's spec."""
+        return self.run(self.preprocessing.apply(batch))
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Outputs for an already preprocessed batch; a fixed batch size runs in chunks."""
+        if x.dtype != self.input_dtype:
+            x = x.astype(self.input_dtype)
+        size = self.fixed_batch
+        if size is None or len(x) == size:
+            return self.session.run([self.output_name], {self.input_name: x})[0]
+        chunks = []
+        for start in range(0, len(x), size):
+            chunk = x[start:start + size]
+            n = len(chunk)
+            if n < size:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], size - n, axis=0)])
+            chunks.append(self.session.run([self.output_name], {self.input_name: chunk})[0][:n])
+        return np.concatenate(chunks)
