@@ -174,7 +174,12 @@ def test_a_fixed_batch_of_8_pads_the_last_batch(tmp_path, capsys, data_dir) -> N
     model = make_classifier(tmp_path / "b8.onnx", layout="nchw", batch=8, seed=2)
     record = run_json(capsys, "evaluate", str(model), "--data-dir", data_dir, "--limit", "100",
                       "--batch-size", "50", *SPEC)  # 50 = 6×8 + 2: every call pads
-    images, labels = cifar_test_images(100)
+    # --limit takes a class-balanced selection; the images it picks come from the data
+    # layer, the inference below is a hand-written loop independent of the tool's.
+    from resnet8_onnx.data import load_dataset
+
+    chosen = load_dataset(data_dir, download=False).limit(100)
+    images, labels = chosen.images.astype(np.float32), chosen.labels
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     x = hand_preprocess(images)
     x = np.concatenate([x, np.repeat(x[-1:], 4, axis=0)])  # 104 = 13 × 8
