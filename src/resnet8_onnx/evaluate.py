@@ -133,6 +133,9 @@ class EvaluationResult:
                 "input_shape": self.backend["input_shape"],
                 "input_dtype": self.backend["input_dtype"],
                 "output_kind": self.metrics.output_kind,
+                **({"quantization": quantization}
+                   if (quantization := (self.backend.get("extra") or {}).get("quantization"))
+                   else {}),
             },
             "data": self.data,
             "metrics": self.metrics.to_dict(),

@@ -149,7 +149,8 @@ def _throughput(record: Mapping[str, Any]) -> str | None:
 
 
 def _unique_labels(records: Sequence[Mapping[str, Any]]) -> list[str]:
-    labels = [backend_label(r) for r in records]
+    labels = [backend_label(r) + (f" {q}" if (q := _get(r, "model", "quantization")) else "")
+              for r in records]
     return [f"{lab} {i + 1}" if labels.count(lab) > 1 else lab for i, lab in enumerate(labels)]
 
 
