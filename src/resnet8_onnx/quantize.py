@@ -886,7 +886,7 @@ def quantize(
         for c in working:
             c["speedup"] = c["ips"] / fp32_ips if fp32_ips > 0 else None
 
-        chosen, reason = _choose(measured, mode, tolerance, len(hold_images))
+        chosen, reason = select_candidate(measured, mode, tolerance, len(hold_images))
         chosen_path = Path(chosen["path"])
         final = _finalise(chosen_path, model, chosen["recipe"], dataset, cal_images, cal_pos)
         size = len(final)
@@ -972,9 +972,13 @@ def quantize(
     )
 
 
-def _choose(working: list[dict[str, Any]], mode: str, tolerance: float,
-            holdout: int) -> tuple[dict[str, Any], str]:
-    """The fastest candidate whose held-out agreement is within ``tolerance`` of the best."""
+def select_candidate(working: list[dict[str, Any]], mode: str, tolerance: float,
+                     holdout: int) -> tuple[dict[str, Any], str]:
+    """The fastest candidate whose held-out agreement is within ``tolerance`` of the best.
+
+    ``working`` holds dicts with ``agreement`` (images out of ``holdout``) and ``ips``;
+    each gets ``eligible`` set. Returns the chosen dict and the reason, in words.
+    """
     if len(working) == 1 or not holdout:
         working[0]["eligible"] = True
         return working[0], ("recipe fixed by the user" if mode == "fixed" else

@@ -75,7 +75,7 @@ def test_images_warning(record: Mapping[str, Any]) -> str | None:
 
 
 def int8_verdict_line(record: Mapping[str, Any]) -> str:
-    """'int8 accuracy 87.21% vs fp32 87.19%, agreement 98.35%, 2.0× as fast (…)'."""
+    """'int8 accuracy 87.21% vs fp32 87.19%, agreement 98.35%, 2.0× faster (recipe)'."""
     record = jsonable(record)
     ev = record.get("evaluation") or {}
     speed = record.get("speed") or {}
@@ -86,8 +86,9 @@ def int8_verdict_line(record: Mapping[str, Any]) -> str:
         parts.append(f"agreement {format_pct(ev.get('agreement_fraction'))}")
     speedup = speed.get("speedup")
     if is_number(speedup):
-        parts.append(f"{speedup:.1f}× as fast as fp32" if speedup >= 1 else
-                     f"{speedup:.2f}× the speed of fp32 (slower)")
+        parts.append(f"{speedup:.1f}× faster" if speedup >= 1.05 else
+                     f"{speedup:.2f}× the speed of fp32" + (" (slower)" if speedup < 0.95
+                                                             else ""))
     recipe = _get(record, "recipe", "label")
     line = ", ".join(parts) + (f" ({recipe})" if recipe else "")
     warning = test_images_warning(record)

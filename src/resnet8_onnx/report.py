@@ -834,7 +834,8 @@ def write_comparison_reports(comparison: Mapping[str, Any], out_dir: str | os.Pa
         "csv": ("per_class.csv", lambda: comparison_per_class_csv(comparison)),
     }
     models = list(comparison.get("models") or [])
-    backends = [str(_get(r, "model", "backend", default="model")) for r in models]
+    backends = [str(_get(r, "model", "backend", default="model"))
+                + (f"_{q}" if (q := _get(r, "model", "quantization")) else "") for r in models]
     for i, (backend, record) in enumerate(zip(backends, models, strict=True)):
         name = backend if backends.count(backend) == 1 else f"{backend}_{i + 1}"
         contents[f"png_{name}"] = (f"confusion_{name}.png",
