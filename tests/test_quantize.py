@@ -113,6 +113,20 @@ def test_select_candidate_is_the_fastest_within_tolerance() -> None:
     assert chosen is cands[0]
 
 
+def test_select_candidate_breaks_speed_ties_by_fidelity() -> None:
+    """Speeds within 5 % are noise on a shared machine: the more faithful one wins."""
+    cands = [{"agreement": 988, "ips": 300.0, "mean_abs_diff": 0.004},
+             {"agreement": 988, "ips": 290.0, "mean_abs_diff": 0.002},
+             {"agreement": 987, "ips": 299.0, "mean_abs_diff": 0.001},
+             {"agreement": 990, "ips": 200.0, "mean_abs_diff": 0.001}]
+    chosen, reason = q.select_candidate(cands, "auto", 0.005, 1000)
+    assert chosen is cands[1]
+    assert "3 fastest" in reason
+    cands[1]["ips"] = 280.0  # now more than 5 % slower than the fastest
+    chosen, _ = q.select_candidate(cands, "auto", 0.005, 1000)
+    assert chosen is cands[0]
+
+
 def test_recipe_validation_and_grid() -> None:
     with pytest.raises(UsageError, match="unknown format"):
         q.Recipe(format="qlinear")
@@ -137,7 +151,8 @@ def test_auto_quantisation_record_and_model(tmp_path, monkeypatch) -> None:
     assert len(chosen) == 1
     assert chosen[0]["recipe"] == d["recipe"]
     eligible = [c for c in d["candidates"] if c["eligible"] and not c["pruned"]]
-    assert chosen[0]["images_per_second"] == max(c["images_per_second"] for c in eligible)
+    fastest = max(c["images_per_second"] for c in eligible)
+    assert chosen[0]["images_per_second"] >= (1 - q.SPEED_NOISE) * fastest - 0.1
     best = max(c["holdout_agreement"] for c in d["candidates"] if not c["pruned"])
     for c in eligible:
         assert c["holdout_agreement"] >= best - 0.005 * c["holdout_count"]

@@ -102,9 +102,11 @@ def _candidate_rows(record: Mapping[str, Any], *, sizes: bool = False) -> list[l
                                        -(c.get("images_per_second") or 0)))
     for c in candidates:
         label = str(_get(c, "recipe", "label") or DASH)
-        size = [_size(c.get("size_bytes"))] if sizes else []
+        mad = c.get("holdout_mean_abs_diff")
+        size = [f"{mad:.2e}" if is_number(mad) else DASH, _size(c.get("size_bytes"))] \
+            if sizes else []
         if c.get("error"):
-            rows.append([label, DASH, DASH, DASH, *([DASH] if sizes else []),
+            rows.append([label, DASH, DASH, DASH, *([DASH, DASH] if sizes else []),
                          f"failed: {str(c['error'])[:50]}"])
             continue
         if c.get("chosen"):
@@ -130,7 +132,8 @@ def _candidate_header(record: Mapping[str, Any], *, sizes: bool = False) -> list
     counts = {c.get("holdout_count") for c in record.get("candidates") or []
               if c.get("holdout_count")}
     n = f" ({format_int(counts.pop())})" if len(counts) == 1 else ""
-    return ["recipe", f"agreement{n}", "images/s", "× fp32", *(["size"] if sizes else []), ""]
+    return ["recipe", f"agreement{n}", "images/s", "× fp32",
+            *(["mean |Δ|", "size"] if sizes else []), ""]
 
 
 def _evaluation_rows(record: Mapping[str, Any]) -> list[list[str]]:
@@ -265,7 +268,8 @@ def quantization_markdown(record: Mapping[str, Any]) -> str:
               "Scored on held-out images (not the test set) for agreement with fp32; timed "
               "against fp32 in the same run on this machine.", ""]
     lines += markdown_table(_candidate_header(record, sizes=True),
-                            _candidate_rows(record, sizes=True), ["l", "r", "r", "r", "r", "l"])
+                            _candidate_rows(record, sizes=True),
+                            ["l", "r", "r", "r", "r", "r", "l"])
     lines += ["", CANDIDATE_LEGEND]
     ev = record.get("evaluation")
     if ev:
