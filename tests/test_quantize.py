@@ -121,7 +121,7 @@ def test_select_candidate_breaks_speed_ties_by_fidelity() -> None:
              {"agreement": 990, "ips": 200.0, "mean_abs_diff": 0.001}]
     chosen, reason = q.select_candidate(cands, "auto", 0.005, 1000)
     assert chosen is cands[1]
-    assert "3 fastest" in reason
+    assert "most faithful of the 3 fastest" in reason
     cands[1]["ips"] = 280.0  # now more than 5 % slower than the fastest
     chosen, _ = q.select_candidate(cands, "auto", 0.005, 1000)
     assert chosen is cands[0]

@@ -31,7 +31,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -897,7 +897,7 @@ def quantize(
 
         chosen, reason = select_candidate(measured, mode, tolerance, len(hold_images))
         chosen_path = Path(chosen["path"])
-        final = _finalise(chosen_path, model, chosen["recipe"], dataset, cal_images, cal_pos)
+        final = _finalise(chosen_path, model, chosen["recipe"], dataset, cal_images)
         size = len(final)
 
         # The record's speed block: on the test images when given (same run, same images).
@@ -1005,14 +1005,15 @@ def select_candidate(working: list[dict[str, Any]], mode: str, tolerance: float,
     fastest = max(c["ips"] for c in eligible)
     tied = [c for c in eligible if c["ips"] >= (1 - SPEED_NOISE) * fastest]
     chosen = max(tied, key=lambda c: (c["agreement"], -c.get("mean_abs_diff", 0.0), c["ips"]))
-    return chosen, (f"the most faithful of the {len(tied)} fastest (within "
-                    f"{SPEED_NOISE:.0%} of the top speed) among {len(eligible)} candidates "
-                    f"whose held-out agreement with fp32 is within {tolerance:.1%} of the best "
-                    f"({best:,}/{holdout:,} = {best / holdout:.2%})")
+    which = (f"the most faithful of the {len(tied)} fastest (within {SPEED_NOISE:.0%} of the "
+             "top speed)" if len(tied) > 1 else "the fastest")
+    return chosen, (f"{which} of {len(eligible)} candidates whose held-out agreement with fp32 "
+                    f"is within {tolerance:.1%} of the best ({best:,}/{holdout:,} = "
+                    f"{best / holdout:.2%})")
 
 
 def _finalise(path: Path, model: FloatModel, recipe: Recipe, dataset: Dataset,
-              cal_images: np.ndarray, cal_pos: np.ndarray) -> bytes:
+              cal_images: np.ndarray) -> bytes:
     """The chosen model with the source's metadata plus the quantisation's, checked."""
     import onnx
 
@@ -1112,9 +1113,3 @@ def _versions() -> dict[str, str]:
         versions["sympy"] = sympy.__version__
     return versions
 
-
-def iter_recipe_rows(record: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
-    """The candidates of a record dict, chosen first, then by speed (for renderers)."""
-    candidates = list(record.get("candidates") or [])
-    yield from sorted(candidates, key=lambda c: (not c.get("chosen"),
-                                                 -(c.get("images_per_second") or 0)))

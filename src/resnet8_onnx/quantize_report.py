@@ -8,7 +8,7 @@ rendering stay separate; like every renderer they read only the JSON-ready dict
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -218,7 +218,7 @@ def render_quantization_terminal(record: Mapping[str, Any],
     for line in rest:
         out.print(escape(line))
     rows = _candidate_rows(record)
-    if rows:
+    if len(rows) > 1:  # one fixed recipe: its figures are in the speed and test lines
         table = Table(title="Candidates, measured against fp32 in the same run",
                       title_justify="left",
                       box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
@@ -304,7 +304,3 @@ def write_quantization_reports(record: Mapping[str, Any], out_dir: str | os.Path
                 "markdown": ("quantize.md", lambda: quantization_markdown(record))}
     return write_all(out_dir, contents, force=force)
 
-
-def candidate_labels(record: Mapping[str, Any]) -> Sequence[str]:
-    """Recipe labels of every candidate, in record order."""
-    return [str(_get(c, "recipe", "label")) for c in record.get("candidates") or []]
