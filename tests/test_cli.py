@@ -41,7 +41,8 @@ def test_help_lists_every_command(capsys) -> None:
         main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for command in ("data", "convert", "verify", "evaluate", "run", "compare", "benchmark"):
+    for command in ("data", "convert", "verify", "evaluate", "run", "compare", "benchmark",
+                    "quantize"):
         assert command in out
     assert "exit codes" in out
 

@@ -484,7 +484,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .fsutil import report_directory
     from .pipeline import check_outputs, run_pipeline
 
-    targets = check_outputs(args.out, force=args.force)  # before creating anything
+    targets = check_outputs(args.out, force=args.force, int8=args.int8)  # before anything
     # A failed or interrupted run takes back what it wrote, so the same command can be rerun.
     with report_directory(args.out, targets) as out_dir:
         comparison = run_pipeline(
@@ -494,6 +494,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             min_accuracy=args.min_accuracy, atol=args.atol, rtol=args.rtol,
             batch_size=args.batch_size, threads=args.threads, force=args.force,
             download=False if args.offline else None,
+            int8=args.int8, calibration_data=args.calibration_data,
         )
     from .report import render_comparison_terminal
 
@@ -524,6 +525,49 @@ def cmd_compare(args: argparse.Namespace) -> int:
     render_compare_terminal(record, _console(stderr=args.json == "-"))
     _emit_json(record, args.json, force=args.force)
     _write_reports_locked(out_dir, write_compare_reports, record, force=args.force)
+    return errors.OK
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from .quantize import (
+        Recipe,
+        auto_grid,
+        inspect_float_model,
+        load_calibration_data,
+        quantize,
+    )
+    from .quantize_report import render_quantization_terminal, write_quantization_reports
+
+    model = Path(args.model)
+    output = args.output or str(model.with_name(f"{model.stem}_int8.onnx"))
+    # Before any work, nothing written on refusal; never onto the model or calibration images.
+    out_dir = _check_outputs(args, files=[args.json, output],
+                             reports=write_quantization_reports,
+                             inputs=[args.model, args.calibration_data,
+                                     args.calibration_indices, args.indices])
+    inspect_float_model(model)  # a missing, non-ONNX or quantised model fails before the data
+    if args.auto:
+        recipe: Any = auto_grid(
+            formats=[args.format] if args.format else None,
+            activations=[args.activations] if args.activations else None,
+            methods=[args.method] if args.method else None, weights=args.weights,
+            per_channel=args.per_channel, exclude=args.exclude or (),
+            float_pooling=None if args.float_pooling is None else [args.float_pooling])
+    else:
+        recipe = Recipe(format=args.format or "qdq", activations=args.activations or "uint8",
+                        weights=args.weights, per_channel=args.per_channel,
+                        method=args.method or "minmax", exclude=tuple(args.exclude or ()),
+                        float_pooling=True if args.float_pooling is None else args.float_pooling)
+    calibration = load_calibration_data(args.calibration_data,
+                                        indices_file=args.calibration_indices, download=False)
+    test_data = _load_data(args) if args.data_dir is not None else None
+    record = quantize(model, output, calibration, recipe,
+                      calibration_count=args.calibration_count, tolerance=args.tolerance,
+                      test_data=test_data, batch_size=args.batch_size, threads=args.threads,
+                      diagnose=True if args.layer_errors else None, force=args.force).to_dict()
+    render_quantization_terminal(record, _console(stderr=args.json == "-"))
+    _emit_json(record, args.json, force=args.force)
+    _write_reports_locked(out_dir, write_quantization_reports, record, force=args.force)
     return errors.OK
 
 
@@ -694,6 +738,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "percentage like 85%% (default: 85%%)")
     tolerance_options(p)
     run_options(p)
+    p.add_argument("--int8", action="store_true",
+                   help="also quantise the ONNX model to int8 (quantize --auto) and add it to "
+                        "the tables and the verdict")
+    p.add_argument("--calibration-data", metavar="DIR", default=None,
+                   help="training images for --int8 (default: found under --data-dir, e.g. "
+                        "train-2000-png, or the official training set)")
     p.add_argument("--force", action="store_true", help="overwrite an existing report")
     p.set_defaults(func=cmd_run)
 
@@ -774,6 +824,76 @@ def build_parser() -> argparse.ArgumentParser:
     tolerance_options(p)
     output_options(p)
     p.set_defaults(func=cmd_annotate)
+
+    from .quantize import (
+        ACTIVATION_TYPES,
+        DEFAULT_CALIBRATION_COUNT,
+        DEFAULT_TOLERANCE,
+        FORMATS,
+        METHODS,
+        WEIGHT_TYPES,
+    )
+
+    p = command("quantize", "int8 model with ONNX Runtime, recipe chosen by measurement",
+                "Static int8 post-training quantisation with ONNX Runtime (after its "
+                "pre-processing: shape inference, Conv+BatchNorm fusion). By default (--auto) "
+                "a grid of recipes (format × activation type × calibration method) is "
+                "quantised, scored on held-out calibration-source images for agreement with "
+                "the float model and timed against it on this machine; the fastest recipe "
+                "within --tolerance of the best agreement is written. Calibration never uses "
+                "test images unless --calibration-indices asks for them. The int8 model keeps "
+                "the float input and the source's metadata.")
+    p.add_argument("model", help="the float ONNX model (e.g. from convert)")
+    p.add_argument("-o", "--output", default=None,
+                   help="int8 ONNX file to write (default: MODEL_int8.onnx beside MODEL)")
+    g = p.add_argument_group("calibration")
+    g.add_argument("--calibration-data", metavar="DIR", required=True,
+                   help="calibration images: an image folder (e.g. ../shared/cifar-10/"
+                        "train-2000-png) or a CIFAR-10 distribution, whose TRAINING split is "
+                        "used")
+    g.add_argument("--calibration-indices", metavar="FILE", default=None,
+                   help="calibrate on these TEST-set indices instead (MLCommons' recipe: "
+                        "calibration_samples_idxs.npy); every report then says so")
+    g.add_argument("--calibration-count", type=_positive_int, default=None, metavar="N",
+                   help=f"calibration images, evenly spread over the source (default: "
+                        f"{DEFAULT_CALIBRATION_COUNT:,}, at most half the source with --auto, "
+                        "which scores candidates on the other images)")
+    g = p.add_argument_group("recipe")
+    g.add_argument("--auto", action=argparse.BooleanOptionalAction, default=True,
+                   help="measure a grid of recipes and keep the fastest within --tolerance; "
+                        "--format/--activations/--method narrow the grid (default: --auto)")
+    g.add_argument("--format", choices=FORMATS, default=None,
+                   help="qdq: QuantizeLinear/DequantizeLinear pairs; qoperator: QLinear* ops "
+                        "(--no-auto default: qdq)")
+    g.add_argument("--activations", choices=ACTIVATION_TYPES, default=None,
+                   help="activation type (--no-auto default: uint8)")
+    g.add_argument("--weights", choices=WEIGHT_TYPES, default="int8",
+                   help="weight type (default: int8)")
+    g.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=True,
+                   help="per-channel weight scales; --no-per-channel is per-tensor "
+                        "(default: per-channel)")
+    g.add_argument("--per-tensor", dest="per_channel", action="store_false",
+                   help="per-tensor weight scales (same as --no-per-channel)")
+    g.add_argument("--method", choices=METHODS, default=None,
+                   help="calibration method (--no-auto default: minmax)")
+    g.add_argument("--float-pooling", action=argparse.BooleanOptionalAction, default=None,
+                   help="keep average pooling in float (--auto tries QDQ both ways; "
+                        "--no-auto default: on)")
+    g.add_argument("--exclude", nargs="+", metavar="NODE", default=None,
+                   help="node names to keep in float (the record lists the worst layers)")
+    g.add_argument("--tolerance", type=_accuracy, default=DEFAULT_TOLERANCE, metavar="X",
+                   help=f"--auto keeps candidates whose held-out agreement is at most X below "
+                        f"the best (default: {DEFAULT_TOLERANCE:g}, i.e. "
+                        f"{DEFAULT_TOLERANCE * 100:g} points)")
+    g.add_argument("--layer-errors", action="store_true",
+                   help="always measure per-layer quantisation error (default: only when "
+                        "agreement is below 98%%)")
+    _add_data_options(p)
+    run_options(p)
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="also write quantize.json and quantize.md")
+    output_options(p)
+    p.set_defaults(func=cmd_quantize)
     return parser
 
 

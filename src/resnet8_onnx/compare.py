@@ -52,8 +52,10 @@ if TYPE_CHECKING:
 # --------------------------------------------------------------------------- building
 def _label(index: int, record: Mapping[str, Any]) -> str:
     """'#2 ONNX', '#4 LiteRT int8': short enough for a column header, unique by number."""
-    dtype = (record.get("model") or {}).get("input_dtype") or "float32"
-    quant = f" {dtype}" if dtype not in ("float32", "float64") else ""
+    model = record.get("model") or {}
+    dtype = model.get("input_dtype") or "float32"
+    quant = f" {dtype}" if dtype not in ("float32", "float64") else (
+        f" {model['quantization']}" if model.get("quantization") else "")
     return f"#{index + 1} {backend_label(record)}{quant}"
 
 
@@ -112,7 +114,8 @@ def compare_results(
     for i, result in enumerate(results):
         record = result.to_record()
         record["label"] = _label(i, record)
-        record["quantized"] = record["model"]["input_dtype"] not in ("float32", "float64")
+        record["quantized"] = (record["model"]["input_dtype"] not in ("float32", "float64")
+                               or bool(record["model"].get("quantization")))
         record["versus_reference"] = _versus(first, result, indices)
         models.append(record)
     return {
@@ -294,9 +297,10 @@ def _notes(record: Mapping[str, Any]) -> list[str]:
         if v.get("note"):
             notes.append(f"{m.get('label')}: {v['note']}")
     if any(m.get("quantized") for m in record.get("models") or []):
-        notes.append("int8 models: inputs quantised and outputs dequantised with the scale and "
-                     "zero point stored in the file; their |Δ| measures quantisation error "
-                     "(mean of the order of the output grid step), not a conversion fault")
+        notes.append("int8 models: their |Δ| measures quantisation error (mean of the order of "
+                     "the output grid step), not a conversion fault; int8 inputs are quantised "
+                     "and int8 outputs dequantised with the scale and zero point stored in the "
+                     "file (an int8 ONNX model from quantize keeps float input and output)")
     return notes
 
 

@@ -157,7 +157,8 @@ def environment(backend_versions: dict[str, str] | None = None) -> dict[str, str
 
 
 # What a backend may add about itself that the report's "model" section carries.
-_MODEL_EXTRAS = ("output_name", "provider", "preprocessing", "fixed_batch", "notes")
+_MODEL_EXTRAS = ("output_name", "provider", "preprocessing", "fixed_batch", "notes",
+                 "quantization")
 
 
 @dataclass(frozen=True)

@@ -36,19 +36,25 @@ def resolve_model(model: str | os.PathLike[str] | None, data_dir: str | os.PathL
 _RUN_BACKENDS = ("keras", "onnxruntime")
 
 
-def check_outputs(out_dir: str | os.PathLike[str], *, force: bool = False) -> list[Path]:
+def check_outputs(out_dir: str | os.PathLike[str], *, force: bool = False,
+                  int8: bool = False) -> list[Path]:
     """Every file ``run`` writes into ``out_dir``, each checked (exists without ``force``, not
     writable) without creating anything: a refusal costs nothing instead of the whole run."""
     from .fsutil import check_writable
     from .report import write_comparison_reports
 
     out = Path(out_dir)
-    stub = {"models": [{"model": {"backend": b}} for b in _RUN_BACKENDS]}
-    reports = write_comparison_reports(stub, out, force=force, check_only=True)
-    onnx_path = out / "model.onnx"
+    stub_models = [{"model": {"backend": b}} for b in _RUN_BACKENDS]
+    models = [out / "model.onnx"]
+    if int8:
+        stub_models.append({"model": {"backend": "onnxruntime", "quantization": "int8"}})
+        models.append(out / "model_int8.onnx")
+    reports = write_comparison_reports({"models": stub_models}, out, force=force,
+                                       check_only=True)
     if out.is_dir():
-        check_writable(onnx_path, force=force)
-    return [onnx_path, *reports.values()]
+        for path in models:
+            check_writable(path, force=force)
+    return [*models, *reports.values()]
 
 
 def build_verdict(keras: EvaluationResult, onnx: EvaluationResult, parity: dict[str, Any],
@@ -100,9 +106,16 @@ def run_pipeline(
     indices_file: str | os.PathLike[str] | None = None, limit: int | None = None,
     opset: int = 17, min_accuracy: float = DEFAULT_MIN_ACCURACY, atol: float = DEFAULT_ATOL,
     rtol: float = DEFAULT_RTOL, batch_size: int = DEFAULT_BATCH_SIZE, threads: int | None = None,
-    force: bool = False, download: bool | None = None,
+    force: bool = False, download: bool | None = None, int8: bool = False,
+    calibration_data: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
-    """Run the whole job and write the report directory; returns the comparison record."""
+    """Run the whole job and write the report directory; returns the comparison record.
+
+    ``int8`` also quantises the ONNX model (``quantize``'s automatic recipe choice, calibrated
+    on training images: ``calibration_data`` or those found near ``data_dir``), evaluates it
+    on the same images and adds it to the tables and the verdict. It never changes the
+    verdict: the verdict is about the conversion.
+    """
     from .backends.keras import KerasBackend, configure_threads
     from .backends.onnxrt import OnnxRuntimeBackend
     from .convert import convert, inspect_keras_file, load_keras_model
@@ -112,7 +125,8 @@ def run_pipeline(
 
     out = Path(out_dir)
     onnx_path = out / "model.onnx"
-    outputs = check_outputs(out, force=force)  # fail before minutes of work, not after
+    int8_path = out / "model_int8.onnx"
+    outputs = check_outputs(out, force=force, int8=int8)  # fail before minutes of work
     model_path = resolve_model(model, data_dir, download=download)
     refuse_overwriting_inputs(outputs, [model_path])
     inspect_keras_file(model_path)  # a missing, corrupt or unsafe model fails before the data
@@ -140,12 +154,22 @@ def run_pipeline(
     parity = {**verification["parity"], "passed": verification["passed"],
               "dynamic_batch": verification["dynamic_batch"],
               "interface_problems": verification["interface_problems"]}
+    models = [keras_result.to_record(), onnx_result.to_record()]
+    verdict = build_verdict(keras_result, onnx_result, parity, min_accuracy)
+    int8_record = None
+    if int8:
+        int8_record, int8_result = _int8(onnx_path, int8_path, onnx_result, dataset,
+                                         data_dir=data_dir, calibration_data=calibration_data,
+                                         batch_size=batch_size, threads=threads, force=force,
+                                         download=download)
+        models.append(int8_result.to_record())
+        verdict = add_int8_to_verdict(verdict, int8_record)
     comparison = {
-        "models": [keras_result.to_record(), onnx_result.to_record()],
+        "models": models,
         "conversion": conversion.to_dict(),
         "structure": verification["structure"],
         "parity": parity,
-        "verdict": build_verdict(keras_result, onnx_result, parity, min_accuracy),
+        "verdict": verdict,
         "data": dataset.describe(),
         "settings": {"threads": threads, "available_cores": available_cores(),
                      "batch_size": batch_size, "ort_optimization": "all"},
@@ -153,9 +177,60 @@ def run_pipeline(
     for key in ("reference_parameters", "reference_batch_normalization_layers", "provenance"):
         if key in verification:
             comparison[key] = verification[key]
+    if int8_record is not None:
+        comparison["int8"] = int8_record
     if "layerwise" in verification:
         comparison["layerwise"] = verification["layerwise"]
     comparison["files"] = {k: str(v) for k, v in
                            write_comparison_reports(comparison, out, force=force).items()}
     comparison["files"]["onnx"] = str(onnx_path)
+    if int8:
+        comparison["files"]["onnx_int8"] = str(int8_path)
     return comparison
+
+
+def _int8(onnx_path: Path, int8_path: Path, onnx_result: EvaluationResult, dataset: Any, *,
+          data_dir: str | os.PathLike[str] | None,
+          calibration_data: str | os.PathLike[str] | None, batch_size: int,
+          threads: int | None, force: bool, download: bool | None,
+          ) -> tuple[dict[str, Any], EvaluationResult]:
+    """Quantise the converted model, evaluate it on the run's images; record + result."""
+    from .backends.onnxrt import OnnxRuntimeBackend
+    from .quantize import find_calibration_source, load_calibration_data, quantize
+
+    source = calibration_data if calibration_data is not None else \
+        find_calibration_source(data_dir)
+    calibration = load_calibration_data(
+        source, download=False if calibration_data is not None else download)
+    record = quantize(onnx_path, int8_path, calibration, batch_size=batch_size,
+                      threads=threads, force=force).to_dict()
+    result = evaluate(OnnxRuntimeBackend(int8_path, threads=threads), dataset,
+                      batch_size=batch_size)
+    n = len(result.predictions)
+    agree = int((result.predictions == onnx_result.predictions).sum())
+    record["evaluation"] = {
+        "data": dataset.describe(),
+        "fp32": {"accuracy": onnx_result.metrics.accuracy,
+                 "correct": onnx_result.metrics.correct, "total": n},
+        "int8": {"accuracy": result.metrics.accuracy, "correct": result.metrics.correct,
+                 "total": n},
+        "agreement": agree, "agreement_fraction": agree / n if n else None,
+        "max_abs_diff": float(abs(result.outputs - onnx_result.outputs).max()) if n else None,
+        "mean_abs_diff": float(abs(result.outputs - onnx_result.outputs).mean()) if n else None,
+    }
+    return record, result
+
+
+def add_int8_to_verdict(verdict: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    """The verdict with an int8 line before its last line; pass/fail is unchanged."""
+    from .quantize_report import int8_verdict_line
+
+    summary = list(verdict.get("summary") or [])
+    line = int8_verdict_line(record)
+    line = line[:1].upper() + line[1:]
+    summary.insert(max(len(summary) - 1, 0), line)
+    ev = record.get("evaluation") or {}
+    return {**verdict, "summary": summary,
+            "int8_accuracy": (ev.get("int8") or {}).get("accuracy"),
+            "int8_agreement": ev.get("agreement_fraction"),
+            "int8_speedup": (record.get("speed") or {}).get("speedup")}

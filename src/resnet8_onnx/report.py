@@ -206,7 +206,8 @@ def _throughput(record: Mapping[str, Any]) -> str | None:
 
 
 def _unique_labels(records: Sequence[Mapping[str, Any]]) -> list[str]:
-    labels = [backend_label(r) for r in records]
+    labels = [backend_label(r) + (f" {q}" if (q := _get(r, "model", "quantization")) else "")
+              for r in records]
     return [f"{lab} {i + 1}" if labels.count(lab) > 1 else lab for i, lab in enumerate(labels)]
 
 
@@ -993,7 +994,8 @@ def write_comparison_reports(comparison: Mapping[str, Any], out_dir: str | os.Pa
         "csv": ("per_class.csv", lambda: comparison_per_class_csv(comparison)),
     }
     models = list(comparison.get("models") or [])
-    backends = [str(_get(r, "model", "backend", default="model")) for r in models]
+    backends = [str(_get(r, "model", "backend", default="model"))
+                + (f"_{q}" if (q := _get(r, "model", "quantization")) else "") for r in models]
     for i, (backend, record) in enumerate(zip(backends, models, strict=True)):
         name = backend if backends.count(backend) == 1 else f"{backend}_{i + 1}"
         contents[f"png_{name}"] = (f"confusion_{name}.png",

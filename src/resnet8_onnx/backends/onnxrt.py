@@ -149,6 +149,9 @@ class OnnxRuntimeBackend:
                 **({"notes": notes} if notes else {}),
                 **({"output_kind": self.metadata["output_kind"]}
                    if "output_kind" in self.metadata else {}),
+                # A model written by ``quantize`` says so; its input stays float32.
+                **({"quantization": "int8"}
+                   if "quantization_recipe" in self.metadata else {}),
             },
         )
 
