@@ -779,7 +779,7 @@ def test_limit_is_round_robin_over_classes(labels: list[int], n: int) -> None:
     source = DataSource(kind="binary-dir", path="mem", checks=(), official=False)
     data = Dataset(images, np.array(labels, np.int64), CLASS_NAMES, source,
                    indices=np.arange(len(labels), dtype=np.int64))
-    limited = data.limit(n)
+    limited = data.with_limit(n)
     if n >= len(labels):
         assert limited is data
     else:
@@ -789,17 +789,19 @@ def test_limit_is_round_robin_over_classes(labels: list[int], n: int) -> None:
 
 def test_limit_renames_the_subset() -> None:
     data = _dataset(25)
-    first = data.limit(7)
+    first = data.with_limit(7)
     assert len(first) == 7
-    assert first.subset == "balanced-7 of full"
+    assert (first.subset, first.limit) == ("full", 7)  # fields, not words in a name
+    assert data.limit is None
     described = first.describe()
+    assert described["subset"] == "balanced-7 of full"
     assert described["count"] == 7
     assert described["limit"] == 7
     assert described["source_count"] == 25
     assert described["indices_sha256"] is None  # the sha256 of an indices file; none here
-    assert data.limit(100) is data
+    assert data.with_limit(100) is data
     with pytest.raises(UsageError):
-        data.limit(0)
+        data.with_limit(0)
 
 
 def test_select_keeps_the_given_order_and_rejects_missing() -> None:
@@ -914,7 +916,7 @@ def test_real_official_test_batch() -> None:
     assert data.per_class == {name: 1000 for name in CLASS_NAMES}
     assert data.is_full_official_test_set
     assert data.describe()["full_official_test_set"] is True
-    assert not data.limit(100).is_full_official_test_set
+    assert not data.with_limit(100).is_full_official_test_set
 
 
 @pytest.mark.shared
@@ -973,7 +975,7 @@ def test_real_training_image_folder_is_reported_as_training_images() -> None:
     assert data.split == "train"
     assert describe_data(data.describe()) == (
         "CIFAR-10 training images, image folder train-2000-png: 2,000 images — not the test set")
-    limited = data.limit(100)
+    limited = data.with_limit(100)
     assert limited.per_class == {name: 10 for name in CLASS_NAMES}
     assert describe_data(limited.describe()) == (
         "CIFAR-10 training images, image folder train-2000-png, 100 of 2,000 images, the first "
