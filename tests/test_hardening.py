@@ -43,11 +43,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cifar_factory import py2_pickle
 from model_factory import make_classifier
 from resnet8_onnx import errors, fsutil
 from resnet8_onnx.data import CLASS_NAMES, parse_binary_records, parse_binary_stream
 from resnet8_onnx.errors import InvalidInputError, OutputError, UnsafeInputError
-from test_data import py2_pickle
 from test_fetch import PAYLOAD, server  # noqa: F401 - server: test_fetch's HTTP fixture
 
 PROJECT = Path(__file__).resolve().parents[1]
