@@ -48,7 +48,7 @@ from model_factory import make_classifier
 from resnet8_onnx import errors, fsutil
 from resnet8_onnx.data import CLASS_NAMES, parse_binary_records, parse_binary_stream
 from resnet8_onnx.errors import InvalidInputError, OutputError, UnsafeInputError
-from test_fetch import PAYLOAD, server  # noqa: F401 - server: test_fetch's HTTP fixture
+from test_data_download import PAYLOAD, server  # noqa: F401 - server: its HTTP fixture
 
 PROJECT = Path(__file__).resolve().parents[1]
 LOCK_NAME = ".resnet8-onnx.lock"
