@@ -142,7 +142,7 @@ def test_cli_needs_two_models(tiny_models, capsys) -> None:
 def test_real_models_side_by_side(resnet8_h5, resnet8_onnx, cifar_test) -> None:
     tflite = shared_path("models", "pretrainedResnet.tflite")
     quant = shared_path("models", "pretrainedResnet_quant.tflite")
-    data = cifar_test.limit(1000)
+    data = cifar_test.with_limit(1000)
     record = compare_models([resnet8_h5, resnet8_onnx, tflite, quant], data)
     keras, onnx, flt, int8 = record["models"]
     print(_rich_text(record))

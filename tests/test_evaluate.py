@@ -133,7 +133,7 @@ def test_perf_subset_binary_and_png_folder_agree(resnet8_onnx) -> None:
 
 # --------------------------------------------------------------------------- the CLI
 def _twenty_images(root: Path) -> Path:
-    from test_data import layout_files, make_images, write_layout
+    from cifar_factory import layout_files, make_images, write_layout
 
     return write_layout(root, "binary-dir", layout_files("binary", make_images(20)))
 
@@ -163,9 +163,9 @@ def test_cli_batch_larger_than_the_data_runs_at_the_data_size(tmp_path, capsys) 
 def test_cli_memory_check_uses_the_batch_actually_run(tmp_path, capsys, monkeypatch) -> None:
     """With room for 50 images only, a 100000 batch over 20 images still runs (20 fit), but
     a 60-image batch over 100 images is refused with one line, exit 2, before inference."""
+    from cifar_factory import layout_files, make_images, write_layout
     from resnet8_onnx import errors, memory
     from resnet8_onnx.cli import main
-    from test_data import layout_files, make_images, write_layout
 
     monkeypatch.setattr(memory, "available_bytes",
                         lambda: (50 * memory.BYTES_PER_IMAGE, "a test limit"))

@@ -43,12 +43,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cifar_factory import py2_pickle
 from model_factory import make_classifier
 from resnet8_onnx import errors, fsutil
 from resnet8_onnx.data import CLASS_NAMES, parse_binary_records, parse_binary_stream
 from resnet8_onnx.errors import InvalidInputError, OutputError, UnsafeInputError
-from test_data import py2_pickle
-from test_fetch import PAYLOAD, server  # noqa: F401 - server: test_fetch's HTTP fixture
+from test_data_download import PAYLOAD, server  # noqa: F401 - server: its HTTP fixture
 
 PROJECT = Path(__file__).resolve().parents[1]
 LOCK_NAME = ".resnet8-onnx.lock"
@@ -842,12 +842,12 @@ def test_pickled_batch_parser_refuses_any_structure_cleanly(obj: Any, writer: st
     """Well-formed pickles of arbitrary shapes and types (0-d arrays, huge ints, bools, object
     arrays, nested dicts, str keys) reach the batch checks; the only outcome besides a valid
     batch is a one-line InvalidInputError. (This found 0-d ``labels`` crashing the parser.)"""
-    from resnet8_onnx.data import _parse_python_batch
+    from resnet8_onnx.data import parse_python_file_batch
 
     # Python 2's cPickle (the official files) or protocol 4; Python 3's protocols 0-2 write
     # bytes through _codecs.encode, which the unpickler refuses before any structure check.
     raw = py2_pickle(obj) if writer == "python2" else pickle.dumps(obj, protocol=4)
-    message, result = _outcome(_parse_python_batch, raw, name="test_batch")
+    message, result = _outcome(parse_python_file_batch, raw, name="test_batch")
     if message is not None:
         assert message.startswith("test_batch: ")
         assert "\n" not in message
@@ -914,7 +914,7 @@ def test_disk_full_during_a_download_is_an_output_error(
     """A cache on a full disk: exit 8 naming the file, not an internal error; nothing kept."""
     import contextlib
 
-    from resnet8_onnx import fetch
+    from resnet8_onnx.data import download as fetch
 
     real = fetch.atomic_write
 

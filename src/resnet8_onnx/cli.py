@@ -250,7 +250,7 @@ def _load_data(args: argparse.Namespace):
     for note in dataset.source.notes:  # which source a search chose among several
         print(f"resnet8-onnx: note: {note}", file=sys.stderr)
     if getattr(args, "limit", None):
-        dataset = dataset.limit(args.limit)
+        dataset = dataset.with_limit(args.limit)
     from .evaluate import DEFAULT_BATCH_SIZE
 
     batch_size = getattr(args, "batch_size", None)  # said only of a size the user chose

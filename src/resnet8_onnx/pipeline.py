@@ -10,6 +10,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .data.download import fetch
+from .errors import InputNotFoundError
 from .evaluate import DEFAULT_BATCH_SIZE, EvaluationResult, available_cores, evaluate
 from .progress import status
 from .verify import DEFAULT_ATOL, DEFAULT_RTOL, verify
@@ -23,9 +25,6 @@ def resolve_model(model: str | os.PathLike[str] | None, data_dir: str | os.PathL
     """The user's model, or MLCommons' pretrained ResNet8 (found locally or downloaded)."""
     if model is not None:
         return Path(model)
-    from .errors import InputNotFoundError
-    from .fetch import fetch
-
     try:
         return fetch(DEFAULT_MODEL, data_dir, download=download)
     except InputNotFoundError as exc:
@@ -134,7 +133,7 @@ def run_pipeline(
                            download=download)
     refuse_overwriting_inputs(outputs, dataset.input_paths)
     if limit:
-        dataset = dataset.limit(limit)
+        dataset = dataset.with_limit(limit)
 
     with status("Loading Keras model (imports TensorFlow)…"):
         # TensorFlow fixes its thread pools at first use: set them before anything runs.

@@ -1,4 +1,4 @@
-"""fetch: local lookup, checksum verification and downloads against a real local HTTP server."""
+"""data.download: fetch (local first, verified) and downloads against a real local HTTP server."""
 
 from __future__ import annotations
 
@@ -14,18 +14,12 @@ from pathlib import Path
 import pytest
 
 from conftest import shared_path
-from resnet8_onnx import fetch as fetch_module
 from resnet8_onnx import progress
+from resnet8_onnx.data import download as fetch_module
+from resnet8_onnx.data.download import download, fetch
+from resnet8_onnx.data.known_files import KNOWN_FILES, KnownFile
+from resnet8_onnx.data.locations import cache_dir
 from resnet8_onnx.errors import DownloadError, InputNotFoundError, InvalidInputError, OutputError
-from resnet8_onnx.fetch import (
-    KNOWN_FILES,
-    KnownFile,
-    cache_dir,
-    data_dirs,
-    download,
-    fetch,
-    find_file,
-)
 
 PAYLOAD = bytes(range(256)) * 400  # 102,400 bytes: several read chunks
 
@@ -105,67 +99,6 @@ def _register(monkeypatch, name: str, url: str, data: bytes | None = PAYLOAD) ->
                       md5=None, description="test file")
     monkeypatch.setitem(KNOWN_FILES, name, known)
     return known
-
-
-# ------------------------------------------------------------------------------ table, paths
-def test_known_files_table() -> None:
-    for name in ("pretrainedResnet.h5", "perf_samples_idxs.npy", "cifar-10-binary.tar.gz",
-                 "cifar-10-python.tar.gz"):
-        known = KNOWN_FILES[name]
-        assert known.name == name
-        assert known.url.startswith("https://")
-        assert known.url.endswith("/" + name)
-        assert known.sha256 or known.md5
-    assert KNOWN_FILES["cifar-10-binary.tar.gz"].md5 == "c32a1d4ab5d03f1284b67883e8d87530"
-    assert "1afd2c9820f795965a6134facd0b4dfae41ef23f" in KNOWN_FILES["pretrainedResnet.h5"].url
-
-
-def test_cache_dir_precedence(monkeypatch, tmp_path) -> None:
-    monkeypatch.setenv("RESNET8_ONNX_CACHE_DIR", str(tmp_path / "explicit"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert cache_dir() == tmp_path / "explicit"
-    monkeypatch.delenv("RESNET8_ONNX_CACHE_DIR")
-    assert cache_dir() == tmp_path / "xdg" / "resnet8-onnx"
-    monkeypatch.delenv("XDG_CACHE_HOME")
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert cache_dir() == tmp_path / "home" / ".cache" / "resnet8-onnx"
-
-
-def test_data_dirs_order_and_missing_dirs(monkeypatch, tmp_path) -> None:
-    explicit = tmp_path / "explicit"
-    env = tmp_path / "env"
-    explicit.mkdir()
-    env.mkdir()
-    assert data_dirs(explicit) == [explicit, cache_dir()]
-    monkeypatch.setenv("RESNET8_ONNX_DATA_DIR", str(env))
-    assert data_dirs(None) == [env, cache_dir()]
-    assert data_dirs(explicit) == [explicit, cache_dir()]  # explicit wins over the environment
-    tarball = explicit / "x.tar.gz"
-    tarball.write_bytes(b"")
-    assert data_dirs(tarball) == [explicit, cache_dir()]
-    with pytest.raises(InputNotFoundError, match="nope: data directory does not exist"):
-        data_dirs(tmp_path / "nope")
-    monkeypatch.setenv("RESNET8_ONNX_DATA_DIR", str(tmp_path / "gone"))
-    with pytest.raises(InputNotFoundError, match=r"RESNET8_ONNX_DATA_DIR=.*gone"):
-        data_dirs(None)
-
-
-def test_find_file_searches_two_levels_down(tmp_path) -> None:
-    (tmp_path / "a" / "b" / "c").mkdir(parents=True)
-    (tmp_path / "a" / "b" / "x.h5").write_bytes(b"1")
-    (tmp_path / "a" / "b" / "c" / "y.h5").write_bytes(b"2")
-    (tmp_path / "top.h5").write_bytes(b"3")
-    assert find_file("x.h5", tmp_path) == tmp_path / "a" / "b" / "x.h5"
-    assert find_file("top.h5", tmp_path) == tmp_path / "top.h5"
-    assert find_file("y.h5", tmp_path) is None
-    assert find_file("a", tmp_path) is None  # directories are not files
-
-
-def test_find_file_falls_back_to_the_cache(tmp_path) -> None:
-    (cache_dir()).mkdir(parents=True, exist_ok=True)
-    (cache_dir() / "cached.bin").write_bytes(b"x")
-    (tmp_path / "data").mkdir()
-    assert find_file("cached.bin", tmp_path / "data") == cache_dir() / "cached.bin"
 
 
 # ------------------------------------------------------------------------------ fetch
@@ -299,8 +232,8 @@ def test_download_rejects_non_http_urls(tmp_path) -> None:
 # ------------------------------------------------------------------------------ data + fetch
 def test_missing_cifar_is_downloaded_verified_and_read_in_place(monkeypatch, tmp_path,
                                                                 server) -> None:
+    from cifar_factory import layout_files, make_images, write_tar
     from resnet8_onnx.data import load_dataset
-    from test_data import layout_files, make_images, write_tar
 
     images, labels = make_images(20)
     archive = write_tar(tmp_path / "served.tar.gz", "binary",

@@ -1,0 +1,61 @@
+"""CIFAR-10 for evaluation: known files, where they are, how they are read, which images.
+
+One idea per module, data flowing one way (locate → verify → parse → select):
+
+- ``format``: CIFAR-10's facts (classes, record size, official names).
+- ``known_files``: the one table of official files and the one rule for trusting them.
+- ``locations``: where files are looked for (data directory, environment, cache).
+- ``download``: verified downloads; :func:`fetch` finds a known file or downloads it.
+- ``parsers``: binary records and the restricted unpickler, shared by every source.
+- ``layouts``: what a path is, and the best source under the search roots.
+- ``images``: image folders.
+- ``indices``: selections by a ``.npy`` of test-set indices (the MLPerf Tiny perf subset).
+- ``dataset``: :class:`Dataset` (images, labels, subset, limit) and :class:`DataSource`.
+- ``sources``: :func:`load_dataset`, tying them together.
+
+The model's preprocessing is raw 0-255 values: images stay uint8 until an inference batch is
+converted to float32 (:meth:`Dataset.batches`).
+"""
+
+from .dataset import (
+    INDICES_SUBSET,
+    LIMIT_PREFIX,
+    SUBSETS,
+    Dataset,
+    DataSource,
+    balanced_first,
+)
+from .format import (
+    BINARY_DIR,
+    BINARY_TAR,
+    CLASS_NAMES,
+    FILE_BATCH_SIZE,
+    IMAGE_BYTES,
+    IMAGE_SHAPE,
+    NUM_CLASSES,
+    PERF_INDICES,
+    PYTHON_DIR,
+    PYTHON_TAR,
+    RECORD_BYTES,
+    SPLITS,
+    TEST_SET_SIZE,
+    UNKNOWN_SPLIT,
+)
+from .indices import load_indices
+from .known_files import KNOWN_FILES, KnownFile, identify, is_official_perf_indices
+from .parsers import (
+    parse_binary_records,
+    parse_binary_stream,
+    parse_python_file_batch,
+    restricted_loads,
+)
+from .sources import load_dataset
+
+__all__ = [
+    "BINARY_DIR", "BINARY_TAR", "CLASS_NAMES", "FILE_BATCH_SIZE", "IMAGE_BYTES", "IMAGE_SHAPE",
+    "INDICES_SUBSET", "KNOWN_FILES", "LIMIT_PREFIX", "NUM_CLASSES", "PERF_INDICES", "PYTHON_DIR",
+    "PYTHON_TAR", "RECORD_BYTES", "SPLITS", "SUBSETS", "TEST_SET_SIZE", "UNKNOWN_SPLIT",
+    "DataSource", "Dataset", "KnownFile", "balanced_first", "identify", "is_official_perf_indices",
+    "load_dataset", "load_indices", "parse_binary_records", "parse_binary_stream",
+    "parse_python_file_batch", "restricted_loads",
+]

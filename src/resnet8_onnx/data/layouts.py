@@ -1,0 +1,155 @@
+"""Locate a CIFAR-10 source: what a path is, and the best one under the search roots.
+
+Official layouts — the binary and Python directories, then their archives — come before image
+folders, so a directory holding the test set beside a few image folders means the test set.
+"""
+
+from __future__ import annotations
+
+import os
+import tarfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import InvalidInputError
+from .download import fetch
+from .format import (
+    BINARY_DIR,
+    BINARY_TAR,
+    CLASS_NAMES,
+    PYTHON_DIR,
+    PYTHON_TAR,
+    file_batch_names,
+    oneline,
+)
+from .images import is_image_folder
+from .locations import data_dirs, named_data_dir, walk
+
+
+@dataclass(frozen=True)
+class Layout:
+    """An official distribution (or image folder) at ``path``: what to read, not yet read."""
+
+    kind: str  # DataSource.kind
+    path: Path
+
+    @property
+    def fmt(self) -> str:
+        """The record format: "binary" or "python"."""
+        return "binary" if self.kind.startswith("binary") else "python"
+
+    def has_split(self, split: str) -> bool:
+        """Whether every file batch of ``split`` is there (archives: assumed until read)."""
+        if self.kind.endswith("-dir"):
+            return all((self.path / n).is_file() for n in file_batch_names(self.fmt, split))
+        return True
+
+
+
+def tar_kind(path: Path) -> str:
+    """binary-tar or python-tar, from the official name or else the first member's directory."""
+    if path.name == BINARY_TAR:
+        return "binary-tar"
+    if path.name == PYTHON_TAR:
+        return "python-tar"
+    try:
+        with tarfile.open(path, "r:*") as tar:
+            for member in tar:
+                top = member.name.removeprefix("./").split("/", 1)[0]
+                if top == BINARY_DIR:
+                    return "binary-tar"
+                if top == PYTHON_DIR:
+                    return "python-tar"
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        raise InvalidInputError(
+            f"{path}: not a readable tar archive ({oneline(exc, 120)})"
+        ) from None
+    raise InvalidInputError(f"{path}: archive holds neither {BINARY_DIR}/ nor {PYTHON_DIR}/")
+
+
+def layout_at(path: Path) -> Layout | None:
+    """The layout ``path`` itself is, if any (a user pointing straight at the data)."""
+    if path.is_file():
+        if path.name.endswith((".tar.gz", ".tgz", ".tar")):
+            return Layout(tar_kind(path), path)
+        raise InvalidInputError(
+            f"{path}: not a CIFAR-10 source; expected a directory or a .tar.gz archive"
+        )
+    if not path.is_dir():
+        return None
+    if any((path / n).is_file() for n in ("test_batch.bin", "data_batch_1.bin")):
+        return Layout("binary-dir", path)
+    if any((path / n).is_file() for n in ("test_batch", "data_batch_1")):
+        return Layout("python-dir", path)
+    if any((path / c).is_dir() for c in CLASS_NAMES):
+        return Layout("image-folder", path)
+    return None
+
+
+_PREFERENCE = {
+    BINARY_DIR: "binary-dir",
+    PYTHON_DIR: "python-dir",
+    BINARY_TAR: "binary-tar",
+    PYTHON_TAR: "python-tar",
+}
+_KIND_RANK = {kind: rank for rank, kind in enumerate(_PREFERENCE.values())}
+
+
+def search(root: Path, split: str) -> tuple[Layout | None, str | None]:
+    """Best layout under ``root`` (two levels down) and, when there were several, a note
+    saying which was chosen.
+
+    Official layouts come first (the binary directory, then the python one, then the
+    tarballs), preferring one that has ``split``; image folders (a directory with class-name
+    subdirectories) only when there is no official layout, so a folder holding the test set
+    and a few image folders (perf-png, a calibration set) still means the official test set.
+    """
+    official: list[Layout] = []
+    folders: list[Layout] = []
+    for path in walk(root):
+        kind = _PREFERENCE.get(path.name)
+        if kind is not None:
+            if kind.endswith("-dir") == path.is_dir():
+                official.append(Layout(kind, path))
+        elif is_image_folder(path) and not any(
+                path.is_relative_to(f.path) for f in folders):
+            folders.append(Layout("image-folder", path))
+    official.sort(key=lambda lay: _KIND_RANK[lay.kind])  # stable: walk order within a kind
+    complete = [lay for lay in official if lay.has_split(split)]
+    candidates = complete + [lay for lay in official if lay not in complete] + folders
+    if not candidates:
+        return None, None
+    chosen = candidates[0]
+    note = None
+    if len(candidates) > 1:
+        def name(lay: Layout) -> str:
+            return str(lay.path.relative_to(root))
+
+        others = ", ".join(name(lay) for lay in candidates[1:])
+        why = ("official layouts come first" if chosen.kind != "image-folder"
+               else "the first image folder by name")
+        note = (f"{len(candidates)} CIFAR-10 sources under {root}: using {name(chosen)} "
+                f"({why}), not {others}; point --data-dir at one to choose it")
+    return chosen, note
+
+
+def locate(
+    data_dir: str | os.PathLike[str] | None, split: str, download: bool | None
+) -> tuple[Layout, str | None]:
+    """The layout to read and, when a search had several to choose from, a note saying so.
+
+    The named data directory may be a layout itself; otherwise every search root is searched
+    (:func:`search`); with nothing found the official binary archive is fetched.
+    """
+    named = named_data_dir(data_dir)
+    if named is not None:
+        direct = layout_at(named)
+        if direct is not None:
+            return direct, None
+    for root in data_dirs(data_dir):
+        found, note = search(root, split)
+        if found is not None:
+            return found, note
+    path = fetch(BINARY_TAR, data_dir, download=download, what=f"CIFAR-10 {split} set")
+    return Layout("binary-tar", path), None
