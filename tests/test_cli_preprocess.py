@@ -178,7 +178,7 @@ def test_a_fixed_batch_of_8_pads_the_last_batch(tmp_path, capsys, data_dir) -> N
     # layer, the inference below is a hand-written loop independent of the tool's.
     from resnet8_onnx.data import load_dataset
 
-    chosen = load_dataset(data_dir, download=False).limit(100)
+    chosen = load_dataset(data_dir, download=False).with_limit(100)
     images, labels = chosen.images.astype(np.float32), chosen.labels
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     x = hand_preprocess(images)

@@ -387,7 +387,7 @@ def find_calibration_source(data_dir: str | os.PathLike[str] | None) -> Path | N
     is none, and the caller may then download the official archive.
     """
     from .data import BINARY_DIR, BINARY_TAR, PYTHON_DIR, PYTHON_TAR
-    from .fetch import data_dirs, walk
+    from .data.locations import data_dirs, walk
 
     folders: list[Path] = []
     for root in data_dirs(data_dir):
