@@ -127,14 +127,15 @@ def compare_results(
 def compare_models(
     paths: Sequence[str | os.PathLike[str]], dataset: Dataset, *,
     backends: Sequence[str | None] | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
-    threads: int | None = None,
+    threads: int | None = None, device: str | None = None,
 ) -> dict[str, Any]:
     """Load each model with its backend, evaluate it on ``dataset`` and compare (first = ref).
 
     Models are evaluated one after another and released, so at most one runtime's model is
-    in memory besides the outputs.
+    in memory besides the outputs. ``device`` applies to the PyTorch models (the other
+    runtimes run on the CPU).
     """
-    from .backends import load_backend
+    from .backends import backend_for, load_backend
     from .evaluate import evaluate
 
     if len(paths) < 2:
@@ -144,7 +145,8 @@ def compare_models(
         raise UsageError(f"{len(names)} backends given for {len(paths)} models")
     results = []
     for path, name in zip(paths, names, strict=True):
-        backend = load_backend(path, name, threads=threads)
+        is_torch = (name or backend_for(path)) == "torch"
+        backend = load_backend(path, name, threads=threads, device=device if is_torch else None)
         results.append(evaluate(backend, dataset, batch_size=batch_size))
         del backend
     return compare_results(results, indices=dataset.indices)

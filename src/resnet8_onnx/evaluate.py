@@ -133,6 +133,9 @@ class EvaluationResult:
                 "input_shape": self.backend["input_shape"],
                 "input_dtype": self.backend["input_dtype"],
                 "output_kind": self.metrics.output_kind,
+                # Where and how a PyTorch model ran (device, dtype, TF32): parity depends on it.
+                **{k: v for k, v in (self.backend.get("extra") or {}).items()
+                   if k in ("device", "compute_dtype", "tf32")},
             },
             "data": self.data,
             "metrics": self.metrics.to_dict(),

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import InputNotFoundError, InvalidInputError
+from .errors import InputNotFoundError, InvalidInputError, UsageError
 from .evaluate import DEFAULT_BATCH_SIZE, predict_all
 from .fsutil import file_digest
 
@@ -388,9 +388,19 @@ def verify(
     """
     from .backends.onnxrt import OnnxRuntimeBackend
 
-    structure = structure_report(onnx_path)
+    is_onnx = Path(onnx_path).suffix.lower() == ".onnx"
+    if is_onnx:
+        structure = structure_report(onnx_path)
+        onnx_backend = candidate or OnnxRuntimeBackend(onnx_path, sha256=structure["sha256"])
+    else:  # a PyTorch model (.pt2, state dict): its backend describes its own structure
+        from .backends import load_backend
+
+        onnx_backend = candidate or load_backend(onnx_path)
+        if not hasattr(onnx_backend, "structure"):
+            raise UsageError(f"{onnx_path}: verify checks an ONNX or PyTorch model against its "
+                             "source")
+        structure = onnx_backend.structure()
     problems = check_io_contract(structure, image_shape=image_shape, num_classes=num_classes)
-    onnx_backend = candidate or OnnxRuntimeBackend(onnx_path, sha256=structure["sha256"])
 
     def outputs_of(backend: Backend, given: np.ndarray | None, label: str) -> np.ndarray:
         if given is not None:
@@ -403,7 +413,7 @@ def verify(
         return outputs
 
     ref_out = outputs_of(reference, reference_outputs, f"{reference.info.name}: reference")
-    cand_out = outputs_of(onnx_backend, candidate_outputs, "onnxruntime: candidate")
+    cand_out = outputs_of(onnx_backend, candidate_outputs, f"{onnx_backend.info.name}: candidate")
     parity = compare_outputs(ref_out, cand_out, atol=atol, rtol=rtol, indices=indices)
     dynamic = check_dynamic_batch(onnx_backend, images, atol=atol, rtol=rtol)
     report: dict[str, Any] = {
@@ -418,7 +428,9 @@ def verify(
         "parity": parity.to_dict(),
     }
     if layerwise or not parity.passed:
-        if hasattr(reference, "layer_outputs"):
+        if not is_onnx:
+            report["layerwise"] = {"skipped": "layer-by-layer comparison needs an ONNX candidate"}
+        elif hasattr(reference, "layer_outputs"):
             report["layerwise"] = localise_divergence(reference, onnx_path, images[:32])
         else:
             report["layerwise"] = {"skipped": f"{reference.info.name} exposes no layer outputs"}

@@ -1,7 +1,7 @@
 """Runtimes behind one protocol, chosen by file type or by name.
 
 Each backend module imports its framework lazily, so choosing ONNX Runtime never imports
-TensorFlow and vice versa.
+TensorFlow or PyTorch, and vice versa.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ BACKENDS: dict[str, tuple[str, ...]] = {
     "onnxruntime": (".onnx",),
     "keras": (".h5", ".keras"),
     "litert": (".tflite",),
+    # The optional torch extra: ExportedPrograms and native ResNet8 state dicts.
+    "torch": (".pt2", ".safetensors", ".pt", ".pth"),
 }
 
 
@@ -34,12 +36,24 @@ def backend_for(path: str | os.PathLike[str]) -> str:
 
 
 def load_backend(
-    path: str | os.PathLike[str], backend: str | None = None, *, threads: int | None = None
+    path: str | os.PathLike[str], backend: str | None = None, *, threads: int | None = None,
+    device: str | None = None,
 ) -> Backend:
-    """Load ``path`` with ``backend`` (default: chosen by suffix)."""
+    """Load ``path`` with ``backend`` (default: chosen by suffix).
+
+    ``device`` ("cpu", "cuda") applies to the PyTorch backend; the other runtimes run on the
+    CPU, so asking them for another device is a usage error rather than silently ignored.
+    """
     if not Path(path).is_file():
         raise InputNotFoundError(f"{path}: model file not found")
     name = backend or backend_for(path)
+    if name == "torch":
+        from .pytorch import TorchBackend
+
+        return TorchBackend(path, threads=threads, device=device)
+    if device not in (None, "cpu"):
+        raise UsageError(f"{path}: --device {device} applies to PyTorch models only; "
+                         f"{name} runs on the CPU")
     if name == "onnxruntime":
         from .onnxrt import OnnxRuntimeBackend
 
