@@ -476,7 +476,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("evaluate", "accuracy, per-class metrics and confusion matrix of a model",
                 "Evaluate a model on CIFAR-10 (ONNX Runtime for .onnx; Keras and LiteRT for "
-                ".h5/.keras/.tflite). Never imports TensorFlow for an ONNX model.")
+                ".h5/.keras/.tflite; PyTorch for .pt2/.safetensors/.pt). Never imports "
+                "TensorFlow or PyTorch for an ONNX model.")
     p.add_argument("model", help="model file (.onnx, .h5, .keras, .tflite, .pt2, .safetensors)")
     p.add_argument("--backend", choices=("onnxruntime", "keras", "litert", "torch"),
                    default=None, help="runtime (default: chosen by file suffix)")
@@ -509,7 +510,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = command("compare", "several models on the same images, side by side",
-                "Evaluate several models (any mix of .h5/.keras, .onnx, .tflite) on the same "
+                "Evaluate several models (any mix of .h5/.keras, .onnx, .tflite, .pt2) on the same "
                 "CIFAR-10 images and show one table: accuracy, per-class accuracy, agreement "
                 "of predictions and max |Δ| of outputs against the first model, images/s.")
     p.add_argument("models", nargs="+", metavar="MODEL",
@@ -532,7 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "sgemm roofline measured in the same run. Random pixels by default (no data "
                 "needed); --data-dir uses real CIFAR-10 test images.")
     p.add_argument("models", nargs="+", metavar="MODEL",
-                   help="model files (.onnx, .h5, .keras, .tflite)")
+                   help="model files (.onnx, .h5, .keras, .tflite, .pt2)")
     p.add_argument("--batch-sizes", type=_int_list, metavar="LIST",
                    default=list(DEFAULT_BATCH_SIZES),
                    help="comma-separated batch sizes (default: "
