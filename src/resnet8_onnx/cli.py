@@ -190,7 +190,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     _check_json_destination(args.json, args.force)
     if is_torch_conversion(args.model, output):
         return _convert_torch(args, output)
-    result = convert(args.model, output, opset=args.opset or DEFAULT_OPSET,
+    result = convert(args.model, output,
+                     opset=DEFAULT_OPSET if args.opset is None else args.opset,
                      input_shape=args.input_shape, num_classes=args.num_classes,
                      force=args.force)
     out = _console(stderr=args.json == "-")

@@ -476,28 +476,35 @@ def native_from_state_dict(path: str | os.PathLike[str]) -> tuple[ResNet8, dict[
 
 
 # --------------------------------------------------------------------------- onnx2torch
-def _constant_reshapes(module: Any) -> int:
-    """Replace onnx2torch Reshape modules fed by constant shapes with ``torch.reshape``.
+def _constant_shape_ops(module: Any) -> int:
+    """Replace onnx2torch Reshape/Squeeze modules fed by constant shapes or axes.
 
-    onnx2torch's Reshape tests ``torch.any(shape == 0)`` on a tensor at run time, a
-    data-dependent branch that ``torch.export`` (and ``torch.compile``) cannot trace. With the
-    shape an initializer, the branch is decided here once. Returns the number replaced.
+    ONNX passes a Reshape's shape and a Squeeze's axes as tensor *inputs*; onnx2torch keeps
+    them as buffers and branches on their values at run time (``torch.any(shape == 0)``),
+    which ``torch.export`` (and ``torch.compile``) cannot trace. With the input a constant,
+    the call becomes ``torch.reshape``/``torch.squeeze`` with the values written into the
+    graph. Returns the number replaced; other data-dependent modules still fail to export,
+    with a one-line error.
     """
     torch = import_torch()
     graph = module.graph
     replaced = 0
     for node in list(graph.nodes):
-        if node.op != "call_module" or type(module.get_submodule(node.target)).__name__ \
-                != "OnnxReshape" or len(node.args) != 2:
+        if node.op != "call_module" or len(node.args) != 2 or node.kwargs:
             continue
-        shape_node = node.args[1]
-        if getattr(shape_node, "op", None) != "get_attr":
+        kind = type(module.get_submodule(node.target)).__name__
+        if kind not in ("OnnxReshape", "OnnxSqueezeDynamicAxes") \
+                or getattr(node.args[1], "op", None) != "get_attr":
             continue
-        shape = [int(v) for v in _attr(module, shape_node.target).tolist()]
-        if 0 in shape:
-            continue
+        values = tuple(int(v) for v in _attr(module, node.args[1].target).reshape(-1).tolist())
+        if kind == "OnnxReshape":
+            if 0 in values:  # "copy this dimension": keep onnx2torch's own handling
+                continue
+            call = (torch.reshape, (node.args[0], values))
+        else:
+            call = (torch.squeeze, (node.args[0], values))
         with graph.inserting_after(node):
-            new = graph.call_function(torch.reshape, (node.args[0], tuple(shape)))
+            new = graph.call_function(*call)
         node.replace_all_uses_with(new)
         graph.erase_node(node)
         replaced += 1
@@ -514,6 +521,55 @@ def _attr(module: Any, target: str) -> Any:
     return value
 
 
+def _static_reshapes(proto: Any) -> int:
+    """Give each Reshape whose output shape inference knows a constant target shape.
+
+    tf2onnx sometimes leaves Keras' Flatten as ``Shape → Gather/Slice → Concat → Reshape``.
+    onnx2torch turns that chain into tensor code whose values ``torch.export`` cannot trace
+    (``.numpy()`` on a fake tensor). Shape inference knows the result, e.g. ``[N, 1800]``, so
+    the shape input becomes the constant ``[-1, 1800]`` (at most one unknown dimension), and
+    the chain, now unused, is removed. Returns the number of Reshapes changed.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    graph = proto.graph
+    try:
+        inferred = onnx.shape_inference.infer_shapes(proto, data_prop=True)
+    except Exception:
+        return 0
+    shapes = {vi.name: vi.type.tensor_type.shape for vi in
+              [*inferred.graph.value_info, *inferred.graph.output]}
+    constants = {t.name for t in graph.initializer}
+    changed = 0
+    for node in graph.node:
+        if node.op_type != "Reshape" or len(node.input) < 2 or node.input[1] in constants:
+            continue
+        shape = shapes.get(node.output[0])
+        if shape is None or not shape.dim:
+            continue
+        dims = [d.dim_value if d.HasField("dim_value") else -1 for d in shape.dim]
+        if dims.count(-1) > 1 or 0 in dims:
+            continue
+        name = f"{node.output[0]}/static_shape"
+        graph.initializer.append(numpy_helper.from_array(np.array(dims, np.int64), name))
+        constants.add(name)
+        node.input[1] = name
+        changed += 1
+    if changed:  # drop what no longer feeds anything
+        while True:
+            used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+            dead = [n for n in graph.node if not any(o in used for o in n.output)]
+            if not dead:
+                break
+            for n in dead:
+                graph.node.remove(n)
+        used = {i for n in graph.node for i in n.input}
+        for t in [t for t in graph.initializer if t.name not in used]:
+            graph.initializer.remove(t)
+    return changed
+
+
 def onnx2torch_module(path: str | os.PathLike[str]) -> Any:
     """An ONNX file as a ``torch.fx`` module (onnx2torch), ready for ``torch.export``."""
     import onnx
@@ -526,6 +582,7 @@ def onnx2torch_module(path: str | os.PathLike[str]) -> Any:
     except Exception as exc:
         raise InvalidInputError(f"{path}: not a readable ONNX file ({type(exc).__name__})") \
             from exc
+    _static_reshapes(proto)
     with progress.status("Building the PyTorch module (onnx2torch)"):
         try:
             module = o2t_convert(proto)
@@ -534,7 +591,7 @@ def onnx2torch_module(path: str | os.PathLike[str]) -> Any:
         except Exception as exc:
             raise InvalidInputError(f"{path}: onnx2torch cannot convert it: "
                                     f"{_one_line(exc)}") from exc
-    _constant_reshapes(module)
+    _constant_shape_ops(module)
     return module.eval()
 
 
@@ -764,7 +821,9 @@ def convert_to_torch(
         metadata = {
             "converter": "resnet8-onnx", "converter_version": __version__,
             "source_file": source.name, "source_sha256": file_digest(source),
-            "builder": kind, "input_layout": "NHWC", "input_shape": ["N", *image_shape],
+            "builder": kind, "input_shape": ["N", *image_shape],
+            # The native module takes NHWC; onnx2torch keeps the ONNX model's own layout.
+            "input_layout": "NHWC" if kind == "native" else "as the source ONNX model",
             "preprocessing": meta.get("preprocessing") or _default_preprocessing(),
             "output_kind": output_kind, "num_classes": k,
             "class_names": _class_names(meta, k), **_versions(),
