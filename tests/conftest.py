@@ -93,3 +93,34 @@ def keras_full_outputs(keras_backend, cifar_test):
 
     outputs, _ = run_inference(keras_backend, cifar_test)
     return outputs
+
+
+# --------------------------------------------------------------------------- PyTorch
+@pytest.fixture(scope="session")
+def resnet8_pt2(tmp_path_factory: pytest.TempPathFactory, resnet8_h5: Path) -> Path:
+    """The real model as a .pt2 from the native builder (no TensorFlow involved)."""
+    from resnet8_onnx.torch_convert import convert_torch
+
+    out = tmp_path_factory.mktemp("torch") / "resnet8.pt2"
+    convert_torch(resnet8_h5, out, builder="native")
+    return out
+
+
+@pytest.fixture(scope="session")
+def resnet8_onnx2torch_pt2(tmp_path_factory: pytest.TempPathFactory, resnet8_onnx: Path) -> Path:
+    """The converted ONNX model as a .pt2 built by onnx2torch."""
+    from resnet8_onnx.torch_convert import convert_torch
+
+    out = tmp_path_factory.mktemp("torch") / "resnet8-onnx2torch.pt2"
+    convert_torch(resnet8_onnx, out, builder="onnx2torch")
+    return out
+
+
+@pytest.fixture(scope="session")
+def onnx_full_outputs(resnet8_onnx, cifar_test):
+    """ONNX Runtime outputs on all 10,000 test images, computed once."""
+    from resnet8_onnx.backends.onnxrt import OnnxRuntimeBackend
+    from resnet8_onnx.evaluate import run_inference
+
+    outputs, _ = run_inference(OnnxRuntimeBackend(resnet8_onnx), cifar_test)
+    return outputs

@@ -139,7 +139,7 @@ def test_tflite_path_never_imports_tensorflow_or_prints_to_stdout(tflite_int8,
         from resnet8_onnx.backends import load_backend
         for path in ({str(tflite_float)!r}, {str(tflite_int8)!r}):
             load_backend(path, threads=1).predict(np.zeros((3, 32, 32, 3), np.float32))
-        heavy = ("tensorflow", "keras", "tf2onnx")
+        heavy = ("tensorflow", "keras", "tf2onnx", "torch")
         print("loaded:" + ",".join(sorted(m for m in heavy if m in sys.modules)))
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -437,6 +437,25 @@ def test_small_models_convert_and_match_keras(
     assert {op.domain: op.version for op in proto.opset_import}[""] == result.opset
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["func.keras", "seq.h5"])
+def test_foreign_keras_models_convert_to_pytorch_with_onnx2torch(
+    small_models: dict[str, Path], name: str, tmp_path: Path
+) -> None:
+    """Not the ResNet8: auto picks onnx2torch (via ONNX), in a process TensorFlow already uses."""
+    from resnet8_onnx.backends import load_backend
+    from resnet8_onnx.torch_convert import convert_torch
+
+    source = small_models[name]
+    result = convert_torch(source, tmp_path / "model.pt2")
+    assert result.builder == "onnx2torch"
+    x = np.random.default_rng(4).uniform(0, 255, (16, 32, 32, 3)).astype(np.float32)
+    expected = np.asarray(convert_mod.call_model(load_keras_model(source), x))
+    backend = load_backend(tmp_path / "model.pt2")
+    np.testing.assert_allclose(backend.predict(x), expected, rtol=0, atol=1e-5)
+    assert backend.output_kind == ("logits" if name.startswith("seq") else "probabilities")
+
+
 @pytest.fixture(scope="module")
 def other_shape_model(keras: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path]:
     model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(4, 3),

@@ -78,7 +78,7 @@ def test_logits_model_is_detected(tmp_path) -> None:
 
 
 def test_evaluation_never_imports_tensorflow(tmp_path) -> None:
-    """The ONNX path must not pay TensorFlow's import (seconds, hundreds of MB)."""
+    """The ONNX path must not pay TensorFlow's or PyTorch's import (seconds, hundreds of MB)."""
     model = make_classifier(tmp_path / "m.onnx")
     tests_dir = str(Path(__file__).parent)
     code = textwrap.dedent(f"""
@@ -90,7 +90,7 @@ def test_evaluation_never_imports_tensorflow(tmp_path) -> None:
         from resnet8_onnx.report import to_json
         r = evaluate(load_backend({str(model)!r}), synthetic_dataset(20))
         to_json(r.to_record())
-        heavy = ("tensorflow", "keras", "tf2onnx", "sklearn")
+        heavy = ("tensorflow", "keras", "tf2onnx", "sklearn", "torch", "onnx2torch")
         print(",".join(sorted(m for m in heavy if m in sys.modules)))
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

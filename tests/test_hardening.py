@@ -470,7 +470,9 @@ CASES = [
     Case("onnx-missing-verify", NOT_FOUND, _model_case(
         lambda d, inp: d / "nope.onnx", "ONNX file not found", command="verify")),
     Case("model-unknown-suffix", USAGE, _model_case(
-        lambda d, inp: random_bytes(d / "model.pt"), "unknown model type")),
+        lambda d, inp: random_bytes(d / "model.bin"), "unknown model type")),
+    Case("model-pt-garbage", INVALID, _model_case(
+        lambda d, inp: random_bytes(d / "model.pt"), "not a valid pickle")),
     # ---- Keras files (refused by the pre-scan, before TensorFlow)
     Case("h5-lambda", UNSAFE, _convert_case(
         lambda d, inp: write_h5(d / "lambda.h5", keras_model(lambda_layer(d / "MARKER"))),

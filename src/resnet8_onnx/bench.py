@@ -295,6 +295,8 @@ def macs_of(backend: Backend) -> tuple[int | None, str]:
             return keras_macs(backend.model), "counted from the Keras layers"
         if name == "litert" and hasattr(backend, "interpreter"):
             return tflite_macs(backend.interpreter), "counted from the TFLite operators"
+        if name == "torch" and hasattr(backend, "macs"):
+            return backend.macs(), "counted by torch's FLOP counter (convolutions, matmuls)"
     except Exception as exc:  # counting is a courtesy: never fail a benchmark over it
         return None, f"not counted ({type(exc).__name__})"
     return None, "n/a (no MAC counter for this backend)"
@@ -318,8 +320,8 @@ def plan_configs(
     """The configurations to measure, grouped so each runtime session is created once.
 
     ONNX Runtime: the cross described in the module docstring (or the full product).
-    LiteRT: every thread count. Keras: TensorFlow fixes its thread pools when it starts, so
-    one run with its default threads.
+    LiteRT and PyTorch: every thread count. Keras: TensorFlow fixes its thread pools when it
+    starts, so one run with its default threads.
     """
     configs: list[Config] = []
     most = max(threads)
@@ -340,8 +342,9 @@ def plan_configs(
 
 def _load(path: str, name: str, threads: int | None, optimization: str | None,
           optimized_model_path: str | None = None, *,
-          onnx_options: Mapping[str, Any] | None = None) -> Backend:
-    """``onnx_options``: ``preprocessing``, ``output``, ``provider`` for ONNX models only."""
+          onnx_options: Mapping[str, Any] | None = None, device: str | None = None) -> Backend:
+    """``onnx_options``: ``preprocessing``, ``output``, ``provider`` for ONNX models only;
+    ``device`` for PyTorch models."""
     if name == "onnxruntime":
         from .backends.onnxrt import OnnxRuntimeBackend
 
@@ -350,7 +353,8 @@ def _load(path: str, name: str, threads: int | None, optimization: str | None,
                                   **(onnx_options or {}))
     from .backends import load_backend
 
-    return load_backend(path, name, threads=threads)
+    return load_backend(path, name, threads=threads,
+                        device=device if name == "torch" else None)
 
 
 def _inputs(backend: Backend, images: np.ndarray | None, count: int,
@@ -409,6 +413,7 @@ def benchmark(
     onnx_options: Mapping[str, Any] | None = None,
     reference: bool = True,
     seed: int = 0,
+    device: str | None = None,
 ) -> dict[str, Any]:
     """Measure every planned configuration of every model; returns the JSON-ready record.
 
@@ -471,7 +476,8 @@ def benchmark(
             if key != current:
                 backend = None  # release the previous session before creating the next
                 backend = _load(paths[config.model], names[config.model], config.threads,
-                                config.optimization, onnx_options=onnx_options)
+                                config.optimization, onnx_options=onnx_options,
+                                device=device)
                 current = key
                 batch_data = _inputs(backend, images, max(batch_sizes), seed)
                 if len(model_entries) == config.model:

@@ -357,18 +357,46 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from .convert import convert
+    from .convert import DEFAULT_OPSET, convert
+    from .torch_convert import is_torch_conversion
 
     output = args.output or str(Path(args.model).with_suffix(".onnx"))
     _check_outputs(args, files=[output, args.json], inputs=[args.model])
-    result = convert(args.model, output, opset=args.opset, input_shape=args.input_shape,
-                     num_classes=args.num_classes, force=args.force)
+    if is_torch_conversion(args.model, output):
+        return _convert_torch(args, output)
+    result = convert(args.model, output,
+                     opset=DEFAULT_OPSET if args.opset is None else args.opset,
+                     input_shape=args.input_shape, num_classes=args.num_classes,
+                     force=args.force)
     out = _console(stderr=args.json == "-")
     out.print(f"[green]converted[/green] {args.model} → {result.output_path} "
               f"(opset {result.opset}, input {result.input_name!r}, output "
               f"{result.output_name!r}: {result.output_kind}, {result.seconds:.1f} s)")
     _emit_json(result.to_dict(), args.json, force=args.force)
     return errors.OK
+
+
+def _convert_torch(args: argparse.Namespace, output: str) -> int:
+    """convert to or from PyTorch (.pt2, .safetensors): the target is chosen by suffix."""
+    from .torch_convert import convert_torch
+
+    result = convert_torch(args.model, output, builder=args.torch_builder, opset=args.opset,
+                           force=args.force)
+    out = _console(stderr=args.json == "-")
+    checked = "; ".join(f"matches {c['against']} (max |Δ| {c['max_abs_diff']:.2g})"
+                        for c in result.checks)
+    out.print(f"[green]converted[/green] {args.model} → {result.output_path} ({result.target}, "
+              f"builder {result.builder}, output {result.output_kind}, {result.seconds:.1f} s)")
+    if checked:
+        out.print(f"checked: {checked}")
+    _emit_json(result.to_dict(), args.json, force=args.force)
+    return errors.OK
+
+
+def _add_device_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", choices=("cpu", "cuda"), default=None,
+                   help="where PyTorch models run (default: cpu; cuda needs a GPU, exit 2 "
+                        "otherwise); TF32 stays off so results match the CPU")
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -378,11 +406,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
     _check_outputs(args, files=[args.json], inputs=[args.reference, args.onnx, args.indices])
     dataset = _load_data(args)
     reference = load_backend(args.reference, args.reference_backend, threads=args.threads)
+    candidate = None
+    if not args.onnx.lower().endswith(".onnx"):  # a PyTorch model: threads and device apply
+        candidate = load_backend(args.onnx, threads=args.threads, device=args.device)
     report = verify(reference, args.onnx, dataset.images, indices=dataset.indices,
                     atol=args.atol, rtol=args.rtol, layerwise=args.layerwise,
                     batch_size=args.batch_size, threads=args.threads,
                     candidate_options={"preprocessing": _spec_overrides(args),
-                                       "output": args.output, "provider": args.provider})
+                                       "output": args.output, "provider": args.provider},
+                    candidate=candidate)
     report["data"] = dataset.describe()
     from .report import render_verification_terminal
 
@@ -405,7 +437,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         check_destination(args.save_test_data, force=args.force)
     backend = load_backend(args.model, args.backend, threads=args.threads,
                            preprocessing=_spec_overrides(args), output=args.output,
-                           provider=args.provider)
+                           provider=args.provider, device=args.device)
     if args.save_test_data is not None and not hasattr(backend, "session"):
         raise errors.UsageError("--save-test-data needs an ONNX model")
     dataset = _load_data(args)
@@ -521,7 +553,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
                                               for name in (*_SPEC_OPTIONS, "output")})
     dataset = _load_data(args)
     record = compare_models(args.models, dataset, batch_size=args.batch_size,
-                            threads=args.threads, options=options, provider=args.provider)
+                            threads=args.threads, options=options, provider=args.provider,
+                            device=args.device)
     render_compare_terminal(record, _console(stderr=args.json == "-"))
     _emit_json(record, args.json, force=args.force)
     _write_reports_locked(out_dir, write_compare_reports, record, force=args.force)
@@ -597,7 +630,8 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         warmup_seconds=QUICK_WARMUP_SECONDS if args.quick else DEFAULT_WARMUP_SECONDS,
         images=images, data=data, save_optimized=args.save_optimized, force=args.force,
         onnx_options={"preprocessing": _spec_overrides(args), "output": args.output,
-                      "provider": args.provider})
+                      "provider": args.provider},
+        device=args.device)
     render_benchmark_terminal(record, _console(stderr=args.json == "-"))
     _emit_json(record, args.json, force=args.force)
     if args.plot is not None:
@@ -668,14 +702,25 @@ def build_parser() -> argparse.ArgumentParser:
     output_options(p)
     p.set_defaults(func=cmd_data)
 
-    p = command("convert", "convert a Keras .h5/.keras model to ONNX with tf2onnx",
+    p = command("convert", "convert a Keras .h5/.keras model to ONNX (or to/from PyTorch)",
                 "Convert a Keras image classifier to ONNX (tf2onnx), after a safe pre-scan of "
                 "its config that refuses Lambda and custom layers. The result passes the ONNX "
-                "checker and carries self-describing metadata.")
-    p.add_argument("model", help="Keras model file (.h5 or .keras)")
+                "checker and carries self-describing metadata. The output suffix picks the "
+                "target: .pt2 writes a PyTorch torch.export program (from .h5/.keras/.onnx), "
+                ".safetensors the native ResNet8's state dict, and a .pt2 converts back to "
+                ".onnx with torch.onnx (these need the 'torch' extra).")
+    p.add_argument("model", help="model file (.h5 or .keras; .onnx, .pt2, .safetensors or .pt "
+                                 "for PyTorch targets)")
     p.add_argument("-o", "--output", default=None,
-                   help="ONNX file to write (default: MODEL with .onnx suffix)")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17; 14–18 tested)")
+                   help="file to write: .onnx, .pt2 or .safetensors (default: MODEL with .onnx "
+                        "suffix)")
+    p.add_argument("--opset", type=int, default=None,
+                   help="ONNX opset (default: 17 from Keras, 14–18 tested; 18 from PyTorch, "
+                        "the oldest torch.onnx emits)")
+    p.add_argument("--torch-builder", choices=("auto", "native", "onnx2torch"), default="auto",
+                   help="how a .pt2 is built: native = readable ResNet8 module with the .h5 "
+                        "weights ported; onnx2torch = any supported ONNX model; auto = native "
+                        "when the .h5 is recognised as the MLCommons ResNet8 (default: auto)")
     p.add_argument("--input-shape", type=_shape, default=(32, 32, 3), metavar="H,W,C",
                    help="required input shape, or 'any' to accept the model's (default: 32,32,3)")
     p.add_argument("--num-classes", type=_classes, default=10, metavar="N",
@@ -687,7 +732,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "Structure report, dynamic-batch check and numerical parity of ONNX against its "
                 "source on real CIFAR-10 images; localises the first diverging layer on failure.")
     p.add_argument("reference", help="the source model (.h5/.keras; any backend's file works)")
-    p.add_argument("onnx", help="the ONNX model to verify")
+    p.add_argument("onnx", help="the model to verify: .onnx, or a PyTorch .pt2/.safetensors")
     p.add_argument("--reference-backend", default=None, help=argparse.SUPPRESS)
     _add_data_options(p)
     tolerance_options(p)
@@ -695,15 +740,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="always compare layer by layer (done anyway when parity fails)")
     run_options(p)
     _add_spec_options(p)  # for the ONNX model; the reference takes raw pixels
+    _add_device_option(p)
     output_options(p)
     p.set_defaults(func=cmd_verify)
 
     p = command("evaluate", "accuracy, per-class metrics and confusion matrix of a model",
                 "Evaluate a model on CIFAR-10 (ONNX Runtime for .onnx; Keras and LiteRT for "
-                ".h5/.keras/.tflite). Never imports TensorFlow for an ONNX model.")
-    p.add_argument("model", help="model file (.onnx, .h5, .keras, .tflite)")
-    p.add_argument("--backend", choices=("onnxruntime", "keras", "litert"), default=None,
-                   help="runtime (default: chosen by file suffix)")
+                ".h5/.keras/.tflite; PyTorch for .pt2/.safetensors/.pt). Never imports "
+                "TensorFlow or PyTorch for an ONNX model.")
+    p.add_argument("model", help="model file (.onnx, .h5, .keras, .tflite, .pt2, .safetensors)")
+    p.add_argument("--backend", choices=("onnxruntime", "keras", "litert", "torch"),
+                   default=None, help="runtime (default: chosen by file suffix)")
+    _add_device_option(p)
     _add_data_options(p)
     run_options(p)
     p.add_argument("--min-accuracy", type=_accuracy, default=None, metavar="X",
@@ -748,13 +796,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = command("compare", "several models on the same images, side by side",
-                "Evaluate several models (any mix of .h5/.keras, .onnx, .tflite) on the same "
+                "Evaluate several models (any mix of .h5/.keras, .onnx, .tflite, .pt2) on the same "
                 "CIFAR-10 images and show one table: accuracy, per-class accuracy, agreement "
                 "of predictions and max |Δ| of outputs against the first model, images/s.")
     p.add_argument("models", nargs="+", metavar="MODEL",
                    help="two or more model files; the first is the reference")
     _add_data_options(p)
     run_options(p)
+    _add_device_option(p)
     p.add_argument("--out", metavar="DIR", default=None,
                    help="also write compare.json, compare.md, compare.csv and "
                         "compare_per_class.csv")
@@ -771,7 +820,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "sgemm roofline measured in the same run. Random pixels by default (no data "
                 "needed); --data-dir uses real CIFAR-10 test images.")
     p.add_argument("models", nargs="+", metavar="MODEL",
-                   help="model files (.onnx, .h5, .keras, .tflite)")
+                   help="model files (.onnx, .h5, .keras, .tflite, .pt2)")
     p.add_argument("--batch-sizes", type=_int_list, metavar="LIST",
                    default=list(DEFAULT_BATCH_SIZES),
                    help="comma-separated batch sizes (default: "
@@ -802,6 +851,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="FILE", default=None,
                    help="write a PNG of throughput vs batch size")
     _add_spec_options(p)
+    _add_device_option(p)
     output_options(p)
     p.set_defaults(func=cmd_benchmark)
 

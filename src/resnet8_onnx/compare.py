@@ -166,15 +166,15 @@ def compare_models(
     paths: Sequence[str | os.PathLike[str]], dataset: Dataset, *,
     backends: Sequence[str | None] | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
     threads: int | None = None, options: Sequence[Mapping[str, Any]] | None = None,
-    provider: str | None = None,
+    provider: str | None = None, device: str | None = None,
 ) -> dict[str, Any]:
     """Load each model with its backend, evaluate it on ``dataset`` and compare (first = ref).
 
     ``options`` holds one mapping per model (see :func:`per_model_options`): the spec fields
     (``layout``, ``channels``, ``scale``, ``mean``, ``std``) and ``output``; ``provider``
-    applies to the ONNX models. Every model is loaded once before any is run, so a bad spec or
-    model fails in seconds rather than after the first evaluations; models are then evaluated
-    one after another.
+    applies to the ONNX models, ``device`` to the PyTorch models. Every model is loaded once
+    before any is run, so a bad spec or model fails in seconds rather than after the first
+    evaluations; models are then evaluated one after another.
     """
     from .backends import load_backend
     from .evaluate import available_cores, evaluate
@@ -194,9 +194,10 @@ def compare_models(
     for path, name, opts in zip(paths, names, per_model, strict=True):
         opts = dict(opts)
         output = opts.pop("output", None)
-        is_onnx = (name or backend_for(path)) == "onnxruntime"
+        kind = name or backend_for(path)
         backend = load_backend(path, name, threads=threads, preprocessing=opts, output=output,
-                               provider=provider if is_onnx else None)
+                               provider=provider if kind == "onnxruntime" else None,
+                               device=device if kind == "torch" else None)
         check_compatible(backend, dataset)
         loaded.append(backend)
     results = []

@@ -223,6 +223,18 @@ def inspect_keras_file(path: str | os.PathLike[str]) -> KerasModelInfo:
     )
 
 
+def read_keras_config(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The model config of a Keras file as plain JSON, after the safe pre-scan accepted it.
+
+    For code that needs the layer graph itself (the native PyTorch builder), not just the
+    layer list :func:`inspect_keras_file` returns; nothing is deserialised.
+    """
+    p = Path(path)
+    inspect_keras_file(p)
+    config, _ = _read_h5_config(p) if p.suffix in (".h5", ".hdf5") else _read_keras_zip_config(p)
+    return config
+
+
 def _file_kind(p: Path) -> str:
     """A short description of what a file really is, for error messages."""
     try:
@@ -711,6 +723,51 @@ def _check_onnx(model: onnx.ModelProto, output: Path, image_shape: tuple[int, ..
             raise VerificationFailedError(
                 f"{output}: converted model's {vi.name!r} has shape {got}, expected {want}"
             )
+
+
+def finish_onnx_model(
+    proto: onnx.ModelProto,
+    output: Path,
+    *,
+    output_kind: str,
+    image_shape: tuple[int, ...],
+    num_classes: int,
+    metadata: Mapping[str, str],
+    description: str,
+) -> onnx.ModelProto:
+    """Give an ONNX model from another exporter this converter's interface and checks.
+
+    Input ``input`` and output named after its kind with the batch dimension ``N``, the
+    metadata (plus the interface fields), a doc string, then the full checker and strict shape
+    inference, exactly as for a Keras conversion. Used for ``torch.onnx`` exports.
+    """
+    import onnx
+
+    if len(proto.graph.input) != 1 or len(proto.graph.output) != 1:
+        raise VerificationFailedError(
+            f"{output}: the exporter produced {len(proto.graph.input)} inputs and "
+            f"{len(proto.graph.output)} outputs, expected one of each")
+    _claim_name(proto, proto.graph.input[0].name, INPUT_NAME)
+    _claim_name(proto, proto.graph.output[0].name, output_kind)
+    _set_batch_dim(proto)
+    props = {
+        **metadata,
+        "input_name": INPUT_NAME,
+        "input_shape": json.dumps([BATCH_DIM, *image_shape]),
+        "output_name": output_kind,
+        "output_kind": output_kind,
+        "num_classes": str(num_classes),
+    }
+    onnx.helper.set_model_props(proto, {k: str(v) for k, v in props.items()})
+    proto.producer_name = "resnet8-onnx"
+    proto.producer_version = __version__
+    proto.doc_string = (
+        f"{description}. Input {INPUT_NAME!r} (N, {', '.join(map(str, image_shape))}): "
+        f"{props.get('preprocessing', PREPROCESSING)}. Output {output_kind!r} (N, "
+        f"{num_classes}).")
+    proto.graph.doc_string = proto.doc_string
+    _check_onnx(proto, output, tuple(image_shape), num_classes)
+    return proto
 
 
 def convert(

@@ -41,6 +41,15 @@ class UsageError(ToolError):
     exit_code = USAGE
 
 
+class MissingExtraError(ToolError):
+    """An optional dependency (an extra such as ``torch``) that the command needs is missing.
+
+    A usage error: the same command works once the extra is installed.
+    """
+
+    exit_code = USAGE
+
+
 class InputNotFoundError(ToolError):
     """A required input (model, data set, indices file) is not where we looked."""
 

@@ -157,8 +157,10 @@ def environment(backend_versions: dict[str, str] | None = None) -> dict[str, str
 
 
 # What a backend may add about itself that the report's "model" section carries.
+# Backend facts a record keeps; a PyTorch model's device, dtype and TF32 setting among them,
+# since parity depends on them.
 _MODEL_EXTRAS = ("output_name", "provider", "preprocessing", "fixed_batch", "notes",
-                 "quantization")
+                 "quantization", "device", "compute_dtype", "tf32")
 
 
 @dataclass(frozen=True)

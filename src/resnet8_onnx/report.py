@@ -38,7 +38,7 @@ CIFAR10_TEST_SIZE = 10_000
 DASH = "—"
 
 BACKEND_LABELS = {"keras": "Keras", "onnxruntime": "ONNX", "onnx": "ONNX", "litert": "LiteRT",
-                   "tflite": "LiteRT"}
+                   "tflite": "LiteRT", "torch": "PyTorch"}
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -1093,5 +1093,6 @@ def render_verification_terminal(report: Mapping[str, Any],
                       f"({escape(str(first.get('class')))}), max |Δ| "
                       f"{_fixed(first.get('max_abs_diff'), 6)}")
     passed = report.get("passed")
-    out.print("[bold green]VERIFIED: the ONNX model matches its source[/bold green]" if passed
+    kind = escape(str(structure.get("kind") or "ONNX"))
+    out.print(f"[bold green]VERIFIED: the {kind} model matches its source[/bold green]" if passed
               else "[bold red]VERIFICATION FAILED[/bold red]")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import InputNotFoundError, InvalidInputError
+from .errors import InputNotFoundError, InvalidInputError, UsageError
 from .evaluate import DEFAULT_BATCH_SIZE, predict_all
 from .fsutil import file_digest
 
@@ -438,11 +438,21 @@ def verify(
     from .memory import check_batch_fits
 
     check_batch_fits(max(1, min(batch_size, len(images))))
-    structure = structure_report(onnx_path)
+    is_onnx = Path(onnx_path).suffix.lower() == ".onnx"
+    if is_onnx:
+        structure = structure_report(onnx_path)
+        onnx_backend = candidate or OnnxRuntimeBackend(onnx_path, sha256=structure["sha256"],
+                                                       threads=threads,
+                                                       **(candidate_options or {}))
+    else:  # a PyTorch model (.pt2, state dict): its backend describes its own structure
+        from .backends import load_backend
+
+        onnx_backend = candidate or load_backend(onnx_path, threads=threads)
+        if not hasattr(onnx_backend, "structure"):
+            raise UsageError(f"{onnx_path}: verify checks an ONNX or PyTorch model against its "
+                             "source")
+        structure = onnx_backend.structure()
     provenance = check_provenance(reference, structure)
-    onnx_backend = candidate or OnnxRuntimeBackend(onnx_path, sha256=structure["sha256"],
-                                                   threads=threads,
-                                                   **(candidate_options or {}))
     problems = check_io_contract(structure, image_shape=image_shape, num_classes=num_classes,
                                  spec=getattr(onnx_backend, "preprocessing", None),
                                  output=getattr(onnx_backend, "output_name", None))
@@ -458,7 +468,7 @@ def verify(
         return outputs
 
     ref_out = outputs_of(reference, reference_outputs, f"{reference.info.name}: reference")
-    cand_out = outputs_of(onnx_backend, candidate_outputs, "onnxruntime: candidate")
+    cand_out = outputs_of(onnx_backend, candidate_outputs, f"{onnx_backend.info.name}: candidate")
     parity = compare_outputs(ref_out, cand_out, atol=atol, rtol=rtol, indices=indices)
     dynamic = check_dynamic_batch(onnx_backend, images, atol=atol, rtol=rtol)
     report: dict[str, Any] = {
@@ -482,7 +492,9 @@ def verify(
         report["reference_batch_normalization_layers"] = sum(
             1 for layer in keras_model.layers if type(layer).__name__ == "BatchNormalization")
     if layerwise or not parity.passed:
-        if hasattr(reference, "layer_outputs"):
+        if not is_onnx:
+            report["layerwise"] = {"skipped": "layer-by-layer comparison needs an ONNX candidate"}
+        elif hasattr(reference, "layer_outputs"):
             spec = getattr(onnx_backend, "preprocessing", None)
             count = getattr(onnx_backend, "fixed_batch", None) or 32
             report["layerwise"] = localise_divergence(

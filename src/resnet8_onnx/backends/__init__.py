@@ -1,7 +1,7 @@
 """Runtimes behind one protocol, chosen by file type or by name.
 
 Each backend module imports its framework lazily, so choosing ONNX Runtime never imports
-TensorFlow and vice versa.
+TensorFlow or PyTorch, and vice versa.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ BACKENDS: dict[str, tuple[str, ...]] = {
     "onnxruntime": (".onnx",),
     "keras": (".h5", ".keras"),
     "litert": (".tflite",),
+    # The optional torch extra: ExportedPrograms and native ResNet8 state dicts.
+    "torch": (".pt2", ".safetensors", ".pt", ".pth"),
 }
 
 
@@ -57,17 +59,22 @@ def check_fixed_preprocessing(path: str | os.PathLike[str], name: str,
 def load_backend(
     path: str | os.PathLike[str], backend: str | None = None, *, threads: int | None = None,
     preprocessing: Mapping[str, Any] | None = None, output: str | None = None,
-    provider: str | None = None,
+    provider: str | None = None, device: str | None = None,
 ) -> Backend:
     """Load ``path`` with ``backend`` (default: chosen by suffix).
 
     ``preprocessing`` (spec fields from options, see :mod:`resnet8_onnx.preprocess`),
     ``output`` and ``provider`` apply to ONNX models; for the others a spec other than raw
-    NHWC RGB pixels, ``output`` or ``provider`` is a usage error.
+    NHWC RGB pixels, ``output`` or ``provider`` is a usage error. ``device`` ("cpu", "cuda")
+    applies to the PyTorch backend; the other runtimes run on the CPU, so asking them for
+    another device is a usage error rather than silently ignored.
     """
     if not Path(path).is_file():
         raise InputNotFoundError(f"{path}: model file not found")
     name = backend or backend_for(path)
+    if name != "torch" and device not in (None, "cpu"):
+        raise UsageError(f"{path}: --device {device} applies to PyTorch models only; "
+                         f"{name} runs on the CPU")
     if name == "onnxruntime":
         from .onnxrt import OnnxRuntimeBackend
 
@@ -78,6 +85,10 @@ def load_backend(
         for option, value in (("--output", output), ("--provider", provider)):
             if value is not None:
                 raise UsageError(f"{path}: {option} applies to ONNX models only")
+    if name == "torch":
+        from .pytorch import TorchBackend
+
+        return TorchBackend(path, threads=threads, device=device)
     if name == "keras":
         from .keras import KerasBackend
 

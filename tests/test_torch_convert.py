@@ -1,0 +1,301 @@
+"""Keras/ONNX → PyTorch and back: recognition, weight porting, padding, export, round trip.
+
+Numbers are checked against independent implementations: Keras (the source), ONNX Runtime
+(the converted model, and a hand-built ONNX convolution for Keras' asymmetric padding).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+from resnet8_onnx import errors
+from resnet8_onnx.cli import main
+from resnet8_onnx.convert import read_keras_config
+from resnet8_onnx.errors import UsageError
+from resnet8_onnx.evaluate import run_inference
+from resnet8_onnx.torch_convert import (
+    _choose_builder,
+    convert_torch,
+    export_program,
+    native_from_state_dict,
+    recognise_resnet8,
+)
+from resnet8_onnx.torch_models import (
+    KerasConv2d,
+    ResNet8,
+    ResNet8Config,
+    fold_batchnorm,
+    keras_same_padding,
+)
+from resnet8_onnx.verify import compare_outputs, verify
+
+
+def ort_output(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x})[0]
+
+
+# --------------------------------------------------------------------------- padding
+@pytest.mark.parametrize(("size", "kernel", "stride", "expected"), [
+    (32, 3, 1, (1, 1)), (32, 3, 2, (0, 1)), (16, 3, 2, (0, 1)), (32, 1, 2, (0, 0)),
+    (7, 3, 2, (1, 1)), (8, 8, 8, (0, 0)),
+])
+def test_keras_same_padding(size, kernel, stride, expected) -> None:
+    before, after = keras_same_padding(size, kernel, stride)
+    assert (before, after) == expected
+    # Keras' rule: the output has ceil(size / stride) positions.
+    assert (size + before + after - kernel) // stride + 1 == -(-size // stride)
+
+
+@pytest.mark.parametrize("size", [32, 16, 9])
+def test_stride2_conv_pads_bottom_right_like_onnx_runtime(size: int) -> None:
+    """KerasConv2d against ONNX Runtime running a Conv with explicit pads (0, 0, 1, 1)."""
+    rng = np.random.default_rng(size)
+    conv = KerasConv2d(4, 5, 3, 2, (size, size))
+    with torch.no_grad():
+        conv.weight.copy_(torch.from_numpy(rng.normal(size=(5, 4, 3, 3)).astype(np.float32)))
+        conv.bias.copy_(torch.from_numpy(rng.normal(size=5).astype(np.float32)))
+    top, bottom = keras_same_padding(size, 3, 2)
+    node = helper.make_node("Conv", ["x", "w", "b"], ["y"], strides=[2, 2],
+                            pads=[top, top, bottom, bottom])
+    graph = helper.make_graph(
+        [node], "conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(conv.weight.detach().numpy(), "w"),
+         numpy_helper.from_array(conv.bias.detach().numpy(), "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = rng.normal(size=(2, 4, size, size)).astype(np.float32)
+    expected = ort_output(model, x)
+    with torch.no_grad():
+        got = conv(torch.from_numpy(x)).numpy()
+        symmetric = torch.nn.functional.conv2d(torch.from_numpy(x), conv.weight, conv.bias,
+                                               stride=2, padding=1).numpy()
+    assert got.shape == expected.shape == (2, 5, -(-size // 2), -(-size // 2))
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    if top != bottom:  # the test can fail: PyTorch's own symmetric padding is different
+        assert symmetric.shape != expected.shape or np.abs(symmetric - expected).max() > 0.1
+
+
+def test_fold_batchnorm_keeps_outputs_and_the_original() -> None:
+    torch.manual_seed(0)
+    model = ResNet8().eval()
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+            m.weight.data.uniform_(0.5, 1.5)
+    folded = fold_batchnorm(model)
+    x = torch.rand(5, 32, 32, 3) * 255
+    with torch.no_grad():
+        np.testing.assert_allclose(folded(x).numpy(), model(x).numpy(), atol=1e-5)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) == 7
+
+
+def test_config_round_trips_through_a_dict() -> None:
+    config = ResNet8Config(epsilon=1e-5, softmax=False)
+    assert ResNet8Config.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    with pytest.raises(ValueError, match="architecture"):
+        ResNet8Config.from_dict({**config.to_dict(), "architecture": "vgg"})
+
+
+# --------------------------------------------------------------------------- recognition
+@pytest.fixture(scope="module")
+def real_config(resnet8_h5: Path) -> dict:
+    return read_keras_config(resnet8_h5)
+
+
+@pytest.mark.shared
+def test_recognises_the_mlcommons_resnet8(real_config) -> None:
+    plan = recognise_resnet8(real_config)
+    c = plan.config
+    assert c.input_shape == (32, 32, 3)
+    assert [(s.filters, s.stride, s.projection) for s in c.stacks] == [
+        (16, 1, False), (32, 2, True), (64, 2, True)]
+    assert c.stem_filters == 16
+    assert c.num_classes == 10
+    assert c.softmax
+    assert c.padding == "same"
+    eps = {layer["config"]["epsilon"] for layer in real_config["config"]["layers"]
+           if layer["class_name"] == "BatchNormalization"}
+    assert eps == {c.epsilon}
+    assert c.epsilon != torch.nn.BatchNorm2d(1).eps
+    assert plan.layers["stacks.1.shortcut"] == "conv2d_5"  # the 1×1 projection, not a 3×3
+    # 9 convolutions, 7 BatchNorms and the dense layer get weights.
+    assert len(plan.layers) == 17
+
+
+def _mutated(config: dict, change) -> dict:
+    config = copy.deepcopy(config)
+    change(config["config"]["layers"])
+    return config
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("change", [
+    lambda layers: layers[3]["config"].update(activation="tanh"),
+    lambda layers: layers[1]["config"].update(kernel_size=[5, 5]),
+    lambda layers: layers[-3]["config"].update(pool_size=[4, 4], strides=[4, 4]),
+    lambda layers: layers[2]["config"].update(epsilon=1e-5),
+    lambda layers: layers.append({"class_name": "Dense", "name": "extra",
+                                  "config": {"name": "extra", "units": 3},
+                                  "inbound_nodes": [[["flatten", 0, 0, {}]]]}),
+], ids=["tanh", "kernel5", "partial-pool", "mixed-eps", "extra-branch"])
+def test_other_structures_are_not_recognised(real_config, change) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - the message names the structural reason
+        recognise_resnet8(_mutated(real_config, change))
+
+
+@pytest.mark.shared
+def test_auto_builder_falls_back_to_onnx2torch(tmp_path: Path, resnet8_h5: Path) -> None:
+    import shutil
+
+    import h5py
+
+    assert _choose_builder(resnet8_h5, "auto") == "native"
+    other = tmp_path / "other.h5"
+    shutil.copy(resnet8_h5, other)
+    with h5py.File(other, "r+") as f:
+        config = json.loads(f.attrs["model_config"])
+        config["config"]["layers"][3]["config"]["activation"] = "tanh"
+        f.attrs["model_config"] = json.dumps(config)
+    assert _choose_builder(other, "auto") == "onnx2torch"
+    with pytest.raises(UsageError, match="not recognised as the MLCommons ResNet8"):
+        convert_torch(other, tmp_path / "x.pt2", builder="native")
+    assert not (tmp_path / "x.pt2").exists()
+
+
+# --------------------------------------------------------------------------- real-data parity
+def _torch_outputs(path: Path, dataset) -> np.ndarray:
+    from resnet8_onnx.backends import load_backend
+
+    outputs, _ = run_inference(load_backend(path), dataset)
+    return outputs
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+def test_native_pt2_matches_keras_on_the_test_set(resnet8_pt2, cifar_test,
+                                                  keras_full_outputs) -> None:
+    outputs = _torch_outputs(resnet8_pt2, cifar_test)
+    cmp = compare_outputs(keras_full_outputs, outputs)
+    assert cmp.passed
+    assert cmp.max_abs_diff <= 1e-5
+    assert cmp.argmax_agreement == len(cifar_test) == 10_000
+    labels = np.asarray(cifar_test.labels)
+    assert (outputs.argmax(1) == labels).sum() == (keras_full_outputs.argmax(1) == labels).sum()
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+def test_onnx2torch_pt2_matches_onnx_runtime_and_keras(resnet8_onnx2torch_pt2, cifar_test,
+                                                       onnx_full_outputs,
+                                                       keras_full_outputs) -> None:
+    outputs = _torch_outputs(resnet8_onnx2torch_pt2, cifar_test)
+    for reference in (onnx_full_outputs, keras_full_outputs):
+        cmp = compare_outputs(reference, outputs)
+        assert cmp.passed
+        assert cmp.argmax_agreement == 10_000
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+def test_round_trip_to_onnx_verifies_against_keras(tmp_path: Path, resnet8_pt2, cifar_test,
+                                                   keras_backend, keras_full_outputs,
+                                                   capsys) -> None:
+    back = tmp_path / "back.onnx"
+    assert main(["-q", "convert", str(resnet8_pt2), "-o", str(back), "--json", "-"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["target"] == "onnx"
+    assert result["checks"][0]["max_abs_diff"] <= 1e-5
+    report = verify(keras_backend, back, cifar_test.images, reference_outputs=keras_full_outputs)
+    assert report["passed"], report["parity"]
+    assert report["argmax_agreement"] == 10_000
+    assert report["max_abs_diff"] <= 1e-5
+    structure = report["structure"]
+    assert structure["inputs"][0]["name"] == "input"
+    assert structure["inputs"][0]["shape"] == ["N", 32, 32, 3]
+    assert structure["outputs"][0]["name"] == "probabilities"
+    assert structure["metadata"]["source_format"] == "pt2"
+    assert structure["metadata"]["source_sha256"] == result["source_sha256"]
+
+
+@pytest.mark.shared
+def test_safetensors_state_dict_for_fine_tuning(tmp_path: Path, resnet8_h5, resnet8_pt2) -> None:
+    from safetensors import safe_open
+
+    out = tmp_path / "r8.safetensors"
+    result = convert_torch(resnet8_h5, out)
+    assert result.target == "safetensors"
+    assert result.builder == "native"
+    with safe_open(str(out), framework="pt") as f:
+        keys = set(f.keys())
+        meta = f.metadata()
+    assert "stacks.2.bn2.running_var" in keys  # BatchNorm kept: trainable
+    assert json.loads(meta["resnet8_config"])["epsilon"] == pytest.approx(1e-3)
+    module, info = native_from_state_dict(out)
+    assert module.training is False
+    assert info["output_kind"] == "probabilities"
+    module.train()  # fine-tunable: gradients reach the first convolution
+    module(torch.rand(4, 32, 32, 3) * 255).sum().backward()
+    assert module.conv.weight.grad is not None
+    # The same weights as the exported program.
+    from resnet8_onnx.backends import load_backend
+
+    x = np.random.default_rng(1).integers(0, 256, (9, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(load_backend(out).predict(x), load_backend(resnet8_pt2).predict(x),
+                               atol=1e-5)
+
+
+# --------------------------------------------------------------------------- export
+def test_exported_program_has_a_dynamic_batch(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    module = ResNet8().eval()
+    program = export_program(module, (32, 32, 3))
+    x = torch.rand(256, 32, 32, 3) * 255
+    with torch.no_grad():
+        reference = module(x)
+        for n in (1, 7, 256):
+            got = torch.cat([program.module()(x[i:i + n]) for i in range(0, 256, n)])
+            torch.testing.assert_close(got, reference, atol=1e-5, rtol=1e-5)
+
+
+def test_convert_state_dict_pt_to_pt2_and_onnx(tmp_path: Path) -> None:
+    """A plain .pt state dict (weights_only-loadable) builds the native module."""
+    torch.manual_seed(0)
+    module = ResNet8().eval()
+    pt = tmp_path / "weights.pt"
+    torch.save(module.state_dict(), pt)
+    assert main(["-q", "convert", str(pt), "-o", str(tmp_path / "w.pt2")]) == 0
+    assert main(["-q", "convert", str(tmp_path / "w.pt2"), "-o", str(tmp_path / "w.onnx")]) == 0
+    x = np.random.default_rng(0).integers(0, 256, (7, 32, 32, 3)).astype(np.float32)
+    expected = module(torch.from_numpy(x)).detach().numpy()
+    np.testing.assert_allclose(ort_output(onnx.load(str(tmp_path / "w.onnx")), x), expected,
+                               atol=1e-5)
+
+
+def test_conversion_errors_are_one_line_usage_errors(tmp_path: Path, capsys) -> None:
+    pt = tmp_path / "w.pt"
+    torch.save(ResNet8().state_dict(), pt)
+    cases = [
+        (["convert", str(pt), "-o", str(tmp_path / "x.pt2"), "--torch-builder", "onnx2torch"],
+         "onnx2torch needs an ONNX or Keras source"),
+        (["convert", str(pt), "-o", str(tmp_path / "x.onnx"), "--opset", "17"],
+         "opset 18 or newer"),
+    ]
+    for argv, fragment in cases:
+        assert main(argv) == errors.USAGE
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1, err
+        assert fragment in err[0]
+    assert not list(tmp_path.glob("x.*"))
