@@ -24,14 +24,12 @@ from resnet8_onnx.bench import (
     onnx_macs,
     ort_matmul_gflops,
     plan_configs,
-    render_benchmark_terminal,
     sgemm_gflops,
     tflite_macs,
-    throughput_png,
     time_predict,
 )
 from resnet8_onnx.errors import OutputError, UsageError
-from resnet8_onnx.report import to_json
+from resnet8_onnx.report import render_benchmark_terminal, throughput_png, to_json
 
 # make_classifier: 1×1 conv 3 → 8 channels on 32×32, then an 8 → 10 dense layer.
 TINY_MACS = 32 * 32 * 8 * 3 + 8 * 10

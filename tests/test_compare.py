@@ -16,18 +16,17 @@ from conftest import shared_path
 from model_factory import make_classifier, synthetic_dataset
 from resnet8_onnx import errors
 from resnet8_onnx.backends import load_backend
-from resnet8_onnx.compare import (
-    compare_csv,
-    compare_markdown,
-    compare_models,
-    compare_per_class_csv,
-    compare_results,
-    render_compare_terminal,
-    write_compare_reports,
-)
+from resnet8_onnx.compare import compare_models, compare_results
 from resnet8_onnx.errors import OutputError, UsageError
 from resnet8_onnx.evaluate import evaluate
-from resnet8_onnx.report import to_json
+from resnet8_onnx.report import (
+    compare_csv,
+    compare_markdown,
+    compare_per_class_csv,
+    render_compare_terminal,
+    to_json,
+    write_compare_reports,
+)
 
 
 @pytest.fixture

@@ -192,7 +192,7 @@ def test_renderers_read_only_the_record(tmp_path) -> None:
 
     from rich.console import Console
 
-    from resnet8_onnx.quantize_report import (
+    from resnet8_onnx.report import (
         int8_verdict_line,
         quantization_markdown,
         render_quantization_terminal,
@@ -245,7 +245,7 @@ def test_calibration_on_test_images_is_flagged(tmp_path) -> None:
     d = record.to_dict()
     assert d["calibration"]["test_images"] is True
     assert any("TEST images" in n for n in d["notes"])
-    from resnet8_onnx.quantize_report import int8_verdict_line
+    from resnet8_onnx.report import int8_verdict_line
 
     assert "TEST" in int8_verdict_line(d)
 

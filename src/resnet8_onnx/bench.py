@@ -35,14 +35,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import __version__
 from .errors import InvalidInputError, UsageError
 from .evaluate import available_cores
-from .progress import console as make_console
 from .progress import track
 
 if TYPE_CHECKING:
-    from rich.console import Console
 
     from .backends.base import Backend
 
@@ -427,6 +424,7 @@ def benchmark(
     from .backends import backend_for
     from .evaluate import environment
     from .fsutil import check_writable, file_digest, write_bytes_atomic
+    from .records import BenchmarkRecord
 
     if not models:
         raise UsageError("benchmark needs at least one model")
@@ -536,35 +534,33 @@ def benchmark(
         r["matmul_gflops"] = ref
         r["ratio_to_matmul"] = gflops / ref if gflops and ref else None
 
-    record: dict[str, Any] = {
-        "tool": {"name": "resnet8-onnx", "version": __version__},
-        "kind": "benchmark",
-        "inputs": ({"kind": "data", "images": min(len(images), batch_sizes[-1]),
+    record = BenchmarkRecord(
+        inputs=({"kind": "data", "images": min(len(images), batch_sizes[-1]),
                     "repeated": len(images) < batch_sizes[-1], "data": dict(data or {})}
                    if images is not None else
                    {"kind": "synthetic", "seed": seed,
                     "description": f"random uint8 pixels (seed {seed}) as float32"}),
-        "settings": {"batch_sizes": batch_sizes, "threads": threads,
+        settings={"batch_sizes": batch_sizes, "threads": threads,
                      "optimization_levels": levels, "grid": "full" if full_grid else "cross",
                      "min_seconds": min_seconds, "min_iterations": min_iterations,
                      "warmup_seconds": warmup_seconds},
-        "machine": {"cores": available_cores(), "cpu": cpu_model(),
+        machine={"cores": available_cores(), "cpu": cpu_model(),
                     "cpu_busy_before": busy_before,
                     "matmul_reference": {
                         "what": f"ONNX Runtime MatMul of two {MATMUL_SIZE}×{MATMUL_SIZE} "
                                 "float32 matrices, best of 5, measured in this run",
                         "size": MATMUL_SIZE, "gflops": matmul}},
-        "environment": environment(versions),
-        "models": model_entries,
-        "results": results,
-        "best": _best(model_entries, results),
-    }
+        environment=environment(versions),
+        models=model_entries,
+        results=results,
+        best=_best(model_entries, results),
+    )
     if save_optimized is not None:
-        record["optimized_model"] = _save_optimized(
+        record.optimized_model = _save_optimized(
             paths[onnx_models[0]], save_optimized, levels[-1], force=force,
             write=write_bytes_atomic, digest=file_digest)
-    record["seconds"] = time.perf_counter() - wall
-    return record
+    record.seconds = time.perf_counter() - wall
+    return record.to_dict()
 
 
 def _best(models: Sequence[Mapping[str, Any]],
@@ -599,198 +595,3 @@ def _save_optimized(source: str, target: str | os.PathLike[str], level: str, *, 
             "is meant for ONNX Runtime on the same kind of hardware") if level == "all" else None
     return {"path": str(path), "level": level, "sha256": digest(path),
             "bytes": path.stat().st_size, **({"note": note} if note else {})}
-
-
-# --------------------------------------------------------------------------- renderers
-def _g(value: Any, digits: int = 3) -> str:
-    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
-        return "—"
-    return f"{value:.{digits}g}" if value < 10 ** digits else f"{value:,.0f}"
-
-
-def _threads_text(threads: Any) -> str:
-    return "dflt threads" if threads is None else f"{threads}t"
-
-
-def render_benchmark_terminal(record: Mapping[str, Any], console: Console | None = None) -> None:
-    """Inputs, machine and models first, then one row per configuration and the best ones."""
-    from rich import box
-    from rich.markup import escape
-    from rich.table import Table
-
-    from .report import describe_data, jsonable
-
-    record = jsonable(record)
-    out = console or make_console()
-    inputs = record.get("inputs") or {}
-    if inputs.get("kind") == "data":
-        what = (f"real images, the first {inputs.get('images', 0):,}"
-                + (" (repeated to fill the largest batch)" if inputs.get("repeated") else "")
-                + f" of: {describe_data(inputs.get('data') or {})}")
-    else:
-        what = inputs.get("description", "synthetic")
-    out.print(f"[bold]Inputs:[/bold] {escape(what)}")
-    machine = record.get("machine") or {}
-    reference = machine.get("matmul_reference") or {}
-    size = reference.get("size", MATMUL_SIZE)
-    ref = ", ".join(f"{_g(v)} GFLOP/s on {t} thread{'s' if t != '1' else ''}"
-                    for t, v in (reference.get("gflops") or {}).items())
-    cpu = f" ({machine['cpu']})" if machine.get("cpu") else ""
-    out.print(f"[bold]Machine:[/bold] {machine.get('cores', '?')} cores{escape(cpu)}; "
-              f"reference: ONNX Runtime MatMul {size}×{size} float32 at "
-              f"{escape(ref or 'not measured')}")
-    busy = machine.get("cpu_busy_before")
-    if isinstance(busy, int | float) and busy > BUSY_WARNING:
-        out.print(f"[yellow]warning:[/yellow] the machine was busy just before the benchmark "
-                  f"(other work used {busy:.0%} of the {machine.get('cores')} cores): figures "
-                  "are noisy")
-    for m in record.get("models") or []:
-        macs = m.get("macs_per_image")
-        macs_text = f"{macs:,} MACs/image ({m.get('macs_source')})" if macs else \
-            f"MACs {m.get('macs_source', 'n/a')}"
-        out.print(f"[bold]{escape(str(m.get('label')))}[/bold]: "
-                  f"{escape(Path(str(m.get('path'))).name)} ({escape(str(m.get('backend')))} "
-                  f"{escape(str(m.get('runtime_version')))}); {escape(macs_text)}")
-        for note in m.get("notes") or []:
-            out.print(f"  [dim]{escape(note)}[/dim]")
-    settings = record.get("settings") or {}
-    out.print(f"[dim]each configuration: warm-up ≥ {settings.get('warmup_seconds')} s, then ≥ "
-              f"{settings.get('min_iterations')} calls and ≥ {settings.get('min_seconds')} s; "
-              "latency is per call (one batch)[/dim]")
-    out.print()
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold",
-                  caption="config: model number, ONNX Runtime optimisation level, threads; "
-                          "×MatMul: GFLOP/s over the MatMul reference's at the same threads "
-                          "(a ratio, not a roofline share: above 1 happens)",
-                  caption_justify="left")
-    for header in ("config", "batch", "images/s", "p50 ms", "p90 ms", "p99 ms", "GFLOP/s",
-                   "×MatMul"):
-        table.add_column(header, justify="left" if header == "config" else "right",
-                         no_wrap=True)
-    previous = None
-    for r in record.get("results") or []:
-        group = (r.get("model"), r.get("threads"), r.get("optimization"))
-        config = ""
-        if group != previous:
-            if previous is not None:
-                table.rows[-1].end_section = True
-            number = str(r.get("label", "")).split(" ", 1)[0]
-            config = " ".join(x for x in (number, r.get("optimization"),
-                                          _threads_text(r.get("threads"))) if x)
-        previous = group
-        lat = r.get("latency_ms") or {}
-        ratio = r.get("ratio_to_matmul")
-        table.add_row(escape(config), f"{r.get('batch_size'):,}",
-                      f"{r.get('images_per_second', 0):,.0f}", _g(lat.get("p50")),
-                      _g(lat.get("p90")), _g(lat.get("p99")), _g(r.get("gflops")),
-                      f"{ratio:.2f}" if ratio is not None else "—")
-    out.print(table)
-    for b in record.get("best") or []:
-        ratio = b.get("ratio_to_matmul")
-        setting = ", ".join(x for x in (
-            f"opt {b['optimization']}" if b.get("optimization") else "",
-            f"{b['threads']} thread{'s' if b['threads'] != 1 else ''}" if b.get("threads")
-            else "default threads", f"batch {b.get('batch_size'):,}") if x)
-        out.print(f"[bold]best {escape(str(b.get('label')))}:[/bold] "
-                  f"{b.get('images_per_second', 0):,.0f} images/s ({setting})"
-                  + (f", {_g(b.get('gflops'))} GFLOP/s = {ratio:.2f}× the MatMul reference"
-                     if ratio is not None else ""))
-    opt = record.get("optimized_model")
-    if opt:
-        out.print(f"optimised model (level {opt.get('level')}) written to "
-                  f"{escape(str(opt.get('path')))}")
-        if opt.get("note"):
-            out.print(f"[dim]{escape(opt['note'])}[/dim]")
-
-
-def throughput_png(record: Mapping[str, Any], *, dpi: int = 110) -> bytes:
-    """Throughput vs batch size, one line per model / threads / optimisation level.
-
-    Colour tells optimisation levels (and models) apart, dashes mark fewer threads; when all
-    models share one MAC count a right-hand GFLOP/s axis and the MatMul references are drawn.
-    """
-    import io
-
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import FuncFormatter
-
-    from .report import jsonable
-
-    record = jsonable(record)
-    results = list(record.get("results") or [])
-    if not results:
-        raise ValueError("the benchmark record holds no results")
-    models = list(record.get("models") or [])
-    machine = record.get("machine") or {}
-    cores = machine.get("cores") or available_cores()
-    groups: dict[tuple[Any, Any, Any], list[Mapping[str, Any]]] = {}
-    for r in results:
-        groups.setdefault((r["model"], r.get("optimization"), r.get("threads")), []).append(r)
-    most = max((r.get("threads") or cores) for r in results)
-
-    fig = Figure(figsize=(10.5, 6.2), dpi=dpi, layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
-               "#7f7f7f", "#bcbd22", "#17becf"]
-    colour_keys: list[tuple[Any, Any]] = []
-    markers = "osD^vP*X"
-    for (m, opt, thr), points in groups.items():
-        if (m, opt) not in colour_keys:
-            colour_keys.append((m, opt))
-        colour = palette[colour_keys.index((m, opt)) % len(palette)]
-        points = sorted(points, key=lambda r: r["batch_size"])
-        t = thr or cores
-        label = str(models[m]["label"] if m < len(models) else f"#{m + 1}")
-        label += f" · opt {opt}" if opt else ""
-        label += f" · {t} thread{'s' if t != 1 else ''}" + (" (default)" if thr is None else "")
-        ax.plot([r["batch_size"] for r in points], [r["images_per_second"] for r in points],
-                color=colour, linestyle="-" if t == most else "--",
-                marker=markers[m % len(markers)], markersize=6, linewidth=2, label=label)
-    sizes = sorted({r["batch_size"] for r in results})
-    ax.set_xscale("log")
-    ax.set_xticks(sizes, labels=[f"{s:,}" for s in sizes])
-    ax.minorticks_off()
-    ax.set_xlabel("batch size (images per call)", fontsize=11)
-    ax.set_ylabel("throughput (images/s)", fontsize=11)
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:,.0f}"))
-    ax.grid(True, which="major", color="#dddddd", linewidth=0.8)
-    ax.set_ylim(bottom=0)
-
-    macs = {e.get("macs_per_image") for e in models}
-    macs.discard(None)
-    if len(macs) == 1:
-        per_image = 2 * next(iter(macs)) / 1e9  # GFLOP per image
-        top = max(r["images_per_second"] for r in results)
-        reference = (machine.get("matmul_reference") or {}).get("gflops") or {}
-        for t, gflops in sorted(reference.items(),
-                                key=lambda kv: int(kv[0])):
-            if gflops:
-                ips = gflops / per_image
-                # In the legend rather than annotated: a label on the plot hides data points.
-                ax.axhline(ips, color="#555555", linestyle=":", linewidth=1.4,
-                           dashes=(1, 2 + 2 * int(t == str(most))),
-                           label=f"ONNX Runtime MatMul reference · {t} "
-                                 f"thread{'s' if t != '1' else ''} "
-                                 f"({gflops:,.0f} GFLOP/s)")
-                top = max(top, ips)
-        ax.set_ylim(0, top * 1.12)
-        second = ax.secondary_yaxis("right", functions=(lambda v: v * per_image,
-                                                        lambda g: g / per_image))
-        second.set_ylabel(f"GFLOP/s (2 × {next(iter(macs)):,} MACs per image)", fontsize=10)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.12 if len(macs) == 1 else 1.01, 1.0),
-              fontsize=9, frameon=False, title="model · optimisation · threads",
-              title_fontsize=9)
-    inputs = record.get("inputs") or {}
-    what = "real images" if inputs.get("kind") == "data" else "synthetic images"
-    names = ", ".join(Path(str(e.get("path"))).name for e in models[:3])
-    names += f" and {len(models) - 3} more" if len(models) > 3 else ""
-    fig.suptitle(f"Throughput vs batch size — {names}", fontsize=13, fontweight="bold")
-    cpu = f" ({machine['cpu']})" if machine.get("cpu") else ""
-    ax.set_title(f"{what}; {cores} cores{cpu}; solid lines: {most} "
-                 f"thread{'s' if most != 1 else ''}, dashed: fewer", fontsize=9.5,
-                 color="#444444")
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", metadata={"Software": None})
-    return buffer.getvalue()

@@ -340,18 +340,9 @@ def cmd_data(args: argparse.Namespace) -> int:
     if args.json == "-":
         _emit_json(description, "-", force=True)
         return errors.OK
-    from .report import describe_data
+    from .report import render_data_terminal
 
-    console = _console()
-    console.print(f"[bold]{describe_data(description)}[/bold]")
-    source = description["source"]
-    console.print(f"source: {source['kind']} at {source['path']}")
-    for line in source.get("checks", []):
-        console.print(f"  verified: {line}")
-    for line in [*source.get("warnings", []), *description.get("warnings", [])]:
-        console.print(f"  [yellow]warning:[/yellow] {line}")
-    counts = ", ".join(f"{name} {n:,}" for name, n in description["per_class"].items())
-    console.print(f"per class: {counts}")
+    render_data_terminal(description, _console())
     _emit_json(description, args.json, force=args.force)
     return errors.OK
 
@@ -541,7 +532,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import compare_models, render_compare_terminal, write_compare_reports
+    from .compare import compare_models
+    from .report import render_compare_terminal, write_compare_reports
 
     if len(args.models) < 2:
         raise errors.UsageError("compare needs at least two models (the first is the reference)")
@@ -569,7 +561,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         load_calibration_data,
         quantize,
     )
-    from .quantize_report import render_quantization_terminal, write_quantization_reports
+    from .report import render_quantization_terminal, write_quantization_reports
 
     model = Path(args.model)
     output = args.output or str(model.with_name(f"{model.stem}_int8.onnx"))
@@ -612,9 +604,8 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         QUICK_MIN_SECONDS,
         QUICK_WARMUP_SECONDS,
         benchmark,
-        render_benchmark_terminal,
-        throughput_png,
     )
+    from .report import render_benchmark_terminal, throughput_png
 
     _check_outputs(args, files=[args.json, args.plot, args.save_optimized], inputs=args.models)
     images = data = None

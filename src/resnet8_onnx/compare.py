@@ -9,44 +9,27 @@ uses. An int8 model's outputs are dequantised by its backend, so its |Δ| is com
 simply large (of the order of the 1/256 output grid) and the table marks the model as int8.
 
 :func:`compare_results` is a pure function over evaluation results; :func:`compare_models`
-loads and runs the models; the renderers read only the JSON-ready record, so a saved
-``compare.json`` can be re-rendered without the models.
+loads and runs the models. The writers live in :mod:`resnet8_onnx.report` and read only the
+JSON-ready record, so a saved ``compare.json`` can be re-rendered without the models.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import __version__
 from .errors import UsageError
 from .evaluate import DEFAULT_BATCH_SIZE
-from .progress import console as make_console
-from .report import (
-    DASH,
-    backend_label,
-    csv_number,
-    csv_text,
-    describe_data,
-    format_int,
-    format_pct,
-    is_number,
-    jsonable,
-    markdown_table,
-    model_name,
-    to_json,
-    write_all,
-)
+from .records import tool
+from .report import backend_label
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from .data import Dataset
     from .evaluate import EvaluationResult
+    from .records import ComparisonRecord
 
 
 # --------------------------------------------------------------------------- building
@@ -59,9 +42,13 @@ def _label(index: int, record: Mapping[str, Any]) -> str:
     return f"#{index + 1} {backend_label(record)}{quant}"
 
 
-def _versus(reference: EvaluationResult, result: EvaluationResult,
-            indices: np.ndarray | None) -> dict[str, Any]:
-    """Agreement and output differences of ``result`` against the reference model."""
+def versus_reference(reference: EvaluationResult, result: EvaluationResult,
+                     indices: np.ndarray | None = None) -> dict[str, Any]:
+    """Agreement of predictions and |Δ| of outputs of ``result`` against the reference model.
+
+    The one place they are computed: ``compare``, ``run``'s verdict and its int8 figures all
+    read this entry.
+    """
     from .verify import compare_outputs
 
     n = len(result.predictions)
@@ -91,16 +78,16 @@ def _versus(reference: EvaluationResult, result: EvaluationResult,
     return entry
 
 
-def compare_results(
-    results: Sequence[EvaluationResult], *, indices: np.ndarray | None = None
-) -> dict[str, Any]:
-    """The comparison record of evaluations of several models on the same images.
+def comparison_of(results: Sequence[EvaluationResult], *,
+                  indices: np.ndarray | None = None) -> ComparisonRecord:
+    """The typed comparison of evaluations on the same images, the first the reference.
 
-    The first result is the reference; ``indices`` (the images' test-set indices) name the
-    first disagreeing images. Raises :class:`UsageError` when the results were not
-    computed on the same images (different counts or labels), since agreement would be
-    meaningless.
+    Each model's record gets its label, whether it is quantised and its
+    :func:`versus_reference` entry. Raises :class:`UsageError` when the results were not
+    computed on the same images (different counts or labels): agreement would be meaningless.
     """
+    from .records import ComparisonRecord
+
     if len(results) < 2:
         raise UsageError("compare needs at least two models")
     first = results[0]
@@ -112,20 +99,29 @@ def compare_results(
                 f"{first.backend['model_path']}; cannot compare")
     models = []
     for i, result in enumerate(results):
-        record = result.to_record()
-        record["label"] = _label(i, record)
-        record["quantized"] = (record["model"]["input_dtype"] not in ("float32", "float64")
-                               or bool(record["model"].get("quantization")))
-        record["versus_reference"] = _versus(first, result, indices)
+        record = result.record()
+        record.label = _label(i, record.to_dict())
+        record.quantized = (record.model["input_dtype"] not in ("float32", "float64")
+                            or bool(record.model.get("quantization")))
+        record.versus_reference = versus_reference(first, result, indices)
         models.append(record)
-    return {
-        "tool": {"name": "resnet8-onnx", "version": __version__},
-        "kind": "compare",
-        "data": results[0].data,
-        "reference": {"index": 0, "label": models[0]["label"],
-                      "path": models[0]["model"]["path"]},
-        "models": models,
-    }
+    return ComparisonRecord(models=models, data=results[0].data)
+
+
+def compare_results(
+    results: Sequence[EvaluationResult], *, indices: np.ndarray | None = None
+) -> dict[str, Any]:
+    """The ``compare`` record (JSON-ready) of evaluations of several models on the same images.
+
+    The first result is the reference; ``indices`` (the images' test-set indices) name the
+    first disagreeing images. See :func:`comparison_of`.
+    """
+    record = comparison_of(results, indices=indices)
+    record.tool = tool()
+    record.kind = "compare"
+    first = record.models[0]
+    record.reference = {"index": 0, "label": first.label, "path": first.model["path"]}
+    return record.to_dict()
 
 
 def per_model_options(
@@ -209,210 +205,3 @@ def compare_models(
     record["settings"] = {"threads": threads, "available_cores": available_cores(),
                           "batch_size": batch_size, "ort_optimization": "all"}
     return record
-
-
-# --------------------------------------------------------------------------- rendering helpers
-_RAW_FLOAT = "NHWC RGB float32, raw 0-255 pixels, no normalisation"  # not worth a mention
-
-def _get(record: Mapping[str, Any], *keys: str) -> Any:
-    value: Any = record
-    for key in keys:
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(key)
-    return value
-
-
-def _sci(value: Any) -> str:
-    if not is_number(value):
-        return DASH
-    return "0" if value == 0 else f"{value:.2e}"
-
-
-def _delta_cell(versus: Mapping[str, Any], key: str) -> str:
-    if versus.get("comparable") is False:
-        return "n/a"
-    return _sci(versus.get(key))
-
-
-def _class_names(models: Sequence[Mapping[str, Any]]) -> list[str]:
-    for record in models:
-        names = _get(record, "metrics", "class_names")
-        if names:
-            return [str(n) for n in names]
-    return []
-
-
-def _class_accuracy(record: Mapping[str, Any], index: int) -> Any:
-    per_class = _get(record, "metrics", "per_class") or []
-    return per_class[index].get("accuracy") if index < len(per_class) else None
-
-
-def _rows(record: Mapping[str, Any]) -> list[tuple[str, list[str], bool]]:
-    """(row label, one cell per model, starts a new section) for the one comparison table."""
-    models = list(record.get("models") or [])
-    ref = models[0]["label"] if models else "#1"
-    rows: list[tuple[str, list[str], bool]] = []
-
-    def add(label: str, cells: list[str], section: bool = False) -> None:
-        rows.append((label, cells, section))
-
-    add("top-1 accuracy", [format_pct(_get(m, "metrics", "accuracy")) for m in models])
-    totals = {_get(m, "metrics", "total") for m in models}
-    label = f"correct of {format_int(totals.pop())}" if len(totals) == 1 else "correct"
-    add(label, [format_int(_get(m, "metrics", "correct")) for m in models])
-    names = _class_names(models)
-    for i, name in enumerate(names):
-        add(f"  {name}", [format_pct(_class_accuracy(m, i), 1) for m in models], section=i == 0)
-    versus = [m.get("versus_reference") or {} for m in models]
-    add(f"agreement with {ref}", [format_pct(v.get("agreement_fraction")) for v in versus],
-        section=True)
-    add("disagreeing images", [format_int(v.get("disagreements")) for v in versus])
-    add(f"max |Δ output| vs {ref}", [_delta_cell(v, "max_abs_diff") for v in versus])
-    add("mean |Δ output|", [_delta_cell(v, "mean_abs_diff") for v in versus])
-    add("images/s", [f"{ips:,.0f}" if is_number(ips := _get(m, "timings", "images_per_second"))
-                     else DASH for m in models], section=True)
-    return rows
-
-
-def _model_lines(record: Mapping[str, Any]) -> list[str]:
-    lines = []
-    for m in record.get("models") or []:
-        model = m.get("model") or {}
-        version = str(model.get("runtime_version") or "")
-        # "1.32.0" needs its runtime's name; "ai-edge-litert 2.3.0" already has it.
-        runtime = f"{model.get('backend')} {version}".strip() if version[:1].isdigit() \
-            or not version else version
-        extra = f", input {model['input_dtype']}" if m.get("quantized") else ""
-        spec = model.get("preprocessing") or {}
-        if spec.get("description") and spec.get("description") != _RAW_FLOAT:
-            extra += f"; input {spec['description']}"
-        lines.append(f"{m.get('label')}: {model_name(m)} ({runtime}{extra})")
-    return lines
-
-
-def _notes(record: Mapping[str, Any]) -> list[str]:
-    notes = []
-    for m in record.get("models") or []:
-        v = m.get("versus_reference") or {}
-        if v.get("note"):
-            notes.append(f"{m.get('label')}: {v['note']}")
-    if any(m.get("quantized") for m in record.get("models") or []):
-        notes.append("int8 models: their |Δ| measures quantisation error (mean of the order of "
-                     "the output grid step), not a conversion fault; int8 inputs are quantised "
-                     "and int8 outputs dequantised with the scale and zero point stored in the "
-                     "file (an int8 ONNX model from quantize keeps float input and output)")
-    return notes
-
-
-# --------------------------------------------------------------------------- renderers
-def render_compare_terminal(record: Mapping[str, Any], console: Console | None = None) -> None:
-    """One table: a column per model, a row per figure (fits 80 columns for four models)."""
-    from rich import box
-    from rich.markup import escape
-    from rich.table import Table
-
-    record = jsonable(record)
-    out = console or make_console()
-    out.print(f"[bold]Compared[/bold] {len(record.get('models') or [])} models; the first is "
-              "the reference")
-    out.print(f"[bold]Images:[/bold] {escape(describe_data(record.get('data') or {}))}")
-    for line in _model_lines(record):
-        out.print(f"  {escape(line)}")
-    out.print()
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
-    table.add_column("", no_wrap=True)
-    for m in record.get("models") or []:
-        table.add_column(escape(str(m.get("label"))), justify="right")
-    for label, cells, section in _rows(record):
-        if section and table.row_count:
-            table.rows[-1].end_section = True
-        table.add_row(escape(label), *cells)
-    out.print(table)
-    for note in _notes(record):
-        out.print(f"[dim]{escape(note)}[/dim]")
-
-
-def compare_markdown(record: Mapping[str, Any]) -> str:
-    """The comparison as a Markdown report: which images, the models, the table, notes."""
-    record = jsonable(record)
-    models = list(record.get("models") or [])
-    lines = ["# Model comparison", "",
-             f"**Images:** {describe_data(record.get('data') or {})}", "",
-             "The first model is the reference for agreement and output differences.", ""]
-    lines += [f"- {line}" for line in _model_lines(record)]
-    lines += ["", *markdown_table(["", *(str(m.get("label")) for m in models)],
-                             [[label.strip() if not label.startswith("  ") else
-                               f"&nbsp;&nbsp;{label.strip()}", *cells]
-                              for label, cells, _ in _rows(record)])]
-    notes = _notes(record)
-    if notes:
-        lines += ["", *(f"Note: {n}." for n in notes)]
-    lines += ["", "## Files", ""]
-    lines += markdown_table(["model", "file", "sha256", "runtime"],
-                       [[m.get("label"), f"`{_get(m, 'model', 'path')}`",
-                         f"`{_get(m, 'model', 'sha256')}`",
-                         f"{_get(m, 'model', 'backend')} {_get(m, 'model', 'runtime_version')}"]
-                        for m in models], ["l", "l", "l", "l"])
-    return "\n".join(lines) + "\n"
-
-
-_SUMMARY_FIELDS = ("label", "file", "backend", "runtime_version", "input_dtype", "quantized",
-                   "accuracy", "correct", "total", "agreement", "agreement_fraction",
-                   "max_abs_diff", "mean_abs_diff", "images_per_second")
-
-
-def compare_csv(record: Mapping[str, Any]) -> str:
-    """One row per model, full precision, per-class accuracies as ``acc_<class>`` columns."""
-    record = jsonable(record)
-    models = list(record.get("models") or [])
-    names = _class_names(models)
-    rows: list[Sequence[Any]] = [[*_SUMMARY_FIELDS, *(f"acc_{n}" for n in names)]]
-    for m in models:
-        v = m.get("versus_reference") or {}
-        values = {
-            "label": m.get("label"), "file": _get(m, "model", "path"),
-            "backend": _get(m, "model", "backend"),
-            "runtime_version": _get(m, "model", "runtime_version"),
-            "input_dtype": _get(m, "model", "input_dtype"), "quantized": m.get("quantized"),
-            "accuracy": _get(m, "metrics", "accuracy"), "correct": _get(m, "metrics", "correct"),
-            "total": _get(m, "metrics", "total"), "agreement": v.get("agreement"),
-            "agreement_fraction": v.get("agreement_fraction"),
-            "max_abs_diff": v.get("max_abs_diff"), "mean_abs_diff": v.get("mean_abs_diff"),
-            "images_per_second": _get(m, "timings", "images_per_second"),
-        }
-        rows.append([csv_number(values[f]) for f in _SUMMARY_FIELDS]
-                    + [csv_number(_class_accuracy(m, i)) for i in range(len(names))])
-    return csv_text(rows)
-
-
-def compare_per_class_csv(record: Mapping[str, Any]) -> str:
-    """One row per class: support, then correct and accuracy per model (``m1_correct``...)."""
-    record = jsonable(record)
-    models = list(record.get("models") or [])
-    header = ["index", "class", "support"]
-    for i in range(len(models)):
-        header += [f"m{i + 1}_correct", f"m{i + 1}_accuracy"]
-    rows: list[Sequence[Any]] = [header]
-    for c, name in enumerate(_class_names(models)):
-        per = [(_get(m, "metrics", "per_class") or [{}] * (c + 1))[c] for m in models]
-        cells = [c, name, csv_number(per[0].get("support") if per else None)]
-        for entry in per:
-            cells += [csv_number(entry.get("correct")), csv_number(entry.get("accuracy"))]
-        rows.append(cells)
-    return csv_text(rows)
-
-
-def write_compare_reports(record: Mapping[str, Any], out_dir: str | os.PathLike[str], *,
-                          force: bool = False, check_only: bool = False) -> dict[str, Path]:
-    """Write ``compare.json``, ``compare.md``, ``compare.csv``, ``compare_per_class.csv``.
-
-    Every target is checked before anything is written (see ``report.write_all``, also for
-    ``check_only``).
-    """
-    return write_all(out_dir, {
-        "json": ("compare.json", lambda: to_json(record)),
-        "markdown": ("compare.md", lambda: compare_markdown(record)),
-        "csv": ("compare.csv", lambda: compare_csv(record)),
-        "per_class_csv": ("compare_per_class.csv", lambda: compare_per_class_csv(record)),
-    }, force=force, check_only=check_only)

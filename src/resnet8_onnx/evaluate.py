@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .backends.base import Backend
     from .data import Dataset
     from .metrics import ClassificationMetrics
+    from .records import EvaluationRecord
 
 # ONNX Runtime's throughput on ResNet8 peaks around 64–128 images per call on 2 cores
 # (measured: 128 → 153 GFLOP/s, 250 → 141, 1000 → 131); larger batches only cost memory.
@@ -179,11 +180,12 @@ class EvaluationResult:
     def predictions(self) -> np.ndarray:
         return self.outputs.argmax(axis=1)
 
-    def to_record(self) -> dict[str, Any]:
-        """The JSON-ready report record (see ``report.py``); only ``timings`` varies per run."""
-        return {
-            "tool": {"name": "resnet8-onnx", "version": __version__},
-            "model": {
+    def record(self) -> EvaluationRecord:
+        """The typed report record (see ``records.py``); only ``timings`` varies per run."""
+        from .records import EvaluationRecord
+
+        return EvaluationRecord(
+            model={
                 "path": self.backend["model_path"],
                 "sha256": self.backend["model_sha256"],
                 "backend": self.backend["name"],
@@ -194,12 +196,16 @@ class EvaluationResult:
                 **{key: self.backend["extra"][key] for key in _MODEL_EXTRAS
                    if key in self.backend.get("extra", {})},
             },
-            "data": self.data,
-            "settings": run_settings(self.backend, int(self.timings.get("batch_size") or 0)),
-            "metrics": self.metrics.to_dict(),
-            "environment": self.environment,
-            "timings": self.timings,
-        }
+            data=self.data,
+            settings=run_settings(self.backend, int(self.timings.get("batch_size") or 0)),
+            metrics=self.metrics.to_dict(),
+            environment=self.environment,
+            timings=self.timings,
+        )
+
+    def to_record(self) -> dict[str, Any]:
+        """The JSON-ready form of :meth:`record`."""
+        return self.record().to_dict()
 
 
 def evaluate(

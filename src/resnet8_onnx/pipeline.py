@@ -57,13 +57,18 @@ def check_outputs(out_dir: str | os.PathLike[str], *, force: bool = False,
 
 
 def build_verdict(keras: EvaluationResult, onnx: EvaluationResult, parity: dict[str, Any],
-                  min_accuracy: float) -> dict[str, Any]:
-    """The answer to the user's question, as data and as a few sentences."""
+                  min_accuracy: float, versus: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The answer to the user's question, as data and as a few sentences.
+
+    ``versus`` is ONNX's :func:`~resnet8_onnx.compare.versus_reference` entry against Keras
+    (computed here when not given).
+    """
+    from .compare import versus_reference
     from .metrics import meets_accuracy
     from .report import format_threshold
 
     k, o = keras.metrics, onnx.metrics
-    same_predictions = int((keras.predictions == onnx.predictions).sum())
+    same_predictions = int((versus or versus_reference(keras, onnx))["agreement"])
     meets = meets_accuracy(o.correct, o.total, min_accuracy)
     equal = k.correct == o.correct and same_predictions == o.total
     passed = bool(parity["passed"] and meets and equal)
@@ -117,6 +122,7 @@ def run_pipeline(
     """
     from .backends.keras import KerasBackend, configure_threads
     from .backends.onnxrt import OnnxRuntimeBackend
+    from .compare import comparison_of
     from .convert import convert, inspect_keras_file, load_keras_model
     from .data import load_dataset
     from .fsutil import refuse_overwriting_inputs
@@ -153,39 +159,38 @@ def run_pipeline(
     parity = {**verification["parity"], "passed": verification["passed"],
               "dynamic_batch": verification["dynamic_batch"],
               "interface_problems": verification["interface_problems"]}
-    models = [keras_result.to_record(), onnx_result.to_record()]
-    verdict = build_verdict(keras_result, onnx_result, parity, min_accuracy)
+    results = [keras_result, onnx_result]
     int8_record = None
     if int8:
         int8_record, int8_result = _int8(onnx_path, int8_path, onnx_result, dataset,
                                          data_dir=data_dir, calibration_data=calibration_data,
                                          batch_size=batch_size, threads=threads, force=force,
                                          download=download)
-        models.append(int8_result.to_record())
-        verdict = add_int8_to_verdict(verdict, int8_record)
-    comparison = {
-        "models": models,
-        "conversion": conversion.to_dict(),
-        "structure": verification["structure"],
-        "parity": parity,
-        "verdict": verdict,
-        "data": dataset.describe(),
-        "settings": {"threads": threads, "available_cores": available_cores(),
-                     "batch_size": batch_size, "ort_optimization": "all"},
-    }
-    for key in ("reference_parameters", "reference_batch_normalization_layers", "provenance"):
-        if key in verification:
-            comparison[key] = verification[key]
+        results.append(int8_result)
+    # The same comparison as ``compare`` (agreement and |Δ| against Keras, computed once),
+    # plus the conversion, the verification and the verdict.
+    comparison = comparison_of(results, indices=dataset.indices)
+    verdict = build_verdict(keras_result, onnx_result, parity, min_accuracy,
+                            comparison.models[1].versus_reference)
     if int8_record is not None:
-        comparison["int8"] = int8_record
-    if "layerwise" in verification:
-        comparison["layerwise"] = verification["layerwise"]
-    comparison["files"] = {k: str(v) for k, v in
-                           write_comparison_reports(comparison, out, force=force).items()}
-    comparison["files"]["onnx"] = str(onnx_path)
+        verdict = add_int8_to_verdict(verdict, int8_record)
+    comparison.conversion = conversion.to_dict()
+    comparison.structure = verification["structure"]
+    comparison.parity = parity
+    comparison.verdict = verdict
+    comparison.data = dataset.describe()
+    comparison.settings = {"threads": threads, "available_cores": available_cores(),
+                           "batch_size": batch_size, "ort_optimization": "all"}
+    for key in ("reference_parameters", "reference_batch_normalization_layers", "provenance",
+                "layerwise"):
+        setattr(comparison, key, verification.get(key))
+    comparison.int8 = int8_record
+    comparison.files = {k: str(v) for k, v in
+                        write_comparison_reports(comparison, out, force=force).items()}
+    comparison.files["onnx"] = str(onnx_path)
     if int8:
-        comparison["files"]["onnx_int8"] = str(int8_path)
-    return comparison
+        comparison.files["onnx_int8"] = str(int8_path)
+    return comparison.to_dict()
 
 
 def _int8(onnx_path: Path, int8_path: Path, onnx_result: EvaluationResult, dataset: Any, *,
@@ -195,6 +200,7 @@ def _int8(onnx_path: Path, int8_path: Path, onnx_result: EvaluationResult, datas
           ) -> tuple[dict[str, Any], EvaluationResult]:
     """Quantise the converted model, evaluate it on the run's images; record + result."""
     from .backends.onnxrt import OnnxRuntimeBackend
+    from .compare import versus_reference
     from .quantize import find_calibration_source, load_calibration_data, quantize
 
     source = calibration_data if calibration_data is not None else \
@@ -206,23 +212,23 @@ def _int8(onnx_path: Path, int8_path: Path, onnx_result: EvaluationResult, datas
     result = evaluate(OnnxRuntimeBackend(int8_path, threads=threads), dataset,
                       batch_size=batch_size)
     n = len(result.predictions)
-    agree = int((result.predictions == onnx_result.predictions).sum())
+    versus = versus_reference(onnx_result, result)
     record["evaluation"] = {
         "data": dataset.describe(),
         "fp32": {"accuracy": onnx_result.metrics.accuracy,
                  "correct": onnx_result.metrics.correct, "total": n},
         "int8": {"accuracy": result.metrics.accuracy, "correct": result.metrics.correct,
                  "total": n},
-        "agreement": agree, "agreement_fraction": agree / n if n else None,
-        "max_abs_diff": float(abs(result.outputs - onnx_result.outputs).max()) if n else None,
-        "mean_abs_diff": float(abs(result.outputs - onnx_result.outputs).mean()) if n else None,
+        "agreement": versus["agreement"], "agreement_fraction": versus["agreement_fraction"],
+        "max_abs_diff": versus.get("max_abs_diff") if n else None,
+        "mean_abs_diff": versus.get("mean_abs_diff") if n else None,
     }
     return record, result
 
 
 def add_int8_to_verdict(verdict: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
     """The verdict with an int8 line before its last line; pass/fail is unchanged."""
-    from .quantize_report import int8_verdict_line
+    from .report import int8_verdict_line
 
     summary = list(verdict.get("summary") or [])
     line = int8_verdict_line(record)

@@ -436,6 +436,7 @@ def verify(
     from .backends.onnxrt import OnnxRuntimeBackend
     from .evaluate import run_settings
     from .memory import check_batch_fits
+    from .records import VerificationRecord
 
     check_batch_fits(max(1, min(batch_size, len(images))))
     is_onnx = Path(onnx_path).suffix.lower() == ".onnx"
@@ -471,25 +472,25 @@ def verify(
     cand_out = outputs_of(onnx_backend, candidate_outputs, f"{onnx_backend.info.name}: candidate")
     parity = compare_outputs(ref_out, cand_out, atol=atol, rtol=rtol, indices=indices)
     dynamic = check_dynamic_batch(onnx_backend, images, atol=atol, rtol=rtol)
-    report: dict[str, Any] = {
-        "passed": parity.passed and dynamic["passed"] and not problems,
-        "samples": parity.samples,
-        "argmax_agreement": parity.argmax_agreement,
-        "max_abs_diff": parity.max_abs_diff,
-        "reference": reference.info.to_dict(),
-        "provenance": provenance,
-        "candidate": onnx_backend.info.to_dict(),
-        "structure": structure,
-        "interface_problems": problems,
-        "dynamic_batch": dynamic,
-        "parity": parity.to_dict(),
-        "settings": run_settings(onnx_backend.info.to_dict(), batch_size),
-    }
+    report = VerificationRecord(
+        passed=parity.passed and dynamic["passed"] and not problems,
+        samples=parity.samples,
+        argmax_agreement=parity.argmax_agreement,
+        max_abs_diff=parity.max_abs_diff,
+        reference=reference.info.to_dict(),
+        provenance=provenance,
+        candidate=onnx_backend.info.to_dict(),
+        structure=structure,
+        interface_problems=problems,
+        dynamic_batch=dynamic,
+        parity=parity.to_dict(),
+        settings=run_settings(onnx_backend.info.to_dict(), batch_size),
+    )
     keras_model = getattr(reference, "model", None)
     if keras_model is not None and hasattr(keras_model, "count_params"):
         # tf2onnx folds BatchNormalization into the convolutions: fewer ONNX parameters.
-        report["reference_parameters"] = int(keras_model.count_params())
-        report["reference_batch_normalization_layers"] = sum(
+        report.reference_parameters = int(keras_model.count_params())
+        report.reference_batch_normalization_layers = sum(
             1 for layer in keras_model.layers if type(layer).__name__ == "BatchNormalization")
     if layerwise or not parity.passed:
         if not is_onnx:
@@ -497,9 +498,9 @@ def verify(
         elif hasattr(reference, "layer_outputs"):
             spec = getattr(onnx_backend, "preprocessing", None)
             count = getattr(onnx_backend, "fixed_batch", None) or 32
-            report["layerwise"] = localise_divergence(
+            report.layerwise = localise_divergence(
                 reference, onnx_path, images[:count], atol=atol, rtol=rtol,
                 prepare=spec.apply if spec is not None else None)
         else:
-            report["layerwise"] = {"skipped": f"{reference.info.name} exposes no layer outputs"}
-    return report
+            report.layerwise = {"skipped": f"{reference.info.name} exposes no layer outputs"}
+    return report.to_dict()

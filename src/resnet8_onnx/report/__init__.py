@@ -1,0 +1,79 @@
+"""One writer per format for every record: terminal, Markdown, JSON, CSV, PNG.
+
+Records (``records.py``) are rendered here and nowhere else; a saved ``*.json`` re-renders
+without the models, because every writer reads the record's JSON-ready form. Heavy imports
+(rich, matplotlib, numpy) happen inside the functions that need them: importing this package
+stays cheap.
+
+  text.py      numbers, names and the data statement every writer shares
+  sections.py  lines and rows built from a record, shared by terminal and Markdown
+  terminal.py  rich output of every record
+  markdown.py  Markdown reports
+  jsonio.py    JSON (deterministic) and the plain-JSON conversion
+  csv_.py      per-class and per-model CSV
+  png.py       confusion matrix, throughput plot
+  files.py     each command's report set, checked before and written atomically
+"""
+
+from .csv_ import (
+    CSV_COLUMNS,
+    compare_csv,
+    compare_per_class_csv,
+    comparison_per_class_csv,
+    csv_number,
+    csv_text,
+    per_class_csv,
+)
+from .files import (
+    write_all,
+    write_compare_reports,
+    write_comparison_reports,
+    write_quantization_reports,
+    write_reports,
+)
+from .jsonio import jsonable, to_json
+from .markdown import (
+    compare_markdown,
+    comparison_markdown,
+    markdown_summary,
+    markdown_table,
+    quantization_markdown,
+)
+from .png import confusion_matrix_png, throughput_png
+from .sections import calibration_phrase, int8_verdict_line, parameters_text, provenance_line
+from .terminal import (
+    render_benchmark_terminal,
+    render_compare_terminal,
+    render_comparison_terminal,
+    render_data_terminal,
+    render_quantization_terminal,
+    render_terminal,
+    render_verification_terminal,
+)
+from .text import (
+    BACKEND_LABELS,
+    CIFAR10_TEST_SIZE,
+    DASH,
+    backend_label,
+    describe_data,
+    format_int,
+    format_pct,
+    format_threshold,
+    is_number,
+    model_name,
+    preprocessing_line,
+)
+
+__all__ = [
+    "BACKEND_LABELS", "CIFAR10_TEST_SIZE", "CSV_COLUMNS", "DASH", "backend_label",
+    "calibration_phrase", "compare_csv", "compare_markdown", "compare_per_class_csv",
+    "comparison_markdown", "comparison_per_class_csv", "confusion_matrix_png", "csv_number",
+    "csv_text", "describe_data", "format_int", "format_pct", "format_threshold",
+    "int8_verdict_line", "is_number", "jsonable", "markdown_summary", "markdown_table",
+    "model_name", "parameters_text", "per_class_csv", "preprocessing_line", "provenance_line",
+    "quantization_markdown", "render_benchmark_terminal", "render_compare_terminal",
+    "render_comparison_terminal", "render_data_terminal", "render_quantization_terminal",
+    "render_terminal", "render_verification_terminal", "throughput_png", "to_json",
+    "write_all", "write_compare_reports", "write_comparison_reports",
+    "write_quantization_reports", "write_reports",
+]

@@ -1,0 +1,130 @@
+"""Report sets: which files each command's ``--out`` directory holds, checked then written.
+
+Text renderers return strings and these writers put them on disk atomically, so a failed or
+interrupted run never leaves half a report.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ..fsutil import (
+    check_output_dir,
+    check_writable,
+    prepare_output_dir,
+    write_bytes_atomic,
+    write_text_atomic,
+)
+from .csv_ import compare_csv, compare_per_class_csv, comparison_per_class_csv, per_class_csv
+from .jsonio import _plain_input, to_json
+from .markdown import compare_markdown, comparison_markdown, markdown_summary, quantization_markdown
+from .png import confusion_matrix_png
+from .text import _get
+
+Renderer = Callable[[], str | bytes]
+
+
+def write_all(out_dir: str | os.PathLike[str], contents: Mapping[str, tuple[str, Renderer]],
+               *, force: bool, check_only: bool = False) -> dict[str, Path]:
+    """Check every target, then render and write each file atomically.
+
+    Checking all targets before rendering or writing anything means a refused overwrite
+    fails fast and leaves the directory exactly as it was, not with half a new report.
+    ``check_only`` does just the checks, creating and rendering nothing, and returns the
+    paths: commands call it before their expensive work, so a report that would be refused
+    is refused before the models run, not after.
+    """
+    if check_only:
+        directory = check_output_dir(out_dir)
+        targets = {key: directory / name for key, (name, _) in contents.items()}
+        if directory.is_dir():
+            for path in targets.values():
+                check_writable(path, force=force)
+        return targets
+    directory = prepare_output_dir(out_dir)
+    targets = {key: directory / name for key, (name, _) in contents.items()}
+    for path in targets.values():
+        check_writable(path, force=force)
+    payloads = {key: render() for key, (_, render) in contents.items()}
+    written: dict[str, Path] = {}
+    for key, payload in payloads.items():
+        if isinstance(payload, bytes):
+            written[key] = write_bytes_atomic(targets[key], payload, force=force)
+        else:
+            written[key] = write_text_atomic(targets[key], payload, force=force)
+    return written
+
+
+@_plain_input
+def write_reports(record: Mapping[str, Any], out_dir: str | os.PathLike[str], *,
+                  force: bool = False, stem: str = "report",
+                  check_only: bool = False) -> dict[str, Path]:
+    """Write ``report.json``, ``report.md``, ``per_class.csv``, ``confusion_<backend>.png``.
+
+    The same names as the ``run`` report directory (:func:`write_comparison_reports`), so a
+    script reads either. Another ``stem`` writes ``{stem}.json``, ``{stem}.md``,
+    ``{stem}_per_class.csv`` and ``{stem}_confusion.png``. ``out_dir`` is created if missing
+    (its parent must exist). Existing files are refused unless ``force``. Returns
+    ``{"json", "markdown", "csv", "png"}`` → path.
+    """
+    backend = str(_get(record, "model", "backend", default="model"))
+    plain = stem == "report"
+    contents: dict[str, tuple[str, Renderer]] = {
+        "json": (f"{stem}.json", lambda: to_json(record)),
+        "markdown": (f"{stem}.md", lambda: markdown_summary(record)),
+        "csv": ("per_class.csv" if plain else f"{stem}_per_class.csv",
+                lambda: per_class_csv(record)),
+        "png": (f"confusion_{backend}.png" if plain else f"{stem}_confusion.png",
+                lambda: confusion_matrix_png(record)),
+    }
+    return write_all(out_dir, contents, force=force, check_only=check_only)
+
+
+@_plain_input
+def write_comparison_reports(comparison: Mapping[str, Any], out_dir: str | os.PathLike[str], *,
+                             force: bool = False, check_only: bool = False) -> dict[str, Path]:
+    """Write ``report.json``, ``report.md``, ``per_class.csv`` and ``confusion_<backend>.png``.
+
+    Returns ``{"json", "markdown", "csv", "png_<backend>"...}`` → path.
+    """
+    contents: dict[str, tuple[str, Renderer]] = {
+        "json": ("report.json", lambda: to_json(comparison)),
+        "markdown": ("report.md", lambda: comparison_markdown(comparison)),
+        "csv": ("per_class.csv", lambda: comparison_per_class_csv(comparison)),
+    }
+    models = list(comparison.get("models") or [])
+    backends = [str(_get(r, "model", "backend", default="model"))
+                + (f"_{q}" if (q := _get(r, "model", "quantization")) else "") for r in models]
+    for i, (backend, record) in enumerate(zip(backends, models, strict=True)):
+        name = backend if backends.count(backend) == 1 else f"{backend}_{i + 1}"
+        contents[f"png_{name}"] = (f"confusion_{name}.png",
+                                   lambda record=record: confusion_matrix_png(record))
+    return write_all(out_dir, contents, force=force, check_only=check_only)
+
+
+@_plain_input
+def write_compare_reports(record: Mapping[str, Any], out_dir: str | os.PathLike[str], *,
+                          force: bool = False, check_only: bool = False) -> dict[str, Path]:
+    """Write ``compare.json``, ``compare.md``, ``compare.csv``, ``compare_per_class.csv``.
+
+    Every target is checked before anything is written (see ``report.write_all``, also for
+    ``check_only``).
+    """
+    return write_all(out_dir, {
+        "json": ("compare.json", lambda: to_json(record)),
+        "markdown": ("compare.md", lambda: compare_markdown(record)),
+        "csv": ("compare.csv", lambda: compare_csv(record)),
+        "per_class_csv": ("compare_per_class.csv", lambda: compare_per_class_csv(record)),
+    }, force=force, check_only=check_only)
+
+
+@_plain_input
+def write_quantization_reports(record: Mapping[str, Any], out_dir: str | os.PathLike[str], *,
+                               force: bool = False, check_only: bool = False) -> dict[str, Path]:
+    """Write ``quantize.json`` and ``quantize.md`` (all targets checked before writing)."""
+    contents = {"json": ("quantize.json", lambda: to_json(record)),
+                "markdown": ("quantize.md", lambda: quantization_markdown(record))}
+    return write_all(out_dir, contents, force=force, check_only=check_only)

@@ -1,0 +1,184 @@
+"""PNG writer: the confusion matrix of an evaluation, throughput against batch size of a
+benchmark. matplotlib is imported inside the functions; identical records give identical
+bytes (no date or software metadata)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .jsonio import _plain_input, jsonable
+from .text import _class_names, _get, describe_data, format_int, format_pct, model_name
+
+
+@_plain_input
+def confusion_matrix_png(record: Mapping[str, Any], *, dpi: int = 110) -> bytes:
+    """The confusion matrix as a PNG: counts in cells, colour = share of the true class.
+
+    Row-normalised colour makes classes comparable even when their support differs (a perf
+    subset has 20 images per class, a custom set may be unbalanced); the counts stay exact.
+    """
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import PowerNorm
+    from matplotlib.figure import Figure
+
+    metrics = _get(record, "metrics", default={})
+    matrix = np.asarray(metrics.get("confusion_matrix") or [], dtype=np.int64)
+    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or matrix.size == 0:
+        raise ValueError("the record holds no square confusion matrix")
+    n = matrix.shape[0]
+    names = _class_names(record)
+    row_sums = matrix.sum(axis=1, keepdims=True)
+    share = np.divide(matrix, row_sums, out=np.zeros(matrix.shape, dtype=float),
+                      where=row_sums > 0)
+
+    side = max(6.0, 0.72 * n + 2.6)
+    fig = Figure(figsize=(side + 1.1, side), dpi=dpi, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    # Square-root colour scale: a 5 % confusion is visibly tinted, not lost next to a 90 % diagonal.
+    norm = PowerNorm(gamma=0.5, vmin=0.0, vmax=1.0)
+    image = ax.imshow(share, cmap="Blues", norm=norm, interpolation="nearest")
+    colorbar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03)
+    colorbar.set_ticks([0.0, 0.01, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0])
+    colorbar.set_label("share of the true class (row-normalised, square-root scale)")
+    colorbar.ax.yaxis.set_major_formatter(lambda v, _pos: f"{v:.0%}")
+
+    small = n > 12
+    for i in range(n):
+        for j in range(n):
+            count = int(matrix[i, j])
+            dark = float(norm(share[i, j])) > 0.6  # white text on the darker blues
+            if count == 0:
+                ax.text(j, i, "0", ha="center", va="center", fontsize=7, color="#b0b0b0",
+                        in_layout=False)
+                continue
+            label = f"{count:,}"
+            if i == j and not small:
+                label += f"\n{share[i, j]:.1%}"
+            ax.text(j, i, label, ha="center", va="center", fontsize=7 if small else 8.5,
+                    color="white" if dark else "#1a1a1a",
+                    fontweight="bold" if i == j else "normal", linespacing=1.1,
+                    in_layout=False)  # inside the axes: nothing for the layout to measure
+
+    ax.set_xticks(range(n), labels=names, rotation=40, ha="right", rotation_mode="anchor")
+    ax.set_yticks(range(n), labels=names)
+    ax.set_xlabel("predicted class", fontsize=10, labelpad=6)
+    ax.set_ylabel("true class", fontsize=10, labelpad=6)
+    ax.tick_params(length=0)
+    ax.set_xticks(np.arange(-0.5, n, 1), minor=True)
+    ax.set_yticks(np.arange(-0.5, n, 1), minor=True)
+    ax.grid(which="minor", color="white", linewidth=1.2)
+    ax.tick_params(which="minor", length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+
+    accuracy = metrics.get("accuracy")
+    headline = f"{model_name(record)} ({_get(record, 'model', 'backend', default='model')})"
+    figures = f"top-1 accuracy {format_pct(accuracy)} ({format_int(metrics.get('correct'))} / " \
+              f"{format_int(metrics.get('total'))})"
+    fig.suptitle(f"{headline}\n{figures}", fontsize=12, fontweight="bold")
+    data = _get(record, "data", default={})
+    official = bool(_get(data, "full_official_test_set", default=False))
+    ax.set_title(describe_data(data), fontsize=9.5, pad=8,
+                 color="#444444" if official else "#b22222",
+                 fontweight="normal" if official else "bold")
+
+    buffer = io.BytesIO()
+    # No "Software"/date metadata: identical records give byte-identical PNGs.
+    fig.savefig(buffer, format="png", metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def throughput_png(record: Mapping[str, Any], *, dpi: int = 110) -> bytes:
+    """Throughput vs batch size, one line per model / threads / optimisation level.
+
+    Colour tells optimisation levels (and models) apart, dashes mark fewer threads; when all
+    models share one MAC count a right-hand GFLOP/s axis and the MatMul references are drawn.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
+
+    from ..evaluate import available_cores
+
+    record = jsonable(record)
+    results = list(record.get("results") or [])
+    if not results:
+        raise ValueError("the benchmark record holds no results")
+    models = list(record.get("models") or [])
+    machine = record.get("machine") or {}
+    cores = machine.get("cores") or available_cores()
+    groups: dict[tuple[Any, Any, Any], list[Mapping[str, Any]]] = {}
+    for r in results:
+        groups.setdefault((r["model"], r.get("optimization"), r.get("threads")), []).append(r)
+    most = max((r.get("threads") or cores) for r in results)
+
+    fig = Figure(figsize=(10.5, 6.2), dpi=dpi, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+               "#7f7f7f", "#bcbd22", "#17becf"]
+    colour_keys: list[tuple[Any, Any]] = []
+    markers = "osD^vP*X"
+    for (m, opt, thr), points in groups.items():
+        if (m, opt) not in colour_keys:
+            colour_keys.append((m, opt))
+        colour = palette[colour_keys.index((m, opt)) % len(palette)]
+        points = sorted(points, key=lambda r: r["batch_size"])
+        t = thr or cores
+        label = str(models[m]["label"] if m < len(models) else f"#{m + 1}")
+        label += f" · opt {opt}" if opt else ""
+        label += f" · {t} thread{'s' if t != 1 else ''}" + (" (default)" if thr is None else "")
+        ax.plot([r["batch_size"] for r in points], [r["images_per_second"] for r in points],
+                color=colour, linestyle="-" if t == most else "--",
+                marker=markers[m % len(markers)], markersize=6, linewidth=2, label=label)
+    sizes = sorted({r["batch_size"] for r in results})
+    ax.set_xscale("log")
+    ax.set_xticks(sizes, labels=[f"{s:,}" for s in sizes])
+    ax.minorticks_off()
+    ax.set_xlabel("batch size (images per call)", fontsize=11)
+    ax.set_ylabel("throughput (images/s)", fontsize=11)
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:,.0f}"))
+    ax.grid(True, which="major", color="#dddddd", linewidth=0.8)
+    ax.set_ylim(bottom=0)
+
+    macs = {e.get("macs_per_image") for e in models}
+    macs.discard(None)
+    if len(macs) == 1:
+        per_image = 2 * next(iter(macs)) / 1e9  # GFLOP per image
+        top = max(r["images_per_second"] for r in results)
+        reference = (machine.get("matmul_reference") or {}).get("gflops") or {}
+        for t, gflops in sorted(reference.items(),
+                                key=lambda kv: int(kv[0])):
+            if gflops:
+                ips = gflops / per_image
+                # In the legend rather than annotated: a label on the plot hides data points.
+                ax.axhline(ips, color="#555555", linestyle=":", linewidth=1.4,
+                           dashes=(1, 2 + 2 * int(t == str(most))),
+                           label=f"ONNX Runtime MatMul reference · {t} "
+                                 f"thread{'s' if t != '1' else ''} "
+                                 f"({gflops:,.0f} GFLOP/s)")
+                top = max(top, ips)
+        ax.set_ylim(0, top * 1.12)
+        second = ax.secondary_yaxis("right", functions=(lambda v: v * per_image,
+                                                        lambda g: g / per_image))
+        second.set_ylabel(f"GFLOP/s (2 × {next(iter(macs)):,} MACs per image)", fontsize=10)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.12 if len(macs) == 1 else 1.01, 1.0),
+              fontsize=9, frameon=False, title="model · optimisation · threads",
+              title_fontsize=9)
+    inputs = record.get("inputs") or {}
+    what = "real images" if inputs.get("kind") == "data" else "synthetic images"
+    names = ", ".join(Path(str(e.get("path"))).name for e in models[:3])
+    names += f" and {len(models) - 3} more" if len(models) > 3 else ""
+    fig.suptitle(f"Throughput vs batch size — {names}", fontsize=13, fontweight="bold")
+    cpu = f" ({machine['cpu']})" if machine.get("cpu") else ""
+    ax.set_title(f"{what}; {cores} cores{cpu}; solid lines: {most} "
+                 f"thread{'s' if most != 1 else ''}, dashed: fewer", fontsize=9.5,
+                 color="#444444")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", metadata={"Software": None})
+    return buffer.getvalue()

@@ -1,0 +1,76 @@
+"""Typed records: a schema in every JSON, to_dict/from_dict round trips, wrong kinds refused."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from resnet8_onnx import records as r
+from resnet8_onnx.report import to_json
+
+
+def _round_trip(record: r.Record) -> None:
+    data = json.loads(to_json(record.to_dict()))
+    again = type(record).from_dict(data)
+    assert again == type(record).from_dict(json.loads(to_json(again.to_dict())))
+    assert json.loads(to_json(again.to_dict())) == data
+    assert r.record_from_dict(data) == again
+
+
+def test_every_record_names_its_schema_and_version():
+    for kind in r.RECORD_TYPES:
+        d = kind().to_dict()
+        assert d["schema"] == kind.SCHEMA
+        assert d["schema"].startswith("resnet8-onnx/")
+        assert d["schema_version"] == kind.SCHEMA_VERSION
+    assert len({k.SCHEMA for k in r.RECORD_TYPES}) == len(r.RECORD_TYPES)
+
+
+def test_optional_keys_left_out_until_set_and_unknown_keys_kept():
+    rec = r.ComparisonRecord(models=[r.EvaluationRecord(label="#1 Keras")])
+    d = rec.to_dict()
+    assert "verdict" not in d
+    assert "layerwise" not in d
+    assert "label" in d["models"][0]
+    back = r.ComparisonRecord.from_dict({**d, "future_key": [1, 2]})
+    assert back.extra == {"future_key": [1, 2]}
+    assert isinstance(back.models[0], r.EvaluationRecord)
+    assert back.to_dict()["future_key"] == [1, 2]
+
+
+def test_a_record_of_another_kind_is_refused():
+    with pytest.raises(ValueError, match="not a resnet8-onnx/verification"):
+        r.VerificationRecord.from_dict(r.BenchmarkRecord().to_dict())
+    with pytest.raises(ValueError, match="unknown record schema"):
+        r.record_from_dict({"schema": "other/thing"})
+
+
+def test_a_record_written_before_schemas_is_read():
+    old = {"passed": True, "samples": 3, "argmax_agreement": 3, "max_abs_diff": 0.0}
+    rec = r.VerificationRecord.from_dict(old)
+    assert rec.passed
+    assert rec.samples == 3
+    assert rec.extra == {}
+
+
+def test_evaluation_comparison_and_benchmark_of_real_runs_round_trip(tmp_path):
+    from model_factory import make_classifier, synthetic_dataset
+    from resnet8_onnx.backends import load_backend
+    from resnet8_onnx.bench import benchmark
+    from resnet8_onnx.compare import compare_results
+    from resnet8_onnx.evaluate import evaluate
+
+    path = make_classifier(tmp_path / "tiny.onnx")
+    data = synthetic_dataset(20)
+    results = [evaluate(load_backend(path), data) for _ in range(2)]
+    _round_trip(results[0].record())
+    assert results[0].to_record()["schema"] == r.EvaluationRecord.SCHEMA
+    comparison = r.ComparisonRecord.from_dict(compare_results(results, indices=data.indices))
+    assert comparison.kind == "compare"
+    assert comparison.models[1].versus_reference["agreement"] == 20
+    _round_trip(comparison)
+    bench = benchmark([path], batch_sizes=(2,), threads=[1], optimization_levels=["all"],
+                      reference=False, min_seconds=0.0, min_iterations=1, warmup_seconds=0.0)
+    assert bench["schema"] == r.BenchmarkRecord.SCHEMA
+    _round_trip(r.BenchmarkRecord.from_dict(bench))
