@@ -20,16 +20,9 @@ import numpy as np
 import pytest
 
 from conftest import cifar_test_images, shared_path
-from resnet8_onnx import __version__
+from resnet8_onnx import __version__, keras_io
 from resnet8_onnx import convert as convert_mod
-from resnet8_onnx.convert import (
-    CIFAR10_CLASSES,
-    ConversionResult,
-    convert,
-    inspect_keras_file,
-    load_keras_model,
-    output_kind_of,
-)
+from resnet8_onnx.convert import CIFAR10_CLASSES, ConversionResult, convert
 from resnet8_onnx.errors import (
     InputNotFoundError,
     InvalidInputError,
@@ -39,6 +32,7 @@ from resnet8_onnx.errors import (
     UsageError,
     VerificationFailedError,
 )
+from resnet8_onnx.keras_io import inspect_keras_file, load_keras_model, output_kind_of
 
 
 def one_line_error(excinfo: pytest.ExceptionInfo[ToolError], *fragments: str) -> str:
@@ -99,7 +93,7 @@ def test_inspect_real_model_lists_its_layers_without_tensorflow() -> None:
     path = shared_path("models", "pretrainedResnet.h5")
     code = (
         "import sys\n"
-        "from resnet8_onnx.convert import inspect_keras_file\n"
+        "from resnet8_onnx.keras_io import inspect_keras_file\n"
         f"info = inspect_keras_file({str(path)!r})\n"
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
         "print(info.model_class, info.format, info.keras_version)\n"
@@ -317,7 +311,7 @@ def test_unsupported_opset_and_unsafe_source_fail_before_loading(tmp_path: Path)
 
 @pytest.fixture(scope="module")
 def keras() -> Any:
-    _, keras = convert_mod.import_tensorflow()
+    _, keras = keras_io.import_tensorflow()
     return keras
 
 
@@ -407,8 +401,8 @@ def test_frozen_layer_allowlist_matches_installed_keras(keras: Any) -> None:
     exported = {name for name in dir(keras.layers)
                 if inspect.isclass(getattr(keras.layers, name))
                 and issubclass(getattr(keras.layers, name), keras.layers.Layer)}
-    assert exported >= convert_mod._LAYER_CLASSES
-    unclassified = exported - convert_mod._LAYER_CLASSES - set(convert_mod._CODE_RUNNING)
+    assert exported >= keras_io._LAYER_CLASSES
+    unclassified = exported - keras_io._LAYER_CLASSES - set(keras_io._CODE_RUNNING)
     assert unclassified == {"Layer", "Wrapper"}  # a new Keras layer needs a decision here
 
 
@@ -425,7 +419,7 @@ def test_small_models_convert_and_match_keras(
     assert (result.output_name, result.output_kind, result.num_classes) == (kind, kind, 10)
     assert output_kind_of(model) == kind
     x = np.random.default_rng(3).uniform(0, 255, (16, 32, 32, 3)).astype(np.float32)
-    expected = np.asarray(convert_mod.call_model(model, x))
+    expected = np.asarray(keras_io.call_model(model, x))
     got = ort_run(out, x)
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
     assert np.ptp(expected, axis=0).max() > 1e-3  # outputs depend on the input at all
@@ -450,7 +444,7 @@ def test_foreign_keras_models_convert_to_pytorch_with_onnx2torch(
     result = convert_torch(source, tmp_path / "model.pt2")
     assert result.builder == "onnx2torch"
     x = np.random.default_rng(4).uniform(0, 255, (16, 32, 32, 3)).astype(np.float32)
-    expected = np.asarray(convert_mod.call_model(load_keras_model(source), x))
+    expected = np.asarray(keras_io.call_model(load_keras_model(source), x))
     backend = load_backend(tmp_path / "model.pt2")
     np.testing.assert_allclose(backend.predict(x), expected, rtol=0, atol=1e-5)
     assert backend.output_kind == ("logits" if name.startswith("seq") else "probabilities")
@@ -489,7 +483,7 @@ def test_other_shapes_refused_by_default_and_accepted_on_request(
     assert json.loads(result.metadata["class_names"]) == ["0", "1", "2", "3", "4"]
     assert json.loads(result.metadata["input_shape"]) == ["N", 28, 28, 1]
     x = np.random.default_rng(4).uniform(0, 255, (3, 28, 28, 1)).astype(np.float32)
-    expected = np.asarray(convert_mod.call_model(model, x))
+    expected = np.asarray(keras_io.call_model(model, x))
     np.testing.assert_allclose(ort_run(out, x), expected, rtol=0, atol=1e-5)
 
     named = convert(source, tmp_path / "named.onnx", model=model, input_shape=(28, 28, 1),
@@ -641,7 +635,7 @@ def test_real_model_onnx_matches_keras_on_real_images(
     result, model = real_conversion
     images, _ = cifar_test_images(64)
     x = images[:batch]
-    expected = np.asarray(convert_mod.call_model(model, x))
+    expected = np.asarray(keras_io.call_model(model, x))
     got = ort_run(result.output_path, x)
     assert got.shape == (batch, 10)
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)

@@ -18,9 +18,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 from resnet8_onnx import errors
 from resnet8_onnx.cli import main
-from resnet8_onnx.convert import read_keras_config
 from resnet8_onnx.errors import UsageError
 from resnet8_onnx.evaluate import run_inference
+from resnet8_onnx.keras_io import read_keras_config
 from resnet8_onnx.torch_convert import (
     _choose_builder,
     convert_torch,

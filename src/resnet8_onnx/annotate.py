@@ -20,10 +20,15 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .errors import InputNotFoundError, InvalidInputError, UsageError, VerificationFailedError
+from .data.format import IMAGE_SHAPE
+from .errors import (
+    InputNotFoundError,
+    InvalidInputError,
+    UsageError,
+    VerificationFailedError,
+    one_line,
+)
 from .preprocess import METADATA_EMBEDDED, embed, raw_uint8, record
-
-DEFAULT_IMAGE_SHAPE = (32, 32, 3)
 
 
 def read_class_names(path: str | os.PathLike[str]) -> list[str]:
@@ -101,7 +106,7 @@ def annotate(
 
     original = OnnxRuntimeBackend(source, preprocessing=preprocessing, output=output)
     spec, sources = original.preprocessing, original.preprocessing_sources
-    image_shape = tuple(images.shape[1:]) if images is not None else DEFAULT_IMAGE_SHAPE
+    image_shape = tuple(images.shape[1:]) if images is not None else IMAGE_SHAPE
     got = original.pixel_shape
     if any(g is not None and g != e for g, e in zip(got, image_shape, strict=True)):
         shown = "×".join("?" if d is None else str(d) for d in original.info.input_shape[1:])
@@ -139,7 +144,7 @@ def annotate(
             onnx.checker.check_model(new)
         except Exception as exc:
             raise InvalidInputError(f"{source}: the model with embedded preprocessing fails "
-                                    f"the ONNX checker: {str(exc).splitlines()[0]}") from None
+                                    f"the ONNX checker: {one_line(exc, limit=None)}") from None
         data = new.SerializeToString()
         embedded = OnnxRuntimeBackend(data, label=f"{out} (embedded)", output=output,
                                       preprocessing=raw_uint8())

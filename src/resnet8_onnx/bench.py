@@ -35,6 +35,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .backends.onnxrt import OPTIMIZATION_LEVELS
+from .convert import DEFAULT_OPSET
+from .data.format import IMAGE_SHAPE
 from .errors import InvalidInputError, UsageError
 from .evaluate import available_cores
 from .progress import track
@@ -44,7 +47,6 @@ if TYPE_CHECKING:
     from .backends.base import Backend
 
 DEFAULT_BATCH_SIZES = (1, 8, 64, 256, 1000)
-OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
 DEFAULT_MIN_SECONDS = 0.5
 DEFAULT_MIN_ITERATIONS = 3
 DEFAULT_WARMUP_SECONDS = 0.1
@@ -53,7 +55,6 @@ QUICK_WARMUP_SECONDS = 0.02
 SGEMM_SIZE = 1024
 MATMUL_SIZE = 1024
 BUSY_WARNING = 0.25  # share of this process's cores busy with other work before measuring
-DEFAULT_IMAGE_SHAPE = (32, 32, 3)
 
 
 def default_threads() -> tuple[int, ...]:
@@ -136,7 +137,7 @@ def ort_matmul_gflops(threads: int, *, n: int = MATMUL_SIZE, repeat: int = 5) ->
         [helper.make_node("MatMul", ["a", "b"], ["c"])], "matmul",
         [helper.make_tensor_value_info(name, TensorProto.FLOAT, [n, n]) for name in "ab"],
         [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", DEFAULT_OPSET)])
     model.ir_version = 8
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
@@ -375,7 +376,7 @@ def _inputs(backend: Backend, images: np.ndarray | None, count: int,
         if len(shape) != 3:
             raise InvalidInputError(f"{backend.info.model_path}: input has rank "
                                     f"{len(shape) + 1}, expected an NHWC image batch")
-        dims = tuple(d if d is not None else DEFAULT_IMAGE_SHAPE[i] for i, d in enumerate(shape))
+        dims = tuple(d if d is not None else IMAGE_SHAPE[i] for i, d in enumerate(shape))
         pixels = np.random.default_rng(seed).integers(0, 256, (count, *dims), dtype=np.uint8)
     spec = getattr(backend, "preprocessing", None)
     if spec is not None:

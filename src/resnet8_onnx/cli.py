@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, errors
+from .backends.onnxrt import OPTIMIZATION_LEVELS
+from .convert import DEFAULT_OPSET
+from .data.format import IMAGE_SHAPE, NUM_CLASSES
 
 EXIT_CODES = """exit codes: 0 ok, 2 usage, 3 input not found, 4 invalid or corrupt input,
 5 unsafe input refused, 6 verification failed, 7 accuracy below threshold,
@@ -139,8 +142,6 @@ def _int_list(text: str) -> list[int]:
 
 
 def _levels(text: str) -> list[str]:
-    from .bench import OPTIMIZATION_LEVELS
-
     levels = [p.strip().lower() for p in text.split(",") if p.strip()]
     unknown = [lvl for lvl in levels if lvl not in OPTIMIZATION_LEVELS]
     if unknown or not levels:
@@ -348,7 +349,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from .convert import DEFAULT_OPSET, convert
+    from .convert import convert
     from .torch_convert import is_torch_conversion
 
     output = args.output or str(Path(args.model).with_suffix(".onnx"))
@@ -706,15 +707,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="file to write: .onnx, .pt2 or .safetensors (default: MODEL with .onnx "
                         "suffix)")
     p.add_argument("--opset", type=int, default=None,
-                   help="ONNX opset (default: 17 from Keras, 14–18 tested; 18 from PyTorch, "
-                        "the oldest torch.onnx emits)")
+                   help=f"ONNX opset (default: {DEFAULT_OPSET} from Keras, 14–18 tested; 18 from "
+                        "PyTorch, the oldest torch.onnx emits)")
     p.add_argument("--torch-builder", choices=("auto", "native", "onnx2torch"), default="auto",
                    help="how a .pt2 is built: native = readable ResNet8 module with the .h5 "
                         "weights ported; onnx2torch = any supported ONNX model; auto = native "
                         "when the .h5 is recognised as the MLCommons ResNet8 (default: auto)")
-    p.add_argument("--input-shape", type=_shape, default=(32, 32, 3), metavar="H,W,C",
+    p.add_argument("--input-shape", type=_shape, default=IMAGE_SHAPE, metavar="H,W,C",
                    help="required input shape, or 'any' to accept the model's (default: 32,32,3)")
-    p.add_argument("--num-classes", type=_classes, default=10, metavar="N",
+    p.add_argument("--num-classes", type=_classes, default=NUM_CLASSES, metavar="N",
                    help="required number of classes, or 'any' (default: 10)")
     output_options(p)
     p.set_defaults(func=cmd_convert)
@@ -771,7 +772,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(p)
     p.add_argument("--out", metavar="DIR", default="resnet8-report",
                    help="report directory (default: ./resnet8-report)")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET,
+                   help=f"ONNX opset (default: {DEFAULT_OPSET})")
     p.add_argument("--min-accuracy", type=_accuracy, default=0.85, metavar="X",
                    help="accuracy the ONNX model must reach (≥): a fraction from 0 to 1 or a "
                         "percentage like 85%% (default: 85%%)")
@@ -819,9 +821,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_int_list, metavar="LIST", default=None,
                    help="comma-separated thread counts, 'all' = every core (default: 1,all)")
     p.add_argument("--optimization", type=_levels, metavar="LEVELS",
-                   default=["disable", "basic", "extended", "all"],
+                   default=list(OPTIMIZATION_LEVELS),
                    help="ONNX Runtime graph optimisation levels to compare (default: "
-                        "disable,basic,extended,all)")
+                        f"{','.join(OPTIMIZATION_LEVELS)})")
     p.add_argument("--full-grid", action="store_true",
                    help="every level at every thread count (default: every level at the most "
                         "threads, plus the other thread counts at the highest level)")
@@ -938,11 +940,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else ""
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``resnet8-onnx`` console script; returns the exit code.
 
@@ -971,7 +968,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if debug:
                 traceback.print_exc()
             else:
-                message = _first_line(exc) or type(exc).__name__
+                message = errors.one_line(exc, limit=None)
                 print(f"resnet8-onnx: error: {message}", file=sys.stderr)
             return exc.exit_code
         except KeyboardInterrupt:
@@ -989,7 +986,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if debug:
                 traceback.print_exc()
             else:
-                print(f"resnet8-onnx: internal error: {type(exc).__name__}: {_first_line(exc)} "
+                print(f"resnet8-onnx: internal error: {type(exc).__name__}: "
+                      f"{errors.one_line(exc, limit=None) if str(exc).strip() else ''} "
                       "(run with --debug for the traceback; please report it)", file=sys.stderr)
             return errors.INTERNAL
 

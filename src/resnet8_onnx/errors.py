@@ -92,6 +92,23 @@ class DownloadError(ToolError):
     exit_code = DOWNLOAD_FAILED
 
 
+def one_line(value: object, limit: int | None = 200) -> str:
+    """The first line of a message (an exception's, or any text), whitespace collapsed.
+
+    The one way an error line quotes something it did not write: third-party errors (ONNX
+    checker, tf2onnx, Keras, runtimes) carry pages of text, and file contents may carry
+    newlines. An exception with no message gives its type name; ``limit`` cuts the line to
+    that many characters (``None``: the whole first line).
+    """
+    text = str(value).strip()
+    if not text:
+        return type(value).__name__ if isinstance(value, BaseException) else ""
+    line = " ".join(text.splitlines()[0].split())
+    if limit is not None and len(line) > limit:
+        line = line[: limit - 1] + "…"
+    return line
+
+
 class InterruptState:
     """Which signal interrupted the work, if any (see :func:`handle_interrupts`)."""
 

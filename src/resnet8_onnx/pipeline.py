@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .convert import DEFAULT_OPSET
 from .data.download import fetch
 from .errors import InputNotFoundError
 from .evaluate import DEFAULT_BATCH_SIZE, EvaluationResult, available_cores, evaluate
@@ -108,8 +109,9 @@ def run_pipeline(
     *, model: str | os.PathLike[str] | None, data_dir: str | os.PathLike[str] | None,
     out_dir: str | os.PathLike[str], split: str = "test", subset: str = "full",
     indices_file: str | os.PathLike[str] | None = None, limit: int | None = None,
-    opset: int = 17, min_accuracy: float = DEFAULT_MIN_ACCURACY, atol: float = DEFAULT_ATOL,
-    rtol: float = DEFAULT_RTOL, batch_size: int = DEFAULT_BATCH_SIZE, threads: int | None = None,
+    opset: int = DEFAULT_OPSET, min_accuracy: float = DEFAULT_MIN_ACCURACY,
+    atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL,
+    batch_size: int = DEFAULT_BATCH_SIZE, threads: int | None = None,
     force: bool = False, download: bool | None = None, int8: bool = False,
     calibration_data: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
@@ -123,9 +125,10 @@ def run_pipeline(
     from .backends.keras import KerasBackend, configure_threads
     from .backends.onnxrt import OnnxRuntimeBackend
     from .compare import comparison_of
-    from .convert import convert, inspect_keras_file, load_keras_model
+    from .convert import convert
     from .data import load_dataset
     from .fsutil import refuse_overwriting_inputs
+    from .keras_io import inspect_keras_file, load_keras_model
     from .report import write_comparison_reports
 
     out = Path(out_dir)

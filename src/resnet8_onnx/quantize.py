@@ -39,7 +39,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import __version__
-from .errors import InputNotFoundError, InvalidInputError, UsageError, interrupts_deferred
+from .errors import (
+    InputNotFoundError,
+    InvalidInputError,
+    UsageError,
+    interrupts_deferred,
+    one_line,
+)
 from .evaluate import DEFAULT_BATCH_SIZE
 from .fsutil import check_writable, file_digest, write_bytes_atomic
 from .progress import status, track
@@ -258,7 +264,7 @@ def inspect_float_model(path: str | os.PathLike[str]) -> FloatModel:
     try:
         model = onnx.load(str(p), load_external_data=False)
     except Exception as exc:  # protobuf DecodeError, OSError, ...
-        raise InvalidInputError(f"{p}: not an ONNX model ({_first_line(exc)})") from None
+        raise InvalidInputError(f"{p}: not an ONNX model ({one_line(exc)})") from None
     graph = model.graph
     if any(init.data_location == onnx.TensorProto.EXTERNAL for init in graph.initializer):
         raise InvalidInputError(f"{p}: models with external tensor data are not supported")
@@ -282,18 +288,13 @@ def inspect_float_model(path: str | os.PathLike[str]) -> FloatModel:
     try:
         onnx.checker.check_model(model)
     except Exception as exc:
-        raise InvalidInputError(f"{p}: fails the ONNX checker ({_first_line(exc)})") from None
+        raise InvalidInputError(f"{p}: fails the ONNX checker ({one_line(exc)})") from None
     return FloatModel(
         path=str(p), sha256=file_digest(p), size_bytes=p.stat().st_size,
         input_name=inputs[0].name, image_shape=tuple(dims[1:]),
         metadata={prop.key: prop.value for prop in model.metadata_props},
         node_names=tuple(n.name for n in graph.node if n.name),
     )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 # --------------------------------------------------------------------------- images
@@ -676,7 +677,7 @@ def _pre_process(model_path: Path, out: Path) -> None:
         quant_pre_process(str(model_path), str(out))
     except Exception as exc:
         raise InvalidInputError(f"{model_path}: ONNX Runtime's quantisation pre-processing "
-                                f"failed ({_first_line(exc)})") from exc
+                                f"failed ({one_line(exc)})") from exc
 
 
 def _excluded_nodes_exist(recipe: Recipe, pre: Path, model: FloatModel) -> None:
@@ -850,8 +851,8 @@ def quantize(
                 except (ValueError, RuntimeError, KeyError, TypeError) as exc:
                     if len(grid) == 1:
                         raise InvalidInputError(f"{model.path}: ONNX Runtime could not quantise "
-                                                f"with {r.label}: {_first_line(exc)}") from exc
-                    error = _first_line(exc)
+                                                f"with {r.label}: {one_line(exc)}") from exc
+                    error = one_line(exc)
                 candidates.append({"recipe": r, "path": path, "error": error,
                                    "seconds": round(time.perf_counter() - t0, 2)})
                 advance(1)
@@ -1044,7 +1045,7 @@ def _finalise(path: Path, model: FloatModel, recipe: Recipe, dataset: Dataset,
         onnx.checker.check_model(proto)
     except Exception as exc:  # pragma: no cover - ORT's quantiser output should always pass
         raise InvalidInputError(f"{model.path}: the quantised model fails the ONNX checker "
-                                f"({_first_line(exc)})") from exc
+                                f"({one_line(exc)})") from exc
     return proto.SerializeToString()
 
 
@@ -1095,7 +1096,7 @@ def _diagnose(pre: Path, tmp: Path, recipe: Recipe, chosen_path: Path, model: Fl
         try:
             found = layer_errors(pre, qdq_path, model.input_name, images)
         except Exception as exc:  # a diagnosis must not sink the quantised model
-            return None, f"per-layer error could not be measured: {_first_line(exc)}"
+            return None, f"per-layer error could not be measured: {one_line(exc)}"
     where = "held-out" if len(hold_images) else "calibration"
     return found, (f"{note}{len(images):,} {where} images; SQNR in dB, lowest first; node "
                    "names are what --exclude takes")

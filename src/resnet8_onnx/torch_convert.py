@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import __version__, progress
+from .data.format import CLASS_NAMES
 from .errors import (
     InvalidInputError,
     MissingExtraError,
@@ -47,6 +48,7 @@ from .errors import (
     UsageError,
     VerificationFailedError,
     interrupts_deferred,
+    one_line,
 )
 from .fsutil import check_writable, file_digest
 from .torch_io import (
@@ -407,7 +409,7 @@ def _load_into(module: Any, state_dict: Mapping[str, Any], source: str) -> None:
 
 def native_from_keras(path: str | os.PathLike[str]) -> tuple[ResNet8, NativePlan]:
     """The native ResNet8 with weights ported from a Keras ``.h5``; raises if not recognised."""
-    from .convert import read_keras_config
+    from .keras_io import read_keras_config
 
     p = Path(path)
     config = read_keras_config(p)  # the safe pre-scan runs first
@@ -590,7 +592,7 @@ def onnx2torch_module(path: str | os.PathLike[str]) -> Any:
             raise
         except Exception as exc:
             raise InvalidInputError(f"{path}: onnx2torch cannot convert it: "
-                                    f"{_one_line(exc)}") from exc
+                                    f"{one_line(exc)}") from exc
     _constant_shape_ops(module)
     return module.eval()
 
@@ -603,11 +605,6 @@ def _onnx_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------- export + checks
-def _one_line(exc: BaseException, limit: int = 200) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _input_shape(module: Any, fallback: tuple[int, ...] | None) -> tuple[int, ...]:
     config = getattr(module, "config", None)
     if config is not None and hasattr(config, "input_shape"):
@@ -630,7 +627,7 @@ def export_program(module: Any, image_shape: tuple[int, ...]) -> Any:
             raise
         except Exception as exc:
             raise InvalidInputError(f"torch.export could not export the module: "
-                                    f"{_one_line(exc)}") from exc
+                                    f"{one_line(exc)}") from exc
 
 
 def _random_batch(image_shape: tuple[int, ...], n: int, seed: int = 0) -> np.ndarray:
@@ -704,7 +701,6 @@ def _versions() -> dict[str, str]:
 
 
 def _class_names(metadata: Mapping[str, Any], k: int) -> list[str]:
-    from .convert import CIFAR10_CLASSES
 
     names = metadata.get("class_names")
     if isinstance(names, str):
@@ -712,7 +708,7 @@ def _class_names(metadata: Mapping[str, Any], k: int) -> list[str]:
             names = json.loads(names)
     if isinstance(names, list) and len(names) == k:
         return [str(n) for n in names]
-    return list(CIFAR10_CLASSES) if k == len(CIFAR10_CLASSES) else [str(i) for i in range(k)]
+    return list(CLASS_NAMES) if k == len(CLASS_NAMES) else [str(i) for i in range(k)]
 
 
 def _choose_builder(source: Path, builder: str) -> str:
@@ -740,7 +736,7 @@ def _choose_builder(source: Path, builder: str) -> str:
         return builder
     if suffix == ".keras":
         return "onnx2torch"
-    from .convert import read_keras_config
+    from .keras_io import read_keras_config
 
     try:
         recognise_resnet8(read_keras_config(source))
@@ -797,12 +793,12 @@ def convert_to_torch(
         else:
             onnx_path = source
             if source.suffix.lower() in KERAS_SUFFIXES:
-                from .convert import convert
+                from .convert import DEFAULT_OPSET, convert
 
                 tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
                 onnx_path = tmp / "model.onnx"
                 convert(source, onnx_path, input_shape=None, num_classes=None,
-                        opset=opset or 17)
+                        opset=opset or DEFAULT_OPSET)
             onnx_meta = _onnx_metadata(onnx_path)
             module = onnx2torch_module(onnx_path)
             ort = _ort_runner(onnx_path)
@@ -954,7 +950,7 @@ def convert_torch_to_onnx(
             raise
         except Exception as exc:
             raise InvalidInputError(f"{source}: torch.onnx.export failed: "
-                                    f"{_one_line(exc)}") from exc
+                                    f"{one_line(exc)}") from exc
     proto = onnx_program.model_proto
     versions = _versions()
     metadata = {

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .data.format import IMAGE_SHAPE
+
 ARCHITECTURE = "mlcommons-resnet8"
 
 
@@ -50,7 +52,7 @@ class StackSpec:
 class ResNet8Config:
     """Everything that shapes the module; read from the Keras config, stored beside weights."""
 
-    input_shape: tuple[int, int, int] = (32, 32, 3)
+    input_shape: tuple[int, int, int] = IMAGE_SHAPE
     stem_filters: int = 16
     stacks: tuple[StackSpec, ...] = (
         StackSpec(16, 1, False), StackSpec(32, 2, True), StackSpec(64, 2, True))

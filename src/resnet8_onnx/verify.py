@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import InputNotFoundError, InvalidInputError, UsageError
+from .data.format import IMAGE_SHAPE, NUM_CLASSES
+from .errors import InputNotFoundError, InvalidInputError, UsageError, one_line
 from .evaluate import DEFAULT_BATCH_SIZE, predict_all
 from .fsutil import file_digest
 
@@ -98,8 +99,8 @@ def structure_report(onnx_path: str | os.PathLike[str]) -> dict[str, Any]:
         onnx.checker.check_model(model, full_check=True)
         onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InvalidInputError(f"{path}: fails the ONNX checker: {first}") from exc
+        raise InvalidInputError(f"{path}: fails the ONNX checker: "
+                                f"{one_line(exc, limit=None)}") from exc
     graph = model.graph
     init_names = {t.name for t in graph.initializer}
     inputs = [{"name": i.name, "shape": _shape_of(i),
@@ -128,8 +129,8 @@ def structure_report(onnx_path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def check_io_contract(
-    structure: dict[str, Any], *, image_shape: tuple[int, int, int] = (32, 32, 3),
-    num_classes: int = 10, spec: Preprocessing | None = None, output: str | None = None,
+    structure: dict[str, Any], *, image_shape: tuple[int, int, int] = IMAGE_SHAPE,
+    num_classes: int = NUM_CLASSES, spec: Preprocessing | None = None, output: str | None = None,
 ) -> list[str]:
     """Problems with the model's interface, as sentences (empty when it fits the task).
 
@@ -420,7 +421,7 @@ def verify(
     candidate: Backend | None = None, reference_outputs: np.ndarray | None = None,
     candidate_outputs: np.ndarray | None = None, indices: np.ndarray | None = None,
     atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL, layerwise: bool = False,
-    image_shape: tuple[int, int, int] = (32, 32, 3), num_classes: int = 10,
+    image_shape: tuple[int, int, int] = IMAGE_SHAPE, num_classes: int = NUM_CLASSES,
     batch_size: int = DEFAULT_BATCH_SIZE, threads: int | None = None,
     candidate_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:

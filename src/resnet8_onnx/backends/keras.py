@@ -1,6 +1,6 @@
 """The Keras model itself as a backend: the reference every converted model is compared with.
 
-Loading goes through :func:`resnet8_onnx.convert.load_keras_model`, so the same safe pre-scan
+Loading goes through :func:`resnet8_onnx.keras_io.load_keras_model`, so the same safe pre-scan
 protects it. Prediction calls a ``tf.function``-wrapped ``model(x, training=False)`` with a
 fixed input signature rather than ``model.predict``: ``predict`` builds a dataset and a
 step function per call, which dominates the run time for the small batches we feed it.
@@ -15,15 +15,15 @@ from typing import Any
 
 import numpy as np
 
-from ..convert import (
+from ..errors import InvalidInputError, UsageError
+from ..fsutil import file_digest
+from ..keras_io import (
     call_model,
     import_tensorflow,
     inspect_keras_file,
     load_keras_model,
     output_kind_of,
 )
-from ..errors import InvalidInputError, UsageError
-from ..fsutil import file_digest
 from .base import BackendInfo
 
 

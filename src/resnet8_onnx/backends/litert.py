@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidInputError, interrupts_deferred
+from ..errors import InvalidInputError, interrupts_deferred, one_line
 from ..fsutil import file_digest
 from ..quiet import native_chatter_filtered
 from .base import BackendInfo
@@ -44,8 +44,8 @@ class LiteRTBackend:
                 self.interpreter = Interpreter(model_path=str(path), num_threads=threads or None)
                 self.interpreter.allocate_tensors()
         except Exception as exc:  # LiteRT raises ValueError/RuntimeError with long text
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise InvalidInputError(f"{path}: not a loadable TFLite model: {first}") from exc
+            raise InvalidInputError(f"{path}: not a loadable TFLite model: "
+                                    f"{one_line(exc, limit=None)}") from exc
         inputs = self.interpreter.get_input_details()
         outputs = self.interpreter.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:

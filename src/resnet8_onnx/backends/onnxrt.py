@@ -14,12 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidInputError, UsageError, interrupts_deferred
+from ..errors import InvalidInputError, UsageError, interrupts_deferred, one_line
 from ..fsutil import file_digest
 from ..preprocess import _NUMPY_OF_ORT, Preprocessing, record, resolve
 from .base import BackendInfo
 
 DEFAULT_PROVIDER = "CPUExecutionProvider"
+# ONNX Runtime's graph optimisation levels, weakest first (``benchmark --optimization``).
+OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
 
 
 def _dim(d: Any) -> int | None:
@@ -88,8 +90,8 @@ class OnnxRuntimeBackend:
         try:
             self.session = ort.InferenceSession(source, sess_options=options, providers=[chosen])
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph/InvalidProtobuf types
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise InvalidInputError(f"{where}: not a loadable ONNX model: {first}") from exc
+            raise InvalidInputError(f"{where}: not a loadable ONNX model: "
+                                    f"{one_line(exc, limit=None)}") from exc
 
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1:

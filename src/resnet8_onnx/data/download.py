@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 
 from .. import __version__
-from ..errors import DownloadError, InputNotFoundError, InvalidInputError, OutputError
+from ..errors import DownloadError, InputNotFoundError, InvalidInputError, OutputError, one_line
 from ..fsutil import atomic_write
 from ..progress import track
 from .known_files import KNOWN_FILES, require_official
@@ -38,11 +38,6 @@ class UnreachableError(DownloadError):
     Still a failed download (exit 9, as documented), but distinguished from a failed transfer
     so :func:`fetch` can add where it looked and a hint to use a local copy.
     """
-
-
-def _oneline_reason(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
 
 
 def fetch(
@@ -127,9 +122,9 @@ def download_file(
     except urllib.error.URLError as exc:
         raise UnreachableError(f"{url}: cannot connect ({exc.reason})") from None
     except (TimeoutError, OSError, http.client.HTTPException) as exc:
-        raise UnreachableError(f"{url}: cannot connect ({_oneline_reason(exc)})") from None
+        raise UnreachableError(f"{url}: cannot connect ({one_line(exc, limit=None)})") from None
     except ValueError as exc:
-        raise DownloadError(f"{url}: invalid URL ({_oneline_reason(exc)})") from None
+        raise DownloadError(f"{url}: invalid URL ({one_line(exc, limit=None)})") from None
     hashes = {alg: hashlib.new(alg) for alg, want in (("sha256", sha256), ("md5", md5)) if want}
     with response:
         length_header = response.headers.get("Content-Length")
@@ -143,7 +138,7 @@ def download_file(
                 try:
                     chunk = response.read(_CHUNK)
                 except (TimeoutError, OSError, http.client.HTTPException) as exc:
-                    reason = _oneline_reason(exc)
+                    reason = one_line(exc, limit=None)
                     raise DownloadError(
                         f"{url}: download interrupted after {received:,} bytes ({reason})"
                     ) from None

@@ -53,9 +53,3 @@ def file_batch_names(fmt: str, split: str) -> list[str]:
 def count(n: int, singular: str, plural: str | None = None) -> str:
     """'1 image', '2 images', '1,000 images'."""
     return f"{n:,} {singular if n == 1 else plural or singular + 's'}"
-
-
-def oneline(text: object, limit: int = 200) -> str:
-    """``text`` on one line, cut to ``limit`` characters (for error messages)."""
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, one_line
 from ..progress import track
 from .dataset import Dataset, DataSource
 from .format import (
@@ -22,7 +22,6 @@ from .format import (
     TRAIN_STEM,
     UNKNOWN_SPLIT,
     count,
-    oneline,
 )
 
 _LOSSLESS_FORMATS = {"PNG", "BMP", "PPM", "TIFF"}
@@ -113,7 +112,7 @@ def _read_image(path: Path, tally: _Tally) -> np.ndarray:
     except InvalidInputError:
         raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise InvalidInputError(f"{path}: cannot read image ({oneline(exc, 120)})") from None
+        raise InvalidInputError(f"{path}: cannot read image ({one_line(exc, 120)})") from None
     tally.formats[fmt] = tally.formats.get(fmt, 0) + 1
     return pixels
 

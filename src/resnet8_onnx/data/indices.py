@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputNotFoundError, InvalidInputError
+from ..errors import InputNotFoundError, InvalidInputError, one_line
 from ..fsutil import file_digest
-from .format import PERF_INDICES, TEST_SET_SIZE, oneline
+from .format import PERF_INDICES, TEST_SET_SIZE
 from .known_files import KNOWN_FILES, is_official_perf_indices
 
 
@@ -26,9 +26,9 @@ def _load_array(p: Path) -> np.ndarray:
     try:
         arr = np.load(p, allow_pickle=False)
     except ValueError as exc:
-        raise InvalidInputError(f"{p}: not a plain .npy array ({oneline(exc, 120)})") from None
+        raise InvalidInputError(f"{p}: not a plain .npy array ({one_line(exc, 120)})") from None
     except (OSError, EOFError) as exc:
-        raise InvalidInputError(f"{p}: cannot read .npy file ({oneline(exc, 120)})") from None
+        raise InvalidInputError(f"{p}: cannot read .npy file ({one_line(exc, 120)})") from None
     if not isinstance(arr, np.ndarray):
         if hasattr(arr, "close"):
             arr.close()

@@ -32,6 +32,7 @@ from ..fsutil import file_digest
 from .format import (
     BINARY_DIR,
     BINARY_TAR,
+    FILE_BATCH_SIZE,
     MODEL,
     PERF_INDICES,
     PYTHON_DIR,
@@ -44,7 +45,7 @@ _MLPERF_TINY = (
     "benchmark/training/image_classification/"
 )
 _CIFAR_SITE = "https://www.cs.toronto.edu/~kriz/"
-_BINARY_FILE_BATCH_BYTES = 10_000 * RECORD_BYTES
+_BINARY_FILE_BATCH_BYTES = FILE_BATCH_SIZE * RECORD_BYTES
 
 
 @dataclass(frozen=True)

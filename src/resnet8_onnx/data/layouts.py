@@ -12,7 +12,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, one_line
 from .download import fetch
 from .format import (
     BINARY_DIR,
@@ -21,7 +21,6 @@ from .format import (
     PYTHON_DIR,
     PYTHON_TAR,
     file_batch_names,
-    oneline,
 )
 from .images import is_image_folder
 from .locations import data_dirs, named_data_dir, walk
@@ -63,7 +62,7 @@ def tar_kind(path: Path) -> str:
                     return "python-tar"
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise InvalidInputError(
-            f"{path}: not a readable tar archive ({oneline(exc, 120)})"
+            f"{path}: not a readable tar archive ({one_line(exc, 120)})"
         ) from None
     raise InvalidInputError(f"{path}: archive holds neither {BINARY_DIR}/ nor {PYTHON_DIR}/")
 

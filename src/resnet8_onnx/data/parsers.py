@@ -16,8 +16,8 @@ from typing import IO, Any
 
 import numpy as np
 
-from ..errors import InvalidInputError, UnsafeInputError
-from .format import IMAGE_BYTES, IMAGE_SHAPE, NUM_CLASSES, RECORD_BYTES, oneline
+from ..errors import InvalidInputError, UnsafeInputError, one_line
+from .format import IMAGE_BYTES, IMAGE_SHAPE, NUM_CLASSES, RECORD_BYTES
 
 _CHUNK_RECORDS = 1024  # records parsed per read: a 3 MB buffer, however large the file
 
@@ -134,7 +134,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
         obj = self._allowed.get((module, name))
         if obj is None:
             raise UnsafeInputError(
-                f"{self._name}: refused pickled global {oneline(module, 80)}.{oneline(name, 80)} "
+                f"{self._name}: refused pickled global {one_line(module, 80)}.{one_line(name, 80)} "
                 "(a CIFAR-10 batch only holds numpy arrays); nothing was executed"
             )
         return obj
@@ -151,7 +151,7 @@ def restricted_loads(data: bytes, *, name: str) -> Any:
         raise
     except Exception as exc:  # any malformed pickle: EOFError, UnpicklingError, ValueError...
         raise InvalidInputError(
-            f"{name}: not a valid pickle ({type(exc).__name__}: {oneline(exc, 120)})"
+            f"{name}: not a valid pickle ({type(exc).__name__}: {one_line(exc, 120)})"
         ) from None
 
 

@@ -22,7 +22,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from ..errors import InputNotFoundError, InvalidInputError, UsageError
+from ..errors import InputNotFoundError, InvalidInputError, UsageError, one_line
 from ..fsutil import file_digest
 from ..progress import track
 from .dataset import INDICES_SUBSET, SUBSETS, Dataset, DataSource
@@ -39,7 +39,6 @@ from .format import (
     SPLITS,
     TEST_SET_SIZE,
     file_batch_names,
-    oneline,
 )
 from .images import load_image_folder
 from .indices import read_indices
@@ -120,7 +119,7 @@ def _read_tar(
         raise
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise InvalidInputError(
-            f"{layout.path}: not a readable tar archive ({oneline(exc, 120)})"
+            f"{layout.path}: not a readable tar archive ({one_line(exc, 120)})"
         ) from None
     for name in names:
         if name not in out:
@@ -247,7 +246,7 @@ def _verify_meta(fmt: str, meta_name: str, meta: tuple[str, bytes] | None,
     class_names = parse_meta(fmt, buf, name=label)
     if tuple(class_names) != CLASS_NAMES:
         raise InvalidInputError(
-            f"{label}: class names {oneline(class_names, 120)} are not the CIFAR-10 classes"
+            f"{label}: class names {one_line(class_names, 120)} are not the CIFAR-10 classes"
         )
     identity = identify(meta_name, md5=hashlib.md5(buf).hexdigest())
     if identity.known is None:

@@ -11,10 +11,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..data.format import TEST_SET_SIZE as CIFAR10_TEST_SIZE
 from .jsonio import jsonable
-
-CIFAR10_TEST_SIZE = 10_000
-
 
 DASH = "—"
 
