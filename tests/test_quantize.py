@@ -139,7 +139,7 @@ def test_recipe_validation_and_grid() -> None:
 
 # --------------------------------------------------------------------------- the job
 def test_auto_quantisation_record_and_model(tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(q, "read_cpuinfo", lambda: NO_VNNI)  # not this machine's CPU
+    monkeypatch.setattr(q.job, "read_cpuinfo", lambda: NO_VNNI)  # not this machine's CPU
     grid = q.auto_grid(methods=["minmax"])
     _model, data, record = quick(tmp_path, grid)
     out = tmp_path / "m_int8.onnx"
@@ -166,6 +166,16 @@ def test_auto_quantisation_record_and_model(tmp_path, monkeypatch) -> None:
     assert "no VNNI" in d["speed_verdict"]
     word = "SLOWER" if d["speed"]["speedup"] < 0.95 else "as fast"
     assert word in d["speed_verdict"]
+    # the saved JSON reads back into the same typed record, and writes the same JSON again
+    from resnet8_onnx.records import QuantizationRecord, record_from_dict
+
+    again = record_from_dict(d)
+    assert isinstance(again, QuantizationRecord)
+    assert again == QuantizationRecord.from_dict(json.loads(to_json(record.to_dict())))
+    assert again.recipe == record.recipe
+    assert again.cpu == NO_VNNI
+    assert again.chosen == record.chosen
+    assert json.loads(to_json(again.to_dict())) == d
     # the written model: checked, quantised, float input, source + quantisation metadata
     written = onnx.load(str(out))
     onnx.checker.check_model(written)

@@ -1,8 +1,7 @@
 """The typed results every command produces, one dataclass per kind, each with a schema.
 
 Evaluation, comparison (``compare`` and ``run``; ``run``'s adds the conversion, verification
-and verdict), verification and benchmark records. The quantisation record is typed in
-:mod:`resnet8_onnx.quantize`, whose convention these follow: every record's JSON carries
+and verdict), verification, benchmark and quantisation records. Every record's JSON carries
 ``schema`` (``"resnet8-onnx/<kind>"``) and ``schema_version`` beside the keys it always had,
 so a reader can tell what a saved file holds and whether it understands that version.
 
@@ -14,11 +13,18 @@ nothing. Records hold data only: the writers are in :mod:`resnet8_onnx.report`.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from . import __version__
+
+if TYPE_CHECKING:
+    from .evaluate import EvaluationResult
+    from .quantize.cpu import CpuInfo
+    from .quantize.recipe import Recipe
 
 SCHEMA_PREFIX = "resnet8-onnx/"
 
@@ -187,8 +193,182 @@ class BenchmarkRecord(Record):
     seconds: float | None = None
 
 
+# --------------------------------------------------------------------------- quantisation
+@dataclass(frozen=True)
+class Candidate:
+    """One recipe of the grid, as measured."""
+
+    recipe: Recipe
+    holdout_agreement: int | None  # images whose top-1 equals fp32's
+    holdout_count: int
+    holdout_mean_abs_diff: float | None
+    images_per_second: float | None
+    speedup: float | None  # images/s over fp32's, same run, same images
+    size_bytes: int
+    quantize_seconds: float
+    eligible: bool = False
+    chosen: bool = False
+    error: str | None = None  # quantisation failed for this recipe (the others go on)
+    pruned: bool = False  # under half the fastest candidate's speed: timed once, not scored
+
+    @property
+    def agreement_fraction(self) -> float | None:
+        if self.holdout_agreement is None or not self.holdout_count:
+            return None
+        return self.holdout_agreement / self.holdout_count
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"recipe": self.recipe.to_dict(), "holdout_agreement": self.holdout_agreement,
+                "holdout_count": self.holdout_count,
+                "holdout_agreement_fraction": self.agreement_fraction,
+                "holdout_mean_abs_diff": self.holdout_mean_abs_diff,
+                "images_per_second": self.images_per_second, "speedup": self.speedup,
+                "size_bytes": self.size_bytes, "quantize_seconds": self.quantize_seconds,
+                "eligible": self.eligible, "chosen": self.chosen, "error": self.error,
+                "pruned": self.pruned}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Candidate:
+        from .quantize.recipe import Recipe
+
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{**{k: v for k, v in data.items() if k in names},
+                      "recipe": Recipe.from_dict(data["recipe"])})
+
+
+@dataclass(frozen=True)
+class ModelFigures:
+    """One model (fp32 or int8) on the evaluation images."""
+
+    path: str
+    sha256: str
+    size_bytes: int
+    accuracy: float
+    correct: int
+    total: int
+    per_class: tuple[dict[str, Any], ...]  # name, correct, support, accuracy
+    images_per_second: float | None
+    argmax_ties: int = 0
+
+    @classmethod
+    def from_result(cls, result: EvaluationResult, path: str | os.PathLike[str],
+                    images_per_second: float | None) -> ModelFigures:
+        m = result.metrics
+        return cls(path=str(path), sha256=result.backend["model_sha256"],
+                   size_bytes=Path(path).stat().st_size, accuracy=m.accuracy,
+                   correct=m.correct, total=m.total,
+                   per_class=tuple({"name": c.name, "correct": c.correct,
+                                    "support": c.support, "accuracy": c.accuracy}
+                                   for c in m.per_class),
+                   images_per_second=images_per_second, argmax_ties=m.argmax_ties)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "sha256": self.sha256, "size_bytes": self.size_bytes,
+                "accuracy": self.accuracy, "correct": self.correct, "total": self.total,
+                "per_class": [dict(c) for c in self.per_class],
+                "images_per_second": self.images_per_second, "argmax_ties": self.argmax_ties}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelFigures:
+        names = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in names}
+        return cls(**{**kwargs, "per_class": tuple(kwargs.get("per_class") or ())})
+
+
+@dataclass(frozen=True)
+class LayerError:
+    """Quantisation error at one tensor, from ONNX Runtime's ``qdq_loss_debug``.
+
+    Both figures are signal-to-quantisation-noise ratios in dB (higher is better):
+    ``local_sqnr_db`` compares the tensor before and after its own quantise/dequantise step
+    (the error this layer adds), ``vs_float_sqnr_db`` compares it with the float model's
+    tensor (the error accumulated up to here).
+    """
+
+    tensor: str
+    node: str | None  # the node producing the tensor: what --exclude takes
+    op_type: str | None
+    local_sqnr_db: float
+    vs_float_sqnr_db: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LayerError:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def _default_recipe() -> Recipe:
+    from .quantize.recipe import Recipe
+
+    return Recipe()
+
+
+@dataclass(kw_only=True)
+class QuantizationRecord(Record):
+    """Everything ``quantize`` measured and decided: the recipe grid as measured, the choice,
+    the images of each role, the speed on this CPU and, optionally, test-set figures."""
+
+    SCHEMA: ClassVar[str] = SCHEMA_PREFIX + "quantization-record"
+
+    tool: dict[str, Any] = field(default_factory=tool)
+    kind: str = "quantize"
+    source: dict[str, Any] = field(default_factory=dict)  # the fp32 model: path, sha256, size
+    output: dict[str, Any] = field(default_factory=dict)  # the int8 model: path, sha256, size
+    recipe: Recipe = field(default_factory=_default_recipe)
+    selection: dict[str, Any] = field(default_factory=dict)  # mode, tolerance, reason
+    candidates: tuple[Candidate, ...] = ()
+    calibration: dict[str, Any] = field(default_factory=dict)  # source, count, sha256, rule
+    holdout: dict[str, Any] | None = None
+    speed: dict[str, Any] = field(default_factory=dict)  # fp32/int8 images/s, speedup, ...
+    cpu: CpuInfo | None = None
+    speed_verdict: str = ""
+    evaluation: dict[str, Any] | None = None  # test-set figures: fp32, int8, agreement, |Δ|
+    layer_errors: tuple[LayerError, ...] | None = None
+    layer_errors_note: str | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    seconds: float | None = None
+
+    @property
+    def chosen(self) -> Candidate | None:
+        return next((c for c in self.candidates if c.chosen), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        out.update({
+            "recipe": self.recipe.to_dict(),
+            "candidates": [c.to_dict() for c in self.candidates],
+            "cpu": None if self.cpu is None else self.cpu.to_dict(),
+            "layer_errors": None if self.layer_errors is None
+            else [e.to_dict() for e in self.layer_errors],
+            "notes": list(self.notes),
+        })
+        out.update(self.extra)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> QuantizationRecord:
+        from .quantize.cpu import CpuInfo
+        from .quantize.recipe import Recipe
+
+        record = super().from_dict(data)
+        errors = record.layer_errors
+        return dataclasses.replace(
+            record, recipe=Recipe.from_dict(record.recipe) if isinstance(record.recipe, Mapping)
+            else record.recipe,
+            candidates=tuple(Candidate.from_dict(c) for c in record.candidates),
+            cpu=CpuInfo.from_dict(record.cpu) if isinstance(record.cpu, Mapping) else record.cpu,
+            layer_errors=None if errors is None else tuple(LayerError.from_dict(e)
+                                                           for e in errors),
+            notes=tuple(record.notes))
+
+
 RECORD_TYPES: tuple[type[Record], ...] = (EvaluationRecord, ComparisonRecord,
-                                          VerificationRecord, BenchmarkRecord)
+                                          VerificationRecord, BenchmarkRecord,
+                                          QuantizationRecord)
 
 
 def record_from_dict(data: Mapping[str, Any]) -> Record:

@@ -29,15 +29,26 @@ from __future__ import annotations
 import ast
 import io
 import json
+import logging
 import os
 import pickle
 import re
+import sys
 import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-from .errors import InputNotFoundError, InvalidInputError, UnsafeInputError
+from .errors import (
+    InputNotFoundError,
+    InvalidInputError,
+    MissingExtraError,
+    UnsafeInputError,
+    interrupts_deferred,
+)
+
+EXTRA_HINT = "pip install 'resnet8-onnx[torch]' (from a checkout: pip install -e \".[torch]\")"
 
 PT2_SUFFIXES = (".pt2",)
 PICKLE_SUFFIXES = (".pt", ".pth")
@@ -341,11 +352,42 @@ def inspect_pt2_file(path: str | os.PathLike[str]) -> dict[str, Any]:
             "sample_inputs": sample_inputs}
 
 
+# --------------------------------------------------------------------------- torch itself
+def import_torch() -> ModuleType:
+    """Import torch, or fail with one line naming the extra that provides it.
+
+    Triton is kept out of the process: torch imports it lazily (``torch.export`` pulls in
+    ``torch._dynamo``), and its bundled LLVM crashes the process when TensorFlow's is already
+    loaded (``verify model.h5 model.pt2``). Nothing here compiles kernels (no
+    ``torch.compile``), so Triton is never needed.
+    """
+    if "triton" not in sys.modules:
+        sys.modules["triton"] = None  # type: ignore[assignment]
+    try:
+        with interrupts_deferred():  # Ctrl-C inside its C++ init becomes an ImportError
+            import torch
+    except ImportError as exc:
+        raise MissingExtraError(
+            f"PyTorch is not installed; this needs the 'torch' extra: {EXTRA_HINT}") from exc
+    # Its import-time warning that Triton kernels cannot be FLOP-counted: we run none.
+    logging.getLogger("torch.utils.flop_counter").setLevel(logging.ERROR)
+    return torch
+
+
+def require_module(module: str) -> ModuleType:
+    import importlib
+
+    import_torch()
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingExtraError(
+            f"{module} is not installed; this needs the 'torch' extra: {EXTRA_HINT}") from exc
+
+
 # --------------------------------------------------------------------------- loading
 def load_exported_program(path: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
     """Pre-scan, then ``torch.export.load``: (ExportedProgram, our metadata or ``{}``)."""
-    from .torch_convert import import_torch
-
     scan = inspect_pt2_file(path)
     torch = import_torch()
     try:
@@ -385,8 +427,6 @@ def load_state_dict(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[
 
     Returns (state dict, string metadata; only safetensors files carry any).
     """
-    from .torch_convert import import_torch
-
     p = Path(path)
     if not p.is_file():
         raise InputNotFoundError(f"{p}: model file not found")

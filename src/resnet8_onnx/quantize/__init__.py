@@ -1,0 +1,70 @@
+"""int8 post-training static quantisation with ONNX Runtime, chosen and judged by measurement.
+
+Which int8 recipe is right depends on the CPU: on x86 with VNNI, uint8 activations × int8
+weights in QDQ form run about twice as fast as float, while int8 activations — the advice
+usually given — run several times *slower*. A user cannot know that without measuring, so
+:func:`quantize` measures for them: it quantises a small grid of recipes (format × activation
+type × calibration method), scores each on held-out images for agreement with the float model,
+times each against the float model in the same run on this machine, and keeps the fastest
+recipe within a stated agreement tolerance. Every candidate stays in the record.
+
+Images have three distinct roles, and the record says which images played which:
+
+- **calibration** — the images whose activation ranges set the int8 scales;
+- **held-out** — other images of the *same source* (disjoint positions, see
+  :func:`split_positions`) on which the candidates are scored and timed;
+- **evaluation** — optionally, the test set, used only for the final figures, never to choose.
+
+Calibration never uses test images unless the caller asks for it (the MLCommons recipe used
+500 test images); a record that did says so next to its accuracy.
+
+Nothing here imports TensorFlow; ``onnxruntime.quantization`` is imported when first needed.
+
+Modules: :mod:`.recipe` (recipes, the grid, the choice), :mod:`.calibration` (images and
+their roles), :mod:`.cpu` (CPU features, the speed verdict), :mod:`.engine` (ONNX Runtime's
+quantiser and sessions), :mod:`.diagnosis` (per-layer error), :mod:`.job` (the measured
+search). The record types are in :mod:`resnet8_onnx.records`.
+"""
+
+from __future__ import annotations
+
+from ..records import Candidate, LayerError, ModelFigures, QuantizationRecord
+from .calibration import (
+    DEFAULT_CALIBRATION_COUNT,
+    DEFAULT_HOLDOUT_COUNT,
+    MIN_HOLDOUT,
+    find_calibration_source,
+    images_sha256,
+    load_calibration_data,
+    split_positions,
+)
+from .cpu import CPU_FLAGS, INT8_DOT_FLAGS, CpuInfo, read_cpuinfo, speed_verdict
+from .diagnosis import DIAGNOSIS_IMAGES, layer_errors
+from .engine import CALIBRATION_BATCH, QUANTIZED_OPS, FloatModel, inspect_float_model
+from .job import DEFAULT_MIN_AGREEMENT, TIMING_IMAGES, TIMING_ROUNDS, quantize
+from .recipe import (
+    ACTIVATION_TYPES,
+    DEFAULT_TOLERANCE,
+    FORMATS,
+    METHODS,
+    PRUNE_BELOW,
+    SPEED_NOISE,
+    WEIGHT_TYPES,
+    Recipe,
+    auto_grid,
+    select_candidate,
+)
+
+SCHEMA = QuantizationRecord.SCHEMA
+SCHEMA_VERSION = QuantizationRecord.SCHEMA_VERSION
+
+__all__ = [
+    "ACTIVATION_TYPES", "CALIBRATION_BATCH", "CPU_FLAGS", "DEFAULT_CALIBRATION_COUNT",
+    "DEFAULT_HOLDOUT_COUNT", "DEFAULT_MIN_AGREEMENT", "DEFAULT_TOLERANCE", "DIAGNOSIS_IMAGES",
+    "FORMATS", "INT8_DOT_FLAGS", "METHODS", "MIN_HOLDOUT", "PRUNE_BELOW", "QUANTIZED_OPS",
+    "SCHEMA", "SCHEMA_VERSION", "SPEED_NOISE", "TIMING_IMAGES", "TIMING_ROUNDS",
+    "WEIGHT_TYPES", "Candidate", "CpuInfo", "FloatModel", "LayerError", "ModelFigures",
+    "QuantizationRecord", "Recipe", "auto_grid", "find_calibration_source", "images_sha256",
+    "inspect_float_model", "layer_errors", "load_calibration_data", "quantize",
+    "read_cpuinfo", "select_candidate", "speed_verdict", "split_positions",
+]

@@ -1,0 +1,171 @@
+"""Calibration images: where they come from, which positions calibrate and which are held out.
+
+Images have three roles, and the record says which images played which: *calibration* sets
+the int8 scales, *held-out* images of the same source (disjoint positions) score and time the
+candidates, and the optional *evaluation* set (the test set) gives final figures only.
+Calibration reads training images unless the caller asks for test images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import InputNotFoundError, InvalidInputError, UsageError
+
+if TYPE_CHECKING:
+    from ..data import Dataset
+
+DEFAULT_CALIBRATION_COUNT = 1000
+DEFAULT_HOLDOUT_COUNT = 1000
+MIN_HOLDOUT = 100  # fewer held-out images cannot tell recipes 1 % apart
+
+
+def split_positions(
+    available: int, calibration_count: int, holdout_count: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Disjoint positions into a source of ``available`` images: calibration, then held-out.
+
+    Calibration takes ``calibration_count`` positions spread evenly over the whole source
+    (``floor(k * available / count)``), held-out takes up to ``holdout_count`` of the rest,
+    spread the same way. Spreading matters for image folders, which are sorted by class: the
+    first 1,000 images would be five classes only. For the 2,000-image ``train-2000-png``
+    folder and the default 1,000 this is exactly the even positions for calibration and the
+    odd positions held out, 100 images of each class in each part.
+    """
+    if calibration_count < 1:
+        raise UsageError(f"calibration count must be at least 1, got {calibration_count}")
+    if calibration_count > available:
+        raise InvalidInputError(f"calibration source holds {available:,} images, fewer than "
+                                f"the {calibration_count:,} asked for (--calibration-count)")
+    calibration = (np.arange(calibration_count) * available) // calibration_count
+    rest = np.setdiff1d(np.arange(available), calibration)
+    take = min(holdout_count, len(rest))
+    holdout = rest[(np.arange(take) * len(rest)) // take] if take else rest[:0]
+    return calibration.astype(np.int64), holdout.astype(np.int64)
+
+
+def images_sha256(images: np.ndarray) -> str:
+    """sha256 of the exact uint8 pixels (N, H, W, C, C order): identifies a calibration set."""
+    h = hashlib.sha256()
+    h.update(str(tuple(images.shape)).encode())
+    h.update(np.ascontiguousarray(images, dtype=np.uint8).tobytes())
+    return h.hexdigest()
+
+
+def _looks_like_test_indices(folder: Path) -> bool:
+    """An image folder whose files are named by number is named by test-set index (perf-png)."""
+    stems = [f.stem for d in folder.iterdir() if d.is_dir() for f in d.iterdir()
+             if not f.name.startswith(".")]
+    return bool(stems) and all(s.isascii() and s.isdigit() for s in stems)
+
+
+def load_calibration_data(
+    source: str | os.PathLike[str] | None, *, indices_file: str | os.PathLike[str] | None = None,
+    download: bool | None = None,
+) -> Dataset:
+    """The calibration images: the *training* split of ``source`` unless told otherwise.
+
+    ``indices_file`` (test-set indices, e.g. MLCommons' ``calibration_samples_idxs.npy``)
+    selects those images of the *test* split — the MLCommons recipe; the data set is then
+    marked ``split="test"`` and every report says calibration used test images. An image
+    folder named by test-set index (like ``perf-png``) is test images too.
+    """
+    from ..data import load_dataset, load_indices
+
+    if indices_file is not None:
+        path = Path(indices_file).expanduser()
+        if not path.is_file():
+            raise InputNotFoundError(f"{indices_file}: calibration indices file not found")
+        indices = load_indices(path)
+        dataset = load_dataset(source, split="test", download=download)
+        return dataset.select(indices, f"calibration indices {path.name}")
+    split = "train"
+    if source is not None:
+        folder = Path(source).expanduser()
+        if folder.is_dir() and _is_image_folder(folder) and _looks_like_test_indices(folder):
+            split = "test"
+    try:
+        dataset = load_dataset(source, split=split, download=download)
+    except InputNotFoundError as exc:
+        raise InputNotFoundError(
+            f"{exc} (calibration reads training images: an image folder such as "
+            "train-2000-png or an official archive; test images only with "
+            "--calibration-indices)") from None
+    if len(dataset) == 0:
+        raise InvalidInputError(f"{dataset.source.path}: calibration source holds no images")
+    return dataset
+
+
+def _is_image_folder(folder: Path) -> bool:
+    from ..data import CLASS_NAMES
+
+    return any((folder / name).is_dir() for name in CLASS_NAMES)
+
+
+def find_calibration_source(data_dir: str | os.PathLike[str] | None) -> Path | None:
+    """Training images near ``data_dir``: an official layout holding the training batches,
+    else an image folder whose name starts with ``train`` (e.g. ``train-2000-png``).
+
+    Searched like the test set (the data directories, two levels down); ``None`` when there
+    is none, and the caller may then download the official archive.
+    """
+    from ..data import BINARY_DIR, BINARY_TAR, PYTHON_DIR, PYTHON_TAR
+    from ..data.locations import data_dirs, walk
+
+    folders: list[Path] = []
+    for root in data_dirs(data_dir):
+        for path in [root, *walk(root)]:
+            name = path.name
+            if name in (BINARY_TAR, PYTHON_TAR) and path.is_file():
+                return path
+            if name == BINARY_DIR and (path / "data_batch_1.bin").is_file():
+                return path
+            if name == PYTHON_DIR and (path / "data_batch_1").is_file():
+                return path
+            if name.lower().startswith("train") and path.is_dir() and _is_image_folder(path):
+                folders.append(path)
+    return folders[0] if folders else None
+
+
+
+def calibration_account(dataset: Dataset, positions: np.ndarray, images: np.ndarray,
+                         indices_note: str | None) -> dict[str, Any]:
+    test_images = dataset.split == "test"
+    described = dataset.describe()
+    return {
+        "source": described["source"],
+        "split": dataset.split,
+        "subset": dataset.subset,
+        "count": len(images),
+        "source_count": len(dataset),
+        "sha256": images_sha256(images),
+        "test_images": test_images,
+        "selection": (indices_note or
+                      f"{len(images):,} of {len(dataset):,} images at evenly spread positions "
+                      f"floor(k × {len(dataset):,} / {len(images):,})"),
+        "test_indices": None if dataset.indices is None or not test_images
+        else [int(i) for i in np.asarray(dataset.indices)[positions][:20]],
+    }
+
+
+def as_dataset(calibration: Dataset | np.ndarray) -> Dataset:
+    from ..data import CLASS_NAMES, Dataset, DataSource
+
+    if not isinstance(calibration, np.ndarray):
+        return calibration
+    images = np.asarray(calibration)
+    if images.dtype != np.uint8 or images.ndim != 4:
+        raise InvalidInputError(f"calibration images must be uint8 NHWC, got {images.dtype} "
+                                f"{images.shape}")
+    source = DataSource(kind="array", path="<array>",
+                        checks=(f"{len(images):,} images given as an array",), official=False,
+                        warnings=("calibration images given as an array: their origin (training "
+                                  "or test set) is not known",))
+    return Dataset(images=images, labels=np.zeros(len(images), dtype=np.int64),
+                   class_names=CLASS_NAMES, source=source, split="unknown")
+

@@ -1,0 +1,270 @@
+"""ONNX Runtime's quantisation, run for us: the float model checked, pre-processed, quantised.
+
+Also the session plumbing every measurement shares: a CPU session, outputs over a batch loop,
+and interleaved timing of several models in one process. ``onnxruntime.quantization`` is
+imported when first needed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..errors import (
+    InputNotFoundError,
+    InvalidInputError,
+    UsageError,
+    interrupts_deferred,
+    one_line,
+)
+from ..fsutil import file_digest
+from ..progress import track
+from .recipe import Recipe
+
+CALIBRATION_BATCH = 100
+
+# Operators that only a quantised model contains (ai.onnx and com.microsoft domains).
+QUANTIZED_OPS = frozenset({
+    "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "ConvInteger",
+    "MatMulInteger", "QLinearMatMul", "QGemm", "QLinearAdd", "QLinearMul", "QLinearAveragePool",
+    "QLinearGlobalAveragePool", "QLinearSoftmax", "QLinearConcat", "QLinearSigmoid",
+    "QLinearLeakyRelu", "DynamicQuantizeMatMul", "MatMulIntegerToFloat",
+})
+
+
+@dataclass(frozen=True)
+class FloatModel:
+    """What quantisation needs to know about the float ONNX file, checked up front."""
+
+    path: str
+    sha256: str
+    size_bytes: int
+    input_name: str
+    image_shape: tuple[int, ...]  # (H, W, C); 0 where dynamic
+    metadata: dict[str, str]
+    node_names: tuple[str, ...]
+
+
+def inspect_float_model(path: str | os.PathLike[str]) -> FloatModel:
+    """Refuse what cannot be quantised: a missing file, a non-ONNX or already-quantised model."""
+    import onnx
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputNotFoundError(f"{p}: model file not found")
+    if p.suffix.lower() != ".onnx":
+        raise InvalidInputError(f"{p}: quantize takes an ONNX model (.onnx), not "
+                                f"{p.suffix or 'a file without suffix'}")
+    try:
+        model = onnx.load(str(p), load_external_data=False)
+    except Exception as exc:  # protobuf DecodeError, OSError, ...
+        raise InvalidInputError(f"{p}: not an ONNX model ({one_line(exc)})") from None
+    graph = model.graph
+    if any(init.data_location == onnx.TensorProto.EXTERNAL for init in graph.initializer):
+        raise InvalidInputError(f"{p}: models with external tensor data are not supported")
+    quantized = sorted({n.op_type for n in graph.node if n.op_type in QUANTIZED_OPS})
+    if quantized:
+        raise InvalidInputError(f"{p}: model is already quantised (contains "
+                                f"{', '.join(quantized[:3])}); quantize takes a float model")
+    initializers = {i.name for i in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in initializers]
+    if not graph.node or len(inputs) != 1 or len(graph.output) < 1:
+        raise InvalidInputError(f"{p}: expected an image classifier with one input, found "
+                                f"{len(inputs)} inputs and {len(graph.node)} nodes")
+    tensor_type = inputs[0].type.tensor_type
+    if tensor_type.elem_type != onnx.TensorProto.FLOAT:
+        raise InvalidInputError(f"{p}: input {inputs[0].name!r} is not float32; quantize takes "
+                                "the float model")
+    dims = [d.dim_value for d in tensor_type.shape.dim]
+    if len(dims) != 4:
+        raise InvalidInputError(f"{p}: input {inputs[0].name!r} has rank {len(dims)}, expected "
+                                "an NHWC image batch of rank 4")
+    try:
+        onnx.checker.check_model(model)
+    except Exception as exc:
+        raise InvalidInputError(f"{p}: fails the ONNX checker ({one_line(exc)})") from None
+    return FloatModel(
+        path=str(p), sha256=file_digest(p), size_bytes=p.stat().st_size,
+        input_name=inputs[0].name, image_shape=tuple(dims[1:]),
+        metadata={prop.key: prop.value for prop in model.metadata_props},
+        node_names=tuple(n.name for n in graph.node if n.name),
+    )
+
+
+
+def ort_quantization() -> Any:
+    with interrupts_deferred():  # Ctrl-C inside a C++ import becomes an ImportError
+        import onnxruntime.quantization as q
+    return q
+
+
+def calibration_reader(input_name: str, images: np.ndarray, batch: int = CALIBRATION_BATCH) -> Any:
+    """A ``CalibrationDataReader`` over uint8 images, fed as float32 NHWC raw 0–255 pixels
+    (the converted model's preprocessing) one batch at a time."""
+    q = ort_quantization()
+
+    class _Reader(q.CalibrationDataReader):
+        def __init__(self) -> None:
+            self._start = 0
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            if self._start >= len(images):
+                return None
+            chunk = images[self._start:self._start + batch].astype(np.float32)
+            self._start += batch
+            return {input_name: chunk}
+
+        def rewind(self) -> None:
+            self._start = 0
+
+        def __len__(self) -> int:
+            return -(-len(images) // batch)
+
+    return _Reader()
+
+
+def cpu_session(path: str | os.PathLike[str], threads: int | None) -> Any:
+    with interrupts_deferred():
+        import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), sess_options=options,
+                                providers=["CPUExecutionProvider"])
+
+
+def run_outputs(session: Any, input_name: str, images: np.ndarray, batch_size: int) -> np.ndarray:
+    parts = [session.run(None, {input_name: images[i:i + batch_size].astype(np.float32)})[0]
+             for i in range(0, len(images), batch_size)]
+    return np.concatenate(parts).astype(np.float32, copy=False)
+
+
+def time_sessions(sessions: Sequence[Any], input_name: str, images: np.ndarray,
+                   batch_size: int, rounds: int) -> list[float]:
+    """Best images/s of each session over ``rounds`` interleaved passes over ``images``.
+
+    Interleaving (fp32, A, B, …, fp32, A, B, …) exposes every model to the same background
+    load, and the best pass is the least disturbed one: the figure to compare.
+    """
+    batches = [images[i:i + batch_size].astype(np.float32)
+               for i in range(0, len(images), batch_size)]
+    for session in sessions:  # warm-up: first-run allocations and kernel selection
+        session.run(None, {input_name: batches[0]})
+    best = [float("inf")] * len(sessions)
+    with track(f"Timing {len(sessions)} models against each other",
+               rounds * len(sessions)) as advance:
+        for _ in range(rounds):
+            for k, session in enumerate(sessions):
+                start = time.perf_counter()
+                for batch in batches:
+                    session.run(None, {input_name: batch})
+                best[k] = min(best[k], time.perf_counter() - start)
+                advance(1)
+    return [len(images) / t if t > 0 else 0.0 for t in best]
+
+
+_QUANT_TYPES = {"uint8": "QUInt8", "int8": "QInt8"}
+_METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+
+
+def _pooling_nodes(pre: Path) -> list[str]:
+    import onnx
+
+    return [n.name for n in onnx.load(str(pre), load_external_data=False).graph.node
+            if n.op_type in ("AveragePool", "GlobalAveragePool") and n.name]
+
+
+def quantize_static(pre: Path, out: Path, recipe: Recipe, input_name: str,
+                     images: np.ndarray, cache: Path | None) -> None:
+    q = ort_quantization()
+    exclude = list(recipe.exclude)
+    if recipe.float_pooling:
+        exclude += [n for n in _pooling_nodes(pre) if n not in exclude]
+    kwargs: dict[str, Any] = {}
+    if cache is not None:
+        kwargs["calibration_cache_path"] = str(cache)
+    import logging
+
+    quiet = [logging.getLogger(), logging.getLogger("onnxruntime")]
+    levels = [lg.level for lg in quiet]
+    for lg in quiet:  # ORT's quantiser logs recommendations at WARNING; the record says more
+        lg.setLevel(logging.ERROR)
+    try:
+        # Entropy/percentile calibration prints its histogram settings: not our user's concern.
+        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+            q.quantize_static(
+                str(pre), str(out), calibration_reader(input_name, images),
+                quant_format=q.QuantFormat.QDQ if recipe.format == "qdq"
+                else q.QuantFormat.QOperator,
+                activation_type=getattr(q.QuantType, _QUANT_TYPES[recipe.activations]),
+                weight_type=getattr(q.QuantType, _QUANT_TYPES[recipe.weights]),
+                per_channel=recipe.per_channel,
+                calibrate_method=getattr(q.CalibrationMethod, _METHODS[recipe.method]),
+                nodes_to_exclude=exclude or None,
+                **kwargs,
+            )
+    finally:
+        for lg, level in zip(quiet, levels, strict=True):
+            lg.setLevel(level)
+
+
+def supports_calibration_cache() -> bool:
+    """ONNX Runtime ≥ 1.26 can reuse one calibration for every format × type of a method."""
+    q = ort_quantization()
+    return "calibration_cache_path" in inspect.signature(q.quantize_static).parameters
+
+
+def pre_process(model_path: Path, out: Path) -> None:
+    """ONNX Runtime's recommended pre-processing: symbolic shape inference, then graph
+    optimisation (Conv+BatchNorm fusion), then ONNX shape inference."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    try:
+        with interrupts_deferred():
+            import sympy  # noqa: F401 - symbolic shape inference needs it; fail clearly here
+    except ImportError:  # pragma: no cover - sympy is a declared dependency
+        raise InvalidInputError("quantize needs sympy (pip install sympy)") from None
+    try:
+        quant_pre_process(str(model_path), str(out))
+    except Exception as exc:
+        raise InvalidInputError(f"{model_path}: ONNX Runtime's quantisation pre-processing "
+                                f"failed ({one_line(exc)})") from exc
+
+
+def check_excluded_nodes(recipe: Recipe, pre: Path, model: FloatModel) -> None:
+    if not recipe.exclude:
+        return
+    import onnx
+
+    names = {n.name for n in onnx.load(str(pre), load_external_data=False).graph.node}
+    unknown = [n for n in recipe.exclude if n not in names]
+    if unknown:
+        sample = ", ".join(sorted(names)[:4])
+        raise UsageError(f"--exclude {unknown[0]!r}: no such node in {Path(model.path).name} "
+                         f"after pre-processing (e.g. {sample})")
+
+
+
+def library_versions() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+
+    versions = {"resnet8_onnx": __version__, "onnxruntime": onnxruntime.__version__,
+                "onnx": onnx.__version__, "numpy": np.__version__}
+    with contextlib.suppress(ImportError):
+        import sympy
+
+        versions["sympy"] = sympy.__version__
+    return versions
+
