@@ -190,6 +190,17 @@ class Comparison:
         return {"passed": self.passed, **asdict(self)}
 
 
+def agreement(reference_predictions: np.ndarray, candidate_predictions: np.ndarray,
+              indices: np.ndarray | None = None) -> tuple[int, list[int]]:
+    """(how many predictions agree, the first ten that differ), the latter as ``indices``
+    (the images' data-set indices) when given, else positions. The one place agreement is
+    counted: parity here, ``compare`` and ``run``'s verdict all come through it."""
+    differ = np.flatnonzero(np.asarray(reference_predictions)
+                            != np.asarray(candidate_predictions))
+    first = differ[:10] if indices is None else np.asarray(indices)[differ[:10]]
+    return len(reference_predictions) - len(differ), [int(i) for i in first]
+
+
 def compare_outputs(
     reference: np.ndarray, candidate: np.ndarray, *, atol: float = DEFAULT_ATOL,
     rtol: float = DEFAULT_RTOL, indices: np.ndarray | None = None,
@@ -215,13 +226,11 @@ def compare_outputs(
         dots = (ref * cand).sum(axis=1)
         norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(cand, axis=1)
         cosine = np.where(norms > 0, dots / np.where(norms > 0, norms, 1), 1.0)
-    agree = ref.argmax(axis=1) == cand.argmax(axis=1)
-    where = np.flatnonzero(~agree)[:10]
-    ids = indices[where] if indices is not None else where
+    agreeing, first = agreement(ref.argmax(axis=1), cand.argmax(axis=1), indices)
     finite = diff[np.isfinite(diff)]
     return Comparison(
         samples=int(n),
-        argmax_agreement=int(agree.sum()),
+        argmax_agreement=agreeing,
         max_abs_diff=float(diff.max()) if diff.size else 0.0,
         mean_abs_diff=float(finite.mean()) if finite.size else 0.0,
         p99_abs_diff=float(np.percentile(finite, 99)) if finite.size else 0.0,
@@ -234,7 +243,7 @@ def compare_outputs(
         nonfinite_candidate=cand_bad,
         atol=atol,
         rtol=rtol,
-        first_disagreements=[int(i) for i in ids],
+        first_disagreements=first,
     )
 
 
