@@ -59,9 +59,9 @@ def ort_runner(path: str):
 
 
 def litert_runner(path: str):
-    from resnet8_onnx.backends.litert import LiteRTBackend
+    from resnet8_onnx.backends import litert
 
-    return LiteRTBackend(path).predict
+    return litert.load(path).predict
 
 
 def main() -> int:

@@ -81,9 +81,9 @@ def resnet8_onnx(tmp_path_factory: pytest.TempPathFactory, resnet8_h5: Path) -> 
 
 @pytest.fixture(scope="session")
 def keras_backend(resnet8_h5: Path):
-    from resnet8_onnx.backends.keras import KerasBackend
+    from resnet8_onnx.backends import keras
 
-    return KerasBackend(resnet8_h5)
+    return keras.load(resnet8_h5)
 
 
 @pytest.fixture(scope="session")
@@ -119,8 +119,8 @@ def resnet8_onnx2torch_pt2(tmp_path_factory: pytest.TempPathFactory, resnet8_onn
 @pytest.fixture(scope="session")
 def onnx_full_outputs(resnet8_onnx, cifar_test):
     """ONNX Runtime outputs on all 10,000 test images, computed once."""
-    from resnet8_onnx.backends.onnxrt import OnnxRuntimeBackend
+    from resnet8_onnx.backends import onnxrt
     from resnet8_onnx.evaluate import run_inference
 
-    outputs, _ = run_inference(OnnxRuntimeBackend(resnet8_onnx), cifar_test)
+    outputs, _ = run_inference(onnxrt.load(resnet8_onnx), cifar_test)
     return outputs

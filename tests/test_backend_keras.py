@@ -12,7 +12,7 @@ import pytest
 
 from conftest import cifar_test_images, shared_path
 from resnet8_onnx.backends.base import Backend
-from resnet8_onnx.backends.keras import KerasBackend
+from resnet8_onnx.backends.keras import KerasBackend, from_model, load
 from resnet8_onnx.errors import InvalidInputError, UnsafeInputError, UsageError
 from resnet8_onnx.keras_io import call_model, import_tensorflow, load_keras_model
 
@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.shared]
 
 @pytest.fixture(scope="module")
 def backend() -> KerasBackend:
-    return KerasBackend(shared_path("models", "pretrainedResnet.h5"))
+    return load(shared_path("models", "pretrainedResnet.h5"))
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +111,7 @@ def test_layer_outputs_cover_every_layer_and_end_at_the_prediction(
 
 def test_reuses_a_model_the_caller_already_loaded(backend: KerasBackend) -> None:
     path = shared_path("models", "pretrainedResnet.h5")
-    again = KerasBackend(path, model=backend.model)
+    again = from_model(backend.model, path)
     assert again.model is backend.model
     x = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
     np.testing.assert_array_equal(again.predict(x), backend.predict(x))
@@ -119,8 +119,7 @@ def test_reuses_a_model_the_caller_already_loaded(backend: KerasBackend) -> None
 
 def test_thread_count_must_be_positive(backend: KerasBackend) -> None:
     with pytest.raises(UsageError):
-        KerasBackend(shared_path("models", "pretrainedResnet.h5"), model=backend.model,
-                     threads=0)
+        from_model(backend.model, shared_path("models", "pretrainedResnet.h5"), threads=0)
 
 
 def test_logits_model_and_unsafe_file(tmp_path: Path) -> None:
@@ -129,7 +128,7 @@ def test_logits_model_and_unsafe_file(tmp_path: Path) -> None:
                               keras.layers.Dense(4)])
     path = tmp_path / "tiny.keras"
     model.save(path)
-    tiny = KerasBackend(path)
+    tiny = load(path)
     assert tiny.info.extra["output_kind"] == "logits"
     assert (tiny.info.input_shape, tiny.info.num_classes) == ((None, 8, 8, 3), 4)
     x = np.random.default_rng(1).uniform(0, 255, (5, 8, 8, 3)).astype(np.float32)
@@ -144,7 +143,7 @@ def test_logits_model_and_unsafe_file(tmp_path: Path) -> None:
     bad = tmp_path / "lam.h5"
     unsafe.save(bad)
     with pytest.raises(UnsafeInputError):
-        KerasBackend(bad)
+        load(bad)
     assert not marker.exists()
 
 

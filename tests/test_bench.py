@@ -15,17 +15,16 @@ import pytest
 
 from model_factory import make_classifier
 from resnet8_onnx import bench, errors
+from resnet8_onnx.backends import load_backend
+from resnet8_onnx.backends.litert import tflite_macs
 from resnet8_onnx.bench import (
     OPTIMIZATION_LEVELS,
     Config,
     available_cores,
     benchmark,
-    keras_macs,
-    onnx_macs,
     ort_matmul_gflops,
     plan_configs,
     sgemm_gflops,
-    tflite_macs,
     time_predict,
 )
 from resnet8_onnx.errors import OutputError, UsageError
@@ -88,7 +87,7 @@ def test_figures_on_a_tiny_model_are_sane(record, tiny) -> None:
     groups = 2 + (len(threads) - 1)  # two levels at most threads, one more per thread count
     results = record["results"]
     assert len(results) == groups * 3
-    assert record["models"][0]["macs_per_image"] == TINY_MACS == onnx_macs(tiny)
+    assert record["models"][0]["macs_per_image"] == TINY_MACS == load_backend(tiny).macs()
     roofs = record["machine"]["matmul_reference"]["gflops"]
     assert set(roofs) == {str(t) for t in threads}
     for r in results:
@@ -211,7 +210,7 @@ def test_macs_agree_across_formats(keras_backend, resnet8_onnx) -> None:
 
     from conftest import shared_path
 
-    counts = {"onnx": onnx_macs(resnet8_onnx), "keras": keras_macs(keras_backend.model)}
+    counts = {"onnx": load_backend(resnet8_onnx).macs(), "keras": keras_backend.macs()}
     for name in ("pretrainedResnet.tflite", "pretrainedResnet_quant.tflite"):
         interpreter = Interpreter(model_path=str(shared_path("models", name)))
         interpreter.allocate_tensors()

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 
 from model_factory import make_classifier, synthetic_dataset
-from resnet8_onnx.backends.onnxrt import OnnxRuntimeBackend
+from resnet8_onnx.backends.onnxrt import load as load_onnx
 from resnet8_onnx.errors import InvalidInputError
 from resnet8_onnx.evaluate import evaluate, run_inference
 
 
 def test_outputs_equal_direct_session_run(tmp_path) -> None:
-    backend = OnnxRuntimeBackend(make_classifier(tmp_path / "m.onnx"))
+    backend = load_onnx(make_classifier(tmp_path / "m.onnx"))
     data = synthetic_dataset(37)
     outputs, seconds = run_inference(backend, data, batch_size=8)
     direct = backend.session.run(None, {"input": data.images.astype(np.float32)})[0]
@@ -28,7 +28,7 @@ def test_outputs_equal_direct_session_run(tmp_path) -> None:
 
 @pytest.mark.parametrize("batch_size", [1, 7, 64])
 def test_batch_size_does_not_change_predictions(tmp_path, batch_size) -> None:
-    backend = OnnxRuntimeBackend(make_classifier(tmp_path / "m.onnx"))
+    backend = load_onnx(make_classifier(tmp_path / "m.onnx"))
     data = synthetic_dataset(30)
     reference = evaluate(backend, data, batch_size=30)
     result = evaluate(backend, data, batch_size=batch_size)
@@ -39,7 +39,7 @@ def test_batch_size_does_not_change_predictions(tmp_path, batch_size) -> None:
 def test_record_fields_and_determinism(tmp_path) -> None:
     from sklearn.metrics import accuracy_score
 
-    backend = OnnxRuntimeBackend(make_classifier(tmp_path / "m.onnx"))
+    backend = load_onnx(make_classifier(tmp_path / "m.onnx"))
     data = synthetic_dataset(50)
     first = evaluate(backend, data).to_record()
     second = evaluate(backend, data).to_record()
@@ -59,20 +59,20 @@ def test_record_fields_and_determinism(tmp_path) -> None:
      ({"height": 28, "width": 28}, "model input is 28×28×3")],
 )
 def test_incompatible_model_is_refused(tmp_path, kwargs, fragment) -> None:
-    backend = OnnxRuntimeBackend(make_classifier(tmp_path / "m.onnx", **kwargs))
+    backend = load_onnx(make_classifier(tmp_path / "m.onnx", **kwargs))
     with pytest.raises(InvalidInputError, match=fragment):
         evaluate(backend, synthetic_dataset(10))
 
 
 def test_nan_outputs_are_an_error(tmp_path) -> None:
-    backend = OnnxRuntimeBackend(make_classifier(tmp_path / "m.onnx", nan_output=True,
+    backend = load_onnx(make_classifier(tmp_path / "m.onnx", nan_output=True,
                                                  softmax=False))
     with pytest.raises(InvalidInputError, match="NaN"):
         evaluate(backend, synthetic_dataset(10))
 
 
 def test_logits_model_is_detected(tmp_path) -> None:
-    backend = OnnxRuntimeBackend(make_classifier(tmp_path / "m.onnx", softmax=False))
+    backend = load_onnx(make_classifier(tmp_path / "m.onnx", softmax=False))
     result = evaluate(backend, synthetic_dataset(40))
     assert result.metrics.output_kind == "logits"
 
@@ -102,7 +102,7 @@ def test_evaluation_never_imports_tensorflow(tmp_path) -> None:
 def test_real_onnx_accuracy_and_keras_equality(
     resnet8_onnx, cifar_test, keras_full_outputs
 ) -> None:
-    result = evaluate(OnnxRuntimeBackend(resnet8_onnx), cifar_test)
+    result = evaluate(load_onnx(resnet8_onnx), cifar_test)
     assert result.metrics.total == 10_000
     assert result.metrics.accuracy > 0.85
     keras_correct = int((keras_full_outputs.argmax(1) == cifar_test.labels).sum())
@@ -120,7 +120,7 @@ def test_perf_subset_binary_and_png_folder_agree(resnet8_onnx) -> None:
                           indices_file=indices, download=False)
     folder = load_dataset(shared_path("cifar-10", "perf-png"), subset="perf",
                           indices_file=indices, download=False)
-    backend = OnnxRuntimeBackend(resnet8_onnx)
+    backend = load_onnx(resnet8_onnx)
     a, b = evaluate(backend, binary), evaluate(backend, folder)
     assert len(binary) == len(folder) == 200
     assert sorted(binary.indices.tolist()) == sorted(folder.indices.tolist())

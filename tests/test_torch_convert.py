@@ -35,7 +35,7 @@ from resnet8_onnx.torch_models import (
     fold_batchnorm,
     keras_same_padding,
 )
-from resnet8_onnx.verify import compare_outputs, verify
+from resnet8_onnx.verify import compare_outputs, verify_outputs
 
 
 def ort_output(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
@@ -218,7 +218,12 @@ def test_round_trip_to_onnx_verifies_against_keras(tmp_path: Path, resnet8_pt2, 
     result = json.loads(capsys.readouterr().out)
     assert result["target"] == "onnx"
     assert result["checks"][0]["max_abs_diff"] <= 1e-5
-    report = verify(keras_backend, back, cifar_test.images, reference_outputs=keras_full_outputs)
+    from resnet8_onnx.backends import load_backend
+
+    candidate = load_backend(back)
+    outputs, _ = run_inference(candidate, cifar_test)
+    report = verify_outputs(keras_backend, candidate, cifar_test.images, keras_full_outputs,
+                            outputs)
     assert report["passed"], report["parity"]
     assert report["argmax_agreement"] == 10_000
     assert report["max_abs_diff"] <= 1e-5

@@ -15,15 +15,17 @@ from onnx import numpy_helper
 from conftest import shared_path
 from model_factory import make_classifier
 from resnet8_onnx import errors
-from resnet8_onnx.backends.onnxrt import OnnxRuntimeBackend
+from resnet8_onnx.backends.onnxrt import load as load_onnx
 from resnet8_onnx.cli import main
 from resnet8_onnx.errors import InvalidInputError
+from resnet8_onnx.evaluate import run_inference
 from resnet8_onnx.verify import (
     check_dynamic_batch,
     check_io_contract,
     compare_outputs,
     structure_report,
     verify,
+    verify_outputs,
 )
 
 
@@ -117,7 +119,7 @@ def test_truncated_onnx_is_invalid(tmp_path) -> None:
 
 
 def test_dynamic_batch_on_generated_model(tmp_path) -> None:
-    backend = OnnxRuntimeBackend(make_classifier(tmp_path / "m.onnx"))
+    backend = load_onnx(make_classifier(tmp_path / "m.onnx"))
     images = np.random.default_rng(0).integers(0, 256, (40, 32, 32, 3)).astype(np.float32)
     result = check_dynamic_batch(backend, images, sizes=(1, 7, 40))
     assert result["passed"]
@@ -140,8 +142,10 @@ def test_real_model_structure(resnet8_onnx) -> None:
 @pytest.mark.slow
 def test_real_parity_on_full_test_set(keras_backend, resnet8_onnx, cifar_test,
                                       keras_full_outputs) -> None:
-    report = verify(keras_backend, resnet8_onnx, cifar_test.images,
-                    reference_outputs=keras_full_outputs, indices=cifar_test.indices)
+    candidate = load_onnx(resnet8_onnx)
+    outputs, _ = run_inference(candidate, cifar_test)
+    report = verify_outputs(keras_backend, candidate, cifar_test.images, keras_full_outputs,
+                            outputs, indices=cifar_test.indices)
     assert report["samples"] == 10_000
     assert report["argmax_agreement"] == 10_000
     assert report["max_abs_diff"] <= 1e-5
@@ -176,7 +180,7 @@ def test_corrupted_weight_fails_and_is_localised(tmp_path, keras_backend, resnet
         and layer.get_weights()[0].transpose(3, 2, 0, 1).shape == original.shape
         and np.array_equal(layer.get_weights()[0].transpose(3, 2, 0, 1), original)
     )
-    report = verify(keras_backend, bad, cifar_test.images[:64])
+    report = verify(keras_backend, load_onnx(bad), cifar_test.images[:64])
     assert not report["passed"]
     first = report["layerwise"]["first_diverging_layer"]
     assert first is not None
@@ -187,7 +191,8 @@ def test_corrupted_weight_fails_and_is_localised(tmp_path, keras_backend, resnet
 @pytest.mark.slow
 def test_layerwise_on_clean_model_finds_no_divergence(keras_backend, resnet8_onnx,
                                                       cifar_test) -> None:
-    report = verify(keras_backend, resnet8_onnx, cifar_test.images[:32], layerwise=True)
+    report = verify(keras_backend, load_onnx(resnet8_onnx), cifar_test.images[:32],
+                    layerwise=True)
     assert report["passed"]
     assert report["layerwise"]["first_diverging_layer"] is None
     matched = [entry for entry in report["layerwise"]["layers"] if entry["matched"]]

@@ -91,7 +91,7 @@ def annotate(
     """
     import onnx
 
-    from .backends.onnxrt import OnnxRuntimeBackend
+    from .backends import onnxrt
     from .fsutil import check_writable, file_digest, write_bytes_atomic
     from .verify import DEFAULT_ATOL, DEFAULT_RTOL, compare_outputs
 
@@ -104,7 +104,7 @@ def annotate(
     if embed_preprocessing and images is None:
         raise UsageError("annotate --embed needs images (--data-dir) to prove parity")
 
-    original = OnnxRuntimeBackend(source, preprocessing=preprocessing, output=output)
+    original = onnxrt.load(source, preprocessing=preprocessing, output=output)
     spec, sources = original.preprocessing, original.preprocessing_sources
     image_shape = tuple(images.shape[1:]) if images is not None else IMAGE_SHAPE
     got = original.pixel_shape
@@ -146,8 +146,8 @@ def annotate(
             raise InvalidInputError(f"{source}: the model with embedded preprocessing fails "
                                     f"the ONNX checker: {one_line(exc, limit=None)}") from None
         data = new.SerializeToString()
-        embedded = OnnxRuntimeBackend(data, label=f"{out} (embedded)", output=output,
-                                      preprocessing=raw_uint8())
+        embedded = onnxrt.from_bytes(data, f"{out} (embedded)", output=output,
+                                     preprocessing=raw_uint8())
         reference = _predict(original, images, batch_size, "original + spec")
         candidate = _predict(embedded, images, batch_size, "embedded")
         parity = compare_outputs(reference, candidate,

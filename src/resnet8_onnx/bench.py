@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .backends.base import MACS
 from .backends.onnxrt import OPTIMIZATION_LEVELS
 from .convert import DEFAULT_OPSET
 from .data.format import IMAGE_SHAPE
@@ -224,80 +225,23 @@ def sgemm_gflops(threads: int, *, n: int = SGEMM_SIZE, repeat: int = 5) -> float
 
 
 # --------------------------------------------------------------------------- MACs
-def onnx_macs(path: str | os.PathLike[str]) -> int:
-    """MACs per image of an ONNX model (Conv, MatMul, Gemm), as ``verify`` counts them."""
-    import onnx
-
-    from .verify import count_macs
-
-    return count_macs(onnx.load(str(path)))
-
-
-def keras_macs(model: Any) -> int:
-    """MACs per image of a Keras model's Conv/Dense layers, from kernel and output shapes.
-
-    Counts the same operations as the ONNX count (convolutions and dense layers), so the two
-    figures of one model agree exactly; nested models are walked recursively.
-    """
-    macs = 0
-    for layer in model.layers:
-        if hasattr(layer, "layers"):
-            macs += keras_macs(layer)
-            continue
-        kind = type(layer).__name__
-        out = [int(d) for d in tuple(layer.output.shape)[1:] if d is not None]
-        if kind in ("Conv1D", "Conv2D", "Conv3D"):
-            k = tuple(int(d) for d in layer.kernel.shape)  # (*spatial, in / groups, filters)
-            macs += int(np.prod(out)) * int(np.prod(k[:-1]))
-        elif kind in ("DepthwiseConv1D", "DepthwiseConv2D"):
-            k = tuple(int(d) for d in layer.kernel.shape)  # (*spatial, in, multiplier)
-            macs += int(np.prod(out)) * int(np.prod(k[:-2]))
-        elif kind == "Dense":
-            macs += int(np.prod(out)) * int(layer.kernel.shape[0])
-    return int(macs)
-
-
-def tflite_macs(interpreter: Any) -> int:
-    """MACs per image of a TFLite model's CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED ops.
-
-    Shapes come from the interpreter's tensor table, as allocated for one image.
-    """
-    shapes = {t["index"]: [int(d) for d in t["shape"]] for t in interpreter.get_tensor_details()}
-    macs = 0
-    for op in interpreter._get_ops_details():  # the only way LiteRT exposes its graph
-        name, inputs, outputs = op["op_name"], list(op["inputs"]), list(op["outputs"])
-        if len(inputs) < 2 or not outputs:
-            continue
-        out, w = shapes.get(outputs[0]), shapes.get(inputs[1])
-        if not out or not w:
-            continue
-        per_image = int(np.prod(out[1:])) if len(out) > 1 else int(np.prod(out))
-        if name == "CONV_2D":  # weights (out, kh, kw, in / groups)
-            macs += per_image * int(np.prod(w[1:]))
-        elif name == "DEPTHWISE_CONV_2D":  # weights (1, kh, kw, out)
-            macs += per_image * int(np.prod(w[1:3]))
-        elif name == "FULLY_CONNECTED":  # weights (units, in)
-            rows = int(np.prod(out[:-1])) if len(out) > 1 else 1
-            batch = int(shapes.get(inputs[0], [1])[0] or 1)
-            macs += max(rows // batch, 1) * out[-1] * w[-1]
-    return int(macs)
+_MACS_SOURCES = {
+    "onnxruntime": "counted from the ONNX graph",
+    "keras": "counted from the Keras layers",
+    "litert": "counted from the TFLite operators",
+    "torch": "counted by torch's FLOP counter (convolutions, matmuls)",
+}
 
 
 def macs_of(backend: Backend) -> tuple[int | None, str]:
     """(MACs per image, how they were counted) for any backend; ``None`` when unknown."""
+    if MACS not in backend.abilities:
+        return None, "n/a (no MAC counter for this backend)"
     try:
-        name = backend.info.name
-        if name == "onnxruntime":
-            return onnx_macs(backend.info.model_path), "counted from the ONNX graph"
-        if name == "keras" and hasattr(backend, "model"):
-            return keras_macs(backend.model), "counted from the Keras layers"
-        if name == "litert" and hasattr(backend, "interpreter"):
-            return tflite_macs(backend.interpreter), "counted from the TFLite operators"
-        if name == "torch" and hasattr(backend, "macs"):
-            return backend.macs(), "counted by torch's FLOP counter (convolutions, matmuls)"
+        macs = backend.macs()  # type: ignore[attr-defined]  # declared by the MACS ability
     except Exception as exc:  # counting is a courtesy: never fail a benchmark over it
         return None, f"not counted ({type(exc).__name__})"
-    return None, "n/a (no MAC counter for this backend)"
+    return macs, _MACS_SOURCES.get(backend.info.name, "counted by the runner")
 
 
 # --------------------------------------------------------------------------- planning
@@ -343,25 +287,18 @@ def _load(path: str, name: str, threads: int | None, optimization: str | None,
           onnx_options: Mapping[str, Any] | None = None, device: str | None = None) -> Backend:
     """``onnx_options``: ``preprocessing``, ``output``, ``provider`` for ONNX models only;
     ``device`` for PyTorch models."""
-    if name == "onnxruntime":
-        from .backends.onnxrt import OnnxRuntimeBackend
+    from .backends import applicable_options, load_backend
 
-        return OnnxRuntimeBackend(path, threads=threads, optimization=optimization or "all",
-                                  optimized_model_path=optimized_model_path,
-                                  **(onnx_options or {}))
-    from .backends import load_backend
-
-    return load_backend(path, name, threads=threads,
-                        device=device if name == "torch" else None)
+    options = {**(onnx_options or {}), "device": device, "optimization": optimization,
+               "optimized_model_path": optimized_model_path}
+    return load_backend(path, name, threads=threads, **applicable_options(name, options))
 
 
 def _inputs(backend: Backend, images: np.ndarray | None, count: int,
             seed: int) -> np.ndarray:
     """``count`` images as the model takes them (dtype, and an ONNX model's preprocessing done
     once here, so timings are the runtime's alone): real ones (tiled) or random pixels."""
-    from .evaluate import pixel_shape
-
-    shape = pixel_shape(backend)
+    shape = backend.input_spec.pixel_shape
     if images is not None:
         got = tuple(images.shape[1:])
         if len(shape) != 3 or any(d is not None and d != g for d, g in zip(shape, got,
@@ -378,11 +315,7 @@ def _inputs(backend: Backend, images: np.ndarray | None, count: int,
                                     f"{len(shape) + 1}, expected an NHWC image batch")
         dims = tuple(d if d is not None else IMAGE_SHAPE[i] for i, d in enumerate(shape))
         pixels = np.random.default_rng(seed).integers(0, 256, (count, *dims), dtype=np.uint8)
-    spec = getattr(backend, "preprocessing", None)
-    if spec is not None:
-        return spec.apply(pixels)
-    dtype = getattr(backend, "input_dtype", np.float32)
-    return np.ascontiguousarray(pixels, dtype=dtype)
+    return backend.prepare(pixels)
 
 
 def _label(index: int, backend: Backend) -> str:
@@ -511,8 +444,7 @@ def benchmark(
                 advance(1)
                 continue
             # ONNX models: inputs were preprocessed once above, so time the runtime alone.
-            call = getattr(backend, "run", backend.predict)
-            timing = time_predict(call, batch_data[:config.batch_size],
+            timing = time_predict(backend.run, batch_data[:config.batch_size],
                                   min_seconds=min_seconds, min_iterations=min_iterations,
                                   warmup_seconds=warmup_seconds)
             results.append({"model": config.model, "label": entry["label"],

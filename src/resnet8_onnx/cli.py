@@ -392,21 +392,21 @@ def _add_device_option(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .backends import load_backend
-    from .verify import verify
+    from .backends import applicable_options, backend_for, load_backend
+    from .verify import check_onnx_file, verify
 
     _check_outputs(args, files=[args.json], inputs=[args.reference, args.onnx, args.indices])
     dataset = _load_data(args)
     reference = load_backend(args.reference, args.reference_backend, threads=args.threads)
-    candidate = None
-    if not args.onnx.lower().endswith(".onnx"):  # a PyTorch model: threads and device apply
-        candidate = load_backend(args.onnx, threads=args.threads, device=args.device)
-    report = verify(reference, args.onnx, dataset.images, indices=dataset.indices,
+    name = backend_for(args.onnx)
+    if name == "onnxruntime":
+        check_onnx_file(args.onnx)  # a broken file is named as such, before ONNX Runtime
+    candidate = load_backend(args.onnx, name, threads=args.threads, **applicable_options(
+        name, {"preprocessing": _spec_overrides(args), "output": args.output,
+               "provider": args.provider, "device": args.device}))
+    report = verify(reference, candidate, dataset.images, indices=dataset.indices,
                     atol=args.atol, rtol=args.rtol, layerwise=args.layerwise,
-                    batch_size=args.batch_size, threads=args.threads,
-                    candidate_options={"preprocessing": _spec_overrides(args),
-                                       "output": args.output, "provider": args.provider},
-                    candidate=candidate)
+                    batch_size=args.batch_size)
     report["data"] = dataset.describe()
     from .report import render_verification_terminal
 
@@ -417,6 +417,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .backends import load_backend
+    from .backends.base import SESSION
     from .evaluate import evaluate
     from .metrics import meets_accuracy
     from .report import write_reports
@@ -430,7 +431,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     backend = load_backend(args.model, args.backend, threads=args.threads,
                            preprocessing=_spec_overrides(args), output=args.output,
                            provider=args.provider, device=args.device)
-    if args.save_test_data is not None and not hasattr(backend, "session"):
+    if args.save_test_data is not None and SESSION not in backend.abilities:
         raise errors.UsageError("--save-test-data needs an ONNX model")
     dataset = _load_data(args)
     result = evaluate(backend, dataset, batch_size=args.batch_size)

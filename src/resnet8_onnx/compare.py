@@ -49,17 +49,16 @@ def versus_reference(reference: EvaluationResult, result: EvaluationResult,
     The one place they are computed: ``compare``, ``run``'s verdict and its int8 figures all
     read this entry.
     """
-    from .verify import compare_outputs
+    from .verify import agreement, compare_outputs
 
     n = len(result.predictions)
-    differ = np.flatnonzero(reference.predictions != result.predictions)
-    first = differ[:10] if indices is None else np.asarray(indices)[differ[:10]]
+    agreeing, first = agreement(reference.predictions, result.predictions, indices)
     entry: dict[str, Any] = {
         "samples": n,
-        "agreement": n - len(differ),
-        "agreement_fraction": (n - len(differ)) / n if n else None,
-        "disagreements": len(differ),
-        "first_disagreements": [int(i) for i in first],
+        "agreement": agreeing,
+        "agreement_fraction": agreeing / n if n else None,
+        "disagreements": n - agreeing,
+        "first_disagreements": first,
     }
     kinds = (reference.metrics.output_kind, result.metrics.output_kind)
     if kinds[0] != kinds[1]:

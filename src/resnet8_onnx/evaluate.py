@@ -60,8 +60,7 @@ def pixel_shape(backend: Backend) -> tuple[int | None, ...]:
 
     ONNX models with an NCHW spec take NHWC pixels too: the backend transposes them.
     """
-    shape = getattr(backend, "pixel_shape", None)
-    return tuple(shape) if shape is not None else tuple(backend.info.input_shape[1:])
+    return tuple(backend.input_spec.pixel_shape)
 
 
 def check_compatible(backend: Backend, dataset: Dataset) -> None:
@@ -70,11 +69,11 @@ def check_compatible(backend: Backend, dataset: Dataset) -> None:
     expected = tuple(dataset.images.shape[1:])
     got = pixel_shape(backend)
     if any(g is not None and g != e for g, e in zip(got, expected, strict=False)) or len(got) != 3:
-        spec = getattr(backend, "preprocessing", None)
+        spec = backend.input_spec
         model = tuple(info.input_shape[1:])
         shown = "×".join("?" if d is None else str(d) for d in model)
-        axes = "C×H×W" if spec is not None and spec.layout == "nchw" else "H×W×C"
-        want = spec.model_shape(expected) if spec is not None else expected
+        axes = "C×H×W" if spec.layout == "nchw" else "H×W×C"
+        want = spec.model_shape(expected) if len(expected) == 3 else expected
         raise InvalidInputError(
             f"{path}: model input is {shown} ({axes}), the data is "
             f"{'×'.join(map(str, expected))} NHWC images (expected a model input of "
@@ -216,8 +215,8 @@ def evaluate(
 
     start = time.perf_counter()
     outputs, inference = run_inference(backend, dataset, batch_size=batch_size)
-    declared = getattr(backend, "output_kind", None)
-    metrics = compute_metrics(dataset.labels, outputs, dataset.class_names, output_kind=declared)
+    metrics = compute_metrics(dataset.labels, outputs, dataset.class_names,
+                              output_kind=backend.output_kind)
     total = time.perf_counter() - start
     n = len(dataset)
     used = effective_batch_size(batch_size, n)

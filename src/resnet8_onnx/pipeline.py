@@ -15,7 +15,7 @@ from .data.download import fetch
 from .errors import InputNotFoundError
 from .evaluate import DEFAULT_BATCH_SIZE, EvaluationResult, available_cores, evaluate
 from .progress import status
-from .verify import DEFAULT_ATOL, DEFAULT_RTOL, verify
+from .verify import DEFAULT_ATOL, DEFAULT_RTOL, verify_outputs
 
 DEFAULT_MODEL = "pretrainedResnet.h5"
 DEFAULT_MIN_ACCURACY = 0.85
@@ -122,8 +122,9 @@ def run_pipeline(
     on the same images and adds it to the tables and the verdict. It never changes the
     verdict: the verdict is about the conversion.
     """
-    from .backends.keras import KerasBackend, configure_threads
-    from .backends.onnxrt import OnnxRuntimeBackend
+    from .backends import keras as keras_loader
+    from .backends import onnxrt
+    from .backends.keras import configure_threads
     from .compare import comparison_of
     from .convert import convert
     from .data import load_dataset
@@ -149,15 +150,14 @@ def run_pipeline(
         configure_threads(threads)
         keras_model = load_keras_model(model_path)
     conversion = convert(model_path, onnx_path, opset=opset, force=force, model=keras_model)
-    keras_backend = KerasBackend(model_path, model=keras_model, threads=threads)
-    onnx_backend = OnnxRuntimeBackend(onnx_path, threads=threads, sha256=conversion.onnx_sha256)
+    keras_backend = keras_loader.from_model(keras_model, model_path, threads=threads)
+    onnx_backend = onnxrt.load(onnx_path, threads=threads)
 
     keras_result = evaluate(keras_backend, dataset, batch_size=batch_size)
     onnx_result = evaluate(onnx_backend, dataset, batch_size=batch_size)
-    verification = verify(
-        keras_backend, onnx_path, dataset.images, candidate=onnx_backend,
-        reference_outputs=keras_result.outputs, candidate_outputs=onnx_result.outputs,
-        indices=dataset.indices, atol=atol, rtol=rtol, batch_size=batch_size, threads=threads,
+    verification = verify_outputs(
+        keras_backend, onnx_backend, dataset.images, keras_result.outputs, onnx_result.outputs,
+        indices=dataset.indices, atol=atol, rtol=rtol, batch_size=batch_size,
     )
     parity = {**verification["parity"], "passed": verification["passed"],
               "dynamic_batch": verification["dynamic_batch"],
@@ -202,7 +202,7 @@ def _int8(onnx_path: Path, int8_path: Path, onnx_result: EvaluationResult, datas
           threads: int | None, force: bool, download: bool | None,
           ) -> tuple[dict[str, Any], EvaluationResult]:
     """Quantise the converted model, evaluate it on the run's images; record + result."""
-    from .backends.onnxrt import OnnxRuntimeBackend
+    from .backends import onnxrt
     from .compare import versus_reference
     from .quantize import find_calibration_source, load_calibration_data, quantize
 
@@ -212,7 +212,7 @@ def _int8(onnx_path: Path, int8_path: Path, onnx_result: EvaluationResult, datas
         source, download=False if calibration_data is not None else download)
     record = quantize(onnx_path, int8_path, calibration, batch_size=batch_size,
                       threads=threads, force=force).to_dict()
-    result = evaluate(OnnxRuntimeBackend(int8_path, threads=threads), dataset,
+    result = evaluate(onnxrt.load(int8_path, threads=threads), dataset,
                       batch_size=batch_size)
     n = len(result.predictions)
     versus = versus_reference(onnx_result, result)

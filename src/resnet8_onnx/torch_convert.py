@@ -147,7 +147,7 @@ def _check_against(reference: Any, candidate: Any, image_shape: tuple[int, ...],
 
 
 def _ort_runner(path_or_bytes: Any) -> Any:
-    from .backends.onnxrt import OnnxRuntimeBackend
+    from .backends import onnxrt
 
     if isinstance(path_or_bytes, bytes | bytearray):
         import onnxruntime as ort
@@ -155,7 +155,7 @@ def _ort_runner(path_or_bytes: Any) -> Any:
         session = ort.InferenceSession(bytes(path_or_bytes), providers=["CPUExecutionProvider"])
         name = session.get_inputs()[0].name
         return lambda x: session.run(None, {name: x})[0]
-    return OnnxRuntimeBackend(path_or_bytes).predict
+    return onnxrt.load(path_or_bytes).predict
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ so the same code compares Keras with ONNX, ONNX with LiteRT, or two ONNX files.
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .backends.base import LAYER_OUTPUTS, PARAMETERS, STRUCTURE, TENSOR_OUTPUTS
 from .data.format import IMAGE_SHAPE, NUM_CLASSES
 from .errors import InputNotFoundError, InvalidInputError, UsageError, one_line
 from .evaluate import DEFAULT_BATCH_SIZE, predict_all
@@ -190,6 +190,17 @@ class Comparison:
         return {"passed": self.passed, **asdict(self)}
 
 
+def agreement(reference_predictions: np.ndarray, candidate_predictions: np.ndarray,
+              indices: np.ndarray | None = None) -> tuple[int, list[int]]:
+    """(how many predictions agree, the first ten that differ), the latter as ``indices``
+    (the images' data-set indices) when given, else positions. The one place agreement is
+    counted: parity here, ``compare`` and ``run``'s verdict all come through it."""
+    differ = np.flatnonzero(np.asarray(reference_predictions)
+                            != np.asarray(candidate_predictions))
+    first = differ[:10] if indices is None else np.asarray(indices)[differ[:10]]
+    return len(reference_predictions) - len(differ), [int(i) for i in first]
+
+
 def compare_outputs(
     reference: np.ndarray, candidate: np.ndarray, *, atol: float = DEFAULT_ATOL,
     rtol: float = DEFAULT_RTOL, indices: np.ndarray | None = None,
@@ -215,13 +226,11 @@ def compare_outputs(
         dots = (ref * cand).sum(axis=1)
         norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(cand, axis=1)
         cosine = np.where(norms > 0, dots / np.where(norms > 0, norms, 1), 1.0)
-    agree = ref.argmax(axis=1) == cand.argmax(axis=1)
-    where = np.flatnonzero(~agree)[:10]
-    ids = indices[where] if indices is not None else where
+    agreeing, first = agreement(ref.argmax(axis=1), cand.argmax(axis=1), indices)
     finite = diff[np.isfinite(diff)]
     return Comparison(
         samples=int(n),
-        argmax_agreement=int(agree.sum()),
+        argmax_agreement=agreeing,
         max_abs_diff=float(diff.max()) if diff.size else 0.0,
         mean_abs_diff=float(finite.mean()) if finite.size else 0.0,
         p99_abs_diff=float(np.percentile(finite, 99)) if finite.size else 0.0,
@@ -234,7 +243,7 @@ def compare_outputs(
         nonfinite_candidate=cand_bad,
         atol=atol,
         rtol=rtol,
-        first_disagreements=[int(i) for i in ids],
+        first_disagreements=first,
     )
 
 
@@ -260,29 +269,7 @@ def check_dynamic_batch(
 
 
 # --------------------------------------------------------------------------- layerwise
-def _parents_from_config(model_config: dict[str, Any]) -> dict[str, list[str]]:
-    """Layer name → names of the layers feeding it, from a Keras 3 functional config."""
-
-    def histories(obj: Any) -> list[str]:
-        found: list[str] = []
-        if isinstance(obj, dict):
-            if "keras_history" in obj:
-                found.append(obj["keras_history"][0])
-            for v in obj.values():
-                found += histories(v)
-        elif isinstance(obj, list):
-            for v in obj:
-                found += histories(v)
-        return found
-
-    layers = model_config.get("layers", [])
-    if "inbound_nodes" not in (layers[0] if layers else {}):  # Sequential: a chain
-        names = [layer["config"]["name"] for layer in layers]
-        return {b: [a] for a, b in itertools.pairwise(names)}
-    return {layer["config"]["name"]: histories(layer.get("inbound_nodes", [])) for layer in layers}
-
-
-def _intermediate_outputs(
+def intermediate_outputs(
     onnx_path: str | os.PathLike[str], batch: np.ndarray
 ) -> dict[str, np.ndarray]:
     """Every float tensor of the ONNX graph on ``batch``, from a copy with them all as outputs.
@@ -339,11 +326,13 @@ LAYER_TOLERANCE_RULE = ("a layer matches when the max |Δ| of its closest ONNX t
 
 
 def localise_divergence(
-    keras_backend: Any, onnx_path: str | os.PathLike[str], images: np.ndarray, *,
-    atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL, prepare: Any = None,
+    reference: Backend, candidate: Backend, images: np.ndarray, *,
+    atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL,
 ) -> dict[str, Any]:
-    """Find the first Keras layer whose output no ONNX tensor reproduces.
+    """Find the first reference layer whose output no candidate tensor reproduces.
 
+    ``reference`` declares the ``layer_outputs`` ability (Keras), ``candidate`` the
+    ``tensor_outputs`` one (an ONNX file; it applies its own preprocessing to its copy).
     Names are not trusted (tf2onnx renames scopes), so each Keras activation is matched by
     value against every ONNX tensor of the same size, in NHWC or NCHW layout. The tolerance
     is the parity tolerance (``atol``, ``rtol``), with ``rtol`` scaled by the layer's largest
@@ -355,18 +344,17 @@ def localise_divergence(
     of whose descendants match.
     """
     batch = np.asarray(images, dtype=np.float32)
-    keras_values = keras_backend.layer_outputs(batch)
-    # ``prepare``: the ONNX model's preprocessing (e.g. NCHW, normalised), applied to its copy
-    onnx_values = _intermediate_outputs(onnx_path, prepare(batch) if prepare else batch)
-    parents = _parents_from_config(keras_backend.model.get_config())
+    keras_values = reference.layer_outputs(batch)  # type: ignore[attr-defined]
+    onnx_values = candidate.tensor_outputs(batch)  # type: ignore[attr-defined]
+    order, parents = reference.layer_graph()  # type: ignore[attr-defined]
     layers = []
-    for layer in keras_backend.model.layers:
-        if layer.name not in keras_values or type(layer).__name__ == "InputLayer":
+    for layer_name, layer_class in order:
+        if layer_name not in keras_values:
             continue
-        ref = np.asarray(keras_values[layer.name], dtype=np.float64)
+        ref = np.asarray(keras_values[layer_name], dtype=np.float64)
         name, err, rel = _best_match(ref, onnx_values)
         allowed = max(atol, rtol * float(np.abs(ref).max(initial=0.0)))
-        layers.append({"layer": layer.name, "class": type(layer).__name__, "onnx_tensor": name,
+        layers.append({"layer": layer_name, "class": layer_class, "onnx_tensor": name,
                        "max_abs_diff": err, "max_rel_diff": rel, "allowed_abs_diff": allowed,
                        "matched": bool(name is not None and err <= allowed)})
 
@@ -416,52 +404,106 @@ def check_provenance(reference: Backend, structure: dict[str, Any]) -> dict[str,
 
 
 # --------------------------------------------------------------------------- the whole check
-def verify(
-    reference: Backend, onnx_path: str | os.PathLike[str], images: np.ndarray, *,
-    candidate: Backend | None = None, reference_outputs: np.ndarray | None = None,
-    candidate_outputs: np.ndarray | None = None, indices: np.ndarray | None = None,
+def check_onnx_file(path: str | os.PathLike[str]) -> None:
+    """Refuse a missing, unreadable or checker-failing ONNX file before a runtime sees it, so
+    the message says what is wrong with the file (not that ONNX Runtime could not load it)."""
+    structure_report(path)
+
+
+def structure_checks(
+    reference: Backend, candidate: Backend, *, image_shape: tuple[int, int, int] = IMAGE_SHAPE,
+    num_classes: int = NUM_CLASSES,
+) -> dict[str, Any]:
+    """The checks that need no images: the candidate's structure report, whether it was
+    converted from ``reference`` and its interface problems (empty when it fits the task)."""
+    if STRUCTURE not in candidate.abilities:
+        raise UsageError(f"{candidate.info.model_path}: verify checks an ONNX or PyTorch model "
+                         "against its source")
+    structure = candidate.structure()  # type: ignore[attr-defined]
+    return {
+        "structure": structure,
+        "provenance": check_provenance(reference, structure),
+        "interface_problems": check_io_contract(
+            structure, image_shape=image_shape, num_classes=num_classes,
+            spec=candidate.input_spec.preprocessing,
+            output=candidate.info.extra.get("output_name")),
+    }
+
+
+def verify_outputs(
+    reference: Backend, candidate: Backend, images: np.ndarray,
+    reference_outputs: np.ndarray, candidate_outputs: np.ndarray, *,
+    checks: dict[str, Any] | None = None, indices: np.ndarray | None = None,
     atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL, layerwise: bool = False,
     image_shape: tuple[int, int, int] = IMAGE_SHAPE, num_classes: int = NUM_CLASSES,
-    batch_size: int = DEFAULT_BATCH_SIZE, threads: int | None = None,
-    candidate_options: dict[str, Any] | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> dict[str, Any]:
-    """Structure, interface, dynamic batch and parity of ``onnx_path`` against ``reference``.
-
-    ``candidate_options`` (``preprocessing``, ``output``, ``provider``) configure the ONNX
-    Runtime backend of ``onnx_path`` when no ``candidate`` is given.
-
-    Outputs already computed by an evaluation can be passed in, so the ``run`` pipeline does
-    not run either model twice over the same images. ``threads`` applies to the ONNX model
-    this function loads itself. Returns the JSON-ready report; its ``passed`` is the verdict.
-    """
-    from .backends.onnxrt import OnnxRuntimeBackend
+    """The verification record from the two runners' outputs on ``images``: their
+    comparison (:func:`compare_outputs`), the structure checks (``checks``, computed when not
+    given), the dynamic-batch check and, when asked or when parity fails, the first
+    diverging layer. ``run`` calls this with the outputs its evaluations already hold."""
     from .evaluate import run_settings
-    from .memory import check_batch_fits
     from .records import VerificationRecord
 
+    if checks is None:
+        checks = structure_checks(reference, candidate, image_shape=image_shape,
+                                  num_classes=num_classes)
+    problems = checks["interface_problems"]
+    parity = compare_outputs(reference_outputs, candidate_outputs, atol=atol, rtol=rtol,
+                             indices=indices)
+    dynamic = check_dynamic_batch(candidate, images, atol=atol, rtol=rtol)
+    report = VerificationRecord(
+        passed=parity.passed and dynamic["passed"] and not problems,
+        samples=parity.samples,
+        argmax_agreement=parity.argmax_agreement,
+        max_abs_diff=parity.max_abs_diff,
+        reference=reference.info.to_dict(),
+        provenance=checks["provenance"],
+        candidate=candidate.info.to_dict(),
+        structure=checks["structure"],
+        interface_problems=problems,
+        dynamic_batch=dynamic,
+        parity=parity.to_dict(),
+        settings=run_settings(candidate.info.to_dict(), batch_size),
+    )
+    if PARAMETERS in reference.abilities:
+        # tf2onnx folds BatchNormalization into the convolutions: fewer ONNX parameters.
+        counts = reference.source_parameters()  # type: ignore[attr-defined]
+        report.reference_parameters = counts["reference_parameters"]
+        report.reference_batch_normalization_layers = \
+            counts["reference_batch_normalization_layers"]
+    if layerwise or not parity.passed:
+        if TENSOR_OUTPUTS not in candidate.abilities:
+            report.layerwise = {"skipped": "layer-by-layer comparison needs an ONNX candidate"}
+        elif LAYER_OUTPUTS in reference.abilities:
+            count = candidate.input_spec.fixed_batch or 32
+            report.layerwise = localise_divergence(reference, candidate, images[:count],
+                                                   atol=atol, rtol=rtol)
+        else:
+            report.layerwise = {"skipped": f"{reference.info.name} exposes no layer outputs"}
+    return report.to_dict()
+
+
+def verify(
+    reference: Backend, candidate: Backend, images: np.ndarray, *,
+    indices: np.ndarray | None = None, atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL,
+    layerwise: bool = False, image_shape: tuple[int, int, int] = IMAGE_SHAPE,
+    num_classes: int = NUM_CLASSES, batch_size: int = DEFAULT_BATCH_SIZE,
+) -> dict[str, Any]:
+    """Structure, interface, dynamic batch and parity of ``candidate`` against ``reference``.
+
+    The structure checks run first (a broken file fails in seconds), then both runners go
+    once over ``images`` through the package's one inference loop, then
+    :func:`verify_outputs` compares. Returns the JSON-ready report; its ``passed`` is the
+    verdict.
+    """
+    from .memory import check_batch_fits
+
     check_batch_fits(max(1, min(batch_size, len(images))))
-    is_onnx = Path(onnx_path).suffix.lower() == ".onnx"
-    if is_onnx:
-        structure = structure_report(onnx_path)
-        onnx_backend = candidate or OnnxRuntimeBackend(onnx_path, sha256=structure["sha256"],
-                                                       threads=threads,
-                                                       **(candidate_options or {}))
-    else:  # a PyTorch model (.pt2, state dict): its backend describes its own structure
-        from .backends import load_backend
+    checks = structure_checks(reference, candidate, image_shape=image_shape,
+                              num_classes=num_classes)
 
-        onnx_backend = candidate or load_backend(onnx_path, threads=threads)
-        if not hasattr(onnx_backend, "structure"):
-            raise UsageError(f"{onnx_path}: verify checks an ONNX or PyTorch model against its "
-                             "source")
-        structure = onnx_backend.structure()
-    provenance = check_provenance(reference, structure)
-    problems = check_io_contract(structure, image_shape=image_shape, num_classes=num_classes,
-                                 spec=getattr(onnx_backend, "preprocessing", None),
-                                 output=getattr(onnx_backend, "output_name", None))
-
-    def outputs_of(backend: Backend, given: np.ndarray | None, label: str) -> np.ndarray:
-        if given is not None:
-            return given
+    def outputs_of(backend: Backend, label: str) -> np.ndarray:
         batches = (np.asarray(images[i:i + batch_size], np.float32)
                    for i in range(0, len(images), batch_size))
         outputs, _ = predict_all(backend, batches, len(images), label)
@@ -469,39 +511,9 @@ def verify(
             raise InvalidInputError("verify needs at least one image")
         return outputs
 
-    ref_out = outputs_of(reference, reference_outputs, f"{reference.info.name}: reference")
-    cand_out = outputs_of(onnx_backend, candidate_outputs, f"{onnx_backend.info.name}: candidate")
-    parity = compare_outputs(ref_out, cand_out, atol=atol, rtol=rtol, indices=indices)
-    dynamic = check_dynamic_batch(onnx_backend, images, atol=atol, rtol=rtol)
-    report = VerificationRecord(
-        passed=parity.passed and dynamic["passed"] and not problems,
-        samples=parity.samples,
-        argmax_agreement=parity.argmax_agreement,
-        max_abs_diff=parity.max_abs_diff,
-        reference=reference.info.to_dict(),
-        provenance=provenance,
-        candidate=onnx_backend.info.to_dict(),
-        structure=structure,
-        interface_problems=problems,
-        dynamic_batch=dynamic,
-        parity=parity.to_dict(),
-        settings=run_settings(onnx_backend.info.to_dict(), batch_size),
-    )
-    keras_model = getattr(reference, "model", None)
-    if keras_model is not None and hasattr(keras_model, "count_params"):
-        # tf2onnx folds BatchNormalization into the convolutions: fewer ONNX parameters.
-        report.reference_parameters = int(keras_model.count_params())
-        report.reference_batch_normalization_layers = sum(
-            1 for layer in keras_model.layers if type(layer).__name__ == "BatchNormalization")
-    if layerwise or not parity.passed:
-        if not is_onnx:
-            report["layerwise"] = {"skipped": "layer-by-layer comparison needs an ONNX candidate"}
-        elif hasattr(reference, "layer_outputs"):
-            spec = getattr(onnx_backend, "preprocessing", None)
-            count = getattr(onnx_backend, "fixed_batch", None) or 32
-            report.layerwise = localise_divergence(
-                reference, onnx_path, images[:count], atol=atol, rtol=rtol,
-                prepare=spec.apply if spec is not None else None)
-        else:
-            report.layerwise = {"skipped": f"{reference.info.name} exposes no layer outputs"}
-    return report.to_dict()
+    ref_out = outputs_of(reference, f"{reference.info.name}: reference")
+    cand_out = outputs_of(candidate, f"{candidate.info.name}: candidate")
+    return verify_outputs(reference, candidate, images, ref_out, cand_out, checks=checks,
+                          indices=indices, atol=atol, rtol=rtol, layerwise=layerwise,
+                          image_shape=image_shape, num_classes=num_classes,
+                          batch_size=batch_size)

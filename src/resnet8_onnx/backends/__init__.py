@@ -6,31 +6,54 @@ TensorFlow or PyTorch, and vice versa.
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputNotFoundError, UsageError
-from .base import Backend, BackendInfo
+from .base import Backend, BackendInfo, InputSpec, Runner
 
-__all__ = ["BACKENDS", "Backend", "BackendInfo", "backend_for", "load_backend"]
+__all__ = ["BACKENDS", "LOADERS", "Backend", "BackendInfo", "InputSpec", "Loader", "Runner",
+           "backend_for", "load_backend"]
+
+
+@dataclass(frozen=True)
+class Loader:
+    """How a runtime turns a file into a runner: the suffixes it reads, the module (in this
+    package) whose ``load(path, *, threads, **options)`` does it, and the options it takes
+    beyond ``threads``."""
+
+    suffixes: tuple[str, ...]
+    module: str
+    options: frozenset[str] = frozenset()
+
+    def load(self, path: str | os.PathLike[str], **options: Any) -> Runner:
+        module = importlib.import_module(f"{__name__}.{self.module}")  # lazy: one framework
+        return module.load(path, **options)
+
+
+# The registry: adding a runtime is one module in this package and one line here.
+LOADERS: dict[str, Loader] = {
+    "onnxruntime": Loader((".onnx",), "onnxrt", frozenset(
+        {"preprocessing", "output", "provider", "optimization", "optimized_model_path"})),
+    "keras": Loader((".h5", ".keras"), "keras"),
+    "litert": Loader((".tflite",), "litert"),
+    # The optional torch extra: ExportedPrograms and native ResNet8 state dicts.
+    "torch": Loader((".pt2", ".safetensors", ".pt", ".pth"), "pytorch", frozenset({"device"})),
+}
 
 # name -> file suffixes it reads
-BACKENDS: dict[str, tuple[str, ...]] = {
-    "onnxruntime": (".onnx",),
-    "keras": (".h5", ".keras"),
-    "litert": (".tflite",),
-    # The optional torch extra: ExportedPrograms and native ResNet8 state dicts.
-    "torch": (".pt2", ".safetensors", ".pt", ".pth"),
-}
+BACKENDS: dict[str, tuple[str, ...]] = {name: entry.suffixes for name, entry in LOADERS.items()}
 
 
 def backend_for(path: str | os.PathLike[str]) -> str:
     """The backend name for a model file, from its suffix."""
     suffix = Path(path).suffix.lower()
-    for name, suffixes in BACKENDS.items():
-        if suffix in suffixes:
+    for name, loader in LOADERS.items():
+        if suffix in loader.suffixes:
             return name
     known = ", ".join(s for suffixes in BACKENDS.values() for s in suffixes)
     raise UsageError(f"{path}: unknown model type {suffix or '(no suffix)'!r}; "
@@ -56,45 +79,44 @@ def check_fixed_preprocessing(path: str | os.PathLike[str], name: str,
                          f"layers do any scaling); {options} cannot change that")
 
 
+def applicable_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``options`` the ``name`` loader takes: for commands whose options are given once
+    for models of several runtimes (the ONNX-only ones simply do not reach the others)."""
+    return {k: v for k, v in options.items() if k in LOADERS[name].options}
+
+
 def load_backend(
     path: str | os.PathLike[str], backend: str | None = None, *, threads: int | None = None,
     preprocessing: Mapping[str, Any] | None = None, output: str | None = None,
-    provider: str | None = None, device: str | None = None,
-) -> Backend:
-    """Load ``path`` with ``backend`` (default: chosen by suffix).
+    provider: str | None = None, device: str | None = None, optimization: str | None = None,
+    optimized_model_path: str | os.PathLike[str] | None = None,
+) -> Runner:
+    """Load ``path`` with ``backend`` (default: chosen by suffix): a lookup in
+    :data:`LOADERS` and one call.
 
     ``preprocessing`` (spec fields from options, see :mod:`resnet8_onnx.preprocess`),
-    ``output`` and ``provider`` apply to ONNX models; for the others a spec other than raw
-    NHWC RGB pixels, ``output`` or ``provider`` is a usage error. ``device`` ("cpu", "cuda")
-    applies to the PyTorch backend; the other runtimes run on the CPU, so asking them for
-    another device is a usage error rather than silently ignored.
+    ``output``, ``provider``, ``optimization`` (ONNX Runtime's graph level) and
+    ``optimized_model_path`` apply to ONNX models; for the others a spec other than raw NHWC
+    RGB pixels or any of the others is a usage error. ``device`` ("cpu", "cuda") applies to
+    the PyTorch backend; the other runtimes run on the CPU, so asking them for another device
+    is a usage error rather than silently ignored.
     """
     if not Path(path).is_file():
         raise InputNotFoundError(f"{path}: model file not found")
     name = backend or backend_for(path)
-    if name != "torch" and device not in (None, "cpu"):
+    loader = LOADERS.get(name)
+    if loader is None:
+        raise UsageError(f"unknown backend {name!r}; choose one of {', '.join(LOADERS)}")
+    given = {key: value for key, value in (
+        ("preprocessing", preprocessing), ("output", output), ("provider", provider),
+        ("device", device), ("optimization", optimization),
+        ("optimized_model_path", optimized_model_path)) if value is not None}
+    if "device" not in loader.options and given.pop("device", "cpu") != "cpu":
         raise UsageError(f"{path}: --device {device} applies to PyTorch models only; "
                          f"{name} runs on the CPU")
-    if name == "onnxruntime":
-        from .onnxrt import OnnxRuntimeBackend
-
-        return OnnxRuntimeBackend(path, threads=threads, preprocessing=preprocessing,
-                                  output=output, provider=provider)
-    if name in BACKENDS:
-        check_fixed_preprocessing(path, name, preprocessing)
-        for option, value in (("--output", output), ("--provider", provider)):
-            if value is not None:
-                raise UsageError(f"{path}: {option} applies to ONNX models only")
-    if name == "torch":
-        from .pytorch import TorchBackend
-
-        return TorchBackend(path, threads=threads, device=device)
-    if name == "keras":
-        from .keras import KerasBackend
-
-        return KerasBackend(path, threads=threads)
-    if name == "litert":
-        from .litert import LiteRTBackend
-
-        return LiteRTBackend(path, threads=threads)
-    raise UsageError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    if "preprocessing" not in loader.options:
+        check_fixed_preprocessing(path, name, given.pop("preprocessing", None))
+    for option in given:
+        if option not in loader.options:
+            raise UsageError(f"{path}: --{option.replace('_', '-')} applies to ONNX models only")
+    return loader.load(path, threads=threads, **given)

@@ -1,20 +1,60 @@
-"""The one interface every runtime implements.
+"""The one interface every runtime implements: a loader (file → runner) and a runner.
 
-A backend loads a model file and turns an NHWC batch of raw 0–255 RGB pixels (uint8, or float32
-holding the same values) into a ``(N, num_classes)`` float32 array; whatever the model itself
-wants (a cast, scaling, NCHW, a fixed batch) the backend does per batch. Everything else
-(batching, metrics, parity) is written once against this protocol, so adding a runtime is
-adding a module here.
+A runner turns an NHWC batch of raw 0–255 RGB pixels (uint8, or float32 holding the same
+values) into a ``(N, num_classes)`` float32 array; whatever the model itself wants (a cast,
+scaling, NCHW, a fixed batch) the runner does per batch. It *declares* what it takes
+(:class:`InputSpec`), what it returns (``output_kind``) and which optional abilities it has
+(``abilities``), so callers never probe for attributes. Everything else (batching, metrics,
+parity) is written once against this protocol, so adding a runtime is adding a module here
+and one line in the loader table of :mod:`resnet8_onnx.backends`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from ..preprocess import Preprocessing
+
 OutputKind = Literal["probabilities", "logits"]
+
+# The optional abilities a runner may declare, each with the method(s) it promises:
+MACS = "macs"  # macs() -> int: multiply-accumulates per image
+LAYER_OUTPUTS = "layer_outputs"  # layer_outputs(batch), layer_graph(): per-layer activations
+TENSOR_OUTPUTS = "tensor_outputs"  # tensor_outputs(batch): every graph tensor, by name
+STRUCTURE = "structure"  # structure() -> dict: what the file is, for verify
+SESSION = "session"  # .session: the ONNX Runtime InferenceSession (test data, timing)
+PARAMETERS = "parameters"  # source_parameters() -> dict: parameter and BN-layer counts
+ABILITIES = frozenset({MACS, LAYER_OUTPUTS, TENSOR_OUTPUTS, STRUCTURE, SESSION, PARAMETERS})
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What a runner's model takes, and what its ``predict`` takes.
+
+    ``shape`` is the model's own input (``None``: a dynamic dimension), in ``layout``;
+    ``pixel_shape`` the NHWC image shape ``predict`` takes; ``preprocessing`` the spec
+    :meth:`Runner.prepare` applies (``None``: raw pixels, only cast to ``dtype``).
+    """
+
+    shape: tuple[int | None, ...]
+    pixel_shape: tuple[int | None, ...]
+    dtype: str = "float32"
+    layout: Literal["nhwc", "nchw"] = "nhwc"
+    preprocessing: Preprocessing | None = None
+
+    @property
+    def fixed_batch(self) -> int | None:
+        """The model's batch size when its batch dimension is fixed, else ``None``."""
+        return self.shape[0] if self.shape and isinstance(self.shape[0], int) else None
+
+    def model_shape(self, image_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The model input dims after the batch for NHWC ``image_shape``."""
+        h, w, c = image_shape
+        return (c, h, w) if self.layout == "nchw" else (h, w, c)
 
 
 @dataclass(frozen=True)
@@ -44,11 +84,31 @@ class BackendInfo:
 
 
 @runtime_checkable
-class Backend(Protocol):
-    """Load once, predict many batches, describe itself."""
+class Runner(Protocol):
+    """Loaded once, predicts many batches, describes itself and declares its abilities."""
 
     info: BackendInfo
+    input_spec: InputSpec
+    output_kind: OutputKind | None  # None: not declared (guessed from the outputs)
+    abilities: frozenset[str]
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """Raw model outputs for a uint8/float32 ``(N, H, W, C)`` batch of 0–255 pixels."""
         ...
+
+    def prepare(self, pixels: np.ndarray) -> np.ndarray:
+        """Pixels as the model takes them (cast, preprocessing); ``run`` takes the result."""
+        ...
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Outputs for an already prepared batch: the runtime's time alone."""
+        ...
+
+
+# The name the rest of the package has always used for a runner.
+Backend = Runner
+
+
+def cast_pixels(pixels: np.ndarray, dtype: str = "float32") -> np.ndarray:
+    """The ``prepare`` of runners whose model takes raw pixels: one contiguous cast."""
+    return np.ascontiguousarray(pixels, dtype=dtype)

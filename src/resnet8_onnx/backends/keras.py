@@ -8,6 +8,7 @@ step function per call, which dominates the run time for the small batches we fe
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,7 +25,7 @@ from ..keras_io import (
     load_keras_model,
     output_kind_of,
 )
-from .base import BackendInfo
+from .base import LAYER_OUTPUTS, MACS, PARAMETERS, BackendInfo, InputSpec, cast_pixels
 
 
 def configure_threads(threads: int | None) -> int | None:
@@ -48,22 +49,78 @@ def configure_threads(threads: int | None) -> int | None:
     return value or None  # 0 means "TensorFlow's default" (all cores)
 
 
-class KerasBackend:
-    """Run a Keras ``.h5``/``.keras`` classifier; also exposes per-layer outputs for verify."""
+def load(path: str | os.PathLike[str], *, threads: int | None = None) -> KerasBackend:
+    """The loader: a Keras file → a runner; unsafe files are refused before TensorFlow loads."""
+    inspect_keras_file(path)
+    configure_threads(threads)
+    return KerasBackend(load_keras_model(Path(path)), path, threads=threads)
 
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        model: Any | None = None,
-        threads: int | None = None,
-    ) -> None:
-        if model is None:
-            inspect_keras_file(path)  # refuse unsafe files before paying for TensorFlow
+
+def from_model(model: Any, path: str | os.PathLike[str], *,
+               threads: int | None = None) -> KerasBackend:
+    """The loader for a model already in memory (``run`` converts and evaluates the same
+    one); ``path`` is the file it was loaded from, for its checksum and reports."""
+    configure_threads(threads)
+    return KerasBackend(model, path, threads=threads)
+
+
+def parents_from_config(model_config: dict[str, Any]) -> dict[str, list[str]]:
+    """Layer name → names of the layers feeding it, from a Keras 3 functional config."""
+
+    def histories(obj: Any) -> list[str]:
+        found: list[str] = []
+        if isinstance(obj, dict):
+            if "keras_history" in obj:
+                found.append(obj["keras_history"][0])
+            for v in obj.values():
+                found += histories(v)
+        elif isinstance(obj, list):
+            for v in obj:
+                found += histories(v)
+        return found
+
+    layers = model_config.get("layers", [])
+    if "inbound_nodes" not in (layers[0] if layers else {}):  # Sequential: a chain
+        names = [layer["config"]["name"] for layer in layers]
+        return {b: [a] for a, b in itertools.pairwise(names)}
+    return {layer["config"]["name"]: histories(layer.get("inbound_nodes", [])) for layer in layers}
+
+
+def keras_macs(model: Any) -> int:
+    """MACs per image of a Keras model's Conv/Dense layers, from kernel and output shapes.
+
+    Counts the same operations as the ONNX count (convolutions and dense layers), so the two
+    figures of one model agree exactly; nested models are walked recursively.
+    """
+    macs = 0
+    for layer in model.layers:
+        if hasattr(layer, "layers"):  # a nested model
+            macs += keras_macs(layer)
+            continue
+        kind = type(layer).__name__
+        out = [int(d) for d in tuple(layer.output.shape)[1:] if d is not None]
+        if kind in ("Conv1D", "Conv2D", "Conv3D"):
+            k = tuple(int(d) for d in layer.kernel.shape)  # (*spatial, in / groups, filters)
+            macs += int(np.prod(out)) * int(np.prod(k[:-1]))
+        elif kind in ("DepthwiseConv1D", "DepthwiseConv2D"):
+            k = tuple(int(d) for d in layer.kernel.shape)  # (*spatial, in, multiplier)
+            macs += int(np.prod(out)) * int(np.prod(k[:-2]))
+        elif kind == "Dense":
+            macs += int(np.prod(out)) * int(layer.kernel.shape[0])
+    return int(macs)
+
+
+class KerasBackend:
+    """The runner of a loaded Keras classifier; also exposes per-layer outputs for verify."""
+
+    abilities = frozenset({MACS, LAYER_OUTPUTS, PARAMETERS})
+
+    def __init__(self, model: Any, path: str | os.PathLike[str], *,
+                 threads: int | None = None) -> None:
         tf, keras = import_tensorflow()
         effective_threads = configure_threads(threads)
         self.path = Path(path)
-        self.model = model if model is not None else load_keras_model(self.path)
+        self.model = model
         self._tf = tf
         self._keras = keras
         if len(self.model.inputs) != 1 or len(self.model.outputs) != 1:
@@ -80,6 +137,10 @@ class KerasBackend:
             lambda x: call_model(model_ref, x), input_signature=(spec,)
         )
         self._layer_models: dict[tuple[str, ...], tuple[Any, Any]] = {}
+        kind = output_kind_of(self.model)
+        self.output_kind = kind if kind in ("probabilities", "logits") else None
+        pixels = tuple(None if d is None else int(d) for d in input_shape[1:])
+        self.input_spec = InputSpec(shape=(None, *pixels), pixel_shape=pixels)
         self.info = BackendInfo(
             name="keras",
             model_path=str(self.path),
@@ -87,8 +148,35 @@ class KerasBackend:
             runtime_version=f"tensorflow {tf.__version__} / keras {keras.__version__}",
             input_shape=(None, *input_shape[1:]),
             num_classes=int(output_shape[-1]),
-            extra={"output_kind": output_kind_of(self.model), "threads": effective_threads},
+            extra={"output_kind": kind, "threads": effective_threads},
         )
+
+    def prepare(self, pixels: np.ndarray) -> np.ndarray:
+        return cast_pixels(pixels)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self.predict(x)
+
+    def macs(self) -> int:
+        """Multiply-accumulates per image of the Conv/Dense layers (see :func:`keras_macs`)."""
+        return keras_macs(self.model)
+
+    def source_parameters(self) -> dict[str, int]:
+        """Parameter and BatchNormalization-layer counts: tf2onnx folds BN into the
+        convolutions, so a converted model has fewer parameters; reports say why."""
+        return {
+            "reference_parameters": int(self.model.count_params()),
+            "reference_batch_normalization_layers": sum(
+                1 for layer in self.model.layers
+                if type(layer).__name__ == "BatchNormalization"),
+        }
+
+    def layer_graph(self) -> tuple[list[tuple[str, str]], dict[str, list[str]]]:
+        """(name, class) of each layer in order (input layer excluded), and each layer's
+        parents by name: what verify needs to locate the first diverging layer."""
+        layers = [(layer.name, type(layer).__name__) for layer in self.model.layers
+                  if type(layer).__name__ != "InputLayer"]
+        return layers, parents_from_config(self.model.get_config())
 
     def _check_batch(self, batch: np.ndarray) -> np.ndarray:
         batch = np.asarray(batch)

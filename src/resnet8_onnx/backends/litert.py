@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import InvalidInputError, interrupts_deferred, one_line
 from ..fsutil import file_digest
 from ..quiet import native_chatter_filtered
-from .base import BackendInfo
+from .base import MACS, BackendInfo, InputSpec, cast_pixels
 
 
 def _quantization(detail: dict[str, Any]) -> tuple[float, int] | None:
@@ -30,22 +30,60 @@ def _quantization(detail: dict[str, Any]) -> tuple[float, int] | None:
     return float(scales[0]), int(zero_points[0])
 
 
+def load(path: str | os.PathLike[str], *, threads: int | None = None) -> LiteRTBackend:
+    """The loader: a ``.tflite`` file → a runner over an allocated interpreter."""
+    with interrupts_deferred():  # Ctrl-C inside its C++ init becomes an ImportError
+        from ai_edge_litert.interpreter import Interpreter
+
+    try:
+        # The first allocation creates the XNNPACK delegate, which announces itself on fd 2.
+        with native_chatter_filtered():
+            interpreter = Interpreter(model_path=str(path), num_threads=threads or None)
+            interpreter.allocate_tensors()
+    except Exception as exc:  # LiteRT raises ValueError/RuntimeError with long text
+        raise InvalidInputError(f"{path}: not a loadable TFLite model: "
+                                f"{one_line(exc, limit=None)}") from exc
+    return LiteRTBackend(interpreter, path, threads=threads)
+
+
+def tflite_macs(interpreter: Any) -> int:
+    """MACs per image of a TFLite model's CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED ops.
+
+    Shapes come from the interpreter's tensor table, as allocated for one image.
+    """
+    shapes = {t["index"]: [int(d) for d in t["shape"]] for t in interpreter.get_tensor_details()}
+    macs = 0
+    for op in interpreter._get_ops_details():  # the only way LiteRT exposes its graph
+        name, inputs, outputs = op["op_name"], list(op["inputs"]), list(op["outputs"])
+        if len(inputs) < 2 or not outputs:
+            continue
+        out, w = shapes.get(outputs[0]), shapes.get(inputs[1])
+        if not out or not w:
+            continue
+        per_image = int(np.prod(out[1:])) if len(out) > 1 else int(np.prod(out))
+        if name == "CONV_2D":  # weights (out, kh, kw, in / groups)
+            macs += per_image * int(np.prod(w[1:]))
+        elif name == "DEPTHWISE_CONV_2D":  # weights (1, kh, kw, out)
+            macs += per_image * int(np.prod(w[1:3]))
+        elif name == "FULLY_CONNECTED":  # weights (units, in)
+            rows = int(np.prod(out[:-1])) if len(out) > 1 else 1
+            batch = int(shapes.get(inputs[0], [1])[0] or 1)
+            macs += max(rows // batch, 1) * out[-1] * w[-1]
+    return int(macs)
+
+
 class LiteRTBackend:
-    """A LiteRT interpreter, resized to each batch; quantisation read from the file."""
+    """The runner of a LiteRT interpreter, resized to each batch; quantisation read from the
+    file. Outputs are dequantised, so they are of the model's own kind (not declared)."""
 
-    def __init__(self, path: str | os.PathLike[str], *, threads: int | None = None) -> None:
-        with interrupts_deferred():  # Ctrl-C inside its C++ init becomes an ImportError
-            from ai_edge_litert import __version__ as litert_version
-            from ai_edge_litert.interpreter import Interpreter
+    abilities = frozenset({MACS})
+    output_kind = None
 
-        try:
-            # The first allocation creates the XNNPACK delegate, which announces itself on fd 2.
-            with native_chatter_filtered():
-                self.interpreter = Interpreter(model_path=str(path), num_threads=threads or None)
-                self.interpreter.allocate_tensors()
-        except Exception as exc:  # LiteRT raises ValueError/RuntimeError with long text
-            raise InvalidInputError(f"{path}: not a loadable TFLite model: "
-                                    f"{one_line(exc, limit=None)}") from exc
+    def __init__(self, interpreter: Any, path: str | os.PathLike[str], *,
+                 threads: int | None = None) -> None:
+        from ai_edge_litert import __version__ as litert_version
+
+        self.interpreter = interpreter
         inputs = self.interpreter.get_input_details()
         outputs = self.interpreter.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
@@ -57,6 +95,7 @@ class LiteRTBackend:
         self.input_quantization = _quantization(self._in)
         self.output_quantization = _quantization(self._out)
         self._batch = None
+        self.input_spec = InputSpec(shape=(None, *shape[1:]), pixel_shape=tuple(shape[1:]))
         self.info = BackendInfo(
             name="litert",
             model_path=str(path),
@@ -78,6 +117,16 @@ class LiteRTBackend:
             self.interpreter.resize_tensor_input(self._in["index"], shape)
             self.interpreter.allocate_tensors()
             self._batch = batch
+
+    def prepare(self, pixels: np.ndarray) -> np.ndarray:
+        return cast_pixels(pixels)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self.predict(x)
+
+    def macs(self) -> int:
+        """Multiply-accumulates per image of the file's operators (see :func:`tflite_macs`)."""
+        return tflite_macs(self.interpreter)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """Float pixels in, float outputs out; (de)quantised at the edges when the model is."""

@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import InvalidInputError, UsageError, interrupts_deferred, one_line
 from ..fsutil import file_digest
 from ..preprocess import _NUMPY_OF_ORT, Preprocessing, record, resolve
-from .base import BackendInfo
+from .base import MACS, SESSION, STRUCTURE, TENSOR_OUTPUTS, BackendInfo, InputSpec
 
 DEFAULT_PROVIDER = "CPUExecutionProvider"
 # ONNX Runtime's graph optimisation levels, weakest first (``benchmark --optimization``).
@@ -46,53 +46,90 @@ def resolve_provider(name: str | None) -> str:
                      f"{ort.__version__}; available: {', '.join(available)}")
 
 
-class OnnxRuntimeBackend:
-    """An ``onnxruntime.InferenceSession`` over an image classifier.
+def _session(source: str | bytes, where: str, *, threads: int | None, optimization: str,
+             optimized_model_path: str | os.PathLike[str] | None, provider: str | None) -> Any:
+    """An ONNX Runtime session over a file or serialized model; a bad model is exit 3."""
+    with interrupts_deferred():  # Ctrl-C inside its C++ init becomes an ImportError
+        import onnxruntime as ort
 
-    The session is created once; for raw NHWC float32 models ``predict`` is one cast and
-    a single ``run`` call, so the harness adds nothing measurable on top of a bare ONNX
-    Runtime loop.
+    levels = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }
+    if optimization not in levels:
+        raise UsageError(f"unknown optimisation level {optimization!r}; choose one of "
+                         f"{', '.join(OPTIMIZATION_LEVELS)}")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = levels[optimization]
+    options.log_severity_level = 3  # errors only: ORT warnings are noise for our users
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    if optimized_model_path:
+        options.optimized_model_filepath = str(optimized_model_path)
+    chosen = resolve_provider(provider)
+    try:
+        return ort.InferenceSession(source, sess_options=options, providers=[chosen])
+    except Exception as exc:  # ORT raises its own Fail/InvalidGraph/InvalidProtobuf types
+        raise InvalidInputError(f"{where}: not a loadable ONNX model: "
+                                f"{one_line(exc, limit=None)}") from exc
+
+
+def load(
+    path: str | os.PathLike[str], *, threads: int | None = None, optimization: str = "all",
+    optimized_model_path: str | os.PathLike[str] | None = None,
+    preprocessing: Mapping[str, Any] | Preprocessing | None = None,
+    output: str | None = None, provider: str | None = None,
+) -> OnnxRuntimeBackend:
+    """The loader: an ONNX file → a runner (``optimization``: ONNX Runtime's graph level;
+    ``optimized_model_path``: where ONNX Runtime writes the optimised graph)."""
+    session = _session(str(path), str(path), threads=threads, optimization=optimization,
+                       optimized_model_path=optimized_model_path, provider=provider)
+    return OnnxRuntimeBackend(session, model_path=str(path), sha256=file_digest(path),
+                              threads=threads, optimization=optimization,
+                              preprocessing=preprocessing, output=output, source=str(path))
+
+
+def from_bytes(
+    data: bytes, label: str, *, threads: int | None = None,
+    preprocessing: Mapping[str, Any] | Preprocessing | None = None,
+    output: str | None = None, provider: str | None = None,
+) -> OnnxRuntimeBackend:
+    """The loader for an in-memory model (e.g. one about to be written); ``label`` names it
+    in messages and reports."""
+    session = _session(data, label, threads=threads, optimization="all",
+                       optimized_model_path=None, provider=provider)
+    return OnnxRuntimeBackend(session, model_path=label, sha256="", threads=threads,
+                              optimization="all", preprocessing=preprocessing, output=output)
+
+
+class OnnxRuntimeBackend:
+    """The runner over an ``onnxruntime.InferenceSession`` of an image classifier.
+
+    The session is created by :func:`load` (or :func:`from_bytes`); for raw NHWC float32
+    models ``predict`` is one cast and a single ``run`` call, so the harness adds nothing
+    measurable on top of a bare ONNX Runtime loop.
     """
 
     def __init__(
         self,
-        path: str | os.PathLike[str] | bytes,
+        session: Any,
         *,
+        model_path: str,
+        sha256: str,
         threads: int | None = None,
         optimization: str = "all",
-        optimized_model_path: str | None = None,
-        sha256: str | None = None,
         preprocessing: Mapping[str, Any] | Preprocessing | None = None,
         output: str | None = None,
-        provider: str | None = None,
-        label: str | None = None,
+        source: str | None = None,
     ) -> None:
-        with interrupts_deferred():  # Ctrl-C inside its C++ init becomes an ImportError
-            import onnxruntime as ort
+        import onnxruntime as ort
 
-        where = label or str(path)
-        levels = {
-            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-        }
-        options = ort.SessionOptions()
-        options.graph_optimization_level = levels[optimization]
-        options.log_severity_level = 3  # errors only: ORT warnings are noise for our users
-        if threads:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-        if optimized_model_path:
-            options.optimized_model_filepath = str(optimized_model_path)
-        chosen = resolve_provider(provider)
-        source = path if isinstance(path, bytes) else str(path)
-        try:
-            self.session = ort.InferenceSession(source, sess_options=options, providers=[chosen])
-        except Exception as exc:  # ORT raises its own Fail/InvalidGraph/InvalidProtobuf types
-            raise InvalidInputError(f"{where}: not a loadable ONNX model: "
-                                    f"{one_line(exc, limit=None)}") from exc
-
+        where = model_path
+        self.session = session
+        self._source = source  # the file, when there is one: structure and tensors need it
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1:
             raise InvalidInputError(f"{where}: expected one input, the model has {len(inputs)}")
@@ -132,10 +169,15 @@ class OnnxRuntimeBackend:
         # the NHWC images predict() takes (None: any size)
         self.pixel_shape = ((dims[1], dims[2], dims[0]) if self.preprocessing.layout == "nchw"
                             else tuple(dims))
+        self.input_spec = InputSpec(
+            shape=input_shape, pixel_shape=self.pixel_shape, dtype=self.input_dtype.name,
+            layout=self.preprocessing.layout, preprocessing=self.preprocessing)
+        self.abilities = frozenset({SESSION} | (
+            {MACS, STRUCTURE, TENSOR_OUTPUTS} if source is not None else set()))
         self.info = BackendInfo(
             name="onnxruntime",
-            model_path=str(label or path),
-            model_sha256=sha256 or (file_digest(path) if not isinstance(path, bytes) else ""),
+            model_path=model_path,
+            model_sha256=sha256,
             runtime_version=ort.__version__,
             input_shape=input_shape,
             num_classes=_dim(out.shape[1]) or 0,
@@ -177,10 +219,39 @@ class OnnxRuntimeBackend:
         """"probabilities" / "logits" when the converter recorded it in the metadata."""
         return self.metadata.get("output_kind")
 
+    def prepare(self, pixels: np.ndarray) -> np.ndarray:
+        """NHWC RGB 0–255 pixels as the model takes them, per its preprocessing spec."""
+        return self.preprocessing.apply(pixels)
+
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """Outputs ``(N, C)`` for an NHWC RGB 0–255 batch (uint8 or float), preprocessed per
         the model's spec."""
         return self.run(self.preprocessing.apply(batch))
+
+    def _file(self) -> str:
+        if self._source is None:
+            raise UsageError(f"{self.info.model_path}: an in-memory model has no file to read")
+        return self._source
+
+    def macs(self) -> int:
+        """Multiply-accumulates per image of Conv, MatMul and Gemm nodes (see verify)."""
+        import onnx
+
+        from ..verify import count_macs
+
+        return count_macs(onnx.load(self._file()))
+
+    def structure(self) -> dict[str, Any]:
+        """The checked structure report of the file (see ``verify.structure_report``)."""
+        from ..verify import structure_report
+
+        return structure_report(self._file())
+
+    def tensor_outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Every float tensor of the graph for NHWC pixels ``batch``, optimisations off."""
+        from ..verify import intermediate_outputs
+
+        return intermediate_outputs(self._file(), self.prepare(batch))
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """Outputs for an already preprocessed batch; a fixed batch size runs in chunks."""

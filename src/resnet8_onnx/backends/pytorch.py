@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import InvalidInputError, UsageError
 from ..fsutil import file_digest
-from .base import BackendInfo
+from .base import MACS, STRUCTURE, BackendInfo, InputSpec, cast_pixels
 
 DEVICES = ("cpu", "cuda")
 
@@ -49,24 +49,37 @@ def configure_precision(torch: Any) -> None:
     torch.set_float32_matmul_precision("highest")
 
 
-class TorchBackend:
-    """Run a PyTorch model file on the CPU (default) or a CUDA GPU."""
+def load(path: str | os.PathLike[str], *, threads: int | None = None,
+         device: str | None = None) -> TorchBackend:
+    """The loader: a PyTorch file (pre-scanned, nothing in it runs) → a runner on ``device``."""
+    from ..torch_convert import import_torch, load_torch_model
 
-    def __init__(self, path: str | os.PathLike[str], *, threads: int | None = None,
-                 device: str | None = None) -> None:
-        from ..torch_convert import import_torch, load_torch_model
+    torch = import_torch()
+    chosen = resolve_device(device)
+    configure_precision(torch)
+    if threads is not None:
+        if threads < 1:
+            raise UsageError(f"threads must be at least 1, got {threads}")
+        torch.set_num_threads(threads)
+    module, program, metadata = load_torch_model(Path(path))
+    return TorchBackend(module, program, metadata, path, threads=threads, device=chosen)
+
+
+class TorchBackend:
+    """The runner of a loaded PyTorch model on the CPU (default) or a CUDA GPU."""
+
+    abilities = frozenset({MACS, STRUCTURE})
+
+    def __init__(self, module: Any, program: Any, metadata: dict[str, Any],
+                 path: str | os.PathLike[str], *, threads: int | None = None,
+                 device: str = "cpu") -> None:
+        from ..torch_convert import import_torch
 
         self.path = Path(path)
         torch = import_torch()
         self._torch = torch
-        self.device = resolve_device(device)
-        configure_precision(torch)
-        if threads is not None:
-            if threads < 1:
-                raise UsageError(f"threads must be at least 1, got {threads}")
-            torch.set_num_threads(threads)
+        self.device = device
         self._threads = threads
-        module, program, metadata = load_torch_model(self.path)
         self.program = program
         self.metadata = metadata
         module = module.to(self.device)
@@ -82,6 +95,8 @@ class TorchBackend:
                               .shape[1])
         kind = metadata.get("output_kind")
         self.output_kind = kind if kind in ("probabilities", "logits") else None
+        self.input_spec = InputSpec(shape=(None, *self._image_shape),
+                                    pixel_shape=self._image_shape)
         self.info = BackendInfo(
             name="torch",
             model_path=str(self.path),
@@ -114,10 +129,10 @@ class TorchBackend:
         """Raw model outputs ``(N, num_classes)`` for a float32 ``(N, H, W, C)`` batch."""
         torch = self._torch
         x = np.asarray(batch)
-        if x.ndim != 4 or (hasattr(self, "_image_shape")
+        if x.ndim != 4 or (self._image_shape is not None
                            and tuple(x.shape[1:]) != self._image_shape):
             raise InvalidInputError(f"{self.path}: batch has shape {x.shape}, expected (N, "
-                                    f"{', '.join(map(str, getattr(self, '_image_shape', ())))})")
+                                    f"{', '.join(map(str, self._image_shape or ()))})")
         if self._threads and torch.get_num_threads() != self._threads:
             torch.set_num_threads(self._threads)  # another backend may have changed it
         tensor = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
@@ -126,6 +141,12 @@ class TorchBackend:
         with torch.inference_mode():
             out = self.module(tensor)
         return out.float().cpu().numpy()
+
+    def prepare(self, pixels: np.ndarray) -> np.ndarray:
+        return cast_pixels(pixels)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self.predict(x)
 
     def macs(self) -> int:
         """Multiply-accumulates per image of convolutions and matrix products (FLOPs / 2)."""

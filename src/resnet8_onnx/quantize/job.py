@@ -410,12 +410,12 @@ def _evaluate_pair(fp32_path: str, int8_path: Path, shown_path: str, test_data: 
                    batch_size: int, threads: int | None, timing_images: int,
                    rounds: int) -> tuple[dict[str, Any], float, float]:
     """Both models on the test images: accuracy, per class, agreement, |Δ|, speed."""
-    from ..backends.onnxrt import OnnxRuntimeBackend
+    from ..backends import onnxrt
     from ..evaluate import evaluate
     from ..verify import compare_outputs
 
-    fp32_backend = OnnxRuntimeBackend(fp32_path, threads=threads)
-    int8_backend = OnnxRuntimeBackend(int8_path, threads=threads)
+    fp32_backend = onnxrt.load(fp32_path, threads=threads)
+    int8_backend = onnxrt.load(int8_path, threads=threads)
     fp32 = evaluate(fp32_backend, test_data, batch_size=batch_size)
     int8 = evaluate(int8_backend, test_data, batch_size=batch_size)
     fp32_ips, int8_ips = time_sessions(
