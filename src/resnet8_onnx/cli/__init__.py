@@ -1,0 +1,77 @@
+"""Command line: parse options, call the library, map errors to exit codes. Nothing else.
+
+Every command writes human-readable output to stdout (or stderr when stdout carries JSON),
+progress to stderr, and a ``ToolError`` becomes one line on stderr and its documented exit
+code; ``--debug`` shows the traceback instead.
+"""
+
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+
+from .. import errors
+from .options import EPILOG
+from .options import _warn_oversubscribed as warn_oversubscribed
+from .parser import build_parser
+
+__all__ = ["EPILOG", "build_parser", "main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``resnet8-onnx`` console script; returns the exit code.
+
+    Everything, option parsing (which imports the library) included, runs inside
+    ``errors.handle_interrupts()``: SIGTERM unwinds like Ctrl-C, and an interrupt that a
+    library turned into another exception (a C extension interrupted mid-import raises
+    ImportError) is still reported as an interrupt.
+    """
+    with errors.handle_interrupts() as interrupts:
+        debug = False
+        try:
+            parser = build_parser()
+            args = parser.parse_args(argv)
+            debug = args.debug
+            from .. import progress, quiet
+
+            quiet.set_passthrough(debug)
+
+            if args.quiet:
+                progress.set_enabled(False)
+            warn_oversubscribed(args)
+            code = int(args.func(args))
+            errors.raise_if_interrupted()  # a signal a finaliser swallowed still counts
+            return code
+        except errors.ToolError as exc:
+            if debug:
+                traceback.print_exc()
+            else:
+                message = errors.one_line(exc, limit=None)
+                print(f"resnet8-onnx: error: {message}", file=sys.stderr)
+            return exc.exit_code
+        except KeyboardInterrupt:
+            if debug:
+                traceback.print_exc()
+            print("resnet8-onnx: interrupted", file=sys.stderr)
+            return errors.INTERRUPTED
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return errors.OK
+        except Exception as exc:
+            if interrupts.interrupted:
+                print("resnet8-onnx: interrupted", file=sys.stderr)
+                return errors.INTERRUPTED
+            if debug:
+                traceback.print_exc()
+            else:
+                print(f"resnet8-onnx: internal error: {type(exc).__name__}: "
+                      f"{errors.one_line(exc, limit=None) if str(exc).strip() else ''} "
+                      "(run with --debug for the traceback; please report it)", file=sys.stderr)
+            return errors.INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

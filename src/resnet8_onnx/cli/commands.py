@@ -1,0 +1,317 @@
+"""One function per command: options → library calls → exit code; rendering is report/'s."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from .. import errors
+from ..convert import DEFAULT_OPSET
+from .options import (
+    _SPEC_OPTIONS,
+    _check_outputs,
+    _console,
+    _emit_json,
+    _load_data,
+    _spec_overrides,
+)
+
+
+# --------------------------------------------------------------------------- commands
+def cmd_data(args: argparse.Namespace) -> int:
+    _check_outputs(args, files=[args.json], inputs=[args.indices])
+    dataset = _load_data(args)
+    description = dataset.describe()
+    if args.json == "-":
+        _emit_json(description, "-", force=True)
+        return errors.OK
+    from ..report import render_data_terminal
+
+    render_data_terminal(description, _console())
+    _emit_json(description, args.json, force=args.force)
+    return errors.OK
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from ..convert import convert
+    from ..torch_convert import is_torch_conversion
+
+    output = args.output or str(Path(args.model).with_suffix(".onnx"))
+    _check_outputs(args, files=[output, args.json], inputs=[args.model])
+    if is_torch_conversion(args.model, output):
+        return _convert_torch(args, output)
+    result = convert(args.model, output,
+                     opset=DEFAULT_OPSET if args.opset is None else args.opset,
+                     input_shape=args.input_shape, num_classes=args.num_classes,
+                     force=args.force)
+    out = _console(stderr=args.json == "-")
+    out.print(f"[green]converted[/green] {args.model} → {result.output_path} "
+              f"(opset {result.opset}, input {result.input_name!r}, output "
+              f"{result.output_name!r}: {result.output_kind}, {result.seconds:.1f} s)")
+    _emit_json(result.to_dict(), args.json, force=args.force)
+    return errors.OK
+
+
+def _convert_torch(args: argparse.Namespace, output: str) -> int:
+    """convert to or from PyTorch (.pt2, .safetensors): the target is chosen by suffix."""
+    from ..torch_convert import convert_torch
+
+    result = convert_torch(args.model, output, builder=args.torch_builder, opset=args.opset,
+                           force=args.force)
+    out = _console(stderr=args.json == "-")
+    checked = "; ".join(f"matches {c['against']} (max |Δ| {c['max_abs_diff']:.2g})"
+                        for c in result.checks)
+    out.print(f"[green]converted[/green] {args.model} → {result.output_path} ({result.target}, "
+              f"builder {result.builder}, output {result.output_kind}, {result.seconds:.1f} s)")
+    if checked:
+        out.print(f"checked: {checked}")
+    _emit_json(result.to_dict(), args.json, force=args.force)
+    return errors.OK
+
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from ..backends import applicable_options, backend_for, load_backend
+    from ..verify import check_onnx_file, verify
+
+    _check_outputs(args, files=[args.json], inputs=[args.reference, args.onnx, args.indices])
+    dataset = _load_data(args)
+    reference = load_backend(args.reference, args.reference_backend, threads=args.threads)
+    name = backend_for(args.onnx)
+    if name == "onnxruntime":
+        check_onnx_file(args.onnx)  # a broken file is named as such, before ONNX Runtime
+    candidate = load_backend(args.onnx, name, threads=args.threads, **applicable_options(
+        name, {"preprocessing": _spec_overrides(args), "output": args.output,
+               "provider": args.provider, "device": args.device}))
+    report = verify(reference, candidate, dataset.images, indices=dataset.indices,
+                    atol=args.atol, rtol=args.rtol, layerwise=args.layerwise,
+                    batch_size=args.batch_size)
+    report["data"] = dataset.describe()
+    from ..report import render_verification_terminal
+
+    render_verification_terminal(report, _console(stderr=args.json == "-"))
+    _emit_json(report, args.json, force=args.force)
+    return errors.OK if report["passed"] else errors.VERIFICATION_FAILED
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ..backends import load_backend
+    from ..backends.base import SESSION
+    from ..evaluate import evaluate
+    from ..metrics import meets_accuracy
+    from ..report import write_reports
+
+    out_dir = _check_outputs(args, files=[args.json], reports=write_reports,
+                             inputs=[args.model, args.indices])
+    if args.save_test_data is not None:
+        from ..testdata import check_destination
+
+        check_destination(args.save_test_data, force=args.force)
+    backend = load_backend(args.model, args.backend, threads=args.threads,
+                           preprocessing=_spec_overrides(args), output=args.output,
+                           provider=args.provider, device=args.device)
+    if args.save_test_data is not None and SESSION not in backend.abilities:
+        raise errors.UsageError("--save-test-data needs an ONNX model")
+    dataset = _load_data(args)
+    result = evaluate(backend, dataset, batch_size=args.batch_size)
+    record = result.to_record()
+    from ..report import render_terminal
+
+    render_terminal(record, _console(stderr=args.json == "-"))
+    if args.save_test_data is not None:
+        from ..testdata import save_test_data
+
+        saved = save_test_data(backend, dataset.images, args.save_test_data,
+                               count=args.count, force=args.force)
+        record["test_data"] = saved
+        _console(stderr=True).print(f"test data: {len(saved['sets'])} sets in "
+                                    f"{saved['directory']}")
+    _emit_json(record, args.json, force=args.force)
+    _write_reports_locked(out_dir, write_reports, record, force=args.force)
+    metrics = record["metrics"]
+    if args.min_accuracy is not None and not meets_accuracy(
+            metrics["correct"], metrics["total"], args.min_accuracy):
+        from ..report import format_threshold
+
+        raise errors.AccuracyBelowThresholdError(
+            f"{args.model}: accuracy {metrics['accuracy']:.2%} ({metrics['correct']:,}/"
+            f"{metrics['total']:,}) is below --min-accuracy {format_threshold(args.min_accuracy)}")
+    return errors.OK
+
+
+def cmd_annotate(args: argparse.Namespace) -> int:
+    from ..annotate import annotate, read_class_names
+    _check_outputs(args, files=[args.json, args.output_file],
+                   inputs=[args.model, args.class_names])  # before loading any data
+    names = read_class_names(args.class_names) if args.class_names else None
+    images = _load_data(args).images if args.embed else None
+    account = annotate(args.model, args.output_file, preprocessing=_spec_overrides(args),
+                       class_names=names, output=args.output, embed_preprocessing=args.embed,
+                       images=images, atol=args.atol, rtol=args.rtol, force=args.force)
+    out = _console(stderr=args.json == "-")
+    spec = account["preprocessing"]
+    what = "embedded" if args.embed else "recorded"
+    out.print(f"[green]annotated[/green] {args.model} → {account['output']}: preprocessing "
+              f"{what} ({spec['description']})")
+    if args.embed:
+        parity = account["parity"]
+        inp = account["input"]
+        out.print(f"  input {inp['name']!r} {inp['shape']} uint8 NHWC RGB; parity on "
+                  f"{parity['samples']:,} images: {parity['argmax_agreement']:,} predictions "
+                  f"agree, max |Δ| {parity['max_abs_diff']:.2e}")
+    _emit_json(account, args.json, force=args.force)
+    return errors.OK
+
+
+def _write_reports_locked(
+    out_dir: Path | None, write: Any, record: dict[str, Any], *, force: bool
+) -> None:
+    """Create ``out_dir``, hold its lock while ``write`` writes the report set, list the files;
+    a failed write leaves neither files nor a directory this invocation created."""
+    if out_dir is None:
+        return
+    from ..fsutil import report_directory
+
+    targets = write(record, out_dir, force=force, check_only=True).values()
+    with report_directory(out_dir, targets):
+        written = write(record, out_dir, force=force)
+    _list_written(written.values())
+
+
+def _list_written(paths: Any) -> None:
+    """Every command lists the files it wrote the same way: one line on stderr."""
+    _console(stderr=True).print("reports: " + ", ".join(str(p) for p in paths), markup=False,
+                                soft_wrap=True)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ..fsutil import report_directory
+    from ..pipeline import check_outputs, run_pipeline
+
+    targets = check_outputs(args.out, force=args.force, int8=args.int8)  # before anything
+    # A failed or interrupted run takes back what it wrote, so the same command can be rerun.
+    with report_directory(args.out, targets) as out_dir:
+        comparison = run_pipeline(
+            model=args.model, data_dir=args.data_dir, out_dir=out_dir, split=args.split,
+            subset=args.subset,
+            indices_file=args.indices, limit=args.limit, opset=args.opset,
+            min_accuracy=args.min_accuracy, atol=args.atol, rtol=args.rtol,
+            batch_size=args.batch_size, threads=args.threads, force=args.force,
+            download=False if args.offline else None,
+            int8=args.int8, calibration_data=args.calibration_data,
+        )
+    from ..report import render_comparison_terminal
+
+    render_comparison_terminal(comparison, _console())
+    _list_written((comparison.get("files") or {}).values())
+    verdict = comparison["verdict"]
+    if not comparison["parity"]["passed"]:
+        return errors.VERIFICATION_FAILED
+    if not verdict["meets_threshold"]:
+        return errors.ACCURACY_BELOW_THRESHOLD
+    return errors.OK
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from ..compare import compare_models
+    from ..report import render_compare_terminal, write_compare_reports
+
+    if len(args.models) < 2:
+        raise errors.UsageError("compare needs at least two models (the first is the reference)")
+    out_dir = _check_outputs(args, files=[args.json], reports=write_compare_reports,
+                             inputs=[*args.models, args.indices])
+    from ..compare import per_model_options
+
+    options = per_model_options(args.models, {name: getattr(args, name)
+                                              for name in (*_SPEC_OPTIONS, "output")})
+    dataset = _load_data(args)
+    record = compare_models(args.models, dataset, batch_size=args.batch_size,
+                            threads=args.threads, options=options, provider=args.provider,
+                            device=args.device)
+    render_compare_terminal(record, _console(stderr=args.json == "-"))
+    _emit_json(record, args.json, force=args.force)
+    _write_reports_locked(out_dir, write_compare_reports, record, force=args.force)
+    return errors.OK
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from ..quantize import (
+        Recipe,
+        auto_grid,
+        inspect_float_model,
+        load_calibration_data,
+        quantize,
+    )
+    from ..report import render_quantization_terminal, write_quantization_reports
+
+    model = Path(args.model)
+    output = args.output or str(model.with_name(f"{model.stem}_int8.onnx"))
+    # Before any work, nothing written on refusal; never onto the model or calibration images.
+    out_dir = _check_outputs(args, files=[args.json, output],
+                             reports=write_quantization_reports,
+                             inputs=[args.model, args.calibration_data,
+                                     args.calibration_indices, args.indices])
+    inspect_float_model(model)  # a missing, non-ONNX or quantised model fails before the data
+    if args.auto:
+        recipe: Any = auto_grid(
+            formats=[args.format] if args.format else None,
+            activations=[args.activations] if args.activations else None,
+            methods=[args.method] if args.method else None, weights=args.weights,
+            per_channel=args.per_channel, exclude=args.exclude or (),
+            float_pooling=None if args.float_pooling is None else [args.float_pooling])
+    else:
+        recipe = Recipe(format=args.format or "qdq", activations=args.activations or "uint8",
+                        weights=args.weights, per_channel=args.per_channel,
+                        method=args.method or "minmax", exclude=tuple(args.exclude or ()),
+                        float_pooling=True if args.float_pooling is None else args.float_pooling)
+    calibration = load_calibration_data(args.calibration_data,
+                                        indices_file=args.calibration_indices, download=False)
+    test_data = _load_data(args) if args.data_dir is not None else None
+    record = quantize(model, output, calibration, recipe,
+                      calibration_count=args.calibration_count, tolerance=args.tolerance,
+                      test_data=test_data, batch_size=args.batch_size, threads=args.threads,
+                      diagnose=True if args.layer_errors else None, force=args.force).to_dict()
+    render_quantization_terminal(record, _console(stderr=args.json == "-"))
+    _emit_json(record, args.json, force=args.force)
+    _write_reports_locked(out_dir, write_quantization_reports, record, force=args.force)
+    return errors.OK
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    from ..bench import (
+        DEFAULT_MIN_ITERATIONS,
+        DEFAULT_MIN_SECONDS,
+        DEFAULT_WARMUP_SECONDS,
+        QUICK_MIN_SECONDS,
+        QUICK_WARMUP_SECONDS,
+        benchmark,
+    )
+    from ..report import render_benchmark_terminal, throughput_png
+
+    _check_outputs(args, files=[args.json, args.plot, args.save_optimized], inputs=args.models)
+    images = data = None
+    if args.data_dir is not None:
+        dataset = _load_data(args)
+        images, data = dataset.images, dataset.describe()
+    record = benchmark(
+        args.models, batch_sizes=args.batch_sizes, threads=args.threads,
+        optimization_levels=args.optimization, full_grid=args.full_grid,
+        min_seconds=args.min_seconds if args.min_seconds is not None else (
+            QUICK_MIN_SECONDS if args.quick else DEFAULT_MIN_SECONDS),
+        min_iterations=args.min_iterations or DEFAULT_MIN_ITERATIONS,
+        warmup_seconds=QUICK_WARMUP_SECONDS if args.quick else DEFAULT_WARMUP_SECONDS,
+        images=images, data=data, save_optimized=args.save_optimized, force=args.force,
+        onnx_options={"preprocessing": _spec_overrides(args), "output": args.output,
+                      "provider": args.provider},
+        device=args.device)
+    render_benchmark_terminal(record, _console(stderr=args.json == "-"))
+    _emit_json(record, args.json, force=args.force)
+    if args.plot is not None:
+        from ..fsutil import write_bytes_atomic
+
+        write_bytes_atomic(args.plot, throughput_png(record), force=args.force)
+        _console(stderr=True).print(f"plot: {args.plot}")
+    return errors.OK
+
+

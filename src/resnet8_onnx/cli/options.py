@@ -1,0 +1,329 @@
+"""Option types, shared option groups, and the checks every command makes before work."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .. import errors
+from ..backends.onnxrt import OPTIMIZATION_LEVELS
+
+EXIT_CODES = """exit codes: 0 ok, 2 usage, 3 input not found, 4 invalid or corrupt input,
+5 unsafe input refused, 6 verification failed, 7 accuracy below threshold,
+8 output cannot be written, 9 download failed, 70 internal error, 130 interrupted."""
+
+DATA_HELP = """data: --data-dir DIR (or $RESNET8_ONNX_DATA_DIR) may point at a CIFAR-10 layout
+or a folder holding one (searched two levels deep); otherwise the official files are
+downloaded into $RESNET8_ONNX_CACHE_DIR (default ~/.cache/resnet8-onnx).
+RESNET8_ONNX_OFFLINE=1 forbids downloads."""
+
+EPILOG = f"{EXIT_CODES}\n\n{DATA_HELP}"
+
+# One or two typical invocations per command, printed last in its --help.
+EXAMPLES = {
+    "data": ["resnet8-onnx data --data-dir ../shared",
+             "resnet8-onnx data --data-dir ../shared --subset perf --json -"],
+    "convert": ["resnet8-onnx convert pretrainedResnet.h5 -o resnet8.onnx",
+                "resnet8-onnx convert my_model.keras --input-shape any --num-classes any"],
+    "verify": ["resnet8-onnx verify pretrainedResnet.h5 resnet8.onnx --data-dir ../shared",
+               "resnet8-onnx verify pretrainedResnet.h5 resnet8.onnx --data-dir ../shared "
+               "--limit 500 --layerwise --json verify.json"],
+    "evaluate": ["resnet8-onnx evaluate resnet8.onnx --data-dir ../shared --out report",
+                 "resnet8-onnx evaluate resnet8.onnx --data-dir ../shared --subset perf "
+                 "--min-accuracy 85% -q"],
+    "run": ["resnet8-onnx run --data-dir ../shared --out resnet8-report",
+            "resnet8-onnx run --model my_model.h5 --data-dir ../shared --min-accuracy 0.9"],
+    "compare": ["resnet8-onnx compare pretrainedResnet.h5 resnet8.onnx "
+                "pretrainedResnet_quant.tflite --data-dir ../shared --subset perf"],
+    "benchmark": ["resnet8-onnx benchmark resnet8.onnx --quick",
+                  "resnet8-onnx benchmark resnet8.onnx pretrainedResnet.tflite "
+                  "--data-dir ../shared --plot throughput.png"],
+}
+
+# Commands whose inputs do not include CIFAR-10 data leave the data paragraph out of --help.
+NO_DATA_COMMANDS = ("convert",)
+
+
+def command_epilog(name: str) -> str:
+    """Exit codes, where data comes from (when the command reads data), then examples."""
+    parts = [EXIT_CODES]
+    if name not in NO_DATA_COMMANDS:
+        parts.append(DATA_HELP)
+    examples = EXAMPLES.get(name)
+    if examples:
+        parts.append("examples:\n" + "\n".join(f"  {line}" for line in examples))
+    return "\n\n".join(parts)
+
+
+# --------------------------------------------------------------------------- helpers
+def _console(stderr: bool = False):
+    from ..progress import console
+
+    return console(stderr=stderr)
+
+
+def _accuracy(text: str) -> float:
+    """'0.875' (a fraction, 0–1) or '87.5%' (a percentage) → 0.875.
+
+    A bare number above 1 is refused rather than guessed: '1' is 100 %, so reading '85' as
+    85 % would make '1.01' mean 1.01 %. Parsed as a decimal, so '87.19%' is exactly 0.8719.
+    """
+    from decimal import Decimal, InvalidOperation
+
+    raw = text.strip()
+    percent = raw.endswith("%")
+    try:
+        value = Decimal(raw[:-1].strip() if percent else raw)
+    except InvalidOperation:
+        value = None
+    if value is None or not value.is_finite():
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an accuracy: give a fraction from 0 to 1 (0.875) or a "
+            "percentage (87.5%)")
+    if percent:
+        value /= 100
+    elif value > 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is ambiguous: write {raw}% for a percentage, or a fraction from 0 to 1")
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an accuracy between 0 and 100%")
+    return float(value)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _shape(text: str) -> tuple[int, int, int] | None:
+    if text.lower() in ("any", "model"):
+        return None
+    try:
+        dims = tuple(int(d) for d in text.replace("x", ",").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not H,W,C (e.g. 32,32,3) or 'any'") from None
+    if len(dims) != 3 or min(dims) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not H,W,C (e.g. 32,32,3) or 'any'")
+    return dims  # type: ignore[return-value]
+
+
+def _classes(text: str) -> int | None:
+    if text.lower() in ("any", "model"):
+        return None
+    return _positive_int(text)
+
+
+def _int_list(text: str) -> list[int]:
+    """'1,8,64' → [1, 8, 64]; 'all' stands for every available core (thread lists)."""
+    from ..bench import available_cores
+
+    values = []
+    for part in text.split(","):
+        part = part.strip().lower()
+        values.append(available_cores() if part in ("all", "max") else _positive_int(part))
+    return values
+
+
+def _levels(text: str) -> list[str]:
+    levels = [p.strip().lower() for p in text.split(",") if p.strip()]
+    unknown = [lvl for lvl in levels if lvl not in OPTIMIZATION_LEVELS]
+    if unknown or not levels:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: levels are a comma-separated subset of {','.join(OPTIMIZATION_LEVELS)}")
+    return levels
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more seconds")
+    return value
+
+
+def _warn_oversubscribed(args: argparse.Namespace) -> None:
+    """One line on stderr when --threads asks for more threads than this process has cores:
+    oversubscribed runtimes do not fail, they run many times slower."""
+    threads = getattr(args, "threads", None)
+    most = max(threads) if isinstance(threads, list) else threads
+    if not most:
+        return
+    from ..evaluate import available_cores
+
+    cores = available_cores()
+    if most > cores:
+        print(f"resnet8-onnx: warning: --threads {most} is more than the {cores} "
+              f"core{'s' if cores != 1 else ''} available; oversubscribed threads run much "
+              f"slower (try --threads {cores}, or leave it out)", file=sys.stderr)
+
+
+def _emit_json(payload: dict[str, Any], destination: str | None, *, force: bool) -> None:
+    """``--json -`` prints to stdout; a path is written atomically."""
+    from ..report import to_json
+
+    if destination is None:
+        return
+    text = to_json(payload)
+    if destination == "-":
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    else:
+        from ..fsutil import write_text_atomic
+
+        write_text_atomic(destination, text if text.endswith("\n") else text + "\n", force=force)
+
+
+def _check_outputs(args: argparse.Namespace, *, files: Sequence[str | None] = (),
+                   reports: Any = None, inputs: Sequence[str | None] = ()) -> Path | None:
+    """Refuse every output before any work: one that would overwrite an input (``--force`` or
+    not), exists without ``--force``, or cannot be written. ``reports`` is the writer of the
+    ``--out`` report set, asked which files it would write; returns the ``--out`` directory.
+    The outputs are remembered so :func:`_load_data` can check them against the data files
+    it finds."""
+    from ..fsutil import check_writable, refuse_overwriting_inputs
+
+    out_dir = getattr(args, "out", None)
+    targets: list[Path] = []
+    if reports is not None and out_dir is not None:
+        targets = list(reports({}, out_dir, force=args.force, check_only=True).values())
+    planned = [*(Path(f) for f in files if f not in (None, "-")), *targets]
+    refuse_overwriting_inputs(planned, inputs)
+    for f in files:
+        if f not in (None, "-"):
+            check_writable(f, force=args.force)
+    args.planned_outputs = planned
+    return None if out_dir is None else Path(out_dir)
+
+
+def _add_data_options(p: argparse.ArgumentParser, *, subsets: bool = True) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--data-dir", metavar="DIR", default=None,
+                   help="CIFAR-10 location: a batches-bin/-py dir, an official tarball, an image "
+                        "folder, or a folder holding one (default: $RESNET8_ONNX_DATA_DIR, "
+                        "then the cache, then download)")
+    if subsets:
+        g.add_argument("--split", choices=("test", "train"), default="test",
+                       help="test: the 10,000 test images; train: the 50,000 training images "
+                            "(data_batch_1-5 of a batches dir or tarball) (default: test)")
+        g.add_argument("--subset", choices=("full", "perf"), default="full",
+                       help="full: every image the source holds; perf: the MLPerf Tiny "
+                            "200-image subset (default: full)")
+        g.add_argument("--indices", metavar="FILE", default=None,
+                       help="test-set indices (.npy) for --subset perf (default: "
+                            "perf_samples_idxs.npy found under --data-dir, or downloaded); "
+                            "only the official file (by sha256) is called the perf subset")
+        g.add_argument("--limit", type=_positive_int, metavar="N", default=None,
+                       help="only N images, class-balanced: round-robin over the classes, "
+                            "each in source order (--limit 500 of the test set = the first 50 "
+                            "of each class); a quick check, reports say so")
+    g.add_argument("--offline", action="store_true",
+                   help="never download; fail with a hint instead")
+
+
+def _load_data(args: argparse.Namespace):
+    from ..data import load_dataset
+
+    dataset = load_dataset(args.data_dir, split=getattr(args, "split", "test"),
+                           subset=getattr(args, "subset", "full"),
+                           indices_file=getattr(args, "indices", None),
+                           download=False if args.offline else None)
+    from ..fsutil import refuse_overwriting_inputs
+
+    refuse_overwriting_inputs(getattr(args, "planned_outputs", ()), dataset.input_paths)
+    for note in dataset.source.notes:  # which source a search chose among several
+        print(f"resnet8-onnx: note: {note}", file=sys.stderr)
+    if getattr(args, "limit", None):
+        dataset = dataset.with_limit(args.limit)
+    from ..evaluate import DEFAULT_BATCH_SIZE
+
+    batch_size = getattr(args, "batch_size", None)  # said only of a size the user chose
+    if batch_size not in (None, DEFAULT_BATCH_SIZE) and batch_size > len(dataset):
+        print(f"resnet8-onnx: note: --batch-size {batch_size:,} is more than the "
+              f"{len(dataset):,} images; running batches of {len(dataset):,}", file=sys.stderr)
+    return dataset
+
+
+# --------------------------------------------------------------------------- preprocessing options
+_SPEC_HELP = """How an ONNX model wants its pixels (default: the model's metadata, then its input
+shape, then raw 0-255 NHWC RGB). Order of operations: scale, subtract mean, divide by std
+(mean/std in R,G,B order), reorder channels, transpose."""
+
+
+def _spec_type(parse: Any, metavar: str) -> Any:
+    """An argparse type from a ``preprocess`` parser: its UsageError becomes exit 2; ``-``
+    stands for "not given" (a placeholder in per-model lists)."""
+
+    def convert(text: str) -> Any:
+        if text.strip() == "-":
+            return None
+        try:
+            return parse(text)
+        except errors.UsageError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = metavar  # argparse names the type in its messages
+    return convert
+
+
+def _add_spec_options(p: argparse.ArgumentParser, *, per_model: bool = False,
+                      output: bool = True) -> None:
+    """--layout/--channels/--scale/--mean/--std (+ --output, --provider) for ONNX models.
+
+    ``per_model``: each may be repeated, once per model in model order (``-`` for none); one
+    value applies to every ONNX model.
+    """
+    from ..preprocess import CHANNEL_ORDERS, LAYOUTS, parse_scale, parse_triple
+
+    def choice(options: tuple[str, ...], what: str) -> Any:
+        def parse(text: str) -> str:
+            if text.strip().lower() not in options:
+                raise errors.UsageError(f"{what} {text!r} is not one of {', '.join(options)}")
+            return text.strip().lower()
+        return parse
+
+    repeat = " Repeat once per model, in model order ('-' for none); given once, it applies to "\
+             "every ONNX model." if per_model else ""
+    kw: dict[str, Any] = {"action": "append"} if per_model else {}
+    g = p.add_argument_group("preprocessing (ONNX models)", _SPEC_HELP + repeat)
+    g.add_argument("--layout", type=_spec_type(choice(LAYOUTS, "layout"), "layout"),
+                   metavar="{nhwc,nchw}", default=None, help="tensor layout the model takes",
+                   **kw)
+    g.add_argument("--channels", type=_spec_type(choice(CHANNEL_ORDERS, "channels"), "channels"),
+                   metavar="{rgb,bgr}", default=None, help="channel order the model takes", **kw)
+    g.add_argument("--scale", type=_spec_type(parse_scale, "scale"), metavar="S", default=None,
+                   help="multiply pixels (0-255) by S, a number or a fraction like 1/255", **kw)
+    g.add_argument("--mean", type=_spec_type(lambda t: parse_triple(t, "mean"), "mean"),
+                   metavar="R,G,B", default=None,
+                   help="subtract per channel, after scaling (e.g. 0.4914,0.4822,0.4465)", **kw)
+    g.add_argument("--std", type=_spec_type(lambda t: parse_triple(t, "std", positive=True),
+                                            "std"),
+                   metavar="R,G,B", default=None,
+                   help="divide per channel, after subtracting the mean", **kw)
+    if output:
+        g.add_argument("--output", metavar="NAME", default=None,
+                       help="the output to use when the model has several", **kw)
+    g.add_argument("--provider", metavar="NAME", default=None,
+                   help="ONNX Runtime execution provider, e.g. cpu, cuda (default: "
+                        "CPUExecutionProvider); a bad name lists the available ones")
+
+
+_SPEC_OPTIONS = ("layout", "channels", "scale", "mean", "std")
+
+
+def _spec_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {name: getattr(args, name) for name in _SPEC_OPTIONS
+            if getattr(args, name, None) is not None}
+
+def _add_device_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", choices=("cpu", "cuda"), default=None,
+                   help="where PyTorch models run (default: cpu; cuda needs a GPU, exit 2 "
+                        "otherwise); TF32 stays off so results match the CPU")

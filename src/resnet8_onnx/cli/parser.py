@@ -1,0 +1,343 @@
+"""The argument parser: every command, its options, its help and examples."""
+
+from __future__ import annotations
+
+import argparse
+
+from .. import __version__, errors
+from ..backends.onnxrt import OPTIMIZATION_LEVELS
+from ..convert import DEFAULT_OPSET
+from ..data.format import IMAGE_SHAPE, NUM_CLASSES
+from .commands import (
+    cmd_annotate,
+    cmd_benchmark,
+    cmd_compare,
+    cmd_convert,
+    cmd_data,
+    cmd_evaluate,
+    cmd_quantize,
+    cmd_run,
+    cmd_verify,
+)
+from .options import (
+    EPILOG,
+    _accuracy,
+    _add_data_options,
+    _add_device_option,
+    _add_spec_options,
+    _classes,
+    _int_list,
+    _levels,
+    _positive_int,
+    _seconds,
+    _shape,
+    command_epilog,
+)
+
+
+# --------------------------------------------------------------------------- parser
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit 2), like every other error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(errors.USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ..evaluate import DEFAULT_BATCH_SIZE
+    from ..verify import DEFAULT_ATOL, DEFAULT_RTOL
+
+    parser = _Parser(
+        prog="resnet8-onnx",
+        description="Convert a Keras CIFAR-10 classifier to ONNX and prove the conversion lost "
+                    "nothing: convert, verify, evaluate, report.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                parser_class=_Parser)
+    # -q and --debug are accepted after the command name too. SUPPRESS as the default keeps
+    # a value given before the command: the subcommand only sets what it was given.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks on errors")
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="no progress bars or status lines")
+
+    def command(name: str, help_: str, description: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_, description=description,
+                              epilog=command_epilog(name), parents=[common],
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    def output_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--json", metavar="FILE", default=None,
+                       help="write the machine-readable result to FILE ('-' for stdout)")
+        p.add_argument("--force", action="store_true", help="overwrite existing output files")
+
+    def run_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--batch-size", type=_positive_int, default=DEFAULT_BATCH_SIZE,
+                       metavar="N",
+                       help=f"images per inference call (default: {DEFAULT_BATCH_SIZE})")
+        p.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                       help="intra-op threads (default: the runtime's choice, all cores)")
+
+    def tolerance_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--atol", type=float, default=DEFAULT_ATOL,
+                       help=f"absolute tolerance (default: {DEFAULT_ATOL:g})")
+        p.add_argument("--rtol", type=float, default=DEFAULT_RTOL,
+                       help=f"relative tolerance (default: {DEFAULT_RTOL:g}); an element fails "
+                            "only if it exceeds both")
+
+    p = command("data", "show where CIFAR-10 is found, what was verified, per-class counts",
+                "Locate, verify and describe the CIFAR-10 data a command would use.")
+    _add_data_options(p)
+    output_options(p)
+    p.set_defaults(func=cmd_data)
+
+    p = command("convert", "convert a Keras .h5/.keras model to ONNX (or to/from PyTorch)",
+                "Convert a Keras image classifier to ONNX (tf2onnx), after a safe pre-scan of "
+                "its config that refuses Lambda and custom layers. The result passes the ONNX "
+                "checker and carries self-describing metadata. The output suffix picks the "
+                "target: .pt2 writes a PyTorch torch.export program (from .h5/.keras/.onnx), "
+                ".safetensors the native ResNet8's state dict, and a .pt2 converts back to "
+                ".onnx with torch.onnx (these need the 'torch' extra).")
+    p.add_argument("model", help="model file (.h5 or .keras; .onnx, .pt2, .safetensors or .pt "
+                                 "for PyTorch targets)")
+    p.add_argument("-o", "--output", default=None,
+                   help="file to write: .onnx, .pt2 or .safetensors (default: MODEL with .onnx "
+                        "suffix)")
+    p.add_argument("--opset", type=int, default=None,
+                   help=f"ONNX opset (default: {DEFAULT_OPSET} from Keras, 14–18 tested; 18 from "
+                        "PyTorch, the oldest torch.onnx emits)")
+    p.add_argument("--torch-builder", choices=("auto", "native", "onnx2torch"), default="auto",
+                   help="how a .pt2 is built: native = readable ResNet8 module with the .h5 "
+                        "weights ported; onnx2torch = any supported ONNX model; auto = native "
+                        "when the .h5 is recognised as the MLCommons ResNet8 (default: auto)")
+    p.add_argument("--input-shape", type=_shape, default=IMAGE_SHAPE, metavar="H,W,C",
+                   help="required input shape, or 'any' to accept the model's (default: 32,32,3)")
+    p.add_argument("--num-classes", type=_classes, default=NUM_CLASSES, metavar="N",
+                   help="required number of classes, or 'any' (default: 10)")
+    output_options(p)
+    p.set_defaults(func=cmd_convert)
+
+    p = command("verify", "prove an ONNX model equals its Keras source on real images",
+                "Structure report, dynamic-batch check and numerical parity of ONNX against its "
+                "source on real CIFAR-10 images; localises the first diverging layer on failure.")
+    p.add_argument("reference", help="the source model (.h5/.keras; any backend's file works)")
+    p.add_argument("onnx", help="the model to verify: .onnx, or a PyTorch .pt2/.safetensors")
+    p.add_argument("--reference-backend", default=None, help=argparse.SUPPRESS)
+    _add_data_options(p)
+    tolerance_options(p)
+    p.add_argument("--layerwise", action="store_true",
+                   help="always compare layer by layer (done anyway when parity fails)")
+    run_options(p)
+    _add_spec_options(p)  # for the ONNX model; the reference takes raw pixels
+    _add_device_option(p)
+    output_options(p)
+    p.set_defaults(func=cmd_verify)
+
+    p = command("evaluate", "accuracy, per-class metrics and confusion matrix of a model",
+                "Evaluate a model on CIFAR-10 (ONNX Runtime for .onnx; Keras and LiteRT for "
+                ".h5/.keras/.tflite; PyTorch for .pt2/.safetensors/.pt). Never imports "
+                "TensorFlow or PyTorch for an ONNX model.")
+    p.add_argument("model", help="model file (.onnx, .h5, .keras, .tflite, .pt2, .safetensors)")
+    p.add_argument("--backend", choices=("onnxruntime", "keras", "litert", "torch"),
+                   default=None, help="runtime (default: chosen by file suffix)")
+    _add_device_option(p)
+    _add_data_options(p)
+    run_options(p)
+    p.add_argument("--min-accuracy", type=_accuracy, default=None, metavar="X",
+                   help="exit 7 unless top-1 accuracy is at least X: a fraction from 0 to 1 "
+                        "(0.85) or a percentage (85%%)")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="also write report.json, report.md, per_class.csv and "
+                        "confusion_<backend>.png")
+    _add_spec_options(p)
+    p.add_argument("--save-test-data", metavar="DIR", default=None,
+                   help="ONNX: also write inputs (as fed to the model) and outputs of the first "
+                        "--count images as DIR/test_data_set_N/{input_0,output_0}.pb, the ONNX "
+                        "Model Zoo layout")
+    p.add_argument("--count", type=_positive_int, default=3, metavar="N",
+                   help="images for --save-test-data (default: 3)")
+    output_options(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = command("run", "the whole job: convert → verify → evaluate Keras and ONNX → report",
+                "Convert the Keras model, verify the ONNX file, evaluate both on CIFAR-10 and "
+                "write one report directory. Exit 0 only if ONNX matches Keras and accuracy is "
+                "above the threshold.")
+    p.add_argument("--model", default=None,
+                   help="Keras model (default: MLCommons pretrainedResnet.h5, found under "
+                        "--data-dir or downloaded with its sha256 checked)")
+    _add_data_options(p)
+    p.add_argument("--out", metavar="DIR", default="resnet8-report",
+                   help="report directory (default: ./resnet8-report)")
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET,
+                   help=f"ONNX opset (default: {DEFAULT_OPSET})")
+    p.add_argument("--min-accuracy", type=_accuracy, default=0.85, metavar="X",
+                   help="accuracy the ONNX model must reach (≥): a fraction from 0 to 1 or a "
+                        "percentage like 85%% (default: 85%%)")
+    tolerance_options(p)
+    run_options(p)
+    p.add_argument("--int8", action="store_true",
+                   help="also quantise the ONNX model to int8 (quantize --auto) and add it to "
+                        "the tables and the verdict")
+    p.add_argument("--calibration-data", metavar="DIR", default=None,
+                   help="training images for --int8 (default: found under --data-dir, e.g. "
+                        "train-2000-png, or the official training set)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing report")
+    p.set_defaults(func=cmd_run)
+
+    p = command("compare", "several models on the same images, side by side",
+                "Evaluate several models (any mix of .h5/.keras, .onnx, .tflite, .pt2) on the same "
+                "CIFAR-10 images and show one table: accuracy, per-class accuracy, agreement "
+                "of predictions and max |Δ| of outputs against the first model, images/s.")
+    p.add_argument("models", nargs="+", metavar="MODEL",
+                   help="two or more model files; the first is the reference")
+    _add_data_options(p)
+    run_options(p)
+    _add_device_option(p)
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="also write compare.json, compare.md, compare.csv and "
+                        "compare_per_class.csv")
+    _add_spec_options(p, per_model=True)
+    output_options(p)
+    p.set_defaults(func=cmd_compare)
+
+    from ..bench import DEFAULT_BATCH_SIZES, DEFAULT_MIN_ITERATIONS, DEFAULT_MIN_SECONDS
+
+    p = command("benchmark", "throughput and latency over batch sizes, threads, ORT levels",
+                "Measure throughput and per-call latency (p50/p90/p99) of one or more models "
+                "over batch sizes, thread counts and ONNX Runtime graph optimisation levels, "
+                "after a warm-up; report GFLOP/s from the model's MACs and the share of a numpy "
+                "sgemm roofline measured in the same run. Random pixels by default (no data "
+                "needed); --data-dir uses real CIFAR-10 test images.")
+    p.add_argument("models", nargs="+", metavar="MODEL",
+                   help="model files (.onnx, .h5, .keras, .tflite, .pt2)")
+    p.add_argument("--batch-sizes", type=_int_list, metavar="LIST",
+                   default=list(DEFAULT_BATCH_SIZES),
+                   help="comma-separated batch sizes (default: "
+                        f"{','.join(map(str, DEFAULT_BATCH_SIZES))})")
+    p.add_argument("--threads", type=_int_list, metavar="LIST", default=None,
+                   help="comma-separated thread counts, 'all' = every core (default: 1,all)")
+    p.add_argument("--optimization", type=_levels, metavar="LEVELS",
+                   default=list(OPTIMIZATION_LEVELS),
+                   help="ONNX Runtime graph optimisation levels to compare (default: "
+                        f"{','.join(OPTIMIZATION_LEVELS)})")
+    p.add_argument("--full-grid", action="store_true",
+                   help="every level at every thread count (default: every level at the most "
+                        "threads, plus the other thread counts at the highest level)")
+    p.add_argument("--min-seconds", type=_seconds, default=None, metavar="S",
+                   help=f"time each configuration for at least S seconds (default: "
+                        f"{DEFAULT_MIN_SECONDS:g}; --quick: 0.1)")
+    p.add_argument("--min-iterations", type=_positive_int, default=None, metavar="N",
+                   help=f"and at least N calls (default: {DEFAULT_MIN_ITERATIONS})")
+    p.add_argument("--quick", action="store_true",
+                   help="shorter warm-up and time budget: a rough figure in a few seconds")
+    g = p.add_argument_group("data")
+    g.add_argument("--data-dir", metavar="DIR", default=None,
+                   help="use real CIFAR-10 test images from DIR instead of random pixels")
+    g.add_argument("--offline", action="store_true", help="never download")
+    p.add_argument("--save-optimized", metavar="FILE", default=None,
+                   help="write the ONNX model as ONNX Runtime optimises it (at the highest "
+                        "level measured); needs exactly one .onnx model")
+    p.add_argument("--plot", metavar="FILE", default=None,
+                   help="write a PNG of throughput vs batch size")
+    _add_spec_options(p)
+    _add_device_option(p)
+    output_options(p)
+    p.set_defaults(func=cmd_benchmark)
+
+    p = command("annotate", "record an ONNX model's preprocessing and class names, or embed it",
+                "Write MODEL.onnx's preprocessing spec (and class names) into its metadata_props "
+                "without touching the graph, so later commands need no --layout/--scale/... "
+                "flags. --embed instead prepends the preprocessing as plain ONNX ops (Cast, "
+                "Mul, Sub, Div, Transpose) so the new model takes raw uint8 NHWC RGB pixels; it "
+                "is proven equal to the original + spec on real images (--data-dir) before "
+                "anything is written (exit 6 otherwise).")
+    p.add_argument("model", help="the ONNX model")
+    p.add_argument("-o", "--output-file", metavar="OUT.onnx", required=True,
+                   help="the annotated model to write")
+    p.add_argument("--class-names", metavar="FILE", default=None,
+                   help="class names, one per line (or a JSON list), in output order")
+    p.add_argument("--embed", action="store_true",
+                   help="embed the preprocessing in the graph (input: uint8 [N,H,W,3] RGB)")
+    _add_spec_options(p)
+    _add_data_options(p)
+    tolerance_options(p)
+    output_options(p)
+    p.set_defaults(func=cmd_annotate)
+
+    from ..quantize import (
+        ACTIVATION_TYPES,
+        DEFAULT_CALIBRATION_COUNT,
+        DEFAULT_TOLERANCE,
+        FORMATS,
+        METHODS,
+        WEIGHT_TYPES,
+    )
+
+    p = command("quantize", "int8 model with ONNX Runtime, recipe chosen by measurement",
+                "Static int8 post-training quantisation with ONNX Runtime (after its "
+                "pre-processing: shape inference, Conv+BatchNorm fusion). By default (--auto) "
+                "a grid of recipes (format × activation type × calibration method) is "
+                "quantised, scored on held-out calibration-source images for agreement with "
+                "the float model and timed against it on this machine; the fastest recipe "
+                "within --tolerance of the best agreement is written. Calibration never uses "
+                "test images unless --calibration-indices asks for them. The int8 model keeps "
+                "the float input and the source's metadata.")
+    p.add_argument("model", help="the float ONNX model (e.g. from convert)")
+    p.add_argument("-o", "--output", default=None,
+                   help="int8 ONNX file to write (default: MODEL_int8.onnx beside MODEL)")
+    g = p.add_argument_group("calibration")
+    g.add_argument("--calibration-data", metavar="DIR", required=True,
+                   help="calibration images: an image folder (e.g. ../shared/cifar-10/"
+                        "train-2000-png) or a CIFAR-10 distribution, whose TRAINING split is "
+                        "used")
+    g.add_argument("--calibration-indices", metavar="FILE", default=None,
+                   help="calibrate on these TEST-set indices instead (MLCommons' recipe: "
+                        "calibration_samples_idxs.npy); every report then says so")
+    g.add_argument("--calibration-count", type=_positive_int, default=None, metavar="N",
+                   help=f"calibration images, evenly spread over the source (default: "
+                        f"{DEFAULT_CALIBRATION_COUNT:,}, at most half the source with --auto, "
+                        "which scores candidates on the other images)")
+    g = p.add_argument_group("recipe")
+    g.add_argument("--auto", action=argparse.BooleanOptionalAction, default=True,
+                   help="measure a grid of recipes and keep the fastest within --tolerance; "
+                        "--format/--activations/--method narrow the grid (default: --auto)")
+    g.add_argument("--format", choices=FORMATS, default=None,
+                   help="qdq: QuantizeLinear/DequantizeLinear pairs; qoperator: QLinear* ops "
+                        "(--no-auto default: qdq)")
+    g.add_argument("--activations", choices=ACTIVATION_TYPES, default=None,
+                   help="activation type (--no-auto default: uint8)")
+    g.add_argument("--weights", choices=WEIGHT_TYPES, default="int8",
+                   help="weight type (default: int8)")
+    g.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=True,
+                   help="per-channel weight scales; --no-per-channel is per-tensor "
+                        "(default: per-channel)")
+    g.add_argument("--per-tensor", dest="per_channel", action="store_false",
+                   help="per-tensor weight scales (same as --no-per-channel)")
+    g.add_argument("--method", choices=METHODS, default=None,
+                   help="calibration method (--no-auto default: minmax)")
+    g.add_argument("--float-pooling", action=argparse.BooleanOptionalAction, default=None,
+                   help="keep average pooling in float (--auto tries QDQ both ways; "
+                        "--no-auto default: on)")
+    g.add_argument("--exclude", nargs="+", metavar="NODE", default=None,
+                   help="node names to keep in float (the record lists the worst layers)")
+    g.add_argument("--tolerance", type=_accuracy, default=DEFAULT_TOLERANCE, metavar="X",
+                   help=f"--auto keeps candidates whose held-out agreement is at most X below "
+                        f"the best (default: {DEFAULT_TOLERANCE:g}, i.e. "
+                        f"{DEFAULT_TOLERANCE * 100:g} points)")
+    g.add_argument("--layer-errors", action="store_true",
+                   help="always measure per-layer quantisation error (default: only when "
+                        "agreement is below 98%%)")
+    _add_data_options(p)
+    run_options(p)
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="also write quantize.json and quantize.md")
+    output_options(p)
+    p.set_defaults(func=cmd_quantize)
+    return parser
+
+
