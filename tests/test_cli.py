@@ -189,7 +189,8 @@ def test_evaluate_generated_model_offline_without_data(tmp_path) -> None:
 
 
 # --------------------------------------------------------------------------- issue 14 (new user)
-COMMANDS = ("data", "convert", "verify", "evaluate", "run", "compare", "benchmark")
+COMMANDS = ("data", "convert", "verify", "evaluate", "run", "compare", "benchmark", "annotate",
+            "quantize")
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -41,6 +41,14 @@ EXAMPLES = {
     "benchmark": ["resnet8-onnx benchmark resnet8.onnx --quick",
                   "resnet8-onnx benchmark resnet8.onnx pretrainedResnet.tflite "
                   "--data-dir ../shared --plot throughput.png"],
+    "annotate": ["resnet8-onnx annotate cifar10_resnet.onnx -o annotated.onnx --scale 1/255 "
+                 "--mean 0.4914,0.4822,0.4465 --std 0.2470,0.2435,0.2616",
+                 "resnet8-onnx annotate annotated.onnx -o embedded.onnx --embed "
+                 "--data-dir ../shared"],
+    "quantize": ["resnet8-onnx quantize resnet8.onnx -o resnet8_int8.onnx "
+                 "--calibration-data ../shared/cifar-10/train-2000-png",
+                 "resnet8-onnx quantize resnet8.onnx --calibration-data "
+                 "../shared/cifar-10/train-2000-png --data-dir ../shared --out int8-report"],
 }
 
 # Commands whose inputs do not include CIFAR-10 data leave the data paragraph out of --help.
