@@ -93,7 +93,6 @@ def annotate(
 
     from .backends import onnxrt
     from .fsutil import check_writable, file_digest, write_bytes_atomic
-    from .verify import DEFAULT_ATOL, DEFAULT_RTOL, compare_outputs
 
     source = Path(model_path)
     if not source.is_file():
@@ -106,18 +105,7 @@ def annotate(
 
     original = onnxrt.load(source, preprocessing=preprocessing, output=output)
     spec, sources = original.preprocessing, original.preprocessing_sources
-    image_shape = tuple(images.shape[1:]) if images is not None else IMAGE_SHAPE
-    got = original.pixel_shape
-    if any(g is not None and g != e for g, e in zip(got, image_shape, strict=True)):
-        shown = "×".join("?" if d is None else str(d) for d in original.info.input_shape[1:])
-        raise InvalidInputError(
-            f"{source}: model input is {shown} ({spec.layout.upper()}), expected "
-            f"{'×'.join(map(str, spec.model_shape(image_shape)))} for "
-            f"{'×'.join(map(str, image_shape))} RGB images")
-    k = original.info.num_classes
-    if class_names is not None and k and len(class_names) != k:
-        raise InvalidInputError(f"{source}: {len(class_names)} class names given for a model "
-                                f"with {k} outputs")
+    _check_fits(original, source, images, class_names)
 
     try:
         model = onnx.load(str(source))
@@ -136,31 +124,9 @@ def annotate(
     }
     if embed_preprocessing:
         assert images is not None
-        new = embed(model, spec, input_name=original.input_name)
-        props.update(raw_uint8().to_metadata())
-        props[METADATA_EMBEDDED] = json.dumps(spec.to_dict(), sort_keys=True)
-        _set_props(new, props)
-        try:
-            onnx.checker.check_model(new)
-        except Exception as exc:
-            raise InvalidInputError(f"{source}: the model with embedded preprocessing fails "
-                                    f"the ONNX checker: {one_line(exc, limit=None)}") from None
-        data = new.SerializeToString()
-        embedded = onnxrt.from_bytes(data, f"{out} (embedded)", output=output,
-                                     preprocessing=raw_uint8())
-        reference = _predict(original, images, batch_size, "original + spec")
-        candidate = _predict(embedded, images, batch_size, "embedded")
-        parity = compare_outputs(reference, candidate,
-                                 atol=DEFAULT_ATOL if atol is None else atol,
-                                 rtol=DEFAULT_RTOL if rtol is None else rtol)
-        account["parity"] = parity.to_dict()
-        account["input"] = {"name": embedded.input_name,
-                            "shape": list(embedded.info.input_shape), "dtype": "uint8"}
-        if not parity.passed:
-            raise VerificationFailedError(
-                f"{source}: embedded preprocessing differs from the original + spec: max |Δ| "
-                f"{parity.max_abs_diff:.3g}, {parity.argmax_agreement:,}/{parity.samples:,} "
-                "predictions agree; nothing written")
+        data = _embed_and_prove(model, original, props, account, source=source, out=out,
+                                images=images, output=output, atol=atol, rtol=rtol,
+                                batch_size=batch_size)
     else:
         new = onnx.ModelProto()
         new.CopyFrom(model)
@@ -171,3 +137,64 @@ def annotate(
     account["output_sha256"] = file_digest(out)
     account["metadata"] = props
     return account
+
+
+def _check_fits(original: Any, source: Path, images: np.ndarray | None,
+                class_names: Sequence[str] | None) -> None:
+    """Refuse a model whose input does not take the images (CIFAR-10's shape when none are
+    given) under its spec, or whose output count does not match the class names given."""
+    spec = original.preprocessing
+    image_shape = tuple(images.shape[1:]) if images is not None else IMAGE_SHAPE
+    got = original.pixel_shape
+    if any(g is not None and g != e for g, e in zip(got, image_shape, strict=True)):
+        shown = "×".join("?" if d is None else str(d) for d in original.info.input_shape[1:])
+        raise InvalidInputError(
+            f"{source}: model input is {shown} ({spec.layout.upper()}), expected "
+            f"{'×'.join(map(str, spec.model_shape(image_shape)))} for "
+            f"{'×'.join(map(str, image_shape))} RGB images")
+    k = original.info.num_classes
+    if class_names is not None and k and len(class_names) != k:
+        raise InvalidInputError(f"{source}: {len(class_names)} class names given for a model "
+                                f"with {k} outputs")
+
+
+def _embed_and_prove(model: Any, original: Any, props: dict[str, str],
+                     account: dict[str, Any], *, source: Path, out: Path, images: np.ndarray,
+                     output: str | None, atol: float | None, rtol: float | None,
+                     batch_size: int) -> bytes:
+    """The serialised model with ``original``'s spec embedded as graph nodes, once it gives
+    the same outputs on ``images`` as the original with its spec applied outside; adds the
+    parity and the new input to ``account``. A model that differs raises, so nothing is
+    written."""
+    import onnx
+
+    from .backends import onnxrt
+    from .verify import DEFAULT_ATOL, DEFAULT_RTOL, compare_outputs
+
+    spec = original.preprocessing
+    new = embed(model, spec, input_name=original.input_name)
+    props.update(raw_uint8().to_metadata())
+    props[METADATA_EMBEDDED] = json.dumps(spec.to_dict(), sort_keys=True)
+    _set_props(new, props)
+    try:
+        onnx.checker.check_model(new)
+    except Exception as exc:
+        raise InvalidInputError(f"{source}: the model with embedded preprocessing fails "
+                                f"the ONNX checker: {one_line(exc, limit=None)}") from None
+    data = new.SerializeToString()
+    embedded = onnxrt.from_bytes(data, f"{out} (embedded)", output=output,
+                                 preprocessing=raw_uint8())
+    reference = _predict(original, images, batch_size, "original + spec")
+    candidate = _predict(embedded, images, batch_size, "embedded")
+    parity = compare_outputs(reference, candidate,
+                             atol=DEFAULT_ATOL if atol is None else atol,
+                             rtol=DEFAULT_RTOL if rtol is None else rtol)
+    account["parity"] = parity.to_dict()
+    account["input"] = {"name": embedded.input_name,
+                        "shape": list(embedded.info.input_shape), "dtype": "uint8"}
+    if not parity.passed:
+        raise VerificationFailedError(
+            f"{source}: embedded preprocessing differs from the original + spec: max |Δ| "
+            f"{parity.max_abs_diff:.3g}, {parity.argmax_agreement:,}/{parity.samples:,} "
+            "predictions agree; nothing written")
+    return data

@@ -355,117 +355,26 @@ def benchmark(
     ``onnx_options`` (``preprocessing``, ``output``, ``provider``) apply to every ONNX model;
     an ONNX model's preprocessing is done once before timing, so figures are the runtime's.
     """
-    from .backends import backend_for
     from .evaluate import environment
-    from .fsutil import check_writable, file_digest, write_bytes_atomic
+    from .fsutil import file_digest, write_bytes_atomic
     from .records import BenchmarkRecord
 
-    if not models:
-        raise UsageError("benchmark needs at least one model")
-    paths = [str(p) for p in models]
-    for p in paths:
-        if not Path(p).is_file():
-            from .errors import InputNotFoundError
-
-            raise InputNotFoundError(f"{p}: model file not found")
-    names = [b or backend_for(p) for b, p in
-             zip(backends if backends is not None else [None] * len(paths), paths, strict=True)]
-    batch_sizes = sorted(set(int(b) for b in batch_sizes))
-    if not batch_sizes or batch_sizes[0] < 1:
-        raise UsageError("batch sizes must be at least 1")
-    from .memory import check_batch_fits
-
-    check_batch_fits(batch_sizes[-1], option="--batch-sizes")  # before allocating anything
-    threads = sorted(set(threads or default_threads()))
-    if threads[0] < 1:
-        raise UsageError("thread counts must be at least 1")
-    levels = [lvl for lvl in OPTIMIZATION_LEVELS if lvl in set(optimization_levels)]
-    unknown = set(optimization_levels) - set(OPTIMIZATION_LEVELS)
-    if unknown or not levels:
-        raise UsageError(f"optimisation levels must be among {', '.join(OPTIMIZATION_LEVELS)}")
-    if images is not None and (images.ndim != 4 or len(images) == 0):
-        raise UsageError("images must be a non-empty NHWC batch")
-    onnx_models = [i for i, n in enumerate(names) if n == "onnxruntime"]
-    if save_optimized is not None:
-        if len(onnx_models) != 1:
-            raise UsageError(f"--save-optimized needs exactly one ONNX model, got "
-                             f"{len(onnx_models)}")
-        check_writable(save_optimized, force=force)  # before minutes of work, not after
+    plan = _check_benchmark_request(
+        models, backends=backends, batch_sizes=batch_sizes, threads=threads,
+        optimization_levels=optimization_levels, images=images,
+        save_optimized=save_optimized, force=force)
+    paths, names = plan.paths, plan.names
+    batch_sizes, threads, levels = plan.batch_sizes, plan.threads, plan.levels
 
     wall = time.perf_counter()
     busy_before = cpu_busy_fraction()
     configs = plan_configs(names, batch_sizes=batch_sizes, threads=threads,
                            optimization_levels=levels, full_grid=full_grid)
-    model_entries: list[dict[str, Any]] = []
-    results: list[dict[str, Any]] = []
-    versions: dict[str, str] = {}
-    current: tuple[int, int | None, str | None] | None = None
-    backend: Backend | None = None
-    batch_data: np.ndarray | None = None
-    with track(f"benchmark: {len(configs)} configurations", len(configs)) as advance:
-        for config in configs:
-            key = (config.model, config.threads, config.optimization)
-            if key != current:
-                backend = None  # release the previous session before creating the next
-                backend = _load(paths[config.model], names[config.model], config.threads,
-                                config.optimization, onnx_options=onnx_options,
-                                device=device)
-                current = key
-                batch_data = _inputs(backend, images, max(batch_sizes), seed)
-                if len(model_entries) == config.model:
-                    macs, how = macs_of(backend)
-                    info = backend.info
-                    versions[info.name] = info.runtime_version
-                    model_entries.append({
-                        "label": _label(config.model, backend), "path": info.model_path,
-                        "sha256": info.model_sha256, "backend": info.name,
-                        "runtime_version": info.runtime_version,
-                        "input_shape": list(info.input_shape), "input_dtype": info.input_dtype,
-                        "macs_per_image": macs, "macs_source": how, "notes": [],
-                        **{k: info.extra[k] for k in ("provider", "preprocessing")
-                           if k in info.extra},
-                    })
-                    if info.input_dtype not in ("float32", "float64"):
-                        model_entries[-1]["notes"].append(
-                            f"{info.input_dtype} arithmetic: its MACs count like float ones, "
-                            "so its ratio to the float32 MatMul reference says little")
-                    if info.name == "keras":
-                        model_entries[-1]["notes"].append(
-                            "TensorFlow fixes its thread pools at start-up: measured once, "
-                            "with its default threads (all cores)")
-            assert backend is not None
-            assert batch_data is not None
-            entry = model_entries[config.model]
-            fixed = backend.info.input_shape[0]
-            if isinstance(fixed, int) and config.batch_size != fixed:
-                note = f"fixed batch dimension {fixed}: other batch sizes skipped"
-                if note not in entry["notes"]:
-                    entry["notes"].append(note)
-                advance(1)
-                continue
-            # ONNX models: inputs were preprocessed once above, so time the runtime alone.
-            timing = time_predict(backend.run, batch_data[:config.batch_size],
-                                  min_seconds=min_seconds, min_iterations=min_iterations,
-                                  warmup_seconds=warmup_seconds)
-            results.append({"model": config.model, "label": entry["label"],
-                            "backend": names[config.model], "optimization": config.optimization,
-                            "threads": config.threads, "batch_size": config.batch_size,
-                            **timing})
-            advance(1)
-    backend = None
-
-    matmul: dict[str, float | None] = {}
-    if reference:
-        cores = available_cores()
-        for t in sorted({r["threads"] or cores for r in results}):
-            matmul[str(t)] = ort_matmul_gflops(t)
-    for r in results:
-        macs = model_entries[r["model"]]["macs_per_image"]
-        gflops = 2 * macs * r["images_per_second"] / 1e9 if macs else None
-        ref = matmul.get(str(r["threads"] or available_cores()))
-        r["gflops"] = gflops
-        r["matmul_gflops"] = ref
-        r["ratio_to_matmul"] = gflops / ref if gflops and ref else None
+    model_entries, results, versions = _measure_configs(
+        configs, paths, names, images=images, batch=max(batch_sizes), seed=seed,
+        min_seconds=min_seconds, min_iterations=min_iterations,
+        warmup_seconds=warmup_seconds, onnx_options=onnx_options, device=device)
+    matmul = _add_matmul_ratios(results, model_entries, reference=reference)
 
     record = BenchmarkRecord(
         inputs=({"kind": "data", "images": min(len(images), batch_sizes[-1]),
@@ -490,10 +399,165 @@ def benchmark(
     )
     if save_optimized is not None:
         record.optimized_model = _save_optimized(
-            paths[onnx_models[0]], save_optimized, levels[-1], force=force,
+            paths[plan.onnx_models[0]], save_optimized, levels[-1], force=force,
             write=write_bytes_atomic, digest=file_digest)
     record.seconds = time.perf_counter() - wall
     return record.to_dict()
+
+
+@dataclass(frozen=True)
+class _Request:
+    """A benchmark request once checked: what :func:`benchmark` measures."""
+
+    paths: list[str]
+    names: list[str]  # backend of each model
+    batch_sizes: list[int]  # sorted, distinct
+    threads: list[int]  # sorted, distinct
+    levels: list[str]  # ONNX Runtime levels, in OPTIMIZATION_LEVELS order
+    onnx_models: list[int]  # indices of the ONNX Runtime models
+
+
+def _check_benchmark_request(
+    models: Sequence[str | os.PathLike[str]], *, backends: Sequence[str | None] | None,
+    batch_sizes: Sequence[int], threads: Sequence[int] | None,
+    optimization_levels: Sequence[str], images: np.ndarray | None,
+    save_optimized: str | os.PathLike[str] | None, force: bool,
+) -> _Request:
+    """Every check that can fail on the arguments alone, done before any model is loaded or
+    any memory allocated, so bad input fails in a second rather than after minutes of work."""
+    from .backends import backend_for
+    from .fsutil import check_writable
+
+    if not models:
+        raise UsageError("benchmark needs at least one model")
+    paths = [str(p) for p in models]
+    for p in paths:
+        if not Path(p).is_file():
+            from .errors import InputNotFoundError
+
+            raise InputNotFoundError(f"{p}: model file not found")
+    names = [b or backend_for(p) for b, p in
+             zip(backends if backends is not None else [None] * len(paths), paths, strict=True)]
+    sizes = sorted(set(int(b) for b in batch_sizes))
+    if not sizes or sizes[0] < 1:
+        raise UsageError("batch sizes must be at least 1")
+    from .memory import check_batch_fits
+
+    check_batch_fits(sizes[-1], option="--batch-sizes")  # before allocating anything
+    thread_counts = sorted(set(threads or default_threads()))
+    if thread_counts[0] < 1:
+        raise UsageError("thread counts must be at least 1")
+    levels = [lvl for lvl in OPTIMIZATION_LEVELS if lvl in set(optimization_levels)]
+    unknown = set(optimization_levels) - set(OPTIMIZATION_LEVELS)
+    if unknown or not levels:
+        raise UsageError(f"optimisation levels must be among {', '.join(OPTIMIZATION_LEVELS)}")
+    if images is not None and (images.ndim != 4 or len(images) == 0):
+        raise UsageError("images must be a non-empty NHWC batch")
+    onnx_models = [i for i, n in enumerate(names) if n == "onnxruntime"]
+    if save_optimized is not None:
+        if len(onnx_models) != 1:
+            raise UsageError(f"--save-optimized needs exactly one ONNX model, got "
+                             f"{len(onnx_models)}")
+        check_writable(save_optimized, force=force)  # before minutes of work, not after
+    return _Request(paths, names, sizes, thread_counts, levels, onnx_models)
+
+
+def _measure_configs(
+    configs: Sequence[Config], paths: Sequence[str], names: Sequence[str], *,
+    images: np.ndarray | None, batch: int, seed: int, min_seconds: float,
+    min_iterations: int, warmup_seconds: float, onnx_options: Mapping[str, Any] | None,
+    device: str | None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, str]]:
+    """Time every configuration; returns (model entries, result rows, runtime versions).
+
+    Configurations come grouped by (model, threads, level), so each runtime session is
+    created once and released before the next one is loaded: two live sessions would compete
+    for the same cores and memory.
+    """
+    model_entries: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = []
+    versions: dict[str, str] = {}
+    current: tuple[int, int | None, str | None] | None = None
+    backend: Backend | None = None
+    batch_data: np.ndarray | None = None
+    with track(f"benchmark: {len(configs)} configurations", len(configs)) as advance:
+        for config in configs:
+            key = (config.model, config.threads, config.optimization)
+            if key != current:
+                backend = None  # release the previous session before creating the next
+                backend = _load(paths[config.model], names[config.model], config.threads,
+                                config.optimization, onnx_options=onnx_options,
+                                device=device)
+                current = key
+                batch_data = _inputs(backend, images, batch, seed)
+                if len(model_entries) == config.model:
+                    versions[backend.info.name] = backend.info.runtime_version
+                    model_entries.append(_model_entry(config.model, backend))
+            assert backend is not None
+            assert batch_data is not None
+            entry = model_entries[config.model]
+            fixed = backend.info.input_shape[0]
+            if isinstance(fixed, int) and config.batch_size != fixed:
+                note = f"fixed batch dimension {fixed}: other batch sizes skipped"
+                if note not in entry["notes"]:
+                    entry["notes"].append(note)
+                advance(1)
+                continue
+            # ONNX models: inputs were preprocessed once above, so time the runtime alone.
+            timing = time_predict(backend.run, batch_data[:config.batch_size],
+                                  min_seconds=min_seconds, min_iterations=min_iterations,
+                                  warmup_seconds=warmup_seconds)
+            results.append({"model": config.model, "label": entry["label"],
+                            "backend": names[config.model], "optimization": config.optimization,
+                            "threads": config.threads, "batch_size": config.batch_size,
+                            **timing})
+            advance(1)
+    backend = None
+    return model_entries, results, versions
+
+
+def _model_entry(index: int, backend: Backend) -> dict[str, Any]:
+    """The record's description of one model, with notes on figures that need a caveat."""
+    macs, how = macs_of(backend)
+    info = backend.info
+    entry: dict[str, Any] = {
+        "label": _label(index, backend), "path": info.model_path,
+        "sha256": info.model_sha256, "backend": info.name,
+        "runtime_version": info.runtime_version,
+        "input_shape": list(info.input_shape), "input_dtype": info.input_dtype,
+        "macs_per_image": macs, "macs_source": how, "notes": [],
+        **{k: info.extra[k] for k in ("provider", "preprocessing") if k in info.extra},
+    }
+    if info.input_dtype not in ("float32", "float64"):
+        entry["notes"].append(
+            f"{info.input_dtype} arithmetic: its MACs count like float ones, "
+            "so its ratio to the float32 MatMul reference says little")
+    if info.name == "keras":
+        entry["notes"].append(
+            "TensorFlow fixes its thread pools at start-up: measured once, "
+            "with its default threads (all cores)")
+    return entry
+
+
+def _add_matmul_ratios(results: Sequence[dict[str, Any]],
+                       model_entries: Sequence[Mapping[str, Any]], *,
+                       reference: bool) -> dict[str, float | None]:
+    """Measure the MatMul reference at each thread count used (after the models, so it does
+    not share the CPU with them) and add GFLOP/s and the ratio to it to every result row;
+    returns the reference figures by thread count."""
+    matmul: dict[str, float | None] = {}
+    if reference:
+        cores = available_cores()
+        for t in sorted({r["threads"] or cores for r in results}):
+            matmul[str(t)] = ort_matmul_gflops(t)
+    for r in results:
+        macs = model_entries[r["model"]]["macs_per_image"]
+        gflops = 2 * macs * r["images_per_second"] / 1e9 if macs else None
+        ref = matmul.get(str(r["threads"] or available_cores()))
+        r["gflops"] = gflops
+        r["matmul_gflops"] = ref
+        r["ratio_to_matmul"] = gflops / ref if gflops and ref else None
+    return matmul
 
 
 def _best(models: Sequence[Mapping[str, Any]],

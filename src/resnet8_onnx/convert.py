@@ -382,7 +382,43 @@ def convert(
     kind = output_kind_of(model)
 
     tf, keras = import_tensorflow()
-    import onnx
+    proto = _trace_to_onnx(model, source, image_shape, opset, tf)
+    _claim_name(proto, proto.graph.input[0].name, INPUT_NAME)
+    _claim_name(proto, proto.graph.output[0].name, kind)
+    _set_batch_dim(proto)
+    _canonicalise(proto)
+
+    source_sha = file_digest(source)
+    metadata = _describe(proto, source, source_sha, info.format, info.keras_version,
+                         _library_versions(tf, keras), opset=opset, image_shape=image_shape,
+                         kind=kind, num_classes=k, class_names=names,
+                         preprocessing=preprocessing)
+
+    _check_onnx(proto, out, image_shape, k)
+    data = proto.SerializeToString()
+    write_bytes_atomic(out, data, force=force)
+    return ConversionResult(
+        output_path=str(out),
+        source_path=str(source),
+        source_sha256=source_sha,
+        onnx_sha256=hashlib.sha256(data).hexdigest(),
+        opset=opset,
+        input_name=INPUT_NAME,
+        output_name=kind,
+        output_kind=kind,
+        num_classes=k,
+        seconds=round(time.perf_counter() - start, 3),
+        metadata=metadata,
+    )
+
+
+def _trace_to_onnx(model: keras.Model, source: Path, image_shape: tuple[int, ...],
+                   opset: int, tf: Any) -> onnx.ModelProto:
+    """tf2onnx's ONNX graph of ``model`` with one float32 NHWC input of any batch size.
+
+    tf2onnx's own failures become an :class:`InvalidInputError` naming the file; a graph
+    with other than one input and one output is refused, since every later step relies on it.
+    """
     import tf2onnx
     from tf2onnx.graph import GraphUtil
 
@@ -414,20 +450,25 @@ def convert(
             f"{source}: tf2onnx produced {len(proto.graph.input)} inputs and "
             f"{len(proto.graph.output)} outputs, expected one of each"
         )
-    _claim_name(proto, proto.graph.input[0].name, INPUT_NAME)
-    _claim_name(proto, proto.graph.output[0].name, kind)
-    _set_batch_dim(proto)
-    _canonicalise(proto)
+    return proto
 
-    source_sha = file_digest(source)
+
+def _describe(proto: onnx.ModelProto, source: Path, source_sha: str, source_format: str,
+              keras_version: str | None, library_versions: Mapping[str, str], *, opset: int,
+              image_shape: tuple[int, ...], kind: str, num_classes: int,
+              class_names: Sequence[str], preprocessing: str) -> dict[str, str]:
+    """Write the metadata and doc strings that make the ONNX file self-describing (where it
+    came from, how to feed it, what it outputs); returns the metadata."""
+    import onnx
+
     metadata = {
         "source_file": source.name,
         "source_sha256": source_sha,
-        "source_format": info.format,
-        "source_keras_version": info.keras_version or "unknown",
+        "source_format": source_format,
+        "source_keras_version": keras_version or "unknown",
         "converter": "resnet8-onnx",
         "converter_version": __version__,
-        **_library_versions(tf, keras),
+        **library_versions,
         "opset": str(opset),
         "preprocessing": preprocessing,
         # machine-readable twin of the sentence, read by evaluate/compare (see preprocess.py)
@@ -437,12 +478,13 @@ def convert(
         "input_shape": json.dumps([BATCH_DIM, *image_shape]),
         "output_name": kind,
         "output_kind": kind,
-        "num_classes": str(k),
-        "class_names": json.dumps(names),
+        "num_classes": str(num_classes),
+        "class_names": json.dumps(list(class_names)),
     }
     onnx.helper.set_model_props(proto, metadata)
     proto.producer_name = "resnet8-onnx"
     proto.producer_version = __version__
+    k = num_classes
     proto.doc_string = (
         f"{source.name} (sha256 {source_sha}) converted by resnet8-onnx {__version__} with "
         f"tf2onnx {metadata['tf2onnx_version']}, opset {opset}. Input {INPUT_NAME!r} "
@@ -451,20 +493,4 @@ def convert(
         f"over {k} classes."
     )
     proto.graph.doc_string = proto.doc_string
-
-    _check_onnx(proto, out, image_shape, k)
-    data = proto.SerializeToString()
-    write_bytes_atomic(out, data, force=force)
-    return ConversionResult(
-        output_path=str(out),
-        source_path=str(source),
-        source_sha256=source_sha,
-        onnx_sha256=hashlib.sha256(data).hexdigest(),
-        opset=opset,
-        input_name=INPUT_NAME,
-        output_name=kind,
-        output_kind=kind,
-        num_classes=k,
-        seconds=round(time.perf_counter() - start, 3),
-        metadata=metadata,
-    )
+    return metadata

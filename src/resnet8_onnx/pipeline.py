@@ -7,6 +7,7 @@ pipeline costs one conversion plus one pass per runtime.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -127,23 +128,15 @@ def run_pipeline(
     from .backends.keras import configure_threads
     from .compare import comparison_of
     from .convert import convert
-    from .data import load_dataset
-    from .fsutil import refuse_overwriting_inputs
-    from .keras_io import inspect_keras_file, load_keras_model
+    from .keras_io import load_keras_model
     from .report import write_comparison_reports
 
     out = Path(out_dir)
     onnx_path = out / "model.onnx"
     int8_path = out / "model_int8.onnx"
-    outputs = check_outputs(out, force=force, int8=int8)  # fail before minutes of work
-    model_path = resolve_model(model, data_dir, download=download)
-    refuse_overwriting_inputs(outputs, [model_path])
-    inspect_keras_file(model_path)  # a missing, corrupt or unsafe model fails before the data
-    dataset = load_dataset(data_dir, split=split, subset=subset, indices_file=indices_file,
-                           download=download)
-    refuse_overwriting_inputs(outputs, dataset.input_paths)
-    if limit:
-        dataset = dataset.with_limit(limit)
+    model_path, dataset = _check_inputs(
+        out, model, data_dir, split=split, subset=subset, indices_file=indices_file,
+        limit=limit, download=download, force=force, int8=int8)
 
     with status("Loading Keras model (imports TensorFlow)…"):
         # TensorFlow fixes its thread pools at first use: set them before anything runs.
@@ -177,23 +170,58 @@ def run_pipeline(
                             comparison.models[1].versus_reference)
     if int8_record is not None:
         verdict = add_int8_to_verdict(verdict, int8_record)
-    comparison.conversion = conversion.to_dict()
-    comparison.structure = verification["structure"]
-    comparison.parity = parity
-    comparison.verdict = verdict
-    comparison.data = dataset.describe()
-    comparison.settings = {"threads": threads, "available_cores": available_cores(),
-                           "batch_size": batch_size, "ort_optimization": "all"}
-    for key in ("reference_parameters", "reference_batch_normalization_layers", "provenance",
-                "layerwise"):
-        setattr(comparison, key, verification.get(key))
-    comparison.int8 = int8_record
+    _attach_job(comparison, conversion=conversion.to_dict(), verification=verification,
+                parity=parity, verdict=verdict, data=dataset.describe(),
+                settings={"threads": threads, "available_cores": available_cores(),
+                          "batch_size": batch_size, "ort_optimization": "all"},
+                int8_record=int8_record)
     comparison.files = {k: str(v) for k, v in
                         write_comparison_reports(comparison, out, force=force).items()}
     comparison.files["onnx"] = str(onnx_path)
     if int8:
         comparison.files["onnx_int8"] = str(int8_path)
     return comparison.to_dict()
+
+
+def _attach_job(comparison: Any, *, conversion: dict[str, Any],
+                verification: Mapping[str, Any], parity: dict[str, Any],
+                verdict: dict[str, Any], data: dict[str, Any], settings: dict[str, Any],
+                int8_record: dict[str, Any] | None) -> None:
+    """Add what only the pipeline knows (conversion, verification, verdict, settings) to the
+    comparison record, whose model rows ``compare`` would have produced alike."""
+    comparison.conversion = conversion
+    comparison.structure = verification["structure"]
+    comparison.parity = parity
+    comparison.verdict = verdict
+    comparison.data = data
+    comparison.settings = settings
+    for key in ("reference_parameters", "reference_batch_normalization_layers", "provenance",
+                "layerwise"):
+        setattr(comparison, key, verification.get(key))
+    comparison.int8 = int8_record
+
+
+def _check_inputs(
+    out: Path, model: str | os.PathLike[str] | None, data_dir: str | os.PathLike[str] | None,
+    *, split: str, subset: str, indices_file: str | os.PathLike[str] | None,
+    limit: int | None, download: bool | None, force: bool, int8: bool,
+) -> tuple[Path, Any]:
+    """(model path, dataset) once the outputs may be written and overwrite no input, and the
+    model file is readable and safe: every cheap failure before minutes of TensorFlow."""
+    from .data import load_dataset
+    from .fsutil import refuse_overwriting_inputs
+    from .keras_io import inspect_keras_file
+
+    outputs = check_outputs(out, force=force, int8=int8)  # fail before minutes of work
+    model_path = resolve_model(model, data_dir, download=download)
+    refuse_overwriting_inputs(outputs, [model_path])
+    inspect_keras_file(model_path)  # a missing, corrupt or unsafe model fails before the data
+    dataset = load_dataset(data_dir, split=split, subset=subset, indices_file=indices_file,
+                           download=download)
+    refuse_overwriting_inputs(outputs, dataset.input_paths)
+    if limit:
+        dataset = dataset.with_limit(limit)
+    return model_path, dataset
 
 
 def _int8(onnx_path: Path, int8_path: Path, onnx_result: EvaluationResult, dataset: Any, *,

@@ -324,7 +324,7 @@ def embed(model: onnx.ModelProto, spec: Preprocessing, *, input_name: str | None
     also require to be graph inputs; every op used exists with these semantics since opset 7.
     """
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
 
     out = onnx.ModelProto()
     out.CopyFrom(model)
@@ -342,6 +342,27 @@ def embed(model: onnx.ModelProto, spec: Preprocessing, *, input_name: str | None
         batch, c, h, w = shape
     else:
         batch, h, w, c = shape
+    prefix, pixels_name = _free_names(graph, initializers, pixels_name)
+    nodes = _preprocess_nodes(spec, pixels_name, target.name,
+                              target.type.tensor_type.elem_type, prefix)
+
+    new_input = helper.make_tensor_value_info(pixels_name, TensorProto.UINT8,
+                                              [batch, h, w, c])
+    kept = [i for i in graph.input if i.name != target.name]
+    del graph.input[:]
+    graph.input.extend([new_input, *kept])
+    existing = list(graph.node)
+    del graph.node[:]
+    graph.node.extend([*nodes, *existing])
+    # The old input is now an internal tensor; keep its shape as value_info for readers.
+    graph.value_info.append(target)
+    return out
+
+
+def _free_names(graph: onnx.GraphProto, initializers: set[str],
+                pixels_name: str) -> tuple[str, str]:
+    """(node-name prefix, new input name) clashing with no name already in ``graph``, so
+    embedding never rewires an existing tensor, even in a model embedded once before."""
     taken = {n for node in graph.node for n in (*node.input, *node.output)} | {
         i.name for i in graph.input} | initializers
     prefix = "preprocess"
@@ -349,6 +370,14 @@ def embed(model: onnx.ModelProto, spec: Preprocessing, *, input_name: str | None
         prefix += "_"
     if pixels_name in taken:
         pixels_name = f"{prefix}/{pixels_name}"
+    return prefix, pixels_name
+
+
+def _preprocess_nodes(spec: Preprocessing, pixels_name: str, target_name: str, elem: int,
+                      prefix: str) -> list[onnx.NodeProto]:
+    """The nodes taking uint8 ``pixels_name`` to the model's old input ``target_name`` (of
+    ONNX element type ``elem``) as ``spec`` says; steps that would be no-ops are left out."""
+    from onnx import TensorProto, helper, numpy_helper
 
     nodes: list[onnx.NodeProto] = []
     counter = iter(range(1000))
@@ -388,25 +417,13 @@ def embed(model: onnx.ModelProto, spec: Preprocessing, *, input_name: str | None
         nodes.append(helper.make_node("Transpose", [current], [result], perm=[0, 3, 1, 2],
                                       name=result))
         current = result
-    elem = target.type.tensor_type.elem_type
-    result = target.name
     if elem != TensorProto.FLOAT:
-        nodes.append(helper.make_node("Cast", [current], [result], to=elem,
+        nodes.append(helper.make_node("Cast", [current], [target_name], to=elem,
                                       name=name("cast")))
     else:
-        nodes.append(helper.make_node("Identity", [current], [result], name=name("identity")))
-
-    new_input = helper.make_tensor_value_info(pixels_name, TensorProto.UINT8,
-                                              [batch, h, w, c])
-    kept = [i for i in graph.input if i.name != target.name]
-    del graph.input[:]
-    graph.input.extend([new_input, *kept])
-    existing = list(graph.node)
-    del graph.node[:]
-    graph.node.extend([*nodes, *existing])
-    # The old input is now an internal tensor; keep its shape as value_info for readers.
-    graph.value_info.append(target)
-    return out
+        nodes.append(helper.make_node("Identity", [current], [target_name],
+                                      name=name("identity")))
+    return nodes
 
 
 def raw_uint8() -> Preprocessing:

@@ -31,7 +31,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -252,56 +252,16 @@ def convert_to_torch(
     start = time.perf_counter()
     source = Path(source_path)
     out = check_writable(output_path, force=force)  # before any expensive work
-    if not source.is_file():
-        from .errors import InputNotFoundError
-
-        raise InputNotFoundError(f"{source}: model file not found")
-    if out.resolve() == source.resolve():
-        raise UsageError(f"{out}: output would overwrite the source model")
-    target = out.suffix.lower()
-    if target not in PT2_SUFFIXES + SAFETENSORS_SUFFIXES:
-        raise UsageError(f"{out}: a PyTorch target is .pt2 or .safetensors")
-    kind = _choose_builder(source, builder)
-    if target in SAFETENSORS_SUFFIXES and kind != "native":
-        raise UsageError(f"{out}: a .safetensors state dict needs the native ResNet8 module; "
-                         f"{source} is converted with onnx2torch")
+    target, kind = _check_torch_request(source, out, builder)
     import_torch()
     checks: list[dict[str, Any]] = []
-    meta: dict[str, Any] = {}
-    reference: Any = None
     with contextlib.ExitStack() as stack:
-        if kind == "native":
-            if source.suffix.lower() in STATE_DICT_SUFFIXES:
-                module, meta = native_from_state_dict(source)
-            else:
-                module, plan = native_from_keras(source)
-                meta = {"keras_layers": plan.layers}
-            image_shape = tuple(module.config.input_shape)
-            k = module.config.num_classes
-            output_kind = "probabilities" if module.config.softmax else "logits"
-        else:
-            onnx_path = source
-            if source.suffix.lower() in KERAS_SUFFIXES:
-                from .convert import DEFAULT_OPSET, convert
-
-                tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-                onnx_path = tmp / "model.onnx"
-                convert(source, onnx_path, input_shape=None, num_classes=None,
-                        opset=opset or DEFAULT_OPSET)
-            onnx_meta = onnx_metadata(onnx_path)
-            module = onnx2torch_module(onnx_path)
-            ort = _ort_runner(onnx_path)
-            image_shape = tuple(d for d in _ort_input_shape(onnx_path))
-            probe = ort(_random_batch(image_shape, 1))
-            k = int(probe.shape[1])
-            output_kind = onnx_meta.get("output_kind") or (
-                "probabilities" if np.allclose(probe.sum(axis=1), 1, atol=1e-4) else "logits")
-            meta = {k_: v for k_, v in onnx_meta.items()
-                    if k_ in ("class_names", "preprocessing", "source_file", "source_sha256")}
-            reference = ort
+        built = _build_module(source, kind, opset, stack)
+        module, image_shape, k = built.module, built.image_shape, built.num_classes
+        output_kind, meta = built.output_kind, built.meta
         module_fn = _module_runner(module)
-        if reference is not None:
-            checks.append(_check_against(reference, module_fn, image_shape,
+        if built.reference is not None:
+            checks.append(_check_against(built.reference, module_fn, image_shape,
                                          "ONNX Runtime on the source ONNX", out))
         metadata = {
             "converter": "resnet8-onnx", "converter_version": __version__,
@@ -315,33 +275,110 @@ def convert_to_torch(
         }
         if kind == "native":
             metadata["resnet8_config"] = module.config.to_dict()
-        if target in SAFETENSORS_SUFFIXES:
-            data = save_state_dict(module.state_dict(), out, {
-                "resnet8_config": json.dumps(module.config.to_dict()),
-                "resnet8_onnx": json.dumps(metadata)}, force=force)
-            module2, _ = native_from_state_dict(out)
-            checks.append(_check_against(module_fn, _module_runner(module2), image_shape,
-                                         "the module before saving", out))
-        else:
-            if kind == "native":  # inference program: BatchNorm folded into the convolutions
-                from .torch_models import fold_batchnorm
-
-                module = fold_batchnorm(module)
-                metadata["batchnorm"] = "folded into the preceding convolutions"
-            program = export_program(module, image_shape)
-            data = _save_checked(program, out, metadata, force=force)
-            loaded, _ = load_exported_program(out)
-            try:
-                checks.append(_check_against(module_fn, _module_runner(loaded.module()),
-                                             image_shape, "the module before export", out))
-            except VerificationFailedError:
-                out.unlink(missing_ok=True)
-                raise
+        data = _save_and_check(module, module_fn, out, target=target, kind=kind,
+                               image_shape=image_shape, metadata=metadata, checks=checks,
+                               force=force)
     return TorchConversionResult(
         output_path=str(out), source_path=str(source), source_sha256=metadata["source_sha256"],
         output_sha256=hashlib.sha256(data).hexdigest(), target=target.lstrip("."),
         builder=kind, output_kind=output_kind, num_classes=k,
         seconds=round(time.perf_counter() - start, 3), checks=checks, metadata=metadata)
+
+
+def _check_torch_request(source: Path, out: Path, builder: str) -> tuple[str, str]:
+    """(target suffix, builder) once the request is known to make sense: the source exists,
+    is not the output, and the target format suits the builder. Cheap checks, all of them
+    before torch is imported."""
+    if not source.is_file():
+        from .errors import InputNotFoundError
+
+        raise InputNotFoundError(f"{source}: model file not found")
+    if out.resolve() == source.resolve():
+        raise UsageError(f"{out}: output would overwrite the source model")
+    target = out.suffix.lower()
+    if target not in PT2_SUFFIXES + SAFETENSORS_SUFFIXES:
+        raise UsageError(f"{out}: a PyTorch target is .pt2 or .safetensors")
+    kind = _choose_builder(source, builder)
+    if target in SAFETENSORS_SUFFIXES and kind != "native":
+        raise UsageError(f"{out}: a .safetensors state dict needs the native ResNet8 module; "
+                         f"{source} is converted with onnx2torch")
+    return target, kind
+
+
+@dataclass
+class _Built:
+    """A PyTorch module built from the source, with what the saved file will say about it."""
+
+    module: Any
+    image_shape: tuple[int, ...]
+    num_classes: int
+    output_kind: str
+    meta: dict[str, Any]  # facts carried over from the source (class names, preprocessing…)
+    reference: Any = None  # ONNX Runtime on the source ONNX, for onnx2torch modules
+
+
+def _build_module(source: Path, kind: str, opset: int | None,
+                  stack: contextlib.ExitStack) -> _Built:
+    """Build the module with the ``native`` ResNet8 or with onnx2torch (converting a Keras
+    source to ONNX first, in a temporary directory that ``stack`` removes)."""
+    if kind == "native":
+        if source.suffix.lower() in STATE_DICT_SUFFIXES:
+            module, meta = native_from_state_dict(source)
+        else:
+            module, plan = native_from_keras(source)
+            meta = {"keras_layers": plan.layers}
+        return _Built(module, tuple(module.config.input_shape), module.config.num_classes,
+                      "probabilities" if module.config.softmax else "logits", meta)
+    onnx_path = source
+    if source.suffix.lower() in KERAS_SUFFIXES:
+        from .convert import DEFAULT_OPSET, convert
+
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        onnx_path = tmp / "model.onnx"
+        convert(source, onnx_path, input_shape=None, num_classes=None,
+                opset=opset or DEFAULT_OPSET)
+    onnx_meta = onnx_metadata(onnx_path)
+    module = onnx2torch_module(onnx_path)
+    ort = _ort_runner(onnx_path)
+    image_shape = tuple(d for d in _ort_input_shape(onnx_path))
+    probe = ort(_random_batch(image_shape, 1))
+    output_kind = onnx_meta.get("output_kind") or (
+        "probabilities" if np.allclose(probe.sum(axis=1), 1, atol=1e-4) else "logits")
+    meta = {k_: v for k_, v in onnx_meta.items()
+            if k_ in ("class_names", "preprocessing", "source_file", "source_sha256")}
+    return _Built(module, image_shape, int(probe.shape[1]), output_kind, meta, reference=ort)
+
+
+def _save_and_check(module: Any, module_fn: Callable[[np.ndarray], np.ndarray], out: Path, *,
+                    target: str, kind: str, image_shape: tuple[int, ...],
+                    metadata: dict[str, Any], checks: list[dict[str, Any]],
+                    force: bool) -> bytes:
+    """Save ``module`` as a state dict or an ExportedProgram, load it back and check it
+    reproduces ``module_fn`` (appending to ``checks``); returns the bytes written. A ``.pt2``
+    that fails the check is removed, never left behind."""
+    if target in SAFETENSORS_SUFFIXES:
+        data = save_state_dict(module.state_dict(), out, {
+            "resnet8_config": json.dumps(module.config.to_dict()),
+            "resnet8_onnx": json.dumps(metadata)}, force=force)
+        module2, _ = native_from_state_dict(out)
+        checks.append(_check_against(module_fn, _module_runner(module2), image_shape,
+                                     "the module before saving", out))
+        return data
+    if kind == "native":  # inference program: BatchNorm folded into the convolutions
+        from .torch_models import fold_batchnorm
+
+        module = fold_batchnorm(module)
+        metadata["batchnorm"] = "folded into the preceding convolutions"
+    program = export_program(module, image_shape)
+    data = _save_checked(program, out, metadata, force=force)
+    loaded, _ = load_exported_program(out)
+    try:
+        checks.append(_check_against(module_fn, _module_runner(loaded.module()),
+                                     image_shape, "the module before export", out))
+    except VerificationFailedError:
+        out.unlink(missing_ok=True)
+        raise
+    return data
 
 
 def _save_checked(program: Any, out: Path, metadata: Mapping[str, Any], *,

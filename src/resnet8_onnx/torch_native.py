@@ -23,7 +23,7 @@ from .errors import InvalidInputError, UsageError
 from .torch_io import import_torch, load_state_dict
 
 if TYPE_CHECKING:
-    from .torch_models import ResNet8, ResNet8Config
+    from .torch_models import ResNet8, ResNet8Config, StackSpec
 
 
 @dataclass(frozen=True)
@@ -138,9 +138,52 @@ def recognise_resnet8(config: Mapping[str, Any]) -> NativePlan:
     (conv-BN-ReLU-conv-BN plus identity or 1×1 projection, Add, ReLU), a pooling layer that
     covers the whole final map, Flatten, Dense. Every layer must be accounted for.
     """
-    from .torch_models import ResNet8Config, StackSpec
+    from .torch_models import ResNet8Config
 
     g = _Graph(config)
+    (h, w, c), input_layer = _match_input(g)
+    layers: dict[str, str] = {}
+    convs: list[dict[str, Any]] = []
+    eps: set[float] = set()
+
+    x = _match_stem(g, input_layer, layers, convs, eps)
+    size, channels = (h, w), convs[-1]["filters"]
+    stacks = []
+    while True:
+        kids = g.children[x]
+        if len(kids) == 1 and g.cls(kids[0]) in ("AveragePooling2D", "GlobalAveragePooling2D"):
+            break
+        x, stack, padding = _match_stack(g, x, len(stacks), channels, layers, convs, eps)
+        stacks.append(stack)
+        size = _out_size(size, 3, stack.stride, padding)
+        channels = stack.filters
+    if not stacks:
+        raise ValueError("no residual stacks")
+    dense, activation = _match_head(g, x, size, layers)
+    missing = sorted(set(g.layers) - g.visited)
+    if missing:
+        raise ValueError(f"layers outside the ResNet8 pattern: {', '.join(missing[:5])}")
+    paddings = {conv["padding"] for conv in convs}
+    biases = {conv["bias"] for conv in convs}
+    if len(eps) != 1 or len(paddings) != 1 or len(biases) != 1:
+        raise ValueError("mixed BatchNorm epsilons, paddings or conv biases")
+    config_ = ResNet8Config(
+        input_shape=(h, w, c), stem_filters=convs[0]["filters"], stacks=tuple(stacks),
+        num_classes=int(g.cfg(dense)["units"]), epsilon=eps.pop(),
+        softmax=activation == "softmax", conv_bias=biases.pop(), padding=paddings.pop())
+    return NativePlan(config=config_, layers=layers)
+
+
+def _out_size(size: tuple[int, int], kernel: int, stride: int,
+              padding: str) -> tuple[int, int]:
+    """Spatial size after a convolution, as Keras computes it for ``same``/``valid``."""
+    if padding == "same":
+        return tuple(math.ceil(n / stride) for n in size)  # type: ignore[return-value]
+    return tuple((n - kernel) // stride + 1 for n in size)  # type: ignore[return-value]
+
+
+def _match_input(g: _Graph) -> tuple[tuple[int, int, int], str]:
+    """((H, W, C), name) of the single input layer, whose shape must be fully known."""
     inputs = [n for n in g.layers if g.cls(n) == "InputLayer"]
     if len(inputs) != 1:
         raise ValueError(f"{len(inputs)} input layers")
@@ -150,11 +193,16 @@ def recognise_resnet8(config: Mapping[str, Any]) -> NativePlan:
         raise ValueError(f"input shape {shape} is not (batch, H, W, C)")
     h, w, c = (int(d) for d in shape[1:])
     g.visited.add(inputs[0])
-    layers: dict[str, str] = {}
-    convs: list[dict[str, Any]] = []
-    eps: set[float] = set()
+    return (h, w, c), inputs[0]
 
-    stem = g.only_child(inputs[0], "Conv2D")
+
+def _match_stem(g: _Graph, input_layer: str, layers: dict[str, str],
+                convs: list[dict[str, Any]], eps: set[float]) -> str:
+    """Match the stride-1 conv-BN-ReLU stem after the input; returns its ReLU's name.
+
+    ``layers``, ``convs`` and ``eps`` collect what the match found, for the final checks.
+    """
+    stem = g.only_child(input_layer, "Conv2D")
     convs.append(_conv(g, stem, 3))
     if convs[-1]["stride"] != 1:
         raise ValueError("the stem convolution has a stride")
@@ -163,63 +211,67 @@ def recognise_resnet8(config: Mapping[str, Any]) -> NativePlan:
     x = g.only_child(bn, "Activation")
     _relu(g, x)
     layers.update(conv=stem, bn=bn)
-    size, channels = (h, w), convs[-1]["filters"]
+    return x
 
-    def out_size(size: tuple[int, int], kernel: int, stride: int, padding: str) -> tuple[int,
-                                                                                        int]:
-        if padding == "same":
-            return tuple(math.ceil(n / stride) for n in size)  # type: ignore[return-value]
-        return tuple((n - kernel) // stride + 1 for n in size)  # type: ignore[return-value]
 
-    stacks = []
-    while True:
-        kids = g.children[x]
-        if len(kids) == 1 and g.cls(kids[0]) in ("AveragePooling2D", "GlobalAveragePooling2D"):
-            break
-        mains = [k for k in kids if g.cls(k) == "Conv2D"
-                 and _pair(g.cfg(k).get("kernel_size", 0)) == (3, 3)]
-        others = [k for k in kids if k not in mains]
-        if len(mains) != 1 or len(others) != 1:
-            raise ValueError(f"after {x} expected a residual stack")
-        i = len(stacks)
-        c1 = mains[0]
-        g.visited.add(c1)
-        first = _conv(g, c1, 3)
-        b1 = g.only_child(c1, "BatchNormalization")
-        a1 = g.only_child(b1, "Activation")
-        _relu(g, a1)
-        c2 = g.only_child(a1, "Conv2D")
-        second = _conv(g, c2, 3)
-        b2 = g.only_child(c2, "BatchNormalization")
-        add = g.only_child(b2, "Add")
-        eps.update((_bn(g, b1), _bn(g, b2)))
-        if second["stride"] != 1 or second["filters"] != first["filters"]:
-            raise ValueError(f"{c2}: the second convolution of a stack changes the shape")
-        convs += [first, second]
-        if others[0] == add and set(g.parents[add]) == {x, b2}:
-            projection = False
-            if first["stride"] != 1 or first["filters"] != channels:
-                raise ValueError(f"{add}: identity shortcut across a shape change")
-        elif g.cls(others[0]) == "Conv2D" and g.children[others[0]] == [add] \
-                and set(g.parents[add]) == {others[0], b2}:
-            projection = True
-            shortcut = _conv(g, others[0], 1)
-            g.visited.add(others[0])
-            if shortcut["stride"] != first["stride"] or shortcut["filters"] != first["filters"]:
-                raise ValueError(f"{others[0]}: projection does not match its stack")
-            convs.append(shortcut)
-            layers[f"stacks.{i}.shortcut"] = others[0]
-        else:
-            raise ValueError(f"after {x} expected an identity or 1×1 projection shortcut")
-        x = g.only_child(add, "Activation")
-        _relu(g, x)
-        layers.update({f"stacks.{i}.conv1": c1, f"stacks.{i}.bn1": b1,
-                       f"stacks.{i}.conv2": c2, f"stacks.{i}.bn2": b2})
-        stacks.append(StackSpec(first["filters"], first["stride"], projection))
-        size = out_size(size, 3, first["stride"], first["padding"])
-        channels = first["filters"]
-    if not stacks:
-        raise ValueError("no residual stacks")
+def _match_stack(g: _Graph, x: str, i: int, channels: int, layers: dict[str, str],
+                 convs: list[dict[str, Any]],
+                 eps: set[float]) -> tuple[str, StackSpec, str]:
+    """Match residual stack ``i`` fed by layer ``x`` (with ``channels`` channels): two 3×3
+    conv-BN with a ReLU between, an identity or 1×1 projection shortcut, Add, ReLU.
+
+    Returns the stack's closing ReLU, its spec and its first convolution's padding (which
+    sets the map size after it); ``layers``, ``convs`` and ``eps`` collect
+    what the match found (the stack's convolutions in the order first, second[, shortcut]).
+    """
+    from .torch_models import StackSpec
+
+    kids = g.children[x]
+    mains = [k for k in kids if g.cls(k) == "Conv2D"
+             and _pair(g.cfg(k).get("kernel_size", 0)) == (3, 3)]
+    others = [k for k in kids if k not in mains]
+    if len(mains) != 1 or len(others) != 1:
+        raise ValueError(f"after {x} expected a residual stack")
+    c1 = mains[0]
+    g.visited.add(c1)
+    first = _conv(g, c1, 3)
+    b1 = g.only_child(c1, "BatchNormalization")
+    a1 = g.only_child(b1, "Activation")
+    _relu(g, a1)
+    c2 = g.only_child(a1, "Conv2D")
+    second = _conv(g, c2, 3)
+    b2 = g.only_child(c2, "BatchNormalization")
+    add = g.only_child(b2, "Add")
+    eps.update((_bn(g, b1), _bn(g, b2)))
+    if second["stride"] != 1 or second["filters"] != first["filters"]:
+        raise ValueError(f"{c2}: the second convolution of a stack changes the shape")
+    convs += [first, second]
+    if others[0] == add and set(g.parents[add]) == {x, b2}:
+        projection = False
+        if first["stride"] != 1 or first["filters"] != channels:
+            raise ValueError(f"{add}: identity shortcut across a shape change")
+    elif g.cls(others[0]) == "Conv2D" and g.children[others[0]] == [add] \
+            and set(g.parents[add]) == {others[0], b2}:
+        projection = True
+        shortcut = _conv(g, others[0], 1)
+        g.visited.add(others[0])
+        if shortcut["stride"] != first["stride"] or shortcut["filters"] != first["filters"]:
+            raise ValueError(f"{others[0]}: projection does not match its stack")
+        convs.append(shortcut)
+        layers[f"stacks.{i}.shortcut"] = others[0]
+    else:
+        raise ValueError(f"after {x} expected an identity or 1×1 projection shortcut")
+    out = g.only_child(add, "Activation")
+    _relu(g, out)
+    layers.update({f"stacks.{i}.conv1": c1, f"stacks.{i}.bn1": b1,
+                   f"stacks.{i}.conv2": c2, f"stacks.{i}.bn2": b2})
+    return out, StackSpec(first["filters"], first["stride"], projection), first["padding"]
+
+
+def _match_head(g: _Graph, x: str, size: tuple[int, int],
+                layers: dict[str, str]) -> tuple[str, str]:
+    """Match pooling over the whole ``size`` map, Flatten and the output Dense after ``x``;
+    returns (the Dense layer's name, its activation)."""
     pool = g.children[x][0]
     g.visited.add(pool)
     if g.cls(pool) == "AveragePooling2D":
@@ -237,18 +289,7 @@ def recognise_resnet8(config: Mapping[str, Any]) -> NativePlan:
     if g.children[dense] or g.outputs != [dense]:
         raise ValueError(f"{dense} is not the model's only output")
     layers["fc"] = dense
-    missing = sorted(set(g.layers) - g.visited)
-    if missing:
-        raise ValueError(f"layers outside the ResNet8 pattern: {', '.join(missing[:5])}")
-    paddings = {conv["padding"] for conv in convs}
-    biases = {conv["bias"] for conv in convs}
-    if len(eps) != 1 or len(paddings) != 1 or len(biases) != 1:
-        raise ValueError("mixed BatchNorm epsilons, paddings or conv biases")
-    config_ = ResNet8Config(
-        input_shape=(h, w, c), stem_filters=convs[0]["filters"], stacks=tuple(stacks),
-        num_classes=int(g.cfg(dense)["units"]), epsilon=eps.pop(),
-        softmax=activation == "softmax", conv_bias=biases.pop(), padding=paddings.pop())
-    return NativePlan(config=config_, layers=layers)
+    return dense, activation
 
 
 # --------------------------------------------------------------------------- weights

@@ -125,29 +125,10 @@ class OnnxRuntimeBackend:
         output: str | None = None,
         source: str | None = None,
     ) -> None:
-        import onnxruntime as ort
-
         where = model_path
         self.session = session
         self._source = source  # the file, when there is one: structure and tensors need it
-        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        if len(inputs) != 1:
-            raise InvalidInputError(f"{where}: expected one input, the model has {len(inputs)}")
-        inp = inputs[0]
-        out = self._choose_output(outputs, output, where)
-        if len(inp.shape) != 4:
-            raise InvalidInputError(
-                f"{where}: input {inp.name!r} has rank {len(inp.shape)} (shape {inp.shape}), "
-                "expected an image batch of rank 4 (N,H,W,C or N,C,H,W)"
-            )
-        if inp.type not in _NUMPY_OF_ORT:
-            raise InvalidInputError(
-                f"{where}: input {inp.name!r} has unsupported type {inp.type}; expected one of "
-                f"{', '.join(sorted(_NUMPY_OF_ORT))}")
-        if len(out.shape) != 2:
-            raise InvalidInputError(
-                f"{where}: output {out.name!r} has shape {out.shape}, expected (batch, classes)"
-            )
+        inp, out = self._check_interface(output, where)
         self.input_name, self.output_name = inp.name, out.name
         input_shape = tuple(_dim(d) for d in inp.shape)
         meta = self.session.get_modelmeta()
@@ -174,7 +155,39 @@ class OnnxRuntimeBackend:
             layout=self.preprocessing.layout, preprocessing=self.preprocessing)
         self.abilities = frozenset({SESSION} | (
             {MACS, STRUCTURE, TENSOR_OUTPUTS} if source is not None else set()))
-        self.info = BackendInfo(
+        self.info = self._describe(model_path, sha256, input_shape, inp, out,
+                                   optimization=optimization, threads=threads, notes=notes)
+
+    def _check_interface(self, output: str | None, where: str) -> tuple[Any, Any]:
+        """(input, output) of the session once it is an image classifier this runner can
+        feed: one rank-4 input of a supported type, one (batch, classes) output chosen."""
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1:
+            raise InvalidInputError(f"{where}: expected one input, the model has {len(inputs)}")
+        inp = inputs[0]
+        out = self._choose_output(outputs, output, where)
+        if len(inp.shape) != 4:
+            raise InvalidInputError(
+                f"{where}: input {inp.name!r} has rank {len(inp.shape)} (shape {inp.shape}), "
+                "expected an image batch of rank 4 (N,H,W,C or N,C,H,W)"
+            )
+        if inp.type not in _NUMPY_OF_ORT:
+            raise InvalidInputError(
+                f"{where}: input {inp.name!r} has unsupported type {inp.type}; expected one of "
+                f"{', '.join(sorted(_NUMPY_OF_ORT))}")
+        if len(out.shape) != 2:
+            raise InvalidInputError(
+                f"{where}: output {out.name!r} has shape {out.shape}, expected (batch, classes)"
+            )
+        return inp, out
+
+    def _describe(self, model_path: str, sha256: str, input_shape: tuple[Any, ...], inp: Any,
+                  out: Any, *, optimization: str, threads: int | None,
+                  notes: list[str]) -> BackendInfo:
+        """The runner's description for reports, from the resolved spec and the metadata."""
+        import onnxruntime as ort
+
+        return BackendInfo(
             name="onnxruntime",
             model_path=model_path,
             model_sha256=sha256,

@@ -5,7 +5,7 @@ bytes (no date or software metadata)."""
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +120,41 @@ def throughput_png(record: Mapping[str, Any], *, dpi: int = 110) -> bytes:
     fig = Figure(figsize=(10.5, 6.2), dpi=dpi, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
+    _plot_throughput_lines(ax, groups, models, cores=cores, most=most)
+    sizes = sorted({r["batch_size"] for r in results})
+    ax.set_xscale("log")
+    ax.set_xticks(sizes, labels=[f"{s:,}" for s in sizes])
+    ax.minorticks_off()
+    ax.set_xlabel("batch size (images per call)", fontsize=11)
+    ax.set_ylabel("throughput (images/s)", fontsize=11)
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:,.0f}"))
+    ax.grid(True, which="major", color="#dddddd", linewidth=0.8)
+    ax.set_ylim(bottom=0)
+
+    gflops_axis = _draw_matmul_references(ax, models, results, machine, most=most)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.12 if gflops_axis else 1.01, 1.0),
+              fontsize=9, frameon=False, title="model · optimisation · threads",
+              title_fontsize=9)
+    inputs = record.get("inputs") or {}
+    what = "real images" if inputs.get("kind") == "data" else "synthetic images"
+    names = ", ".join(Path(str(e.get("path"))).name for e in models[:3])
+    names += f" and {len(models) - 3} more" if len(models) > 3 else ""
+    fig.suptitle(f"Throughput vs batch size — {names}", fontsize=13, fontweight="bold")
+    cpu = f" ({machine['cpu']})" if machine.get("cpu") else ""
+    ax.set_title(f"{what}; {cores} cores{cpu}; solid lines: {most} "
+                 f"thread{'s' if most != 1 else ''}, dashed: fewer", fontsize=9.5,
+                 color="#444444")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def _plot_throughput_lines(ax: Any, groups: Mapping[tuple[Any, Any, Any],
+                                                    list[Mapping[str, Any]]],
+                           models: Sequence[Mapping[str, Any]], *, cores: int,
+                           most: int) -> None:
+    """One line per (model, level, threads): a colour per (model, level), a marker per model,
+    dashes for fewer threads than the most measured."""
     palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
                "#7f7f7f", "#bcbd22", "#17becf"]
     colour_keys: list[tuple[Any, Any]] = []
@@ -136,16 +171,14 @@ def throughput_png(record: Mapping[str, Any], *, dpi: int = 110) -> bytes:
         ax.plot([r["batch_size"] for r in points], [r["images_per_second"] for r in points],
                 color=colour, linestyle="-" if t == most else "--",
                 marker=markers[m % len(markers)], markersize=6, linewidth=2, label=label)
-    sizes = sorted({r["batch_size"] for r in results})
-    ax.set_xscale("log")
-    ax.set_xticks(sizes, labels=[f"{s:,}" for s in sizes])
-    ax.minorticks_off()
-    ax.set_xlabel("batch size (images per call)", fontsize=11)
-    ax.set_ylabel("throughput (images/s)", fontsize=11)
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:,.0f}"))
-    ax.grid(True, which="major", color="#dddddd", linewidth=0.8)
-    ax.set_ylim(bottom=0)
 
+
+def _draw_matmul_references(ax: Any, models: Sequence[Mapping[str, Any]],
+                            results: Sequence[Mapping[str, Any]], machine: Mapping[str, Any],
+                            *, most: int) -> bool:
+    """When every model has the same MAC count, images/s maps to GFLOP/s: draw that as a
+    right-hand axis with the MatMul references as horizontal lines. Returns whether drawn
+    (with mixed or unknown MAC counts no single GFLOP/s scale exists)."""
     macs = {e.get("macs_per_image") for e in models}
     macs.discard(None)
     if len(macs) == 1:
@@ -167,18 +200,4 @@ def throughput_png(record: Mapping[str, Any], *, dpi: int = 110) -> bytes:
         second = ax.secondary_yaxis("right", functions=(lambda v: v * per_image,
                                                         lambda g: g / per_image))
         second.set_ylabel(f"GFLOP/s (2 × {next(iter(macs)):,} MACs per image)", fontsize=10)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.12 if len(macs) == 1 else 1.01, 1.0),
-              fontsize=9, frameon=False, title="model · optimisation · threads",
-              title_fontsize=9)
-    inputs = record.get("inputs") or {}
-    what = "real images" if inputs.get("kind") == "data" else "synthetic images"
-    names = ", ".join(Path(str(e.get("path"))).name for e in models[:3])
-    names += f" and {len(models) - 3} more" if len(models) > 3 else ""
-    fig.suptitle(f"Throughput vs batch size — {names}", fontsize=13, fontweight="bold")
-    cpu = f" ({machine['cpu']})" if machine.get("cpu") else ""
-    ax.set_title(f"{what}; {cores} cores{cpu}; solid lines: {most} "
-                 f"thread{'s' if most != 1 else ''}, dashed: fewer", fontsize=9.5,
-                 color="#444444")
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", metadata={"Software": None})
-    return buffer.getvalue()
+    return len(macs) == 1

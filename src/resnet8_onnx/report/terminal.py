@@ -56,6 +56,7 @@ from .text import (
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.table import Table
 
 def _console_or_default(console: Console | None) -> Console:
     if console is not None:
@@ -307,14 +308,38 @@ def render_compare_terminal(record: Mapping[str, Any], console: Console | None =
 
 def render_benchmark_terminal(record: Mapping[str, Any], console: Console | None = None) -> None:
     """Inputs, machine and models first, then one row per configuration and the best ones."""
-    from rich import box
     from rich.markup import escape
-    from rich.table import Table
-
-    from ..bench import BUSY_WARNING, MATMUL_SIZE
 
     record = jsonable(record)
     out = _console_or_default(console)
+    _print_benchmark_setup(record, out)
+    out.print()
+    out.print(_benchmark_table(record))
+    for b in record.get("best") or []:
+        ratio = b.get("ratio_to_matmul")
+        setting = ", ".join(x for x in (
+            f"opt {b['optimization']}" if b.get("optimization") else "",
+            f"{b['threads']} thread{'s' if b['threads'] != 1 else ''}" if b.get("threads")
+            else "default threads", f"batch {b.get('batch_size'):,}") if x)
+        out.print(f"[bold]best {escape(str(b.get('label')))}:[/bold] "
+                  f"{b.get('images_per_second', 0):,.0f} images/s ({setting})"
+                  + (f", {_g(b.get('gflops'))} GFLOP/s = {ratio:.2f}× the MatMul reference"
+                     if ratio is not None else ""))
+    opt = record.get("optimized_model")
+    if opt:
+        out.print(f"optimised model (level {opt.get('level')}) written to "
+                  f"{escape(str(opt.get('path')))}")
+        if opt.get("note"):
+            out.print(f"[dim]{escape(opt['note'])}[/dim]")
+
+
+def _print_benchmark_setup(record: Mapping[str, Any], out: Console) -> None:
+    """What was measured, on what, and how: the context a reader needs before the figures
+    (and a warning when the machine was busy, since the figures are then noisy)."""
+    from rich.markup import escape
+
+    from ..bench import BUSY_WARNING, MATMUL_SIZE
+
     inputs = record.get("inputs") or {}
     if inputs.get("kind") == "data":
         what = (f"real images, the first {inputs.get('images', 0):,}"
@@ -350,7 +375,14 @@ def render_benchmark_terminal(record: Mapping[str, Any], console: Console | None
     out.print(f"[dim]each configuration: warm-up ≥ {settings.get('warmup_seconds')} s, then ≥ "
               f"{settings.get('min_iterations')} calls and ≥ {settings.get('min_seconds')} s; "
               "latency is per call (one batch)[/dim]")
-    out.print()
+
+
+def _benchmark_table(record: Mapping[str, Any]) -> Table:
+    """One row per configuration, a section per (model, threads, level) group."""
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold",
                   caption="config: model number, ONNX Runtime optimisation level, threads; "
                           "×MatMul: GFLOP/s over the MatMul reference's at the same threads "
@@ -377,23 +409,7 @@ def render_benchmark_terminal(record: Mapping[str, Any], console: Console | None
                       f"{r.get('images_per_second', 0):,.0f}", _g(lat.get("p50")),
                       _g(lat.get("p90")), _g(lat.get("p99")), _g(r.get("gflops")),
                       f"{ratio:.2f}" if ratio is not None else "—")
-    out.print(table)
-    for b in record.get("best") or []:
-        ratio = b.get("ratio_to_matmul")
-        setting = ", ".join(x for x in (
-            f"opt {b['optimization']}" if b.get("optimization") else "",
-            f"{b['threads']} thread{'s' if b['threads'] != 1 else ''}" if b.get("threads")
-            else "default threads", f"batch {b.get('batch_size'):,}") if x)
-        out.print(f"[bold]best {escape(str(b.get('label')))}:[/bold] "
-                  f"{b.get('images_per_second', 0):,.0f} images/s ({setting})"
-                  + (f", {_g(b.get('gflops'))} GFLOP/s = {ratio:.2f}× the MatMul reference"
-                     if ratio is not None else ""))
-    opt = record.get("optimized_model")
-    if opt:
-        out.print(f"optimised model (level {opt.get('level')}) written to "
-                  f"{escape(str(opt.get('path')))}")
-        if opt.get("note"):
-            out.print(f"[dim]{escape(opt['note'])}[/dim]")
+    return table
 
 
 def render_quantization_terminal(record: Mapping[str, Any],
