@@ -112,3 +112,17 @@ Backend = Runner
 def cast_pixels(pixels: np.ndarray, dtype: str = "float32") -> np.ndarray:
     """The ``prepare`` of runners whose model takes raw pixels: one contiguous cast."""
     return np.ascontiguousarray(pixels, dtype=dtype)
+
+
+class RawPixelRunner:
+    """``prepare``/``run`` for runners whose model takes raw float32 pixels (Keras, LiteRT,
+    PyTorch): preparing is one contiguous cast, running is ``predict``."""
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def prepare(self, pixels: np.ndarray) -> np.ndarray:
+        return cast_pixels(pixels)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self.predict(x)

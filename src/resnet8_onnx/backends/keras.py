@@ -25,7 +25,7 @@ from ..keras_io import (
     load_keras_model,
     output_kind_of,
 )
-from .base import LAYER_OUTPUTS, MACS, PARAMETERS, BackendInfo, InputSpec, cast_pixels
+from .base import LAYER_OUTPUTS, MACS, PARAMETERS, BackendInfo, InputSpec, RawPixelRunner
 
 
 def configure_threads(threads: int | None) -> int | None:
@@ -110,7 +110,7 @@ def keras_macs(model: Any) -> int:
     return int(macs)
 
 
-class KerasBackend:
+class KerasBackend(RawPixelRunner):
     """The runner of a loaded Keras classifier; also exposes per-layer outputs for verify."""
 
     abilities = frozenset({MACS, LAYER_OUTPUTS, PARAMETERS})
@@ -150,12 +150,6 @@ class KerasBackend:
             num_classes=int(output_shape[-1]),
             extra={"output_kind": kind, "threads": effective_threads},
         )
-
-    def prepare(self, pixels: np.ndarray) -> np.ndarray:
-        return cast_pixels(pixels)
-
-    def run(self, x: np.ndarray) -> np.ndarray:
-        return self.predict(x)
 
     def macs(self) -> int:
         """Multiply-accumulates per image of the Conv/Dense layers (see :func:`keras_macs`)."""

@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import InvalidInputError, interrupts_deferred, one_line
 from ..fsutil import file_digest
 from ..quiet import native_chatter_filtered
-from .base import MACS, BackendInfo, InputSpec, cast_pixels
+from .base import MACS, BackendInfo, InputSpec, RawPixelRunner
 
 
 def _quantization(detail: dict[str, Any]) -> tuple[float, int] | None:
@@ -72,7 +72,7 @@ def tflite_macs(interpreter: Any) -> int:
     return int(macs)
 
 
-class LiteRTBackend:
+class LiteRTBackend(RawPixelRunner):
     """The runner of a LiteRT interpreter, resized to each batch; quantisation read from the
     file. Outputs are dequantised, so they are of the model's own kind (not declared)."""
 
@@ -117,12 +117,6 @@ class LiteRTBackend:
             self.interpreter.resize_tensor_input(self._in["index"], shape)
             self.interpreter.allocate_tensors()
             self._batch = batch
-
-    def prepare(self, pixels: np.ndarray) -> np.ndarray:
-        return cast_pixels(pixels)
-
-    def run(self, x: np.ndarray) -> np.ndarray:
-        return self.predict(x)
 
     def macs(self) -> int:
         """Multiply-accumulates per image of the file's operators (see :func:`tflite_macs`)."""

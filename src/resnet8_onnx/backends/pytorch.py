@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import InvalidInputError, UsageError
 from ..fsutil import file_digest
-from .base import MACS, STRUCTURE, BackendInfo, InputSpec, cast_pixels
+from .base import MACS, STRUCTURE, BackendInfo, InputSpec, RawPixelRunner
 
 DEVICES = ("cpu", "cuda")
 
@@ -65,7 +65,7 @@ def load(path: str | os.PathLike[str], *, threads: int | None = None,
     return TorchBackend(module, program, metadata, path, threads=threads, device=chosen)
 
 
-class TorchBackend:
+class TorchBackend(RawPixelRunner):
     """The runner of a loaded PyTorch model on the CPU (default) or a CUDA GPU."""
 
     abilities = frozenset({MACS, STRUCTURE})
@@ -141,12 +141,6 @@ class TorchBackend:
         with torch.inference_mode():
             out = self.module(tensor)
         return out.float().cpu().numpy()
-
-    def prepare(self, pixels: np.ndarray) -> np.ndarray:
-        return cast_pixels(pixels)
-
-    def run(self, x: np.ndarray) -> np.ndarray:
-        return self.predict(x)
 
     def macs(self) -> int:
         """Multiply-accumulates per image of convolutions and matrix products (FLOPs / 2)."""
