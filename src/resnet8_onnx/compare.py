@@ -172,7 +172,7 @@ def compare_models(
     evaluations; models are then evaluated one after another.
     """
     from .backends import load_backend
-    from .evaluate import available_cores, evaluate
+    from .evaluate import evaluate, settings_record
 
     if len(paths) < 2:
         raise UsageError("compare needs at least two models")
@@ -201,6 +201,5 @@ def compare_models(
         results.append(evaluate(backend, dataset, batch_size=batch_size))
         del backend
     record = compare_results(results, indices=dataset.indices)
-    record["settings"] = {"threads": threads, "available_cores": available_cores(),
-                          "batch_size": batch_size, "ort_optimization": "all"}
+    record["settings"] = settings_record(threads, batch_size)
     return record

@@ -47,12 +47,15 @@ def run_settings(backend_info: dict[str, Any], batch_size: int) -> dict[str, Any
     ``threads`` is ``None`` when the runtime chose (ONNX Runtime and TensorFlow: all cores).
     """
     extra = backend_info.get("extra") or {}
-    return {
-        "threads": extra.get("threads") or None,
-        "available_cores": available_cores(),
-        "batch_size": batch_size,
-        "ort_optimization": extra.get("optimization"),
-    }
+    return settings_record(extra.get("threads") or None, batch_size,
+                           ort_optimization=extra.get("optimization"))
+
+
+def settings_record(threads: int | None, batch_size: int, *,
+                    ort_optimization: str | None = "all") -> dict[str, Any]:
+    """The ``settings`` block of every record: one shape for one model or several."""
+    return {"threads": threads, "available_cores": available_cores(),
+            "batch_size": batch_size, "ort_optimization": ort_optimization}
 
 
 def pixel_shape(backend: Backend) -> tuple[int | None, ...]:

@@ -14,7 +14,7 @@ from typing import Any
 from .convert import DEFAULT_OPSET
 from .data.download import fetch
 from .errors import InputNotFoundError
-from .evaluate import DEFAULT_BATCH_SIZE, EvaluationResult, available_cores, evaluate
+from .evaluate import DEFAULT_BATCH_SIZE, EvaluationResult, evaluate, settings_record
 from .progress import status
 from .verify import DEFAULT_ATOL, DEFAULT_RTOL, verify_outputs
 
@@ -172,8 +172,7 @@ def run_pipeline(
         verdict = add_int8_to_verdict(verdict, int8_record)
     _attach_job(comparison, conversion=conversion.to_dict(), verification=verification,
                 parity=parity, verdict=verdict, data=dataset.describe(),
-                settings={"threads": threads, "available_cores": available_cores(),
-                          "batch_size": batch_size, "ort_optimization": "all"},
+                settings=settings_record(threads, batch_size),
                 int8_record=int8_record)
     comparison.files = {k: str(v) for k, v in
                         write_comparison_reports(comparison, out, force=force).items()}
