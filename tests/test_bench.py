@@ -28,6 +28,7 @@ from resnet8_onnx.bench import (
     time_predict,
 )
 from resnet8_onnx.errors import OutputError, UsageError
+from resnet8_onnx.records import BenchmarkRecord
 from resnet8_onnx.report import render_benchmark_terminal, throughput_png, to_json
 
 # make_classifier: 1×1 conv 3 → 8 channels on 32×32, then an 8 → 10 dense layer.
@@ -85,6 +86,7 @@ def test_plan_is_a_cross_by_default_and_a_product_on_request() -> None:
 def test_figures_on_a_tiny_model_are_sane(record, tiny) -> None:
     threads = sorted({1, available_cores()})
     groups = 2 + (len(threads) - 1)  # two levels at most threads, one more per thread count
+    record = record.to_dict()  # the figures as the JSON report holds them
     results = record["results"]
     assert len(results) == groups * 3
     assert record["models"][0]["macs_per_image"] == TINY_MACS == load_backend(tiny).macs()
@@ -112,9 +114,14 @@ def test_record_is_valid_json_and_renders(record) -> None:
     parsed = json.loads(to_json(record))
     assert parsed["kind"] == "benchmark"
     assert parsed["inputs"]["kind"] == "synthetic"
-    console = Console(file=io.StringIO(), width=80, color_system=None)
-    render_benchmark_terminal(parsed, console)
-    text = console.file.getvalue()
+
+    def rendered(rec) -> str:
+        console = Console(file=io.StringIO(), width=80, color_system=None)
+        render_benchmark_terminal(rec, console)
+        return console.file.getvalue()
+
+    text = rendered(record)
+    assert rendered(BenchmarkRecord.from_dict(parsed)) == text  # a saved record renders alike
     assert "p99 ms" in text
     assert "MACs/image" in text
     assert max(len(line) for line in text.splitlines()) <= 80
@@ -148,7 +155,7 @@ def test_real_images_and_fixed_batch(tmp_path) -> None:
     fixed = make_classifier(tmp_path / "fixed.onnx", batch=1)
     images = np.random.default_rng(1).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
     rec = benchmark([fixed], batch_sizes=(1, 8), threads=[1], optimization_levels=["all"],
-                    images=images, data={"count": 5}, reference=False, **FAST)
+                    images=images, data={"count": 5}, reference=False, **FAST).to_dict()
     assert [r["batch_size"] for r in rec["results"]] == [1]
     assert any("fixed batch" in note for note in rec["models"][0]["notes"])
     assert rec["inputs"]["kind"] == "data"
@@ -162,7 +169,7 @@ def test_save_optimized_model(tiny, tmp_path) -> None:
     target = tmp_path / "tiny.opt.onnx"
     rec = benchmark([tiny], batch_sizes=[4], threads=[1], optimization_levels=["basic"],
                     save_optimized=target, reference=False, **FAST)
-    assert rec["optimized_model"]["level"] == "basic"
+    assert rec.optimized_model.level == "basic"
     assert target.is_file()
     x = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3)).astype(np.float32)
     run = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(
@@ -227,7 +234,7 @@ def test_keras_and_litert_are_benchmarked(resnet8_h5) -> None:
 
     quant = shared_path("models", "pretrainedResnet_quant.tflite")
     rec = benchmark([resnet8_h5, quant], batch_sizes=[16], threads=[1], reference=False,
-                    **FAST)
+                    **FAST).to_dict()
     keras, litert = rec["models"]
     assert keras["backend"] == "keras"
     assert any("thread pools" in n for n in keras["notes"])

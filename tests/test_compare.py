@@ -48,7 +48,7 @@ def _rich_text(record) -> str:
 def test_agreement_and_differences_against_the_first_model(tiny_models) -> None:
     data = synthetic_dataset(120)
     a, b = (evaluate(load_backend(p), data) for p in tiny_models[:2])
-    record = compare_results([a, b, a], indices=data.indices)
+    record = compare_results([a, b, a], indices=data.indices).to_dict()
     first, second, third = record["models"]
 
     assert first["versus_reference"]["agreement"] == 120
@@ -73,14 +73,15 @@ def test_agreement_and_differences_against_the_first_model(tiny_models) -> None:
 def test_outputs_of_different_kinds_are_not_differenced(tiny_models) -> None:
     data = synthetic_dataset(40)
     probs, logits = (evaluate(load_backend(p), data) for p in (tiny_models[0], tiny_models[2]))
-    record = compare_results([probs, logits])
+    typed = compare_results([probs, logits])
+    record = typed.to_dict()
     versus = record["models"][1]["versus_reference"]
     assert versus["comparable"] is False
     assert "max_abs_diff" not in versus
     assert "logits" in versus["note"]
     # Same weights, softmax or not: the predictions agree all the same.
     assert versus["agreement"] == 40
-    assert "n/a" in _rich_text(record)
+    assert "n/a" in _rich_text(typed)
 
 
 def test_results_on_different_images_are_refused(tiny_models) -> None:
@@ -96,6 +97,7 @@ def test_results_on_different_images_are_refused(tiny_models) -> None:
 def test_renderings_hold_every_figure(tiny_models) -> None:
     data = synthetic_dataset(50)
     record = compare_models(tiny_models[:2], data, batch_size=16)
+    saved = record.to_dict()
     text = _rich_text(record)
     for fragment in ("#1 ONNX", "#2 ONNX", "top-1 accuracy", "agreement with #1", "airplane",
                      "truck", "max |Δ output|", "images/s"):
@@ -108,10 +110,10 @@ def test_renderings_hold_every_figure(tiny_models) -> None:
     rows = list(csv.DictReader(io.StringIO(compare_csv(record))))
     assert [r["label"] for r in rows] == ["#1 ONNX", "#2 ONNX"]
     assert rows[0]["agreement_fraction"] == "1.0"
-    assert float(rows[1]["accuracy"]) == pytest.approx(record["models"][1]["metrics"]["accuracy"])
+    assert float(rows[1]["accuracy"]) == pytest.approx(saved["models"][1]["metrics"]["accuracy"])
     per_class = list(csv.DictReader(io.StringIO(compare_per_class_csv(record))))
     assert len(per_class) == 10
-    assert sum(int(r["m2_correct"]) for r in per_class) == record["models"][1]["metrics"][
+    assert sum(int(r["m2_correct"]) for r in per_class) == saved["models"][1]["metrics"][
         "correct"]
     assert json.loads(to_json(record))["models"][1]["versus_reference"]["samples"] == 50
 
@@ -142,9 +144,10 @@ def test_real_models_side_by_side(resnet8_h5, resnet8_onnx, cifar_test) -> None:
     tflite = shared_path("models", "pretrainedResnet.tflite")
     quant = shared_path("models", "pretrainedResnet_quant.tflite")
     data = cifar_test.with_limit(1000)
-    record = compare_models([resnet8_h5, resnet8_onnx, tflite, quant], data)
+    typed = compare_models([resnet8_h5, resnet8_onnx, tflite, quant], data)
+    print(_rich_text(typed))
+    record = typed.to_dict()
     keras, onnx, flt, int8 = record["models"]
-    print(_rich_text(record))
 
     assert [m["label"] for m in record["models"]] == [
         "#1 Keras", "#2 ONNX", "#3 LiteRT", "#4 LiteRT int8"]

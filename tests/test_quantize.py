@@ -19,6 +19,7 @@ from resnet8_onnx import errors
 from resnet8_onnx import quantize as q
 from resnet8_onnx.cli import main
 from resnet8_onnx.errors import InvalidInputError, UsageError
+from resnet8_onnx.records import QuantizationRecord
 from resnet8_onnx.report import to_json
 
 SOURCE_METADATA = {"preprocessing": "raw 0-255 float32 NHWC RGB, no normalisation",
@@ -167,7 +168,7 @@ def test_auto_quantisation_record_and_model(tmp_path, monkeypatch) -> None:
     word = "SLOWER" if d["speed"]["speedup"] < 0.95 else "as fast"
     assert word in d["speed_verdict"]
     # the saved JSON reads back into the same typed record, and writes the same JSON again
-    from resnet8_onnx.records import QuantizationRecord, record_from_dict
+    from resnet8_onnx.records import record_from_dict
 
     again = record_from_dict(d)
     assert isinstance(again, QuantizationRecord)
@@ -210,15 +211,17 @@ def test_renderers_read_only_the_record(tmp_path) -> None:
 
     _, _data, record = quick(tmp_path, q.Recipe(), diagnose=True, test_data=synthetic_dataset(50))
     d = json.loads(to_json(record.to_dict()))
+    saved = QuantizationRecord.from_dict(d)  # read back from the JSON alone
     console = Console(file=io.StringIO(), width=120, color_system=None)
-    render_quantization_terminal(d, console)
+    render_quantization_terminal(saved, console)
     text = console.file.getvalue()
-    md = quantization_markdown(d)
+    md = quantization_markdown(saved)
+    assert md == quantization_markdown(record)
     for out in (text, md):
         assert d["recipe"]["label"] in out
         assert "images/s" in out
         assert d["speed_verdict"].split(";")[0] in " ".join(out.split())
-    line = int8_verdict_line(d)
+    line = int8_verdict_line(saved)
     assert line.startswith("int8 accuracy")
     assert "agreement" in line
     assert "TEST" not in line
@@ -257,7 +260,7 @@ def test_calibration_on_test_images_is_flagged(tmp_path) -> None:
     assert any("TEST images" in n for n in d["notes"])
     from resnet8_onnx.report import int8_verdict_line
 
-    assert "TEST" in int8_verdict_line(d)
+    assert "TEST" in int8_verdict_line(record)
 
 
 def test_quantize_never_imports_tensorflow(tmp_path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from resnet8_onnx import records as r
@@ -66,11 +67,62 @@ def test_evaluation_comparison_and_benchmark_of_real_runs_round_trip(tmp_path):
     results = [evaluate(load_backend(path), data) for _ in range(2)]
     _round_trip(results[0].record())
     assert results[0].to_record()["schema"] == r.EvaluationRecord.SCHEMA
-    comparison = r.ComparisonRecord.from_dict(compare_results(results, indices=data.indices))
+    comparison = compare_results(results, indices=data.indices)
+    assert isinstance(comparison, r.ComparisonRecord)
     assert comparison.kind == "compare"
-    assert comparison.models[1].versus_reference["agreement"] == 20
+    assert comparison.models[1].versus_reference.agreement == 20
     _round_trip(comparison)
     bench = benchmark([path], batch_sizes=(2,), threads=[1], optimization_levels=["all"],
                       reference=False, min_seconds=0.0, min_iterations=1, warmup_seconds=0.0)
-    assert bench["schema"] == r.BenchmarkRecord.SCHEMA
-    _round_trip(r.BenchmarkRecord.from_dict(bench))
+    assert bench.to_dict()["schema"] == r.BenchmarkRecord.SCHEMA
+    assert isinstance(bench.results[0], r.BenchResult)
+    _round_trip(bench)
+
+
+def test_nested_blocks_are_typed_however_the_record_was_built():
+    """A block handed over as a mapping becomes its part: renderers read attributes only."""
+    rec = r.EvaluationRecord(metrics={"accuracy": 0.5, "per_class": [{"name": "cat"}]},
+                             data={"count": 3, "source": {"kind": "array"}})
+    assert isinstance(rec.metrics, r.Metrics)
+    assert isinstance(rec.metrics.per_class[0], r.ClassRow)
+    assert rec.metrics.per_class[0].name == "cat"
+    assert rec.data.source.kind == "array"
+    assert rec.model.backend == "model"  # a missing block takes its defaults
+    rec.versus_reference = {"agreement": 3, "comparable": False}  # set later: typed too
+    assert isinstance(rec.versus_reference, r.Versus)
+    assert rec.versus_reference.agreement == 3
+
+
+def test_every_saved_report_kind_round_trips_with_its_keys_unchanged():
+    """to_dict(from_dict(d)) == d for a record of each kind with every optional block set,
+    so reading a report back and writing it again loses and adds nothing."""
+    from resnet8_onnx.verify import compare_outputs
+
+    verification = {
+        "passed": False, "samples": 4, "argmax_agreement": 3, "max_abs_diff": 0.5,
+        "reference": {"name": "keras", "model_path": "m.h5", "model_sha256": "a",
+                      "runtime_version": "k", "input_shape": [None, 32, 32, 3],
+                      "input_dtype": "float32", "num_classes": 10,
+                      "extra": {"threads": None}},
+        "candidate": {"name": "onnxruntime", "model_path": "m.onnx", "model_sha256": "b",
+                      "runtime_version": "1", "input_shape": [None, 32, 32, 3],
+                      "input_dtype": "float32", "num_classes": 10},
+        "provenance": {"converted_from_reference": None, "note": "no checksum"},
+        "structure": {"path": "m.onnx", "checker": "passed", "nodes": 3, "future": 1},
+        "interface_problems": ["output 'y' has shape [N, 9]"],
+        "dynamic_batch": {"passed": True, "samples": 4, "batch_sizes": {"1": {}}},
+        "parity": compare_outputs(np.eye(4, 10), np.eye(4, 10)).to_dict(),
+        "settings": {"threads": 2, "available_cores": 2, "batch_size": 4,
+                     "ort_optimization": "all"},
+        "layerwise": {"layers": [{"layer": "conv", "class": "Conv2D", "matched": True,
+                                  "max_abs_diff": 0.1, "onnx_tensor": "t"}],
+                      "first_diverging_layer": None, "samples": 4,
+                      "tolerance": {"atol": 1e-5, "rtol": 1e-5, "rule": "r"}},
+    }
+    back = r.VerificationRecord.from_dict(verification)
+    assert back.layerwise.layers[0].kind == "Conv2D"
+    assert back.structure.extra == {"future": 1}
+    assert {k: v for k, v in back.to_dict().items() if not k.startswith("schema")} \
+        == verification
+    skipped = r.Layerwise.from_dict({"skipped": "needs an ONNX candidate"})
+    assert skipped.to_dict() == {"skipped": "needs an ONNX candidate"}

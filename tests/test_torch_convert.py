@@ -224,10 +224,10 @@ def test_round_trip_to_onnx_verifies_against_keras(tmp_path: Path, resnet8_pt2, 
     outputs, _ = run_inference(candidate, cifar_test)
     report = verify_outputs(keras_backend, candidate, cifar_test.images, keras_full_outputs,
                             outputs)
-    assert report["passed"], report["parity"]
-    assert report["argmax_agreement"] == 10_000
-    assert report["max_abs_diff"] <= 1e-5
-    structure = report["structure"]
+    assert report.passed, report.parity
+    assert report.argmax_agreement == 10_000
+    assert report.max_abs_diff <= 1e-5
+    structure = report.to_dict()["structure"]
     assert structure["inputs"][0]["name"] == "input"
     assert structure["inputs"][0]["shape"] == ["N", 32, 32, 3]
     assert structure["outputs"][0]["name"] == "probabilities"

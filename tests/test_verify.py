@@ -146,12 +146,13 @@ def test_real_parity_on_full_test_set(keras_backend, resnet8_onnx, cifar_test,
     outputs, _ = run_inference(candidate, cifar_test)
     report = verify_outputs(keras_backend, candidate, cifar_test.images, keras_full_outputs,
                             outputs, indices=cifar_test.indices)
-    assert report["samples"] == 10_000
-    assert report["argmax_agreement"] == 10_000
-    assert report["max_abs_diff"] <= 1e-5
-    assert report["dynamic_batch"]["passed"]
-    assert report["passed"]
-    assert "layerwise" not in report
+    assert report.samples == 10_000
+    assert report.argmax_agreement == 10_000
+    assert report.max_abs_diff <= 1e-5
+    assert report.dynamic_batch["passed"]
+    assert report.passed
+    assert report.layerwise is None
+    assert "layerwise" not in report.to_dict()
 
 
 def _corrupt_one_conv(src, dst, conv_index: int) -> np.ndarray:
@@ -181,11 +182,11 @@ def test_corrupted_weight_fails_and_is_localised(tmp_path, keras_backend, resnet
         and np.array_equal(layer.get_weights()[0].transpose(3, 2, 0, 1), original)
     )
     report = verify(keras_backend, load_onnx(bad), cifar_test.images[:64])
-    assert not report["passed"]
-    first = report["layerwise"]["first_diverging_layer"]
+    assert not report.passed
+    first = report.layerwise.first_diverging_layer
     assert first is not None
-    assert first["layer"] == owner
-    assert first["max_abs_diff"] > 1e-3
+    assert first.layer == owner
+    assert first.max_abs_diff > 1e-3
 
 
 @pytest.mark.slow
@@ -193,9 +194,9 @@ def test_layerwise_on_clean_model_finds_no_divergence(keras_backend, resnet8_onn
                                                       cifar_test) -> None:
     report = verify(keras_backend, load_onnx(resnet8_onnx), cifar_test.images[:32],
                     layerwise=True)
-    assert report["passed"]
-    assert report["layerwise"]["first_diverging_layer"] is None
-    matched = [entry for entry in report["layerwise"]["layers"] if entry["matched"]]
+    assert report.passed
+    assert report.layerwise.first_diverging_layer is None
+    matched = [entry for entry in report.layerwise.layers if entry.matched]
     assert len(matched) >= 20  # most of ResNet8's 30 layers have an ONNX twin
 
 

@@ -42,9 +42,9 @@ from .data.format import IMAGE_SHAPE
 from .errors import InvalidInputError, UsageError
 from .evaluate import available_cores
 from .progress import track
+from .records import BenchmarkRecord, BenchModel, BenchResult
 
 if TYPE_CHECKING:
-
     from .backends.base import Backend
 
 DEFAULT_BATCH_SIZES = (1, 8, 64, 256, 1000)
@@ -345,8 +345,8 @@ def benchmark(
     reference: bool = True,
     seed: int = 0,
     device: str | None = None,
-) -> dict[str, Any]:
-    """Measure every planned configuration of every model; returns the JSON-ready record.
+) -> BenchmarkRecord:
+    """Measure every planned configuration of every model; returns the typed record.
 
     ``images`` (uint8 NHWC, e.g. real CIFAR-10 test images, with ``data`` describing them)
     replaces the default random pixels. ``save_optimized`` writes the ONNX model as ONNX
@@ -357,7 +357,6 @@ def benchmark(
     """
     from .evaluate import environment
     from .fsutil import file_digest, write_bytes_atomic
-    from .records import BenchmarkRecord
 
     plan = _check_benchmark_request(
         models, backends=backends, batch_sizes=batch_sizes, threads=threads,
@@ -393,16 +392,16 @@ def benchmark(
                                 "float32 matrices, best of 5, measured in this run",
                         "size": MATMUL_SIZE, "gflops": matmul}},
         environment=environment(versions),
-        models=model_entries,
-        results=results,
-        best=_best(model_entries, results),
+        models=[BenchModel.from_dict(m) for m in model_entries],
+        results=[BenchResult.from_dict(r) for r in results],
+        best=[BenchResult.from_dict(b) for b in _best(model_entries, results)],
     )
     if save_optimized is not None:
         record.optimized_model = _save_optimized(
             paths[plan.onnx_models[0]], save_optimized, levels[-1], force=force,
             write=write_bytes_atomic, digest=file_digest)
     record.seconds = time.perf_counter() - wall
-    return record.to_dict()
+    return record
 
 
 @dataclass(frozen=True)

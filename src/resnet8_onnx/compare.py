@@ -9,8 +9,9 @@ uses. An int8 model's outputs are dequantised by its backend, so its |Δ| is com
 simply large (of the order of the 1/256 output grid) and the table marks the model as int8.
 
 :func:`compare_results` is a pure function over evaluation results; :func:`compare_models`
-loads and runs the models. The writers live in :mod:`resnet8_onnx.report` and read only the
-JSON-ready record, so a saved ``compare.json`` can be re-rendered without the models.
+loads and runs the models. Both return a typed :class:`~resnet8_onnx.records.ComparisonRecord`;
+the writers live in :mod:`resnet8_onnx.report` and read only that record, so a saved
+``compare.json`` read back with ``ComparisonRecord.from_dict`` renders without the models.
 """
 
 from __future__ import annotations
@@ -23,27 +24,25 @@ import numpy as np
 
 from .errors import UsageError
 from .evaluate import DEFAULT_BATCH_SIZE
-from .records import tool
+from .records import ComparisonRecord, DataInfo, EvaluationRecord, RunSettings, Versus, tool
 from .report import backend_label
 
 if TYPE_CHECKING:
     from .data import Dataset
     from .evaluate import EvaluationResult
-    from .records import ComparisonRecord
 
 
 # --------------------------------------------------------------------------- building
-def _label(index: int, record: Mapping[str, Any]) -> str:
+def _label(index: int, record: EvaluationRecord) -> str:
     """'#2 ONNX', '#4 LiteRT int8': short enough for a column header, unique by number."""
-    model = record.get("model") or {}
-    dtype = model.get("input_dtype") or "float32"
+    dtype = record.model.input_dtype or "float32"
     quant = f" {dtype}" if dtype not in ("float32", "float64") else (
-        f" {model['quantization']}" if model.get("quantization") else "")
+        f" {record.model.quantization}" if record.model.quantization else "")
     return f"#{index + 1} {backend_label(record)}{quant}"
 
 
 def versus_reference(reference: EvaluationResult, result: EvaluationResult,
-                     indices: np.ndarray | None = None) -> dict[str, Any]:
+                     indices: np.ndarray | None = None) -> Versus:
     """Agreement of predictions and |Δ| of outputs of ``result`` against the reference model.
 
     The one place they are computed: ``compare``, ``run``'s verdict and its int8 figures all
@@ -65,7 +64,7 @@ def versus_reference(reference: EvaluationResult, result: EvaluationResult,
         entry.update(comparable=False,
                      note=f"outputs are not of the same kind ({kinds[1]} vs the reference's "
                           f"{kinds[0]}): |Δ| not computed")
-        return entry
+        return Versus.from_dict(entry)
     cmp = compare_outputs(reference.outputs, result.outputs)
     entry.update(
         comparable=True,
@@ -74,7 +73,7 @@ def versus_reference(reference: EvaluationResult, result: EvaluationResult,
         p99_abs_diff=cmp.p99_abs_diff,
         min_cosine_similarity=cmp.min_cosine_similarity,
     )
-    return entry
+    return Versus.from_dict(entry)
 
 
 def comparison_of(results: Sequence[EvaluationResult], *,
@@ -85,8 +84,6 @@ def comparison_of(results: Sequence[EvaluationResult], *,
     :func:`versus_reference` entry. Raises :class:`UsageError` when the results were not
     computed on the same images (different counts or labels): agreement would be meaningless.
     """
-    from .records import ComparisonRecord
-
     if len(results) < 2:
         raise UsageError("compare needs at least two models")
     first = results[0]
@@ -99,18 +96,18 @@ def comparison_of(results: Sequence[EvaluationResult], *,
     models = []
     for i, result in enumerate(results):
         record = result.record()
-        record.label = _label(i, record.to_dict())
-        record.quantized = (record.model["input_dtype"] not in ("float32", "float64")
-                            or bool(record.model.get("quantization")))
+        record.label = _label(i, record)
+        record.quantized = (record.model.input_dtype not in ("float32", "float64")
+                            or bool(record.model.quantization))
         record.versus_reference = versus_reference(first, result, indices)
         models.append(record)
-    return ComparisonRecord(models=models, data=results[0].data)
+    return ComparisonRecord(models=models, data=DataInfo.from_dict(results[0].data))
 
 
 def compare_results(
     results: Sequence[EvaluationResult], *, indices: np.ndarray | None = None
-) -> dict[str, Any]:
-    """The ``compare`` record (JSON-ready) of evaluations of several models on the same images.
+) -> ComparisonRecord:
+    """The ``compare`` record of evaluations of several models on the same images.
 
     The first result is the reference; ``indices`` (the images' test-set indices) name the
     first disagreeing images. See :func:`comparison_of`.
@@ -119,8 +116,8 @@ def compare_results(
     record.tool = tool()
     record.kind = "compare"
     first = record.models[0]
-    record.reference = {"index": 0, "label": first.label, "path": first.model["path"]}
-    return record.to_dict()
+    record.reference = {"index": 0, "label": first.label, "path": first.model.path}
+    return record
 
 
 def per_model_options(
@@ -162,7 +159,7 @@ def compare_models(
     backends: Sequence[str | None] | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
     threads: int | None = None, options: Sequence[Mapping[str, Any]] | None = None,
     provider: str | None = None, device: str | None = None,
-) -> dict[str, Any]:
+) -> ComparisonRecord:
     """Load each model with its backend, evaluate it on ``dataset`` and compare (first = ref).
 
     ``options`` holds one mapping per model (see :func:`per_model_options`): the spec fields
@@ -201,5 +198,5 @@ def compare_models(
         results.append(evaluate(backend, dataset, batch_size=batch_size))
         del backend
     record = compare_results(results, indices=dataset.indices)
-    record["settings"] = settings_record(threads, batch_size)
+    record.settings = RunSettings.from_dict(settings_record(threads, batch_size))
     return record

@@ -21,12 +21,12 @@ from . import __version__
 from .errors import InvalidInputError
 from .memory import check_batch_fits
 from .progress import track
+from .records import DataInfo, EvaluationRecord, Metrics, ModelInfo, RunSettings, Timings
 
 if TYPE_CHECKING:
     from .backends.base import Backend
     from .data import Dataset
     from .metrics import ClassificationMetrics
-    from .records import EvaluationRecord
 
 # ONNX Runtime's throughput on ResNet8 peaks around 64–128 images per call on 2 cores
 # (measured: 128 → 153 GFLOP/s, 250 → 141, 1000 → 131); larger batches only cost memory.
@@ -183,11 +183,10 @@ class EvaluationResult:
         return self.outputs.argmax(axis=1)
 
     def record(self) -> EvaluationRecord:
-        """The typed report record (see ``records.py``); only ``timings`` varies per run."""
-        from .records import EvaluationRecord
-
+        """The typed report record (see ``records``); only ``timings`` varies per run."""
+        extra = self.backend.get("extra", {})
         return EvaluationRecord(
-            model={
+            model=ModelInfo.from_dict({
                 "path": self.backend["model_path"],
                 "sha256": self.backend["model_sha256"],
                 "backend": self.backend["name"],
@@ -195,14 +194,14 @@ class EvaluationResult:
                 "input_shape": self.backend["input_shape"],
                 "input_dtype": self.backend["input_dtype"],
                 "output_kind": self.metrics.output_kind,
-                **{key: self.backend["extra"][key] for key in _MODEL_EXTRAS
-                   if key in self.backend.get("extra", {})},
-            },
-            data=self.data,
-            settings=run_settings(self.backend, int(self.timings.get("batch_size") or 0)),
-            metrics=self.metrics.to_dict(),
+                **{key: extra[key] for key in _MODEL_EXTRAS if key in extra},
+            }),
+            data=DataInfo.from_dict(self.data),
+            settings=RunSettings.from_dict(
+                run_settings(self.backend, int(self.timings.get("batch_size") or 0))),
+            metrics=Metrics.from_dict(self.metrics.to_dict()),
             environment=self.environment,
-            timings=self.timings,
+            timings=Timings.from_dict(self.timings),
         )
 
     def to_record(self) -> dict[str, Any]:

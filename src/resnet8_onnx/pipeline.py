@@ -6,8 +6,8 @@ pipeline costs one conversion plus one pass per runtime.
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,20 @@ from .data.download import fetch
 from .errors import InputNotFoundError
 from .evaluate import DEFAULT_BATCH_SIZE, EvaluationResult, evaluate, settings_record
 from .progress import status
+from .records import (
+    ComparisonRecord,
+    Conversion,
+    DataInfo,
+    EvaluationRecord,
+    ModelInfo,
+    Parity,
+    QuantEvaluation,
+    QuantizationRecord,
+    RunSettings,
+    Verdict,
+    VerificationRecord,
+    Versus,
+)
 from .verify import DEFAULT_ATOL, DEFAULT_RTOL, verify_outputs
 
 DEFAULT_MODEL = "pretrainedResnet.h5"
@@ -45,21 +59,21 @@ def check_outputs(out_dir: str | os.PathLike[str], *, force: bool = False,
     from .report import write_comparison_reports
 
     out = Path(out_dir)
-    stub_models = [{"model": {"backend": b}} for b in _RUN_BACKENDS]
+    stubs = [ModelInfo(backend=b) for b in _RUN_BACKENDS]
     models = [out / "model.onnx"]
     if int8:
-        stub_models.append({"model": {"backend": "onnxruntime", "quantization": "int8"}})
+        stubs.append(ModelInfo(backend="onnxruntime", quantization="int8"))
         models.append(out / "model_int8.onnx")
-    reports = write_comparison_reports({"models": stub_models}, out, force=force,
-                                       check_only=True)
+    stub = ComparisonRecord(models=[EvaluationRecord(model=m) for m in stubs])
+    reports = write_comparison_reports(stub, out, force=force, check_only=True)
     if out.is_dir():
         for path in models:
             check_writable(path, force=force)
     return [*models, *reports.values()]
 
 
-def build_verdict(keras: EvaluationResult, onnx: EvaluationResult, parity: dict[str, Any],
-                  min_accuracy: float, versus: dict[str, Any] | None = None) -> dict[str, Any]:
+def build_verdict(keras: EvaluationResult, onnx: EvaluationResult, parity: Parity,
+                  min_accuracy: float, versus: Versus | None = None) -> Verdict:
     """The answer to the user's question, as data and as a few sentences.
 
     ``versus`` is ONNX's :func:`~resnet8_onnx.compare.versus_reference` entry against Keras
@@ -70,10 +84,10 @@ def build_verdict(keras: EvaluationResult, onnx: EvaluationResult, parity: dict[
     from .report import format_threshold
 
     k, o = keras.metrics, onnx.metrics
-    same_predictions = int((versus or versus_reference(keras, onnx))["agreement"])
+    same_predictions = int((versus or versus_reference(keras, onnx)).agreement)
     meets = meets_accuracy(o.correct, o.total, min_accuracy)
     equal = k.correct == o.correct and same_predictions == o.total
-    passed = bool(parity["passed"] and meets and equal)
+    passed = bool(parity.passed and meets and equal)
     n = o.total
     differing = [a.name for a, b in zip(k.per_class, o.per_class, strict=True)
                  if a.correct != b.correct]
@@ -82,8 +96,8 @@ def build_verdict(keras: EvaluationResult, onnx: EvaluationResult, parity: dict[
         f"ONNX accuracy {o.accuracy:.2%} ({o.correct:,}/{n:,}).",
         ("ONNX and Keras agree on every prediction" if same_predictions == n else
          f"ONNX and Keras disagree on {n - same_predictions:,} of {n:,} predictions")
-        + f"; max |Δ| of outputs {parity['max_abs_diff']:.2e} "
-        + ("(within tolerance)." if parity["passed"] else "(OVER tolerance)."),
+        + f"; max |Δ| of outputs {parity.max_abs_diff:.2e} "
+        + ("(within tolerance)." if parity.passed else "(OVER tolerance)."),
         (f"ONNX accuracy is at least {format_threshold(min_accuracy)} (the threshold)."
          if meets else f"ONNX accuracy is BELOW the threshold of "
                        f"{format_threshold(min_accuracy)}."),
@@ -91,19 +105,12 @@ def build_verdict(keras: EvaluationResult, onnx: EvaluationResult, parity: dict[
         else "Per-class accuracy differs for: " + ", ".join(differing) + ".",
         "VERDICT: PASS — the conversion lost nothing." if passed else "VERDICT: FAIL.",
     ]
-    return {
-        "accuracy_threshold": min_accuracy,
-        "keras_accuracy": k.accuracy,
-        "onnx_accuracy": o.accuracy,
-        "keras_correct": k.correct,
-        "onnx_correct": o.correct,
-        "same_correct_count": k.correct == o.correct,
-        "prediction_agreement": same_predictions,
-        "threshold_rule": "correct / total ≥ threshold (exact)",
-        "meets_threshold": meets,
-        "passed": passed,
-        "summary": summary,
-    }
+    return Verdict(
+        accuracy_threshold=min_accuracy, keras_accuracy=k.accuracy, onnx_accuracy=o.accuracy,
+        keras_correct=k.correct, onnx_correct=o.correct,
+        same_correct_count=k.correct == o.correct, prediction_agreement=same_predictions,
+        threshold_rule="correct / total ≥ threshold (exact)", meets_threshold=meets,
+        passed=passed, summary=summary)
 
 
 def run_pipeline(
@@ -115,7 +122,7 @@ def run_pipeline(
     batch_size: int = DEFAULT_BATCH_SIZE, threads: int | None = None,
     force: bool = False, download: bool | None = None, int8: bool = False,
     calibration_data: str | os.PathLike[str] | None = None,
-) -> dict[str, Any]:
+) -> ComparisonRecord:
     """Run the whole job and write the report directory; returns the comparison record.
 
     ``int8`` also quantises the ONNX model (``quantize``'s automatic recipe choice, calibrated
@@ -152,9 +159,7 @@ def run_pipeline(
         keras_backend, onnx_backend, dataset.images, keras_result.outputs, onnx_result.outputs,
         indices=dataset.indices, atol=atol, rtol=rtol, batch_size=batch_size,
     )
-    parity = {**verification["parity"], "passed": verification["passed"],
-              "dynamic_batch": verification["dynamic_batch"],
-              "interface_problems": verification["interface_problems"]}
+    parity = verification.full_parity()
     results = [keras_result, onnx_result]
     int8_record = None
     if int8:
@@ -170,33 +175,34 @@ def run_pipeline(
                             comparison.models[1].versus_reference)
     if int8_record is not None:
         verdict = add_int8_to_verdict(verdict, int8_record)
-    _attach_job(comparison, conversion=conversion.to_dict(), verification=verification,
-                parity=parity, verdict=verdict, data=dataset.describe(),
-                settings=settings_record(threads, batch_size),
+    _attach_job(comparison, conversion=Conversion.from_dict(conversion.to_dict()),
+                verification=verification, parity=parity, verdict=verdict,
+                data=DataInfo.from_dict(dataset.describe()),
+                settings=RunSettings.from_dict(settings_record(threads, batch_size)),
                 int8_record=int8_record)
     comparison.files = {k: str(v) for k, v in
                         write_comparison_reports(comparison, out, force=force).items()}
     comparison.files["onnx"] = str(onnx_path)
     if int8:
         comparison.files["onnx_int8"] = str(int8_path)
-    return comparison.to_dict()
+    return comparison
 
 
-def _attach_job(comparison: Any, *, conversion: dict[str, Any],
-                verification: Mapping[str, Any], parity: dict[str, Any],
-                verdict: dict[str, Any], data: dict[str, Any], settings: dict[str, Any],
-                int8_record: dict[str, Any] | None) -> None:
+def _attach_job(comparison: ComparisonRecord, *, conversion: Conversion,
+                verification: VerificationRecord, parity: Parity, verdict: Verdict,
+                data: DataInfo, settings: RunSettings,
+                int8_record: QuantizationRecord | None) -> None:
     """Add what only the pipeline knows (conversion, verification, verdict, settings) to the
     comparison record, whose model rows ``compare`` would have produced alike."""
     comparison.conversion = conversion
-    comparison.structure = verification["structure"]
+    comparison.structure = verification.structure
     comparison.parity = parity
     comparison.verdict = verdict
     comparison.data = data
     comparison.settings = settings
     for key in ("reference_parameters", "reference_batch_normalization_layers", "provenance",
                 "layerwise"):
-        setattr(comparison, key, verification.get(key))
+        setattr(comparison, key, getattr(verification, key))
     comparison.int8 = int8_record
 
 
@@ -227,7 +233,7 @@ def _int8(onnx_path: Path, int8_path: Path, onnx_result: EvaluationResult, datas
           data_dir: str | os.PathLike[str] | None,
           calibration_data: str | os.PathLike[str] | None, batch_size: int,
           threads: int | None, force: bool, download: bool | None,
-          ) -> tuple[dict[str, Any], EvaluationResult]:
+          ) -> tuple[QuantizationRecord, EvaluationResult]:
     """Quantise the converted model, evaluate it on the run's images; record + result."""
     from .backends import onnxrt
     from .compare import versus_reference
@@ -238,34 +244,34 @@ def _int8(onnx_path: Path, int8_path: Path, onnx_result: EvaluationResult, datas
     calibration = load_calibration_data(
         source, download=False if calibration_data is not None else download)
     record = quantize(onnx_path, int8_path, calibration, batch_size=batch_size,
-                      threads=threads, force=force).to_dict()
+                      threads=threads, force=force)
     result = evaluate(onnxrt.load(int8_path, threads=threads), dataset,
                       batch_size=batch_size)
     n = len(result.predictions)
     versus = versus_reference(onnx_result, result)
-    record["evaluation"] = {
+    record.evaluation = QuantEvaluation.from_dict({
         "data": dataset.describe(),
         "fp32": {"accuracy": onnx_result.metrics.accuracy,
                  "correct": onnx_result.metrics.correct, "total": n},
         "int8": {"accuracy": result.metrics.accuracy, "correct": result.metrics.correct,
                  "total": n},
-        "agreement": versus["agreement"], "agreement_fraction": versus["agreement_fraction"],
-        "max_abs_diff": versus.get("max_abs_diff") if n else None,
-        "mean_abs_diff": versus.get("mean_abs_diff") if n else None,
-    }
+        "agreement": versus.agreement, "agreement_fraction": versus.agreement_fraction,
+        "max_abs_diff": versus.max_abs_diff if n else None,
+        "mean_abs_diff": versus.mean_abs_diff if n else None,
+    })
     return record, result
 
 
-def add_int8_to_verdict(verdict: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+def add_int8_to_verdict(verdict: Verdict, record: QuantizationRecord) -> Verdict:
     """The verdict with an int8 line before its last line; pass/fail is unchanged."""
     from .report import int8_verdict_line
 
-    summary = list(verdict.get("summary") or [])
+    summary = list(verdict.summary)
     line = int8_verdict_line(record)
     line = line[:1].upper() + line[1:]
     summary.insert(max(len(summary) - 1, 0), line)
-    ev = record.get("evaluation") or {}
-    return {**verdict, "summary": summary,
-            "int8_accuracy": (ev.get("int8") or {}).get("accuracy"),
-            "int8_agreement": ev.get("agreement_fraction"),
-            "int8_speedup": (record.get("speed") or {}).get("speedup")}
+    ev = record.evaluation
+    return dataclasses.replace(
+        verdict, summary=summary, int8_accuracy=None if ev is None else ev.int8.accuracy,
+        int8_agreement=None if ev is None else ev.agreement_fraction,
+        int8_speedup=record.speed.speedup)

@@ -20,6 +20,15 @@ from .data.format import IMAGE_SHAPE, NUM_CLASSES
 from .errors import InputNotFoundError, InvalidInputError, UsageError, one_line
 from .evaluate import DEFAULT_BATCH_SIZE, predict_all
 from .fsutil import file_digest
+from .records import (
+    Layerwise,
+    Parity,
+    Provenance,
+    RunnerInfo,
+    RunSettings,
+    Structure,
+    VerificationRecord,
+)
 
 if TYPE_CHECKING:
     from .backends.base import Backend
@@ -437,13 +446,12 @@ def verify_outputs(
     atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL, layerwise: bool = False,
     image_shape: tuple[int, int, int] = IMAGE_SHAPE, num_classes: int = NUM_CLASSES,
     batch_size: int = DEFAULT_BATCH_SIZE,
-) -> dict[str, Any]:
+) -> VerificationRecord:
     """The verification record from the two runners' outputs on ``images``: their
     comparison (:func:`compare_outputs`), the structure checks (``checks``, computed when not
     given), the dynamic-batch check and, when asked or when parity fails, the first
     diverging layer. ``run`` calls this with the outputs its evaluations already hold."""
     from .evaluate import run_settings
-    from .records import VerificationRecord
 
     if checks is None:
         checks = structure_checks(reference, candidate, image_shape=image_shape,
@@ -457,14 +465,14 @@ def verify_outputs(
         samples=parity.samples,
         argmax_agreement=parity.argmax_agreement,
         max_abs_diff=parity.max_abs_diff,
-        reference=reference.info.to_dict(),
-        provenance=checks["provenance"],
-        candidate=candidate.info.to_dict(),
-        structure=checks["structure"],
+        reference=RunnerInfo.from_dict(reference.info.to_dict()),
+        provenance=Provenance.from_dict(checks["provenance"]),
+        candidate=RunnerInfo.from_dict(candidate.info.to_dict()),
+        structure=Structure.from_dict(checks["structure"]),
         interface_problems=problems,
         dynamic_batch=dynamic,
-        parity=parity.to_dict(),
-        settings=run_settings(candidate.info.to_dict(), batch_size),
+        parity=Parity.from_dict(parity.to_dict()),
+        settings=RunSettings.from_dict(run_settings(candidate.info.to_dict(), batch_size)),
     )
     if PARAMETERS in reference.abilities:
         # tf2onnx folds BatchNormalization into the convolutions: fewer ONNX parameters.
@@ -474,14 +482,16 @@ def verify_outputs(
             counts["reference_batch_normalization_layers"]
     if layerwise or not parity.passed:
         if TENSOR_OUTPUTS not in candidate.abilities:
-            report.layerwise = {"skipped": "layer-by-layer comparison needs an ONNX candidate"}
+            report.layerwise = Layerwise(
+                skipped="layer-by-layer comparison needs an ONNX candidate")
         elif LAYER_OUTPUTS in reference.abilities:
             count = candidate.input_spec.fixed_batch or 32
-            report.layerwise = localise_divergence(reference, candidate, images[:count],
-                                                   atol=atol, rtol=rtol)
+            report.layerwise = Layerwise.from_dict(localise_divergence(
+                reference, candidate, images[:count], atol=atol, rtol=rtol))
         else:
-            report.layerwise = {"skipped": f"{reference.info.name} exposes no layer outputs"}
-    return report.to_dict()
+            report.layerwise = Layerwise(
+                skipped=f"{reference.info.name} exposes no layer outputs")
+    return report
 
 
 def verify(
@@ -489,12 +499,12 @@ def verify(
     indices: np.ndarray | None = None, atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL,
     layerwise: bool = False, image_shape: tuple[int, int, int] = IMAGE_SHAPE,
     num_classes: int = NUM_CLASSES, batch_size: int = DEFAULT_BATCH_SIZE,
-) -> dict[str, Any]:
+) -> VerificationRecord:
     """Structure, interface, dynamic batch and parity of ``candidate`` against ``reference``.
 
     The structure checks run first (a broken file fails in seconds), then both runners go
     once over ``images`` through the package's one inference loop, then
-    :func:`verify_outputs` compares. Returns the JSON-ready report; its ``passed`` is the
+    :func:`verify_outputs` compares. Returns the typed record; its ``passed`` is the
     verdict.
     """
     from .memory import check_batch_fits

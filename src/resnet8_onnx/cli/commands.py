@@ -8,6 +8,7 @@ from typing import Any
 
 from .. import errors
 from ..convert import DEFAULT_OPSET
+from ..records import DataInfo, Record
 from .options import (
     _SPEC_OPTIONS,
     _check_outputs,
@@ -87,12 +88,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
     report = verify(reference, candidate, dataset.images, indices=dataset.indices,
                     atol=args.atol, rtol=args.rtol, layerwise=args.layerwise,
                     batch_size=args.batch_size)
-    report["data"] = dataset.describe()
+    report.data = DataInfo.from_dict(dataset.describe())
     from ..report import render_verification_terminal
 
     render_verification_terminal(report, _console(stderr=args.json == "-"))
     _emit_json(report, args.json, force=args.force)
-    return errors.OK if report["passed"] else errors.VERIFICATION_FAILED
+    return errors.OK if report.passed else errors.VERIFICATION_FAILED
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -115,7 +116,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise errors.UsageError("--save-test-data needs an ONNX model")
     dataset = _load_data(args)
     result = evaluate(backend, dataset, batch_size=args.batch_size)
-    record = result.to_record()
+    record = result.record()
     from ..report import render_terminal
 
     render_terminal(record, _console(stderr=args.json == "-"))
@@ -124,19 +125,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
         saved = save_test_data(backend, dataset.images, args.save_test_data,
                                count=args.count, force=args.force)
-        record["test_data"] = saved
+        record.extra["test_data"] = saved
         _console(stderr=True).print(f"test data: {len(saved['sets'])} sets in "
                                     f"{saved['directory']}")
     _emit_json(record, args.json, force=args.force)
     _write_reports_locked(out_dir, write_reports, record, force=args.force)
-    metrics = record["metrics"]
+    metrics = result.metrics
     if args.min_accuracy is not None and not meets_accuracy(
-            metrics["correct"], metrics["total"], args.min_accuracy):
+            metrics.correct, metrics.total, args.min_accuracy):
         from ..report import format_threshold
 
         raise errors.AccuracyBelowThresholdError(
-            f"{args.model}: accuracy {metrics['accuracy']:.2%} ({metrics['correct']:,}/"
-            f"{metrics['total']:,}) is below --min-accuracy {format_threshold(args.min_accuracy)}")
+            f"{args.model}: accuracy {metrics.accuracy:.2%} ({metrics.correct:,}/"
+            f"{metrics.total:,}) is below --min-accuracy {format_threshold(args.min_accuracy)}")
     return errors.OK
 
 
@@ -165,7 +166,7 @@ def cmd_annotate(args: argparse.Namespace) -> int:
 
 
 def _write_reports_locked(
-    out_dir: Path | None, write: Any, record: dict[str, Any], *, force: bool
+    out_dir: Path | None, write: Any, record: Record, *, force: bool
 ) -> None:
     """Create ``out_dir``, hold its lock while ``write`` writes the report set, list the files;
     a failed write leaves neither files nor a directory this invocation created."""
@@ -204,11 +205,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..report import render_comparison_terminal
 
     render_comparison_terminal(comparison, _console())
-    _list_written((comparison.get("files") or {}).values())
-    verdict = comparison["verdict"]
-    if not comparison["parity"]["passed"]:
+    _list_written((comparison.files or {}).values())
+    if comparison.parity is None or not comparison.parity.passed:
         return errors.VERIFICATION_FAILED
-    if not verdict["meets_threshold"]:
+    if comparison.verdict is None or not comparison.verdict.meets_threshold:
         return errors.ACCURACY_BELOW_THRESHOLD
     return errors.OK
 
@@ -271,7 +271,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     record = quantize(model, output, calibration, recipe,
                       calibration_count=args.calibration_count, tolerance=args.tolerance,
                       test_data=test_data, batch_size=args.batch_size, threads=args.threads,
-                      diagnose=True if args.layer_errors else None, force=args.force).to_dict()
+                      diagnose=True if args.layer_errors else None, force=args.force)
     render_quantization_terminal(record, _console(stderr=args.json == "-"))
     _emit_json(record, args.json, force=args.force)
     _write_reports_locked(out_dir, write_quantization_reports, record, force=args.force)

@@ -175,8 +175,9 @@ def _warn_oversubscribed(args: argparse.Namespace) -> None:
               f"slower (try --threads {cores}, or leave it out)", file=sys.stderr)
 
 
-def _emit_json(payload: dict[str, Any], destination: str | None, *, force: bool) -> None:
-    """``--json -`` prints to stdout; a path is written atomically."""
+def _emit_json(payload: Any, destination: str | None, *, force: bool) -> None:
+    """``--json -`` prints a record (or a plain mapping) to stdout; a path is written
+    atomically."""
     from ..report import to_json
 
     if destination is None:
@@ -202,7 +203,7 @@ def _check_outputs(args: argparse.Namespace, *, files: Sequence[str | None] = ()
     out_dir = getattr(args, "out", None)
     targets: list[Path] = []
     if reports is not None and out_dir is not None:
-        targets = list(reports({}, out_dir, force=args.force, check_only=True).values())
+        targets = list(reports(None, out_dir, force=args.force, check_only=True).values())
     planned = [*(Path(f) for f in files if f not in (None, "-")), *targets]
     refuse_overwriting_inputs(planned, inputs)
     for f in files:

@@ -1,9 +1,10 @@
 """One writer per format for every record: terminal, Markdown, JSON, CSV, PNG.
 
-Records (``records.py``) are rendered here and nowhere else; a saved ``*.json`` re-renders
-without the models, because every writer reads the record's JSON-ready form. Heavy imports
-(rich, matplotlib, numpy) happen inside the functions that need them: importing this package
-stays cheap.
+Records (``records``) are rendered here and nowhere else. Every writer takes a typed record
+and reads its attributes; a saved ``*.json`` re-renders without the models once read back with
+its record's ``from_dict`` (``records.record_from_dict`` picks the kind by ``schema``). Heavy
+imports (rich, matplotlib, numpy) happen inside the functions that need them: importing this
+package stays cheap.
 
   text.py      numbers, names and the data statement every writer shares
   sections.py  lines and rows built from a record, shared by terminal and Markdown

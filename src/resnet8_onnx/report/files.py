@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 from ..fsutil import (
     check_output_dir,
@@ -18,11 +17,11 @@ from ..fsutil import (
     write_bytes_atomic,
     write_text_atomic,
 )
+from ..records import ComparisonRecord, EvaluationRecord, QuantizationRecord
 from .csv_ import compare_csv, compare_per_class_csv, comparison_per_class_csv, per_class_csv
-from .jsonio import _plain_input, to_json
+from .jsonio import to_json
 from .markdown import compare_markdown, comparison_markdown, markdown_summary, quantization_markdown
 from .png import confusion_matrix_png
-from .text import _get
 
 Renderer = Callable[[], str | bytes]
 
@@ -35,7 +34,8 @@ def write_all(out_dir: str | os.PathLike[str], contents: Mapping[str, tuple[str,
     fails fast and leaves the directory exactly as it was, not with half a new report.
     ``check_only`` does just the checks, creating and rendering nothing, and returns the
     paths: commands call it before their expensive work, so a report that would be refused
-    is refused before the models run, not after.
+    is refused before the models run, not after. The writers below take ``None`` for the
+    record then: only the file names are needed.
     """
     if check_only:
         directory = check_output_dir(out_dir)
@@ -58,8 +58,7 @@ def write_all(out_dir: str | os.PathLike[str], contents: Mapping[str, tuple[str,
     return written
 
 
-@_plain_input
-def write_reports(record: Mapping[str, Any], out_dir: str | os.PathLike[str], *,
+def write_reports(record: EvaluationRecord | None, out_dir: str | os.PathLike[str], *,
                   force: bool = False, stem: str = "report",
                   check_only: bool = False) -> dict[str, Path]:
     """Write ``report.json``, ``report.md``, ``per_class.csv``, ``confusion_<backend>.png``.
@@ -70,7 +69,8 @@ def write_reports(record: Mapping[str, Any], out_dir: str | os.PathLike[str], *,
     (its parent must exist). Existing files are refused unless ``force``. Returns
     ``{"json", "markdown", "csv", "png"}`` → path.
     """
-    backend = str(_get(record, "model", "backend", default="model"))
+    record = record if record is not None else EvaluationRecord()  # check_only: names only
+    backend = record.model.backend
     plain = stem == "report"
     contents: dict[str, tuple[str, Renderer]] = {
         "json": (f"{stem}.json", lambda: to_json(record)),
@@ -83,21 +83,22 @@ def write_reports(record: Mapping[str, Any], out_dir: str | os.PathLike[str], *,
     return write_all(out_dir, contents, force=force, check_only=check_only)
 
 
-@_plain_input
-def write_comparison_reports(comparison: Mapping[str, Any], out_dir: str | os.PathLike[str], *,
-                             force: bool = False, check_only: bool = False) -> dict[str, Path]:
+def write_comparison_reports(comparison: ComparisonRecord | None,
+                             out_dir: str | os.PathLike[str], *, force: bool = False,
+                             check_only: bool = False) -> dict[str, Path]:
     """Write ``report.json``, ``report.md``, ``per_class.csv`` and ``confusion_<backend>.png``.
 
     Returns ``{"json", "markdown", "csv", "png_<backend>"...}`` → path.
     """
+    comparison = comparison if comparison is not None else ComparisonRecord()
     contents: dict[str, tuple[str, Renderer]] = {
         "json": ("report.json", lambda: to_json(comparison)),
         "markdown": ("report.md", lambda: comparison_markdown(comparison)),
         "csv": ("per_class.csv", lambda: comparison_per_class_csv(comparison)),
     }
-    models = list(comparison.get("models") or [])
-    backends = [str(_get(r, "model", "backend", default="model"))
-                + (f"_{q}" if (q := _get(r, "model", "quantization")) else "") for r in models]
+    models = comparison.models
+    backends = [r.model.backend + (f"_{q}" if (q := r.model.quantization) else "")
+                for r in models]
     for i, (backend, record) in enumerate(zip(backends, models, strict=True)):
         name = backend if backends.count(backend) == 1 else f"{backend}_{i + 1}"
         contents[f"png_{name}"] = (f"confusion_{name}.png",
@@ -105,8 +106,7 @@ def write_comparison_reports(comparison: Mapping[str, Any], out_dir: str | os.Pa
     return write_all(out_dir, contents, force=force, check_only=check_only)
 
 
-@_plain_input
-def write_compare_reports(record: Mapping[str, Any], out_dir: str | os.PathLike[str], *,
+def write_compare_reports(record: ComparisonRecord | None, out_dir: str | os.PathLike[str], *,
                           force: bool = False, check_only: bool = False) -> dict[str, Path]:
     """Write ``compare.json``, ``compare.md``, ``compare.csv``, ``compare_per_class.csv``.
 
@@ -121,9 +121,9 @@ def write_compare_reports(record: Mapping[str, Any], out_dir: str | os.PathLike[
     }, force=force, check_only=check_only)
 
 
-@_plain_input
-def write_quantization_reports(record: Mapping[str, Any], out_dir: str | os.PathLike[str], *,
-                               force: bool = False, check_only: bool = False) -> dict[str, Path]:
+def write_quantization_reports(record: QuantizationRecord | None,
+                               out_dir: str | os.PathLike[str], *, force: bool = False,
+                             check_only: bool = False) -> dict[str, Path]:
     """Write ``quantize.json`` and ``quantize.md`` (all targets checked before writing)."""
     contents = {"json": ("quantize.json", lambda: to_json(record)),
                 "markdown": ("quantize.md", lambda: quantization_markdown(record))}

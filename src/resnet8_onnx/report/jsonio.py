@@ -1,17 +1,16 @@
-"""JSON writer: records to deterministic JSON, and the conversion every renderer starts with.
+"""JSON writer: records to deterministic JSON.
 
-A record (``records.py``) or any mapping holding numpy scalars, arrays, paths or NaN becomes
-plain JSON types, so every writer reads the same shape as a saved ``*.json``.
+A record (``records``) or any mapping holding numpy scalars, arrays, paths or NaN becomes
+plain JSON types: NaN and infinity become ``null``, so the file is strict JSON.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
 
 def jsonable(value: Any) -> Any:
@@ -39,20 +38,7 @@ def jsonable(value: Any) -> Any:
     raise TypeError(f"cannot put {type(value).__name__} into a JSON report")
 
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _plain_input(func: F) -> F:
-    """Renderers accept records holding numpy scalars or NaN; they see plain JSON values."""
-
-    @functools.wraps(func)
-    def wrapper(record: Any, *args: Any, **kwargs: Any) -> Any:
-        return func(jsonable(record or {}), *args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def to_json(record: Mapping[str, Any]) -> str:
+def to_json(record: Any) -> str:
     """Deterministic JSON: sorted keys, indent 2, NaN as null, trailing newline."""
     return json.dumps(jsonable(record), sort_keys=True, indent=2, allow_nan=False,
                       ensure_ascii=False) + "\n"

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .jsonio import _plain_input, jsonable
+from ..records import (
+    ComparisonRecord,
+    Conversion,
+    EvaluationRecord,
+    QuantizationRecord,
+    Structure,
+)
 from .sections import (
     _LAYER_HEADER,
     CANDIDATE_LEGEND,
@@ -30,14 +36,11 @@ from .sections import (
 )
 from .text import (
     DASH,
-    _class_names,
     _data_warnings,
     _fixed,
-    _get,
     _macro_note,
     _model_notes,
     _output_note,
-    _per_class,
     _throughput,
     _unique_labels,
     describe_data,
@@ -63,35 +66,31 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]],
     return lines
 
 
-def _provenance(record: Mapping[str, Any]) -> list[str]:
-    model = _get(record, "model", default={})
-    data = _get(record, "data", default={})
+def _provenance(record: EvaluationRecord) -> list[str]:
+    model, data = record.model, record.data
     lines = []
-    if model.get("path"):
-        lines.append(f"- Model: `{model['path']}`"
-                     + (f" (sha256 `{model['sha256']}`)" if model.get("sha256") else ""))
-    if model.get("backend"):
-        version = f" {model['runtime_version']}" if model.get("runtime_version") else ""
-        provider = f" ({model['provider']})" if model.get("provider") else ""
-        lines.append(f"- Runtime: {model['backend']}{version}{provider}")
+    if model.path:
+        lines.append(f"- Model: `{model.path}`"
+                     + (f" (sha256 `{model.sha256}`)" if model.sha256 else ""))
+    if model.backend:
+        version = f" {model.runtime_version}" if model.runtime_version else ""
+        provider = f" ({model.provider})" if model.provider else ""
+        lines.append(f"- Runtime: {model.backend}{version}{provider}")
     if preprocessing_line(record):
         lines.append(f"- Preprocessing: {preprocessing_line(record)}")
     lines += [f"- Note: {note}" for note in _model_notes(record)]
-    source = _get(data, "source", default={})
-    if source.get("path") or source.get("kind"):
-        lines.append(f"- Data source: {source.get('kind', 'unknown')} `{source.get('path', '')}`"
-                     + (" (official files, checksums verified)" if source.get("official") else ""))
-    for check in source.get("checks", []) or []:
-        lines.append(f"  - verified: {check}")
-    for warning in _data_warnings(data):
-        lines.append(f"- **Warning:** {warning}")
-    env = _get(record, "environment", default={})
-    if env:
-        lines.append("- Environment: " + ", ".join(f"{k} {v}" for k, v in sorted(env.items())))
-    tool = _get(record, "tool", default={})
-    if tool:
-        lines.append(f"- Report by {tool.get('name', 'resnet8-onnx')} {tool.get('version', '')}"
-                     .rstrip())
+    source = data.source
+    if source.path or source.kind:
+        lines.append(f"- Data source: {source.kind or 'unknown'} `{source.path}`"
+                     + (" (official files, checksums verified)" if source.official else ""))
+    lines += [f"  - verified: {check}" for check in source.checks]
+    lines += [f"- **Warning:** {warning}" for warning in _data_warnings(data)]
+    if record.environment:
+        lines.append("- Environment: " + ", ".join(
+            f"{k} {v}" for k, v in sorted(record.environment.items())))
+    if record.tool:
+        lines.append(f"- Report by {record.tool.get('name', 'resnet8-onnx')} "
+                     f"{record.tool.get('version', '')}".rstrip())
     return lines
 
 
@@ -103,74 +102,66 @@ def _confusion_md(names: Sequence[str], matrix: Sequence[Sequence[int]]) -> list
     return markdown_table(header, rows)
 
 
-@_plain_input
-def markdown_summary(record: Mapping[str, Any]) -> str:
+def markdown_summary(record: EvaluationRecord) -> str:
     """A self-contained Markdown report: which images, key figures, per-class table, matrix."""
-    metrics = _get(record, "metrics", default={})
-    data = _get(record, "data", default={})
+    metrics = record.metrics
     lines = [f"# CIFAR-10 evaluation: {model_name(record)}", "",
-             f"**Images:** {describe_data(data)}", ""]
-    key = [("Top-1 accuracy", f"{format_pct(metrics.get('accuracy'))} "
-            f"({format_int(metrics.get('correct'))} / {format_int(metrics.get('total'))})")]
-    if "top5_accuracy" in metrics:
-        key.append(("Top-5 accuracy", format_pct(metrics.get("top5_accuracy"))))
-    key += [("Macro ROC AUC (one-vs-rest)", _fixed(metrics.get("macro_auc"))),
-            ("Macro F1", _fixed(metrics.get("macro_f1")))]
+             f"**Images:** {describe_data(record.data)}", ""]
+    key = [("Top-1 accuracy", f"{format_pct(metrics.accuracy)} "
+            f"({format_int(metrics.correct)} / {format_int(metrics.total)})"),
+           ("Top-5 accuracy", format_pct(metrics.top5_accuracy)),
+           ("Macro ROC AUC (one-vs-rest)", _fixed(metrics.macro_auc)),
+           ("Macro F1", _fixed(metrics.macro_f1))]
     if _throughput(record):
         key.append(("Throughput", _throughput(record)))
     lines += markdown_table(["metric", "value"], key, ["l", "r"])
     for note in (_output_note(metrics), _macro_note(metrics)):
         if note:
             lines += ["", f"Note: {note}."]
-    if metrics.get("argmax_ties"):
-        lines += ["", f"Note: {metrics['argmax_ties']:,} images had tied top scores; the "
+    if metrics.argmax_ties:
+        lines += ["", f"Note: {metrics.argmax_ties:,} images had tied top scores; the "
                       "prediction is the lowest tied class index."]
-    per_class = _per_class(record)
-    if per_class:
+    if metrics.per_class:
         lines += ["", "## Per-class metrics", ""]
         lines += markdown_table(
             ["#", "class", "support", "correct", "accuracy", "precision", "recall", "F1", "AUC"],
-            [[c.get("index", i), c.get("name", i), format_int(c.get("support")),
-              format_int(c.get("correct")), format_pct(c.get("accuracy")),
-              _fixed(c.get("precision")),
-              _fixed(c.get("recall")), _fixed(c.get("f1")), _fixed(c.get("auc"))]
-             for i, c in enumerate(per_class)],
+            [[c.index, c.name, format_int(c.support), format_int(c.correct),
+              format_pct(c.accuracy), _fixed(c.precision), _fixed(c.recall), _fixed(c.f1),
+              _fixed(c.auc)] for c in metrics.per_class],
             ["r", "l", "r", "r", "r", "r", "r", "r", "r"])
         lines += ["", "Accuracy per class is the recall. Precision of a class that is never "
                       "predicted is 0; accuracy, recall and AUC are undefined (—) for a class "
                       "without images."]
-    matrix = metrics.get("confusion_matrix")
-    if matrix:
+    if metrics.confusion_matrix:
         lines += ["", "## Confusion matrix", "", "Rows: true class; columns: predicted class.",
                   ""]
-        lines += _confusion_md(_class_names(record), matrix)
+        lines += _confusion_md(metrics.names, metrics.confusion_matrix)
     provenance = _provenance(record)
     if provenance:
         lines += ["", "## Provenance", "", *provenance]
     return "\n".join(lines) + "\n"
 
 
-@_plain_input
-def comparison_markdown(comparison: Mapping[str, Any]) -> str:
+def comparison_markdown(comparison: ComparisonRecord) -> str:
     """The ``run`` report: verdict, which images, side-by-side per-class table, parity."""
-    models = list(comparison.get("models") or [])
+    models = comparison.models
     labels = _unique_labels(models)
-    verdict = comparison.get("verdict") or {}
-    passed = verdict.get("passed")
+    verdict = comparison.verdict
     lines = ["# Keras → ONNX conversion report", "",
-             f"## Verdict: {'PASS' if passed else 'FAIL'}", ""]
-    lines += [f"- {line}" for line in _verdict_lines(verdict)]
-    lines += ["", f"**Images:** {describe_data(_comparison_data(comparison))}", ""]
-    lines += [f"- **Warning:** {w}" for w in _data_warnings(_comparison_data(comparison))]
+             f"## Verdict: {'PASS' if verdict is not None and verdict.passed else 'FAIL'}", ""]
+    lines += [f"- {line}" for line in _verdict_lines(verdict)] if verdict else []
+    data = _comparison_data(comparison)
+    lines += ["", f"**Images:** {describe_data(data)}", ""]
+    lines += [f"- **Warning:** {w}" for w in _data_warnings(data)]
 
     key_rows = []
     for label, record in zip(labels, models, strict=True):
-        m = _get(record, "metrics", default={})
+        m = record.metrics
         key_rows.append([label, model_name(record),
-                         f"{format_pct(m.get('accuracy'))} ({format_int(m.get('correct'))}/"
-                         f"{format_int(m.get('total'))})",
-                         format_pct(m.get("top5_accuracy")), _fixed(m.get("macro_auc")),
-                         _fixed(m.get("macro_f1")), _throughput(record) or DASH])
+                         f"{format_pct(m.accuracy)} ({format_int(m.correct)}/"
+                         f"{format_int(m.total)})",
+                         format_pct(m.top5_accuracy), _fixed(m.macro_auc),
+                         _fixed(m.macro_f1), _throughput(record) or DASH])
     lines += ["## Models", ""]
     lines += markdown_table(["runtime", "file", "top-1 accuracy", "top-5", "macro AUC", "macro F1",
                         "throughput"], key_rows, ["l", "l", "r", "r", "r", "r", "r"])
@@ -186,30 +177,27 @@ def comparison_markdown(comparison: Mapping[str, Any]) -> str:
         for row in rows:
             cells = [row["index"], row["name"], format_int(row["support"])]
             for c in row["models"]:
-                cells += [format_int(c.get("correct")), format_pct(c.get("accuracy")),
-                          _fixed(c.get("auc"))]
+                cells += [format_int(c and c.correct), format_pct(c and c.accuracy),
+                          _fixed(c and c.auc)]
             if len(models) == 2:
-                cells.append(_delta(row["models"][0].get("correct"),
-                                    row["models"][1].get("correct")))
+                a, b = row["models"]
+                cells.append(_delta(a and a.correct, b and b.correct))
             body.append(cells)
         lines += ["", "## Per-class accuracy", ""]
         lines += markdown_table(header, body, ["r", "l"] + ["r"] * (len(header) - 2))
 
-    parity = comparison.get("parity") or {}
-    if parity:
-        lines += ["", f"## Numerical parity: {'passed' if parity.get('passed') else 'FAILED'}",
-                  ""]
+    parity = comparison.parity
+    if parity is not None:
+        lines += ["", f"## Numerical parity: {'passed' if parity.passed else 'FAILED'}", ""]
         lines += [f"- {line}" for line in _parity_lines(parity)]
-    first = _get(comparison, "layerwise", "first_diverging_layer")
+    first = comparison.layerwise.first_diverging_layer if comparison.layerwise else None
     if first:
-        lines += [f"- First diverging layer: `{first.get('layer')}` ({first.get('class')}), "
-                  f"max |Δ| {_fixed(first.get('max_abs_diff'), 6)}"]
-    conversion = comparison.get("conversion") or {}
-    structure = comparison.get("structure") or {}
-    if conversion or structure:
+        lines += [f"- First diverging layer: `{first.layer}` ({first.kind}), "
+                  f"max |Δ| {_fixed(first.max_abs_diff, 6)}"]
+    if comparison.conversion is not None or comparison.structure is not None:
         lines += ["", "## Conversion", "", *_conversion_lines(
-            conversion, structure, comparison.get("reference_parameters"),
-            comparison.get("reference_batch_normalization_layers"))]
+            comparison.conversion or Conversion(), comparison.structure or Structure(),
+            comparison.reference_parameters, comparison.reference_batch_normalization_layers)]
     for label, record in zip(labels, models, strict=True):
         provenance = _provenance(record)
         if provenance:
@@ -217,53 +205,53 @@ def comparison_markdown(comparison: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _conversion_lines(conversion: Mapping[str, Any], structure: Mapping[str, Any],
-                      reference_parameters: Any = None,
-                      batch_normalization_layers: Any = None) -> list[str]:
+def _conversion_lines(conversion: Conversion, structure: Structure,
+                      reference_parameters: int | None = None,
+                      batch_normalization_layers: int | None = None) -> list[str]:
     lines = []
-    source, target = conversion.get("source_path"), conversion.get("output_path")
+    source, target = conversion.source_path, conversion.output_path
     if source and target:
-        lines.append(f"- `{Path(str(source)).name}` → `{Path(str(target)).name}`"
-                     + (f" (ONNX sha256 `{conversion['onnx_sha256']}`)"
-                        if conversion.get("onnx_sha256") else ""))
-    meta = conversion.get("metadata") or {}
+        lines.append(f"- `{Path(source).name}` → `{Path(target).name}`"
+                     + (f" (ONNX sha256 `{conversion.onnx_sha256}`)"
+                        if conversion.onnx_sha256 else ""))
+    meta = conversion.metadata
     tools = [f"{name} {meta[key]}" for name, key in (("tf2onnx", "tf2onnx_version"),
                                                      ("TensorFlow", "tensorflow_version"),
                                                      ("Keras", "keras_version"))
              if meta.get(key)]
-    opset = conversion.get("opset")
+    opset = conversion.opset
     if opset is not None or tools:
         lines.append("- " + ", ".join(([f"opset {opset}"] if opset is not None else []) + tools)
-                     + (f"; {conversion['seconds']:.2f} s" if is_number(conversion.get("seconds"))
+                     + (f"; {conversion.seconds:.2f} s" if is_number(conversion.seconds)
                         else ""))
-    if conversion.get("output_kind"):
-        lines.append(f"- model output: {conversion['output_kind']}")
-    for key, label in (("checker", "ONNX checker"), ("shape_inference", "shape inference")):
-        if structure.get(key):
-            lines.append(f"- {label}: {structure[key]}")
-    sizes = [f"{structure[key]:,} {label}" for key, label in (
-        ("nodes", "nodes"), ("macs_per_image", "MACs per image"))
-        if isinstance(structure.get(key), int)]
+    if conversion.output_kind:
+        lines.append(f"- model output: {conversion.output_kind}")
+    for value, label in ((structure.checker, "ONNX checker"),
+                         (structure.shape_inference, "shape inference")):
+        if value:
+            lines.append(f"- {label}: {value}")
+    sizes = [f"{value:,} {label}" for value, label in (
+        (structure.nodes, "nodes"), (structure.macs_per_image, "MACs per image"))
+        if value is not None]
     parameters = parameters_text(structure, reference_parameters, batch_normalization_layers)
     if parameters:
         sizes.insert(min(1, len(sizes)), parameters)
     if sizes:
         lines.append("- " + ", ".join(sizes))
-    ops = structure.get("op_inventory") or {}
-    if ops:
-        lines.append("- operators: " + ", ".join(f"{op} ×{n}" for op, n in ops.items()))
+    if structure.op_inventory:
+        lines.append("- operators: " + ", ".join(
+            f"{op} ×{n}" for op, n in structure.op_inventory.items()))
     return lines
 
 
-def compare_markdown(record: Mapping[str, Any]) -> str:
+def compare_markdown(record: ComparisonRecord) -> str:
     """The comparison as a Markdown report: which images, the models, the table, notes."""
-    record = jsonable(record)
-    models = list(record.get("models") or [])
+    models = record.models
     lines = ["# Model comparison", "",
-             f"**Images:** {describe_data(record.get('data') or {})}", "",
+             f"**Images:** {describe_data(record.data)}", "",
              "The first model is the reference for agreement and output differences.", ""]
     lines += [f"- {line}" for line in _compare_model_lines(record)]
-    lines += ["", *markdown_table(["", *(str(m.get("label")) for m in models)],
+    lines += ["", *markdown_table(["", *(str(m.label) for m in models)],
                              [[label.strip() if not label.startswith("  ") else
                                f"&nbsp;&nbsp;{label.strip()}", *cells]
                               for label, cells, _ in _compare_rows(record)])]
@@ -272,16 +260,14 @@ def compare_markdown(record: Mapping[str, Any]) -> str:
         lines += ["", *(f"Note: {n}." for n in notes)]
     lines += ["", "## Files", ""]
     lines += markdown_table(["model", "file", "sha256", "runtime"],
-                       [[m.get("label"), f"`{_get(m, 'model', 'path')}`",
-                         f"`{_get(m, 'model', 'sha256')}`",
-                         f"{_get(m, 'model', 'backend')} {_get(m, 'model', 'runtime_version')}"]
+                       [[m.label, f"`{m.model.path}`", f"`{m.model.sha256}`",
+                         f"{m.model.backend} {m.model.runtime_version}"]
                         for m in models], ["l", "l", "l", "l"])
     return "\n".join(lines) + "\n"
 
 
-def quantization_markdown(record: Mapping[str, Any]) -> str:
+def quantization_markdown(record: QuantizationRecord) -> str:
     """The record as a Markdown report."""
-    record = jsonable(record)
     lines = ["# int8 quantisation report", ""]
     lines += [f"- {line}" for line in _header_lines(record)]
     lines += ["", "## Candidates", "",
@@ -291,27 +277,24 @@ def quantization_markdown(record: Mapping[str, Any]) -> str:
                             _candidate_rows(record, sizes=True),
                             ["l", "r", "r", "r", "r", "r", "l"])
     lines += ["", CANDIDATE_LEGEND]
-    ev = record.get("evaluation")
-    if ev:
-        lines += ["", "## Test set", "", f"**Images:** {describe_data(ev.get('data') or {})}", "",
+    ev = record.evaluation
+    if ev is not None:
+        lines += ["", "## Test set", "", f"**Images:** {describe_data(ev.data)}", "",
                   f"**{int8_verdict_line(record)}**", ""]
         lines += markdown_table(["", "fp32", "int8"],
                                 [[r[0].strip() if not r[0].startswith("  ")
                                   else f"&nbsp;&nbsp;{r[0].strip()}", *r[1:]]
                                  for r in _evaluation_rows(record)])
-    lines += ["", "## Speed", "", f"- {_speed_line(record)}", f"- {record.get('speed_verdict')}",
+    lines += ["", "## Speed", "", f"- {_speed_line(record)}", f"- {record.speed_verdict}",
               f"- CPU: {_cpu_line(record)}"]
     layers = _layer_rows(record)
-    if layers or record.get("layer_errors_note"):
-        lines += ["", "## Largest quantisation error", "",
-                  str(record.get("layer_errors_note") or ""), ""]
+    if layers or record.layer_errors_note:
+        lines += ["", "## Largest quantisation error", "", record.layer_errors_note or "", ""]
         if layers:
             lines += markdown_table(_LAYER_HEADER, layers, ["l", "l", "r", "r"])
-    notes = record.get("notes") or []
-    if notes:
-        lines += ["", "## Notes", "", *(f"- {n}" for n in notes)]
-    versions = record.get("versions") or {}
-    if versions:
+    if record.notes:
+        lines += ["", "## Notes", "", *(f"- {n}" for n in record.notes)]
+    if record.versions:
         lines += ["", "## Versions", "",
-                  "- " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))]
+                  "- " + ", ".join(f"{k} {v}" for k, v in sorted(record.versions.items()))]
     return "\n".join(lines) + "\n"

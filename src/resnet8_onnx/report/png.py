@@ -9,12 +9,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .jsonio import _plain_input, jsonable
-from .text import _class_names, _get, describe_data, format_int, format_pct, model_name
+from ..records import BenchmarkRecord, BenchModel, BenchResult, EvaluationRecord, Machine
+from .text import describe_data, format_int, format_pct, model_name
 
 
-@_plain_input
-def confusion_matrix_png(record: Mapping[str, Any], *, dpi: int = 110) -> bytes:
+def confusion_matrix_png(record: EvaluationRecord, *, dpi: int = 110) -> bytes:
     """The confusion matrix as a PNG: counts in cells, colour = share of the true class.
 
     Row-normalised colour makes classes comparable even when their support differs (a perf
@@ -25,12 +24,12 @@ def confusion_matrix_png(record: Mapping[str, Any], *, dpi: int = 110) -> bytes:
     from matplotlib.colors import PowerNorm
     from matplotlib.figure import Figure
 
-    metrics = _get(record, "metrics", default={})
-    matrix = np.asarray(metrics.get("confusion_matrix") or [], dtype=np.int64)
+    metrics = record.metrics
+    matrix = np.asarray(metrics.confusion_matrix, dtype=np.int64)
     if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or matrix.size == 0:
         raise ValueError("the record holds no square confusion matrix")
     n = matrix.shape[0]
-    names = _class_names(record)
+    names = metrics.names
     row_sums = matrix.sum(axis=1, keepdims=True)
     share = np.divide(matrix, row_sums, out=np.zeros(matrix.shape, dtype=float),
                       where=row_sums > 0)
@@ -76,14 +75,12 @@ def confusion_matrix_png(record: Mapping[str, Any], *, dpi: int = 110) -> bytes:
     for spine in ax.spines.values():
         spine.set_visible(False)
 
-    accuracy = metrics.get("accuracy")
-    headline = f"{model_name(record)} ({_get(record, 'model', 'backend', default='model')})"
-    figures = f"top-1 accuracy {format_pct(accuracy)} ({format_int(metrics.get('correct'))} / " \
-              f"{format_int(metrics.get('total'))})"
+    headline = f"{model_name(record)} ({record.model.backend})"
+    figures = f"top-1 accuracy {format_pct(metrics.accuracy)} ({format_int(metrics.correct)} / " \
+              f"{format_int(metrics.total)})"
     fig.suptitle(f"{headline}\n{figures}", fontsize=12, fontweight="bold")
-    data = _get(record, "data", default={})
-    official = bool(_get(data, "full_official_test_set", default=False))
-    ax.set_title(describe_data(data), fontsize=9.5, pad=8,
+    official = record.data.full_official_test_set
+    ax.set_title(describe_data(record.data), fontsize=9.5, pad=8,
                  color="#444444" if official else "#b22222",
                  fontweight="normal" if official else "bold")
 
@@ -93,7 +90,7 @@ def confusion_matrix_png(record: Mapping[str, Any], *, dpi: int = 110) -> bytes:
     return buffer.getvalue()
 
 
-def throughput_png(record: Mapping[str, Any], *, dpi: int = 110) -> bytes:
+def throughput_png(record: BenchmarkRecord, *, dpi: int = 110) -> bytes:
     """Throughput vs batch size, one line per model / threads / optimisation level.
 
     Colour tells optimisation levels (and models) apart, dashes mark fewer threads; when all
@@ -105,23 +102,20 @@ def throughput_png(record: Mapping[str, Any], *, dpi: int = 110) -> bytes:
 
     from ..evaluate import available_cores
 
-    record = jsonable(record)
-    results = list(record.get("results") or [])
+    results, models, machine = record.results, record.models, record.machine
     if not results:
         raise ValueError("the benchmark record holds no results")
-    models = list(record.get("models") or [])
-    machine = record.get("machine") or {}
-    cores = machine.get("cores") or available_cores()
-    groups: dict[tuple[Any, Any, Any], list[Mapping[str, Any]]] = {}
+    cores = machine.cores or available_cores()
+    groups: dict[tuple[int, str | None, int | None], list[BenchResult]] = {}
     for r in results:
-        groups.setdefault((r["model"], r.get("optimization"), r.get("threads")), []).append(r)
-    most = max((r.get("threads") or cores) for r in results)
+        groups.setdefault((r.model, r.optimization, r.threads), []).append(r)
+    most = max((r.threads or cores) for r in results)
 
     fig = Figure(figsize=(10.5, 6.2), dpi=dpi, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     _plot_throughput_lines(ax, groups, models, cores=cores, most=most)
-    sizes = sorted({r["batch_size"] for r in results})
+    sizes = sorted({r.batch_size for r in results})
     ax.set_xscale("log")
     ax.set_xticks(sizes, labels=[f"{s:,}" for s in sizes])
     ax.minorticks_off()
@@ -135,12 +129,11 @@ def throughput_png(record: Mapping[str, Any], *, dpi: int = 110) -> bytes:
     ax.legend(loc="upper left", bbox_to_anchor=(1.12 if gflops_axis else 1.01, 1.0),
               fontsize=9, frameon=False, title="model · optimisation · threads",
               title_fontsize=9)
-    inputs = record.get("inputs") or {}
-    what = "real images" if inputs.get("kind") == "data" else "synthetic images"
-    names = ", ".join(Path(str(e.get("path"))).name for e in models[:3])
+    what = "real images" if record.inputs.kind == "data" else "synthetic images"
+    names = ", ".join(Path(e.path).name for e in models[:3])
     names += f" and {len(models) - 3} more" if len(models) > 3 else ""
     fig.suptitle(f"Throughput vs batch size — {names}", fontsize=13, fontweight="bold")
-    cpu = f" ({machine['cpu']})" if machine.get("cpu") else ""
+    cpu = f" ({machine.cpu})" if machine.cpu else ""
     ax.set_title(f"{what}; {cores} cores{cpu}; solid lines: {most} "
                  f"thread{'s' if most != 1 else ''}, dashed: fewer", fontsize=9.5,
                  color="#444444")
@@ -149,10 +142,9 @@ def throughput_png(record: Mapping[str, Any], *, dpi: int = 110) -> bytes:
     return buffer.getvalue()
 
 
-def _plot_throughput_lines(ax: Any, groups: Mapping[tuple[Any, Any, Any],
-                                                    list[Mapping[str, Any]]],
-                           models: Sequence[Mapping[str, Any]], *, cores: int,
-                           most: int) -> None:
+def _plot_throughput_lines(ax: Any, groups: Mapping[tuple[int, str | None, int | None],
+                                                    list[BenchResult]],
+                           models: Sequence[BenchModel], *, cores: int, most: int) -> None:
     """One line per (model, level, threads): a colour per (model, level), a marker per model,
     dashes for fewer threads than the most measured."""
     palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
@@ -163,28 +155,28 @@ def _plot_throughput_lines(ax: Any, groups: Mapping[tuple[Any, Any, Any],
         if (m, opt) not in colour_keys:
             colour_keys.append((m, opt))
         colour = palette[colour_keys.index((m, opt)) % len(palette)]
-        points = sorted(points, key=lambda r: r["batch_size"])
+        points = sorted(points, key=lambda r: r.batch_size)
         t = thr or cores
-        label = str(models[m]["label"] if m < len(models) else f"#{m + 1}")
+        label = models[m].label if m < len(models) else f"#{m + 1}"
         label += f" · opt {opt}" if opt else ""
         label += f" · {t} thread{'s' if t != 1 else ''}" + (" (default)" if thr is None else "")
-        ax.plot([r["batch_size"] for r in points], [r["images_per_second"] for r in points],
+        ax.plot([r.batch_size for r in points], [r.images_per_second for r in points],
                 color=colour, linestyle="-" if t == most else "--",
                 marker=markers[m % len(markers)], markersize=6, linewidth=2, label=label)
 
 
-def _draw_matmul_references(ax: Any, models: Sequence[Mapping[str, Any]],
-                            results: Sequence[Mapping[str, Any]], machine: Mapping[str, Any],
+def _draw_matmul_references(ax: Any, models: Sequence[BenchModel],
+                            results: Sequence[BenchResult], machine: Machine,
                             *, most: int) -> bool:
     """When every model has the same MAC count, images/s maps to GFLOP/s: draw that as a
     right-hand axis with the MatMul references as horizontal lines. Returns whether drawn
     (with mixed or unknown MAC counts no single GFLOP/s scale exists)."""
-    macs = {e.get("macs_per_image") for e in models}
+    macs = {e.macs_per_image for e in models}
     macs.discard(None)
     if len(macs) == 1:
         per_image = 2 * next(iter(macs)) / 1e9  # GFLOP per image
-        top = max(r["images_per_second"] for r in results)
-        reference = (machine.get("matmul_reference") or {}).get("gflops") or {}
+        top = max(r.images_per_second for r in results)
+        reference = machine.matmul_reference.gflops
         for t, gflops in sorted(reference.items(),
                                 key=lambda kv: int(kv[0])):
             if gflops:

@@ -6,84 +6,66 @@ table's rows, the quantisation candidates …), so both formats say the same thi
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .jsonio import jsonable
-from .text import (
-    DASH,
-    _get,
-    _per_class,
-    format_int,
-    format_pct,
-    format_threshold,
-    is_number,
-    model_name,
+from ..records import (
+    ComparisonRecord,
+    DataInfo,
+    EvaluationRecord,
+    Parity,
+    Provenance,
+    QuantizationRecord,
+    Structure,
+    Verdict,
+    Versus,
 )
+from .text import DASH, format_int, format_pct, is_number, model_name
 
 
-def _comparison_data(comparison: Mapping[str, Any]) -> Mapping[str, Any]:
-    models = comparison.get("models") or [{}]
-    return comparison.get("data") or _get(models[0], "data", default={})
+def _comparison_data(comparison: ComparisonRecord) -> DataInfo:
+    """The comparison's images: its own ``data``, else its first model's."""
+    if comparison.data.count is not None or not comparison.models:
+        return comparison.data
+    return comparison.models[0].data
 
 
-def _verdict_lines(verdict: Mapping[str, Any]) -> list[str]:
-    summary = [str(s) for s in verdict.get("summary", []) or []]
-    if summary:
-        return summary
-    lines = []
-    if is_number(verdict.get("onnx_accuracy")):
-        lines.append(f"ONNX accuracy {format_pct(verdict['onnx_accuracy'])}"
-                     + (f", Keras {format_pct(verdict['keras_accuracy'])}"
-                        if is_number(verdict.get("keras_accuracy")) else ""))
-    if is_number(verdict.get("accuracy_threshold")):
-        meets = verdict.get("meets_threshold", verdict.get("above_threshold"))
-        lines.append(f"threshold {format_threshold(verdict['accuracy_threshold'])}: "
-                     + ("met (≥)" if meets else "NOT met"))
-    return lines
+def _verdict_lines(verdict: Verdict) -> list[str]:
+    return [str(s) for s in verdict.summary]
 
 
-def _parity_lines(parity: Mapping[str, Any]) -> list[str]:
-    if not parity:
-        return []
-    lines = []
-    samples = parity.get("samples")
-    agree = parity.get("argmax_agreement")
-    if isinstance(samples, int) and isinstance(agree, int):
-        lines.append(f"top-1 agreement {agree:,}/{samples:,} images")
-    if is_number(parity.get("max_abs_diff")):
+def _parity_lines(parity: Parity) -> list[str]:
+    lines = [f"top-1 agreement {parity.argmax_agreement:,}/{parity.samples:,} images"]
+    if is_number(parity.max_abs_diff):
         tol = ""
-        if is_number(parity.get("atol")) and is_number(parity.get("rtol")):
-            tol = f" (tolerance atol {parity['atol']:g}, rtol {parity['rtol']:g})"
-        lines.append(f"max |Δ output| {parity['max_abs_diff']:.3g}{tol}")
-    if is_number(parity.get("min_cosine_similarity")):
-        lines.append(f"min cosine similarity {parity['min_cosine_similarity']:.9f}")
-    if isinstance(parity.get("elements_over_tolerance"), int):
-        lines.append(f"{parity['elements_over_tolerance']:,} output elements over tolerance")
-    dynamic = parity.get("dynamic_batch")
-    if isinstance(dynamic, Mapping) and "passed" in dynamic:
-        sizes = ", ".join(dynamic.get("batch_sizes", {}) or [])
-        lines.append(f"dynamic batch ({sizes}): {'ok' if dynamic['passed'] else 'FAILED'}")
-    first = parity.get("first_disagreements") or []
-    if first and parity.get("argmax_agreement") != parity.get("samples"):
-        lines.append("first disagreeing images: " + ", ".join(str(i) for i in first))
-    for problem in parity.get("interface_problems", []) or []:
-        lines.append(f"interface problem: {problem}")
+        if is_number(parity.atol) and is_number(parity.rtol):
+            tol = f" (tolerance atol {parity.atol:g}, rtol {parity.rtol:g})"
+        lines.append(f"max |Δ output| {parity.max_abs_diff:.3g}{tol}")
+    if is_number(parity.min_cosine_similarity):
+        lines.append(f"min cosine similarity {parity.min_cosine_similarity:.9f}")
+    if parity.elements_over_tolerance is not None:
+        lines.append(f"{parity.elements_over_tolerance:,} output elements over tolerance")
+    dynamic = parity.dynamic_batch
+    if dynamic is not None:
+        sizes = ", ".join(dynamic.batch_sizes)
+        lines.append(f"dynamic batch ({sizes}): {'ok' if dynamic.passed else 'FAILED'}")
+    if parity.first_disagreements and parity.argmax_agreement != parity.samples:
+        lines.append("first disagreeing images: "
+                     + ", ".join(str(i) for i in parity.first_disagreements))
+    lines += [f"interface problem: {p}" for p in parity.interface_problems or []]
     return lines
 
 
-def _comparison_rows(models: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Per-class rows aligned across models by class index."""
-    tables = [_per_class(m) for m in models]
-    n = max((len(t) for t in tables), default=0)
+def _comparison_rows(models: Sequence[EvaluationRecord]) -> list[dict[str, Any]]:
+    """Per-class rows aligned across models by class index (a missing class: ``None``)."""
+    n = max((len(m.metrics.per_class) for m in models), default=0)
     rows = []
     for i in range(n):
-        cells = [t[i] if i < len(t) else {} for t in tables]
-        first = next((c for c in cells if c), {})
-        rows.append({"index": first.get("index", i), "name": first.get("name", str(i)),
-                     "support": first.get("support"), "models": cells})
+        cells = [m.metrics.row(i) for m in models]
+        first = next(c for c in cells if c is not None)
+        rows.append({"index": first.index, "name": first.name, "support": first.support,
+                     "models": cells})
     return rows
 
 
@@ -93,46 +75,46 @@ def _delta(a: Any, b: Any) -> str:
     return "0" if a == b else f"{b - a:+,}"
 
 
-def parameters_text(structure: Mapping[str, Any], reference_parameters: Any = None,
-                    batch_normalization_layers: Any = None) -> str | None:
+def parameters_text(structure: Structure, reference_parameters: int | None = None,
+                    batch_normalization_layers: int | None = None) -> str | None:
     """'78,188 parameters' and, beside the Keras count, why the two differ.
 
     tf2onnx folds each BatchNormalization into the convolution before it (scale into the
     weights, shift into the bias), so its four per-channel vectors are not stored any more.
     """
-    count = structure.get("parameters")
-    if not isinstance(count, int):
+    count = structure.parameters
+    if count is None:
         return None
     text = f"{count:,} parameters"
-    if not isinstance(reference_parameters, int) or reference_parameters == count:
+    if reference_parameters is None or reference_parameters == count:
         return text
-    folded = (isinstance(batch_normalization_layers, int) and batch_normalization_layers > 0
-              and "BatchNormalization" not in (structure.get("op_inventory") or {}))
+    folded = (bool(batch_normalization_layers)
+              and "BatchNormalization" not in (structure.op_inventory or {}))
     reason = (f": its {batch_normalization_layers} BatchNormalization layers are folded into "
               "the convolutions" if folded else "")
     return f"{text} (the Keras model has {reference_parameters:,}{reason})"
 
 
-def provenance_line(provenance: Mapping[str, Any], onnx_path: Any = None,
-                    reference_path: Any = None) -> str | None:
+def provenance_line(provenance: Provenance, onnx_path: str | None = None,
+                    reference_path: str | None = None) -> str | None:
     """Whether the ONNX file was converted from the reference, as a sentence (None: unknown).
 
     Said before any parity figure: when the files are unrelated, "first diverging layer"
     answers a question nobody asked.
     """
-    state = provenance.get("converted_from_reference")
-    onnx = Path(str(onnx_path)).name if onnx_path else "the ONNX model"
-    reference = Path(str(reference_path)).name if reference_path else "the reference"
-    claimed, actual = provenance.get("onnx_source_sha256"), provenance.get("reference_sha256")
+    state = provenance.converted_from_reference
+    onnx = Path(onnx_path).name if onnx_path else "the ONNX model"
+    reference = Path(reference_path).name if reference_path else "the reference"
+    claimed, actual = provenance.onnx_source_sha256, provenance.reference_sha256
     if state is False:
-        source = provenance.get("onnx_source_file") or "another file"
+        source = provenance.onnx_source_file or "another file"
         return (f"{onnx} was NOT converted from {reference}: its metadata names {source} "
                 f"(sha256 {str(claimed)[:12]}…) as its source, {reference} has sha256 "
                 f"{str(actual)[:12]}…; the comparison below is between two different models")
     if state is True:
         return f"{onnx} was converted from {reference} (sha256 {str(actual)[:12]}… in its metadata)"
-    if provenance.get("note"):
-        return f"not checked: {provenance['note']}"
+    if provenance.note:
+        return f"not checked: {provenance.note}"
     return None
 
 
@@ -145,75 +127,68 @@ def _sci(value: Any) -> str:
     return "0" if value == 0 else f"{value:.2e}"
 
 
-def _delta_cell(versus: Mapping[str, Any], key: str) -> str:
-    if versus.get("comparable") is False:
+def _delta_cell(versus: Versus | None, key: str) -> str:
+    if versus is None:
+        return DASH
+    if not versus.comparable:
         return "n/a"
-    return _sci(versus.get(key))
+    return _sci(getattr(versus, key))
 
 
-def _compare_class_names(models: Sequence[Mapping[str, Any]]) -> list[str]:
-    for record in models:
-        names = _get(record, "metrics", "class_names")
-        if names:
-            return [str(n) for n in names]
-    return []
+def _compare_class_names(models: Sequence[EvaluationRecord]) -> list[str]:
+    return next((m.metrics.names for m in models if m.metrics.class_names), [])
 
 
-def _class_accuracy(record: Mapping[str, Any], index: int) -> Any:
-    per_class = _get(record, "metrics", "per_class") or []
-    return per_class[index].get("accuracy") if index < len(per_class) else None
+def _class_accuracy(record: EvaluationRecord, index: int) -> float | None:
+    row = record.metrics.row(index)
+    return None if row is None else row.accuracy
 
 
-def _compare_rows(record: Mapping[str, Any]) -> list[tuple[str, list[str], bool]]:
+def _compare_rows(record: ComparisonRecord) -> list[tuple[str, list[str], bool]]:
     """(row label, one cell per model, starts a new section) for the one comparison table."""
-    models = list(record.get("models") or [])
-    ref = models[0]["label"] if models else "#1"
+    models = record.models
+    ref = models[0].label if models else "#1"
     rows: list[tuple[str, list[str], bool]] = []
 
     def add(label: str, cells: list[str], section: bool = False) -> None:
         rows.append((label, cells, section))
 
-    add("top-1 accuracy", [format_pct(_get(m, "metrics", "accuracy")) for m in models])
-    totals = {_get(m, "metrics", "total") for m in models}
+    add("top-1 accuracy", [format_pct(m.metrics.accuracy) for m in models])
+    totals = {m.metrics.total for m in models}
     label = f"correct of {format_int(totals.pop())}" if len(totals) == 1 else "correct"
-    add(label, [format_int(_get(m, "metrics", "correct")) for m in models])
-    names = _compare_class_names(models)
-    for i, name in enumerate(names):
+    add(label, [format_int(m.metrics.correct) for m in models])
+    for i, name in enumerate(_compare_class_names(models)):
         add(f"  {name}", [format_pct(_class_accuracy(m, i), 1) for m in models], section=i == 0)
-    versus = [m.get("versus_reference") or {} for m in models]
-    add(f"agreement with {ref}", [format_pct(v.get("agreement_fraction")) for v in versus],
+    versus = [m.versus_reference for m in models]
+    add(f"agreement with {ref}", [format_pct(v and v.agreement_fraction) for v in versus],
         section=True)
-    add("disagreeing images", [format_int(v.get("disagreements")) for v in versus])
+    add("disagreeing images", [format_int(v and v.disagreements) for v in versus])
     add(f"max |Δ output| vs {ref}", [_delta_cell(v, "max_abs_diff") for v in versus])
     add("mean |Δ output|", [_delta_cell(v, "mean_abs_diff") for v in versus])
-    add("images/s", [f"{ips:,.0f}" if is_number(ips := _get(m, "timings", "images_per_second"))
-                     else DASH for m in models], section=True)
+    add("images/s", [_ips(m.timings.images_per_second) for m in models], section=True)
     return rows
 
 
-def _compare_model_lines(record: Mapping[str, Any]) -> list[str]:
+def _compare_model_lines(record: ComparisonRecord) -> list[str]:
     lines = []
-    for m in record.get("models") or []:
-        model = m.get("model") or {}
-        version = str(model.get("runtime_version") or "")
+    for m in record.models:
+        model = m.model
+        version = model.runtime_version
         # "1.32.0" needs its runtime's name; "ai-edge-litert 2.3.0" already has it.
-        runtime = f"{model.get('backend')} {version}".strip() if version[:1].isdigit() \
+        runtime = f"{model.backend} {version}".strip() if version[:1].isdigit() \
             or not version else version
-        extra = f", input {model['input_dtype']}" if m.get("quantized") else ""
-        spec = model.get("preprocessing") or {}
-        if spec.get("description") and spec.get("description") != _RAW_FLOAT:
-            extra += f"; input {spec['description']}"
-        lines.append(f"{m.get('label')}: {model_name(m)} ({runtime}{extra})")
+        extra = f", input {model.input_dtype}" if m.quantized else ""
+        spec = model.preprocessing
+        if spec is not None and spec.description and spec.description != _RAW_FLOAT:
+            extra += f"; input {spec.description}"
+        lines.append(f"{m.label}: {model_name(m)} ({runtime}{extra})")
     return lines
 
 
-def _compare_notes(record: Mapping[str, Any]) -> list[str]:
-    notes = []
-    for m in record.get("models") or []:
-        v = m.get("versus_reference") or {}
-        if v.get("note"):
-            notes.append(f"{m.get('label')}: {v['note']}")
-    if any(m.get("quantized") for m in record.get("models") or []):
+def _compare_notes(record: ComparisonRecord) -> list[str]:
+    notes = [f"{m.label}: {m.versus_reference.note}" for m in record.models
+             if m.versus_reference is not None and m.versus_reference.note]
+    if any(m.quantized for m in record.models):
         notes.append("int8 models: their |Δ| measures quantisation error (mean of the order of "
                      "the output grid step), not a conversion fault; int8 inputs are quantised "
                      "and int8 outputs dequantised with the scale and zero point stored in the "
@@ -235,74 +210,68 @@ def _ips(value: Any) -> str:
     return f"{value:,.0f}" if is_number(value) else DASH
 
 
-def calibration_phrase(record: Mapping[str, Any]) -> str:
+def calibration_phrase(record: QuantizationRecord) -> str:
     """'1,000 training images of train-2000-png (sha256 1a2b3c4d…)', TEST marked loudly."""
-    cal = record.get("calibration") or {}
-    path = _get(cal, "source", "path")
-    name = Path(str(path)).name if path else "an unknown source"
-    if cal.get("test_images"):
+    cal = record.calibration
+    path = cal.source.path if cal.source is not None else ""
+    name = Path(path).name if path else "an unknown source"
+    if cal.test_images:
         kind = "TEST images"
-    elif cal.get("split") == "train":
+    elif cal.split == "train":
         kind = "training images"
     else:
         kind = "images of unknown origin"
-    digest = str(cal.get("sha256") or "")[:12]
-    return (f"{format_int(cal.get('count'))} {kind} of {name}"
+    digest = cal.sha256[:12]
+    return (f"{format_int(cal.count)} {kind} of {name}"
             + (f" (pixels sha256 {digest}…)" if digest else ""))
 
 
-def test_images_warning(record: Mapping[str, Any]) -> str | None:
+def test_images_warning(record: QuantizationRecord) -> str | None:
     """The warning every accuracy figure carries when calibration saw test images."""
-    if _get(record, "calibration", "test_images"):
-        return "calibrated on TEST images"
-    return None
+    return "calibrated on TEST images" if record.calibration.test_images else None
 
 
-def int8_verdict_line(record: Mapping[str, Any]) -> str:
+def int8_verdict_line(record: QuantizationRecord) -> str:
     """'int8 accuracy 87.21% vs fp32 87.19%, agreement 98.35%, 2.0× faster (recipe)'."""
-    record = jsonable(record)
-    ev = record.get("evaluation") or {}
-    speed = record.get("speed") or {}
+    ev = record.evaluation
     parts = []
-    if ev:
-        parts.append(f"int8 accuracy {format_pct(_get(ev, 'int8', 'accuracy'))} vs fp32 "
-                     f"{format_pct(_get(ev, 'fp32', 'accuracy'))}")
-        parts.append(f"agreement {format_pct(ev.get('agreement_fraction'))}")
-    speedup = speed.get("speedup")
+    if ev is not None:
+        parts.append(f"int8 accuracy {format_pct(ev.int8.accuracy)} vs fp32 "
+                     f"{format_pct(ev.fp32.accuracy)}")
+        parts.append(f"agreement {format_pct(ev.agreement_fraction)}")
+    speedup = record.speed.speedup
     if is_number(speedup):
         parts.append(f"{speedup:.1f}× faster" if speedup >= 1.05 else
                      f"{speedup:.2f}× the speed of fp32" + (" (slower)" if speedup < 0.95
                                                              else ""))
-    recipe = _get(record, "recipe", "label")
+    recipe = record.recipe.label
     line = ", ".join(parts) + (f" ({recipe})" if recipe else "")
     warning = test_images_warning(record)
     return line + (f" — {warning}" if warning else "") + "."
 
 
-def _candidate_rows(record: Mapping[str, Any], *, sizes: bool = False) -> list[list[str]]:
+def _candidate_rows(record: QuantizationRecord, *, sizes: bool = False) -> list[list[str]]:
     rows = []
-    candidates = sorted(record.get("candidates") or [],
-                        key=lambda c: (not c.get("chosen"), c.get("error") is not None,
-                                       -(c.get("images_per_second") or 0)))
+    candidates = sorted(record.candidates,
+                        key=lambda c: (not c.chosen, c.error is not None,
+                                       -(c.images_per_second or 0)))
     for c in candidates:
-        label = str(_get(c, "recipe", "label") or DASH)
-        mad = c.get("holdout_mean_abs_diff")
-        size = [f"{mad:.2e}" if is_number(mad) else DASH, _size(c.get("size_bytes"))] \
-            if sizes else []
-        if c.get("error"):
+        label = c.recipe.label or DASH
+        mad = c.holdout_mean_abs_diff
+        size = [f"{mad:.2e}" if is_number(mad) else DASH, _size(c.size_bytes)] if sizes else []
+        if c.error:
             rows.append([label, DASH, DASH, DASH, *([DASH, DASH] if sizes else []),
-                         f"failed: {str(c['error'])[:50]}"])
+                         f"failed: {c.error[:50]}"])
             continue
-        if c.get("chosen"):
+        if c.chosen:
             mark = "chosen"
-        elif c.get("pruned"):
+        elif c.pruned:
             mark = "slow"
         else:
-            mark = "eligible" if c.get("eligible") else "too far"
-        n = c.get("holdout_count")
-        agreement = format_pct(c.get("holdout_agreement_fraction")) if n else DASH
-        rows.append([label, agreement, _ips(c.get("images_per_second")),
-                     _ratio(c.get("speedup")), *size, mark])
+            mark = "eligible" if c.eligible else "too far"
+        agreement = format_pct(c.agreement_fraction) if c.holdout_count else DASH
+        rows.append([label, agreement, _ips(c.images_per_second), _ratio(c.speedup), *size,
+                     mark])
     return rows
 
 
@@ -312,86 +281,85 @@ CANDIDATE_LEGEND = ("agreement: top-1 equal to fp32's on the held-out images; el
                     "fastest eligible candidate.")
 
 
-def _candidate_header(record: Mapping[str, Any], *, sizes: bool = False) -> list[str]:
-    counts = {c.get("holdout_count") for c in record.get("candidates") or []
-              if c.get("holdout_count")}
+def _candidate_header(record: QuantizationRecord, *, sizes: bool = False) -> list[str]:
+    counts = {c.holdout_count for c in record.candidates if c.holdout_count}
     n = f" ({format_int(counts.pop())})" if len(counts) == 1 else ""
     return ["recipe", f"agreement{n}", "images/s", "× fp32",
             *(["mean |Δ|", "size"] if sizes else []), ""]
 
 
-def _evaluation_rows(record: Mapping[str, Any]) -> list[list[str]]:
-    ev = record.get("evaluation") or {}
-    fp32, int8 = ev.get("fp32") or {}, ev.get("int8") or {}
+def _evaluation_rows(record: QuantizationRecord) -> list[list[str]]:
+    ev = record.evaluation
+    if ev is None:
+        return []
+    fp32, int8 = ev.fp32, ev.int8
     warning = test_images_warning(record)
 
-    def acc(m: Mapping[str, Any]) -> str:
-        return f"{format_pct(m.get('accuracy'))} ({format_int(m.get('correct'))})"
+    def acc(m: Any) -> str:
+        return f"{format_pct(m.accuracy)} ({format_int(m.correct)})"
 
     rows = [["top-1 accuracy", acc(fp32), acc(int8) + (f" [{warning}]" if warning else "")],
             ["agreement with fp32", DASH,
-             f"{format_pct(ev.get('agreement_fraction'))} ({format_int(ev.get('agreement'))})"],
+             f"{format_pct(ev.agreement_fraction)} ({format_int(ev.agreement)})"],
             ["max / mean |Δ output|", DASH,
-             f"{ev.get('max_abs_diff', 0):.3g} / {ev.get('mean_abs_diff', 0):.3g}"
-             if is_number(ev.get("max_abs_diff")) else DASH],
-            ["images/s (same run)", _ips(fp32.get("images_per_second")),
-             _ips(int8.get("images_per_second"))],
-            ["file size", _size(fp32.get("size_bytes")), _size(int8.get("size_bytes"))]]
-    names = [c.get("name") for c in fp32.get("per_class") or []]
-    for i, name in enumerate(names):
-        a = (fp32.get("per_class") or [])[i]
-        b = (int8.get("per_class") or [{}] * (i + 1))[i]
-        rows.append([f"  {name}", format_pct(a.get("accuracy"), 1),
-                     format_pct(b.get("accuracy"), 1)])
+             f"{ev.max_abs_diff:.3g} / {ev.mean_abs_diff or 0:.3g}"
+             if is_number(ev.max_abs_diff) else DASH],
+            ["images/s (same run)", _ips(fp32.images_per_second), _ips(int8.images_per_second)],
+            ["file size", _size(fp32.size_bytes), _size(int8.size_bytes)]]
+    int8_rows = int8.per_class or []
+    for i, a in enumerate(fp32.per_class or []):
+        b = int8_rows[i] if i < len(int8_rows) else None
+        rows.append([f"  {a.name}", format_pct(a.accuracy, 1),
+                     format_pct(None if b is None else b.accuracy, 1)])
     return rows
 
 
-def _layer_rows(record: Mapping[str, Any]) -> list[list[str]]:
-    return [[str(e.get("node") or DASH), str(e.get("op_type") or DASH),
-             f"{e['local_sqnr_db']:.1f}" if is_number(e.get("local_sqnr_db")) else DASH,
-             f"{e['vs_float_sqnr_db']:.1f}" if is_number(e.get("vs_float_sqnr_db")) else DASH]
-            for e in record.get("layer_errors") or []]
+def _layer_rows(record: QuantizationRecord) -> list[list[str]]:
+    return [[e.node or DASH, e.op_type or DASH,
+             f"{e.local_sqnr_db:.1f}" if is_number(e.local_sqnr_db) else DASH,
+             f"{e.vs_float_sqnr_db:.1f}" if is_number(e.vs_float_sqnr_db) else DASH]
+            for e in record.layer_errors or ()]
 
 
 _LAYER_HEADER = ["node (for --exclude)", "op", "own SQNR dB", "SQNR vs fp32 dB"]
 
 
-def _cpu_line(record: Mapping[str, Any]) -> str:
-    cpu = record.get("cpu") or {}
-    flags = ", ".join(cpu.get("flags") or []) or "none of the int8-relevant flags"
-    return (f"{cpu.get('model_name') or 'unknown CPU'}, {format_int(cpu.get('cores'))} cores "
-            f"available; flags: {flags} (from {cpu.get('source')})")
+def _cpu_line(record: QuantizationRecord) -> str:
+    cpu = record.cpu
+    if cpu is None:
+        return "unknown CPU"
+    flags = ", ".join(cpu.flags) or "none of the int8-relevant flags"
+    return (f"{cpu.model_name or 'unknown CPU'}, {format_int(cpu.cores)} cores "
+            f"available; flags: {flags} (from {cpu.source})")
 
 
-def _speed_line(record: Mapping[str, Any]) -> str:
-    s = record.get("speed") or {}
-    return (f"fp32 {_ips(s.get('fp32_images_per_second'))} vs int8 "
-            f"{_ips(s.get('int8_images_per_second'))} images/s on {format_int(s.get('images'))} "
-            f"{s.get('measured_on') or 'images'}, batch {s.get('batch_size')}, best of "
-            f"{s.get('rounds')} interleaved passes")
+def _speed_line(record: QuantizationRecord) -> str:
+    s = record.speed
+    return (f"fp32 {_ips(s.fp32_images_per_second)} vs int8 "
+            f"{_ips(s.int8_images_per_second)} images/s on {format_int(s.images)} "
+            f"{s.measured_on or 'images'}, batch {s.batch_size}, best of "
+            f"{s.rounds} interleaved passes")
 
 
-def _header_lines(record: Mapping[str, Any]) -> list[str]:
-    src, out = record.get("source") or {}, record.get("output") or {}
-    sel = record.get("selection") or {}
-    lines = [f"{out.get('path')} ({_size(out.get('size_bytes'))}) from {src.get('path')} "
-             f"({_size(src.get('size_bytes'))})",
-             f"Recipe: {_get(record, 'recipe', 'label')} — {sel.get('reason')}",
-             f"Calibration: {calibration_phrase(record)}; "
-             f"{_get(record, 'calibration', 'selection')}"]
-    hold = record.get("holdout")
-    if hold:
-        lines.append(f"Held out: {format_int(hold.get('count'))} other images of the same source "
-                     f"({'TEST images' if hold.get('test_images') else 'not test images'}), "
+def _header_lines(record: QuantizationRecord) -> list[str]:
+    src, out, sel = record.source, record.output, record.selection
+    lines = [f"{out.path} ({_size(out.size_bytes)}) from {src.path} "
+             f"({_size(src.size_bytes)})",
+             f"Recipe: {record.recipe.label} — {sel.reason}",
+             f"Calibration: {calibration_phrase(record)}; {record.calibration.selection}"]
+    hold = record.holdout
+    if hold is not None and hold.count:
+        lines.append(f"Held out: {format_int(hold.count)} other images of the same source "
+                     f"({'TEST images' if hold.test_images else 'not test images'}), "
                      "to score and time each candidate")
     return lines
 
 
 def _g(value: Any, digits: int = 3) -> str:
-    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
-        return "—"
+    if not is_number(value):
+        return DASH
     return f"{value:.{digits}g}" if value < 10 ** digits else f"{value:,.0f}"
 
 
-def _threads_text(threads: Any) -> str:
+def _threads_text(threads: int | None) -> str:
     return "dflt threads" if threads is None else f"{threads}t"

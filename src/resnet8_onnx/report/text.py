@@ -1,18 +1,20 @@
 """Formatting and phrases every writer shares: numbers, model names, the data statement.
 
-Everything here reads a plain JSON-ready dict (a record's ``to_dict()``) and computes nothing
-beyond formatting; the numbers come from ``metrics.py``.
+Everything here reads typed records (``records``) and computes nothing beyond formatting;
+the numbers come from ``metrics.py``. A figure a producer could not compute is ``None`` and
+prints as "—".
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from ..data.format import TEST_SET_SIZE as CIFAR10_TEST_SIZE
-from .jsonio import jsonable
+from ..records import DataInfo, EvaluationRecord, Metrics
 
 DASH = "—"
 
@@ -21,17 +23,8 @@ BACKEND_LABELS = {"keras": "Keras", "onnxruntime": "ONNX", "onnx": "ONNX", "lite
                    "tflite": "LiteRT", "torch": "PyTorch"}
 
 
-def _get(mapping: Any, *keys: str, default: Any = None) -> Any:
-    """``mapping[k1][k2]...`` or ``default`` when any level is missing or not a mapping."""
-    value = mapping
-    for key in keys:
-        if not isinstance(value, Mapping) or key not in value:
-            return default
-        value = value[key]
-    return default if value is None else value
-
-
 def is_number(value: Any) -> bool:
+    """A finite number (not a bool): what a figure must be to be printed, else "—"."""
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -43,8 +36,6 @@ def format_threshold(value: Any) -> str:
     """A threshold exactly as given, as a percentage: 0.8719 → '87.19%', 0.895 → '89.5%'."""
     if not is_number(value):
         return DASH
-    from decimal import Decimal
-
     text = format((Decimal(repr(float(value))) * 100).normalize(), "f")
     return f"{text}%"
 
@@ -57,100 +48,79 @@ def format_int(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else DASH
 
 
-def _per_class(record: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return list(_get(record, "metrics", "per_class", default=[]))
-
-
-def _class_names(record: Mapping[str, Any]) -> list[str]:
-    names = _get(record, "metrics", "class_names")
-    if names:
-        return [str(n) for n in names]
-    per_class = _per_class(record)
-    if per_class:
-        return [str(c.get("name", i)) for i, c in enumerate(per_class)]
-    matrix = _get(record, "metrics", "confusion_matrix", default=[])
-    return [str(i) for i in range(len(matrix))]
-
-
-def model_name(record: Mapping[str, Any]) -> str:
+def model_name(record: EvaluationRecord) -> str:
     """Short human name of the evaluated model: its file name, or the backend when unknown."""
-    path = _get(record, "model", "path")
-    if path:
-        return Path(str(path)).name
-    return str(_get(record, "model", "backend", default="model"))
+    return Path(record.model.path).name if record.model.path else record.model.backend
 
 
-def backend_label(record: Mapping[str, Any]) -> str:
+def backend_label(record: EvaluationRecord) -> str:
     """'Keras', 'ONNX', 'LiteRT' — what a reader calls the runtime, for column headers."""
-    backend = str(_get(record, "model", "backend", default="model"))
+    backend = record.model.backend
     return BACKEND_LABELS.get(backend.lower(), backend)
 
 
-def _model_line(record: Mapping[str, Any]) -> str:
-    backend = _get(record, "model", "backend", default="unknown backend")
-    version = _get(record, "model", "runtime_version")
-    runtime = f"{backend} {version}" if version else str(backend)
-    provider = _get(record, "model", "provider")
-    return f"{model_name(record)} ({runtime}{f', {provider}' if provider else ''})"
+def _model_line(record: EvaluationRecord) -> str:
+    model = record.model
+    runtime = f"{model.backend} {model.runtime_version}".strip()
+    provider = f", {model.provider}" if model.provider else ""
+    return f"{model_name(record)} ({runtime}{provider})"
 
 
-def preprocessing_line(record: Mapping[str, Any]) -> str | None:
+def preprocessing_line(record: EvaluationRecord) -> str | None:
     """'NCHW RGB float32, ×1/255, mean …, std … (layout: input shape; …: option)', or None."""
-    spec = _get(record, "model", "preprocessing")
-    if not isinstance(spec, Mapping) or not spec.get("description"):
+    spec = record.model.preprocessing
+    if spec is None or not spec.description:
         return None
     grouped: dict[str, list[str]] = {}
-    for name, source in (spec.get("sources") or {}).items():
+    for name, source in spec.sources.items():
         grouped.setdefault(str(source), []).append(str(name))
     origin = "; ".join(f"{', '.join(names)}: {source}" for source, names in grouped.items())
-    return f"{spec['description']}" + (f" ({origin})" if origin else "")
+    return spec.description + (f" ({origin})" if origin else "")
 
 
-def _model_notes(record: Mapping[str, Any]) -> list[str]:
-    notes = _get(record, "model", "notes", default=[]) or []
-    return [str(n) for n in notes]
+def _model_notes(record: EvaluationRecord) -> list[str]:
+    return [str(n) for n in record.model.notes or []]
 
 
-def _output_note(metrics: Mapping[str, Any]) -> str | None:
-    kind = metrics.get("output_kind")
-    if kind == "logits" or metrics.get("softmax_applied_for_auc"):
+def _output_note(metrics: Metrics) -> str | None:
+    if metrics.output_kind == "logits" or metrics.softmax_applied_for_auc:
         return "model outputs logits: softmax applied before computing ROC AUC"
-    if kind == "probabilities":
+    if metrics.output_kind == "probabilities":
         return "model outputs probabilities; ROC AUC computed on them directly"
     return None
 
 
-def _macro_note(metrics: Mapping[str, Any]) -> str | None:
+def _macro_note(metrics: Metrics) -> str | None:
     """How macro averages treat classes without images; said only when there are some."""
-    absent = metrics.get("absent_classes") or []
-    if not absent:
+    if not metrics.absent_classes:
         return None
-    count = metrics.get("macro_classes")
+    count = metrics.macro_classes
     over = f"the {count} classes" if isinstance(count, int) else "the classes"
-    predicted = {str(c.get("name")): c.get("predicted") for c in metrics.get("per_class") or []}
+    predicted = {c.name: c.predicted for c in metrics.per_class}
     named = [f"{name} (predicted {predicted[name]:,} times, so it counts with recall and F1 0)"
              if isinstance(predicted.get(name), int) and predicted[name] > 0 else
-             f"{name} (never predicted, so left out)" for name in map(str, absent)]
+             f"{name} (never predicted, so left out)"
+             for name in map(str, metrics.absent_classes)]
     return (f"no images of {', '.join(named)}: accuracy and recall shown as {DASH}; macro "
             f"precision, recall and F1 average {over} present in the labels or the "
             "predictions (scikit-learn's convention)")
 
 
-def _throughput(record: Mapping[str, Any]) -> str | None:
-    timings = _get(record, "timings", default={})
-    ips = timings.get("images_per_second")
+def _throughput(record: EvaluationRecord) -> str | None:
+    timings, settings = record.timings, record.settings
+    ips = timings.images_per_second
     if not is_number(ips):
         return None
-    seconds = timings.get("inference_seconds", timings.get("seconds"))
+    seconds = timings.inference_seconds if timings.inference_seconds is not None \
+        else timings.seconds
     parts = [f"{ips:,.0f} images/s"]
     if is_number(seconds):
         parts.append(f"{seconds:.2f} s inference")
-    if is_number(timings.get("load_seconds")):
-        parts.append(f"{timings['load_seconds']:.2f} s loading")
-    if timings.get("batch_size"):
-        parts.append(f"batch {timings['batch_size']}")
-    settings = _get(record, "settings", default={})
-    threads, cores = settings.get("threads"), settings.get("available_cores")
+    if is_number(timings.load_seconds):
+        parts.append(f"{timings.load_seconds:.2f} s loading")
+    if timings.batch_size:
+        parts.append(f"batch {timings.batch_size}")
+    threads, cores = settings.threads, settings.available_cores
     if isinstance(threads, int):
         parts.append(f"{threads} thread{'s' if threads != 1 else ''}"
                      + (f" on {cores} cores" if isinstance(cores, int) and threads > cores else ""))
@@ -159,18 +129,17 @@ def _throughput(record: Mapping[str, Any]) -> str | None:
     return parts[0] + (f" ({', '.join(parts[1:])})" if len(parts) > 1 else "")
 
 
-def _unique_labels(records: Sequence[Mapping[str, Any]]) -> list[str]:
-    labels = [backend_label(r) + (f" {q}" if (q := _get(r, "model", "quantization")) else "")
+def _unique_labels(records: Sequence[EvaluationRecord]) -> list[str]:
+    labels = [backend_label(r) + (f" {q}" if (q := r.model.quantization) else "")
               for r in records]
     return [f"{lab} {i + 1}" if labels.count(lab) > 1 else lab for i, lab in enumerate(labels)]
 
 
-def _selected_by(data: Mapping[str, Any]) -> str:
+def _selected_by(data: DataInfo) -> str:
     """'the images selected by my.npy (sha256 c619b84e9ea7…)': a subset chosen by an indices
     file that is not the official perf one is named by that file, never as the perf subset."""
-    path = data.get("indices_file")
-    name = Path(str(path)).name if path else "an indices file"
-    sha = data.get("indices_sha256")
+    name = Path(data.indices_file).name if data.indices_file else "an indices file"
+    sha = data.indices_sha256
     return f"the images selected by {name}" + (f" (sha256 {sha[:12]}…)" if sha else "")
 
 
@@ -200,9 +169,9 @@ def _subset_phrase(subset: str, limit: Any, selected_by: str = "",
     return (named[4:] if named.startswith("the ") else named), base != "full"
 
 
-def _balanced_phrase(data: Mapping[str, Any]) -> str:
+def _balanced_phrase(data: DataInfo) -> str:
     """'the first 50 of each class' when a --limit got every class the same count."""
-    counts = [v for v in (data.get("per_class") or {}).values() if isinstance(v, int)]
+    counts = [v for v in data.per_class.values() if isinstance(v, int)]
     if counts and len(set(counts)) == 1:
         return "the first of each class" if counts[0] == 1 else (
             f"the first {counts[0]:,} of each class")
@@ -213,7 +182,7 @@ _SPLIT_IMAGES = {"test": "test images", "train": "training images",
                  "unknown": "images of unknown split"}
 
 
-def describe_data(data: Mapping[str, Any]) -> str:
+def describe_data(data: DataInfo | Mapping[str, Any]) -> str:
     """The one-line statement of exactly which images were evaluated, used by every renderer.
 
     A number without this line is ambiguous (full test set? the 200-image perf subset? 500
@@ -222,14 +191,16 @@ def describe_data(data: Mapping[str, Any]) -> str:
     subset: 200 of 10,000 images — NOT the full test set" or "CIFAR-10 training images,
     image folder train-2000-png: 2,000 images — not the test set". An image folder is named
     as one, with the split its file names show ("unknown" when they show none).
+    ``data`` may be the mapping ``Dataset.describe()`` returns (the ``data`` command).
     """
-    data = jsonable(data or {})
-    dataset, split = data.get("dataset") or "CIFAR-10", str(data.get("split") or "test")
-    path = _get(data, "source", "path")
-    folder = _get(data, "source", "kind") == "image-folder"
-    count = data.get("count")
+    if not isinstance(data, DataInfo):
+        data = DataInfo.from_dict(data)
+    dataset, split = data.dataset, data.split
+    path = data.source.path
+    folder = data.source.kind == "image-folder"
+    count = data.count
     shown = f"{count:,} images" if isinstance(count, int) else "an unknown number of images"
-    if data.get("full_official_test_set"):
+    if data.full_official_test_set:
         return f"{dataset} {split}, full official set, {shown}"
     if folder:
         name = Path(str(path)).name if path else "?"
@@ -239,10 +210,10 @@ def describe_data(data: Mapping[str, Any]) -> str:
         base = f"{dataset} {split}"
         whole = {"test": "the full test set", "train": "the full training set"}.get(
             split, "a whole CIFAR-10 split")
-    what, partial = _subset_phrase(str(data.get("subset") or "full"), data.get("limit"),
-                                   _selected_by(data), _balanced_phrase(data))
+    what, partial = _subset_phrase(data.subset or "full", data.limit, _selected_by(data),
+                                   _balanced_phrase(data))
     if partial:
-        total = data.get("source_count")
+        total = data.source_count
         if not isinstance(total, int) and split == "test" and not folder:
             total = CIFAR10_TEST_SIZE
         known = isinstance(count, int) and isinstance(total, int)
@@ -262,8 +233,6 @@ def describe_data(data: Mapping[str, Any]) -> str:
     return f"{base}{where}: {shown} {DASH} {tail}"
 
 
-def _data_warnings(data: Mapping[str, Any]) -> list[str]:
+def _data_warnings(data: DataInfo) -> list[str]:
     """Warnings about the data (unverified source, unofficial files), from source and top."""
-    found = list(_get(data, "source", "warnings", default=[])) + list(
-        _get(data, "warnings", default=[]))
-    return [str(w) for w in found]
+    return [str(w) for w in [*data.source.warnings, *data.warnings]]

@@ -1,0 +1,97 @@
+"""The typed results every command produces, one dataclass per kind, each with a schema.
+
+Evaluation, comparison (``compare`` and ``run``; ``run``'s adds the conversion, verification
+and verdict), verification, benchmark and quantisation records. Every record's JSON carries
+``schema`` (``"resnet8-onnx/<kind>"``) and ``schema_version`` beside the keys it always had,
+so a reader can tell what a saved file holds and whether it understands that version.
+
+Nested blocks are typed too (:mod:`.parts`): ``record.metrics.accuracy``, not
+``record["metrics"]["accuracy"]``. ``to_dict()`` gives the JSON-ready mapping (the keys of
+the reports, unchanged); ``from_dict()`` reads one back, keeping keys it does not know in
+``extra`` so that a round trip loses nothing. Records hold data only: the writers are in
+:mod:`resnet8_onnx.report`.
+
+  base.py          Part and Record: typed fields, to_dict/from_dict, schema
+  parts.py         the blocks: model, data, settings, metrics, timings, parity, verdict …
+  results.py       evaluation, comparison, verification and benchmark records
+  quantization.py  the quantisation record, its candidates, figures and layer errors
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .base import SCHEMA_PREFIX, Part, Record, tool
+from .parts import (
+    ClassRow,
+    Conversion,
+    DataInfo,
+    DynamicBatch,
+    LayerMatch,
+    Layerwise,
+    Metrics,
+    ModelInfo,
+    Parity,
+    Provenance,
+    RunnerInfo,
+    RunSettings,
+    SourceInfo,
+    SpecInfo,
+    Structure,
+    Timings,
+    Tolerance,
+    Verdict,
+    Versus,
+)
+from .quantization import (
+    Candidate,
+    ClassFigures,
+    Figures,
+    FileFigures,
+    ImageRole,
+    LayerError,
+    ModelFigures,
+    QuantEvaluation,
+    QuantizationRecord,
+    Selection,
+    Speed,
+)
+from .results import (
+    BenchInputs,
+    BenchmarkRecord,
+    BenchModel,
+    BenchResult,
+    BenchSettings,
+    ComparisonRecord,
+    EvaluationRecord,
+    Machine,
+    MatmulReference,
+    OptimizedModel,
+    VerificationRecord,
+)
+
+RECORD_TYPES: tuple[type[Record], ...] = (EvaluationRecord, ComparisonRecord,
+                                          VerificationRecord, BenchmarkRecord,
+                                          QuantizationRecord)
+
+
+def record_from_dict(data: Mapping[str, Any]) -> Record:
+    """The record a saved JSON holds, chosen by its ``schema``."""
+    schema = data.get("schema")
+    for kind in RECORD_TYPES:
+        if schema == kind.SCHEMA:
+            return kind.from_dict(data)
+    raise ValueError(f"unknown record schema {schema!r}")
+
+
+__all__ = [
+    "RECORD_TYPES", "SCHEMA_PREFIX", "BenchInputs", "BenchModel", "BenchResult",
+    "BenchSettings", "BenchmarkRecord", "Candidate", "ClassFigures", "ClassRow",
+    "ComparisonRecord", "Conversion", "DataInfo", "DynamicBatch", "EvaluationRecord",
+    "Figures", "FileFigures", "ImageRole", "LayerError", "LayerMatch", "Layerwise", "Machine",
+    "MatmulReference", "Metrics", "ModelFigures", "ModelInfo", "OptimizedModel", "Parity",
+    "Part", "Provenance", "QuantEvaluation", "QuantizationRecord", "Record", "RunSettings",
+    "RunnerInfo", "Selection", "SourceInfo", "SpecInfo", "Speed", "Structure", "Timings",
+    "Tolerance", "Verdict", "VerificationRecord", "Versus", "record_from_dict", "tool",
+]

@@ -1,0 +1,130 @@
+"""What every record and every part of one shares: typed fields, ``to_dict``/``from_dict``.
+
+A *part* is one nested block of a record (the model, the data, the metrics …); a *record* is
+a part with a ``schema`` name and version in its JSON. ``from_dict`` is the one place a JSON
+mapping is read: known keys become typed fields (nested blocks become their parts), unknown
+keys are kept in ``extra`` so a round trip loses nothing, and a missing key takes the field's
+default. Renderers therefore read attributes, never guard a dictionary lookup.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+from .. import __version__
+
+SCHEMA_PREFIX = "resnet8-onnx/"
+
+P = TypeVar("P", bound="Part")
+
+
+def tool() -> dict[str, str]:
+    """The ``tool`` entry of every record: which program, which version wrote it."""
+    return {"name": "resnet8-onnx", "version": __version__}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Part):
+        return value.to_dict()
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _python(value: Any) -> Any:
+    """Plain Python values: a numpy scalar (``np.int64(3)``, ``np.float32(0.5)``) becomes its
+    ``int``/``float``, inside lists and mappings too, so a figure is never mistaken for text."""
+    if isinstance(value, dict):
+        return {k: _python(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_python(v) for v in value)
+    if hasattr(value, "dtype") and hasattr(value, "item") and not hasattr(value, "__len__"):
+        return value.item()
+    return value
+
+
+def _read(kind: type[Part], value: Any) -> Any:
+    """``value`` as ``kind``: a mapping becomes one part, a list of mappings a list of parts."""
+    if isinstance(value, Mapping):
+        return kind.from_dict(value)
+    if isinstance(value, list):
+        return [kind.from_dict(v) if isinstance(v, Mapping) else v for v in value]
+    return value
+
+
+@dataclass(kw_only=True)
+class Part:
+    """A typed block of a record; keys it does not know travel in ``extra``."""
+
+    # Keys written only when set (the producers leave them out otherwise).
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset()
+    # Fields holding a nested part (or a list of them), and its type.
+    NESTED: ClassVar[Mapping[str, type[Part]]] = {}
+
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # A producer may hand a nested block over as the mapping it computed, at construction
+        # or later: typed here, so a record is typed all the way down however it was built.
+        kind = self.NESTED.get(name)
+        if kind is not None and (isinstance(value, Mapping) or (
+                isinstance(value, list) and any(isinstance(v, Mapping) for v in value))):
+            value = _read(kind, value)
+        super().__setattr__(name, value)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready mapping: the keys the reports have always had."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            if f.name == "extra":
+                continue
+            value = getattr(self, f.name)
+            if value is None and f.name in self.OPTIONAL:
+                continue
+            out[f.name] = _plain(value)
+        out.update(self.extra)
+        return out
+
+    @classmethod
+    def from_dict(cls: type[P], data: Mapping[str, Any]) -> P:
+        """The part ``data`` describes (as ``to_dict`` or an older version wrote it)."""
+        data = dict(data)
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        kwargs: dict[str, Any] = {key: _python(data.pop(key)) for key in list(data)
+                                  if key in names}
+        for key, kind in cls.NESTED.items():
+            if key in kwargs:
+                kwargs[key] = _read(kind, kwargs[key])
+        return cls(**kwargs, extra=data)
+
+
+@dataclass(kw_only=True)
+class Record(Part):
+    """A part that is a whole result: ``schema`` and ``schema_version`` lead its JSON."""
+
+    SCHEMA: ClassVar[str] = SCHEMA_PREFIX + "record"
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": self.SCHEMA, "schema_version": self.SCHEMA_VERSION,
+                **super().to_dict()}
+
+    @classmethod
+    def from_dict(cls: type[P], data: Mapping[str, Any]) -> P:
+        """The record of ``data``; a ``schema`` naming another kind is a ``ValueError``.
+
+        A record written before schemas existed has none and is read as this kind.
+        """
+        data = dict(data)
+        schema = data.pop("schema", None)
+        data.pop("schema_version", None)
+        if schema is not None and schema != cls.SCHEMA:  # type: ignore[attr-defined]
+            raise ValueError(f"a {schema} record is not a {cls.SCHEMA} record")  # type: ignore[attr-defined]
+        return super().from_dict(data)  # type: ignore[misc]
