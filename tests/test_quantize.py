@@ -397,9 +397,9 @@ def test_real_int8_accuracy_and_agreement_on_the_full_test_set(resnet8_int8) -> 
     assert ev["int8"]["correct"] >= 8_680, ev["int8"]["correct"]
     assert ev["agreement_fraction"] >= 0.97, ev["agreement_fraction"]
     assert ev["fp32"]["correct"] == 8_719  # the float model is the converted one, unchanged
-    assert record.calibration["test_images"] is False
-    assert record.calibration["count"] == 1000
-    assert record.holdout["count"] == 1000
+    assert record.calibration.test_images is False
+    assert record.calibration.count == 1000
+    assert record.holdout.count == 1000
     assert ev["int8"]["size_bytes"] < ev["fp32"]["size_bytes"] / 2
 
 

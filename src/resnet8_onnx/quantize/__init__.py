@@ -28,7 +28,7 @@ search). The record types are in :mod:`resnet8_onnx.records`.
 
 from __future__ import annotations
 
-from ..records import Candidate, LayerError, ModelFigures, QuantizationRecord
+from ..records import Candidate, Figures, LayerError, QuantizationRecord
 from .calibration import (
     DEFAULT_CALIBRATION_COUNT,
     DEFAULT_HOLDOUT_COUNT,
@@ -63,8 +63,8 @@ __all__ = [
     "DEFAULT_HOLDOUT_COUNT", "DEFAULT_MIN_AGREEMENT", "DEFAULT_TOLERANCE", "DIAGNOSIS_IMAGES",
     "FORMATS", "INT8_DOT_FLAGS", "METHODS", "MIN_HOLDOUT", "PRUNE_BELOW", "QUANTIZED_OPS",
     "SCHEMA", "SCHEMA_VERSION", "SPEED_NOISE", "TIMING_IMAGES", "TIMING_ROUNDS",
-    "WEIGHT_TYPES", "Candidate", "CpuInfo", "FloatModel", "LayerError", "ModelFigures",
+    "WEIGHT_TYPES", "Candidate", "CpuInfo", "Figures", "FloatModel", "LayerError",
     "QuantizationRecord", "Recipe", "auto_grid", "find_calibration_source", "images_sha256",
-    "inspect_float_model", "layer_errors", "load_calibration_data", "quantize",
-    "read_cpuinfo", "select_candidate", "speed_verdict", "split_positions",
+    "inspect_float_model", "layer_errors", "load_calibration_data", "quantize", "read_cpuinfo",
+    "select_candidate", "speed_verdict", "split_positions",
 ]

@@ -27,7 +27,7 @@ from ..errors import InvalidInputError, UsageError, one_line
 from ..evaluate import DEFAULT_BATCH_SIZE
 from ..fsutil import check_writable, write_bytes_atomic
 from ..progress import status, track
-from ..records import Candidate, LayerError, ModelFigures, QuantizationRecord
+from ..records import Candidate, Figures, LayerError, QuantizationRecord
 from .calibration import (
     DEFAULT_CALIBRATION_COUNT,
     DEFAULT_HOLDOUT_COUNT,
@@ -423,12 +423,10 @@ def _evaluate_pair(fp32_path: str, int8_path: Path, shown_path: str, test_data: 
         test_data.images[:timing_images], batch_size, rounds)
     cmp = compare_outputs(fp32.outputs, int8.outputs, indices=test_data.indices)
     n = len(test_data)
-    int8_figures = ModelFigures.from_result(int8, int8_path, round(int8_ips, 1))
-    int8_dict = {**int8_figures.to_dict(), "path": shown_path}
     return {
         "data": test_data.describe(),
-        "fp32": ModelFigures.from_result(fp32, fp32_path, round(fp32_ips, 1)).to_dict(),
-        "int8": int8_dict,
+        "fp32": Figures.of_result(fp32, fp32_path, round(fp32_ips, 1)),
+        "int8": Figures.of_result(int8, int8_path, round(int8_ips, 1), shown_path=shown_path),
         "agreement": cmp.argmax_agreement,
         "agreement_fraction": cmp.argmax_agreement / n if n else None,
         "disagreements": n - cmp.argmax_agreement,

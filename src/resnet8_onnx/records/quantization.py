@@ -63,45 +63,6 @@ class Candidate:
 
 
 @dataclass(frozen=True)
-class ModelFigures:
-    """One model (fp32 or int8) on the evaluation images."""
-
-    path: str
-    sha256: str
-    size_bytes: int
-    accuracy: float
-    correct: int
-    total: int
-    per_class: tuple[dict[str, Any], ...]  # name, correct, support, accuracy
-    images_per_second: float | None
-    argmax_ties: int = 0
-
-    @classmethod
-    def from_result(cls, result: EvaluationResult, path: str | os.PathLike[str],
-                    images_per_second: float | None) -> ModelFigures:
-        m = result.metrics
-        return cls(path=str(path), sha256=result.backend["model_sha256"],
-                   size_bytes=Path(path).stat().st_size, accuracy=m.accuracy,
-                   correct=m.correct, total=m.total,
-                   per_class=tuple({"name": c.name, "correct": c.correct,
-                                    "support": c.support, "accuracy": c.accuracy}
-                                   for c in m.per_class),
-                   images_per_second=images_per_second, argmax_ties=m.argmax_ties)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "sha256": self.sha256, "size_bytes": self.size_bytes,
-                "accuracy": self.accuracy, "correct": self.correct, "total": self.total,
-                "per_class": [dict(c) for c in self.per_class],
-                "images_per_second": self.images_per_second, "argmax_ties": self.argmax_ties}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ModelFigures:
-        names = {f.name for f in dataclasses.fields(cls)}
-        kwargs = {k: v for k, v in data.items() if k in names}
-        return cls(**{**kwargs, "per_class": tuple(kwargs.get("per_class") or ())})
-
-
-@dataclass(frozen=True)
 class LayerError:
     """Quantisation error at one tensor, from ONNX Runtime's ``qdq_loss_debug``.
 
@@ -219,6 +180,18 @@ class Figures(Part):
     per_class: list[ClassFigures] | None = None
     images_per_second: float | None = None
     argmax_ties: int | None = None
+
+    @classmethod
+    def of_result(cls, result: EvaluationResult, path: str | os.PathLike[str],
+                  images_per_second: float | None, *, shown_path: str | None = None) -> Figures:
+        """The figures of one evaluation of the model file at ``path``."""
+        m = result.metrics
+        return cls(path=shown_path or str(path), sha256=result.backend["model_sha256"],
+                   size_bytes=Path(path).stat().st_size, accuracy=m.accuracy,
+                   correct=m.correct, total=m.total,
+                   per_class=[ClassFigures(name=c.name, correct=c.correct, support=c.support,
+                                           accuracy=c.accuracy) for c in m.per_class],
+                   images_per_second=images_per_second, argmax_ties=m.argmax_ties)
 
 
 @dataclass(kw_only=True)
