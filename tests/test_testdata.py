@@ -14,7 +14,10 @@ import onnxruntime as ort
 import pytest
 from onnx import numpy_helper
 
-from model_factory import make_classifier, synthetic_dataset
+from cli_runner import assert_refused, run_json
+from conftest import cifar_test_images, shared_path
+from model_factory import SPEC, hand_preprocess, make_classifier, synthetic_dataset
+from resnet8_onnx import errors
 from resnet8_onnx.backends import onnxrt
 from resnet8_onnx.errors import OutputError, UsageError
 from resnet8_onnx.testdata import check_destination, save_test_data
@@ -106,3 +109,36 @@ def test_a_failure_midway_leaves_no_directory(tmp_path: Path) -> None:
     with pytest.raises(OutputError, match="cannot write test data"):
         save_test_data(backend, synthetic_dataset(3).images, tmp_path / "td", count=3)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+
+
+@pytest.fixture(scope="module")
+def data_dir() -> str:
+    return str(shared_path("cifar-10", "cifar-10-batches-bin"))
+
+
+@pytest.mark.shared
+def test_saved_test_data_replays_through_onnx_runtime(tmp_path, capsys, data_dir) -> None:
+    model = make_classifier(tmp_path / "b8.onnx", layout="nchw", batch=8, opset=9,
+                            ir_version=4)
+    target = tmp_path / "replay"
+    record = run_json(capsys, "evaluate", str(model), "--data-dir", data_dir, "--limit", "40",
+                      *SPEC, "--save-test-data", str(target), "--count", "10")
+    assert [s["images"] for s in record["test_data"]["sets"]] == [8, 2]
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    images, _ = cifar_test_images(10)
+    for i, folder in enumerate(sorted(target.glob("test_data_set_*"))):
+        x = onnx.TensorProto()
+        x.ParseFromString((folder / "input_0.pb").read_bytes())
+        y = onnx.TensorProto()
+        y.ParseFromString((folder / "output_0.pb").read_bytes())
+        assert x.name == "input"
+        assert y.name == "probabilities"
+        inputs = numpy_helper.to_array(x)
+        assert inputs.shape == (8, 3, 32, 32)
+        expected = hand_preprocess(images[8 * i:8 * i + 8])
+        np.testing.assert_allclose(inputs[:len(expected)], expected, rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(session.run(None, {x.name: inputs})[0],
+                                      numpy_helper.to_array(y))
+    assert_refused(capsys, errors.OUTPUT_ERROR, "already exists", "evaluate", str(model),
+                   "--data-dir", data_dir, "--limit", "40", *SPEC, "--save-test-data",
+                   str(target))
