@@ -86,3 +86,43 @@ def test_evaluate_and_run_name_report_files_alike_and_list_them_on_stderr(tmp_pa
     assert len(listed) == 1, proc.stderr
     assert all(str(out / name) in listed[0] for name in names)
     assert "reports:" not in proc.stdout
+
+
+def _png_folder(root: Path, n: int = 20) -> Path:
+    from cifar_factory import make_images, write_png_folder
+
+    images, labels = make_images(n)
+    return write_png_folder(root, images, labels, [f"{i:05d}" for i in range(n)])
+
+
+def test_json_on_stdout_moves_the_human_summary_to_stderr(tmp_path: Path) -> None:
+    """``--json -`` makes stdout one JSON document (pipe it to jq); the table goes to stderr.
+    Without it the table is on stdout and stderr stays empty."""
+    model = make_classifier(tmp_path / "m.onnx")
+    data = _png_folder(tmp_path / "pngs")
+    piped = cli("-q", "evaluate", str(model), "--data-dir", str(data), "--json", "-")
+    assert piped.returncode == 0, piped.stderr
+    record = json.loads(piped.stdout)
+    assert record["metrics"]["total"] == 20
+    assert "airplane" in piped.stderr  # the per-class table
+    plain = cli("-q", "evaluate", str(model), "--data-dir", str(data))
+    assert plain.returncode == 0, plain.stderr
+    assert "airplane" in plain.stdout
+    assert plain.stderr == ""
+
+
+def test_a_failing_threshold_still_writes_the_reports_it_was_asked_for(tmp_path: Path) -> None:
+    """Exit 7 is a verdict on a finished evaluation: its JSON and reports are kept."""
+    model = make_classifier(tmp_path / "m.onnx")
+    data = _png_folder(tmp_path / "pngs")
+    out, target = tmp_path / "reports", tmp_path / "r.json"
+    proc = cli("-q", "evaluate", str(model), "--data-dir", str(data), "--min-accuracy", "100%",
+               "--json", str(target), "--out", str(out))
+    assert proc.returncode == errors.ACCURACY_BELOW_THRESHOLD, proc.stderr
+    listed, error = proc.stderr.strip().splitlines()
+    assert listed.startswith("reports: ")
+    assert error.startswith("resnet8-onnx: error: ")
+    assert "is below --min-accuracy 100%" in error
+    assert json.loads(target.read_text())["metrics"]["total"] == 20
+    assert str(out / "report.json") in listed
+    assert json.loads((out / "report.json").read_text())["metrics"]["total"] == 20
