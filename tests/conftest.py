@@ -95,7 +95,23 @@ def keras_full_outputs(keras_backend, cifar_test):
     return outputs
 
 
+@pytest.fixture(scope="session")
+def pytorch_resnet8(resnet8_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real ResNet8 behind a PyTorch-style interface (NCHW, normalised), no metadata."""
+    from model_factory import wrap_pytorch_style
+
+    return wrap_pytorch_style(resnet8_onnx, tmp_path_factory.mktemp("pt") / "pt_resnet8.onnx")
+
+
 # --------------------------------------------------------------------------- PyTorch
+@pytest.fixture(scope="session")
+def tiny_pt2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ResNet8 with random weights as a .pt2, exported once per session (no shared data)."""
+    from torch_factory import make_tiny_pt2
+
+    return make_tiny_pt2(tmp_path_factory.mktemp("pt2") / "tiny.pt2")
+
+
 @pytest.fixture(scope="session")
 def resnet8_pt2(tmp_path_factory: pytest.TempPathFactory, resnet8_h5: Path) -> Path:
     """The real model as a .pt2 from the native builder (no TensorFlow involved)."""

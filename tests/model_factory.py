@@ -125,3 +125,15 @@ def wrap_pytorch_style(source: Path, path: Path, *, mean=CIFAR_MEAN, std=CIFAR_S
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
+
+
+# The PyTorch-style spec as command-line options, and its effect written by hand.
+SPEC = ["--scale", "1/255", "--mean", ",".join(map(str, CIFAR_MEAN)),
+        "--std", ",".join(map(str, CIFAR_STD))]
+
+
+def hand_preprocess(images: np.ndarray) -> np.ndarray:
+    """PyTorch's ToTensor + Normalize, written independently of resnet8_onnx.preprocess."""
+    x = images.astype(np.float32) * np.float32(1 / 255)
+    x = (x - np.array(CIFAR_MEAN, np.float32)) / np.array(CIFAR_STD, np.float32)
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))

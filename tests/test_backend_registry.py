@@ -6,14 +6,12 @@ import importlib
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 
 from model_factory import make_classifier
-from resnet8_onnx.backends import LOADERS, Runner, backend_for, load_backend, onnxrt
+from resnet8_onnx.backends import LOADERS, Runner, backend_for, load_backend
 from resnet8_onnx.backends.base import ABILITIES
 from resnet8_onnx.errors import UsageError
-from resnet8_onnx.verify import structure_checks
 
 # The abilities and the methods each one promises (see backends/base.py).
 PROMISES = {"macs": ("macs",), "layer_outputs": ("layer_outputs", "layer_graph"),
@@ -47,26 +45,6 @@ def test_onnx_runner_declares_its_input_and_keeps_its_promises(tmp_path: Path) -
     pixels = np.random.default_rng(0).integers(0, 256, (4, 16, 24, 3), dtype=np.uint8)
     np.testing.assert_array_equal(runner.run(runner.prepare(pixels)), runner.predict(pixels))
     assert runner.prepare(pixels).shape == (4, 3, 16, 24)
-
-
-def test_an_in_memory_onnx_model_declares_no_file_abilities(tmp_path: Path) -> None:
-    data = onnx.load(str(make_classifier(tmp_path / "m.onnx"))).SerializeToString()
-    runner = onnxrt.from_bytes(data, "in memory")
-    assert runner.info.model_path == "in memory"
-    assert runner.abilities == {"session"}
-    with pytest.raises(UsageError, match="verify checks an ONNX or PyTorch model"):
-        structure_checks(runner, runner)
-
-
-def test_optimisation_level_and_optimized_model_are_onnx_loader_options(tmp_path: Path) -> None:
-    path = make_classifier(tmp_path / "m.onnx")
-    saved = tmp_path / "optimized.onnx"
-    runner = load_backend(path, optimization="basic", optimized_model_path=saved)
-    assert runner.info.extra["optimization"] == "basic"
-    assert saved.is_file()
-    assert onnx.load(str(saved)).graph.node
-    with pytest.raises(UsageError, match="unknown optimisation level"):
-        load_backend(path, optimization="fastest")
 
 
 @pytest.mark.parametrize("option", [{"optimization": "basic"}, {"output": "logits"},

@@ -195,3 +195,13 @@ def test_cli_json_on_stdout_stays_valid_with_litert(tmp_path) -> None:
     assert record["data"]["count"] == 300
     assert "agreement with #1" in proc.stderr  # the table went to stderr
     assert json.loads((out / "compare.json").read_text())["models"][1]["metrics"]["total"] == 300
+
+
+def test_per_model_options_spread_in_model_order() -> None:
+    from resnet8_onnx.compare import per_model_options
+
+    spread = per_model_options(["a.h5", "b.onnx", "c.onnx"], {
+        "layout": ["nchw"], "scale": [None, 0.5, None], "output": ["-", "logits", "-"],
+        "mean": None})
+    assert spread == [{}, {"layout": "nchw", "scale": 0.5, "output": "logits"},
+                      {"layout": "nchw"}]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import http.server
+import os
 import socket
 import threading
 import time
@@ -292,3 +295,27 @@ def test_real_model_and_indices_are_found_and_verified() -> None:
     model = fetch("pretrainedResnet.h5", root)
     assert model == root / "models" / "pretrainedResnet.h5"
     assert fetch("perf_samples_idxs.npy", root) == root / "mlperf-tiny" / "perf_samples_idxs.npy"
+
+
+def test_disk_full_during_a_download_is_an_output_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server) -> None:
+    """A cache on a full disk: exit 8 naming the file, not an internal error; nothing kept."""
+    real = fetch_module.atomic_write
+
+    class FullDisk:
+        def __init__(self, f) -> None:
+            self._f = f
+
+        def write(self, data: bytes) -> int:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    @contextlib.contextmanager
+    def full_disk(path, **kwargs):
+        with real(path, **kwargs) as f:
+            yield FullDisk(f)
+
+    monkeypatch.setattr(fetch_module, "atomic_write", full_disk)
+    dest = tmp_path / "file.bin"
+    with pytest.raises(OutputError, match=r"file\.bin: cannot write \(No space left"):
+        download(f"{server.url}/file.bin", dest, sha256=hashlib.sha256(PAYLOAD).hexdigest())
+    assert list(tmp_path.iterdir()) == []

@@ -1,5 +1,5 @@
-"""data.sources and data.layouts: every official layout located, verified and read alike;
-search order and its notes; the `data` command.
+"""data.sources: every official layout located, verified and read alike; the search's notes;
+the `data` command. (What a path is and the search order: test_data_layouts.py.)
 """
 
 from __future__ import annotations
@@ -72,33 +72,6 @@ def test_pointing_straight_at_a_layout(tmp_path, kind) -> None:
     assert data.source.kind == kind
     assert data.source.path == str(target)
     np.testing.assert_array_equal(data.images, images)
-
-
-def test_tarball_with_any_name_is_recognised_by_its_members(tmp_path) -> None:
-    images, labels = make_images(10)
-    path = write_tar(tmp_path / "my-copy.tgz", "python", layout_files("python", (images, labels)))
-    data = load_dataset(path)
-    assert data.source.kind == "python-tar"
-    assert any("not an official archive name" in c for c in data.source.checks)
-    np.testing.assert_array_equal(data.labels, labels)
-
-
-def test_search_finds_layouts_two_levels_down_but_not_three(tmp_path) -> None:
-    images, labels = make_images(10)
-    write_layout(tmp_path / "a" / "b", "binary-dir", layout_files("binary", (images, labels)))
-    assert load_dataset(tmp_path).source.kind == "binary-dir"
-    deep = tmp_path / "deep"
-    write_layout(deep / "a" / "b" / "c", "binary-dir", layout_files("binary", (images, labels)))
-    with pytest.raises(InputNotFoundError):
-        load_dataset(deep)
-
-
-def test_preference_binary_dir_python_dir_binary_tar_python_tar(tmp_path) -> None:
-    images, labels = make_images(10)
-    order = ["python-tar", "binary-tar", "python-dir", "binary-dir"]
-    for i, kind in enumerate(order):
-        write_layout(tmp_path / f"s{i}", kind, layout_files(kind.split("-")[0], (images, labels)))
-        assert load_dataset(tmp_path).source.kind == kind
 
 
 def test_data_dir_from_environment(tmp_path, monkeypatch) -> None:

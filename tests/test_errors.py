@@ -1,8 +1,15 @@
-"""The one helper that quotes someone else's message in a one-line error."""
+"""errors: the exit codes (README, --help and this module agree) and the helper that quotes
+someone else's message in a one-line error."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
+from resnet8_onnx import errors
 from resnet8_onnx.errors import one_line
+
+PROJECT = Path(__file__).resolve().parents[1]
 
 
 def test_first_line_only_whitespace_collapsed() -> None:
@@ -23,3 +30,20 @@ def test_limit_cuts_with_an_ellipsis_and_none_keeps_the_line() -> None:
     assert cut == text[:199] + "…"
     assert one_line(RuntimeError(text), limit=None) == text
     assert one_line(["a", "b"], 5) == "['a'…"
+
+
+def test_readme_exit_code_table_matches_errors_module() -> None:
+    """The README table, the --help epilog and errors.py list the same codes."""
+    readme = (PROJECT / "README.md").read_text()
+    table = dict(re.findall(r"^\|\s*(\d+)\s*\|\s*([^|]+?)\s*\|$", readme, re.MULTILINE))
+    constants = {value for name, value in vars(errors).items()
+                 if name.isupper() and isinstance(value, int)}
+    assert {int(code) for code in table} == constants
+    from resnet8_onnx.cli import EPILOG
+
+    epilog_codes = {int(c) for c in re.findall(r"(\d+) [a-z]", EPILOG.split("data:")[0])}
+    assert epilog_codes == constants
+    for cls in (errors.UsageError, errors.InputNotFoundError, errors.InvalidInputError,
+                errors.UnsafeInputError, errors.VerificationFailedError,
+                errors.AccuracyBelowThresholdError, errors.OutputError, errors.DownloadError):
+        assert str(cls.exit_code) in table

@@ -9,16 +9,16 @@ the shared inputs was created or modified (the hidden report-directory lock file
 it is deliberately left in a directory the command did not create, see
 ``fsutil.exclusive_directory`` and ``fsutil.report_directory``).
 
-Also here: the documented "structurally valid but not official" behaviour, ``--debug``, the
-README's exit-code table against ``errors.py``, fuzzing of the streaming record parser and the
-pickled-batch parser, and write failures that are not permission problems (ENOSPC).
+Also here: the documented "structurally valid but not official" behaviour, ``--debug``, and
+fuzzing of the streaming record parser and the pickled-batch parser. (Write failures that are
+not permission problems, ENOSPC and the like, are in ``test_fsutil.py``; the exit-code table
+against ``errors.py`` in ``test_errors.py``.)
 """
 
 from __future__ import annotations
 
 import base64
 import dataclasses
-import errno
 import hashlib
 import io
 import json
@@ -45,12 +45,10 @@ from hypothesis import strategies as st
 
 from cifar_factory import py2_pickle
 from model_factory import make_classifier
-from resnet8_onnx import errors, fsutil
+from resnet8_onnx import errors
 from resnet8_onnx.data import CLASS_NAMES, parse_binary_records, parse_binary_stream
-from resnet8_onnx.errors import InvalidInputError, OutputError, UnsafeInputError
-from test_data_download import PAYLOAD, server  # noqa: F401 - server: its HTTP fixture
+from resnet8_onnx.errors import InvalidInputError, UnsafeInputError
 
-PROJECT = Path(__file__).resolve().parents[1]
 LOCK_NAME = ".resnet8-onnx.lock"
 META_TXT = "".join(f"{name}\n" for name in CLASS_NAMES).encode()
 RECORD = 3073
@@ -729,23 +727,6 @@ def test_debug_shows_the_traceback_and_keeps_the_exit_code(tmp_path: Path,
     assert proc.returncode == errors.INVALID_INPUT
 
 
-def test_readme_exit_code_table_matches_errors_module() -> None:
-    """The README table, the --help epilog and errors.py list the same codes."""
-    readme = (PROJECT / "README.md").read_text()
-    table = dict(re.findall(r"^\|\s*(\d+)\s*\|\s*([^|]+?)\s*\|$", readme, re.MULTILINE))
-    constants = {value for name, value in vars(errors).items()
-                 if name.isupper() and isinstance(value, int)}
-    assert {int(code) for code in table} == constants
-    from resnet8_onnx.cli import EPILOG
-
-    epilog_codes = {int(c) for c in re.findall(r"(\d+) [a-z]", EPILOG.split("data:")[0])}
-    assert epilog_codes == constants
-    for cls in (errors.UsageError, errors.InputNotFoundError, errors.InvalidInputError,
-                errors.UnsafeInputError, errors.VerificationFailedError,
-                errors.AccuracyBelowThresholdError, errors.OutputError, errors.DownloadError):
-        assert str(cls.exit_code) in table
-
-
 # --------------------------------------------------------------------------- fuzzing
 def _outcome(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[str | None, Any]:
     """(message, None) for a documented tool error, (None, result) otherwise; anything else
@@ -859,81 +840,3 @@ def test_pickled_batch_parser_refuses_any_structure_cleanly(obj: Any, writer: st
     assert images.shape == (len(labels), 32, 32, 3)
     assert labels.min() >= 0
     assert labels.max() <= 9
-
-
-# --------------------------------------------------------------------------- write failures
-def test_disk_full_while_writing_is_an_output_error_and_leaves_nothing(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    target = tmp_path / "report.json"
-    target.write_text("previous\n")
-
-    def full(fd: int) -> None:
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    monkeypatch.setattr(fsutil.os, "fsync", full)
-    with pytest.raises(OutputError, match=r"report\.json: cannot write \(No space left"):
-        fsutil.write_text_atomic(target, "new\n", force=True)
-    assert target.read_text() == "previous\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
-
-
-def test_rename_failure_is_an_output_error(tmp_path: Path,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(src: str, dst: str) -> None:
-        raise OSError(errno.EXDEV, os.strerror(errno.EXDEV))
-
-    monkeypatch.setattr(fsutil.os, "replace", refuse)
-    with pytest.raises(OutputError, match=r"out\.bin: cannot write"):
-        fsutil.write_bytes_atomic(tmp_path / "out.bin", b"x", force=True)
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_check_output_dir_checks_without_creating(tmp_path: Path) -> None:
-    """What ``evaluate --out`` can call before the work so a failed run leaves no empty
-    directory; the same refusals as ``prepare_output_dir``, and nothing on disk changes."""
-    assert fsutil.check_output_dir(tmp_path / "new") == tmp_path / "new"
-    assert fsutil.check_output_dir(tmp_path) == tmp_path
-    with pytest.raises(OutputError, match=r"parent directory .* does not exist"):
-        fsutil.check_output_dir(tmp_path / "a" / "b")
-    (tmp_path / "file").write_text("x")
-    with pytest.raises(OutputError, match="exists and is not a directory"):
-        fsutil.check_output_dir(tmp_path / "file")
-    expected = ["file"]
-    ro, how = read_only_dir(tmp_path)
-    if ro is not None:
-        with pytest.raises(OutputError, match="cannot create directory") as info:
-            fsutil.check_output_dir(ro / "reports")
-        assert str(ro / "reports") in str(info.value), how
-        assert not (ro / "reports").exists()
-        if ro.is_relative_to(tmp_path):  # the chmod-0555 directory of a non-root run
-            ro.chmod(0o755)
-            expected.append(ro.name)
-    assert sorted(p.name for p in tmp_path.rglob("*")) == sorted(expected)
-
-
-def test_disk_full_during_a_download_is_an_output_error(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server) -> None:  # noqa: F811
-    """A cache on a full disk: exit 8 naming the file, not an internal error; nothing kept."""
-    import contextlib
-
-    from resnet8_onnx.data import download as fetch
-
-    real = fetch.atomic_write
-
-    class FullDisk:
-        def __init__(self, f) -> None:
-            self._f = f
-
-        def write(self, data: bytes) -> int:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    @contextlib.contextmanager
-    def full_disk(path, **kwargs):
-        with real(path, **kwargs) as f:
-            yield FullDisk(f)
-
-    monkeypatch.setattr(fetch, "atomic_write", full_disk)
-    dest = tmp_path / "file.bin"
-    with pytest.raises(OutputError, match=r"file\.bin: cannot write \(No space left"):
-        fetch.download(f"{server.url}/file.bin", dest, sha256=hashlib.sha256(PAYLOAD).hexdigest())
-    assert list(tmp_path.iterdir()) == []

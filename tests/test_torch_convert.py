@@ -1,12 +1,12 @@
-"""Keras/ONNX → PyTorch and back: recognition, weight porting, padding, export, round trip.
+"""torch_convert: Keras/ONNX → PyTorch and back: the builder choice, export, round trip.
 
-Numbers are checked against independent implementations: Keras (the source), ONNX Runtime
-(the converted model, and a hand-built ONNX convolution for Keras' asymmetric padding).
+Numbers are checked against independent implementations: Keras (the source) and ONNX Runtime
+(the converted model). The module itself is tested in test_torch_models.py, recognition and
+weight porting in test_torch_native.py.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
@@ -14,27 +14,18 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from onnx import TensorProto, helper, numpy_helper
 
 from resnet8_onnx import errors
 from resnet8_onnx.cli import main
 from resnet8_onnx.errors import UsageError
 from resnet8_onnx.evaluate import run_inference
-from resnet8_onnx.keras_io import read_keras_config
 from resnet8_onnx.torch_convert import (
     _choose_builder,
     convert_torch,
     export_program,
     native_from_state_dict,
-    recognise_resnet8,
 )
-from resnet8_onnx.torch_models import (
-    KerasConv2d,
-    ResNet8,
-    ResNet8Config,
-    fold_batchnorm,
-    keras_same_padding,
-)
+from resnet8_onnx.torch_models import ResNet8
 from resnet8_onnx.verify import compare_outputs, verify_outputs
 
 
@@ -43,117 +34,6 @@ def ort_output(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
 
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     return session.run(None, {session.get_inputs()[0].name: x})[0]
-
-
-# --------------------------------------------------------------------------- padding
-@pytest.mark.parametrize(("size", "kernel", "stride", "expected"), [
-    (32, 3, 1, (1, 1)), (32, 3, 2, (0, 1)), (16, 3, 2, (0, 1)), (32, 1, 2, (0, 0)),
-    (7, 3, 2, (1, 1)), (8, 8, 8, (0, 0)),
-])
-def test_keras_same_padding(size, kernel, stride, expected) -> None:
-    before, after = keras_same_padding(size, kernel, stride)
-    assert (before, after) == expected
-    # Keras' rule: the output has ceil(size / stride) positions.
-    assert (size + before + after - kernel) // stride + 1 == -(-size // stride)
-
-
-@pytest.mark.parametrize("size", [32, 16, 9])
-def test_stride2_conv_pads_bottom_right_like_onnx_runtime(size: int) -> None:
-    """KerasConv2d against ONNX Runtime running a Conv with explicit pads (0, 0, 1, 1)."""
-    rng = np.random.default_rng(size)
-    conv = KerasConv2d(4, 5, 3, 2, (size, size))
-    with torch.no_grad():
-        conv.weight.copy_(torch.from_numpy(rng.normal(size=(5, 4, 3, 3)).astype(np.float32)))
-        conv.bias.copy_(torch.from_numpy(rng.normal(size=5).astype(np.float32)))
-    top, bottom = keras_same_padding(size, 3, 2)
-    node = helper.make_node("Conv", ["x", "w", "b"], ["y"], strides=[2, 2],
-                            pads=[top, top, bottom, bottom])
-    graph = helper.make_graph(
-        [node], "conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-        [numpy_helper.from_array(conv.weight.detach().numpy(), "w"),
-         numpy_helper.from_array(conv.bias.detach().numpy(), "b")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    x = rng.normal(size=(2, 4, size, size)).astype(np.float32)
-    expected = ort_output(model, x)
-    with torch.no_grad():
-        got = conv(torch.from_numpy(x)).numpy()
-        symmetric = torch.nn.functional.conv2d(torch.from_numpy(x), conv.weight, conv.bias,
-                                               stride=2, padding=1).numpy()
-    assert got.shape == expected.shape == (2, 5, -(-size // 2), -(-size // 2))
-    np.testing.assert_allclose(got, expected, atol=1e-5)
-    if top != bottom:  # the test can fail: PyTorch's own symmetric padding is different
-        assert symmetric.shape != expected.shape or np.abs(symmetric - expected).max() > 0.1
-
-
-def test_fold_batchnorm_keeps_outputs_and_the_original() -> None:
-    torch.manual_seed(0)
-    model = ResNet8().eval()
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-1, 1)
-            m.running_var.uniform_(0.5, 2)
-            m.weight.data.uniform_(0.5, 1.5)
-    folded = fold_batchnorm(model)
-    x = torch.rand(5, 32, 32, 3) * 255
-    with torch.no_grad():
-        np.testing.assert_allclose(folded(x).numpy(), model(x).numpy(), atol=1e-5)
-    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
-    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) == 7
-
-
-def test_config_round_trips_through_a_dict() -> None:
-    config = ResNet8Config(epsilon=1e-5, softmax=False)
-    assert ResNet8Config.from_dict(json.loads(json.dumps(config.to_dict()))) == config
-    with pytest.raises(ValueError, match="architecture"):
-        ResNet8Config.from_dict({**config.to_dict(), "architecture": "vgg"})
-
-
-# --------------------------------------------------------------------------- recognition
-@pytest.fixture(scope="module")
-def real_config(resnet8_h5: Path) -> dict:
-    return read_keras_config(resnet8_h5)
-
-
-@pytest.mark.shared
-def test_recognises_the_mlcommons_resnet8(real_config) -> None:
-    plan = recognise_resnet8(real_config)
-    c = plan.config
-    assert c.input_shape == (32, 32, 3)
-    assert [(s.filters, s.stride, s.projection) for s in c.stacks] == [
-        (16, 1, False), (32, 2, True), (64, 2, True)]
-    assert c.stem_filters == 16
-    assert c.num_classes == 10
-    assert c.softmax
-    assert c.padding == "same"
-    eps = {layer["config"]["epsilon"] for layer in real_config["config"]["layers"]
-           if layer["class_name"] == "BatchNormalization"}
-    assert eps == {c.epsilon}
-    assert c.epsilon != torch.nn.BatchNorm2d(1).eps
-    assert plan.layers["stacks.1.shortcut"] == "conv2d_5"  # the 1×1 projection, not a 3×3
-    # 9 convolutions, 7 BatchNorms and the dense layer get weights.
-    assert len(plan.layers) == 17
-
-
-def _mutated(config: dict, change) -> dict:
-    config = copy.deepcopy(config)
-    change(config["config"]["layers"])
-    return config
-
-
-@pytest.mark.shared
-@pytest.mark.parametrize("change", [
-    lambda layers: layers[3]["config"].update(activation="tanh"),
-    lambda layers: layers[1]["config"].update(kernel_size=[5, 5]),
-    lambda layers: layers[-3]["config"].update(pool_size=[4, 4], strides=[4, 4]),
-    lambda layers: layers[2]["config"].update(epsilon=1e-5),
-    lambda layers: layers.append({"class_name": "Dense", "name": "extra",
-                                  "config": {"name": "extra", "units": 3},
-                                  "inbound_nodes": [[["flatten", 0, 0, {}]]]}),
-], ids=["tanh", "kernel5", "partial-pool", "mixed-eps", "extra-branch"])
-def test_other_structures_are_not_recognised(real_config, change) -> None:
-    with pytest.raises(ValueError):  # noqa: PT011 - the message names the structural reason
-        recognise_resnet8(_mutated(real_config, change))
 
 
 @pytest.mark.shared

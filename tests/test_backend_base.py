@@ -1,0 +1,81 @@
+"""backends.base: what a runner declares (input spec, description) and the protocol that
+callers check instead of probing attributes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from resnet8_onnx.backends.base import (
+    BackendInfo,
+    InputSpec,
+    RawPixelRunner,
+    Runner,
+    cast_pixels,
+)
+
+
+def test_the_input_spec_says_the_batch_and_the_model_shape() -> None:
+    dynamic = InputSpec(shape=(None, 32, 32, 3), pixel_shape=(32, 32, 3))
+    fixed = InputSpec(shape=(8, 3, 24, 16), pixel_shape=(24, 16, 3), layout="nchw")
+    assert dynamic.fixed_batch is None
+    assert fixed.fixed_batch == 8
+    assert InputSpec(shape=(), pixel_shape=()).fixed_batch is None
+    assert dynamic.model_shape((24, 16, 3)) == (24, 16, 3)
+    assert fixed.model_shape((24, 16, 3)) == (3, 24, 16)
+
+
+def test_a_description_is_plain_json_and_leaves_out_an_empty_extra() -> None:
+    info = BackendInfo(name="onnxruntime", model_path="m.onnx", model_sha256="ab",
+                       runtime_version="1.0", input_shape=(None, 32, 32, 3), num_classes=10)
+    d = json.loads(json.dumps(info.to_dict()))
+    assert d["input_shape"] == [None, 32, 32, 3]
+    assert d["input_dtype"] == "float32"
+    assert "extra" not in d
+    with_extra = BackendInfo(**{**info.__dict__, "extra": {"threads": 2}}).to_dict()
+    assert with_extra["extra"] == {"threads": 2}
+
+
+def test_casting_copies_only_when_it_must() -> None:
+    pixels = np.random.default_rng(0).integers(0, 256, (2, 4, 4, 3), dtype=np.uint8)
+    cast = cast_pixels(pixels)
+    assert cast.dtype == np.float32
+    assert cast.flags.c_contiguous
+    np.testing.assert_array_equal(cast, pixels)
+    assert cast_pixels(cast) is cast  # already what the model takes: no copy
+    strided = cast[:, ::2]
+    assert cast_pixels(strided).flags.c_contiguous
+
+
+class _Doubling(RawPixelRunner):
+    info = None
+    input_spec = InputSpec(shape=(None, 4, 4, 3), pixel_shape=(4, 4, 3))
+    output_kind = "logits"
+    abilities = frozenset()
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        return np.asarray(batch, np.float32).reshape(len(batch), -1)[:, :2] * 2
+
+
+def test_a_raw_pixel_runner_prepares_by_casting_and_runs_by_predicting() -> None:
+    runner = _Doubling()
+    pixels = np.full((3, 4, 4, 3), 7, np.uint8)
+    assert isinstance(runner, Runner)
+    np.testing.assert_array_equal(runner.run(runner.prepare(pixels)), runner.predict(pixels))
+    assert runner.prepare(pixels).dtype == np.float32
+
+
+def test_the_protocol_needs_every_method() -> None:
+    class NoRun:
+        info = input_spec = output_kind = None
+        abilities = frozenset()
+
+        def predict(self, batch):  # pragma: no cover - never called
+            return batch
+
+        def prepare(self, pixels):  # pragma: no cover - never called
+            return pixels
+
+    assert not isinstance(NoRun(), Runner)
+    assert isinstance(_Doubling(), Runner)

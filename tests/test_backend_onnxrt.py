@@ -1,0 +1,114 @@
+"""backends.onnxrt: the ONNX Runtime runner: providers, fixed batches, several outputs,
+what it declares, and refusals. Outputs are checked against a bare ONNX Runtime session."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from model_factory import make_classifier
+from resnet8_onnx.backends import load_backend, onnxrt
+from resnet8_onnx.errors import InvalidInputError, UsageError
+from resnet8_onnx.verify import structure_checks
+
+
+def bare_run(path: Path, x: np.ndarray, output: int = 0) -> np.ndarray:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x})[output]
+
+
+def pixels(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+
+
+def test_an_in_memory_onnx_model_declares_no_file_abilities(tmp_path: Path) -> None:
+    data = onnx.load(str(make_classifier(tmp_path / "m.onnx"))).SerializeToString()
+    runner = onnxrt.from_bytes(data, "in memory")
+    assert runner.info.model_path == "in memory"
+    assert runner.abilities == {"session"}
+    with pytest.raises(UsageError, match="verify checks an ONNX or PyTorch model"):
+        structure_checks(runner, runner)
+
+
+def test_optimisation_level_and_optimized_model_are_onnx_loader_options(tmp_path: Path) -> None:
+    path = make_classifier(tmp_path / "m.onnx")
+    saved = tmp_path / "optimized.onnx"
+    runner = load_backend(path, optimization="basic", optimized_model_path=saved)
+    assert runner.info.extra["optimization"] == "basic"
+    assert saved.is_file()
+    assert onnx.load(str(saved)).graph.node
+    with pytest.raises(UsageError, match="unknown optimisation level"):
+        load_backend(path, optimization="fastest")
+
+
+@pytest.mark.parametrize("name", [None, "cpu", "CPU", "CPUExecutionProvider",
+                                  " cpuexecutionprovider "])
+def test_provider_names_are_forgiving(name) -> None:
+    assert onnxrt.resolve_provider(name) == "CPUExecutionProvider"
+
+
+def test_an_unknown_provider_lists_the_available_ones() -> None:
+    with pytest.raises(UsageError, match="'warp' is not available") as info:
+        onnxrt.resolve_provider("warp")
+    assert all(p in str(info.value) for p in ort.get_available_providers())
+
+
+def test_a_fixed_batch_runs_in_padded_chunks_and_drops_the_padding(tmp_path: Path) -> None:
+    fixed = make_classifier(tmp_path / "fixed.onnx", batch=4, seed=3)
+    dynamic = make_classifier(tmp_path / "dynamic.onnx", seed=3)  # the same weights
+    runner = onnxrt.load(fixed)
+    assert runner.fixed_batch == runner.input_spec.fixed_batch == 4
+    assert runner.info.extra["fixed_batch"] == 4
+    assert "fixed at 4" in runner.info.extra["notes"][0]
+    x = pixels(10)
+    got = runner.predict(x)
+    assert got.shape == (10, 10)
+    np.testing.assert_allclose(got, bare_run(dynamic, x.astype(np.float32)), rtol=1e-6,
+                               atol=1e-7)
+
+
+def test_a_model_with_several_outputs_needs_one_named(tmp_path: Path) -> None:
+    path = make_classifier(tmp_path / "m.onnx", outputs=2)
+    with pytest.raises(UsageError, match=r"2 outputs .*choose one with --output NAME"):
+        onnxrt.load(path)
+    with pytest.raises(UsageError, match="no output named 'nope'"):
+        onnxrt.load(path, output="nope")
+    runner = onnxrt.load(path, output="probabilities")
+    x = pixels(3)
+    np.testing.assert_allclose(runner.predict(x), bare_run(path, x.astype(np.float32)),
+                               rtol=1e-6)
+    assert runner.info.extra["output_name"] == "probabilities"
+
+
+def test_an_input_that_is_no_image_batch_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match="rank 2"):
+        onnxrt.load(make_classifier(tmp_path / "flat.onnx", rank=2))
+    # the control: an 8×32 image model loads, and says which images it takes
+    assert onnxrt.load(make_classifier(tmp_path / "m.onnx", height=8)).input_spec.pixel_shape \
+        == (8, 32, 3)
+
+
+def test_what_the_file_says_about_itself_is_declared(tmp_path: Path) -> None:
+    path = make_classifier(tmp_path / "m.onnx")
+    assert onnxrt.load(path).output_kind is None
+    model = onnx.load(str(path))
+    onnx.helper.set_model_props(model, {"output_kind": "logits",
+                                        "quantization_recipe": "{}"})
+    onnx.save(model, str(path))
+    runner = onnxrt.load(path)
+    assert runner.output_kind == "logits"
+    assert runner.info.extra["output_kind"] == "logits"
+    assert runner.info.extra["quantization"] == "int8"
+    assert runner.info.model_sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_file_onnx_runtime_cannot_load_is_invalid_input(tmp_path: Path) -> None:
+    path = make_classifier(tmp_path / "m.onnx")
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(InvalidInputError, match="not a loadable ONNX model"):
+        onnxrt.load(path)

@@ -1,0 +1,165 @@
+"""cli.options: option types (accuracy, counts, shapes, lists), the --threads warning, and the
+output checks every command makes before work."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import shared_path
+from model_factory import make_classifier
+from resnet8_onnx import errors
+from resnet8_onnx.cli import build_parser, main
+
+
+def _perf_png() -> Path:
+    return shared_path("cifar-10", "perf-png")
+
+
+@pytest.mark.parametrize(
+    ("value", "fragments"),
+    [("abc", ["--min-accuracy", "'abc' is not an accuracy", "87.5%"]),
+     ("1.01", ["--min-accuracy", "ambiguous", "1.01%"]),
+     ("85", ["--min-accuracy", "ambiguous", "85%"]),
+     ("101%", ["--min-accuracy", "between 0 and 100%"]),
+     ("-0.1", ["--min-accuracy", "between 0 and 100%"]),
+     ("nan", ["--min-accuracy", "not an accuracy"])],
+)
+def test_min_accuracy_errors_speak_the_users_words(value, fragments, capsys) -> None:
+    for command in (["evaluate", "m.onnx"], ["run"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main([*command, "--min-accuracy", value])
+        assert exit_info.value.code == errors.USAGE
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1, err
+        for fragment in fragments:
+            assert fragment in err, err
+        assert "_fraction" not in err
+        assert "_accuracy" not in err
+
+
+@pytest.mark.parametrize("value", ["0.875", "87.5%", " 87.5 % ", "1", "100%", "0", "0%"])
+def test_min_accuracy_accepts_fractions_and_percentages(value, tmp_path) -> None:
+    # Parsing succeeds, so the command gets as far as the missing model (exit 3, not 2).
+    code = main(["evaluate", str(tmp_path / "nope.onnx"), "--min-accuracy", value,
+                 "--data-dir", str(tmp_path)])
+    assert code == errors.NOT_FOUND
+
+
+def test_threads_above_the_core_count_warn_once_and_every_record_states_them(
+        tmp_path, capsys) -> None:
+    from resnet8_onnx.bench import available_cores
+
+    model = make_classifier(tmp_path / "m.onnx")
+    other = make_classifier(tmp_path / "other.onnx", seed=1)
+    data = str(_perf_png())
+    too_many = available_cores() + 1
+
+    def warnings_in(err: str) -> list[str]:
+        return [line for line in err.splitlines() if "warning" in line and "--threads" in line]
+
+    assert main(["-q", "evaluate", str(model), "--data-dir", data, "--threads", str(too_many),
+                 "--batch-size", "50", "--json", "-"]) == 0
+    captured = capsys.readouterr()
+    warned = warnings_in(captured.err)
+    assert len(warned) == 1, captured.err
+    assert f"--threads {too_many}" in warned[0]
+    assert f"{available_cores()} core" in warned[0]
+    settings = json.loads(captured.out)["settings"]
+    assert settings == {"threads": too_many, "available_cores": available_cores(),
+                        "batch_size": 50, "ort_optimization": "all"}
+
+    assert main(["-q", "evaluate", str(model), "--data-dir", data, "--threads", "1",
+                 "--json", "-"]) == 0
+    captured = capsys.readouterr()
+    assert warnings_in(captured.err) == []
+    assert json.loads(captured.out)["settings"]["threads"] == 1
+
+    assert main(["-q", "compare", str(model), str(other), "--data-dir", data, "--threads",
+                 str(too_many), "--json", "-"]) == 0
+    captured = capsys.readouterr()
+    assert len(warnings_in(captured.err)) == 1
+    record = json.loads(captured.out)
+    assert record["settings"]["threads"] == too_many
+    assert record["settings"]["batch_size"] == 128
+    assert all(m["settings"]["threads"] == too_many for m in record["models"])
+
+    # Any backend's file can be the reference, so verify runs here without TensorFlow.
+    main(["-q", "verify", str(model), str(model), "--data-dir", data, "--threads", "1",
+          "--batch-size", "64", "--json", "-"])
+    captured = capsys.readouterr()
+    assert warnings_in(captured.err) == []
+    assert json.loads(captured.out)["settings"] == {
+        "threads": 1, "available_cores": available_cores(), "batch_size": 64,
+        "ort_optimization": "all"}
+
+
+def test_shapes_counts_lists_and_levels_parse_as_documented() -> None:
+    from resnet8_onnx.bench import available_cores
+
+    parser = build_parser()
+    convert = parser.parse_args(["convert", "m.h5", "-o", "m.onnx", "--input-shape", "28x28x1",
+                                 "--num-classes", "100"])
+    assert (convert.input_shape, convert.num_classes) == ((28, 28, 1), 100)
+    bench = parser.parse_args(["benchmark", "m.onnx", "--batch-sizes", "1, 8,64",
+                               "--threads", "1,all", "--optimization", "Basic,all",
+                               "--min-seconds", "0"])
+    assert bench.batch_sizes == [1, 8, 64]
+    assert bench.threads == [1, available_cores()]
+    assert bench.optimization == ["basic", "all"]
+    assert bench.min_seconds == 0.0
+    assert parser.parse_args(["quantize", "m.onnx", "--calibration-data", "c",
+                              "--tolerance", "0.5%"]).tolerance == 0.005
+
+
+@pytest.mark.parametrize(("argv", "fragment"), [
+    (["convert", "m.h5", "-o", "o", "--input-shape", "32,32"], "is not H,W,C"),
+    (["convert", "m.h5", "-o", "o", "--input-shape", "0,32,3"], "is not H,W,C"),
+    (["convert", "m.h5", "-o", "o", "--num-classes", "0"], "must be at least 1"),
+    (["evaluate", "m.onnx", "--limit", "ten"], "is not a whole number"),
+    (["benchmark", "m.onnx", "--batch-sizes", "1,,8"], "is not a whole number"),
+    (["benchmark", "m.onnx", "--min-seconds", "-1"], "must be 0 or more seconds"),
+    (["benchmark", "m.onnx", "--min-seconds", "nan"], "must be 0 or more seconds"),
+    (["benchmark", "m.onnx", "--optimization", ","], "comma-separated subset"),
+    (["evaluate", "m.onnx", "--scale", "1/0"], "--scale"),
+])
+def test_bad_values_name_the_option_and_what_it_takes(argv, fragment, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == errors.USAGE
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert fragment in err[0]
+
+
+def test_a_json_output_onto_the_model_is_refused_before_work(tmp_path, capsys) -> None:
+    """--json naming the model itself: exit 8 even with --force, and the model is intact."""
+    model = make_classifier(tmp_path / "m.onnx")
+    before = model.read_bytes()
+    code = main(["-q", "evaluate", str(model), "--json", str(model), "--force",
+                 "--data-dir", str(tmp_path / "nowhere")])
+    assert code == errors.OUTPUT_ERROR
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "would overwrite the input" in err[0]
+    assert model.read_bytes() == before
+
+
+def test_json_to_a_file_is_written_whole_and_never_over_an_existing_one(tmp_path,
+                                                                        capsys) -> None:
+    model = make_classifier(tmp_path / "m.onnx")
+    data = str(_perf_png())
+    target = tmp_path / "r.json"
+    assert main(["-q", "evaluate", str(model), "--data-dir", data, "--limit", "20",
+                 "--json", str(target)]) == 0
+    record = json.loads(target.read_text())
+    assert record["metrics"]["total"] == 20
+    assert target.read_text().endswith("}\n")
+    capsys.readouterr()
+    assert main(["-q", "evaluate", str(model), "--data-dir", data, "--limit", "10",
+                 "--json", str(target)]) == errors.OUTPUT_ERROR
+    assert "already exists" in capsys.readouterr().err
+    assert json.loads(target.read_text()) == record
+

@@ -1,0 +1,99 @@
+"""cli.parser: every command, its options, its help and examples; usage errors in one line."""
+
+from __future__ import annotations
+
+import pytest
+
+from cli_runner import assert_one_line_error, cli
+from model_factory import make_classifier
+from resnet8_onnx import errors
+from resnet8_onnx.cli import build_parser, main
+
+COMMANDS = ("data", "convert", "verify", "evaluate", "run", "compare", "benchmark", "annotate",
+            "quantize")
+
+
+def test_help_lists_every_command(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("data", "convert", "verify", "evaluate", "run", "compare", "benchmark",
+                    "quantize"):
+        assert command in out
+    assert "exit codes" in out
+
+
+def test_usage_error_is_one_line(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "m.onnx", "--batch-size", "0"])
+    assert exit_info.value.code == errors.USAGE
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_each_command_help_lists_quiet_and_debug_and_ends_with_examples(command, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "-q, --quiet" in out
+    assert "--debug" in out
+    examples = out.rstrip().rsplit("examples:", 1)
+    assert len(examples) == 2, out
+    lines = [line.strip() for line in examples[1].strip().splitlines()]
+    assert 1 <= len(lines) <= 2
+    assert all(line.startswith(f"resnet8-onnx {command} ") for line in lines)
+    # The data-location paragraph is for commands that read CIFAR-10, not for convert.
+    assert ("RESNET8_ONNX_DATA_DIR" in out) == (command != "convert")
+
+
+def test_quiet_and_debug_work_after_the_command_name(tmp_path) -> None:
+    model = make_classifier(tmp_path / "m.onnx")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = cli("evaluate", str(model), "--data-dir", str(empty), "--offline", "-q", "--debug")
+    assert proc.returncode == errors.NOT_FOUND, proc.stderr  # not a usage error
+    assert "Traceback" in proc.stderr  # --debug after the command took effect
+    quiet = cli("evaluate", str(model), "--data-dir", str(empty), "--offline", "--quiet")
+    assert_one_line_error(quiet, errors.NOT_FOUND, "CIFAR-10")
+    both = cli("-q", "evaluate", str(model), "--data-dir", str(empty), "--offline", "-q")
+    assert_one_line_error(both, errors.NOT_FOUND, "CIFAR-10")
+
+
+def test_every_command_runs_its_own_function_with_the_documented_defaults() -> None:
+    from resnet8_onnx.cli import commands
+    from resnet8_onnx.convert import DEFAULT_OPSET
+    from resnet8_onnx.evaluate import DEFAULT_BATCH_SIZE
+
+    parser = build_parser()
+    argv = {"data": [], "convert": ["m.h5", "-o", "m.onnx"], "verify": ["a.h5", "b.onnx"],
+            "evaluate": ["m.onnx"], "run": [], "compare": ["a.onnx", "b.onnx"],
+            "benchmark": ["m.onnx"], "annotate": ["m.onnx", "-o", "o.onnx"],
+            "quantize": ["m.onnx", "--calibration-data", "cal"]}
+    assert set(argv) == set(COMMANDS)
+    for command, rest in argv.items():
+        args = parser.parse_args([command, *rest])
+        assert args.func is getattr(commands, f"cmd_{command}")
+        assert args.quiet is False
+        assert args.debug is False
+    evaluate = parser.parse_args(["evaluate", "m.onnx"])
+    assert (evaluate.batch_size, evaluate.split, evaluate.subset, evaluate.limit) == (
+        DEFAULT_BATCH_SIZE, "test", "full", None)
+    run = parser.parse_args(["run"])
+    assert (run.out, run.opset, run.min_accuracy) == ("resnet8-report", DEFAULT_OPSET, 0.85)
+    assert parser.parse_args(["convert", "m.h5", "-o", "x", "--input-shape", "any",
+                              "--num-classes", "any"]).input_shape is None
+
+
+@pytest.mark.parametrize("argv", [["nonsense"], [], ["evaluate"], ["run", "--split", "valid"],
+                                  ["benchmark", "m.onnx", "--optimization", "max"]])
+def test_malformed_command_lines_are_one_usage_line(argv, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == errors.USAGE
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("resnet8-onnx")
+    assert err[0].endswith("(see --help)")
+
