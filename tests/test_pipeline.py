@@ -14,6 +14,8 @@ from conftest import SHARED, shared_path
 from resnet8_onnx import errors
 from resnet8_onnx.errors import InputNotFoundError, OutputError
 from resnet8_onnx.pipeline import add_int8_to_verdict, check_outputs, resolve_model
+from resnet8_onnx.quantize import Recipe
+from resnet8_onnx.records import QuantizationRecord, Verdict
 
 RUN_REPORTS = ["report.json", "report.md", "per_class.csv", "confusion_keras.png",
                "confusion_onnxruntime.png"]
@@ -51,21 +53,22 @@ def test_resolve_model_is_the_users_or_the_official_one(tmp_path) -> None:
 
 
 def test_the_int8_line_goes_before_the_verdict_and_changes_nothing_else() -> None:
-    verdict = {"passed": True, "summary": ["Keras accuracy 87.19%.", "VERDICT: PASS."]}
-    record = {"evaluation": {"fp32": {"accuracy": 0.8719}, "int8": {"accuracy": 0.8702},
-                             "agreement_fraction": 0.9861},
-              "speed": {"speedup": 2.04}, "recipe": {"label": "QDQ u8/s8 minmax"}}
+    verdict = Verdict(passed=True, summary=["Keras accuracy 87.19%.", "VERDICT: PASS."])
+    record = QuantizationRecord(
+        evaluation={"fp32": {"accuracy": 0.8719}, "int8": {"accuracy": 0.8702},
+                    "agreement_fraction": 0.9861},
+        speed={"speedup": 2.04}, recipe=Recipe(format="qdq", method="minmax"))
     new = add_int8_to_verdict(verdict, record)
-    assert new["passed"] is True
-    assert new["summary"][0] == verdict["summary"][0]
-    assert new["summary"][-1] == "VERDICT: PASS."
-    line = new["summary"][1]
+    assert new.passed is True
+    assert new.summary[0] == verdict.summary[0]
+    assert new.summary[-1] == "VERDICT: PASS."
+    line = new.summary[1]
     assert line.startswith("Int8 accuracy 87.02% vs fp32 87.19%")
     assert "98.61%" in line
     assert "2.0× faster" in line
-    assert (new["int8_accuracy"], new["int8_agreement"], new["int8_speedup"]) == (
-        0.8702, 0.9861, 2.04)
-    assert verdict["summary"] == ["Keras accuracy 87.19%.", "VERDICT: PASS."]  # not mutated
+    assert (new.int8_accuracy, new.int8_agreement, new.int8_speedup) == (0.8702, 0.9861, 2.04)
+    assert verdict.summary == ["Keras accuracy 87.19%.", "VERDICT: PASS."]  # not mutated
+    assert "int8_accuracy" not in verdict.to_dict()  # written only when --int8 ran
 
 
 @pytest.mark.slow
