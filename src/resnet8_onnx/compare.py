@@ -22,10 +22,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .backends import backend_for, load_backend
 from .errors import UsageError
-from .evaluate import DEFAULT_BATCH_SIZE
+from .evaluate import DEFAULT_BATCH_SIZE, check_compatible, evaluate, settings_record
 from .records import ComparisonRecord, DataInfo, EvaluationRecord, RunSettings, Versus, tool
 from .report import backend_label
+from .verify import agreement, compare_outputs
 
 if TYPE_CHECKING:
     from .data import Dataset
@@ -48,8 +50,6 @@ def versus_reference(reference: EvaluationResult, result: EvaluationResult,
     The one place they are computed: ``compare``, ``run``'s verdict and its int8 figures all
     read this entry.
     """
-    from .verify import agreement, compare_outputs
-
     n = len(result.predictions)
     agreeing, first = agreement(reference.predictions, result.predictions, indices)
     entry: dict[str, Any] = {
@@ -130,8 +130,6 @@ def per_model_options(
     keep their fixed raw-pixel input); as many values as models → one each, in model order,
     ``None`` (``-`` on the command line) meaning "not given". Any other count is exit 2.
     """
-    from .backends import backend_for
-
     names = [b or backend_for(p) for b, p in
              zip(backends if backends is not None else [None] * len(paths), paths, strict=True)]
     per_model: list[dict[str, Any]] = [{} for _ in paths]
@@ -168,16 +166,11 @@ def compare_models(
     before any is run, so a bad spec or model fails in seconds rather than after the first
     evaluations; models are then evaluated one after another.
     """
-    from .backends import load_backend
-    from .evaluate import evaluate, settings_record
-
     if len(paths) < 2:
         raise UsageError("compare needs at least two models")
     names = list(backends) if backends is not None else [None] * len(paths)
     if len(names) != len(paths):
         raise UsageError(f"{len(names)} backends given for {len(paths)} models")
-    from .backends import backend_for
-    from .evaluate import check_compatible
 
     per_model = list(options) if options is not None else [{} for _ in paths]
     if len(per_model) != len(paths):

@@ -20,6 +20,7 @@ import numpy as np
 from . import __version__
 from .errors import InvalidInputError
 from .memory import check_batch_fits
+from .metrics import compute_metrics
 from .progress import track
 from .records import DataInfo, EvaluationRecord, Metrics, ModelInfo, RunSettings, Timings
 
@@ -213,8 +214,6 @@ def evaluate(
     backend: Backend, dataset: Dataset, *, batch_size: int = DEFAULT_BATCH_SIZE
 ) -> EvaluationResult:
     """Evaluate ``backend`` on every image of ``dataset``."""
-    from .metrics import compute_metrics
-
     start = time.perf_counter()
     outputs, inference = run_inference(backend, dataset, batch_size=batch_size)
     metrics = compute_metrics(dataset.labels, outputs, dataset.class_names,

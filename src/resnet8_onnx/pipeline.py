@@ -11,11 +11,20 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .convert import DEFAULT_OPSET
+from .backends import keras as keras_loader
+from .backends import onnxrt
+from .backends.keras import configure_threads
+from .compare import comparison_of, versus_reference
+from .convert import DEFAULT_OPSET, convert
+from .data import load_dataset
 from .data.download import fetch
 from .errors import InputNotFoundError
 from .evaluate import DEFAULT_BATCH_SIZE, EvaluationResult, evaluate, settings_record
+from .fsutil import check_writable, refuse_overwriting_inputs
+from .keras_io import inspect_keras_file, load_keras_model
+from .metrics import meets_accuracy
 from .progress import status
+from .quantize import find_calibration_source, load_calibration_data, quantize
 from .records import (
     ComparisonRecord,
     Conversion,
@@ -30,6 +39,7 @@ from .records import (
     VerificationRecord,
     Versus,
 )
+from .report import format_threshold, int8_verdict_line, write_comparison_reports
 from .verify import DEFAULT_ATOL, DEFAULT_RTOL, verify_outputs
 
 DEFAULT_MODEL = "pretrainedResnet.h5"
@@ -55,9 +65,6 @@ def check_outputs(out_dir: str | os.PathLike[str], *, force: bool = False,
                   int8: bool = False) -> list[Path]:
     """Every file ``run`` writes into ``out_dir``, each checked (exists without ``force``, not
     writable) without creating anything: a refusal costs nothing instead of the whole run."""
-    from .fsutil import check_writable
-    from .report import write_comparison_reports
-
     out = Path(out_dir)
     stubs = [ModelInfo(backend=b) for b in _RUN_BACKENDS]
     models = [out / "model.onnx"]
@@ -79,10 +86,6 @@ def build_verdict(keras: EvaluationResult, onnx: EvaluationResult, parity: Parit
     ``versus`` is ONNX's :func:`~resnet8_onnx.compare.versus_reference` entry against Keras
     (computed here when not given).
     """
-    from .compare import versus_reference
-    from .metrics import meets_accuracy
-    from .report import format_threshold
-
     k, o = keras.metrics, onnx.metrics
     same_predictions = int((versus or versus_reference(keras, onnx)).agreement)
     meets = meets_accuracy(o.correct, o.total, min_accuracy)
@@ -130,14 +133,6 @@ def run_pipeline(
     on the same images and adds it to the tables and the verdict. It never changes the
     verdict: the verdict is about the conversion.
     """
-    from .backends import keras as keras_loader
-    from .backends import onnxrt
-    from .backends.keras import configure_threads
-    from .compare import comparison_of
-    from .convert import convert
-    from .keras_io import load_keras_model
-    from .report import write_comparison_reports
-
     out = Path(out_dir)
     onnx_path = out / "model.onnx"
     int8_path = out / "model_int8.onnx"
@@ -213,10 +208,6 @@ def _check_inputs(
 ) -> tuple[Path, Any]:
     """(model path, dataset) once the outputs may be written and overwrite no input, and the
     model file is readable and safe: every cheap failure before minutes of TensorFlow."""
-    from .data import load_dataset
-    from .fsutil import refuse_overwriting_inputs
-    from .keras_io import inspect_keras_file
-
     outputs = check_outputs(out, force=force, int8=int8)  # fail before minutes of work
     model_path = resolve_model(model, data_dir, download=download)
     refuse_overwriting_inputs(outputs, [model_path])
@@ -235,10 +226,6 @@ def _int8(onnx_path: Path, int8_path: Path, onnx_result: EvaluationResult, datas
           threads: int | None, force: bool, download: bool | None,
           ) -> tuple[QuantizationRecord, EvaluationResult]:
     """Quantise the converted model, evaluate it on the run's images; record + result."""
-    from .backends import onnxrt
-    from .compare import versus_reference
-    from .quantize import find_calibration_source, load_calibration_data, quantize
-
     source = calibration_data if calibration_data is not None else \
         find_calibration_source(data_dir)
     calibration = load_calibration_data(
@@ -264,8 +251,6 @@ def _int8(onnx_path: Path, int8_path: Path, onnx_result: EvaluationResult, datas
 
 def add_int8_to_verdict(verdict: Verdict, record: QuantizationRecord) -> Verdict:
     """The verdict with an int8 line before its last line; pass/fail is unchanged."""
-    from .report import int8_verdict_line
-
     summary = list(verdict.summary)
     line = int8_verdict_line(record)
     line = line[:1].upper() + line[1:]

@@ -39,15 +39,19 @@ from typing import Any
 import numpy as np
 
 from . import __version__, progress
+from .backends import onnxrt
+from .convert import DEFAULT_OPSET, PREPROCESSING, convert, finish_onnx_model
 from .data.format import CLASS_NAMES
 from .errors import (
+    InputNotFoundError,
     InvalidInputError,
     ToolError,
     UsageError,
     VerificationFailedError,
     one_line,
 )
-from .fsutil import check_writable, file_digest
+from .fsutil import check_writable, file_digest, write_bytes_atomic
+from .keras_io import read_keras_config
 from .torch_io import (
     EXTRA_HINT,
     PT2_SUFFIXES,
@@ -147,8 +151,6 @@ def _check_against(reference: Any, candidate: Any, image_shape: tuple[int, ...],
 
 
 def _ort_runner(path_or_bytes: Any) -> Any:
-    from .backends import onnxrt
-
     if isinstance(path_or_bytes, bytes | bytearray):
         import onnxruntime as ort
 
@@ -225,7 +227,6 @@ def _choose_builder(source: Path, builder: str) -> str:
         return builder
     if suffix == ".keras":
         return "onnx2torch"
-    from .keras_io import read_keras_config
 
     try:
         recognise_resnet8(read_keras_config(source))
@@ -290,8 +291,6 @@ def _check_torch_request(source: Path, out: Path, builder: str) -> tuple[str, st
     is not the output, and the target format suits the builder. Cheap checks, all of them
     before torch is imported."""
     if not source.is_file():
-        from .errors import InputNotFoundError
-
         raise InputNotFoundError(f"{source}: model file not found")
     if out.resolve() == source.resolve():
         raise UsageError(f"{out}: output would overwrite the source model")
@@ -331,8 +330,6 @@ def _build_module(source: Path, kind: str, opset: int | None,
                       "probabilities" if module.config.softmax else "logits", meta)
     onnx_path = source
     if source.suffix.lower() in KERAS_SUFFIXES:
-        from .convert import DEFAULT_OPSET, convert
-
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         onnx_path = tmp / "model.onnx"
         convert(source, onnx_path, input_shape=None, num_classes=None,
@@ -388,8 +385,6 @@ def _save_checked(program: Any, out: Path, metadata: Mapping[str, Any], *,
 
 
 def _default_preprocessing() -> str:
-    from .convert import PREPROCESSING
-
     return PREPROCESSING
 
 
@@ -439,8 +434,6 @@ def convert_torch_to_onnx(
     ONNX checker and strict shape inference; then ONNX Runtime must reproduce the PyTorch
     model on random pixels at batch sizes 1 and 7.
     """
-    from .convert import finish_onnx_model
-
     start = time.perf_counter()
     source = Path(source_path)
     out = check_writable(output_path, force=force)
@@ -451,8 +444,6 @@ def convert_torch_to_onnx(
         raise UsageError(f"opset {opset}: torch.onnx's exporter emits opset "
                          f"{TORCH_ONNX_OPSET} or newer")
     if not source.is_file():
-        from .errors import InputNotFoundError
-
         raise InputNotFoundError(f"{source}: model file not found")
     torch = import_torch()
     require_module("onnxscript")
@@ -496,7 +487,6 @@ def convert_torch_to_onnx(
     data = proto.SerializeToString()
     checks = [_check_against(_module_runner(module), _ort_runner(data), image_shape,
                              "the PyTorch model", out)]
-    from .fsutil import write_bytes_atomic
 
     write_bytes_atomic(out, data, force=force)
     return TorchConversionResult(

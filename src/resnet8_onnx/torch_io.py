@@ -47,6 +47,7 @@ from .errors import (
     UnsafeInputError,
     interrupts_deferred,
 )
+from .fsutil import write_bytes_atomic
 
 EXTRA_HINT = "pip install 'resnet8-onnx[torch]' (from a checkout: pip install -e \".[torch]\")"
 
@@ -466,7 +467,6 @@ def save_exported_program(program: Any, path: str | os.PathLike[str],
 
     import torch
 
-    from .fsutil import write_bytes_atomic
 
     buffer = io.BytesIO()
     with warnings.catch_warnings():
@@ -483,7 +483,6 @@ def save_state_dict(state_dict: Mapping[str, Any], path: str | os.PathLike[str],
     """A safetensors file (no pickle), written atomically; returns the bytes written."""
     from safetensors.torch import save
 
-    from .fsutil import write_bytes_atomic
 
     tensors = {k: v.detach().contiguous() for k, v in state_dict.items()}
     data = save(tensors, metadata=dict(metadata))

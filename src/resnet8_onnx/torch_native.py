@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import InvalidInputError, UsageError
+from .keras_io import read_keras_config
 from .torch_io import import_torch, load_state_dict
 
 if TYPE_CHECKING:
@@ -364,8 +365,6 @@ def _load_into(module: Any, state_dict: Mapping[str, Any], source: str) -> None:
 
 def native_from_keras(path: str | os.PathLike[str]) -> tuple[ResNet8, NativePlan]:
     """The native ResNet8 with weights ported from a Keras ``.h5``; raises if not recognised."""
-    from .keras_io import read_keras_config
-
     p = Path(path)
     config = read_keras_config(p)  # the safe pre-scan runs first
     if p.suffix.lower() not in (".h5", ".hdf5"):

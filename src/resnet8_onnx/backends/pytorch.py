@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import InvalidInputError, UsageError
 from ..fsutil import file_digest
+from ..torch_convert import _program_input_shape, import_torch, load_torch_model
 from .base import MACS, STRUCTURE, BackendInfo, InputSpec, RawPixelRunner
 
 DEVICES = ("cpu", "cuda")
@@ -29,8 +30,6 @@ DEVICES = ("cpu", "cuda")
 
 def resolve_device(device: str | None) -> str:
     """``cpu`` (default) or ``cuda``; ``cuda`` without a usable GPU is a usage error (exit 2)."""
-    from ..torch_convert import import_torch
-
     name = (device or "cpu").lower()
     if name not in DEVICES:
         raise UsageError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
@@ -52,8 +51,6 @@ def configure_precision(torch: Any) -> None:
 def load(path: str | os.PathLike[str], *, threads: int | None = None,
          device: str | None = None) -> TorchBackend:
     """The loader: a PyTorch file (pre-scanned, nothing in it runs) → a runner on ``device``."""
-    from ..torch_convert import import_torch, load_torch_model
-
     torch = import_torch()
     chosen = resolve_device(device)
     configure_precision(torch)
@@ -73,8 +70,6 @@ class TorchBackend(RawPixelRunner):
     def __init__(self, module: Any, program: Any, metadata: dict[str, Any],
                  path: str | os.PathLike[str], *, threads: int | None = None,
                  device: str = "cpu") -> None:
-        from ..torch_convert import import_torch
-
         self.path = Path(path)
         torch = import_torch()
         self._torch = torch
@@ -119,8 +114,6 @@ class TorchBackend(RawPixelRunner):
         )
 
     def _program_image_shape(self) -> tuple[int, ...]:
-        from ..torch_convert import _program_input_shape
-
         if self.program is None:
             return tuple(self.module.config.input_shape)
         return _program_input_shape(self.program)

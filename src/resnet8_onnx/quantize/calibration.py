@@ -15,6 +15,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..data import (
+    BINARY_DIR,
+    BINARY_TAR,
+    CLASS_NAMES,
+    PYTHON_DIR,
+    PYTHON_TAR,
+    Dataset,
+    DataSource,
+    load_dataset,
+    load_indices,
+)
+from ..data.locations import data_dirs, walk
 from ..errors import InputNotFoundError, InvalidInputError, UsageError
 
 if TYPE_CHECKING:
@@ -75,8 +87,6 @@ def load_calibration_data(
     marked ``split="test"`` and every report says calibration used test images. An image
     folder named by test-set index (like ``perf-png``) is test images too.
     """
-    from ..data import load_dataset, load_indices
-
     if indices_file is not None:
         path = Path(indices_file).expanduser()
         if not path.is_file():
@@ -102,8 +112,6 @@ def load_calibration_data(
 
 
 def _is_image_folder(folder: Path) -> bool:
-    from ..data import CLASS_NAMES
-
     return any((folder / name).is_dir() for name in CLASS_NAMES)
 
 
@@ -114,9 +122,6 @@ def find_calibration_source(data_dir: str | os.PathLike[str] | None) -> Path | N
     Searched like the test set (the data directories, two levels down); ``None`` when there
     is none, and the caller may then download the official archive.
     """
-    from ..data import BINARY_DIR, BINARY_TAR, PYTHON_DIR, PYTHON_TAR
-    from ..data.locations import data_dirs, walk
-
     folders: list[Path] = []
     for root in data_dirs(data_dir):
         for path in [root, *walk(root)]:
@@ -154,8 +159,6 @@ def calibration_account(dataset: Dataset, positions: np.ndarray, images: np.ndar
 
 
 def as_dataset(calibration: Dataset | np.ndarray) -> Dataset:
-    from ..data import CLASS_NAMES, Dataset, DataSource
-
     if not isinstance(calibration, np.ndarray):
         return calibration
     images = np.asarray(calibration)

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..evaluate import available_cores
 from ..records import BenchmarkRecord, BenchModel, BenchResult, EvaluationRecord, Machine
 from .text import describe_data, format_int, format_pct, model_name
 
@@ -100,7 +101,6 @@ def throughput_png(record: BenchmarkRecord, *, dpi: int = 110) -> bytes:
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter
 
-    from ..evaluate import available_cores
 
     results, models, machine = record.results, record.models, record.machine
     if not results:

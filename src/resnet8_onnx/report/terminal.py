@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..bench import BUSY_WARNING, MATMUL_SIZE
+from ..progress import console as make_console
 from ..records import (
     BenchmarkRecord,
     ComparisonRecord,
@@ -69,7 +71,6 @@ if TYPE_CHECKING:
 def _console_or_default(console: Console | None) -> Console:
     if console is not None:
         return console
-    from ..progress import console as make_console
 
     return make_console()
 
@@ -338,7 +339,6 @@ def _print_benchmark_setup(record: BenchmarkRecord, out: Console) -> None:
     (and a warning when the machine was busy, since the figures are then noisy)."""
     from rich.markup import escape
 
-    from ..bench import BUSY_WARNING, MATMUL_SIZE
 
     inputs = record.inputs
     if inputs.kind == "data":
