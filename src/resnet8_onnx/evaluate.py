@@ -22,7 +22,7 @@ from .errors import InvalidInputError
 from .memory import check_batch_fits
 from .metrics import compute_metrics
 from .progress import track
-from .records import DataInfo, EvaluationRecord, Metrics, ModelInfo, RunSettings, Timings
+from .records import DataInfo, EvaluationRecord, ModelInfo, RunSettings, Timings
 
 if TYPE_CHECKING:
     from .backends.base import Backend
@@ -200,7 +200,7 @@ class EvaluationResult:
             data=DataInfo.from_dict(self.data),
             settings=RunSettings.from_dict(
                 run_settings(self.backend, int(self.timings.get("batch_size") or 0))),
-            metrics=Metrics.from_dict(self.metrics.to_dict()),
+            metrics=self.metrics.record(),
             environment=self.environment,
             timings=Timings.from_dict(self.timings),
         )

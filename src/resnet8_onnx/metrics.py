@@ -40,6 +40,8 @@ from typing import Any
 
 import numpy as np
 
+from .records import ClassRow, Metrics
+
 OUTPUT_KINDS = ("probabilities", "logits")
 
 
@@ -227,21 +229,16 @@ class ClassMetrics:
         """In the labels or the predictions: the classes macro averages are taken over."""
         return self.support > 0 or self.predicted > 0
 
+    def record(self) -> ClassRow:
+        """The report's row for this class; ``total`` repeats ``support`` for readers that
+        think in counts."""
+        return ClassRow(name=self.name, index=self.index, accuracy=self.accuracy,
+                        correct=self.correct, total=self.support, support=self.support,
+                        predicted=self.predicted, precision=self.precision, recall=self.recall,
+                        f1=self.f1, auc=self.auc)
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready; ``total`` repeats ``support`` for readers that think in counts."""
-        return {
-            "name": self.name,
-            "index": self.index,
-            "accuracy": self.accuracy,
-            "correct": self.correct,
-            "total": self.support,
-            "support": self.support,
-            "predicted": self.predicted,
-            "precision": self.precision,
-            "recall": self.recall,
-            "f1": self.f1,
-            "auc": self.auc,
-        }
+        return self.record().to_dict()
 
 
 @dataclass(frozen=True, eq=False)
@@ -281,27 +278,21 @@ class ClassificationMetrics:
         """Names of the classes without images (their accuracy and recall are undefined)."""
         return [c.name for c in self.per_class if c.support == 0]
 
+    def record(self) -> Metrics:
+        """The report's metrics block (plain ints and floats; ``None`` where undefined)."""
+        return Metrics(
+            accuracy=self.accuracy, correct=self.correct, total=self.total,
+            top5_accuracy=self.top5_accuracy, macro_auc=self.macro_auc, macro_f1=self.macro_f1,
+            macro_precision=self.macro_precision, macro_recall=self.macro_recall,
+            macro_classes=sum(1 for c in self.per_class if c.present),
+            absent_classes=self.absent_classes, num_classes=self.num_classes,
+            class_names=[c.name for c in self.per_class], output_kind=self.output_kind,
+            softmax_applied_for_auc=self.softmax_applied_for_auc, argmax_ties=self.argmax_ties,
+            per_class=[c.record() for c in self.per_class],
+            confusion_matrix=[[int(v) for v in row] for row in self.confusion_matrix])
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready (plain ints, floats, lists; ``None`` where a value is undefined)."""
-        return {
-            "accuracy": self.accuracy,
-            "correct": self.correct,
-            "total": self.total,
-            "top5_accuracy": self.top5_accuracy,
-            "macro_auc": self.macro_auc,
-            "macro_f1": self.macro_f1,
-            "macro_precision": self.macro_precision,
-            "macro_recall": self.macro_recall,
-            "macro_classes": sum(1 for c in self.per_class if c.present),
-            "absent_classes": self.absent_classes,
-            "num_classes": self.num_classes,
-            "class_names": [c.name for c in self.per_class],
-            "output_kind": self.output_kind,
-            "softmax_applied_for_auc": self.softmax_applied_for_auc,
-            "argmax_ties": self.argmax_ties,
-            "per_class": [c.to_dict() for c in self.per_class],
-            "confusion_matrix": [[int(v) for v in row] for row in self.confusion_matrix],
-        }
+        return self.record().to_dict()
 
 
 def compute_metrics(
