@@ -174,6 +174,11 @@ def test_save_optimized_model(tiny, tmp_path) -> None:
         benchmark([tiny, tiny], save_optimized=tmp_path / "other.onnx")
 
 
+def test_an_unknown_backend_name_is_refused_before_any_model_loads(tiny) -> None:
+    with pytest.raises(UsageError, match="unknown backend 'tensorrt'; choose one of onnxrun"):
+        benchmark([tiny], backends=["tensorrt"], reference=False)
+
+
 def test_cli_json_on_stdout_and_plot(tiny, tmp_path) -> None:
     plot = tmp_path / "throughput.png"
     proc = subprocess.run(

@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .backends.base import LAYER_OUTPUTS, PARAMETERS, STRUCTURE, TENSOR_OUTPUTS
+from .backends.base import (
+    CONVERSION_SOURCE,
+    LAYER_OUTPUTS,
+    PARAMETERS,
+    SESSION,
+    STRUCTURE,
+    TENSOR_OUTPUTS,
+)
 from .data.format import IMAGE_SHAPE, NUM_CLASSES
 from .errors import InputNotFoundError, InvalidInputError, UsageError, one_line
 from .evaluate import DEFAULT_BATCH_SIZE, predict_all
@@ -384,7 +391,8 @@ def check_provenance(reference: Backend, structure: dict[str, Any]) -> dict[str,
     """Was the ONNX file converted from this reference? Its metadata names its source's sha256.
 
     ``converted_from_reference`` is ``None`` when that cannot be told: the ONNX file records
-    no source checksum (another converter wrote it) or the reference is not a Keras file.
+    no source checksum (another converter wrote it) or the reference does not declare the
+    ``conversion_source`` ability (Keras runners do).
     """
     meta = structure.get("metadata") or {}
     claimed = meta.get("source_sha256")
@@ -396,7 +404,7 @@ def check_provenance(reference: Backend, structure: dict[str, Any]) -> dict[str,
     }
     if not claimed:
         result["note"] = "the ONNX metadata records no source checksum"
-    elif reference.info.name != "keras":
+    elif CONVERSION_SOURCE not in reference.abilities:
         result["note"] = "the reference is not a Keras file, so not a conversion source"
     else:
         result["converted_from_reference"] = claimed == reference.info.model_sha256
@@ -426,7 +434,8 @@ def structure_checks(
         "interface_problems": check_io_contract(
             structure, image_shape=image_shape, num_classes=num_classes,
             spec=candidate.input_spec.preprocessing,
-            output=candidate.info.extra.get("output_name")),
+            output=(candidate.onnx_session().output_name  # type: ignore[attr-defined]
+                    if SESSION in candidate.abilities else None)),
     }
 
 
