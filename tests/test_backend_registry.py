@@ -16,7 +16,7 @@ from resnet8_onnx.errors import UsageError
 from resnet8_onnx.verify import structure_checks
 
 # The abilities and the methods each one promises (see backends/base.py).
-PROMISES = {"macs": ("macs",), "layer_outputs": ("layer_outputs", "layer_graph"),
+PROMISES = {"macs": ("macs", "macs_source"), "layer_outputs": ("layer_outputs", "layer_graph"),
             "tensor_outputs": ("tensor_outputs",), "structure": ("structure",),
             "session": ("onnx_session",), "parameters": ("source_parameters",),
             "conversion_source": ()}

@@ -225,23 +225,16 @@ def sgemm_gflops(threads: int, *, n: int = SGEMM_SIZE, repeat: int = 5) -> float
 
 
 # --------------------------------------------------------------------------- MACs
-_MACS_SOURCES = {
-    "onnxruntime": "counted from the ONNX graph",
-    "keras": "counted from the Keras layers",
-    "litert": "counted from the TFLite operators",
-    "torch": "counted by torch's FLOP counter (convolutions, matmuls)",
-}
-
-
 def macs_of(backend: Backend) -> tuple[int | None, str]:
-    """(MACs per image, how they were counted) for any backend; ``None`` when unknown."""
+    """(MACs per image, how they were counted) for any backend; ``None`` when unknown. Both
+    come from the runner: the ``macs`` ability promises ``macs()`` and ``macs_source``."""
     if MACS not in backend.abilities:
         return None, "n/a (no MAC counter for this backend)"
     try:
         macs = backend.macs()  # type: ignore[attr-defined]  # declared by the MACS ability
     except Exception as exc:  # counting is a courtesy: never fail a benchmark over it
         return None, f"not counted ({type(exc).__name__})"
-    return macs, _MACS_SOURCES.get(backend.info.name, "counted by the runner")
+    return macs, backend.macs_source  # type: ignore[attr-defined]  # declared by MACS
 
 
 # --------------------------------------------------------------------------- planning

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 OutputKind = Literal["probabilities", "logits"]
 
 # The optional abilities a runner may declare, each with what it promises:
-MACS = "macs"  # macs() -> int: multiply-accumulates per image
+MACS = "macs"  # macs() -> int: multiply-accumulates per image; macs_source: str, how counted
 LAYER_OUTPUTS = "layer_outputs"  # layer_outputs(batch), layer_graph(): per-layer activations
 TENSOR_OUTPUTS = "tensor_outputs"  # tensor_outputs(batch): every graph tensor, by name
 STRUCTURE = "structure"  # structure() -> dict: what the file is, for verify

@@ -122,6 +122,7 @@ class KerasBackend(RawPixelRunner):
     """The runner of a loaded Keras classifier; also exposes per-layer outputs for verify."""
 
     abilities = frozenset({MACS, LAYER_OUTPUTS, PARAMETERS, CONVERSION_SOURCE})
+    macs_source = "counted from the Keras layers"
 
     def __init__(self, model: Any, path: str | os.PathLike[str], *,
                  threads: int | None = None) -> None:

@@ -121,6 +121,8 @@ class OnnxRuntimeBackend:
     measurable on top of a bare ONNX Runtime loop.
     """
 
+    macs_source = "counted from the ONNX graph"
+
     def __init__(
         self,
         session: Any,
