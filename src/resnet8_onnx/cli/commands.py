@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from .. import errors
-from ..convert import DEFAULT_OPSET
 from .options import (
     _SPEC_OPTIONS,
     _check_outputs,
@@ -34,7 +33,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from ..convert import convert
+    from ..convert import DEFAULT_OPSET, convert
     from ..torch_convert import is_torch_conversion
 
     output = args.output or str(Path(args.model).with_suffix(".onnx"))
