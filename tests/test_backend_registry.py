@@ -6,17 +6,20 @@ import importlib
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
-from model_factory import make_classifier
+from model_factory import make_classifier, wrap_pytorch_style
 from resnet8_onnx.backends import LOADERS, Runner, backend_for, load_backend
 from resnet8_onnx.backends.base import ABILITIES
 from resnet8_onnx.errors import UsageError
+from resnet8_onnx.verify import structure_checks
 
 # The abilities and the methods each one promises (see backends/base.py).
-PROMISES = {"macs": ("macs",), "layer_outputs": ("layer_outputs", "layer_graph"),
+PROMISES = {"macs": ("macs", "macs_source"), "layer_outputs": ("layer_outputs", "layer_graph"),
             "tensor_outputs": ("tensor_outputs",), "structure": ("structure",),
-            "session": ("session",), "parameters": ("source_parameters",)}
+            "session": ("onnx_session",), "parameters": ("source_parameters",),
+            "conversion_source": ()}
 
 
 def test_every_registered_runtime_has_a_loader_and_owns_its_suffixes() -> None:
@@ -55,3 +58,83 @@ def test_options_of_another_runtime_are_refused_before_loading(tmp_path: Path,
     path.write_bytes(b"never read")  # refused before LiteRT would fail to load it
     with pytest.raises(UsageError, match="applies to"):
         load_backend(path, **option)
+
+
+class DeclaredOnly:
+    """A runner reduced to the protocol and the abilities it declares: a caller that reads
+    anything else (``.session``, ``.input_name``, ``.fixed_batch`` …) fails on it."""
+
+    def __init__(self, runner: Runner) -> None:
+        self.info, self.input_spec = runner.info, runner.input_spec
+        self.output_kind, self.abilities = runner.output_kind, runner.abilities
+        self.predict, self.prepare, self.run = runner.predict, runner.prepare, runner.run
+        for ability in runner.abilities:
+            for method in PROMISES[ability]:
+                setattr(self, method, getattr(runner, method))
+
+
+def test_the_session_ability_hands_out_the_session_and_its_names(tmp_path: Path) -> None:
+    path = wrap_pytorch_style(make_classifier(tmp_path / "m.onnx", softmax=False),
+                              tmp_path / "torch.onnx")
+    runner = load_backend(path, preprocessing={"scale": "1/255"})
+    onnx_session = runner.onnx_session()
+    model = onnx.load(str(path))
+    assert onnx_session.input_name == model.graph.input[0].name
+    assert onnx_session.output_name == "logits"
+    assert onnx_session.session.get_inputs()[0].name == onnx_session.input_name
+    assert onnx_session.preprocessing_sources["layout"] == "input shape"
+    assert onnx_session.preprocessing_sources["scale"] == "option"
+    pixels = np.random.default_rng(1).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(onnx_session.run(runner.prepare(pixels)),
+                                  runner.predict(pixels))
+
+
+@pytest.mark.parametrize("batch", ["N", 2])
+def test_test_data_needs_only_what_the_runner_declares(tmp_path: Path, batch) -> None:
+    from onnx import numpy_helper
+
+    from resnet8_onnx.testdata import save_test_data
+
+    runner = load_backend(make_classifier(tmp_path / "m.onnx", batch=batch))
+    images = np.random.default_rng(2).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    saved = save_test_data(DeclaredOnly(runner), images, tmp_path / "sets")
+    assert len(saved["sets"]) == (3 if batch == "N" else 2)
+    assert (saved["input_name"], saved["input_dtype"]) == ("input", "float32")
+    replayed = [numpy_helper.to_array(onnx.load_tensor(str(tmp_path / "sets" / s["name"] /
+                                                           "output_0.pb")))
+                for s in saved["sets"]]
+    np.testing.assert_allclose(np.concatenate(replayed)[:3], runner.predict(images), rtol=1e-6)
+
+
+def test_test_data_refuses_a_runner_without_a_session(tmp_path: Path) -> None:
+    from resnet8_onnx.testdata import save_test_data
+
+    runner = DeclaredOnly(load_backend(make_classifier(tmp_path / "m.onnx")))
+    runner.abilities = frozenset()
+    with pytest.raises(UsageError, match="needs an ONNX model"):
+        save_test_data(runner, np.zeros((1, 32, 32, 3), np.uint8), tmp_path / "sets")
+    assert not (tmp_path / "sets").exists()
+
+
+def test_verify_checks_a_candidate_through_its_declared_abilities(tmp_path: Path) -> None:
+    path = make_classifier(tmp_path / "m.onnx", outputs=2)
+    candidate = DeclaredOnly(load_backend(path, output="probabilities"))
+    checks = structure_checks(candidate, candidate)
+    assert checks["interface_problems"] == []  # the chosen output, not the pooled features
+    assert checks["provenance"]["note"] == "the ONNX metadata records no source checksum"
+
+
+def test_provenance_is_checked_for_a_reference_declaring_it_a_conversion_source(
+        tmp_path: Path) -> None:
+    from resnet8_onnx.verify import check_provenance
+
+    reference = DeclaredOnly(load_backend(make_classifier(tmp_path / "m.onnx")))
+    sha = reference.info.model_sha256
+    claims = {"metadata": {"source_sha256": sha}}
+    unknown = check_provenance(reference, claims)  # an ONNX file converts from nothing here
+    assert unknown["converted_from_reference"] is None
+    assert "not a conversion source" in unknown["note"]
+    reference.abilities = reference.abilities | {"conversion_source"}
+    assert check_provenance(reference, claims)["converted_from_reference"] is True
+    other = {"metadata": {"source_sha256": "0" * 64}}
+    assert check_provenance(reference, other)["converted_from_reference"] is False

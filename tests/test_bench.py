@@ -181,6 +181,11 @@ def test_save_optimized_model(tiny, tmp_path) -> None:
         benchmark([tiny, tiny], save_optimized=tmp_path / "other.onnx")
 
 
+def test_an_unknown_backend_name_is_refused_before_any_model_loads(tiny) -> None:
+    with pytest.raises(UsageError, match="unknown backend 'tensorrt'; choose one of onnxrun"):
+        benchmark([tiny], backends=["tensorrt"], reference=False)
+
+
 def test_cli_json_on_stdout_and_plot(tiny, tmp_path) -> None:
     plot = tmp_path / "throughput.png"
     proc = subprocess.run(
@@ -295,3 +300,26 @@ def test_cpu_busy_fraction_is_a_share() -> None:
     if Path("/proc/stat").is_file():
         assert busy is not None
         assert 0.0 <= busy <= 1.0
+
+
+def test_macs_and_how_they_were_counted_come_from_the_runner(tiny) -> None:
+    from resnet8_onnx.backends import keras, litert, onnxrt, pytorch
+    from resnet8_onnx.bench import macs_of
+
+    assert macs_of(load_backend(tiny)) == (TINY_MACS, "counted from the ONNX graph")
+    # The labels records have always carried, now declared by each runner.
+    assert {cls.macs_source for cls in (keras.KerasBackend, litert.LiteRTBackend,
+                                        pytorch.TorchBackend)} == {
+        "counted from the Keras layers", "counted from the TFLite operators",
+        "counted by torch's FLOP counter (convolutions, matmuls)"}
+    assert onnxrt.OnnxRuntimeBackend.macs_source == "counted from the ONNX graph"
+
+    class Counted:  # a runtime bench has never heard of
+        info = load_backend(tiny).info
+        abilities = frozenset({"macs"})
+        macs_source = "counted by hand"
+
+        def macs(self) -> int:
+            return 7
+
+    assert macs_of(Counted()) == (7, "counted by hand")

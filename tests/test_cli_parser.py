@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 
 from cli_runner import assert_one_line_error, cli
@@ -96,4 +101,44 @@ def test_malformed_command_lines_are_one_usage_line(argv, capsys) -> None:
     assert len(err) == 1
     assert err[0].startswith("resnet8-onnx")
     assert err[0].endswith("(see --help)")
+
+
+
+def test_the_lazy_parser_gives_the_same_help_and_parses_alike(capsys, monkeypatch) -> None:
+    """main() adds only the parsed command's options; every help text stays what the parser
+    with all commands built says, and so do the parsed values."""
+    from resnet8_onnx.cli import build_parser
+
+    monkeypatch.setenv("COLUMNS", "100")
+    eager = build_parser()
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert capsys.readouterr().out == eager.format_help()
+    subcommands = next(a for a in eager._actions if a.dest == "command").choices
+    for command in COMMANDS:
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert capsys.readouterr().out == subcommands[command].format_help(), command
+    argv = ["-q", "evaluate", "m.onnx", "--batch-size", "7", "--scale", "1/255", "--debug"]
+    assert vars(build_parser(lazy=True).parse_args(argv)) == vars(eager.parse_args(argv))
+
+
+def test_evaluate_imports_nothing_of_the_other_commands(tmp_path) -> None:
+    from cifar_factory import make_images, write_png_folder
+
+    model = make_classifier(tmp_path / "m.onnx")
+    images, labels = make_images(10)
+    data = write_png_folder(tmp_path / "pngs", images, labels, [f"{i:05d}" for i in range(10)])
+    others = ("resnet8_onnx.bench", "resnet8_onnx.quantize", "resnet8_onnx.convert",
+              "resnet8_onnx.keras_io", "resnet8_onnx.verify", "http.client", "urllib.request")
+    code = (f"import sys\nfrom resnet8_onnx.cli import main\n"
+            f"assert main(['-q', 'evaluate', {str(model)!r}, '--data-dir', {str(data)!r}, "
+            f"'--json', {str(tmp_path / 'e.json')!r}]) == 0\n"
+            f"print('imported:', *(m for m in {others!r} if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=False, env={**os.environ, "RESNET8_ONNX_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "imported:"
+    assert json.loads((tmp_path / "e.json").read_text())["metrics"]["total"] == 10
+
 

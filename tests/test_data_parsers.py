@@ -42,8 +42,9 @@ def test_binary_record_layout_is_label_then_rgb_planes() -> None:
         assert images[1, r, c, ch] == record[1 + ch * 1024 + r * 32 + c]
 
 
-def test_binary_roundtrip_of_generated_records() -> None:
-    images, labels = make_images(23)
+@pytest.mark.parametrize("n", [23, 2 * 1024 + 5])  # one read, and three with a short last one
+def test_binary_roundtrip_of_generated_records(n: int) -> None:
+    images, labels = make_images(n)
     got_images, got_labels = parse_binary_records(binary_records(images, labels), name="t")
     np.testing.assert_array_equal(got_images, images)
     np.testing.assert_array_equal(got_labels, labels)

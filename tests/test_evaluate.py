@@ -21,7 +21,8 @@ def test_outputs_equal_direct_session_run(tmp_path) -> None:
     backend = load_onnx(make_classifier(tmp_path / "m.onnx"))
     data = synthetic_dataset(37)
     outputs, seconds = run_inference(backend, data, batch_size=8)
-    direct = backend.session.run(None, {"input": data.images.astype(np.float32)})[0]
+    direct = backend.onnx_session().session.run(
+        None, {"input": data.images.astype(np.float32)})[0]
     np.testing.assert_allclose(outputs, direct, rtol=1e-6, atol=1e-7)
     assert seconds > 0
 

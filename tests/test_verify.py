@@ -287,3 +287,31 @@ def test_verify_layer_matching_uses_the_given_tolerance(tmp_path, resnet8_h5, re
     assert report["layerwise"]["first_diverging_layer"] is None
     layers = report["layerwise"]["layers"]
     assert f"{len(layers)}/{len(layers)} Keras layers matched" in text
+
+
+def test_verify_reads_and_checks_an_onnx_candidate_once(tmp_path, monkeypatch, capsys) -> None:
+    from cifar_factory import make_images, write_png_folder
+
+    model = make_classifier(tmp_path / "m.onnx")
+    images, labels = make_images(12)
+    data = write_png_folder(tmp_path / "pngs", images, labels, [f"{i:05d}" for i in range(12)])
+    loads: list[str] = []
+    checks: list[str] = []
+    real_load, real_check = onnx.load, onnx.checker.check_model
+
+    def load(f, *args, **kwargs):
+        loads.append(str(f))
+        return real_load(f, *args, **kwargs)
+
+    def check(model, *args, **kwargs):
+        checks.append(model.graph.name)
+        return real_check(model, *args, **kwargs)
+
+    monkeypatch.setattr(onnx, "load", load)
+    monkeypatch.setattr(onnx.checker, "check_model", check)
+    assert main(["-q", "verify", str(model), str(model), "--data-dir", str(data),
+                 "--json", "-"]) == errors.OK
+    record = json.loads(capsys.readouterr().out)
+    assert record["structure"]["checker"] == "passed (full_check)"
+    assert record["structure"]["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
+    assert (loads, len(checks)) == ([str(model)], 1)

@@ -104,7 +104,8 @@ def annotate(
         raise UsageError("annotate --embed needs images (--data-dir) to prove parity")
 
     original = onnxrt.load(source, preprocessing=preprocessing, output=output)
-    spec, sources = original.preprocessing, original.preprocessing_sources
+    session = original.onnx_session()
+    spec, sources = original.input_spec.preprocessing, session.preprocessing_sources
     _check_fits(original, source, images, class_names)
 
     try:
@@ -119,7 +120,7 @@ def annotate(
         "source": str(source), "source_sha256": file_digest(source), "output": str(out),
         "embedded": embed_preprocessing,
         "preprocessing": record(spec, sources),
-        "output_name": original.output_name,
+        "output_name": session.output_name,
         **({"class_names": list(class_names)} if class_names is not None else {}),
     }
     if embed_preprocessing:
@@ -143,9 +144,9 @@ def _check_fits(original: Any, source: Path, images: np.ndarray | None,
                 class_names: Sequence[str] | None) -> None:
     """Refuse a model whose input does not take the images (CIFAR-10's shape when none are
     given) under its spec, or whose output count does not match the class names given."""
-    spec = original.preprocessing
+    spec = original.input_spec.preprocessing
     image_shape = tuple(images.shape[1:]) if images is not None else IMAGE_SHAPE
-    got = original.pixel_shape
+    got = original.input_spec.pixel_shape
     if any(g is not None and g != e for g, e in zip(got, image_shape, strict=True)):
         shown = "×".join("?" if d is None else str(d) for d in original.info.input_shape[1:])
         raise InvalidInputError(
@@ -171,8 +172,8 @@ def _embed_and_prove(model: Any, original: Any, props: dict[str, str],
     from .backends import onnxrt
     from .verify import DEFAULT_ATOL, DEFAULT_RTOL, compare_outputs
 
-    spec = original.preprocessing
-    new = embed(model, spec, input_name=original.input_name)
+    spec = original.input_spec.preprocessing
+    new = embed(model, spec, input_name=original.onnx_session().input_name)
     props.update(raw_uint8().to_metadata())
     props[METADATA_EMBEDDED] = json.dumps(spec.to_dict(), sort_keys=True)
     _set_props(new, props)
@@ -190,7 +191,7 @@ def _embed_and_prove(model: Any, original: Any, props: dict[str, str],
                              atol=DEFAULT_ATOL if atol is None else atol,
                              rtol=DEFAULT_RTOL if rtol is None else rtol)
     account["parity"] = parity.to_dict()
-    account["input"] = {"name": embedded.input_name,
+    account["input"] = {"name": embedded.onnx_session().input_name,
                         "shape": list(embedded.info.input_shape), "dtype": "uint8"}
     if not parity.passed:
         raise VerificationFailedError(

@@ -55,7 +55,6 @@ QUICK_MIN_SECONDS = 0.1
 QUICK_WARMUP_SECONDS = 0.02
 SGEMM_SIZE = 1024
 MATMUL_SIZE = 1024
-BUSY_WARNING = 0.25  # share of this process's cores busy with other work before measuring
 
 
 def default_threads() -> tuple[int, ...]:
@@ -225,23 +224,16 @@ def sgemm_gflops(threads: int, *, n: int = SGEMM_SIZE, repeat: int = 5) -> float
 
 
 # --------------------------------------------------------------------------- MACs
-_MACS_SOURCES = {
-    "onnxruntime": "counted from the ONNX graph",
-    "keras": "counted from the Keras layers",
-    "litert": "counted from the TFLite operators",
-    "torch": "counted by torch's FLOP counter (convolutions, matmuls)",
-}
-
-
 def macs_of(backend: Backend) -> tuple[int | None, str]:
-    """(MACs per image, how they were counted) for any backend; ``None`` when unknown."""
+    """(MACs per image, how they were counted) for any backend; ``None`` when unknown. Both
+    come from the runner: the ``macs`` ability promises ``macs()`` and ``macs_source``."""
     if MACS not in backend.abilities:
         return None, "n/a (no MAC counter for this backend)"
     try:
         macs = backend.macs()  # type: ignore[attr-defined]  # declared by the MACS ability
     except Exception as exc:  # counting is a courtesy: never fail a benchmark over it
         return None, f"not counted ({type(exc).__name__})"
-    return macs, _MACS_SOURCES.get(backend.info.name, "counted by the runner")
+    return macs, backend.macs_source  # type: ignore[attr-defined]  # declared by MACS
 
 
 # --------------------------------------------------------------------------- planning
@@ -261,19 +253,23 @@ def plan_configs(
 ) -> list[Config]:
     """The configurations to measure, grouped so each runtime session is created once.
 
-    ONNX Runtime: the cross described in the module docstring (or the full product).
-    LiteRT and PyTorch: every thread count. Keras: TensorFlow fixes its thread pools when it
-    starts, so one run with its default threads.
+    ONNX Runtime (the loader taking ``optimization``): the cross described in the module
+    docstring (or the full product). A runtime whose threads are fixed once per process
+    (Keras: TensorFlow sizes its thread pools when it starts): one run with its default
+    threads. The others (LiteRT, PyTorch): every thread count.
     """
+    from .backends import LOADERS
+
     configs: list[Config] = []
     most = max(threads)
     best = optimization_levels[-1] if optimization_levels else "all"
     for m, name in enumerate(backend_names):
-        if name == "onnxruntime":
+        loader = LOADERS[name]
+        if "optimization" in loader.options:
             pairs = [(t, lvl) for t in threads for lvl in optimization_levels] if full_grid else (
                 [(most, lvl) for lvl in optimization_levels]
                 + [(t, best) for t in threads if t != most])
-        elif name == "keras":
+        elif loader.threads_per_process:
             pairs = [(None, None)]
         else:
             pairs = [(t, None) for t in threads]
@@ -424,7 +420,7 @@ def _check_benchmark_request(
 ) -> _Request:
     """Every check that can fail on the arguments alone, done before any model is loaded or
     any memory allocated, so bad input fails in a second rather than after minutes of work."""
-    from .backends import backend_for
+    from .backends import LOADERS, backend_for
     from .fsutil import check_writable
 
     if not models:
@@ -437,6 +433,9 @@ def _check_benchmark_request(
             raise InputNotFoundError(f"{p}: model file not found")
     names = [b or backend_for(p) for b, p in
              zip(backends if backends is not None else [None] * len(paths), paths, strict=True)]
+    for name in names:
+        if name not in LOADERS:
+            raise UsageError(f"unknown backend {name!r}; choose one of {', '.join(LOADERS)}")
     sizes = sorted(set(int(b) for b in batch_sizes))
     if not sizes or sizes[0] < 1:
         raise UsageError("batch sizes must be at least 1")
@@ -452,7 +451,8 @@ def _check_benchmark_request(
         raise UsageError(f"optimisation levels must be among {', '.join(OPTIMIZATION_LEVELS)}")
     if images is not None and (images.ndim != 4 or len(images) == 0):
         raise UsageError("images must be a non-empty NHWC batch")
-    onnx_models = [i for i, n in enumerate(names) if n == "onnxruntime"]
+    onnx_models = [i for i, n in enumerate(names)
+                   if "optimized_model_path" in LOADERS[n].options]
     if save_optimized is not None:
         if len(onnx_models) != 1:
             raise UsageError(f"--save-optimized needs exactly one ONNX model, got "
@@ -491,7 +491,8 @@ def _measure_configs(
                 batch_data = _inputs(backend, images, batch, seed)
                 if len(model_entries) == config.model:
                     versions[backend.info.name] = backend.info.runtime_version
-                    model_entries.append(_model_entry(config.model, backend))
+                    model_entries.append(_model_entry(config.model, backend,
+                                                      names[config.model]))
             assert backend is not None
             assert batch_data is not None
             entry = model_entries[config.model]
@@ -515,8 +516,11 @@ def _measure_configs(
     return model_entries, results, versions
 
 
-def _model_entry(index: int, backend: Backend) -> dict[str, Any]:
-    """The record's description of one model, with notes on figures that need a caveat."""
+def _model_entry(index: int, backend: Backend, loader: str) -> dict[str, Any]:
+    """The record's description of one model (loaded by the ``loader`` of that name), with
+    notes on figures that need a caveat."""
+    from .backends import LOADERS
+
     macs, how = macs_of(backend)
     info = backend.info
     entry: dict[str, Any] = {
@@ -531,7 +535,7 @@ def _model_entry(index: int, backend: Backend) -> dict[str, Any]:
         entry["notes"].append(
             f"{info.input_dtype} arithmetic: its MACs count like float ones, "
             "so its ratio to the float32 MatMul reference says little")
-    if info.name == "keras":
+    if LOADERS[loader].threads_per_process:
         entry["notes"].append(
             "TensorFlow fixes its thread pools at start-up: measured once, "
             "with its default threads (all cores)")

@@ -18,11 +18,15 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .backends.base import SESSION
 from .errors import OutputError, UsageError, interrupts_deferred
+
+if TYPE_CHECKING:
+    from .backends.base import Runner
 
 
 def check_destination(directory: str | os.PathLike[str], *, force: bool = False) -> Path:
@@ -35,17 +39,23 @@ def check_destination(directory: str | os.PathLike[str], *, force: bool = False)
     return check_output_dir(target)
 
 
-def save_test_data(backend: Any, images: np.ndarray, directory: str | os.PathLike[str], *,
+def save_test_data(runner: Runner, images: np.ndarray, directory: str | os.PathLike[str], *,
                    count: int = 3, force: bool = False) -> dict[str, Any]:
-    """Write ``count`` images (uint8 NHWC) through ``backend`` (an ONNX Runtime backend)."""
+    """Write ``count`` images (uint8 NHWC) through ``runner``, which must declare the
+    ``session`` ability (an ONNX Runtime runner): its ``prepare`` makes the inputs, its
+    session the outputs."""
     from onnx import numpy_helper
 
+    if SESSION not in runner.abilities:
+        raise UsageError("--save-test-data needs an ONNX model")
     if count < 1:
         raise UsageError(f"--count must be at least 1, got {count}")
     target = check_destination(directory, force=force)
+    onnx = runner.onnx_session()  # type: ignore[attr-defined]  # declared by SESSION
+    spec = runner.input_spec
     count = min(count, len(images))
-    size = backend.fixed_batch or 1
-    x_all = backend.preprocessing.apply(images[:count])
+    size = spec.fixed_batch or 1
+    x_all = runner.prepare(images[:count])
     sets = []
     with interrupts_deferred():
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part",
@@ -55,14 +65,14 @@ def save_test_data(backend: Any, images: np.ndarray, directory: str | os.PathLik
             x = x_all[start:start + size]
             if len(x) < size:
                 x = np.concatenate([x, np.repeat(x[-1:], size - len(x), axis=0)])
-            x = np.ascontiguousarray(x, dtype=backend.input_dtype)
-            y = backend.session.run([backend.output_name], {backend.input_name: x})[0]
+            x = np.ascontiguousarray(x, dtype=spec.dtype)
+            y = onnx.run(x)
             folder = staging / f"test_data_set_{i}"
             folder.mkdir()
             (folder / "input_0.pb").write_bytes(
-                numpy_helper.from_array(x, backend.input_name).SerializeToString())
+                numpy_helper.from_array(x, onnx.input_name).SerializeToString())
             (folder / "output_0.pb").write_bytes(
-                numpy_helper.from_array(y, backend.output_name).SerializeToString())
+                numpy_helper.from_array(y, onnx.output_name).SerializeToString())
             sets.append({"name": folder.name, "images": min(size, count - start),
                          "input_shape": list(x.shape), "output_shape": list(y.shape)})
         with interrupts_deferred():
@@ -80,5 +90,5 @@ def save_test_data(backend: Any, images: np.ndarray, directory: str | os.PathLik
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(staging)
     return {"directory": str(target), "images": count, "sets": sets,
-            "input_name": backend.input_name, "output_name": backend.output_name,
-            "input_dtype": str(backend.input_dtype)}
+            "input_name": onnx.input_name, "output_name": onnx.output_name,
+            "input_dtype": spec.dtype}

@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .backends.base import LAYER_OUTPUTS, PARAMETERS, STRUCTURE, TENSOR_OUTPUTS
+from .backends.base import (
+    CONVERSION_SOURCE,
+    LAYER_OUTPUTS,
+    PARAMETERS,
+    SESSION,
+    STRUCTURE,
+    TENSOR_OUTPUTS,
+)
 from .data.format import IMAGE_SHAPE, NUM_CLASSES
 from .errors import InputNotFoundError, InvalidInputError, UsageError, one_line
 from .evaluate import DEFAULT_BATCH_SIZE, predict_all
@@ -393,7 +400,8 @@ def check_provenance(reference: Backend, structure: dict[str, Any]) -> dict[str,
     """Was the ONNX file converted from this reference? Its metadata names its source's sha256.
 
     ``converted_from_reference`` is ``None`` when that cannot be told: the ONNX file records
-    no source checksum (another converter wrote it) or the reference is not a Keras file.
+    no source checksum (another converter wrote it) or the reference does not declare the
+    ``conversion_source`` ability (Keras runners do).
     """
     meta = structure.get("metadata") or {}
     claimed = meta.get("source_sha256")
@@ -405,7 +413,7 @@ def check_provenance(reference: Backend, structure: dict[str, Any]) -> dict[str,
     }
     if not claimed:
         result["note"] = "the ONNX metadata records no source checksum"
-    elif reference.info.name != "keras":
+    elif CONVERSION_SOURCE not in reference.abilities:
         result["note"] = "the reference is not a Keras file, so not a conversion source"
     else:
         result["converted_from_reference"] = claimed == reference.info.model_sha256
@@ -413,29 +421,36 @@ def check_provenance(reference: Backend, structure: dict[str, Any]) -> dict[str,
 
 
 # --------------------------------------------------------------------------- the whole check
-def check_onnx_file(path: str | os.PathLike[str]) -> None:
+def check_onnx_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Refuse a missing, unreadable or checker-failing ONNX file before a runtime sees it, so
-    the message says what is wrong with the file (not that ONNX Runtime could not load it)."""
-    structure_report(path)
+    the message says what is wrong with the file (not that ONNX Runtime could not load it).
+
+    Returns the file's structure report: pass it on (``verify(structure=...)``) so the file
+    is read and checked once.
+    """
+    return structure_report(path)
 
 
 def structure_checks(
     reference: Backend, candidate: Backend, *, image_shape: tuple[int, int, int] = IMAGE_SHAPE,
-    num_classes: int = NUM_CLASSES,
+    num_classes: int = NUM_CLASSES, structure: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The checks that need no images: the candidate's structure report, whether it was
-    converted from ``reference`` and its interface problems (empty when it fits the task)."""
+    """The checks that need no images: the candidate's structure report (``structure`` when
+    the caller already made it from the candidate's file), whether it was converted from
+    ``reference`` and its interface problems (empty when it fits the task)."""
     if STRUCTURE not in candidate.abilities:
         raise UsageError(f"{candidate.info.model_path}: verify checks an ONNX or PyTorch model "
                          "against its source")
-    structure = candidate.structure()  # type: ignore[attr-defined]
+    if structure is None:
+        structure = candidate.structure()  # type: ignore[attr-defined]
     return {
         "structure": structure,
         "provenance": check_provenance(reference, structure),
         "interface_problems": check_io_contract(
             structure, image_shape=image_shape, num_classes=num_classes,
             spec=candidate.input_spec.preprocessing,
-            output=candidate.info.extra.get("output_name")),
+            output=(candidate.onnx_session().output_name  # type: ignore[attr-defined]
+                    if SESSION in candidate.abilities else None)),
     }
 
 
@@ -499,19 +514,21 @@ def verify(
     indices: np.ndarray | None = None, atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL,
     layerwise: bool = False, image_shape: tuple[int, int, int] = IMAGE_SHAPE,
     num_classes: int = NUM_CLASSES, batch_size: int = DEFAULT_BATCH_SIZE,
+    structure: dict[str, Any] | None = None,
 ) -> VerificationRecord:
     """Structure, interface, dynamic batch and parity of ``candidate`` against ``reference``.
 
-    The structure checks run first (a broken file fails in seconds), then both runners go
-    once over ``images`` through the package's one inference loop, then
-    :func:`verify_outputs` compares. Returns the typed record; its ``passed`` is the
-    verdict.
+    The structure checks run first (a broken file fails in seconds; ``structure``: the
+    candidate file's report from :func:`check_onnx_file`, so it is not read and checked
+    twice), then both runners go once over ``images`` through the package's one inference
+    loop, then :func:`verify_outputs` compares. Returns the typed record; its ``passed`` is
+    the verdict.
     """
     from .memory import check_batch_fits
 
     check_batch_fits(max(1, min(batch_size, len(images))))
     checks = structure_checks(reference, candidate, image_shape=image_shape,
-                              num_classes=num_classes)
+                              num_classes=num_classes, structure=structure)
 
     def outputs_of(backend: Backend, label: str) -> np.ndarray:
         batches = (np.asarray(images[i:i + batch_size], np.float32)

@@ -23,12 +23,14 @@ __all__ = ["BACKENDS", "LOADERS", "Backend", "BackendInfo", "InputSpec", "Loader
 @dataclass(frozen=True)
 class Loader:
     """How a runtime turns a file into a runner: the suffixes it reads, the module (in this
-    package) whose ``load(path, *, threads, **options)`` does it, and the options it takes
-    beyond ``threads``."""
+    package) whose ``load(path, *, threads, **options)`` does it, the options it takes
+    beyond ``threads``, and whether its thread count is fixed once per process (TensorFlow
+    sizes its thread pools when it starts: later runners cannot change them)."""
 
     suffixes: tuple[str, ...]
     module: str
     options: frozenset[str] = frozenset()
+    threads_per_process: bool = False
 
     def load(self, path: str | os.PathLike[str], **options: Any) -> Runner:
         module = importlib.import_module(f"{__name__}.{self.module}")  # lazy: one framework
@@ -39,7 +41,7 @@ class Loader:
 LOADERS: dict[str, Loader] = {
     "onnxruntime": Loader((".onnx",), "onnxrt", frozenset(
         {"preprocessing", "output", "provider", "optimization", "optimized_model_path"})),
-    "keras": Loader((".h5", ".keras"), "keras"),
+    "keras": Loader((".h5", ".keras"), "keras", threads_per_process=True),
     "litert": Loader((".tflite",), "litert"),
     # The optional torch extra: ExportedPrograms and native ResNet8 state dicts.
     "torch": Loader((".pt2", ".safetensors", ".pt", ".pth"), "pytorch", frozenset({"device"})),

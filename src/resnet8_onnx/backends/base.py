@@ -11,6 +11,7 @@ and one line in the loader table of :mod:`resnet8_onnx.backends`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
@@ -21,14 +22,18 @@ if TYPE_CHECKING:
 
 OutputKind = Literal["probabilities", "logits"]
 
-# The optional abilities a runner may declare, each with the method(s) it promises:
-MACS = "macs"  # macs() -> int: multiply-accumulates per image
+# The optional abilities a runner may declare, each with what it promises:
+MACS = "macs"  # macs() -> int: multiply-accumulates per image; macs_source: str, how counted
 LAYER_OUTPUTS = "layer_outputs"  # layer_outputs(batch), layer_graph(): per-layer activations
 TENSOR_OUTPUTS = "tensor_outputs"  # tensor_outputs(batch): every graph tensor, by name
 STRUCTURE = "structure"  # structure() -> dict: what the file is, for verify
-SESSION = "session"  # .session: the ONNX Runtime InferenceSession (test data, timing)
+SESSION = "session"  # onnx_session() -> OnnxSession: ONNX Runtime itself (test data, timing)
 PARAMETERS = "parameters"  # source_parameters() -> dict: parameter and BN-layer counts
-ABILITIES = frozenset({MACS, LAYER_OUTPUTS, TENSOR_OUTPUTS, STRUCTURE, SESSION, PARAMETERS})
+# No method: the runner's files are sources ``convert`` turns into ONNX, so a converted
+# model's metadata (``source_sha256``) naming one proves provenance (verify; Keras declares it).
+CONVERSION_SOURCE = "conversion_source"
+ABILITIES = frozenset({MACS, LAYER_OUTPUTS, TENSOR_OUTPUTS, STRUCTURE, SESSION, PARAMETERS,
+                       CONVERSION_SOURCE})
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,28 @@ class InputSpec:
         """The model input dims after the batch for NHWC ``image_shape``."""
         h, w, c = image_shape
         return (c, h, w) if self.layout == "nchw" else (h, w, c)
+
+
+@dataclass(frozen=True)
+class OnnxSession:
+    """What the ``session`` ability hands out: the ONNX Runtime session and the names it is
+    fed and read by, for callers that drive ONNX Runtime themselves (test data in the Model
+    Zoo layout, sessions timed against each other).
+
+    The rest of the input is the runner's :class:`InputSpec` (dtype, fixed batch,
+    preprocessing) and :meth:`Runner.prepare` applies it: :meth:`run` takes what ``prepare``
+    returns, in batches of the model's own size when it is fixed.
+    """
+
+    session: Any  # onnxruntime.InferenceSession
+    input_name: str
+    output_name: str
+    # Where each field of ``InputSpec.preprocessing`` came from: option, metadata, shape, default.
+    preprocessing_sources: Mapping[str, str] = field(default_factory=dict)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """The chosen output for a prepared batch: one ``InferenceSession.run``."""
+        return self.session.run([self.output_name], {self.input_name: x})[0]
 
 
 @dataclass(frozen=True)

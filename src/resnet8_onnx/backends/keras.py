@@ -25,7 +25,15 @@ from ..keras_io import (
     load_keras_model,
     output_kind_of,
 )
-from .base import LAYER_OUTPUTS, MACS, PARAMETERS, BackendInfo, InputSpec, RawPixelRunner
+from .base import (
+    CONVERSION_SOURCE,
+    LAYER_OUTPUTS,
+    MACS,
+    PARAMETERS,
+    BackendInfo,
+    InputSpec,
+    RawPixelRunner,
+)
 
 
 def configure_threads(threads: int | None) -> int | None:
@@ -113,7 +121,8 @@ def keras_macs(model: Any) -> int:
 class KerasBackend(RawPixelRunner):
     """The runner of a loaded Keras classifier; also exposes per-layer outputs for verify."""
 
-    abilities = frozenset({MACS, LAYER_OUTPUTS, PARAMETERS})
+    abilities = frozenset({MACS, LAYER_OUTPUTS, PARAMETERS, CONVERSION_SOURCE})
+    macs_source = "counted from the Keras layers"
 
     def __init__(self, model: Any, path: str | os.PathLike[str], *,
                  threads: int | None = None) -> None:

@@ -77,6 +77,7 @@ class LiteRTBackend(RawPixelRunner):
     file. Outputs are dequantised, so they are of the model's own kind (not declared)."""
 
     abilities = frozenset({MACS})
+    macs_source = "counted from the TFLite operators"
     output_kind = None
 
     def __init__(self, interpreter: Any, path: str | os.PathLike[str], *,

@@ -17,7 +17,15 @@ import numpy as np
 from ..errors import InvalidInputError, UsageError, interrupts_deferred, one_line
 from ..fsutil import file_digest
 from ..preprocess import _NUMPY_OF_ORT, Preprocessing, record, resolve
-from .base import MACS, SESSION, STRUCTURE, TENSOR_OUTPUTS, BackendInfo, InputSpec
+from .base import (
+    MACS,
+    SESSION,
+    STRUCTURE,
+    TENSOR_OUTPUTS,
+    BackendInfo,
+    InputSpec,
+    OnnxSession,
+)
 
 DEFAULT_PROVIDER = "CPUExecutionProvider"
 # ONNX Runtime's graph optimisation levels, weakest first (``benchmark --optimization``).
@@ -112,6 +120,8 @@ class OnnxRuntimeBackend:
     models ``predict`` is one cast and a single ``run`` call, so the harness adds nothing
     measurable on top of a bare ONNX Runtime loop.
     """
+
+    macs_source = "counted from the ONNX graph"
 
     def __init__(
         self,
@@ -240,6 +250,12 @@ class OnnxRuntimeBackend:
         """Outputs ``(N, C)`` for an NHWC RGB 0–255 batch (uint8 or float), preprocessed per
         the model's spec."""
         return self.run(self.preprocessing.apply(batch))
+
+    def onnx_session(self) -> OnnxSession:
+        """The ``session`` ability: the session, its input and chosen output, and where the
+        preprocessing spec came from."""
+        return OnnxSession(self.session, self.input_name, self.output_name,
+                           dict(self.preprocessing_sources))
 
     def _file(self) -> str:
         if self._source is None:

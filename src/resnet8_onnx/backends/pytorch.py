@@ -66,6 +66,7 @@ class TorchBackend(RawPixelRunner):
     """The runner of a loaded PyTorch model on the CPU (default) or a CUDA GPU."""
 
     abilities = frozenset({MACS, STRUCTURE})
+    macs_source = "counted by torch's FLOP counter (convolutions, matmuls)"
 
     def __init__(self, module: Any, program: Any, metadata: dict[str, Any],
                  path: str | os.PathLike[str], *, threads: int | None = None,

@@ -32,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with errors.handle_interrupts() as interrupts:
         debug = False
         try:
-            parser = build_parser()
+            parser = build_parser(lazy=True)  # only the command run gets its options
             args = parser.parse_args(argv)
             debug = args.debug
             from .. import progress, quiet

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from .. import errors
-from ..convert import DEFAULT_OPSET
 from ..records import DataInfo, Record
 from .options import (
     _SPEC_OPTIONS,
@@ -35,7 +34,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from ..convert import convert
+    from ..convert import DEFAULT_OPSET, convert
     from ..torch_convert import is_torch_conversion
 
     output = args.output or str(Path(args.model).with_suffix(".onnx"))
@@ -80,14 +79,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
     dataset = _load_data(args)
     reference = load_backend(args.reference, args.reference_backend, threads=args.threads)
     name = backend_for(args.onnx)
-    if name == "onnxruntime":
-        check_onnx_file(args.onnx)  # a broken file is named as such, before ONNX Runtime
+    # A broken file is named as such, before ONNX Runtime; verify reuses the report.
+    structure = check_onnx_file(args.onnx) if name == "onnxruntime" else None
     candidate = load_backend(args.onnx, name, threads=args.threads, **applicable_options(
         name, {"preprocessing": _spec_overrides(args), "output": args.output,
                "provider": args.provider, "device": args.device}))
     report = verify(reference, candidate, dataset.images, indices=dataset.indices,
                     atol=args.atol, rtol=args.rtol, layerwise=args.layerwise,
-                    batch_size=args.batch_size)
+                    batch_size=args.batch_size, structure=structure)
     report.data = DataInfo.from_dict(dataset.describe())
     from ..report import render_verification_terminal
 

@@ -1,12 +1,19 @@
-"""The argument parser: every command, its options, its help and examples."""
+"""The argument parser: every command, its options, its help and examples.
+
+Each command's options are added by its own function (registered with :func:`_command`), so
+``main`` can build just the command being run (``build_parser(lazy=True)``): the others are
+listed by name and help line, which is all the top-level ``--help`` shows, and their options
+(and the modules their defaults come from) are added only if argparse dispatches to them.
+"""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import Any
 
 from .. import __version__, errors
 from ..backends.onnxrt import OPTIMIZATION_LEVELS
-from ..convert import DEFAULT_OPSET
 from ..data.format import IMAGE_SHAPE, NUM_CLASSES
 from .commands import (
     cmd_annotate,
@@ -43,10 +50,39 @@ class _Parser(argparse.ArgumentParser):
         self.exit(errors.USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from ..evaluate import DEFAULT_BATCH_SIZE
-    from ..verify import DEFAULT_ATOL, DEFAULT_RTOL
+class _LazySubParsers(argparse._SubParsersAction):
+    """Subcommands whose options are added only when argparse dispatches to them."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pending: dict[str, Callable[[argparse.ArgumentParser], None]] = {}
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        add = self.pending.pop(values[0], None)
+        if add is not None:
+            add(self._name_parser_map[values[0]])
+        super().__call__(parser, namespace, values, option_string)
+
+
+# name -> (help line, description, the function adding its options), in listing order
+_COMMANDS: dict[str, tuple[str, str, Callable[[argparse.ArgumentParser], None]]] = {}
+
+
+def _command(name: str, help_: str, description: str) -> Callable[
+        [Callable[[argparse.ArgumentParser], None]], Callable[[argparse.ArgumentParser], None]]:
+    """Register the decorated function as what adds command ``name``'s options."""
+    def register(add: Callable[[argparse.ArgumentParser], None]
+                 ) -> Callable[[argparse.ArgumentParser], None]:
+        _COMMANDS[name] = (help_, description, add)
+        return add
+    return register
+
+
+def build_parser(*, lazy: bool = False) -> argparse.ArgumentParser:
+    """The ``resnet8-onnx`` parser. ``lazy``: a command's options are added only when it is
+    the one parsed (what ``main`` wants: one command per process); the help texts and the
+    parsing are the same either way."""
     parser = _Parser(
         prog="resnet8-onnx",
         description="Convert a Keras CIFAR-10 classifier to ONNX and prove the conversion lost "
@@ -56,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
-                                parser_class=_Parser)
+                                parser_class=_Parser, action=_LazySubParsers)
     # -q and --debug are accepted after the command name too. SUPPRESS as the default keeps
     # a value given before the command: the subcommand only sets what it was given.
     common = argparse.ArgumentParser(add_help=False)
@@ -64,44 +100,61 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show tracebacks on errors")
     common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
                         help="no progress bars or status lines")
+    for name, (help_, description, add) in _COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=description,
+                           epilog=command_epilog(name), parents=[common],
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        if lazy:
+            sub.pending[name] = add
+        else:
+            add(p)
+    return parser
 
-    def command(name: str, help_: str, description: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help_, description=description,
-                              epilog=command_epilog(name), parents=[common],
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
 
-    def output_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--json", metavar="FILE", default=None,
-                       help="write the machine-readable result to FILE ('-' for stdout)")
-        p.add_argument("--force", action="store_true", help="overwrite existing output files")
+def _output_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", metavar="FILE", default=None,
+                   help="write the machine-readable result to FILE ('-' for stdout)")
+    p.add_argument("--force", action="store_true", help="overwrite existing output files")
 
-    def run_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--batch-size", type=_positive_int, default=DEFAULT_BATCH_SIZE,
-                       metavar="N",
-                       help=f"images per inference call (default: {DEFAULT_BATCH_SIZE})")
-        p.add_argument("--threads", type=_positive_int, default=None, metavar="N",
-                       help="intra-op threads (default: the runtime's choice, all cores)")
 
-    def tolerance_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--atol", type=float, default=DEFAULT_ATOL,
-                       help=f"absolute tolerance (default: {DEFAULT_ATOL:g})")
-        p.add_argument("--rtol", type=float, default=DEFAULT_RTOL,
-                       help=f"relative tolerance (default: {DEFAULT_RTOL:g}); an element fails "
-                            "only if it exceeds both")
+def _run_options(p: argparse.ArgumentParser) -> None:
+    from ..evaluate import DEFAULT_BATCH_SIZE
 
-    p = command("data", "show where CIFAR-10 is found, what was verified, per-class counts",
-                "Locate, verify and describe the CIFAR-10 data a command would use.")
+    p.add_argument("--batch-size", type=_positive_int, default=DEFAULT_BATCH_SIZE,
+                   metavar="N",
+                   help=f"images per inference call (default: {DEFAULT_BATCH_SIZE})")
+    p.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                   help="intra-op threads (default: the runtime's choice, all cores)")
+
+
+def _tolerance_options(p: argparse.ArgumentParser) -> None:
+    from ..verify import DEFAULT_ATOL, DEFAULT_RTOL
+
+    p.add_argument("--atol", type=float, default=DEFAULT_ATOL,
+                   help=f"absolute tolerance (default: {DEFAULT_ATOL:g})")
+    p.add_argument("--rtol", type=float, default=DEFAULT_RTOL,
+                   help=f"relative tolerance (default: {DEFAULT_RTOL:g}); an element fails "
+                        "only if it exceeds both")
+
+
+@_command("data", "show where CIFAR-10 is found, what was verified, per-class counts",
+          "Locate, verify and describe the CIFAR-10 data a command would use.")
+def _data(p: argparse.ArgumentParser) -> None:
     _add_data_options(p)
-    output_options(p)
+    _output_options(p)
     p.set_defaults(func=cmd_data)
 
-    p = command("convert", "convert a Keras .h5/.keras model to ONNX (or to/from PyTorch)",
-                "Convert a Keras image classifier to ONNX (tf2onnx), after a safe pre-scan of "
-                "its config that refuses Lambda and custom layers. The result passes the ONNX "
-                "checker and carries self-describing metadata. The output suffix picks the "
-                "target: .pt2 writes a PyTorch torch.export program (from .h5/.keras/.onnx), "
-                ".safetensors the native ResNet8's state dict, and a .pt2 converts back to "
-                ".onnx with torch.onnx (these need the 'torch' extra).")
+
+@_command("convert", "convert a Keras .h5/.keras model to ONNX (or to/from PyTorch)",
+          "Convert a Keras image classifier to ONNX (tf2onnx), after a safe pre-scan of "
+          "its config that refuses Lambda and custom layers. The result passes the ONNX "
+          "checker and carries self-describing metadata. The output suffix picks the "
+          "target: .pt2 writes a PyTorch torch.export program (from .h5/.keras/.onnx), "
+          ".safetensors the native ResNet8's state dict, and a .pt2 converts back to "
+          ".onnx with torch.onnx (these need the 'torch' extra).")
+def _convert(p: argparse.ArgumentParser) -> None:
+    from ..convert import DEFAULT_OPSET
+
     p.add_argument("model", help="model file (.h5 or .keras; .onnx, .pt2, .safetensors or .pt "
                                  "for PyTorch targets)")
     p.add_argument("-o", "--output", default=None,
@@ -118,35 +171,39 @@ def build_parser() -> argparse.ArgumentParser:
                    help="required input shape, or 'any' to accept the model's (default: 32,32,3)")
     p.add_argument("--num-classes", type=_classes, default=NUM_CLASSES, metavar="N",
                    help="required number of classes, or 'any' (default: 10)")
-    output_options(p)
+    _output_options(p)
     p.set_defaults(func=cmd_convert)
 
-    p = command("verify", "prove an ONNX model equals its Keras source on real images",
-                "Structure report, dynamic-batch check and numerical parity of ONNX against its "
-                "source on real CIFAR-10 images; localises the first diverging layer on failure.")
+
+@_command("verify", "prove an ONNX model equals its Keras source on real images",
+          "Structure report, dynamic-batch check and numerical parity of ONNX against its "
+          "source on real CIFAR-10 images; localises the first diverging layer on failure.")
+def _verify(p: argparse.ArgumentParser) -> None:
     p.add_argument("reference", help="the source model (.h5/.keras; any backend's file works)")
     p.add_argument("onnx", help="the model to verify: .onnx, or a PyTorch .pt2/.safetensors")
     p.add_argument("--reference-backend", default=None, help=argparse.SUPPRESS)
     _add_data_options(p)
-    tolerance_options(p)
+    _tolerance_options(p)
     p.add_argument("--layerwise", action="store_true",
                    help="always compare layer by layer (done anyway when parity fails)")
-    run_options(p)
+    _run_options(p)
     _add_spec_options(p)  # for the ONNX model; the reference takes raw pixels
     _add_device_option(p)
-    output_options(p)
+    _output_options(p)
     p.set_defaults(func=cmd_verify)
 
-    p = command("evaluate", "accuracy, per-class metrics and confusion matrix of a model",
-                "Evaluate a model on CIFAR-10 (ONNX Runtime for .onnx; Keras and LiteRT for "
-                ".h5/.keras/.tflite; PyTorch for .pt2/.safetensors/.pt). Never imports "
-                "TensorFlow or PyTorch for an ONNX model.")
+
+@_command("evaluate", "accuracy, per-class metrics and confusion matrix of a model",
+          "Evaluate a model on CIFAR-10 (ONNX Runtime for .onnx; Keras and LiteRT for "
+          ".h5/.keras/.tflite; PyTorch for .pt2/.safetensors/.pt). Never imports "
+          "TensorFlow or PyTorch for an ONNX model.")
+def _evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="model file (.onnx, .h5, .keras, .tflite, .pt2, .safetensors)")
     p.add_argument("--backend", choices=("onnxruntime", "keras", "litert", "torch"),
                    default=None, help="runtime (default: chosen by file suffix)")
     _add_device_option(p)
     _add_data_options(p)
-    run_options(p)
+    _run_options(p)
     p.add_argument("--min-accuracy", type=_accuracy, default=None, metavar="X",
                    help="exit 7 unless top-1 accuracy is at least X: a fraction from 0 to 1 "
                         "(0.85) or a percentage (85%%)")
@@ -160,13 +217,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "Model Zoo layout")
     p.add_argument("--count", type=_positive_int, default=3, metavar="N",
                    help="images for --save-test-data (default: 3)")
-    output_options(p)
+    _output_options(p)
     p.set_defaults(func=cmd_evaluate)
 
-    p = command("run", "the whole job: convert → verify → evaluate Keras and ONNX → report",
-                "Convert the Keras model, verify the ONNX file, evaluate both on CIFAR-10 and "
-                "write one report directory. Exit 0 only if ONNX matches Keras and accuracy is "
-                "above the threshold.")
+
+@_command("run", "the whole job: convert → verify → evaluate Keras and ONNX → report",
+          "Convert the Keras model, verify the ONNX file, evaluate both on CIFAR-10 and "
+          "write one report directory. Exit 0 only if ONNX matches Keras and accuracy is "
+          "above the threshold.")
+def _run(p: argparse.ArgumentParser) -> None:
+    from ..convert import DEFAULT_OPSET
+
     p.add_argument("--model", default=None,
                    help="Keras model (default: MLCommons pretrainedResnet.h5, found under "
                         "--data-dir or downloaded with its sha256 checked)")
@@ -178,8 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-accuracy", type=_accuracy, default=0.85, metavar="X",
                    help="accuracy the ONNX model must reach (≥): a fraction from 0 to 1 or a "
                         "percentage like 85%% (default: 85%%)")
-    tolerance_options(p)
-    run_options(p)
+    _tolerance_options(p)
+    _run_options(p)
     p.add_argument("--int8", action="store_true",
                    help="also quantise the ONNX model to int8 (quantize --auto) and add it to "
                         "the tables and the verdict")
@@ -189,30 +250,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite an existing report")
     p.set_defaults(func=cmd_run)
 
-    p = command("compare", "several models on the same images, side by side",
-                "Evaluate several models (any mix of .h5/.keras, .onnx, .tflite, .pt2) on the same "
-                "CIFAR-10 images and show one table: accuracy, per-class accuracy, agreement "
-                "of predictions and max |Δ| of outputs against the first model, images/s.")
+
+@_command("compare", "several models on the same images, side by side",
+          "Evaluate several models (any mix of .h5/.keras, .onnx, .tflite, .pt2) on the same "
+          "CIFAR-10 images and show one table: accuracy, per-class accuracy, agreement "
+          "of predictions and max |Δ| of outputs against the first model, images/s.")
+def _compare(p: argparse.ArgumentParser) -> None:
     p.add_argument("models", nargs="+", metavar="MODEL",
                    help="two or more model files; the first is the reference")
     _add_data_options(p)
-    run_options(p)
+    _run_options(p)
     _add_device_option(p)
     p.add_argument("--out", metavar="DIR", default=None,
                    help="also write compare.json, compare.md, compare.csv and "
                         "compare_per_class.csv")
     _add_spec_options(p, per_model=True)
-    output_options(p)
+    _output_options(p)
     p.set_defaults(func=cmd_compare)
 
+
+@_command("benchmark", "throughput and latency over batch sizes, threads, ORT levels",
+          "Measure throughput and per-call latency (p50/p90/p99) of one or more models "
+          "over batch sizes, thread counts and ONNX Runtime graph optimisation levels, "
+          "after a warm-up; report GFLOP/s from the model's MACs and the share of a numpy "
+          "sgemm roofline measured in the same run. Random pixels by default (no data "
+          "needed); --data-dir uses real CIFAR-10 test images.")
+def _benchmark(p: argparse.ArgumentParser) -> None:
     from ..bench import DEFAULT_BATCH_SIZES, DEFAULT_MIN_ITERATIONS, DEFAULT_MIN_SECONDS
 
-    p = command("benchmark", "throughput and latency over batch sizes, threads, ORT levels",
-                "Measure throughput and per-call latency (p50/p90/p99) of one or more models "
-                "over batch sizes, thread counts and ONNX Runtime graph optimisation levels, "
-                "after a warm-up; report GFLOP/s from the model's MACs and the share of a numpy "
-                "sgemm roofline measured in the same run. Random pixels by default (no data "
-                "needed); --data-dir uses real CIFAR-10 test images.")
     p.add_argument("models", nargs="+", metavar="MODEL",
                    help="model files (.onnx, .h5, .keras, .tflite, .pt2)")
     p.add_argument("--batch-sizes", type=_int_list, metavar="LIST",
@@ -246,16 +311,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write a PNG of throughput vs batch size")
     _add_spec_options(p)
     _add_device_option(p)
-    output_options(p)
+    _output_options(p)
     p.set_defaults(func=cmd_benchmark)
 
-    p = command("annotate", "record an ONNX model's preprocessing and class names, or embed it",
-                "Write MODEL.onnx's preprocessing spec (and class names) into its metadata_props "
-                "without touching the graph, so later commands need no --layout/--scale/... "
-                "flags. --embed instead prepends the preprocessing as plain ONNX ops (Cast, "
-                "Mul, Sub, Div, Transpose) so the new model takes raw uint8 NHWC RGB pixels; it "
-                "is proven equal to the original + spec on real images (--data-dir) before "
-                "anything is written (exit 6 otherwise).")
+
+@_command("annotate", "record an ONNX model's preprocessing and class names, or embed it",
+          "Write MODEL.onnx's preprocessing spec (and class names) into its metadata_props "
+          "without touching the graph, so later commands need no --layout/--scale/... "
+          "flags. --embed instead prepends the preprocessing as plain ONNX ops (Cast, "
+          "Mul, Sub, Div, Transpose) so the new model takes raw uint8 NHWC RGB pixels; it "
+          "is proven equal to the original + spec on real images (--data-dir) before "
+          "anything is written (exit 6 otherwise).")
+def _annotate(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="the ONNX model")
     p.add_argument("-o", "--output-file", metavar="OUT.onnx", required=True,
                    help="the annotated model to write")
@@ -265,10 +332,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="embed the preprocessing in the graph (input: uint8 [N,H,W,3] RGB)")
     _add_spec_options(p)
     _add_data_options(p)
-    tolerance_options(p)
-    output_options(p)
+    _tolerance_options(p)
+    _output_options(p)
     p.set_defaults(func=cmd_annotate)
 
+
+@_command("quantize", "int8 model with ONNX Runtime, recipe chosen by measurement",
+          "Static int8 post-training quantisation with ONNX Runtime (after its "
+          "pre-processing: shape inference, Conv+BatchNorm fusion). By default (--auto) "
+          "a grid of recipes (format × activation type × calibration method) is "
+          "quantised, scored on held-out calibration-source images for agreement with "
+          "the float model and timed against it on this machine; the fastest recipe "
+          "within --tolerance of the best agreement is written. Calibration never uses "
+          "test images unless --calibration-indices asks for them. The int8 model keeps "
+          "the float input and the source's metadata.")
+def _quantize(p: argparse.ArgumentParser) -> None:
     from ..quantize import (
         ACTIVATION_TYPES,
         DEFAULT_CALIBRATION_COUNT,
@@ -278,15 +356,6 @@ def build_parser() -> argparse.ArgumentParser:
         WEIGHT_TYPES,
     )
 
-    p = command("quantize", "int8 model with ONNX Runtime, recipe chosen by measurement",
-                "Static int8 post-training quantisation with ONNX Runtime (after its "
-                "pre-processing: shape inference, Conv+BatchNorm fusion). By default (--auto) "
-                "a grid of recipes (format × activation type × calibration method) is "
-                "quantised, scored on held-out calibration-source images for agreement with "
-                "the float model and timed against it on this machine; the fastest recipe "
-                "within --tolerance of the best agreement is written. Calibration never uses "
-                "test images unless --calibration-indices asks for them. The int8 model keeps "
-                "the float input and the source's metadata.")
     p.add_argument("model", help="the float ONNX model (e.g. from convert)")
     p.add_argument("-o", "--output", default=None,
                    help="int8 ONNX file to write (default: MODEL_int8.onnx beside MODEL)")
@@ -333,11 +402,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="always measure per-layer quantisation error (default: only when "
                         "agreement is below 98%%)")
     _add_data_options(p)
-    run_options(p)
+    _run_options(p)
     p.add_argument("--out", metavar="DIR", default=None,
                    help="also write quantize.json and quantize.md")
-    output_options(p)
+    _output_options(p)
     p.set_defaults(func=cmd_quantize)
-    return parser
 
 

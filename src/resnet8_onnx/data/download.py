@@ -8,10 +8,7 @@ nothing behind that a later run could mistake for the real file.
 from __future__ import annotations
 
 import hashlib
-import http.client
 import os
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from .. import __version__
@@ -111,6 +108,10 @@ def download_file(
     file, so ``dest`` only ever appears complete and verified. ``force`` replaces an existing
     ``dest``.
     """
+    import http.client  # here, not at the top: finding local data never pays for HTTP/TLS
+    import urllib.error
+    import urllib.request
+
     dest = Path(dest)
     if not url.startswith(("https://", "http://")):
         raise DownloadError(f"{url}: only http(s) downloads are supported")

@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import os
 import tarfile
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from ..errors import InputNotFoundError, InvalidInputError, UsageError, one_line
 from ..fsutil import file_digest
 from ..progress import track
 from .dataset import INDICES_SUBSET, SUBSETS, Dataset, DataSource
+from .digests import cached_md5, remember_md5, state_of
 from .download import fetch
 from .format import (
     CLASS_NAMES,
@@ -160,11 +162,21 @@ def _read_file_batches(
         if name == meta_name:
             return label, stream.read(size)  # size was checked against _MAX_FILE_BYTES
         if fmt == "binary":
-            out = None
+            out = known = before = None
+            started = time.time()
             if combined is not None:  # sizes as first seen: a file changed since is an error
                 start, size = spans[name]
                 out = combined[start : start + size // RECORD_BYTES]
-            images, labels, md5 = parse_binary_stream(stream, size, name=label, out=out)
+                # A file of a directory: its md5 may be remembered from an earlier run.
+                before = state_of(stream)
+                known = cached_md5(label, before)
+            images, labels, md5 = parse_binary_stream(stream, size, name=label, out=out,
+                                                      hash_bytes=known is None)
+            if md5 is None:
+                md5 = known
+            elif before is not None:
+                remember_md5(label, before, md5, stream, hashing_started=started)
+            assert md5 is not None
             return _FileBatch(label, images, labels, md5)
         buf = stream.read(size)
         images, labels = parse_python_file_batch(buf, name=label)

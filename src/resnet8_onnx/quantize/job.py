@@ -418,8 +418,9 @@ def _evaluate_pair(fp32_path: str, int8_path: Path, shown_path: str, test_data: 
     int8_backend = onnxrt.load(int8_path, threads=threads)
     fp32 = evaluate(fp32_backend, test_data, batch_size=batch_size)
     int8 = evaluate(int8_backend, test_data, batch_size=batch_size)
+    fp32_session, int8_session = fp32_backend.onnx_session(), int8_backend.onnx_session()
     fp32_ips, int8_ips = time_sessions(
-        [fp32_backend.session, int8_backend.session], fp32_backend.input_name,
+        [fp32_session.session, int8_session.session], fp32_session.input_name,
         test_data.images[:timing_images], batch_size, rounds)
     cmp = compare_outputs(fp32.outputs, int8.outputs, indices=test_data.indices)
     n = len(test_data)

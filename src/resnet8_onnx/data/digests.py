@@ -1,0 +1,102 @@
+"""Remembered md5s of data files, so a file read on every run is not hashed on every run.
+
+The md5 of the 30 MB test batch is a third of loading it. An entry is the md5 of a file
+(by real path) together with the file's device, inode, size, mtime and ctime as they were
+when it was hashed; it is used only while all of these are the same. Writing a file changes
+its ctime, which nobody can set back (``touch``/``utime`` set mtime, and ctime to *now*),
+and an entry is made only for a file whose mtime and ctime are at least
+:data:`RACY_SECONDS` older than the start of the hashing, so a write in the same clock tick
+as the hashed state (or during the hashing) cannot leave it looking unchanged.
+
+The entries live in ``digests.json`` in the cache directory (``$RESNET8_ONNX_CACHE_DIR``,
+``$XDG_CACHE_HOME/resnet8-onnx`` or ``~/.cache/resnet8-onnx``), never in the project or the
+data directory; deleting the file only costs the hashing again. A cache that cannot be read
+or written is ignored: it never fails a command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from typing import IO, Any
+
+from .locations import cache_dir
+
+CACHE_NAME = "digests.json"
+RACY_SECONDS = 3.0  # coarser than any file system's timestamps (FAT: 2 s)
+MAX_ENTRIES = 64
+_VERSION = 1
+
+
+@dataclass(frozen=True)
+class FileState:
+    """What identifies a file's bytes without reading them."""
+
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+
+
+def state_of(stream: IO[bytes]) -> FileState | None:
+    """The state of an open file (``None`` when it has no file descriptor to ask)."""
+    try:
+        st = os.fstat(stream.fileno())
+    except (OSError, AttributeError, ValueError):  # an in-memory or archive member stream
+        return None
+    return FileState(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _cache_file() -> str:
+    return os.fspath(cache_dir() / CACHE_NAME)
+
+
+def _entries() -> dict[str, Any]:
+    try:
+        with open(_cache_file(), encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict) or data.get("version") != _VERSION:
+        return {}
+    files = data.get("files")
+    return files if isinstance(files, dict) else {}
+
+
+def cached_md5(path: str | os.PathLike[str], state: FileState | None) -> str | None:
+    """The remembered md5 of ``path`` if it was hashed in exactly this ``state``."""
+    if state is None:
+        return None
+    entry = _entries().get(os.path.realpath(path))
+    if not isinstance(entry, dict) or entry.get("state") != asdict(state):
+        return None
+    md5 = entry.get("md5")
+    return md5 if isinstance(md5, str) and len(md5) == 32 else None
+
+
+def remember_md5(path: str | os.PathLike[str], before: FileState | None, md5: str,
+                 stream: IO[bytes], *, hashing_started: float) -> None:
+    """Remember ``md5`` of ``path``, hashed from ``stream`` opened in state ``before`` at
+    ``hashing_started`` (``time.time()``): only if the file is still in that state and was
+    last written at least :data:`RACY_SECONDS` before the hashing began."""
+    if before is None or state_of(stream) != before:
+        return
+    newest = max(before.mtime_ns, before.ctime_ns) / 1e9
+    if newest > hashing_started - RACY_SECONDS:
+        return
+    entries = _entries()
+    key = os.path.realpath(path)
+    entries.pop(key, None)
+    entries[key] = {"state": asdict(before), "md5": md5}
+    while len(entries) > MAX_ENTRIES:  # the oldest first: dicts keep insertion order
+        entries.pop(next(iter(entries)))
+    from ..errors import OutputError
+    from ..fsutil import write_text_atomic
+
+    with contextlib.suppress(OSError, OutputError):
+        os.makedirs(cache_dir(), exist_ok=True)
+        write_text_atomic(_cache_file(), json.dumps({"version": _VERSION, "files": entries},
+                                                    indent=1) + "\n", force=True)
