@@ -64,7 +64,7 @@ def test_dynamic_batch_and_macs(tiny_pt2: Path) -> None:
 def test_macs_match_the_onnx_count(resnet8_pt2, resnet8_onnx) -> None:
     import onnx
 
-    from resnet8_onnx.verify import count_macs
+    from resnet8_onnx.onnx_graph import count_macs
 
     assert load_backend(resnet8_pt2).macs() == count_macs(onnx.load(str(resnet8_onnx)))
 

@@ -19,11 +19,11 @@ from resnet8_onnx.backends.onnxrt import load as load_onnx
 from resnet8_onnx.cli import main
 from resnet8_onnx.errors import InvalidInputError
 from resnet8_onnx.evaluate import run_inference
+from resnet8_onnx.onnx_graph import structure_report
 from resnet8_onnx.verify import (
     check_dynamic_batch,
     check_io_contract,
     compare_outputs,
-    structure_report,
     verify,
     verify_outputs,
 )
@@ -87,18 +87,6 @@ def test_shape_mismatch_is_an_error() -> None:
 
 
 # --------------------------------------------------------------------------- structure
-def test_structure_report_of_generated_model(tmp_path) -> None:
-    path = make_classifier(tmp_path / "m.onnx")
-    report = structure_report(path)
-    assert report["inputs"] == [{"name": "input", "shape": ["N", 32, 32, 3], "dtype": "float32"}]
-    assert report["outputs"][0]["shape"] == ["N", 10]
-    # 1×1 conv 3→8 over 32×32 plus dense 8→10, computed by hand.
-    assert report["macs_per_image"] == 32 * 32 * 8 * 3 + 8 * 10
-    assert report["parameters"] == 8 * 3 + 8 * 10 + 10 + 2
-    assert report["op_inventory"]["Conv"] == 1
-    assert check_io_contract(report) == []
-
-
 @pytest.mark.parametrize(
     ("kwargs", "fragment"),
     [({"channels": 1}, "expected [N, 32, 32, 3]"), ({"classes": 100}, "expected [N, 10]"),
@@ -110,14 +98,6 @@ def test_interface_contract_problems(tmp_path, kwargs, fragment) -> None:
     assert any(fragment in p for p in problems), problems
 
 
-def test_truncated_onnx_is_invalid(tmp_path) -> None:
-    path = make_classifier(tmp_path / "m.onnx")
-    data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(InvalidInputError, match=r"m\.onnx"):
-        structure_report(path)
-
-
 def test_dynamic_batch_on_generated_model(tmp_path) -> None:
     backend = load_onnx(make_classifier(tmp_path / "m.onnx"))
     images = np.random.default_rng(0).integers(0, 256, (40, 32, 32, 3)).astype(np.float32)
@@ -127,18 +107,6 @@ def test_dynamic_batch_on_generated_model(tmp_path) -> None:
 
 
 # --------------------------------------------------------------------------- real model
-@pytest.mark.slow
-def test_real_model_structure(resnet8_onnx) -> None:
-    report = structure_report(resnet8_onnx)
-    assert check_io_contract(report) == []
-    assert report["inputs"][0]["name"] == "input"
-    assert isinstance(report["inputs"][0]["shape"][0], str)  # dynamic batch
-    assert report["outputs"][0]["shape"][1] == 10
-    # MLPerf Tiny quotes ~12.5 M MACs for ResNet8.
-    assert 12.4e6 < report["macs_per_image"] < 12.6e6
-    assert report["op_inventory"]["Conv"] == 9
-
-
 @pytest.mark.slow
 def test_real_parity_on_full_test_set(keras_backend, resnet8_onnx, cifar_test,
                                       keras_full_outputs) -> None:

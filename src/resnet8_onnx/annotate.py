@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
+from .backends import onnxrt
 from .data.format import IMAGE_SHAPE
 from .errors import (
     InputNotFoundError,
@@ -28,7 +29,10 @@ from .errors import (
     VerificationFailedError,
     one_line,
 )
+from .evaluate import predict_all
+from .fsutil import check_writable, file_digest, write_bytes_atomic
 from .preprocess import METADATA_EMBEDDED, embed, raw_uint8, record
+from .verify import DEFAULT_ATOL, DEFAULT_RTOL, compare_outputs
 
 
 def read_class_names(path: str | os.PathLike[str]) -> list[str]:
@@ -68,8 +72,6 @@ def _set_props(model: Any, props: Mapping[str, str]) -> None:
 
 
 def _predict(backend: Any, images: np.ndarray, batch_size: int, label: str) -> np.ndarray:
-    from .evaluate import predict_all
-
     batches = (images[i:i + batch_size] for i in range(0, len(images), batch_size))
     outputs, _ = predict_all(backend, batches, len(images), label)
     if outputs is None:
@@ -91,8 +93,6 @@ def annotate(
     """
     import onnx
 
-    from .backends import onnxrt
-    from .fsutil import check_writable, file_digest, write_bytes_atomic
 
     source = Path(model_path)
     if not source.is_file():
@@ -169,8 +169,6 @@ def _embed_and_prove(model: Any, original: Any, props: dict[str, str],
     written."""
     import onnx
 
-    from .backends import onnxrt
-    from .verify import DEFAULT_ATOL, DEFAULT_RTOL, compare_outputs
 
     spec = original.input_spec.preprocessing
     new = embed(model, spec, input_name=original.onnx_session().input_name)

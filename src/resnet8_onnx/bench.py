@@ -35,14 +35,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .backends import LOADERS, applicable_options, backend_for, load_backend
 from .backends.base import MACS
 from .backends.onnxrt import OPTIMIZATION_LEVELS
 from .convert import DEFAULT_OPSET
 from .data.format import IMAGE_SHAPE
-from .errors import InvalidInputError, UsageError
-from .evaluate import available_cores
+from .errors import InputNotFoundError, InvalidInputError, UsageError
+from .evaluate import available_cores, environment
+from .fsutil import check_writable, file_digest, write_bytes_atomic
+from .memory import check_batch_fits
 from .progress import track
 from .records import BenchmarkRecord, BenchModel, BenchResult
+from .report import BACKEND_LABELS
 
 if TYPE_CHECKING:
     from .backends.base import Backend
@@ -258,8 +262,6 @@ def plan_configs(
     (Keras: TensorFlow sizes its thread pools when it starts): one run with its default
     threads. The others (LiteRT, PyTorch): every thread count.
     """
-    from .backends import LOADERS
-
     configs: list[Config] = []
     most = max(threads)
     best = optimization_levels[-1] if optimization_levels else "all"
@@ -283,8 +285,6 @@ def _load(path: str, name: str, threads: int | None, optimization: str | None,
           onnx_options: Mapping[str, Any] | None = None, device: str | None = None) -> Backend:
     """``onnx_options``: ``preprocessing``, ``output``, ``provider`` for ONNX models only;
     ``device`` for PyTorch models."""
-    from .backends import applicable_options, load_backend
-
     options = {**(onnx_options or {}), "device": device, "optimization": optimization,
                "optimized_model_path": optimized_model_path}
     return load_backend(path, name, threads=threads, **applicable_options(name, options))
@@ -315,8 +315,6 @@ def _inputs(backend: Backend, images: np.ndarray | None, count: int,
 
 
 def _label(index: int, backend: Backend) -> str:
-    from .report import BACKEND_LABELS
-
     name = BACKEND_LABELS.get(backend.info.name, backend.info.name)
     dtype = backend.info.input_dtype
     return f"#{index + 1} {name}" + (f" {dtype}" if dtype not in ("float32", "float64") else "")
@@ -351,9 +349,6 @@ def benchmark(
     ``onnx_options`` (``preprocessing``, ``output``, ``provider``) apply to every ONNX model;
     an ONNX model's preprocessing is done once before timing, so figures are the runtime's.
     """
-    from .evaluate import environment
-    from .fsutil import file_digest, write_bytes_atomic
-
     plan = _check_benchmark_request(
         models, backends=backends, batch_sizes=batch_sizes, threads=threads,
         optimization_levels=optimization_levels, images=images,
@@ -420,16 +415,11 @@ def _check_benchmark_request(
 ) -> _Request:
     """Every check that can fail on the arguments alone, done before any model is loaded or
     any memory allocated, so bad input fails in a second rather than after minutes of work."""
-    from .backends import LOADERS, backend_for
-    from .fsutil import check_writable
-
     if not models:
         raise UsageError("benchmark needs at least one model")
     paths = [str(p) for p in models]
     for p in paths:
         if not Path(p).is_file():
-            from .errors import InputNotFoundError
-
             raise InputNotFoundError(f"{p}: model file not found")
     names = [b or backend_for(p) for b, p in
              zip(backends if backends is not None else [None] * len(paths), paths, strict=True)]
@@ -439,7 +429,6 @@ def _check_benchmark_request(
     sizes = sorted(set(int(b) for b in batch_sizes))
     if not sizes or sizes[0] < 1:
         raise UsageError("batch sizes must be at least 1")
-    from .memory import check_batch_fits
 
     check_batch_fits(sizes[-1], option="--batch-sizes")  # before allocating anything
     thread_counts = sorted(set(threads or default_threads()))
@@ -519,8 +508,6 @@ def _measure_configs(
 def _model_entry(index: int, backend: Backend, loader: str) -> dict[str, Any]:
     """The record's description of one model (loaded by the ``loader`` of that name), with
     notes on figures that need a caveat."""
-    from .backends import LOADERS
-
     macs, how = macs_of(backend)
     info = backend.info
     entry: dict[str, Any] = {

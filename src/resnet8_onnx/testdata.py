@@ -24,6 +24,7 @@ import numpy as np
 
 from .backends.base import SESSION
 from .errors import OutputError, UsageError, interrupts_deferred
+from .fsutil import check_output_dir
 
 if TYPE_CHECKING:
     from .backends.base import Runner
@@ -31,8 +32,6 @@ if TYPE_CHECKING:
 
 def check_destination(directory: str | os.PathLike[str], *, force: bool = False) -> Path:
     """Refuse an unusable ``--save-test-data`` directory before any work."""
-    from .fsutil import check_output_dir
-
     target = Path(directory)
     if target.exists() and not force:
         raise OutputError(f"{target}: already exists (use --force to overwrite)")

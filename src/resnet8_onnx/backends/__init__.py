@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputNotFoundError, UsageError
+from ..preprocess import Preprocessing
 from .base import Backend, BackendInfo, InputSpec, Runner
 
 __all__ = ["BACKENDS", "LOADERS", "Backend", "BackendInfo", "InputSpec", "Loader", "Runner",
@@ -68,8 +69,6 @@ def check_fixed_preprocessing(path: str | os.PathLike[str], name: str,
 
     (The model itself does any scaling; there is nothing to configure for these backends.)
     """
-    from ..preprocess import Preprocessing
-
     given = {k: v for k, v in (preprocessing or {}).items() if v is not None}
     if not given:
         return

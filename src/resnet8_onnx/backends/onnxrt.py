@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import InvalidInputError, UsageError, interrupts_deferred, one_line
 from ..fsutil import file_digest
+from ..onnx_graph import count_macs, intermediate_outputs, structure_report
 from ..preprocess import _NUMPY_OF_ORT, Preprocessing, record, resolve
 from .base import (
     MACS,
@@ -263,23 +264,17 @@ class OnnxRuntimeBackend:
         return self._source
 
     def macs(self) -> int:
-        """Multiply-accumulates per image of Conv, MatMul and Gemm nodes (see verify)."""
+        """Multiply-accumulates per image of Conv, MatMul and Gemm nodes (see onnx_graph)."""
         import onnx
-
-        from ..verify import count_macs
 
         return count_macs(onnx.load(self._file()))
 
     def structure(self) -> dict[str, Any]:
-        """The checked structure report of the file (see ``verify.structure_report``)."""
-        from ..verify import structure_report
-
+        """The checked structure report of the file (see ``onnx_graph.structure_report``)."""
         return structure_report(self._file())
 
     def tensor_outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Every float tensor of the graph for NHWC pixels ``batch``, optimisations off."""
-        from ..verify import intermediate_outputs
-
         return intermediate_outputs(self._file(), self.prepare(batch))
 
     def run(self, x: np.ndarray) -> np.ndarray:

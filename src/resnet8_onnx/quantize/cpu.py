@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from ..bench import available_cores
+
 # CPU features that decide int8 speed, as /proc/cpuinfo names them. VNNI (x86) and the
 # dot-product extension (ARM "asimddp") multiply-accumulate 8-bit values in one instruction;
 # without them int8 convolutions take several instructions per product.
@@ -53,8 +55,6 @@ class CpuInfo:
 
 def read_cpuinfo(path: str | os.PathLike[str] = "/proc/cpuinfo") -> CpuInfo:
     """CPU name and int8-relevant flags from ``/proc/cpuinfo`` (Linux); unknown elsewhere."""
-    from ..bench import available_cores
-
     cores = available_cores()
     try:
         text = Path(path).read_text(errors="replace")

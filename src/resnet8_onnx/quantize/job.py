@@ -23,11 +23,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .. import __version__
+from ..backends import onnxrt
 from ..errors import InvalidInputError, UsageError, one_line
-from ..evaluate import DEFAULT_BATCH_SIZE
+from ..evaluate import DEFAULT_BATCH_SIZE, evaluate
 from ..fsutil import check_writable, write_bytes_atomic
 from ..progress import status, track
 from ..records import Candidate, Figures, LayerError, QuantizationRecord
+from ..verify import compare_outputs
 from .calibration import (
     DEFAULT_CALIBRATION_COUNT,
     DEFAULT_HOLDOUT_COUNT,
@@ -410,10 +412,6 @@ def _evaluate_pair(fp32_path: str, int8_path: Path, shown_path: str, test_data: 
                    batch_size: int, threads: int | None, timing_images: int,
                    rounds: int) -> tuple[dict[str, Any], float, float]:
     """Both models on the test images: accuracy, per class, agreement, |Δ|, speed."""
-    from ..backends import onnxrt
-    from ..evaluate import evaluate
-    from ..verify import compare_outputs
-
     fp32_backend = onnxrt.load(fp32_path, threads=threads)
     int8_backend = onnxrt.load(int8_path, threads=threads)
     fp32 = evaluate(fp32_backend, test_data, batch_size=batch_size)
