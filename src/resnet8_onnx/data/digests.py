@@ -22,6 +22,8 @@ import os
 from dataclasses import asdict, dataclass
 from typing import IO, Any
 
+from ..errors import OutputError
+from ..fsutil import write_text_atomic
 from .locations import cache_dir
 
 CACHE_NAME = "digests.json"
@@ -93,8 +95,6 @@ def remember_md5(path: str | os.PathLike[str], before: FileState | None, md5: st
     entries[key] = {"state": asdict(before), "md5": md5}
     while len(entries) > MAX_ENTRIES:  # the oldest first: dicts keep insertion order
         entries.pop(next(iter(entries)))
-    from ..errors import OutputError
-    from ..fsutil import write_text_atomic
 
     with contextlib.suppress(OSError, OutputError):
         os.makedirs(cache_dir(), exist_ok=True)

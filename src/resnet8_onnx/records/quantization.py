@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from .base import SCHEMA_PREFIX, Part, Record, tool
 from .parts import DataInfo, SourceInfo
 
+# The quantize package imports these records; Recipe and CpuInfo, its own types, are imported
+# here only when a record is read or defaulted, which keeps the two packages from a cycle.
 if TYPE_CHECKING:
     from ..evaluate import EvaluationResult
     from ..quantize.cpu import CpuInfo
