@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 
 from model_factory import make_classifier, wrap_pytorch_style
 from resnet8_onnx.backends import LOADERS, Runner, backend_for, load_backend
-from resnet8_onnx.backends.base import ABILITIES
+from resnet8_onnx.backends.base import ABILITIES, BackendInfo, InputSpec, RawPixelRunner
 from resnet8_onnx.errors import UsageError
 from resnet8_onnx.verify import structure_checks
 
@@ -138,3 +139,54 @@ def test_provenance_is_checked_for_a_reference_declaring_it_a_conversion_source(
     assert check_provenance(reference, claims)["converted_from_reference"] is True
     other = {"metadata": {"source_sha256": "0" * 64}}
     assert check_provenance(reference, other)["converted_from_reference"] is False
+
+
+class _NumpyRunner(RawPixelRunner):
+    """A runtime made up for the test: a fixed linear classifier over mean colours."""
+
+    abilities = frozenset()
+    output_kind = "logits"
+
+    def __init__(self, path: Path) -> None:
+        self.weights = np.load(path)
+        self.info = BackendInfo(name="numpy", model_path=str(path), model_sha256="0" * 64,
+                                runtime_version=np.__version__,
+                                input_shape=(None, 32, 32, 3), num_classes=10)
+        self.input_spec = InputSpec(shape=(None, 32, 32, 3), pixel_shape=(32, 32, 3))
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        return self.prepare(batch).mean(axis=(1, 2)) @ self.weights
+
+
+def test_a_new_runtime_is_one_module_and_one_line_in_the_table(tmp_path, monkeypatch,
+                                                               capsys) -> None:
+    """Register a runtime the package has never seen: evaluate and compare run it, and the
+    reports call it by the label its line declares."""
+    import sys
+    import types
+
+    from resnet8_onnx import backends
+    from resnet8_onnx.cli import main
+
+    module = types.ModuleType("resnet8_onnx.backends.numpyrt")
+    module.load = lambda path, *, threads=None: _NumpyRunner(Path(path))  # the one module
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setitem(backends.LOADERS, "numpy", backends.Loader((".npy",), "numpyrt",
+                                                                   "NumPy"))  # the one line
+    weights = np.random.default_rng(0).normal(size=(3, 10))
+    np.save(tmp_path / "m.npy", weights)
+    from cifar_factory import make_images, write_png_folder
+
+    images, labels = make_images(20)
+    data = write_png_folder(tmp_path / "pngs", images, labels, [f"{i:05d}" for i in range(20)])
+    assert main(["-q", "evaluate", str(tmp_path / "m.npy"), "--data-dir", str(data),
+                 "--json", "-"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    expected = (images.astype(np.float32).mean(axis=(1, 2)) @ weights).argmax(axis=1)
+    assert record["metrics"]["correct"] == int((expected == labels).sum())
+    assert record["model"]["backend"] == "numpy"
+    assert main(["-q", "compare", str(tmp_path / "m.npy"), str(tmp_path / "m.npy"),
+                 "--data-dir", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert "#1 NumPy" in out
+    assert "#2 NumPy" in out

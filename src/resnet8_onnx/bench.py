@@ -46,7 +46,7 @@ from .fsutil import check_writable, file_digest, write_bytes_atomic
 from .memory import check_batch_fits
 from .progress import track
 from .records import BenchmarkRecord, BenchModel, BenchResult
-from .report import BACKEND_LABELS
+from .report import runtime_label
 
 if TYPE_CHECKING:
     from .backends.base import Backend
@@ -315,7 +315,7 @@ def _inputs(backend: Backend, images: np.ndarray | None, count: int,
 
 
 def _label(index: int, backend: Backend) -> str:
-    name = BACKEND_LABELS.get(backend.info.name, backend.info.name)
+    name = runtime_label(backend.info.name)
     dtype = backend.info.input_dtype
     return f"#{index + 1} {name}" + (f" {dtype}" if dtype not in ("float32", "float64") else "")
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .backends import backend_for, load_backend
+from .backends import applicable_options, backend_for, load_backend
 from .errors import UsageError
 from .evaluate import DEFAULT_BATCH_SIZE, check_compatible, evaluate, settings_record
 from .records import ComparisonRecord, DataInfo, EvaluationRecord, RunSettings, Versus, tool
@@ -138,8 +138,10 @@ def per_model_options(
         if not given:
             continue
         if len(given) == 1 and len(paths) != 1:
+            # the spec fields are the loaders' "preprocessing" option
+            takes = option if option == "output" else "preprocessing"
             for entry, name in zip(per_model, names, strict=True):
-                if name == "onnxruntime":
+                if takes in applicable_options(name, {takes: True}):
                     entry[option] = given[0]
         elif len(given) == len(paths):
             for entry, value in zip(per_model, given, strict=True):
@@ -181,8 +183,8 @@ def compare_models(
         output = opts.pop("output", None)
         kind = name or backend_for(path)
         backend = load_backend(path, name, threads=threads, preprocessing=opts, output=output,
-                               provider=provider if kind == "onnxruntime" else None,
-                               device=device if kind == "torch" else None)
+                               **applicable_options(kind, {"provider": provider,
+                                                           "device": device}))
         check_compatible(backend, dataset)
         loaded.append(backend)
     results = []

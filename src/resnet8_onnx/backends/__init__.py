@@ -24,12 +24,14 @@ __all__ = ["BACKENDS", "LOADERS", "Backend", "BackendInfo", "InputSpec", "Loader
 @dataclass(frozen=True)
 class Loader:
     """How a runtime turns a file into a runner: the suffixes it reads, the module (in this
-    package) whose ``load(path, *, threads, **options)`` does it, the options it takes
-    beyond ``threads``, and whether its thread count is fixed once per process (TensorFlow
-    sizes its thread pools when it starts: later runners cannot change them)."""
+    package) whose ``load(path, *, threads, **options)`` does it, what reports call it, the
+    options it takes beyond ``threads``, and whether its thread count is fixed once per
+    process (TensorFlow sizes its thread pools when it starts: later runners cannot change
+    them)."""
 
     suffixes: tuple[str, ...]
     module: str
+    label: str
     options: frozenset[str] = frozenset()
     threads_per_process: bool = False
 
@@ -40,12 +42,13 @@ class Loader:
 
 # The registry: adding a runtime is one module in this package and one line here.
 LOADERS: dict[str, Loader] = {
-    "onnxruntime": Loader((".onnx",), "onnxrt", frozenset(
+    "onnxruntime": Loader((".onnx",), "onnxrt", "ONNX", frozenset(
         {"preprocessing", "output", "provider", "optimization", "optimized_model_path"})),
-    "keras": Loader((".h5", ".keras"), "keras", threads_per_process=True),
-    "litert": Loader((".tflite",), "litert"),
+    "keras": Loader((".h5", ".keras"), "keras", "Keras", threads_per_process=True),
+    "litert": Loader((".tflite",), "litert", "LiteRT"),
     # The optional torch extra: ExportedPrograms and native ResNet8 state dicts.
-    "torch": Loader((".pt2", ".safetensors", ".pt", ".pth"), "pytorch", frozenset({"device"})),
+    "torch": Loader((".pt2", ".safetensors", ".pt", ".pth"), "pytorch", "PyTorch",
+                    frozenset({"device"})),
 }
 
 # name -> file suffixes it reads
@@ -83,7 +86,10 @@ def check_fixed_preprocessing(path: str | os.PathLike[str], name: str,
 def applicable_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
     """The ``options`` the ``name`` loader takes: for commands whose options are given once
     for models of several runtimes (the ONNX-only ones simply do not reach the others)."""
-    return {k: v for k, v in options.items() if k in LOADERS[name].options}
+    loader = LOADERS.get(name)
+    if loader is None:  # load_backend names the unknown runtime
+        return dict(options)
+    return {k: v for k, v in options.items() if k in loader.options}
 
 
 def load_backend(

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import __version__, errors
+from ..backends import LOADERS
 from ..backends.onnxrt import OPTIMIZATION_LEVELS
 from ..data.format import IMAGE_SHAPE, NUM_CLASSES
 from .commands import (
@@ -199,7 +200,7 @@ def _verify(p: argparse.ArgumentParser) -> None:
           "TensorFlow or PyTorch for an ONNX model.")
 def _evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="model file (.onnx, .h5, .keras, .tflite, .pt2, .safetensors)")
-    p.add_argument("--backend", choices=("onnxruntime", "keras", "litert", "torch"),
+    p.add_argument("--backend", choices=tuple(LOADERS),
                    default=None, help="runtime (default: chosen by file suffix)")
     _add_device_option(p)
     _add_data_options(p)

@@ -52,7 +52,6 @@ from .terminal import (
     render_verification_terminal,
 )
 from .text import (
-    BACKEND_LABELS,
     CIFAR10_TEST_SIZE,
     DASH,
     backend_label,
@@ -63,18 +62,19 @@ from .text import (
     is_number,
     model_name,
     preprocessing_line,
+    runtime_label,
 )
 
 __all__ = [
-    "BACKEND_LABELS", "CIFAR10_TEST_SIZE", "CSV_COLUMNS", "DASH", "backend_label",
-    "calibration_phrase", "compare_csv", "compare_markdown", "compare_per_class_csv",
-    "comparison_markdown", "comparison_per_class_csv", "confusion_matrix_png", "csv_number",
-    "csv_text", "describe_data", "format_int", "format_pct", "format_threshold",
-    "int8_verdict_line", "is_number", "jsonable", "markdown_summary", "markdown_table",
-    "model_name", "parameters_text", "per_class_csv", "preprocessing_line", "provenance_line",
+    "CIFAR10_TEST_SIZE", "CSV_COLUMNS", "DASH", "backend_label", "calibration_phrase",
+    "compare_csv", "compare_markdown", "compare_per_class_csv", "comparison_markdown",
+    "comparison_per_class_csv", "confusion_matrix_png", "csv_number", "csv_text",
+    "describe_data", "format_int", "format_pct", "format_threshold", "int8_verdict_line",
+    "is_number", "jsonable", "markdown_summary", "markdown_table", "model_name",
+    "parameters_text", "per_class_csv", "preprocessing_line", "provenance_line",
     "quantization_markdown", "render_benchmark_terminal", "render_compare_terminal",
     "render_comparison_terminal", "render_data_terminal", "render_quantization_terminal",
-    "render_terminal", "render_verification_terminal", "throughput_png", "to_json",
-    "write_all", "write_compare_reports", "write_comparison_reports",
+    "render_terminal", "render_verification_terminal", "runtime_label", "throughput_png",
+    "to_json", "write_all", "write_compare_reports", "write_comparison_reports",
     "write_quantization_reports", "write_reports",
 ]

@@ -13,14 +13,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from ..backends import LOADERS
 from ..data.format import TEST_SET_SIZE as CIFAR10_TEST_SIZE
 from ..records import DataInfo, EvaluationRecord, Metrics
 
 DASH = "—"
 
 
-BACKEND_LABELS = {"keras": "Keras", "onnxruntime": "ONNX", "onnx": "ONNX", "litert": "LiteRT",
-                   "tflite": "LiteRT", "torch": "PyTorch"}
+
 
 
 def is_number(value: Any) -> bool:
@@ -53,10 +53,16 @@ def model_name(record: EvaluationRecord) -> str:
     return Path(record.model.path).name if record.model.path else record.model.backend
 
 
+def runtime_label(name: str) -> str:
+    """'Keras', 'ONNX', 'LiteRT' for a runtime's name: the label its line in the loader
+    table declares (an unknown name is shown as it is)."""
+    loader = LOADERS.get(name)
+    return loader.label if loader is not None else name
+
+
 def backend_label(record: EvaluationRecord) -> str:
-    """'Keras', 'ONNX', 'LiteRT' — what a reader calls the runtime, for column headers."""
-    backend = record.model.backend
-    return BACKEND_LABELS.get(backend.lower(), backend)
+    """What a reader calls the runtime of ``record``'s model, for column headers."""
+    return runtime_label(record.model.backend)
 
 
 def _model_line(record: EvaluationRecord) -> str:
