@@ -140,3 +140,19 @@ def onnx_full_outputs(resnet8_onnx, cifar_test):
 
     outputs, _ = run_inference(onnxrt.load(resnet8_onnx), cifar_test)
     return outputs
+
+
+@pytest.fixture(scope="session")
+def sample(cifar_test):
+    """Every tenth official test image: 1,000 images, 100 per class."""
+    return cifar_test.images[::10], cifar_test.labels[::10]
+
+
+@pytest.fixture(scope="session")
+def tflite_float() -> Path:
+    return shared_path("models", "pretrainedResnet.tflite")
+
+
+@pytest.fixture(scope="session")
+def tflite_int8() -> Path:
+    return shared_path("models", "pretrainedResnet_quant.tflite")

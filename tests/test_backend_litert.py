@@ -20,27 +20,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import shared_path
 from resnet8_onnx.backends import litert, load_backend
 from resnet8_onnx.errors import InvalidInputError
 
 INT8_MIN_AGREEMENT = 0.97
-
-
-@pytest.fixture(scope="module")
-def sample(cifar_test):
-    """Every tenth official test image: 1,000 images, 100 per class."""
-    return cifar_test.images[::10], cifar_test.labels[::10]
-
-
-@pytest.fixture(scope="module")
-def tflite_float() -> Path:
-    return shared_path("models", "pretrainedResnet.tflite")
-
-
-@pytest.fixture(scope="module")
-def tflite_int8() -> Path:
-    return shared_path("models", "pretrainedResnet_quant.tflite")
 
 
 @pytest.mark.slow

@@ -11,33 +11,14 @@ default ``verify`` uses, leaving ~2.5× headroom for other CPUs' SIMD paths.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-from conftest import shared_path
 from resnet8_onnx.backends import load_backend
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared]
 
 FLOAT_ATOL = 1e-5
-
-
-@pytest.fixture(scope="module")
-def sample(cifar_test):
-    """Every tenth official test image: 1,000 images, 100 per class."""
-    return cifar_test.images[::10], cifar_test.labels[::10]
-
-
-@pytest.fixture(scope="module")
-def tflite_float() -> Path:
-    return shared_path("models", "pretrainedResnet.tflite")
-
-
-@pytest.fixture(scope="module")
-def tflite_int8() -> Path:
-    return shared_path("models", "pretrainedResnet_quant.tflite")
 
 
 def _outputs(backend, images: np.ndarray, batch: int = 250) -> np.ndarray:

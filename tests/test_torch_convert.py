@@ -27,13 +27,7 @@ from resnet8_onnx.torch_convert import (
 )
 from resnet8_onnx.torch_models import ResNet8
 from resnet8_onnx.verify import compare_outputs, verify_outputs
-
-
-def ort_output(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return session.run(None, {session.get_inputs()[0].name: x})[0]
+from torch_factory import ort_output
 
 
 @pytest.mark.shared

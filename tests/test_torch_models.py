@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import onnx
 import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
@@ -22,13 +21,7 @@ from resnet8_onnx.torch_models import (
     fold_batchnorm,
     keras_same_padding,
 )
-
-
-def ort_output(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return session.run(None, {session.get_inputs()[0].name: x})[0]
+from torch_factory import ort_output
 
 
 # --------------------------------------------------------------------------- padding

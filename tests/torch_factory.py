@@ -1,13 +1,23 @@
 """What the PyTorch tests share: a tiny exported ResNet8, archive rewriting for hostile
-variants, and a pickle payload that leaves a marker file if anything ever runs it."""
+variants, a pickle payload that leaves a marker file if anything ever runs it, and a bare
+ONNX Runtime run to check exports against."""
 
 from __future__ import annotations
 
 import os
 import zipfile
 from pathlib import Path
+from typing import Any
 
 from resnet8_onnx.cli import main
+
+
+def ort_output(model: Any, x: Any) -> Any:
+    """Outputs of an in-memory ONNX model, straight from an ONNX Runtime session."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x})[0]
 
 
 class Marker:
