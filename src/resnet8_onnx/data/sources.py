@@ -27,7 +27,7 @@ from ..errors import InputNotFoundError, InvalidInputError, UsageError, one_line
 from ..fsutil import file_digest
 from ..progress import track
 from .dataset import INDICES_SUBSET, SUBSETS, Dataset, DataSource
-from .digests import cached_md5, remember_md5, state_of
+from .digests import cached_md5, remember_md5, state_of, unchanged
 from .download import fetch
 from .format import (
     CLASS_NAMES,
@@ -135,6 +135,7 @@ class _FileBatch:
     images: np.ndarray
     labels: np.ndarray
     md5: str
+    remembered: bool = False  # md5 from the digest cache: the file is unchanged since hashed
 
 
 def _read_file_batches(
@@ -172,12 +173,17 @@ def _read_file_batches(
                 known = cached_md5(label, before)
             images, labels, md5 = parse_binary_stream(stream, size, name=label, out=out,
                                                       hash_bytes=known is None)
+            if md5 is None and not unchanged(before, stream):
+                # written while being read: the remembered md5 is not of these bytes
+                stream.seek(0)
+                images, labels, md5 = parse_binary_stream(stream, size, name=label, out=out)
+                known = None
             if md5 is None:
                 md5 = known
             elif before is not None:
                 remember_md5(label, before, md5, stream, hashing_started=started)
             assert md5 is not None
-            return _FileBatch(label, images, labels, md5)
+            return _FileBatch(label, images, labels, md5, remembered=known is not None)
         buf = stream.read(size)
         images, labels = parse_python_file_batch(buf, name=label)
         return _FileBatch(label, images, labels, hashlib.md5(buf).hexdigest())
@@ -232,12 +238,16 @@ def _verify_file_batch(name: str, file_batch: _FileBatch, split: str, account: _
             f"{file_batch.label}: expected 1,000 images per class in the test set, got {got}"
         )
     identity = identify(name, md5=file_batch.md5)
+    remembered = (" remembered from hashing this unchanged file before"
+                  if file_batch.remembered else "")
     if identity.official:
-        account.checks.append(f"{name}: md5 {file_batch.md5} (official)")
+        how = f"official;{remembered}" if remembered else "official"
+        account.checks.append(f"{name}: md5 {file_batch.md5} ({how})")
     else:
         account.official = False
         account.warnings.append(
-            f"{name}: not the official file (md5 differs): md5 {file_batch.md5}, official "
+            f"{name}: not the official file (md5 differs): md5 {file_batch.md5}"
+            f"{f' ({remembered.strip()})' if remembered else ''}, official "
             f"{identity.expected}; loaded because its structure is valid, but figures from it "
             f"are not comparable to the official {split} set"
         )
