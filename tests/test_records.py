@@ -126,3 +126,28 @@ def test_every_saved_report_kind_round_trips_with_its_keys_unchanged():
         == verification
     skipped = r.Layerwise.from_dict({"skipped": "needs an ONNX candidate"})
     assert skipped.to_dict() == {"skipped": "needs an ONNX candidate"}
+
+
+def test_numpy_figures_become_python_numbers_however_they_arrive() -> None:
+    """A figure set as a numpy scalar renders as a number, not as "—"."""
+    from resnet8_onnx.report import format_int, format_pct
+
+    metrics = r.Metrics(accuracy=np.float32(0.5), correct=np.int64(9))
+    metrics.total = np.int64(18)
+    assert (type(metrics.accuracy), type(metrics.correct), type(metrics.total)) == (
+        float, int, int)
+    assert (format_pct(metrics.accuracy), format_int(metrics.correct)) == ("50.00%", "9")
+
+
+def test_older_and_partial_records_read_without_inventing_failures() -> None:
+    """A verification without a dynamic-batch block says nothing about one; a run report's
+    partial int8 block reads with defaults."""
+    from resnet8_onnx.report.sections import _parity_lines
+
+    old = r.VerificationRecord.from_dict({"passed": True, "parity": {"passed": True}})
+    assert old.dynamic_batch is None
+    assert _parity_lines(old.full_parity()) == []
+    run = r.ComparisonRecord.from_dict({"int8": {"candidates": [{"recipe": {}}],
+                                                 "layer_errors": [{"node": "conv"}]}})
+    assert run.int8.candidates[0].recipe == r.quantization._default_recipe()
+    assert run.int8.layer_errors[0].node == "conv"

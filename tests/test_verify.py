@@ -117,7 +117,7 @@ def test_real_parity_on_full_test_set(keras_backend, resnet8_onnx, cifar_test,
     assert report.samples == 10_000
     assert report.argmax_agreement == 10_000
     assert report.max_abs_diff <= 1e-5
-    assert report.dynamic_batch["passed"]
+    assert report.dynamic_batch.passed
     assert report.passed
     assert report.layerwise is None
     assert "layerwise" not in report.to_dict()

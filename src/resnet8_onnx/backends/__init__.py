@@ -119,11 +119,17 @@ def load_backend(
         ("device", device), ("optimization", optimization),
         ("optimized_model_path", optimized_model_path)) if value is not None}
     if "device" not in loader.options and given.pop("device", "cpu") != "cpu":
-        raise UsageError(f"{path}: --device {device} applies to PyTorch models only; "
-                         f"{name} runs on the CPU")
+        raise UsageError(f"{path}: --device {device} applies to {_takers('device')} models "
+                         f"only; {name} runs on the CPU")
     if "preprocessing" not in loader.options:
         check_fixed_preprocessing(path, name, given.pop("preprocessing", None))
     for option in given:
         if option not in loader.options:
-            raise UsageError(f"{path}: --{option.replace('_', '-')} applies to ONNX models only")
+            raise UsageError(f"{path}: --{option.replace('_', '-')} applies to "
+                             f"{_takers(option)} models only")
     return loader.load(path, threads=threads, **given)
+
+
+def _takers(option: str) -> str:
+    """'ONNX', 'PyTorch': the labels of the runtimes whose loader takes ``option``."""
+    return " and ".join(loader.label for loader in LOADERS.values() if option in loader.options)

@@ -72,10 +72,15 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Recipe:
-        return cls(format=data["format"], activations=data["activations"],
-                   weights=data["weights"], per_channel=bool(data["per_channel"]),
-                   method=data["method"], exclude=tuple(data.get("exclude") or ()),
-                   float_pooling=bool(data.get("float_pooling", False)))
+        """The recipe ``to_dict`` wrote; a missing field takes its default."""
+        default = cls()
+        return cls(format=data.get("format", default.format),
+                   activations=data.get("activations", default.activations),
+                   weights=data.get("weights", default.weights),
+                   per_channel=bool(data.get("per_channel", default.per_channel)),
+                   method=data.get("method", default.method),
+                   exclude=tuple(data.get("exclude") or ()),
+                   float_pooling=bool(data.get("float_pooling", default.float_pooling)))
 
 
 def auto_grid(

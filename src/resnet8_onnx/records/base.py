@@ -71,12 +71,15 @@ class Part:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        # A producer may hand a nested block over as the mapping it computed, at construction
-        # or later: typed here, so a record is typed all the way down however it was built.
+        # A producer may hand a nested block over as the mapping it computed, or a figure as
+        # a numpy scalar, at construction or later: typed here, so a record is typed all the
+        # way down however it was built.
         kind = self.NESTED.get(name)
         if kind is not None and (isinstance(value, Mapping) or (
                 isinstance(value, list) and any(isinstance(v, Mapping) for v in value))):
             value = _read(kind, value)
+        elif kind is None and name != "extra":
+            value = _python(value)
         super().__setattr__(name, value)
 
     def to_dict(self) -> dict[str, Any]:
@@ -97,8 +100,7 @@ class Part:
         """The part ``data`` describes (as ``to_dict`` or an older version wrote it)."""
         data = dict(data)
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
-        kwargs: dict[str, Any] = {key: _python(data.pop(key)) for key in list(data)
-                                  if key in names}
+        kwargs: dict[str, Any] = {key: data.pop(key) for key in list(data) if key in names}
         for key, kind in cls.NESTED.items():
             if key in kwargs:
                 kwargs[key] = _read(kind, kwargs[key])

@@ -225,8 +225,8 @@ class Parity(Part):
     NESTED: ClassVar = {"dynamic_batch": DynamicBatch}
 
     passed: bool = False
-    samples: int = 0
-    argmax_agreement: int = 0
+    samples: int | None = None
+    argmax_agreement: int | None = None
     max_abs_diff: float | None = None
     mean_abs_diff: float | None = None
     p99_abs_diff: float | None = None

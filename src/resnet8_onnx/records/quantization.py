@@ -60,8 +60,11 @@ class Candidate:
         from ..quantize.recipe import Recipe
 
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{**{k: v for k, v in data.items() if k in names},
-                      "recipe": Recipe.from_dict(data["recipe"])})
+        missing = {"holdout_agreement": None, "holdout_count": 0, "holdout_mean_abs_diff": None,
+                   "images_per_second": None, "speedup": None, "size_bytes": 0,
+                   "quantize_seconds": 0.0}  # what a partial record leaves unsaid
+        return cls(**{**missing, **{k: v for k, v in data.items() if k in names},
+                      "recipe": Recipe.from_dict(data.get("recipe") or {})})
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,9 @@ class LayerError:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LayerError:
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        missing = {"tensor": "", "node": None, "op_type": None, "local_sqnr_db": float("nan"),
+                   "vs_float_sqnr_db": None}
+        return cls(**{**missing, **{k: v for k, v in data.items() if k in names}})
 
 
 # --------------------------------------------------------------------------- its blocks

@@ -13,6 +13,7 @@ from .base import SCHEMA_PREFIX, Part, Record, tool
 from .parts import (
     Conversion,
     DataInfo,
+    DynamicBatch,
     Layerwise,
     Metrics,
     ModelInfo,
@@ -101,6 +102,7 @@ class VerificationRecord(Record):
         "reference_parameters", "reference_batch_normalization_layers", "layerwise", "data"})
     NESTED: ClassVar[Mapping[str, type[Part]]] = {
         "reference": RunnerInfo, "candidate": RunnerInfo, "provenance": Provenance,
+        "dynamic_batch": DynamicBatch,
         "structure": Structure, "parity": Parity, "settings": RunSettings,
         "layerwise": Layerwise, "data": DataInfo}
 
@@ -113,7 +115,7 @@ class VerificationRecord(Record):
     candidate: RunnerInfo = field(default_factory=RunnerInfo)
     structure: Structure = field(default_factory=Structure)
     interface_problems: list[str] = field(default_factory=list)
-    dynamic_batch: dict[str, Any] = field(default_factory=dict)
+    dynamic_batch: DynamicBatch | None = None
     parity: Parity = field(default_factory=Parity)
     settings: RunSettings = field(default_factory=RunSettings)
     reference_parameters: int | None = None

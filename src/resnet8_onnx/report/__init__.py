@@ -2,9 +2,9 @@
 
 Records (``records``) are rendered here and nowhere else. Every writer takes a typed record
 and reads its attributes; a saved ``*.json`` re-renders without the models once read back with
-its record's ``from_dict`` (``records.record_from_dict`` picks the kind by ``schema``). Heavy
-imports (rich, matplotlib, numpy) happen inside the functions that need them: importing this
-package stays cheap.
+its record's ``from_dict`` (``records.record_from_dict`` picks the kind by ``schema``). The
+rendering libraries (rich, matplotlib) are imported inside the functions that need them, so
+importing this package loads neither.
 
   text.py      numbers, names and the data statement every writer shares
   sections.py  lines and rows built from a record, shared by terminal and Markdown

@@ -36,7 +36,9 @@ def _verdict_lines(verdict: Verdict) -> list[str]:
 
 
 def _parity_lines(parity: Parity) -> list[str]:
-    lines = [f"top-1 agreement {parity.argmax_agreement:,}/{parity.samples:,} images"]
+    lines = []
+    if parity.argmax_agreement is not None and parity.samples is not None:
+        lines.append(f"top-1 agreement {parity.argmax_agreement:,}/{parity.samples:,} images")
     if is_number(parity.max_abs_diff):
         tol = ""
         if is_number(parity.atol) and is_number(parity.rtol):
