@@ -108,7 +108,16 @@ def test_what_the_file_says_about_itself_is_declared(tmp_path: Path) -> None:
 
 
 def test_a_file_onnx_runtime_cannot_load_is_invalid_input(tmp_path: Path) -> None:
+    """The checker says what is wrong with a broken file; ONNX Runtime's own message stays
+    for a valid graph it cannot run."""
     path = make_classifier(tmp_path / "m.onnx")
     path.write_bytes(path.read_bytes()[:200])
-    with pytest.raises(InvalidInputError, match="not a loadable ONNX model"):
+    with pytest.raises(InvalidInputError, match="not a readable ONNX file"):
         onnxrt.load(path)
+    model = onnx.load(str(make_classifier(tmp_path / "ok.onnx")))
+    model.graph.node[0].op_type = "NoSuchOp"
+    model.graph.node[0].domain = "example.custom"
+    model.opset_import.append(onnx.helper.make_opsetid("example.custom", 1))
+    onnx.save(model, str(tmp_path / "custom.onnx"))
+    with pytest.raises(InvalidInputError, match="not a loadable ONNX model"):
+        onnxrt.load(tmp_path / "custom.onnx")

@@ -450,8 +450,8 @@ CASES = [
          "--indices", str(d / "nope.npy")], ("nope.npy", "not found"))),
     # ---- models for evaluation / verification
     Case("onnx-random-bytes", INVALID, _model_case(
-        lambda d, inp: random_bytes(d / "random.onnx"), "not a loadable ONNX model")),
-    Case("onnx-truncated", INVALID, _model_case(_truncated_onnx, "not a loadable ONNX model")),
+        lambda d, inp: random_bytes(d / "random.onnx"), "not a readable ONNX file")),
+    Case("onnx-truncated", INVALID, _model_case(_truncated_onnx, "not a readable ONNX file")),
     Case("onnx-truncated-verify", INVALID, _model_case(
         _truncated_onnx, "not a readable ONNX file", command="verify")),
     Case("onnx-input-rank-2", INVALID, _model_case(
@@ -466,7 +466,7 @@ CASES = [
         lambda d, inp: random_bytes(d / "random.tflite"), "not a loadable TFLite model")),
     Case("model-missing", NOT_FOUND, _model_case(lambda d, inp: d / "nope.onnx", "not found")),
     Case("onnx-missing-verify", NOT_FOUND, _model_case(
-        lambda d, inp: d / "nope.onnx", "ONNX file not found", command="verify")),
+        lambda d, inp: d / "nope.onnx", "model file not found", command="verify")),
     Case("model-unknown-suffix", USAGE, _model_case(
         lambda d, inp: random_bytes(d / "model.bin"), "unknown model type")),
     Case("model-pt-garbage", INVALID, _model_case(

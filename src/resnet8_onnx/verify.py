@@ -7,7 +7,6 @@ so the same code compares Keras with ONNX, ONNX with LiteRT, or two ONNX files.
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +24,6 @@ from .data.format import IMAGE_SHAPE, NUM_CLASSES
 from .errors import InvalidInputError, UsageError
 from .evaluate import DEFAULT_BATCH_SIZE, predict_all, run_settings
 from .memory import check_batch_fits
-from .onnx_graph import structure_report
 from .records import (
     Layerwise,
     Parity,
@@ -291,28 +289,16 @@ def check_provenance(reference: Backend, structure: dict[str, Any]) -> dict[str,
 
 
 # --------------------------------------------------------------------------- the whole check
-def check_onnx_file(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Refuse a missing, unreadable or checker-failing ONNX file before a runtime sees it, so
-    the message says what is wrong with the file (not that ONNX Runtime could not load it).
-
-    Returns the file's structure report: pass it on (``verify(structure=...)``) so the file
-    is read and checked once.
-    """
-    return structure_report(path)
-
-
 def structure_checks(
     reference: Backend, candidate: Backend, *, image_shape: tuple[int, int, int] = IMAGE_SHAPE,
-    num_classes: int = NUM_CLASSES, structure: dict[str, Any] | None = None,
+    num_classes: int = NUM_CLASSES,
 ) -> dict[str, Any]:
-    """The checks that need no images: the candidate's structure report (``structure`` when
-    the caller already made it from the candidate's file), whether it was converted from
-    ``reference`` and its interface problems (empty when it fits the task)."""
+    """The checks that need no images: the candidate's structure report, whether it was
+    converted from ``reference`` and its interface problems (empty when it fits the task)."""
     if STRUCTURE not in candidate.abilities:
         raise UsageError(f"{candidate.info.model_path}: verify checks an ONNX or PyTorch model "
                          "against its source")
-    if structure is None:
-        structure = candidate.structure()  # type: ignore[attr-defined]
+    structure = candidate.structure()  # type: ignore[attr-defined]
     return {
         "structure": structure,
         "provenance": check_provenance(reference, structure),
@@ -382,19 +368,16 @@ def verify(
     indices: np.ndarray | None = None, atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL,
     layerwise: bool = False, image_shape: tuple[int, int, int] = IMAGE_SHAPE,
     num_classes: int = NUM_CLASSES, batch_size: int = DEFAULT_BATCH_SIZE,
-    structure: dict[str, Any] | None = None,
 ) -> VerificationRecord:
     """Structure, interface, dynamic batch and parity of ``candidate`` against ``reference``.
 
-    The structure checks run first (a broken file fails in seconds; ``structure``: the
-    candidate file's report from :func:`check_onnx_file`, so it is not read and checked
-    twice), then both runners go once over ``images`` through the package's one inference
-    loop, then :func:`verify_outputs` compares. Returns the typed record; its ``passed`` is
-    the verdict.
+    The structure checks run first (a file failing the checker fails in seconds), then both
+    runners go once over ``images`` through the package's one inference loop, then
+    :func:`verify_outputs` compares. Returns the typed record; its ``passed`` is the verdict.
     """
     check_batch_fits(max(1, min(batch_size, len(images))))
     checks = structure_checks(reference, candidate, image_shape=image_shape,
-                              num_classes=num_classes, structure=structure)
+                              num_classes=num_classes)
 
     def outputs_of(backend: Backend, label: str) -> np.ndarray:
         batches = (np.asarray(images[i:i + batch_size], np.float32)

@@ -93,9 +93,17 @@ def load(
     output: str | None = None, provider: str | None = None,
 ) -> OnnxRuntimeBackend:
     """The loader: an ONNX file → a runner (``optimization``: ONNX Runtime's graph level;
-    ``optimized_model_path``: where ONNX Runtime writes the optimised graph)."""
-    session = _session(str(path), str(path), threads=threads, optimization=optimization,
-                       optimized_model_path=optimized_model_path, provider=provider)
+    ``optimized_model_path``: where ONNX Runtime writes the optimised graph).
+
+    A file ONNX Runtime cannot load is then put to the ONNX checker, so the message says what
+    is wrong with the file when the checker can tell (truncated, not ONNX, invalid graph).
+    """
+    try:
+        session = _session(str(path), str(path), threads=threads, optimization=optimization,
+                           optimized_model_path=optimized_model_path, provider=provider)
+    except InvalidInputError:
+        structure_report(path)  # raises the checker's account of a broken file
+        raise
     return OnnxRuntimeBackend(session, model_path=str(path), sha256=file_digest(path),
                               threads=threads, optimization=optimization,
                               preprocessing=preprocessing, output=output, source=str(path))
@@ -139,6 +147,7 @@ class OnnxRuntimeBackend:
         where = model_path
         self.session = session
         self._source = source  # the file, when there is one: structure and tensors need it
+        self._structure: dict[str, Any] | None = None
         inp, out = self._check_interface(output, where)
         self.input_name, self.output_name = inp.name, out.name
         input_shape = tuple(_dim(d) for d in inp.shape)
@@ -270,8 +279,11 @@ class OnnxRuntimeBackend:
         return count_macs(onnx.load(self._file()))
 
     def structure(self) -> dict[str, Any]:
-        """The checked structure report of the file (see ``onnx_graph.structure_report``)."""
-        return structure_report(self._file())
+        """The checked structure report of the file (see ``onnx_graph.structure_report``),
+        made once: the file is read and checked once however often it is asked for."""
+        if self._structure is None:
+            self._structure = structure_report(self._file())
+        return self._structure
 
     def tensor_outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Every float tensor of the graph for NHWC pixels ``batch``, optimisations off."""

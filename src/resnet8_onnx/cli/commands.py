@@ -73,20 +73,18 @@ def _convert_torch(args: argparse.Namespace, output: str) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from ..backends import applicable_options, backend_for, load_backend
-    from ..verify import check_onnx_file, verify
+    from ..verify import verify
 
     _check_outputs(args, files=[args.json], inputs=[args.reference, args.onnx, args.indices])
     dataset = _load_data(args)
     reference = load_backend(args.reference, args.reference_backend, threads=args.threads)
     name = backend_for(args.onnx)
-    # A broken file is named as such, before ONNX Runtime; verify reuses the report.
-    structure = check_onnx_file(args.onnx) if name == "onnxruntime" else None
     candidate = load_backend(args.onnx, name, threads=args.threads, **applicable_options(
         name, {"preprocessing": _spec_overrides(args), "output": args.output,
                "provider": args.provider, "device": args.device}))
     report = verify(reference, candidate, dataset.images, indices=dataset.indices,
                     atol=args.atol, rtol=args.rtol, layerwise=args.layerwise,
-                    batch_size=args.batch_size, structure=structure)
+                    batch_size=args.batch_size)
     report.data = DataInfo.from_dict(dataset.describe())
     from ..report import render_verification_terminal
 
