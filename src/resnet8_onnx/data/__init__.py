@@ -7,7 +7,6 @@ One idea per module, data flowing one way (locate → verify → parse → selec
 - ``locations``: where files are looked for (data directory, environment, cache).
 - ``download``: verified downloads; :func:`fetch` finds a known file or downloads it.
 - ``parsers``: binary records and the restricted unpickler, shared by every source.
-- ``digests``: remembered md5s of unchanged data files, so they are not hashed every run.
 - ``layouts``: what a path is, and the best source under the search roots.
 - ``images``: image folders.
 - ``indices``: selections by a ``.npy`` of test-set indices (the MLPerf Tiny perf subset).

@@ -31,8 +31,7 @@ def offline() -> bool:
 
 def cache_dir() -> Path:
     """Where downloads go: ``$RESNET8_ONNX_CACHE_DIR``, ``$XDG_CACHE_HOME/resnet8-onnx`` or
-    ``~/.cache/resnet8-onnx``. Not created here; a download creates it, and so does
-    remembering a data file's md5 (:mod:`.digests`)."""
+    ``~/.cache/resnet8-onnx``. Not created here; only a download creates it."""
     explicit = os.environ.get(ENV_CACHE_DIR)
     if explicit:
         return Path(explicit).expanduser()

@@ -54,16 +54,13 @@ def _read_into(stream: IO[bytes], view: memoryview) -> int:
 
 def parse_binary_stream(
     stream: IO[bytes], size: int, *, name: str, out: np.ndarray | None = None,
-    hash_bytes: bool = True,
-) -> tuple[np.ndarray, np.ndarray, str | None]:
+) -> tuple[np.ndarray, np.ndarray, str]:
     """Parse ``size`` bytes of 3,073-byte records from ``stream`` into NHWC uint8 + int64 labels.
 
     Read a few megabytes at a time straight into ``out`` (or a new array): reading a whole
     file batch and then transposing it would hold every file twice, and a five-file train split
     three times. The md5 is taken over exactly the bytes parsed, so the data that was
-    verified is the data that is evaluated. Returns ``(images, labels, md5 hex digest)``;
-    the digest is ``None`` with ``hash_bytes=False`` (the caller knows it already: an
-    unchanged file's remembered md5, see :mod:`.digests`).
+    verified is the data that is evaluated. Returns ``(images, labels, md5 hex digest)``.
     """
     n = check_record_size(size, name)
     if out is None:
@@ -74,7 +71,7 @@ def parse_binary_stream(
                          f"{out.shape}")
     pixels_out = out.reshape(n, IMAGE_SHAPE[0] * IMAGE_SHAPE[1], IMAGE_SHAPE[2])  # a view
     labels = np.empty(n, dtype=np.int64)
-    md5 = hashlib.md5() if hash_bytes else None
+    md5 = hashlib.md5()
     chunk = bytearray(min(n, _CHUNK_RECORDS) * RECORD_BYTES)
     view = memoryview(chunk)
     done = 0
@@ -87,8 +84,7 @@ def parse_binary_stream(
                 f"{name}: truncated: ended after {done * RECORD_BYTES + got:,} of {size:,} "
                 "bytes (changed while being read?)"
             )
-        if md5 is not None:
-            md5.update(part)
+        md5.update(part)
         records = np.frombuffer(chunk, dtype=np.uint8, count=k * RECORD_BYTES)
         records = records.reshape(k, RECORD_BYTES)
         labels[done : done + k] = records[:, 0]
@@ -101,7 +97,7 @@ def parse_binary_stream(
             f"{name}: longer than its {size:,} bytes (changed while being read?)"
         )
     _check_labels(labels, name)
-    return out, labels, None if md5 is None else md5.hexdigest()
+    return out, labels, md5.hexdigest()
 
 
 def parse_binary_records(buf: bytes, *, name: str) -> tuple[np.ndarray, np.ndarray]:

@@ -14,7 +14,6 @@ import dataclasses
 import hashlib
 import os
 import tarfile
-import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +26,6 @@ from ..errors import InputNotFoundError, InvalidInputError, UsageError, one_line
 from ..fsutil import file_digest
 from ..progress import track
 from .dataset import INDICES_SUBSET, SUBSETS, Dataset, DataSource
-from .digests import cached_md5, remember_md5, state_of, unchanged
 from .download import fetch
 from .format import (
     CLASS_NAMES,
@@ -135,7 +133,6 @@ class _FileBatch:
     images: np.ndarray
     labels: np.ndarray
     md5: str
-    remembered: bool = False  # md5 from the digest cache: the file is unchanged since hashed
 
 
 def _read_file_batches(
@@ -163,27 +160,12 @@ def _read_file_batches(
         if name == meta_name:
             return label, stream.read(size)  # size was checked against _MAX_FILE_BYTES
         if fmt == "binary":
-            out = known = before = None
-            started = time.time()
+            out = None
             if combined is not None:  # sizes as first seen: a file changed since is an error
                 start, size = spans[name]
                 out = combined[start : start + size // RECORD_BYTES]
-                # A file of a directory: its md5 may be remembered from an earlier run.
-                before = state_of(stream)
-                known = cached_md5(label, before)
-            images, labels, md5 = parse_binary_stream(stream, size, name=label, out=out,
-                                                      hash_bytes=known is None)
-            if md5 is None and not unchanged(before, stream):
-                # written while being read: the remembered md5 is not of these bytes
-                stream.seek(0)
-                images, labels, md5 = parse_binary_stream(stream, size, name=label, out=out)
-                known = None
-            if md5 is None:
-                md5 = known
-            elif before is not None:
-                remember_md5(label, before, md5, stream, hashing_started=started)
-            assert md5 is not None
-            return _FileBatch(label, images, labels, md5, remembered=known is not None)
+            images, labels, md5 = parse_binary_stream(stream, size, name=label, out=out)
+            return _FileBatch(label, images, labels, md5)
         buf = stream.read(size)
         images, labels = parse_python_file_batch(buf, name=label)
         return _FileBatch(label, images, labels, hashlib.md5(buf).hexdigest())
@@ -238,16 +220,12 @@ def _verify_file_batch(name: str, file_batch: _FileBatch, split: str, account: _
             f"{file_batch.label}: expected 1,000 images per class in the test set, got {got}"
         )
     identity = identify(name, md5=file_batch.md5)
-    remembered = (" remembered from hashing this unchanged file before"
-                  if file_batch.remembered else "")
     if identity.official:
-        how = f"official;{remembered}" if remembered else "official"
-        account.checks.append(f"{name}: md5 {file_batch.md5} ({how})")
+        account.checks.append(f"{name}: md5 {file_batch.md5} (official)")
     else:
         account.official = False
         account.warnings.append(
-            f"{name}: not the official file (md5 differs): md5 {file_batch.md5}"
-            f"{f' ({remembered.strip()})' if remembered else ''}, official "
+            f"{name}: not the official file (md5 differs): md5 {file_batch.md5}, official "
             f"{identity.expected}; loaded because its structure is valid, but figures from it "
             f"are not comparable to the official {split} set"
         )
