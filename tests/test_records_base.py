@@ -67,3 +67,21 @@ def test_numpy_figures_become_python_numbers_however_they_arrive() -> None:
     assert (type(metrics.accuracy), type(metrics.correct), type(metrics.total)) == (
         float, int, int)
     assert (format_pct(metrics.accuracy), format_int(metrics.correct)) == ("50.00%", "9")
+
+
+def test_assigning_keeps_the_callers_containers_unless_they_hold_numpy_values() -> None:
+    from collections import namedtuple
+
+    versus = r.Versus()
+    first = [1, 2]
+    versus.first_disagreements = first
+    assert versus.first_disagreements is first  # no copy: nothing to convert
+    versus.first_disagreements = [np.int64(3)]
+    assert type(versus.first_disagreements[0]) is int
+    pair = namedtuple("Pair", "a b")(1, 2)
+    comparison = r.ComparisonRecord()
+    comparison.reference = {"pair": pair}  # a namedtuple is no plain tuple to rebuild
+    assert comparison.reference["pair"] is pair
+    metrics = r.Metrics(accuracy=np.array(0.25))  # a 0-d array
+    assert metrics.accuracy == 0.25
+    assert type(metrics.accuracy) is float

@@ -13,9 +13,13 @@ def test_older_and_partial_records_read_without_inventing_failures() -> None:
     old = r.VerificationRecord.from_dict({"passed": True, "parity": {"passed": True}})
     assert old.dynamic_batch is None
     assert _parity_lines(old.full_parity()) == []
+    assert "dynamic_batch" not in old.to_dict()
+    empty = r.VerificationRecord.from_dict({"dynamic_batch": {}})
+    assert not [line for line in _parity_lines(empty.full_parity()) if "dynamic" in line]
     run = r.ComparisonRecord.from_dict({"int8": {"candidates": [{"recipe": {}}],
                                                  "layer_errors": [{"node": "conv"}]}})
-    assert run.int8.candidates[0].recipe == r.quantization._default_recipe()
+    assert run.int8.candidates[0].recipe is None  # not invented
+    assert run.int8.candidates[0].size_bytes is None
     assert run.int8.layer_errors[0].node == "conv"
 
 
@@ -26,3 +30,13 @@ def test_metrics_names_come_from_the_list_the_rows_or_the_matrix() -> None:
     assert r.Metrics(confusion_matrix=[[1, 0], [0, 1]]).names == ["0", "1"]
     assert rows.row(1).name == "dog"
     assert rows.row(2) is None
+
+
+def test_a_partial_candidate_renders_dashes_not_made_up_figures() -> None:
+    from resnet8_onnx.report.sections import _candidate_rows
+
+    record = r.QuantizationRecord.from_dict({"candidates": [{"holdout_agreement": 99,
+                                                             "holdout_count": 100}]})
+    (row,) = _candidate_rows(record, sizes=True)
+    assert row[0] == "—"  # no recipe recorded
+    assert row[5] == "—"  # no size recorded

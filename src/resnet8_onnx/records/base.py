@@ -39,14 +39,22 @@ def _plain(value: Any) -> Any:
 
 
 def _python(value: Any) -> Any:
-    """Plain Python values: a numpy scalar (``np.int64(3)``, ``np.float32(0.5)``) becomes its
-    ``int``/``float``, inside lists and mappings too, so a figure is never mistaken for text."""
-    if isinstance(value, dict):
-        return {k: _python(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(_python(v) for v in value)
-    if hasattr(value, "dtype") and hasattr(value, "item") and not hasattr(value, "__len__"):
+    """Plain Python values: a numpy scalar or 0-d array (``np.int64(3)``, ``np.float32(0.5)``)
+    becomes its ``int``/``float``, inside lists, tuples and mappings too, so a figure is never
+    mistaken for text. A container is rebuilt only when it held one (otherwise the caller's
+    object is kept as it is)."""
+    if value is None or isinstance(value, str | bytes | int | float):
+        return value
+    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
         return value.item()
+    if isinstance(value, dict):
+        items = {k: _python(v) for k, v in value.items()}
+        return items if any(items[k] is not value[k] for k in value) else value
+    if isinstance(value, list) or (isinstance(value, tuple) and not hasattr(value, "_fields")):
+        items = [_python(v) for v in value]
+        if all(a is b for a, b in zip(items, value, strict=True)):
+            return value
+        return items if isinstance(value, list) else tuple(items)
     return value
 
 

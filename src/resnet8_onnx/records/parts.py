@@ -209,9 +209,10 @@ class Versus(Part):
 
 @dataclass(kw_only=True)
 class DynamicBatch(Part):
-    """The candidate run at several batch sizes against itself at one."""
+    """The candidate run at several batch sizes against itself at one (``passed`` ``None``:
+    not recorded)."""
 
-    passed: bool = False
+    passed: bool | None = None
     samples: int | None = None
     batch_sizes: dict[str, Any] = field(default_factory=dict)
 

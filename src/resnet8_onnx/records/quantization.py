@@ -26,14 +26,14 @@ if TYPE_CHECKING:
 class Candidate:
     """One recipe of the grid, as measured."""
 
-    recipe: Recipe
+    recipe: Recipe | None  # None only in a partial record read back
     holdout_agreement: int | None  # images whose top-1 equals fp32's
     holdout_count: int
     holdout_mean_abs_diff: float | None
     images_per_second: float | None
     speedup: float | None  # images/s over fp32's, same run, same images
-    size_bytes: int
-    quantize_seconds: float
+    size_bytes: int | None
+    quantize_seconds: float | None
     eligible: bool = False
     chosen: bool = False
     error: str | None = None  # quantisation failed for this recipe (the others go on)
@@ -46,7 +46,8 @@ class Candidate:
         return self.holdout_agreement / self.holdout_count
 
     def to_dict(self) -> dict[str, Any]:
-        return {"recipe": self.recipe.to_dict(), "holdout_agreement": self.holdout_agreement,
+        return {"recipe": None if self.recipe is None else self.recipe.to_dict(),
+                "holdout_agreement": self.holdout_agreement,
                 "holdout_count": self.holdout_count,
                 "holdout_agreement_fraction": self.agreement_fraction,
                 "holdout_mean_abs_diff": self.holdout_mean_abs_diff,
@@ -60,11 +61,13 @@ class Candidate:
         from ..quantize.recipe import Recipe
 
         names = {f.name for f in dataclasses.fields(cls)}
+        # What a partial record leaves unsaid stays unsaid: shown as "—", never invented.
         missing = {"holdout_agreement": None, "holdout_count": 0, "holdout_mean_abs_diff": None,
-                   "images_per_second": None, "speedup": None, "size_bytes": 0,
-                   "quantize_seconds": 0.0}  # what a partial record leaves unsaid
+                   "images_per_second": None, "speedup": None, "size_bytes": None,
+                   "quantize_seconds": None}
+        recipe = data.get("recipe")
         return cls(**{**missing, **{k: v for k, v in data.items() if k in names},
-                      "recipe": Recipe.from_dict(data.get("recipe") or {})})
+                      "recipe": Recipe.from_dict(recipe) if recipe else None})
 
 
 @dataclass(frozen=True)

@@ -99,7 +99,8 @@ class VerificationRecord(Record):
 
     SCHEMA: ClassVar[str] = SCHEMA_PREFIX + "verification"
     OPTIONAL: ClassVar[frozenset[str]] = frozenset({
-        "reference_parameters", "reference_batch_normalization_layers", "layerwise", "data"})
+        "reference_parameters", "reference_batch_normalization_layers", "layerwise", "data",
+        "dynamic_batch"})
     NESTED: ClassVar[Mapping[str, type[Part]]] = {
         "reference": RunnerInfo, "candidate": RunnerInfo, "provenance": Provenance,
         "dynamic_batch": DynamicBatch,

@@ -49,7 +49,7 @@ def _parity_lines(parity: Parity) -> list[str]:
     if parity.elements_over_tolerance is not None:
         lines.append(f"{parity.elements_over_tolerance:,} output elements over tolerance")
     dynamic = parity.dynamic_batch
-    if dynamic is not None:
+    if dynamic is not None and dynamic.passed is not None:
         sizes = ", ".join(dynamic.batch_sizes)
         lines.append(f"dynamic batch ({sizes}): {'ok' if dynamic.passed else 'FAILED'}")
     if parity.first_disagreements and parity.argmax_agreement != parity.samples:
@@ -258,7 +258,7 @@ def _candidate_rows(record: QuantizationRecord, *, sizes: bool = False) -> list[
                         key=lambda c: (not c.chosen, c.error is not None,
                                        -(c.images_per_second or 0)))
     for c in candidates:
-        label = c.recipe.label or DASH
+        label = c.recipe.label if c.recipe is not None else DASH
         mad = c.holdout_mean_abs_diff
         size = [f"{mad:.2e}" if is_number(mad) else DASH, _size(c.size_bytes)] if sizes else []
         if c.error:
