@@ -83,3 +83,14 @@ def test_a_closed_pipe_ends_a_console_with_broken_pipe_not_exit_1() -> None:
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 42, stderr.decode()
     assert stderr.decode() == ""
+
+
+def test_output_to_a_file_or_pipe_is_wide_enough_for_the_tables(monkeypatch) -> None:
+    """Not a terminal: PIPE_WIDTH columns (rich's 80 cut a three-model table to "8,…");
+    COLUMNS, when set, still wins."""
+    from resnet8_onnx import progress
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    assert progress.console().width == progress.PIPE_WIDTH  # pytest's stdout: no terminal
+    monkeypatch.setenv("COLUMNS", "90")
+    assert progress.console().width == 90

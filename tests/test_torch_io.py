@@ -154,7 +154,8 @@ def test_our_metadata_is_plain_json(tiny_pt2: Path) -> None:
 
 
 # --------------------------------------------------------------------------- imports
-def test_missing_torch_extra_is_one_line_naming_it(tiny_pt2: Path, tmp_path: Path) -> None:
+def test_missing_torch_extra_is_one_line_naming_it(tiny_pt2: Path, tmp_path: Path,
+                                                    resnet8_h5: Path) -> None:
     code = textwrap.dedent("""
         import sys
         sys.modules["torch"] = None  # as if the extra were not installed
@@ -162,7 +163,9 @@ def test_missing_torch_extra_is_one_line_naming_it(tiny_pt2: Path, tmp_path: Pat
         sys.exit(main(sys.argv[1:]))
     """)
     for argv in (["evaluate", str(tiny_pt2), "--data-dir", "/x"],
-                 ["convert", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "m.pt2")]):
+                 ["convert", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "m.pt2")],
+                 ["convert", str(resnet8_h5), "-o", str(tmp_path / "k.pt2")],  # auto builder
+                 ["convert", str(resnet8_h5), "-o", str(tmp_path / "k.safetensors")]):
         (tmp_path / "m.onnx").write_bytes(b"")
         proc = subprocess.run([sys.executable, "-c", code, "-q", *argv], capture_output=True,
                               text=True, check=False)

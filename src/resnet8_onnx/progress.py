@@ -28,13 +28,23 @@ def is_enabled() -> bool:
     return sys.stderr.isatty() if _enabled is None else _enabled
 
 
+PIPE_WIDTH = 120  # columns of output that goes to a file or a pipe
+
+
 def console(*, stderr: bool = False, highlight: bool = False) -> Console:
     """A rich console on stdout (or stderr) that lets a closed pipe end the command quietly.
 
     rich's default answer to a closed stdout (``resnet8-onnx data | head -1``) is
     ``SystemExit(1)``; this one raises ``BrokenPipeError`` instead, which the CLI turns into
     exit 0 with nothing more printed, as ``git log | head`` does.
+
+    Written to a file or a pipe (no terminal, no ``COLUMNS``), the page is
+    :data:`PIPE_WIDTH` wide rather than rich's 80, so a table of three models keeps its
+    figures instead of ending them in "…".
     """
+    import os
+    import sys
+
     from rich.console import Console
 
     class _PipeConsole(Console):
@@ -42,7 +52,10 @@ def console(*, stderr: bool = False, highlight: bool = False) -> Console:
             self.quiet = True
             raise BrokenPipeError
 
-    return _PipeConsole(stderr=stderr, highlight=highlight)
+    stream = sys.stderr if stderr else sys.stdout
+    terminal = hasattr(stream, "isatty") and stream.isatty()
+    width = None if terminal or os.environ.get("COLUMNS") else PIPE_WIDTH
+    return _PipeConsole(stderr=stderr, highlight=highlight, width=width)
 
 
 def _console() -> Console:

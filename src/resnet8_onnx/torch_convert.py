@@ -253,8 +253,8 @@ def convert_to_torch(
     start = time.perf_counter()
     source = Path(source_path)
     out = check_writable(output_path, force=force)  # before any expensive work
+    import_torch()  # before choosing a builder: recognising a Keras ResNet8 builds one
     target, kind = _check_torch_request(source, out, builder)
-    import_torch()
     checks: list[dict[str, Any]] = []
     with contextlib.ExitStack() as stack:
         built = _build_module(source, kind, opset, stack)
