@@ -12,6 +12,7 @@ from cli_runner import assert_one_line_error, cli
 from conftest import shared_path
 from model_factory import make_classifier
 from resnet8_onnx import errors
+from resnet8_onnx.cli import main
 
 
 def _perf_png() -> Path:
@@ -126,3 +127,14 @@ def test_a_failing_threshold_still_writes_the_reports_it_was_asked_for(tmp_path:
     assert json.loads(target.read_text())["metrics"]["total"] == 20
     assert str(out / "report.json") in listed
     assert json.loads((out / "report.json").read_text())["metrics"]["total"] == 20
+
+
+def test_convert_refuses_an_output_suffix_it_cannot_write(tmp_path, capsys) -> None:
+    """`-o model.txt` used to write an ONNX file under that name without a word."""
+    model = tmp_path / "m.h5"
+    model.write_bytes(b"")
+    assert main(["-q", "convert", str(model), "-o", str(tmp_path / "x.txt")]) == errors.USAGE
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "convert writes .onnx, .pt2, .safetensors files" in err[0]
+    assert not (tmp_path / "x.txt").exists()

@@ -36,8 +36,14 @@ def cmd_data(args: argparse.Namespace) -> int:
 def cmd_convert(args: argparse.Namespace) -> int:
     from ..convert import DEFAULT_OPSET, convert
     from ..torch_convert import is_torch_conversion
+    from ..torch_io import PT2_SUFFIXES, SAFETENSORS_SUFFIXES
+
+    targets = (".onnx", *PT2_SUFFIXES, *SAFETENSORS_SUFFIXES)  # chosen by the output's suffix
 
     output = args.output or str(Path(args.model).with_suffix(".onnx"))
+    if Path(output).suffix.lower() not in targets:
+        raise errors.UsageError(f"{output}: convert writes {', '.join(targets)} files; the "
+                                "output's suffix says which")
     _check_outputs(args, files=[output, args.json], inputs=[args.model])
     if is_torch_conversion(args.model, output):
         return _convert_torch(args, output)

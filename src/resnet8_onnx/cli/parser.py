@@ -225,7 +225,7 @@ def _evaluate(p: argparse.ArgumentParser) -> None:
 @_command("run", "the whole job: convert → verify → evaluate Keras and ONNX → report",
           "Convert the Keras model, verify the ONNX file, evaluate both on CIFAR-10 and "
           "write one report directory. Exit 0 only if ONNX matches Keras and accuracy is "
-          "above the threshold.")
+          "at least the threshold.")
 def _run(p: argparse.ArgumentParser) -> None:
     from ..convert import DEFAULT_OPSET
 
