@@ -41,10 +41,10 @@ def cmd_convert(args: argparse.Namespace) -> int:
     targets = (".onnx", *PT2_SUFFIXES, *SAFETENSORS_SUFFIXES)  # chosen by the output's suffix
 
     output = args.output or str(Path(args.model).with_suffix(".onnx"))
+    _check_outputs(args, files=[output, args.json], inputs=[args.model])
     if Path(output).suffix.lower() not in targets:
         raise errors.UsageError(f"{output}: convert writes {', '.join(targets)} files; the "
                                 "output's suffix says which")
-    _check_outputs(args, files=[output, args.json], inputs=[args.model])
     if is_torch_conversion(args.model, output):
         return _convert_torch(args, output)
     result = convert(args.model, output,
