@@ -27,8 +27,7 @@ def tool() -> dict[str, str]:
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, Part):
-        return value.to_dict()
+    """The JSON-ready form: parts (and Recipe, CpuInfo …) by their ``to_dict``."""
     if hasattr(value, "to_dict"):
         return value.to_dict()
     if isinstance(value, list | tuple):
