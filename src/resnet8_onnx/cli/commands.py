@@ -28,7 +28,7 @@ def cmd_data(args: argparse.Namespace) -> int:
         return errors.OK
     from ..report import render_data_terminal
 
-    render_data_terminal(description, _console())
+    render_data_terminal(DataInfo.from_dict(description), _console())
     _emit_json(description, args.json, force=args.force)
     return errors.OK
 

@@ -5,9 +5,8 @@ Verdicts and warnings come first and in colour; figures are the ones the other w
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..progress import console as make_console
 from ..records import (
@@ -467,10 +466,8 @@ def render_quantization_terminal(record: QuantizationRecord,
         out.print(f"[yellow]note:[/yellow] {escape(str(note))}")
 
 
-def render_data_terminal(description: DataInfo | Mapping[str, Any],
-                         console: Console | None = None) -> None:
+def render_data_terminal(data: DataInfo, console: Console | None = None) -> None:
     """The ``data`` command: which images, where from, what was verified, counts per class."""
-    data = description if isinstance(description, DataInfo) else DataInfo.from_dict(description)
     out = _console_or_default(console)
     out.print(f"[bold]{describe_data(data)}[/bold]")
     out.print(f"source: {data.source.kind} at {data.source.path}")
