@@ -32,11 +32,13 @@ PIPE_WIDTH = 120  # columns of output that goes to a file or a pipe
 
 
 def console(*, stderr: bool = False, highlight: bool = False) -> Console:
-    """A rich console on stdout (or stderr) that lets a closed pipe end the command quietly.
+    """A rich console on stdout (or stderr) that lets a closed pipe end the printing quietly.
 
     rich's default answer to a closed stdout (``resnet8-onnx data | head -1``) is
-    ``SystemExit(1)``; this one raises ``BrokenPipeError`` instead, which the CLI turns into
-    exit 0 with nothing more printed, as ``git log | head`` does.
+    ``SystemExit(1)``, which would end the command before it wrote the files it was asked
+    for. This one goes quiet instead (:func:`stdout_closed`): the rest of the page goes to
+    ``/dev/null`` and the command carries on, so every requested file is still written and
+    the exit code is the command's own, as ``git log | head`` does.
 
     Written to a file or a pipe (no terminal, no ``COLUMNS``), the page is
     :data:`PIPE_WIDTH` wide rather than rich's 80, so a table of three models keeps its
@@ -50,12 +52,58 @@ def console(*, stderr: bool = False, highlight: bool = False) -> Console:
     class _PipeConsole(Console):
         def on_broken_pipe(self) -> None:
             self.quiet = True
-            raise BrokenPipeError
+            if not self.stderr:
+                _close_stdout()
 
     stream = sys.stderr if stderr else sys.stdout
     terminal = hasattr(stream, "isatty") and stream.isatty()
     width = None if terminal or os.environ.get("COLUMNS") else PIPE_WIDTH
     return _PipeConsole(stderr=stderr, highlight=highlight, width=width)
+
+
+_stdout_gone = False
+
+
+def _close_stdout() -> None:
+    """stdout's reader went away: what is still to print goes to ``/dev/null``.
+
+    Only stdout's printing stops; files the command was asked for are still written.
+    """
+    global _stdout_gone
+    _stdout_gone = True
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real descriptor (captured in tests): nothing to redirect
+        pass
+
+
+def stdout_closed() -> bool:
+    """Whether stdout's reader went away during this process (a closed pipe)."""
+    return _stdout_gone
+
+
+def write_stdout(text: str) -> None:
+    """Print ``text`` on stdout (a JSON record): a closed pipe ends the printing, not the
+    command, so the files still to write are written."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _close_stdout()
+
+
+def flush_stdout() -> None:
+    """Flush stdout before exit; a reader gone meanwhile is no error (see :func:`console`)."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _close_stdout()
+    except (OSError, ValueError):
+        pass
 
 
 def _console() -> Console:

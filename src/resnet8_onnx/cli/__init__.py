@@ -44,6 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             warn_oversubscribed(args)
             code = int(args.func(args))
             errors.raise_if_interrupted()  # a signal a finaliser swallowed still counts
+            progress.flush_stdout()  # a reader gone by now is no error either
             return code
         except errors.ToolError as exc:
             if debug:
@@ -57,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 traceback.print_exc()
             print("resnet8-onnx: interrupted", file=sys.stderr)
             return errors.INTERRUPTED
-        except BrokenPipeError:
+        except BrokenPipeError:  # stdout's printing goes quiet (progress.console); not a file's
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return errors.OK
         except Exception as exc:

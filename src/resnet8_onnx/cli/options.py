@@ -184,7 +184,9 @@ def _emit_json(payload: Any, destination: str | None, *, force: bool) -> None:
         return
     text = to_json(payload)
     if destination == "-":
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        from ..progress import write_stdout
+
+        write_stdout(text if text.endswith("\n") else text + "\n")
     else:
         from ..fsutil import write_text_atomic
 

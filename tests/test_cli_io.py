@@ -1,0 +1,109 @@
+"""The CLI's files, pipes and data search as a new user meets them (issue 19).
+
+A closed stdout never costs a requested file; a refused output touches nothing; a directory
+given as a model is one message and one code everywhere; an explicit ``--data-dir`` is
+searched, never downloaded into; ``--limit`` above the data size is said and recorded; ``-q``
+silences notes; ``run --json`` writes run's record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cifar_factory import binary_records
+from cli_runner import FORCE_ONEDNN
+from quantize_helpers import float_model, png_folder
+from resnet8_onnx import errors
+
+META_TXT = "".join(f"{n}\n" for n in ("airplane", "automobile", "bird", "cat", "deer", "dog",
+                                      "frog", "horse", "ship", "truck")).encode()
+
+
+def binary_dir(root: Path, n: int = 40) -> Path:
+    """A small test set in the official binary layout (``cifar-10-batches-bin``)."""
+    data = root / "cifar-10-batches-bin"
+    data.mkdir(parents=True)
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+    labels = np.arange(n) % 10
+    (data / "test_batch.bin").write_bytes(binary_records(images, labels))
+    (data / "batches.meta.txt").write_bytes(META_TXT)
+    return data
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """(a small ONNX classifier, a 40-image binary test set, a scratch directory)."""
+    model = float_model(tmp_path / "m.onnx")
+    data = binary_dir(tmp_path / "data")
+    work = tmp_path / "work"
+    work.mkdir()
+    return model, data, work
+
+
+def closed_stdout(args: list[str], cwd: Path) -> tuple[int, str]:
+    """Run the CLI with its stdout's reader gone before it writes anything (``| head -1``
+    without the race): (exit code, stderr)."""
+    env = {**os.environ, **FORCE_ONEDNN, "RESNET8_ONNX_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "resnet8_onnx", *args], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert proc.stdout is not None
+    proc.stdout.close()
+    _, stderr = proc.communicate(timeout=300)
+    return proc.returncode, stderr.decode()
+
+
+# --------------------------------------------------------------------------- 1: closed stdout
+PIPED = {
+    "evaluate": (["evaluate", "{model}", "--data-dir", "{data}", "--out", "ev", "--json",
+                  "ev.json", "--save-test-data", "td"],
+                 ["ev/report.json", "ev/report.md", "ev.json", "td/test_data_set_0/input_0.pb"]),
+    "compare": (["compare", "{model}", "{model}", "--data-dir", "{data}", "--out", "cmp"],
+                ["cmp/compare.json", "cmp/compare.md"]),
+    "verify": (["verify", "{model}", "{model}", "--data-dir", "{data}", "--json", "v.json"],
+               ["v.json"]),
+    "data": (["data", "--data-dir", "{data}", "--json", "d.json"], ["d.json"]),
+    "benchmark": (["benchmark", "{model}", "--batch-sizes", "1", "--threads", "1",
+                   "--optimization", "all", "--min-seconds", "0", "--min-iterations", "2",
+                   "--plot", "b.png", "--json", "b.json"], ["b.png", "b.json"]),
+    "quantize": (["quantize", "{model}", "-o", "q.onnx", "--no-auto", "--calibration-data",
+                  "{cal}", "--calibration-count", "20", "--out", "qr"],
+                 ["q.onnx", "qr/quantize.json", "qr/quantize.md"]),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", list(PIPED))
+def test_a_closed_stdout_still_writes_every_requested_file(setup, command) -> None:
+    """`evaluate … --out ev --json ev.json | head -1` used to leave neither: the broken pipe
+    of the first terminal line ended the command before its files. Now every file is
+    written, and the command still ends quietly with its own exit code."""
+    model, data, work = setup
+    cal = png_folder(work.parent / "cal", 4) if command == "quantize" else work
+    template, files = PIPED[command]
+    args = [a.format(model=model, data=data, cal=cal) for a in template]
+    code, stderr = closed_stdout(args, work)
+    assert code == errors.OK, stderr
+    assert "Traceback" not in stderr, stderr
+    assert "Broken pipe" not in stderr, stderr
+    for name in files:
+        assert (work / name).is_file(), (name, sorted(p.name for p in work.rglob("*")))
+    for name in files:
+        if name.endswith(".json"):
+            json.loads((work / name).read_text())  # complete, not cut by the pipe
+
+
+def test_a_closed_stdout_with_json_on_stdout_still_writes_the_reports(setup) -> None:
+    """`--json -` into a closed pipe: the record is lost with the pipe, the files are not."""
+    model, data, work = setup
+    code, stderr = closed_stdout(["-q", "evaluate", str(model), "--data-dir", str(data),
+                                  "--out", "ev", "--json", "-"], work)
+    assert code == errors.OK, stderr
+    assert (work / "ev" / "report.json").is_file()
