@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from cifar_factory import binary_records
-from cli_runner import FORCE_ONEDNN
+from cli_runner import FORCE_ONEDNN, assert_refused, run
 from quantize_helpers import float_model, png_folder
 from resnet8_onnx import errors
 
@@ -107,3 +107,31 @@ def test_a_closed_stdout_with_json_on_stdout_still_writes_the_reports(setup) -> 
                                   "--out", "ev", "--json", "-"], work)
     assert code == errors.OK, stderr
     assert (work / "ev" / "report.json").is_file()
+
+
+# --------------------------------------------------------------------------- 3: refused outputs
+@pytest.mark.parametrize("option", [["--json", "{data}/new.json"], ["--out", "{data}/ev"],
+                                    ["--save-test-data", "{data}/td"]])
+def test_an_output_refused_for_the_data_directory_touches_nothing_there(capsys, setup,
+                                                                        option) -> None:
+    """The refusal (exit 8) used to come after a probe file was created and removed in the
+    data directory, changing its mtime: now nothing there is touched at all."""
+    model, data, _work = setup
+    before = (sorted(os.listdir(data)), data.stat().st_mtime_ns)
+    os.utime(data, ns=(before[1] - 10**9, before[1] - 10**9))  # a change could not hide
+    before = (sorted(os.listdir(data)), data.stat().st_mtime_ns)
+    args = [a.format(data=data) for a in option]
+    assert_refused(capsys, errors.OUTPUT_ERROR, "input directory", "evaluate", str(model),
+                   "--data-dir", str(data), *args)
+    assert (sorted(os.listdir(data)), data.stat().st_mtime_ns) == before
+
+
+def test_an_output_beside_the_data_under_a_searched_folder_is_still_written(capsys,
+                                                                             setup) -> None:
+    """Deferring the probe does not refuse a file beside the data set: ``--data-dir`` names
+    the folder holding it, the JSON goes into that folder (not into the data set)."""
+    model, data, _work = setup
+    code, _out, err = run(capsys, "evaluate", str(model), "--data-dir", str(data.parent),
+                          "--json", str(data.parent / "ev.json"))
+    assert code == errors.OK, err
+    assert json.loads((data.parent / "ev.json").read_text())["data"]["count"] == 40

@@ -20,6 +20,8 @@ from .errors import OutputError, interrupts_deferred, raise_if_interrupted
 
 _CHUNK = 1 << 20
 _LOCK_NAME = ".resnet8-onnx.lock"  # hidden, empty, left in report directories on purpose
+# (roots, pending probes) of the probes_deferred() blocks in force
+_deferring: list[tuple[tuple[Path, ...], list[tuple[Path, Path]]]] = []
 
 
 def file_digest(path: str | os.PathLike[str], algorithm: str = "sha256") -> str:
@@ -50,6 +52,10 @@ def _probe_directory(directory: Path, target: Path) -> None:
     access policy. Probing here turns those into an early, clear error instead of a failure
     after the expensive work.
     """
+    for roots, pending in _deferring:
+        if any(_real(directory).is_relative_to(root) for root in roots):
+            pending.append((directory, target))
+            return
     where = "directory" if target == directory else f"directory {directory}"
     if not os.access(directory, os.W_OK):
         raise OutputError(f"{target}: {where} is not writable")
@@ -62,6 +68,32 @@ def _probe_directory(directory: Path, target: Path) -> None:
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise OutputError(f"{target}: cannot write in {where} ({reason})") from None
+
+
+@contextlib.contextmanager
+def probes_deferred(
+    roots: Iterable[str | os.PathLike[str]],
+) -> Iterator[list[tuple[Path, Path]]]:
+    """Within the block, a probe of a directory under one of ``roots`` is noted, not made.
+
+    An output refused because it lies inside the data set must leave the data directory as it
+    was (not even its mtime changed by a probe file), yet which folder under ``--data-dir``
+    the data set is, is known only once it is found. The checks that touch nothing run now;
+    the noted probes (yielded) are made by :func:`run_probes` once the data set is known and
+    the output was not refused.
+    """
+    pending: list[tuple[Path, Path]] = []
+    _deferring.append((tuple(_real(r) for r in roots), pending))
+    try:
+        yield pending
+    finally:
+        _deferring.pop()
+
+
+def run_probes(pending: Iterable[tuple[Path, Path]]) -> None:
+    """Make the probes :func:`probes_deferred` noted (an unwritable directory: exit 8)."""
+    for directory, target in pending:
+        _probe_directory(directory, target)
 
 
 def check_writable(path: str | os.PathLike[str], *, force: bool = False) -> Path:

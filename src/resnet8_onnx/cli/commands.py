@@ -105,13 +105,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from ..evaluate import evaluate
     from ..metrics import meets_accuracy
     from ..report import write_reports
+    from ..testdata import check_destination
 
     out_dir = _check_outputs(args, files=[args.json], reports=write_reports,
-                             inputs=[args.model, args.indices])
-    if args.save_test_data is not None:
-        from ..testdata import check_destination
-
-        check_destination(args.save_test_data, force=args.force)
+                             inputs=[args.model, args.indices],
+                             directories=[(args.save_test_data,
+                                           lambda d: check_destination(d, force=args.force))])
     backend = load_backend(args.model, args.backend, threads=args.threads,
                            preprocessing=_spec_overrides(args), output=args.output,
                            provider=args.provider, device=args.device)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -194,25 +195,47 @@ def _emit_json(payload: Any, destination: str | None, *, force: bool) -> None:
 
 
 def _check_outputs(args: argparse.Namespace, *, files: Sequence[str | None] = (),
-                   reports: Any = None, inputs: Sequence[str | None] = ()) -> Path | None:
+                   reports: Any = None, inputs: Sequence[str | None] = (),
+                   directories: Sequence[tuple[str | None, Any]] = ()) -> Path | None:
     """Refuse every output before any work: one that would overwrite an input (``--force`` or
     not), exists without ``--force``, or cannot be written. ``reports`` is the writer of the
-    ``--out`` report set, asked which files it would write; returns the ``--out`` directory.
+    ``--out`` report set, asked which files it would write; ``directories`` are (directory,
+    its check) pairs such as ``--save-test-data``; returns the ``--out`` directory.
     The outputs are remembered so :func:`_load_data` can check them against the data files
-    it finds."""
-    from ..fsutil import check_writable, refuse_overwriting_inputs
+    it finds; until then nothing is created under ``--data-dir``, not even a probe file."""
+    from ..fsutil import check_writable, probes_deferred, refuse_overwriting_inputs
 
     out_dir = getattr(args, "out", None)
-    targets: list[Path] = []
-    if reports is not None and out_dir is not None:
-        targets = list(reports(None, out_dir, force=args.force, check_only=True).values())
-    planned = [*(Path(f) for f in files if f not in (None, "-")), *targets]
-    refuse_overwriting_inputs(planned, inputs)
-    for f in files:
-        if f not in (None, "-"):
-            check_writable(f, force=args.force)
+    with probes_deferred(_named_data_roots(args)) as pending:
+        targets: list[Path] = []
+        if reports is not None and out_dir is not None:
+            targets = list(reports(None, out_dir, force=args.force, check_only=True).values())
+        planned = [*(Path(f) for f in files if f not in (None, "-")), *targets,
+                   *(Path(d) for d, _ in directories if d is not None)]
+        refuse_overwriting_inputs(planned, inputs)
+        for f in files:
+            if f not in (None, "-"):
+                check_writable(f, force=args.force)
+        for directory, check in directories:
+            if directory is not None:
+                check(directory)
     args.planned_outputs = planned
+    args.deferred_probes = pending
     return None if out_dir is None else Path(out_dir)
+
+
+def _named_data_roots(args: argparse.Namespace) -> list[Path]:
+    """The data directory the command will search, when named (``--data-dir`` or the
+    environment): outputs under it are probed only once the data set there is known."""
+    if not hasattr(args, "data_dir"):
+        return []
+    from ..data.locations import ENV_DATA_DIR
+
+    named = args.data_dir or os.environ.get(ENV_DATA_DIR)
+    if not named:
+        return []
+    path = Path(named).expanduser()
+    return [path if path.is_dir() else path.parent] if path.exists() else []
 
 
 def _add_data_options(p: argparse.ArgumentParser, *, subsets: bool = True) -> None:
@@ -247,9 +270,10 @@ def _load_data(args: argparse.Namespace):
                            subset=getattr(args, "subset", "full"),
                            indices_file=getattr(args, "indices", None),
                            download=False if args.offline else None)
-    from ..fsutil import refuse_overwriting_inputs
+    from ..fsutil import refuse_overwriting_inputs, run_probes
 
     refuse_overwriting_inputs(getattr(args, "planned_outputs", ()), dataset.input_paths)
+    run_probes(getattr(args, "deferred_probes", ()))  # outputs under --data-dir, not refused
     for note in dataset.source.notes:  # which source a search chose among several
         print(f"resnet8-onnx: note: {note}", file=sys.stderr)
     if getattr(args, "limit", None):
