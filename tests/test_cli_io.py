@@ -135,3 +135,47 @@ def test_an_output_beside_the_data_under_a_searched_folder_is_still_written(caps
                           "--json", str(data.parent / "ev.json"))
     assert code == errors.OK, err
     assert json.loads((data.parent / "ev.json").read_text())["data"]["count"] == 40
+
+
+# --------------------------------------------------------------------------- 8: model dirs
+MODEL_COMMANDS = {
+    "evaluate": ["evaluate", "{m}", "--data-dir", "{data}"],
+    "verify reference": ["verify", "{m}", "{model}", "--data-dir", "{data}"],
+    "verify candidate": ["verify", "{model}", "{m}", "--data-dir", "{data}"],
+    "compare": ["compare", "{model}", "{m}", "--data-dir", "{data}"],
+    "benchmark": ["benchmark", "{m}"],
+    "quantize": ["quantize", "{m}", "--calibration-data", "{data}"],
+    "annotate": ["annotate", "{m}", "-o", "{work}/a.onnx"],
+    "convert": ["convert", "{m}", "-o", "{work}/c.onnx"],
+    "run": ["run", "--model", "{m}", "--data-dir", "{data}", "--out", "{work}/r"],
+}
+
+
+@pytest.mark.parametrize("command", list(MODEL_COMMANDS))
+def test_a_directory_given_as_the_model_is_one_message_and_exit_4_everywhere(
+        capsys, setup, command) -> None:
+    """It used to be 'model file not found' (3) though it exists, 'unknown model type …
+    pass --backend' (2) where there is no --backend, or 4, depending on the command."""
+    model, data, work = setup
+    folder = work / "resnet8"
+    folder.mkdir()
+    args = [a.format(m=folder, model=model, data=data, work=work)
+            for a in MODEL_COMMANDS[command]]
+    assert_refused(capsys, errors.INVALID_INPUT, f"{folder}: is a directory, not a model file",
+                   *args)
+
+
+@pytest.mark.parametrize("command", ["verify", "compare", "benchmark", "evaluate"])
+def test_only_a_command_with_backend_suggests_it(capsys, setup, command) -> None:
+    """'… or pass --backend' is advice only ``evaluate`` can take."""
+    model, data, work = setup
+    odd = work / "model.bin"
+    odd.write_bytes(model.read_bytes())
+    args = {"verify": ["verify", str(model), str(odd)], "compare": ["compare", str(model),
+                                                                    str(odd)],
+            "benchmark": ["benchmark", str(odd)], "evaluate": ["evaluate", str(odd)]}[command]
+    code, _out, err = run(capsys, *args, *(["--data-dir", str(data)] if command != "benchmark"
+                                           else []))
+    assert code == errors.USAGE, err
+    assert "unknown model type '.bin'" in err
+    assert ("--backend" in err) == (command == "evaluate"), err

@@ -482,7 +482,7 @@ CASES = [
         lambda d, inp: random_bytes(d / "random.h5"), "not an HDF5 file")),
     Case("h5-not-a-model", INVALID, _convert_case(_hdf5_not_a_model, "no model_config")),
     Case("h5-that-is-a-zip", INVALID, _convert_case(_zip_named_h5, "not an HDF5 file")),
-    Case("h5-missing", NOT_FOUND, _convert_case(lambda d, inp: d / "nope.h5", "no such file")),
+    Case("h5-missing", NOT_FOUND, _convert_case(lambda d, inp: d / "nope.h5", "file not found")),
     Case("run-lambda-model", UNSAFE, lambda d, inp: Run(
         ["run", "--model", str(write_h5(d / "lambda.h5", keras_model(lambda_layer(d / "M")))),
          "--data-dir", str(inp.data), "--out", str(d / "report")],

@@ -16,7 +16,13 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
-from .errors import OutputError, interrupts_deferred, raise_if_interrupted
+from .errors import (
+    InputNotFoundError,
+    InvalidInputError,
+    OutputError,
+    interrupts_deferred,
+    raise_if_interrupted,
+)
 
 _CHUNK = 1 << 20
 _LOCK_NAME = ".resnet8-onnx.lock"  # hidden, empty, left in report directories on purpose
@@ -31,6 +37,26 @@ def file_digest(path: str | os.PathLike[str], algorithm: str = "sha256") -> str:
         for chunk in iter(lambda: f.read(_CHUNK), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def check_input_file(path: str | os.PathLike[str], what: str = "model") -> Path:
+    """``path`` is a readable file, or one line saying what it is instead.
+
+    Every command taking a model asks this first, so a directory (or a missing or unreadable
+    file) gets the same message and exit code from each of them, before any data is searched.
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise InvalidInputError(f"{p}: is a directory, not a {what} file")
+    if not p.is_file():
+        raise InputNotFoundError(f"{p}: {what} file not found")
+    try:
+        with open(p, "rb"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise InvalidInputError(f"{p}: cannot read the {what} file ({reason})") from None
+    return p
 
 
 def _umask() -> int:

@@ -55,15 +55,16 @@ LOADERS: dict[str, Loader] = {
 BACKENDS: dict[str, tuple[str, ...]] = {name: entry.suffixes for name, entry in LOADERS.items()}
 
 
-def backend_for(path: str | os.PathLike[str]) -> str:
-    """The backend name for a model file, from its suffix."""
+def backend_for(path: str | os.PathLike[str], *, backend_option: bool = False) -> str:
+    """The backend name for a model file, from its suffix; ``backend_option``: the command
+    has ``--backend``, so the refusal may suggest it (only then)."""
     suffix = Path(path).suffix.lower()
     for name, loader in LOADERS.items():
         if suffix in loader.suffixes:
             return name
     known = ", ".join(s for suffixes in BACKENDS.values() for s in suffixes)
     raise UsageError(f"{path}: unknown model type {suffix or '(no suffix)'!r}; "
-                     f"expected one of {known} or pass --backend")
+                     f"expected one of {known}{' or pass --backend' if backend_option else ''}")
 
 
 def check_fixed_preprocessing(path: str | os.PathLike[str], name: str,

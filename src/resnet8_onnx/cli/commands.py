@@ -10,6 +10,7 @@ from .. import errors
 from ..records import DataInfo, Record
 from .options import (
     _SPEC_OPTIONS,
+    _check_models,
     _check_outputs,
     _console,
     _emit_json,
@@ -42,6 +43,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
     output = args.output or str(Path(args.model).with_suffix(".onnx"))
     _check_outputs(args, files=[output, args.json], inputs=[args.model])
+    _check_models([args.model], by_suffix=False)  # convert reads its own suffixes
     if Path(output).suffix.lower() not in targets:
         raise errors.UsageError(f"{output}: convert writes {', '.join(targets)} files; the "
                                 "output's suffix says which")
@@ -82,6 +84,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from ..verify import verify
 
     _check_outputs(args, files=[args.json], inputs=[args.reference, args.onnx, args.indices])
+    _check_models([args.reference], by_suffix=args.reference_backend is None)
+    _check_models([args.onnx])
     dataset = _load_data(args)
     reference = load_backend(args.reference, args.reference_backend, threads=args.threads)
     name = backend_for(args.onnx)
@@ -111,6 +115,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                              inputs=[args.model, args.indices],
                              directories=[(args.save_test_data,
                                            lambda d: check_destination(d, force=args.force))])
+    _check_models([args.model], by_suffix=args.backend is None, backend_option=True)
     backend = load_backend(args.model, args.backend, threads=args.threads,
                            preprocessing=_spec_overrides(args), output=args.output,
                            provider=args.provider, device=args.device)
@@ -147,6 +152,7 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     from ..annotate import annotate, read_class_names
     _check_outputs(args, files=[args.json, args.output_file],
                    inputs=[args.model, args.class_names])  # before loading any data
+    _check_models([args.model], by_suffix=False)  # annotate says what it takes
     names = read_class_names(args.class_names) if args.class_names else None
     images = _load_data(args).images if args.embed else None
     account = annotate(args.model, args.output_file, preprocessing=_spec_overrides(args),
@@ -193,6 +199,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..pipeline import check_outputs, run_pipeline
 
     targets = check_outputs(args.out, force=args.force, int8=args.int8)  # before anything
+    _check_models([args.model], by_suffix=False)  # the pipeline says what it takes
     # A failed or interrupted run takes back what it wrote, so the same command can be rerun.
     with report_directory(args.out, targets) as out_dir:
         comparison = run_pipeline(
@@ -223,6 +230,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise errors.UsageError("compare needs at least two models (the first is the reference)")
     out_dir = _check_outputs(args, files=[args.json], reports=write_compare_reports,
                              inputs=[*args.models, args.indices])
+    _check_models(args.models)
     from ..compare import per_model_options
 
     options = per_model_options(args.models, {name: getattr(args, name)
@@ -254,6 +262,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
                              reports=write_quantization_reports,
                              inputs=[args.model, args.calibration_data,
                                      args.calibration_indices, args.indices])
+    _check_models([args.model], by_suffix=False)  # inspect_float_model says what it takes
     inspect_float_model(model)  # a missing, non-ONNX or quantised model fails before the data
     if args.auto:
         recipe: Any = auto_grid(
@@ -292,6 +301,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     from ..report import render_benchmark_terminal, throughput_png
 
     _check_outputs(args, files=[args.json, args.plot, args.save_optimized], inputs=args.models)
+    _check_models(args.models)
     images = data = None
     if args.data_dir is not None:
         dataset = _load_data(args)

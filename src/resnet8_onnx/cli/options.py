@@ -224,6 +224,21 @@ def _check_outputs(args: argparse.Namespace, *, files: Sequence[str | None] = ()
     return None if out_dir is None else Path(out_dir)
 
 
+def _check_models(paths: Sequence[str | None], *, by_suffix: bool = True,
+                  backend_option: bool = False) -> None:
+    """Each model exists, is a readable file and (``by_suffix``) of a type some runtime reads:
+    checked before any data is searched, with one message per problem for every command."""
+    from ..backends import backend_for
+    from ..fsutil import check_input_file
+
+    for path in paths:
+        if path is None:
+            continue
+        check_input_file(path, "model")
+        if by_suffix:
+            backend_for(path, backend_option=backend_option)
+
+
 def _named_data_roots(args: argparse.Namespace) -> list[Path]:
     """The data directory the command will search, when named (``--data-dir`` or the
     environment): outputs under it are probed only once the data set there is known."""
