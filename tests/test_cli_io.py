@@ -179,3 +179,43 @@ def test_only_a_command_with_backend_suggests_it(capsys, setup, command) -> None
     assert code == errors.USAGE, err
     assert "unknown model type '.bin'" in err
     assert ("--backend" in err) == (command == "evaluate"), err
+
+
+# --------------------------------------------------------------------------- 12: named data
+def _no_download(*args, **kwargs):
+    raise AssertionError("an explicit --data-dir must not fall back to a download")
+
+
+@pytest.mark.parametrize("online", [False, True], ids=["offline", "online"])
+def test_an_explicit_data_dir_without_cifar_is_searched_not_downloaded(
+        capsys, monkeypatch, setup, online) -> None:
+    """class folders foo/ and bar/: exit 3 naming what was found, never a download (exit 9,
+    'point the tool at a local copy with --data-dir DIR' to a user who just did)."""
+    from PIL import Image
+
+    from resnet8_onnx.data import download, layouts
+
+    if online:
+        monkeypatch.delenv("RESNET8_ONNX_OFFLINE")
+    monkeypatch.setattr(layouts, "fetch", _no_download)
+    monkeypatch.setattr(download, "fetch", _no_download)
+    model, _data, work = setup
+    imgs = work / "imgs"
+    for name in ("foo", "bar"):
+        (imgs / name).mkdir(parents=True)
+        Image.new("RGB", (32, 32)).save(imgs / name / "0.png")
+    code, _out, err = run(capsys, "evaluate", str(model), "--data-dir", str(imgs))
+    lines = err.strip().splitlines()
+    assert code == errors.NOT_FOUND, err
+    assert len(lines) == 1, err
+    assert f"no CIFAR-10 data under {imgs}" in lines[0]
+    assert "classes bar, foo are not CIFAR-10's" in lines[0]
+    assert "--data-dir DIR" not in lines[0]
+
+
+def test_an_empty_explicit_data_dir_says_it_is_empty(capsys, setup) -> None:
+    model, _data, work = setup
+    empty = work / "empty"
+    empty.mkdir()
+    assert_refused(capsys, errors.NOT_FOUND, f"no CIFAR-10 data under {empty}: it is empty",
+                   "evaluate", str(model), "--data-dir", str(empty))

@@ -246,11 +246,9 @@ def test_missing_cifar_is_downloaded_verified_and_read_in_place(monkeypatch, tmp
     monkeypatch.setitem(KNOWN_FILES, name, KnownFile(
         name=name, url=f"{server.url}/{name}", sha256=None,
         md5=hashlib.md5(archive).hexdigest(), description="test archive"))
-    empty = tmp_path / "empty"
-    empty.mkdir()
     with pytest.raises(InputNotFoundError, match="CIFAR-10 test set"):
-        load_dataset(empty)  # offline by default in tests
-    data = load_dataset(empty, download=True)
+        load_dataset()  # offline by default in tests
+    data = load_dataset(download=True)  # no --data-dir: a named one is never downloaded into
     assert data.source.kind == "binary-tar"
     assert Path(data.source.path) == cache_dir() / name
     assert any(c.startswith(f"{name}: md5 ") and "(official)" in c for c in data.source.checks)
@@ -278,9 +276,7 @@ def test_cli_failed_download_exits_9(monkeypatch, tmp_path, capsys, server, wher
            "http-404": f"{server.url}/missing.tar.gz",
            "wrong-checksum": f"{server.url}/file.bin"}[where]
     _cifar_at(monkeypatch, url)
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    code = main(["-q", "data", "--data-dir", str(empty)])
+    code = main(["-q", "data"])  # no --data-dir: a named one is never downloaded into
     err = capsys.readouterr().err.strip().splitlines()
     assert code == errors.DOWNLOAD_FAILED, err
     assert len(err) == 1, err

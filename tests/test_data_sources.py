@@ -211,8 +211,10 @@ def test_unrelated_file_or_archive(tmp_path) -> None:
 
 
 def test_nothing_found_offline_is_one_line_with_a_hint(tmp_path) -> None:
+    """No --data-dir and nothing in the cache (a named directory is never downloaded into:
+    test_cli_io.py)."""
     with pytest.raises(InputNotFoundError) as info:
-        load_dataset(tmp_path)
+        load_dataset()
     message = str(info.value)
     assert "\n" not in message
     assert "CIFAR-10 test set" in message

@@ -435,7 +435,7 @@ CASES = [
     Case("data-pickle-runs-code-tar", UNSAFE, _data_case(
         _pickle_tar, "refused pickled global", code=UNSAFE)),
     Case("data-empty-dir-offline", NOT_FOUND, _data_case(
-        _empty_dir, "not found under", code=NOT_FOUND, command="evaluate")),
+        _empty_dir, "no CIFAR-10 data under", code=NOT_FOUND, command="evaluate")),
     Case("data-dir-missing", NOT_FOUND, lambda d, inp: Run(
         ["data", "--data-dir", str(d / "nope"), "--json", str(d / "o.json")],
         (str(d / "nope"), "does not exist"), outputs=(d / "o.json",))),

@@ -26,7 +26,7 @@ from .format import (
 
 _LOSSLESS_FORMATS = {"PNG", "BMP", "PPM", "TIFF"}
 _LOSSY_FORMATS = {"JPEG"}
-_IMAGE_SUFFIXES = {".png", ".bmp", ".ppm", ".tif", ".tiff", ".jpg", ".jpeg"}
+IMAGE_SUFFIXES = {".png", ".bmp", ".ppm", ".tif", ".tiff", ".jpg", ".jpeg"}
 
 _Entry = tuple[int, str, Path]  # (label, file stem, path)
 
@@ -55,11 +55,11 @@ def _scan(root: Path) -> tuple[list[_Entry], list[str]]:
                     continue
                 if f.is_dir():
                     raise InvalidInputError(f"{f}: nested directories are not supported")
-                if f.suffix.lower() in _IMAGE_SUFFIXES:
+                if f.suffix.lower() in IMAGE_SUFFIXES:
                     entries.append((label, f.stem, f))
                 else:
                     ignored.append(f.name)
-        elif child.suffix.lower() in _IMAGE_SUFFIXES:
+        elif child.suffix.lower() in IMAGE_SUFFIXES:
             raise InvalidInputError(f"{child}: image outside a class subdirectory")
     if not entries:
         raise InvalidInputError(f"{root}: image folder holds no images")

@@ -12,7 +12,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InvalidInputError, one_line
+from ..errors import InputNotFoundError, InvalidInputError, one_line
 from .download import fetch
 from .format import (
     BINARY_DIR,
@@ -22,8 +22,8 @@ from .format import (
     PYTHON_TAR,
     file_batch_names,
 )
-from .images import is_image_folder
-from .locations import data_dirs, named_data_dir, walk
+from .images import IMAGE_SUFFIXES, is_image_folder
+from .locations import ENV_DATA_DIR, data_dirs, named_data_dir, walk
 
 
 @dataclass(frozen=True)
@@ -146,9 +146,53 @@ def locate(
         direct = layout_at(named)
         if direct is not None:
             return direct, None
+        # A directory the user named is searched, never downloaded into, and nothing else
+        # (the cache) stands in for it: what it holds is the answer.
+        found, note = search(named, split)
+        if found is not None:
+            return found, note
+        label = str(data_dir) if data_dir is not None else f"{ENV_DATA_DIR}={named}"
+        raise InputNotFoundError(f"no CIFAR-10 data under {label}: {describe_contents(named)}")
     for root in data_dirs(data_dir):
         found, note = search(root, split)
         if found is not None:
             return found, note
     path = fetch(BINARY_TAR, data_dir, download=download, what=f"CIFAR-10 {split} set")
     return Layout("binary-tar", path), None
+
+
+def describe_contents(root: Path) -> str:
+    """What a directory without CIFAR-10 holds, in a few words (for the refusal's line).
+
+    An image folder whose class names are not CIFAR-10's is the likely mistake, so it is
+    named with its classes; otherwise what the layouts would have been.
+    """
+    entries = list(walk(root))
+    if not entries:
+        return "it is empty"
+    for folder in [root, *(p for p in entries if p.is_dir())]:
+        classes = sorted(c.name for c in _subdirs(folder) if _holds_images(c))
+        if classes:
+            return (f"found an image folder whose classes {', '.join(classes[:10])} are not "
+                    f"CIFAR-10's ({', '.join(CLASS_NAMES)})")
+    images = sum(1 for p in entries if p.suffix.lower() in IMAGE_SUFFIXES)
+    if images:
+        return (f"found {images:,} image file{'s' if images != 1 else ''} but no class "
+                f"folders (an image folder holds one subdirectory per class: "
+                f"{', '.join(CLASS_NAMES)})")
+    return (f"found no {BINARY_DIR}/, {PYTHON_DIR}/, {BINARY_TAR}, {PYTHON_TAR} or image "
+            "folder of CIFAR-10 classes (searched two levels down)")
+
+
+def _subdirs(folder: Path) -> list[Path]:
+    try:
+        return [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    except OSError:
+        return []
+
+
+def _holds_images(folder: Path) -> bool:
+    try:
+        return any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir())
+    except OSError:
+        return False
