@@ -48,6 +48,15 @@ def setup(tmp_path: Path) -> tuple[Path, Path, Path]:
     return model, data, work
 
 
+def run_loud(capsys, *args: str) -> tuple[int, str, str]:
+    """``main ARGS`` in process without ``-q`` (notes print): (exit code, stdout, stderr)."""
+    from resnet8_onnx.cli import main
+
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
 def closed_stdout(args: list[str], cwd: Path) -> tuple[int, str]:
     """Run the CLI with its stdout's reader gone before it writes anything (``| head -1``
     without the race): (exit code, stderr)."""
@@ -219,3 +228,31 @@ def test_an_empty_explicit_data_dir_says_it_is_empty(capsys, setup) -> None:
     empty.mkdir()
     assert_refused(capsys, errors.NOT_FOUND, f"no CIFAR-10 data under {empty}: it is empty",
                    "evaluate", str(model), "--data-dir", str(empty))
+
+
+# --------------------------------------------------------------------------- 15: --limit
+def test_a_limit_above_the_data_size_is_said_and_recorded_like_batch_size(capsys,
+                                                                          setup) -> None:
+    """--limit 100 of 40 images used to vanish ("limit": null, nothing said); now a note on
+    stderr, like --batch-size, and the requested value in the record (existing keys kept)."""
+    model, data, _work = setup
+    code, out, err = run_loud(capsys, "evaluate", str(model), "--data-dir", str(data),
+                              "--limit", "100", "--json", "-")
+    assert code == errors.OK, err
+    record = json.loads(out)["data"]
+    assert record["limit"] is None  # no limit was applied: every image was used
+    assert record["count"] == 40
+    assert record["requested_limit"] == 100
+    notes = [line for line in err.splitlines() if "--limit" in line]
+    assert notes == ["resnet8-onnx: note: --limit 100 is more than the 40 images; using all 40"]
+
+
+def test_a_limit_within_the_data_records_no_requested_limit(capsys, setup) -> None:
+    model, data, _work = setup
+    code, out, err = run_loud(capsys, "evaluate", str(model), "--data-dir", str(data),
+                              "--limit", "20", "--json", "-")
+    assert code == errors.OK, err
+    record = json.loads(out)["data"]
+    assert (record["limit"], record["count"]) == (20, 20)
+    assert "requested_limit" not in record
+    assert "--limit" not in err

@@ -289,10 +289,10 @@ def _load_data(args: argparse.Namespace):
 
     refuse_overwriting_inputs(getattr(args, "planned_outputs", ()), dataset.input_paths)
     run_probes(getattr(args, "deferred_probes", ()))  # outputs under --data-dir, not refused
-    for note in dataset.source.notes:  # which source a search chose among several
-        print(f"resnet8-onnx: note: {note}", file=sys.stderr)
     if getattr(args, "limit", None):
         dataset = dataset.with_limit(args.limit)
+    for line in dataset.notes:  # the source a search chose among several; a --limit too big
+        print(f"resnet8-onnx: note: {line}", file=sys.stderr)
     from ..evaluate import DEFAULT_BATCH_SIZE
 
     batch_size = getattr(args, "batch_size", None)  # said only of a size the user chose

@@ -81,6 +81,7 @@ class Dataset:
     indices_file: str | None = None  # the .npy file the subset was selected by, if any
     indices_sha256: str | None = None  # that file's sha256 (identifies the selection)
     limit: int | None = None  # the --limit applied (class-balanced), None for none
+    requested_limit: int | None = None  # a --limit above the size, so not applied (all used)
     _per_class: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -118,8 +119,8 @@ class Dataset:
         """
         if n < 1:
             raise UsageError(f"limit must be at least 1, got {n}")
-        if n >= len(self):
-            return self
+        if n >= len(self):  # every image: no limit applied, but one asked above the size
+            return self if n == len(self) else dataclasses.replace(self, requested_limit=n)
         take = balanced_first(self.labels, n, len(self.class_names))
         return dataclasses.replace(
             self,
@@ -210,6 +211,17 @@ class Dataset:
             "full_official_test_set": self.is_full_official_test_set,
             "indices_file": self.indices_file,
             "indices_sha256": self.indices_sha256,
+            **({"requested_limit": self.requested_limit} if self.requested_limit else {}),
         }
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """What the user should hear about how this data was chosen: which source a search
+        picked among several, and a ``--limit`` above the size (so every image was used)."""
+        notes = self.source.notes
+        if self.requested_limit:
+            notes += (f"--limit {self.requested_limit:,} is more than the {len(self):,} "
+                      f"images; using all {len(self):,}",)
+        return notes
 
 
