@@ -61,8 +61,10 @@ def test_limit_is_round_robin_over_classes(labels: list[int], n: int) -> None:
     data = Dataset(images, np.array(labels, np.int64), CLASS_NAMES, source,
                    indices=np.arange(len(labels), dtype=np.int64))
     limited = data.with_limit(n)
-    if n >= len(labels):
-        assert limited is data
+    if n >= len(labels):  # every image, no limit applied; one above the size is recorded
+        assert limited.images is data.images
+        assert limited.limit is None
+        assert limited.requested_limit == (n if n > len(labels) else None)
     else:
         assert limited.indices.tolist() == _round_robin(labels, n)
         assert limited.labels.tolist() == [labels[i] for i in limited.indices]
@@ -80,7 +82,12 @@ def test_limit_renames_the_subset() -> None:
     assert described["limit"] == 7
     assert described["source_count"] == 25
     assert described["indices_sha256"] is None  # the sha256 of an indices file; none here
-    assert data.with_limit(100) is data
+    whole = data.with_limit(100)
+    assert whole.images is data.images
+    assert (whole.limit, whole.requested_limit) == (None, 100)
+    assert whole.describe()["requested_limit"] == 100
+    assert whole.notes == ("--limit 100 is more than the 25 images; using all 25",)
+    assert "requested_limit" not in described
     with pytest.raises(UsageError):
         data.with_limit(0)
 
