@@ -256,3 +256,63 @@ def test_a_limit_within_the_data_records_no_requested_limit(capsys, setup) -> No
     assert (record["limit"], record["count"]) == (20, 20)
     assert "requested_limit" not in record
     assert "--limit" not in err
+
+
+# --------------------------------------------------------------------------- 18: -q and notes
+def two_sources(setup) -> Path:
+    """A folder holding the binary test set and an image folder: searching it notes the
+    choice ("2 CIFAR-10 sources under …")."""
+    from PIL import Image
+
+    _model, data, _work = setup
+    folder = data.parent / "pngs" / "airplane"
+    folder.mkdir(parents=True)
+    Image.new("RGB", (32, 32)).save(folder / "00001.png")
+    return data.parent
+
+
+def test_quiet_silences_notes_and_models_are_checked_before_the_data(capsys, setup) -> None:
+    """`-q verify bad.h5 m.onnx --data-dir …` printed the "2 CIFAR-10 sources" note, then the
+    error: two lines. Now the model fails before any data is searched (one line, with or
+    without -q), and -q silences the note of a command that succeeds."""
+    model, _data, work = setup
+    root = two_sources(setup)
+    bad = work / "bad.h5"
+    bad.write_bytes(b"not an HDF5 file at all")
+    for quiet in ([], ["-q"]):
+        code, _out, err = run_loud(capsys, *quiet, "verify", str(bad), str(model),
+                                   "--data-dir", str(root))
+        lines = err.strip().splitlines()
+        assert code == errors.INVALID_INPUT, err
+        assert len(lines) == 1, err
+        assert str(bad) in lines[0]
+    code, _out, err = run_loud(capsys, "evaluate", str(model), "--data-dir", str(root))
+    assert code == errors.OK, err
+    assert "note: 2 CIFAR-10 sources under" in err
+    code, _out, err = run_loud(capsys, "-q", "evaluate", str(model), "--data-dir", str(root),
+                               "--limit", "100", "--batch-size", "64")
+    assert code == errors.OK, err
+    assert err == ""
+
+
+def test_run_prints_the_data_notes_like_every_other_command(capsys, monkeypatch,
+                                                            setup) -> None:
+    """The "2 CIFAR-10 sources" note was in run's report.json but never on its stderr."""
+    from resnet8_onnx import pipeline
+
+    def stop(path):
+        raise errors.InvalidInputError(f"{path}: stopped after the data was found")
+
+    monkeypatch.setattr(pipeline, "inspect_keras_file", lambda path: None)
+    monkeypatch.setattr(pipeline, "load_keras_model", stop)
+    _model, _data, work = setup
+    root = two_sources(setup)
+    keras = work / "m.h5"
+    keras.write_bytes(b"placeholder: the pipeline is stopped before reading it")
+    code, _out, err = run_loud(capsys, "run", "--model", str(keras), "--data-dir", str(root),
+                               "--out", str(work / "r"), "--limit", "100")
+    assert code == errors.INVALID_INPUT, err
+    notes = [line for line in err.splitlines() if "note:" in line]
+    assert len(notes) == 2, err
+    assert "2 CIFAR-10 sources under" in notes[0]
+    assert "--limit 100 is more than the 40 images" in notes[1]

@@ -249,7 +249,11 @@ def test_cli_official_layout_beats_image_folders_and_says_so(tmp_path, capsys) -
     (note,) = record["source"]["notes"]
     assert "using cifar-10/cifar-10-batches-bin (official layouts come first)" in note
     assert "not a-pngs" in note
-    assert err.strip() == f"resnet8-onnx: note: {note}"
+    assert err.strip() == ""  # -q: notes are not warnings
+    from resnet8_onnx.cli import main
+
+    assert main(["data", "--data-dir", str(tmp_path / "root"), "--offline", "--json", "-"]) == 0
+    assert capsys.readouterr().err.strip() == f"resnet8-onnx: note: {note}"
 
 
 def test_cli_several_image_folders_first_by_name_and_says_so(tmp_path, capsys) -> None:

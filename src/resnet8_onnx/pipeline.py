@@ -23,7 +23,7 @@ from .evaluate import DEFAULT_BATCH_SIZE, EvaluationResult, evaluate, settings_r
 from .fsutil import check_writable, refuse_overwriting_inputs
 from .keras_io import inspect_keras_file, load_keras_model
 from .metrics import meets_accuracy
-from .progress import status
+from .progress import note, status
 from .quantize import find_calibration_source, load_calibration_data, quantize
 from .records import (
     ComparisonRecord,
@@ -217,6 +217,8 @@ def _check_inputs(
     refuse_overwriting_inputs(outputs, dataset.input_paths)
     if limit:
         dataset = dataset.with_limit(limit)
+    for line in dataset.notes:  # said on stderr as every command says it (-q: not at all)
+        note(line)
     return model_path, dataset
 
 

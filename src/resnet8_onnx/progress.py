@@ -23,6 +23,22 @@ def set_enabled(enabled: bool | None) -> None:
     _enabled = enabled
 
 
+_notes = True  # "note:" lines on stderr; -q turns them off (errors and warnings stay)
+
+
+def set_notes(enabled: bool) -> None:
+    """Print :func:`note` lines or not (the CLI: not under ``-q``)."""
+    global _notes
+    _notes = enabled
+
+
+def note(text: str) -> None:
+    """One ``resnet8-onnx: note: …`` line on stderr, unless ``-q``: every note goes through
+    here, so ``-q`` leaves only errors and warnings."""
+    if _notes:
+        print(f"resnet8-onnx: note: {text}", file=sys.stderr)
+
+
 def is_enabled() -> bool:
     """Whether progress bars are drawn right now."""
     return sys.stderr.isatty() if _enabled is None else _enabled

@@ -41,6 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             if args.quiet:
                 progress.set_enabled(False)
+            progress.set_notes(not args.quiet)  # -q: only errors and warnings
             warn_oversubscribed(args)
             code = int(args.func(args))
             errors.raise_if_interrupted()  # a signal a finaliser swallowed still counts

@@ -86,12 +86,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
     _check_outputs(args, files=[args.json], inputs=[args.reference, args.onnx, args.indices])
     _check_models([args.reference], by_suffix=args.reference_backend is None)
     _check_models([args.onnx])
-    dataset = _load_data(args)
+    # Both models are read (a corrupt or unsafe one refused) before any data is searched.
     reference = load_backend(args.reference, args.reference_backend, threads=args.threads)
     name = backend_for(args.onnx)
     candidate = load_backend(args.onnx, name, threads=args.threads, **applicable_options(
         name, {"preprocessing": _spec_overrides(args), "output": args.output,
                "provider": args.provider, "device": args.device}))
+    dataset = _load_data(args)
     report = verify(reference, candidate, dataset.images, indices=dataset.indices,
                     atol=args.atol, rtol=args.rtol, layerwise=args.layerwise,
                     batch_size=args.batch_size)

@@ -291,14 +291,16 @@ def _load_data(args: argparse.Namespace):
     run_probes(getattr(args, "deferred_probes", ()))  # outputs under --data-dir, not refused
     if getattr(args, "limit", None):
         dataset = dataset.with_limit(args.limit)
+    from ..progress import note
+
     for line in dataset.notes:  # the source a search chose among several; a --limit too big
-        print(f"resnet8-onnx: note: {line}", file=sys.stderr)
+        note(line)
     from ..evaluate import DEFAULT_BATCH_SIZE
 
     batch_size = getattr(args, "batch_size", None)  # said only of a size the user chose
     if batch_size not in (None, DEFAULT_BATCH_SIZE) and batch_size > len(dataset):
-        print(f"resnet8-onnx: note: --batch-size {batch_size:,} is more than the "
-              f"{len(dataset):,} images; running batches of {len(dataset):,}", file=sys.stderr)
+        note(f"--batch-size {batch_size:,} is more than the {len(dataset):,} images; running "
+             f"batches of {len(dataset):,}")
     return dataset
 
 
