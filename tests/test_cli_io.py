@@ -316,3 +316,46 @@ def test_run_prints_the_data_notes_like_every_other_command(capsys, monkeypatch,
     assert len(notes) == 2, err
     assert "2 CIFAR-10 sources under" in notes[0]
     assert "--limit 100 is more than the 40 images" in notes[1]
+
+
+# --------------------------------------------------------------------------- 19: run --json
+def test_run_json_is_checked_like_every_output_before_any_work(capsys, monkeypatch,
+                                                               setup) -> None:
+    """`run --json FILE` was 'unrecognized arguments' although the README promises it."""
+    from resnet8_onnx import pipeline
+
+    monkeypatch.setattr(pipeline, "inspect_keras_file", lambda path: None)  # data next
+    _model, data, work = setup
+    keras = work / "m.h5"
+    keras.write_bytes(b"never read: the outputs are refused before the model is loaded")
+    existing = work / "run.json"
+    existing.write_text("{}")
+    base = ["run", "--model", str(keras), "--data-dir", str(data), "--out", str(work / "r")]
+    assert_refused(capsys, errors.OUTPUT_ERROR, "already exists", *base, "--json",
+                   str(existing))
+    assert_refused(capsys, errors.OUTPUT_ERROR, "named twice", *base, "--json",
+                   str(work / "r" / "report.json"))
+    assert_refused(capsys, errors.OUTPUT_ERROR, "would be written into the input directory",
+                   *base, "--json", str(data / "run.json"))
+    assert existing.read_text() == "{}"
+    assert not (work / "r").exists()
+
+
+@pytest.mark.slow
+def test_run_json_writes_runs_full_record(tmp_path) -> None:
+    """The file (and ``--json -``) holds run's record, exactly report.json's."""
+    from cli_runner import cli
+    from conftest import shared_path
+
+    model = shared_path("models", "pretrainedResnet.h5")
+    data = shared_path("cifar-10", "perf-png")
+    args = ["-q", "run", "--model", str(model), "--data-dir", str(data), "--limit", "20",
+            "--min-accuracy", "0"]
+    proc = cli(*args, "--out", str(tmp_path / "r"), "--json", str(tmp_path / "run.json"))
+    assert proc.returncode == 0, proc.stderr
+    report = (tmp_path / "r" / "report.json").read_text()
+    assert (tmp_path / "run.json").read_text() == report
+    assert json.loads(report)["data"]["count"] == 20
+    proc = cli(*args, "--out", str(tmp_path / "r2"), "--json", "-")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == (tmp_path / "r2" / "report.json").read_text()

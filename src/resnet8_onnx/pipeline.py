@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -125,20 +126,23 @@ def run_pipeline(
     batch_size: int = DEFAULT_BATCH_SIZE, threads: int | None = None,
     force: bool = False, download: bool | None = None, int8: bool = False,
     calibration_data: str | os.PathLike[str] | None = None,
+    also_outputs: Sequence[str | os.PathLike[str]] = (),
 ) -> ComparisonRecord:
     """Run the whole job and write the report directory; returns the comparison record.
 
     ``int8`` also quantises the ONNX model (``quantize``'s automatic recipe choice, calibrated
     on training images: ``calibration_data`` or those found near ``data_dir``), evaluates it
     on the same images and adds it to the tables and the verdict. It never changes the
-    verdict: the verdict is about the conversion.
+    verdict: the verdict is about the conversion. ``also_outputs`` are files the caller will
+    write afterwards (``run --json``): refused with the report's if they would overwrite an
+    input, the data included.
     """
     out = Path(out_dir)
     onnx_path = out / "model.onnx"
     int8_path = out / "model_int8.onnx"
     model_path, dataset = _check_inputs(
         out, model, data_dir, split=split, subset=subset, indices_file=indices_file,
-        limit=limit, download=download, force=force, int8=int8)
+        limit=limit, download=download, force=force, int8=int8, also=also_outputs)
 
     with status("Loading Keras model (imports TensorFlow)…"):
         # TensorFlow fixes its thread pools at first use: set them before anything runs.
@@ -205,10 +209,11 @@ def _check_inputs(
     out: Path, model: str | os.PathLike[str] | None, data_dir: str | os.PathLike[str] | None,
     *, split: str, subset: str, indices_file: str | os.PathLike[str] | None,
     limit: int | None, download: bool | None, force: bool, int8: bool,
+    also: Sequence[str | os.PathLike[str]] = (),
 ) -> tuple[Path, Any]:
     """(model path, dataset) once the outputs may be written and overwrite no input, and the
     model file is readable and safe: every cheap failure before minutes of TensorFlow."""
-    outputs = check_outputs(out, force=force, int8=int8)  # fail before minutes of work
+    outputs = [*check_outputs(out, force=force, int8=int8), *map(Path, also)]  # before work
     model_path = resolve_model(model, data_dir, download=download)
     refuse_overwriting_inputs(outputs, [model_path])
     inspect_keras_file(model_path)  # a missing, corrupt or unsafe model fails before the data

@@ -14,6 +14,7 @@ from .options import (
     _check_outputs,
     _console,
     _emit_json,
+    _emit_text,
     _load_data,
     _spec_overrides,
 )
@@ -196,10 +197,14 @@ def _list_written(paths: Any) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ..fsutil import report_directory
+    from ..fsutil import refuse_overwriting_inputs, report_directory
     from ..pipeline import check_outputs, run_pipeline
 
     targets = check_outputs(args.out, force=args.force, int8=args.int8)  # before anything
+    json_file = [args.json] if args.json not in (None, "-") else []
+    refuse_overwriting_inputs([*targets, *json_file], ())  # --json onto a report file
+    _check_outputs(args, files=[args.json],
+                   inputs=[args.model, args.indices, args.calibration_data])
     _check_models([args.model], by_suffix=False)  # the pipeline says what it takes
     # A failed or interrupted run takes back what it wrote, so the same command can be rerun.
     with report_directory(args.out, targets) as out_dir:
@@ -210,12 +215,17 @@ def cmd_run(args: argparse.Namespace) -> int:
             min_accuracy=args.min_accuracy, atol=args.atol, rtol=args.rtol,
             batch_size=args.batch_size, threads=args.threads, force=args.force,
             download=False if args.offline else None,
-            int8=args.int8, calibration_data=args.calibration_data,
+            int8=args.int8, calibration_data=args.calibration_data, also_outputs=json_file,
         )
+    written = list((comparison.files or {}).values())
+    if args.json is not None:  # run's record: report.json's very text
+        _emit_text(Path(comparison.files["json"]).read_text(encoding="utf-8"), args.json,
+                   force=args.force)
+        written += json_file
     from ..report import render_comparison_terminal
 
-    render_comparison_terminal(comparison, _console())
-    _list_written((comparison.files or {}).values())
+    render_comparison_terminal(comparison, _console(stderr=args.json == "-"))
+    _list_written(written)
     if comparison.parity is None or not comparison.parity.passed:
         return errors.VERIFICATION_FAILED
     if comparison.verdict is None or not comparison.verdict.meets_threshold:

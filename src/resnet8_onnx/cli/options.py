@@ -183,15 +183,20 @@ def _emit_json(payload: Any, destination: str | None, *, force: bool) -> None:
 
     if destination is None:
         return
-    text = to_json(payload)
+    _emit_text(to_json(payload), destination, force=force)
+
+
+def _emit_text(text: str, destination: str, *, force: bool) -> None:
+    """JSON text to stdout (``-``) or atomically to a file; a closed stdout is no error."""
+    text = text if text.endswith("\n") else text + "\n"
     if destination == "-":
         from ..progress import write_stdout
 
-        write_stdout(text if text.endswith("\n") else text + "\n")
+        write_stdout(text)
     else:
         from ..fsutil import write_text_atomic
 
-        write_text_atomic(destination, text if text.endswith("\n") else text + "\n", force=force)
+        write_text_atomic(destination, text, force=force)
 
 
 def _check_outputs(args: argparse.Namespace, *, files: Sequence[str | None] = (),

@@ -248,6 +248,9 @@ def _run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibration-data", metavar="DIR", default=None,
                    help="training images for --int8 (default: found under --data-dir, e.g. "
                         "train-2000-png, or the official training set)")
+    p.add_argument("--json", metavar="FILE", default=None,
+                   help="also write run's record (the same as report.json) to FILE ('-' for "
+                        "stdout)")
     p.add_argument("--force", action="store_true", help="overwrite an existing report")
     p.set_defaults(func=cmd_run)
 
