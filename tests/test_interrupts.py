@@ -258,7 +258,8 @@ def test_evaluate_interrupted_at_random_points(tmp_path: Path, workload) -> None
             assert leftovers(out) == [], context
         if proc.returncode == errors.INTERRUPTED:
             interrupted += 1
-            assert one_line(stderr) == "resnet8-onnx: interrupted", context
+            # the report set is taken back whole: nothing it wrote stays
+            assert one_line(stderr) == "resnet8-onnx: interrupted; nothing was written", context
             if out.exists():
                 check_reports(out, complete=False)
         else:  # the work was done: the signal came after main() or during interpreter exit
@@ -278,7 +279,7 @@ def test_evaluate_terminated_cleans_up_like_ctrl_c(tmp_path: Path, workload) -> 
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == errors.INTERRUPTED, stderr
-    assert one_line(stderr) == "resnet8-onnx: interrupted"
+    assert one_line(stderr) == "resnet8-onnx: interrupted; nothing was written"
     if out.exists():
         assert leftovers(out) == []
         check_reports(out, complete=False)
@@ -376,7 +377,8 @@ def test_run_terminated_after_writing_the_model_can_simply_be_rerun(tmp_path: Pa
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == errors.INTERRUPTED, stderr
     assert "Traceback" not in stderr
-    assert stderr.strip().splitlines()[-1] == "resnet8-onnx: interrupted"  # after TF's log
+    # after TF's log; model.onnx was complete, but went with the report directory
+    assert stderr.strip().splitlines()[-1] == "resnet8-onnx: interrupted; nothing was written"
     assert not out.exists(), sorted(p.name for p in out.iterdir())
     again = cli_popen(argv, tmp_path)
     _, stderr = again.communicate(timeout=300)
@@ -421,3 +423,121 @@ def test_a_signal_swallowed_by_a_finaliser_still_interrupts_and_cleans_up(tmp_pa
     assert "Exception ignored" not in proc.stderr
     assert proc.stderr == ""
     assert not out.exists()
+
+
+# --------------------------------------------------------------------------- the last moments
+# The real CLI with a signal sent from inside the code at a chosen point, so the timing is
+# forced rather than raced. ``main()`` reads sys.argv, as the installed command does.
+AT_A_POINT = """
+import gc, os, signal, sys
+from resnet8_onnx import cli, fsutil
+from resnet8_onnx.cli import commands
+
+where = sys.argv.pop(1)
+
+def interrupt():
+    os.kill(os.getpid(), signal.SIGINT)
+    for _ in range(1000):  # the handler runs here
+        pass
+
+class Finaliser:  # like TensorFlow's ApiDefMap, freed at interpreter exit
+    def __del__(self):
+        interrupt()
+
+publish = fsutil._publish
+if where == "after-publish":  # the file is complete and in place, then Ctrl-C
+    def _publish(tmp, target, *, force):
+        publish(tmp, target, force=force)
+        interrupt()
+    fsutil._publish = _publish
+elif where == "before-publish":  # Ctrl-C as the temporary file is synced to disk
+    fsync = os.fsync
+    def synced(fd):
+        interrupt()
+        fsync(fd)
+    os.fsync = synced
+elif where == "while-reporting":  # Ctrl-C, then a second one while the line is printed
+    def _publish(tmp, target, *, force):
+        interrupt()
+    fsutil._publish = _publish
+    message = cli.interrupted_message
+    def twice():
+        interrupt()
+        return message()
+    cli.interrupted_message = twice
+keep = Finaliser() if where in ("at-exit", "while-reporting") else None
+sys.argv[0] = "resnet8-onnx"
+sys.exit(cli.main())
+"""
+
+
+@pytest.fixture
+def small_data(tmp_path: Path) -> Path:
+    data = tmp_path / "data" / "cifar-10-batches-bin"
+    data.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    records = rng.integers(0, 256, (20, 3073), dtype=np.uint8)
+    records[:, 0] = np.arange(20) % 10
+    (data / "test_batch.bin").write_bytes(records.tobytes())
+    (data / "batches.meta.txt").write_bytes(META_TXT)
+    return data
+
+
+def cli_at(where: str, args: list[str], tmp: Path) -> tuple[int, str]:
+    proc = subprocess.run([sys.executable, "-c", AT_A_POINT, where, "-q", *args],
+                          capture_output=True, text=True, env=child_env(tmp), cwd=tmp,
+                          timeout=120, check=False)
+    return proc.returncode, proc.stderr
+
+
+def test_a_signal_just_after_the_output_is_complete_says_it_was_kept(tmp_path,
+                                                                      small_data) -> None:
+    """The file was written and the command exited 130 with no word about it; now one line
+    that names the file kept, complete."""
+    out = tmp_path / "d.json"
+    code, stderr = cli_at("after-publish", ["data", "--data-dir", str(small_data), "--json",
+                                            str(out)], tmp_path)
+    assert code == errors.INTERRUPTED, stderr
+    assert one_line(stderr) == f"resnet8-onnx: interrupted; completed and kept: {out}"
+    assert json.loads(out.read_text())["count"] == 20
+
+
+def test_a_signal_before_the_output_is_complete_says_nothing_was_written(tmp_path,
+                                                                         small_data) -> None:
+    out = tmp_path / "d.json"
+    code, stderr = cli_at("before-publish", ["data", "--data-dir", str(small_data),
+                                             "--json", str(out)], tmp_path)
+    assert code == errors.INTERRUPTED, stderr
+    assert one_line(stderr) == "resnet8-onnx: interrupted; nothing was written"
+    assert not out.exists()
+    assert leftovers(tmp_path) == []
+
+
+def test_a_report_set_taken_back_is_not_called_kept(tmp_path, small_data) -> None:
+    """evaluate --out interrupted after its first report file: the set is removed, and the
+    line says nothing was written (not the file that was briefly there)."""
+    model = make_classifier(tmp_path / "m.onnx")
+    out = tmp_path / "ev"
+    code, stderr = cli_at("after-publish", ["evaluate", str(model), "--data-dir",
+                                            str(small_data), "--out", str(out)], tmp_path)
+    assert code == errors.INTERRUPTED, stderr
+    assert one_line(stderr) == "resnet8-onnx: interrupted; nothing was written"
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("where", ["while-reporting", "at-exit"])
+def test_a_second_signal_while_ending_prints_no_traceback(tmp_path, small_data,
+                                                         where) -> None:
+    """A second Ctrl-C while the line is printed, or one landing in a finaliser at exit
+    (TensorFlow's ApiDefMap.__del__), added 'Exception ignored … Traceback' after the line."""
+    out = tmp_path / "d.json"
+    code, stderr = cli_at(where, ["data", "--data-dir", str(small_data), "--json", str(out)],
+                          tmp_path)
+    assert "Exception ignored" not in stderr
+    if where == "at-exit":  # the work was done: exit 0, nothing said
+        assert code == errors.OK, stderr
+        assert stderr == ""
+        assert out.is_file()
+    else:
+        assert code == errors.INTERRUPTED, stderr
+        assert one_line(stderr) == "resnet8-onnx: interrupted; nothing was written"

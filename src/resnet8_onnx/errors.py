@@ -110,9 +110,14 @@ def one_line(value: object, limit: int | None = 200) -> str:
 
 
 class InterruptState:
-    """Which signal interrupted the work, if any (see :func:`handle_interrupts`)."""
+    """Which signal interrupted the work, if any (see :func:`handle_interrupts`).
+
+    ``finishing``: the caller is reporting the outcome (its one line): a further signal is
+    remembered but raises nothing, so it cannot turn that line into a traceback.
+    """
 
     signum: int | None = None
+    finishing: bool = False
 
     @property
     def interrupted(self) -> bool:
@@ -136,7 +141,7 @@ def raise_if_interrupted() -> None:
 
 
 @contextlib.contextmanager
-def handle_interrupts() -> Iterator[InterruptState]:
+def handle_interrupts(*, final: bool = False) -> Iterator[InterruptState]:
     """Within the block, SIGINT and SIGTERM raise ``KeyboardInterrupt`` and are remembered.
 
     SIGTERM (``kill``, ``timeout``, CI runners) would otherwise end the process on the spot:
@@ -147,6 +152,11 @@ def handle_interrupts() -> Iterator[InterruptState]:
     raises ``ImportError: initialization failed``). Previous handlers are restored on exit, so
     calling the CLI in-process leaves no trace. Handlers can only be installed from the main
     thread, and an ignored signal stays ignored.
+
+    After a signal (or with ``final``: the process ends with the block) the signals are
+    ignored from then on instead, and a ``KeyboardInterrupt`` in a finaliser stays silent:
+    the process is ending, and a second Ctrl-C during TensorFlow's teardown must not print
+    "Exception ignored in: ApiDefMap.__del__" and a traceback after the one line.
     """
     state = InterruptState()
     if threading.current_thread() is not threading.main_thread():
@@ -154,8 +164,10 @@ def handle_interrupts() -> Iterator[InterruptState]:
         return
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        state.signum = signum
-        raise KeyboardInterrupt(signal.Signals(signum).name)
+        if state.signum is None:
+            state.signum = signum
+        if not state.finishing:
+            raise KeyboardInterrupt(signal.Signals(signum).name)
 
     previous: dict[int, Any] = {}
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -177,9 +189,22 @@ def handle_interrupts() -> Iterator[InterruptState]:
         yield state
     finally:
         _active.remove(state)
-        sys.unraisablehook = previous_hook
-        for signum, old in previous.items():
-            signal.signal(signum, old)
+        if final or state.interrupted:
+            for signum in previous:
+                signal.signal(signum, signal.SIG_IGN)
+            sys.unraisablehook = _silent_interrupts(previous_hook)
+        else:
+            sys.unraisablehook = previous_hook
+            for signum, old in previous.items():
+                signal.signal(signum, old)
+
+
+def _silent_interrupts(previous_hook: Any) -> Any:
+    """An unraisable hook for a process that is ending: KeyboardInterrupt stays silent."""
+    def hook(info: Any) -> None:
+        if not isinstance(info.exc_value, KeyboardInterrupt):
+            previous_hook(info)
+    return hook
 
 
 @contextlib.contextmanager

@@ -28,6 +28,30 @@ _CHUNK = 1 << 20
 _LOCK_NAME = ".resnet8-onnx.lock"  # hidden, empty, left in report directories on purpose
 # (roots, pending probes) of the probes_deferred() blocks in force
 _deferring: list[tuple[tuple[Path, ...], list[tuple[Path, Path]]]] = []
+# Outputs this process renamed into place, complete (what an interrupted command kept).
+_published: list[Path] = []
+
+
+def note_published(path: str | os.PathLike[str]) -> None:
+    """Record that ``path`` was renamed into place complete; call with interrupts deferred,
+    so an interrupt cannot fall between the rename and the record."""
+    _published.append(Path(path))
+
+
+def forget_published(path: str | os.PathLike[str]) -> None:
+    """``path`` was taken back (a failed report set removes what it wrote)."""
+    with contextlib.suppress(ValueError):
+        _published.remove(Path(path))
+
+
+def published() -> list[Path]:
+    """The complete outputs this process wrote that are still in place, in write order."""
+    return [p for p in dict.fromkeys(_published) if os.path.lexists(p)]
+
+
+def reset_published() -> None:
+    """Start a new command's account of its outputs (the CLI, once per invocation)."""
+    _published.clear()
 
 
 def file_digest(path: str | os.PathLike[str], algorithm: str = "sha256") -> str:
@@ -169,7 +193,9 @@ def atomic_write(
                 os.fsync(f.fileno())
             except OSError as exc:
                 raise _cannot_write(target, exc) from None
-        _publish(tmp, target, force=force)
+        with interrupts_deferred():  # renamed and recorded, or neither
+            _publish(tmp, target, force=force)
+            note_published(target)
     except BaseException:
         if tmp is not None:
             with contextlib.suppress(FileNotFoundError):
@@ -288,6 +314,7 @@ def report_directory(
                         if target not in existing:
                             with contextlib.suppress(OSError):
                                 target.unlink()
+                            forget_published(target)
                     if created:
                         with contextlib.suppress(OSError):
                             (directory / _LOCK_NAME).unlink()

@@ -24,7 +24,7 @@ import numpy as np
 
 from .backends.base import SESSION
 from .errors import OutputError, UsageError, interrupts_deferred
-from .fsutil import check_output_dir
+from .fsutil import check_output_dir, note_published
 
 if TYPE_CHECKING:
     from .backends.base import Runner
@@ -83,6 +83,7 @@ def save_test_data(runner: Runner, images: np.ndarray, directory: str | os.PathL
                 shutil.rmtree(old, ignore_errors=True)
             else:
                 os.replace(staging, target)
+            note_published(target)
     except OSError as exc:
         raise OutputError(f"{target}: cannot write test data ({exc.strerror})") from None
     finally:

@@ -29,7 +29,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     library turned into another exception (a C extension interrupted mid-import raises
     ImportError) is still reported as an interrupt.
     """
-    with errors.handle_interrupts() as interrupts:
+    from .. import fsutil
+
+    fsutil.reset_published()
+    # Run as the program (no argv): nothing after main, so signals stay ignored afterwards.
+    with errors.handle_interrupts(final=argv is None) as interrupts:
         debug = False
         try:
             parser = build_parser(lazy=True)  # only the command run gets its options
@@ -44,10 +48,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress.set_notes(not args.quiet)  # -q: only errors and warnings
             warn_oversubscribed(args)
             code = int(args.func(args))
+            interrupts.finishing = True  # a signal from now on: reported, never a traceback
             errors.raise_if_interrupted()  # a signal a finaliser swallowed still counts
             progress.flush_stdout()  # a reader gone by now is no error either
             return code
         except errors.ToolError as exc:
+            interrupts.finishing = True
+            if interrupts.interrupted:  # a library turned the interrupt into its own error
+                print(interrupted_message(), file=sys.stderr)
+                return errors.INTERRUPTED
             if debug:
                 traceback.print_exc()
             else:
@@ -55,16 +64,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"resnet8-onnx: error: {message}", file=sys.stderr)
             return exc.exit_code
         except KeyboardInterrupt:
+            interrupts.finishing = True
             if debug:
                 traceback.print_exc()
-            print("resnet8-onnx: interrupted", file=sys.stderr)
+            print(interrupted_message(), file=sys.stderr)
             return errors.INTERRUPTED
         except BrokenPipeError:  # stdout's printing goes quiet (progress.console); not a file's
+            interrupts.finishing = True
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return errors.OK
         except Exception as exc:
+            interrupts.finishing = True
             if interrupts.interrupted:
-                print("resnet8-onnx: interrupted", file=sys.stderr)
+                print(interrupted_message(), file=sys.stderr)
                 return errors.INTERRUPTED
             if debug:
                 traceback.print_exc()
@@ -73,6 +85,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                       f"{errors.one_line(exc, limit=None) if str(exc).strip() else ''} "
                       "(run with --debug for the traceback; please report it)", file=sys.stderr)
             return errors.INTERNAL
+
+
+def interrupted_message() -> str:
+    """Exit 130's one line, saying whether anything was completed: an output renamed into
+    place complete stays (and is named); nothing half-written is ever left."""
+    from .. import fsutil
+
+    kept = fsutil.published()
+    if not kept:
+        return "resnet8-onnx: interrupted; nothing was written"
+    return ("resnet8-onnx: interrupted; completed and kept: "
+            + ", ".join(str(p) for p in kept))
 
 
 if __name__ == "__main__":
