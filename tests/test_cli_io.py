@@ -279,9 +279,10 @@ def test_quiet_silences_notes_and_models_are_checked_before_the_data(capsys, set
     root = two_sources(setup)
     bad = work / "bad.h5"
     bad.write_bytes(b"not an HDF5 file at all")
-    for quiet in ([], ["-q"]):
-        code, _out, err = run_loud(capsys, *quiet, "verify", str(bad), str(model),
-                                   "--data-dir", str(root))
+    for quiet, command in (([], "verify"), (["-q"], "verify"), ([], "compare"),
+                           ([], "benchmark")):
+        models = [str(model), str(bad)] if command != "verify" else [str(bad), str(model)]
+        code, _out, err = run_loud(capsys, *quiet, command, *models, "--data-dir", str(root))
         lines = err.strip().splitlines()
         assert code == errors.INVALID_INPUT, err
         assert len(lines) == 1, err

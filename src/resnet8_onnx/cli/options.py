@@ -17,8 +17,8 @@ EXIT_CODES = """exit codes: 0 ok, 2 usage, 3 input not found, 4 invalid or corru
 8 output cannot be written, 9 download failed, 70 internal error, 130 interrupted."""
 
 DATA_HELP = """data: --data-dir DIR (or $RESNET8_ONNX_DATA_DIR) may point at a CIFAR-10 layout
-or a folder holding one (searched two levels deep); otherwise the official files are
-downloaded into $RESNET8_ONNX_CACHE_DIR (default ~/.cache/resnet8-onnx).
+or a folder holding one (searched two levels deep, never downloaded into); without one, the
+official files are downloaded into $RESNET8_ONNX_CACHE_DIR (default ~/.cache/resnet8-onnx).
 RESNET8_ONNX_OFFLINE=1 forbids downloads."""
 
 EPILOG = f"{EXIT_CODES}\n\n{DATA_HELP}"
@@ -240,8 +240,10 @@ def _check_models(paths: Sequence[str | None], *, by_suffix: bool = True,
         if path is None:
             continue
         check_input_file(path, "model")
-        if by_suffix:
-            backend_for(path, backend_option=backend_option)
+        if by_suffix and backend_for(path, backend_option=backend_option) == "keras":
+            from ..keras_io import inspect_keras_file
+
+            inspect_keras_file(path)  # the safe pre-scan (no TensorFlow): corrupt or unsafe
 
 
 def _named_data_roots(args: argparse.Namespace) -> list[Path]:
