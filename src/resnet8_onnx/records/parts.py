@@ -279,7 +279,8 @@ class Structure(Part):
 
     OPTIONAL: ClassVar[frozenset[str]] = frozenset({
         "kind", "checker", "shape_inference", "opsets", "nodes", "parameters",
-        "macs_per_image", "op_inventory"})
+        "parameter_dtypes", "macs_per_image", "op_inventory", "batchnorm_mul_add",
+        "batchnorm_channels", "quantization"})
 
     path: str = ""
     kind: str | None = None
@@ -288,8 +289,12 @@ class Structure(Part):
     opsets: dict[str, int] | None = None
     nodes: int | None = None
     parameters: int | None = None
+    parameter_dtypes: dict[str, int] | None = None  # stored weights by dtype
     macs_per_image: int | None = None
     op_inventory: dict[str, int] | None = None
+    batchnorm_mul_add: int | None = None  # Conv → Mul → Add by per-channel constants
+    batchnorm_channels: int | None = None  # the channels of those Mul+Add pairs
+    quantization: dict[str, str] | None = None  # {"type": "int8", "format": "QDQ"}
 
 
 @dataclass(kw_only=True)

@@ -79,22 +79,46 @@ def _delta(a: Any, b: Any) -> str:
 
 def parameters_text(structure: Structure, reference_parameters: int | None = None,
                     batch_normalization_layers: int | None = None) -> str | None:
-    """'78,188 parameters' and, beside the Keras count, why the two differ.
+    """'78,186 parameters' and, beside the Keras count, what the graph does with its
+    BatchNormalization layers — measured from the graph, never assumed.
 
-    tf2onnx folds each BatchNormalization into the convolution before it (scale into the
-    weights, shift into the bias), so its four per-channel vectors are not stored any more.
+    tf2onnx writes each BatchNormalization after a Conv as a Mul and an Add by per-channel
+    constants: two stored vectors where Keras counts four (γ, β, moving mean and variance),
+    so the ONNX count is lower by two per channel. Parameters are stored weights only: a
+    Reshape's shape and quantisation scales are not.
     """
     count = structure.parameters
     if count is None:
         return None
-    text = f"{count:,} parameters"
+    dtypes = structure.parameter_dtypes or {}
+    stored = (f" ({', '.join(f'{n:,} {d}' for d, n in dtypes.items())})"
+              if dtypes and set(dtypes) != {"float32"} else "")
+    text = f"{count:,} parameters{stored}"
     if reference_parameters is None or reference_parameters == count:
         return text
-    folded = (bool(batch_normalization_layers)
-              and "BatchNormalization" not in (structure.op_inventory or {}))
-    reason = (f": its {batch_normalization_layers} BatchNormalization layers are folded into "
-              "the convolutions" if folded else "")
-    return f"{text} (the Keras model has {reference_parameters:,}{reason})"
+    return f"{text} (the Keras model has {reference_parameters:,}" \
+           f"{_batchnorm_reason(structure, reference_parameters, batch_normalization_layers)})"
+
+
+def _batchnorm_reason(structure: Structure, reference_parameters: int,
+                      layers: int | None) -> str:
+    """What the graph shows of the Keras model's BatchNormalization layers ('' when none)."""
+    if not layers:
+        return ""
+    s = "s" if layers != 1 else ""
+    mul_add, channels = structure.batchnorm_mul_add or 0, structure.batchnorm_channels or 0
+    if mul_add == layers:
+        why = (", two per-channel vectors each where Keras stores four"
+               if reference_parameters - (structure.parameters or 0) == 2 * channels else "")
+        return f": its {layers} BatchNormalization layer{s} appear as Mul+Add after their " \
+               f"Conv{why}"
+    nodes = (structure.op_inventory or {}).get("BatchNormalization", 0)
+    if nodes == layers:
+        return f": its {layers} BatchNormalization layer{s} are BatchNormalization nodes"
+    if not nodes and not mul_add and structure.op_inventory is not None:
+        return (f": its {layers} BatchNormalization layer{s} have no node of their own "
+                "(no BatchNormalization, no Mul+Add after a Conv)")
+    return ""
 
 
 def provenance_line(provenance: Provenance, onnx_path: str | None = None,
