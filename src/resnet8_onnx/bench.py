@@ -315,9 +315,12 @@ def _inputs(backend: Backend, images: np.ndarray | None, count: int,
 
 
 def _label(index: int, backend: Backend) -> str:
+    """'#1 ONNX', '#2 ONNX int8' (a quantised model), '#3 LiteRT int8' (an int8 input)."""
     name = runtime_label(backend.info.name)
     dtype = backend.info.input_dtype
-    return f"#{index + 1} {name}" + (f" {dtype}" if dtype not in ("float32", "float64") else "")
+    quantized = backend.info.extra.get("quantization")
+    kind = quantized or (dtype if dtype not in ("float32", "float64") else "")
+    return f"#{index + 1} {name}" + (f" {kind}" if kind else "")
 
 
 # --------------------------------------------------------------------------- the benchmark
@@ -518,9 +521,10 @@ def _model_entry(index: int, backend: Backend, loader: str) -> dict[str, Any]:
         "macs_per_image": macs, "macs_source": how, "notes": [],
         **{k: info.extra[k] for k in ("provider", "preprocessing") if k in info.extra},
     }
-    if info.input_dtype not in ("float32", "float64"):
+    if info.input_dtype not in ("float32", "float64") or info.extra.get("quantization"):
         entry["notes"].append(
-            f"{info.input_dtype} arithmetic: its MACs count like float ones, "
+            f"{info.extra.get('quantization') or info.input_dtype} arithmetic: its MACs "
+            "count like float ones, "
             "so its ratio to the float32 MatMul reference says little")
     if LOADERS[loader].threads_per_process:
         entry["notes"].append(

@@ -268,27 +268,85 @@ def structure_report(onnx_path: str | os.PathLike[str]) -> dict[str, Any]:
     }
 
 
+# Where a QOperator operator's output scale and zero point are: its integer output is
+# dequantised with them so the layer-by-layer comparison can read it as float.
+_OUTPUT_SCALE = {"QuantizeLinear": 1, "QLinearConv": 6, "QLinearMatMul": 6, "QLinearAdd": 6,
+                 "QLinearMul": 6, "QLinearAveragePool": 3, "QLinearGlobalAveragePool": 3,
+                 "QLinearSoftmax": 3, "QLinearLeakyRelu": 3, "QLinearSigmoid": 3, "QGemm": 7}
+DEQUANTISED = " (dequantised)"
+
+
+def tensor_origins(model: Any) -> dict[str, tuple[str, bool]]:
+    """For each computed tensor: (the operator that computed it, whether it went through
+    quantisation since), looking through QuantizeLinear → DequantizeLinear pairs.
+
+    In a QDQ graph a Conv's float output is the Conv's own ("Conv", False); the
+    DequantizeLinear after its QuantizeLinear is ("Conv", True) — clipped to the quantised
+    range, which is where a fused ReLU went. A QOperator output, dequantised, is (its
+    operator, True). Dequantised weights are not computed tensors and are left out.
+    """
+    inits = {t.name for t in model.graph.initializer}
+    producer = {o: n for n in model.graph.node for o in n.output}
+    origins: dict[str, tuple[str, bool]] = {}
+    for node in model.graph.node:
+        if node.op_type == "DequantizeLinear":
+            source = producer.get(node.input[0])
+            if node.input[0] in inits or source is None:
+                continue
+            if source.op_type == "QuantizeLinear":
+                before = producer.get(source.input[0])
+                origins[node.output[0]] = (before.op_type if before else "input", True)
+            else:
+                origins[node.output[0]] = (source.op_type, True)
+        elif node.op_type != "QuantizeLinear":
+            for name in node.output:
+                origins[name] = (node.op_type, node.op_type in QOPERATOR_OPS)
+                origins[name + DEQUANTISED] = (node.op_type, True)
+    return origins
+
+
+def _dequantised_copies(model: Any, types: dict[str, int]) -> list[Any]:
+    """DequantizeLinear nodes turning each integer output of a QOperator node into a float
+    tensor named ``<output> (dequantised)``, by the node's own output scale and zero point."""
+    import onnx
+
+    integer = {onnx.TensorProto.INT8, onnx.TensorProto.UINT8}
+    nodes = []
+    for node in model.graph.node:
+        at = _OUTPUT_SCALE.get(node.op_type)
+        if at is None or node.op_type == "QuantizeLinear" or len(node.input) <= at + 1 \
+                or not node.input[at] or types.get(node.output[0]) not in integer:
+            continue
+        nodes.append(onnx.helper.make_node(
+            "DequantizeLinear", [node.output[0], node.input[at], node.input[at + 1]],
+            [node.output[0] + DEQUANTISED]))
+    return nodes
+
+
 def intermediate_outputs(
     onnx_path: str | os.PathLike[str], batch: np.ndarray
 ) -> dict[str, np.ndarray]:
     """Every float tensor of the ONNX graph on ``batch``, from a copy with them all as outputs.
 
     Optimisations are disabled on the copy so the tensors are the graph's own, not fused ones.
+    A QOperator graph's integer activations come dequantised (``<name> (dequantised)``).
     """
     import onnx
     import onnxruntime as ort
 
-    model = onnx.shape_inference.infer_shapes(onnx.load(str(onnx_path)))
-    known = {vi.name: vi for vi in model.graph.value_info}
+    model = onnx.load(str(onnx_path))
+    inferred = _inferred(model)  # types past com.microsoft operators too
+    known = {vi.name: vi for vi in inferred.graph.value_info}
+    types = {name: vi.type.tensor_type.elem_type for name, vi in known.items()}
+    model.graph.node.extend(_dequantised_copies(model, types))
     existing = {o.name for o in model.graph.output}
     for node in model.graph.node:
         for name in node.output:
-            if name and name not in existing:
-                vi = known.get(name) or onnx.helper.make_tensor_value_info(
-                    name, onnx.TensorProto.FLOAT, None)
-                if vi.type.tensor_type.elem_type == onnx.TensorProto.FLOAT:
-                    model.graph.output.append(vi)
-                    existing.add(name)
+            if name and name not in existing and types.get(name, onnx.TensorProto.FLOAT) \
+                    == onnx.TensorProto.FLOAT:
+                model.graph.output.append(known.get(name) or onnx.helper.make_tensor_value_info(
+                    name, onnx.TensorProto.FLOAT, None))
+                existing.add(name)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.log_severity_level = 3

@@ -16,7 +16,13 @@ import numpy as np
 
 from ..errors import InvalidInputError, UsageError, interrupts_deferred, one_line
 from ..fsutil import file_digest
-from ..onnx_graph import count_macs, intermediate_outputs, structure_report
+from ..onnx_graph import (
+    count_macs,
+    intermediate_outputs,
+    quantization_of_file,
+    structure_report,
+    tensor_origins,
+)
 from ..preprocess import _NUMPY_OF_ORT, Preprocessing, record, resolve
 from .base import (
     MACS,
@@ -226,11 +232,17 @@ class OnnxRuntimeBackend:
                 **({"notes": notes} if notes else {}),
                 **({"output_kind": self.metadata["output_kind"]}
                    if "output_kind" in self.metadata else {}),
-                # A model written by ``quantize`` says so; its input stays float32.
-                **({"quantization": "int8"}
-                   if "quantization_recipe" in self.metadata else {}),
+                # int8 by ``quantize``'s metadata or by the graph (another tool's file);
+                # its input stays float32.
+                **({"quantization": q} if (q := self._quantization()) else {}),
             },
         )
+
+    def _quantization(self) -> str | None:
+        """'int8' for a quantised model, None for a float one."""
+        if "quantization_recipe" in self.metadata:
+            return "int8"
+        return quantization_of_file(self._source) if self._source is not None else None
 
     @staticmethod
     def _choose_output(outputs: list[Any], wanted: str | None, where: str) -> Any:
@@ -288,6 +300,12 @@ class OnnxRuntimeBackend:
     def tensor_outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Every float tensor of the graph for NHWC pixels ``batch``, optimisations off."""
         return intermediate_outputs(self._file(), self.prepare(batch))
+
+    def tensor_origins(self) -> dict[str, tuple[str, bool]]:
+        """(operator, through quantisation?) of each tensor (see ``onnx_graph``)."""
+        import onnx
+
+        return tensor_origins(onnx.load(self._file()))
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """Outputs for an already preprocessed batch; a fixed batch size runs in chunks."""

@@ -32,6 +32,7 @@ from .sections import (
     _speed_line,
     _verdict_lines,
     int8_verdict_line,
+    layer_match_text,
     parameters_text,
 )
 from .text import (
@@ -192,8 +193,7 @@ def comparison_markdown(comparison: ComparisonRecord) -> str:
         lines += [f"- {line}" for line in _parity_lines(parity)]
     first = comparison.layerwise.first_diverging_layer if comparison.layerwise else None
     if first:
-        lines += [f"- First diverging layer: `{first.layer}` ({first.kind}), "
-                  f"max |Δ| {_fixed(first.max_abs_diff, 6)}"]
+        lines += [f"- First diverging layer: {layer_match_text(first)}"]
     if comparison.conversion is not None or comparison.structure is not None:
         lines += ["", "## Conversion", "", *_conversion_lines(
             comparison.conversion or Conversion(), comparison.structure or Structure(),

@@ -14,6 +14,7 @@ from ..records import (
     ComparisonRecord,
     DataInfo,
     EvaluationRecord,
+    LayerMatch,
     Parity,
     Provenance,
     QuantizationRecord,
@@ -21,7 +22,7 @@ from ..records import (
     Verdict,
     Versus,
 )
-from .text import DASH, format_int, format_pct, is_number, model_name
+from .text import DASH, _fixed, format_int, format_pct, is_number, model_name
 
 
 def _comparison_data(comparison: ComparisonRecord) -> DataInfo:
@@ -119,6 +120,26 @@ def _batchnorm_reason(structure: Structure, reference_parameters: int,
         return (f": its {layers} BatchNormalization layer{s} have no node of their own "
                 "(no BatchNormalization, no Mul+Add after a Conv)")
     return ""
+
+
+def structure_kind(structure: Structure) -> str:
+    """'ONNX', 'ONNX int8', 'PyTorch': what the candidate is, from its structure report."""
+    kind = structure.kind or "ONNX"
+    quantized = structure.quantization or {}
+    return f"{kind} {quantized['type']}" if quantized.get("type") else kind
+
+
+def layer_match_text(entry: LayerMatch) -> str:
+    """"conv2d (Conv2D) against 'x' (a Conv output), max |Δ| 1.5": which ONNX tensor a
+    Keras layer was compared with, and what computed it."""
+    tensor, op = entry.extra.get("onnx_tensor"), entry.extra.get("onnx_op")
+    what = ""
+    if tensor:
+        how = (f", a {op} output" + (" read through quantisation"
+                                     if entry.extra.get("through_quantisation") else "")
+               if op else "")
+        what = f" against {tensor!r}{how}"
+    return f"{entry.layer} ({entry.kind}){what}, max |Δ| {_fixed(entry.max_abs_diff, 6)}"
 
 
 def provenance_line(provenance: Provenance, onnx_path: str | None = None,

@@ -40,8 +40,10 @@ from .sections import (
     _threads_text,
     _verdict_lines,
     int8_verdict_line,
+    layer_match_text,
     parameters_text,
     provenance_line,
+    structure_kind,
 )
 from .text import (
     DASH,
@@ -116,8 +118,7 @@ def _headline(metrics: Metrics) -> str:
 def _first_diverging(first: LayerMatch) -> str:
     from rich.markup import escape
 
-    return (f"[red]first diverging layer:[/red] {escape(first.layer)} "
-            f"({escape(first.kind)}), max |Δ| {_fixed(first.max_abs_diff, 6)}")
+    return f"[red]first diverging layer:[/red] {escape(layer_match_text(first))}"
 
 
 def render_terminal(record: EvaluationRecord, console: Console | None = None) -> None:
@@ -255,14 +256,17 @@ def render_verification_terminal(report: VerificationRecord,
         within = (f" within atol {tol.atol:g} or rtol {tol.rtol:g} × the layer's largest "
                   "|activation|" if tol is not None and is_number(tol.atol)
                   and is_number(tol.rtol) else "")
+        fused = sum(1 for entry in layerwise.layers if "fused_into" in entry.extra)
         out.print(f"Layer by layer: {matched}/{len(layerwise.layers)} Keras layers matched "
-                  f"an ONNX tensor{within}")
+                  f"an ONNX tensor{within}"
+                  + (f"; {fused} computed inside a later layer's tensor (fused)" if fused
+                     else ""))
         if not first and not parity.passed and matched == len(layerwise.layers):
             out.print("[dim]every layer is within tolerance at its own scale; the outputs "
                       "differ element by element beyond atol/rtol[/dim]")
         if first:
             out.print(_first_diverging(first))
-    kind = escape(structure.kind or "ONNX")
+    kind = escape(structure_kind(structure))
     out.print(f"[bold green]VERIFIED: the {kind} model matches its source[/bold green]"
               if report.passed else "[bold red]VERIFICATION FAILED[/bold red]")
 
@@ -282,6 +286,9 @@ def _structure_facts(report: VerificationRecord) -> list[str]:
         facts.append(parameters)
     if structure.macs_per_image is not None:
         facts.append(f"{structure.macs_per_image:,} MACs/image")
+    if structure.quantization:
+        facts.append(f"{structure.quantization.get('type', 'int8')} "
+                     f"{structure.quantization.get('format', '')} graph".replace("  ", " "))
     return facts
 
 
