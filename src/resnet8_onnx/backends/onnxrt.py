@@ -9,6 +9,7 @@ several outputs needs the one to use named.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -78,7 +79,9 @@ def _session(source: str | bytes, where: str, *, threads: int | None, optimizati
                          f"{', '.join(OPTIMIZATION_LEVELS)}")
     options = ort.SessionOptions()
     options.graph_optimization_level = levels[optimization]
-    options.log_severity_level = 3  # errors only: ORT warnings are noise for our users
+    # Fatal only: a model's own failure reaches the user once, as our one line (its error
+    # log line would repeat it in red), and ORT warnings are noise for our users.
+    options.log_severity_level = 4
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -313,12 +316,24 @@ class OnnxRuntimeBackend:
             x = x.astype(self.input_dtype)
         size = self.fixed_batch
         if size is None or len(x) == size:
-            return self.session.run([self.output_name], {self.input_name: x})[0]
+            return self._run(x)
         chunks = []
         for start in range(0, len(x), size):
             chunk = x[start:start + size]
             n = len(chunk)
             if n < size:
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], size - n, axis=0)])
-            chunks.append(self.session.run([self.output_name], {self.input_name: chunk})[0][:n])
+            chunks.append(self._run(chunk)[:n])
         return np.concatenate(chunks)
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        """One ``session.run``; the model's own failure at run time (an Expand to an
+        impossible shape …) is invalid input, in one line, not an internal error."""
+        try:
+            return self.session.run([self.output_name], {self.input_name: x})[0]
+        except Exception as exc:
+            if not type(exc).__module__.startswith("onnxruntime"):
+                raise
+            message = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", one_line(exc, None))
+            raise InvalidInputError(f"{self.info.model_path}: the model fails in ONNX Runtime: "
+                                    f"{one_line(message)}") from exc
