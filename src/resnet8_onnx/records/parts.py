@@ -251,7 +251,7 @@ class Verdict(Part):
     only when ``--int8`` ran; they never change ``passed``)."""
 
     OPTIONAL: ClassVar[frozenset[str]] = frozenset({
-        "int8_accuracy", "int8_agreement", "int8_speedup"})
+        "int8_accuracy", "int8_agreement", "int8_speedup", "int8_speedup_measurement"})
 
     passed: bool = False
     summary: list[str] = field(default_factory=list)
@@ -267,6 +267,7 @@ class Verdict(Part):
     int8_accuracy: float | None = None
     int8_agreement: float | None = None
     int8_speedup: float | None = None
+    int8_speedup_measurement: str | None = None  # which timing int8_speedup comes from
 
 
 # --------------------------------------------------------------------------- the ONNX file
