@@ -116,7 +116,7 @@ class Timings(Part):
 
     OPTIONAL: ClassVar[frozenset[str]] = frozenset({
         "inference_seconds", "total_seconds", "images_per_second", "batch_size",
-        "requested_batch_size", "load_seconds", "seconds"})
+        "requested_batch_size", "load_seconds", "seconds", "cpu_busy"})
 
     inference_seconds: float | None = None
     total_seconds: float | None = None
@@ -125,6 +125,7 @@ class Timings(Part):
     requested_batch_size: int | None = None
     load_seconds: float | None = None
     seconds: float | None = None
+    cpu_busy: float | None = None  # other work's share of the cores while it was measured
 
 
 # --------------------------------------------------------------------------- the metrics

@@ -50,6 +50,7 @@ from .text import (
     is_number,
     model_name,
     preprocessing_line,
+    speed_warning,
 )
 
 
@@ -116,6 +117,8 @@ def markdown_summary(record: EvaluationRecord) -> str:
     if _throughput(record):
         key.append(("Throughput", _throughput(record)))
     lines += markdown_table(["metric", "value"], key, ["l", "r"])
+    if speed_warning([record]):
+        lines += ["", f"**Warning:** {speed_warning([record])}."]
     for note in (_output_note(metrics), _macro_note(metrics)):
         if note:
             lines += ["", f"Note: {note}."]
@@ -166,6 +169,8 @@ def comparison_markdown(comparison: ComparisonRecord) -> str:
     lines += ["## Models", ""]
     lines += markdown_table(["runtime", "file", "top-1 accuracy", "top-5", "macro AUC", "macro F1",
                         "throughput"], key_rows, ["l", "l", "r", "r", "r", "r", "r"])
+    if speed_warning(models, labels):
+        lines += ["", f"**Warning:** {speed_warning(models, labels)}."]
 
     rows = _comparison_rows(models)
     if rows:
@@ -258,6 +263,9 @@ def compare_markdown(record: ComparisonRecord) -> str:
     notes = _compare_notes(record)
     if notes:
         lines += ["", *(f"Note: {n}." for n in notes)]
+    warning = speed_warning(models, [str(m.label) for m in models])
+    if warning:
+        lines += ["", f"**Warning:** {warning}."]
     lines += ["", "## Files", ""]
     lines += markdown_table(["model", "file", "sha256", "runtime"],
                        [[m.label, f"`{m.model.path}`", f"`{m.model.sha256}`",

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..cpuload import BUSY_WARNING, busy_warning
 from ..progress import console as make_console
 from ..records import (
     BenchmarkRecord,
@@ -61,10 +62,8 @@ from .text import (
     is_number,
     model_name,
     preprocessing_line,
+    speed_warning,
 )
-
-# Other work's share of the cores just before a benchmark above which its figures are noisy.
-BUSY_WARNING = 0.25
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -144,6 +143,9 @@ def render_terminal(record: EvaluationRecord, console: Console | None = None) ->
                      "(counted as the lowest class index)")
     for note in notes:
         out.print(f"[dim]{escape(note)}[/dim]")
+    warning = speed_warning([record])
+    if warning:
+        out.print(f"[yellow]warning:[/yellow] {escape(warning)}")
 
 
 def render_comparison_terminal(comparison: ComparisonRecord,
@@ -211,6 +213,9 @@ def render_comparison_terminal(comparison: ComparisonRecord,
         if is_number(record.timings.images_per_second):
             parts.append(f"{record.timings.images_per_second:,.0f} images/s")
         out.print(f"[bold]{escape(label)}[/bold]: " + " · ".join(parts))
+    warning = speed_warning(models, labels)
+    if warning:
+        out.print(f"[yellow]warning:[/yellow] {escape(warning)}")
     parity = comparison.parity
     if parity is not None:
         state = "[green]passed[/green]" if parity.passed else "[red]FAILED[/red]"
@@ -316,6 +321,9 @@ def render_compare_terminal(record: ComparisonRecord, console: Console | None = 
     out.print(table)
     for note in _compare_notes(record):
         out.print(f"[dim]{escape(note)}[/dim]")
+    warning = speed_warning(record.models, [str(m.label) for m in record.models])
+    if warning:
+        out.print(f"[yellow]warning:[/yellow] {escape(warning)}")
 
 
 def render_benchmark_terminal(record: BenchmarkRecord, console: Console | None = None) -> None:
@@ -366,10 +374,14 @@ def _print_benchmark_setup(record: BenchmarkRecord, out: Console) -> None:
               f"reference: ONNX Runtime MatMul {size}×{size} float32 at "
               f"{escape(ref or 'not measured')}")
     busy = machine.cpu_busy_before
+    during = machine.cpu_busy_during
     if is_number(busy) and busy > BUSY_WARNING:
         out.print(f"[yellow]warning:[/yellow] the machine was busy just before the benchmark "
                   f"(other work used {busy:.0%} of the {machine.cores} cores): figures "
                   "are noisy")
+    elif is_number(during) and during > BUSY_WARNING:
+        line = busy_warning(during, machine.cores, "during the benchmark", "figures")
+        out.print(f"[yellow]warning:[/yellow] {escape(line or '')}")
     for m in record.models:
         macs_text = f"{m.macs_per_image:,} MACs/image ({m.macs_source})" if m.macs_per_image \
             else f"MACs {m.macs_source or 'n/a'}"
