@@ -78,6 +78,20 @@ def test_another_tools_int8_file_is_labelled_int8(int8_models, resnet8_onnx) -> 
     assert "quantization" not in onnxrt.load(resnet8_onnx).info.extra
 
 
+def test_evaluate_and_compare_label_another_tools_int8_file(int8_models, resnet8_onnx,
+                                                          tmp_path, capsys) -> None:
+    data = str(shared_path("cifar-10", "perf-png"))
+    assert main(["-q", "evaluate", str(int8_models["foreign"]), "--data-dir", data,
+                 "--limit", "10", "--out", str(tmp_path / "e")]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "Evaluated foreign_int8.onnx (ONNX int8, onnxruntime" in text
+    assert "(ONNX int8)" in (tmp_path / "e" / "report.md").read_text().splitlines()[0]
+    assert main(["-q", "compare", str(resnet8_onnx), str(int8_models["foreign"]),
+                 "--data-dir", data, "--limit", "10"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "#2 ONNX int8: foreign_int8.onnx" in text
+
+
 def test_benchmark_labels_int8_and_gives_macs_and_gflops(int8_models, capsys) -> None:
     record = benchmark([int8_models["foreign"]], batch_sizes=(4,), threads=(1,),
                        optimization_levels=("all",), min_seconds=0.01, min_iterations=2,

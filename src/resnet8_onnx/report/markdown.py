@@ -44,6 +44,7 @@ from .text import (
     _output_note,
     _throughput,
     _unique_labels,
+    backend_label,
     describe_data,
     format_int,
     format_pct,
@@ -107,7 +108,9 @@ def _confusion_md(names: Sequence[str], matrix: Sequence[Sequence[int]]) -> list
 def markdown_summary(record: EvaluationRecord) -> str:
     """A self-contained Markdown report: which images, key figures, per-class table, matrix."""
     metrics = record.metrics
-    lines = [f"# CIFAR-10 evaluation: {model_name(record)}", "",
+    kind = f" ({backend_label(record)} {record.model.quantization})" \
+        if record.model.quantization else ""
+    lines = [f"# CIFAR-10 evaluation: {model_name(record)}{kind}", "",
              f"**Images:** {describe_data(record.data)}", ""]
     key = [("Top-1 accuracy", f"{format_pct(metrics.accuracy)} "
             f"({format_int(metrics.correct)} / {format_int(metrics.total)})"),

@@ -67,10 +67,12 @@ def backend_label(record: EvaluationRecord) -> str:
 
 
 def _model_line(record: EvaluationRecord) -> str:
+    """'m.onnx (onnxruntime 1.32.0, CPUExecutionProvider)'; an int8 model says so first."""
     model = record.model
     runtime = f"{model.backend} {model.runtime_version}".strip()
     provider = f", {model.provider}" if model.provider else ""
-    return f"{model_name(record)} ({runtime}{provider})"
+    kind = f"{backend_label(record)} {model.quantization}, " if model.quantization else ""
+    return f"{model_name(record)} ({kind}{runtime}{provider})"
 
 
 def preprocessing_line(record: EvaluationRecord) -> str | None:
