@@ -27,8 +27,16 @@ def test_parameters_text_says_what_the_graph_holds_of_batch_normalization() -> N
                        op_inventory={"QLinearConv": 9}, batchnorm_mul_add=0)
     assert parameters_text(gone, 78_666, 7) == (
         "77,706 parameters (346 int32, 77,360 int8) (the Keras model has 78,666: its 7 "
-        "BatchNormalization layers have no node of their own (no BatchNormalization, no "
+        "BatchNormalization layers have no node of their own (no BatchNormalization node, no "
         "Mul+Add after a Conv))")
+    torch_kept = r.Structure(kind="PyTorch", parameters=78_666, op_inventory={
+        "convolution": 9, "_native_batch_norm_legit_no_training": 7})
+    assert parameters_text(torch_kept, 78_000, 7).endswith(
+        "are _native_batch_norm_legit_no_training nodes)")
+    torch_folded = r.Structure(kind="PyTorch", parameters=77_706,
+                               op_inventory={"convolution": 9})
+    assert parameters_text(torch_folded, 78_666, 7).endswith(
+        "have no node of their own (no batch-norm operation))")
     assert parameters_text(r.Structure()) is None
 
 

@@ -113,12 +113,15 @@ def _batchnorm_reason(structure: Structure, reference_parameters: int,
                if reference_parameters - (structure.parameters or 0) == 2 * channels else "")
         return f": its {layers} BatchNormalization layer{s} appear as Mul+Add after their " \
                f"Conv{why}"
-    nodes = (structure.op_inventory or {}).get("BatchNormalization", 0)
-    if nodes == layers:
-        return f": its {layers} BatchNormalization layer{s} are BatchNormalization nodes"
-    if not nodes and not mul_add and structure.op_inventory is not None:
-        return (f": its {layers} BatchNormalization layer{s} have no node of their own "
-                "(no BatchNormalization, no Mul+Add after a Conv)")
+    # ONNX BatchNormalization, torch's batch_norm ops, nn.BatchNorm2d modules.
+    found = {op: n for op, n in (structure.op_inventory or {}).items()
+             if "batchnorm" in op.lower().replace("_", "")}
+    if sum(found.values()) == layers:
+        return f": its {layers} BatchNormalization layer{s} are {', '.join(found)} nodes"
+    if not found and not mul_add and structure.op_inventory is not None:
+        none = ("no batch-norm operation" if structure.kind else
+                "no BatchNormalization node, no Mul+Add after a Conv")
+        return f": its {layers} BatchNormalization layer{s} have no node of their own ({none})"
     return ""
 
 
