@@ -156,7 +156,8 @@ def test_a_model_failing_at_run_time_is_invalid_input_in_one_line(tmp_path: Path
     proc = cli("evaluate", str(path), "--data-dir", str(shared_path("cifar-10", "perf-png")),
                "--limit", "10")
     assert_one_line_error(proc, errors.INVALID_INPUT, "expand.onnx")
-    assert "invalid expand shape" in proc.stderr
+    assert "expand.onnx: the model fails in ONNX Runtime: Expand node 'expand': invalid " \
+        "expand shape" in proc.stderr
     assert "internal error" not in proc.stderr
     assert "[E:onnxruntime" not in proc.stderr
     assert "[ONNXRuntimeError]" not in proc.stderr  # ORT's prefix is noise, not the message

@@ -131,6 +131,18 @@ def from_bytes(
                               optimization="all", preprocessing=preprocessing, output=output)
 
 
+def _short_ort_message(exc: BaseException) -> str:
+    """ONNX Runtime's run-time error without its boilerplate: "Expand node 'expand':
+    invalid expand shape" rather than "[ONNXRuntimeError] : 2 : INVALID_ARGUMENT :
+    Non-zero status code returned while running Expand node. Name:'expand' Status …"."""
+    text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", one_line(exc, None))
+    node = re.match(r"Non-zero status code returned while running (\S+) node\. "
+                    r"Name:'([^']*)' Status Message: (.*)", text)
+    if node:
+        text = f"{node[1]} node {node[2]!r}: {node[3]}"
+    return one_line(text)
+
+
 class OnnxRuntimeBackend:
     """The runner over an ``onnxruntime.InferenceSession`` of an image classifier.
 
@@ -334,6 +346,5 @@ class OnnxRuntimeBackend:
         except Exception as exc:
             if not type(exc).__module__.startswith("onnxruntime"):
                 raise
-            message = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", one_line(exc, None))
             raise InvalidInputError(f"{self.info.model_path}: the model fails in ONNX Runtime: "
-                                    f"{one_line(message)}") from exc
+                                    f"{_short_ort_message(exc)}") from exc
