@@ -121,3 +121,43 @@ def test_a_file_onnx_runtime_cannot_load_is_invalid_input(tmp_path: Path) -> Non
     onnx.save(model, str(tmp_path / "custom.onnx"))
     with pytest.raises(InvalidInputError, match="not a loadable ONNX model"):
         onnxrt.load(tmp_path / "custom.onnx")
+
+
+def _impossible_expand(tmp_path: Path) -> Path:
+    """A valid graph that fails only when run: its Expand asks for batch 7 of any batch."""
+    from onnx import numpy_helper
+
+    model = onnx.load(str(make_classifier(tmp_path / "m.onnx")))
+    graph = model.graph
+    graph.initializer.append(numpy_helper.from_array(np.array([7, 32, 32, 3], np.int64),
+                                                     "bad_shape"))
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name == "input":
+                node.input[i] = "expanded"
+    graph.node.insert(0, onnx.helper.make_node("Expand", ["input", "bad_shape"], ["expanded"],
+                                               name="expand"))
+    onnx.checker.check_model(model)
+    path = tmp_path / "expand.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def test_a_model_failing_at_run_time_is_invalid_input_in_one_line(tmp_path: Path) -> None:
+    """The model's own failure, not ours: exit 4, one line naming the model and ONNX Runtime's
+    message in short, and ONNX Runtime's logger says nothing of its own."""
+    from cli_runner import assert_one_line_error, cli
+    from conftest import shared_path
+    from resnet8_onnx import errors
+
+    path = _impossible_expand(tmp_path)
+    with pytest.raises(InvalidInputError, match=r"expand\.onnx.*invalid expand shape"):
+        onnxrt.load(path).predict(np.zeros((4, 32, 32, 3), np.uint8))
+    proc = cli("evaluate", str(path), "--data-dir", str(shared_path("cifar-10", "perf-png")),
+               "--limit", "10")
+    assert_one_line_error(proc, errors.INVALID_INPUT, "expand.onnx")
+    assert "expand.onnx: the model fails in ONNX Runtime: Expand node 'expand': invalid " \
+        "expand shape" in proc.stderr
+    assert "internal error" not in proc.stderr
+    assert "[E:onnxruntime" not in proc.stderr
+    assert "[ONNXRuntimeError]" not in proc.stderr  # ORT's prefix is noise, not the message

@@ -295,6 +295,29 @@ def test_busy_warning_comes_from_cpu_use_just_before_measuring_not_the_load_aver
         assert f"other work used 90% of the {cores} cores" in out
 
 
+def test_busy_warning_also_comes_from_other_work_while_measuring(tiny, monkeypatch,
+                                                                 capsys) -> None:
+    """Idle just before, busy while the models were timed (readings faked: this process
+    used 100 of each 1,000 jiffies, other work 700)."""
+    import itertools
+
+    from resnet8_onnx import cpuload
+    from resnet8_onnx.cli import main
+
+    counter = itertools.count()
+
+    def sample() -> tuple[int, int, float]:
+        k = next(counter)
+        return k * 800, k * 1000, k * 100.0
+    monkeypatch.setattr(bench, "cpu_busy_fraction", lambda seconds=0.5: 0.0)
+    monkeypatch.setattr(cpuload.LoadMeter, "sample", staticmethod(sample))
+    out_json = tiny.parent / "b.json"
+    assert main(["-q", "benchmark", str(tiny), *QUICK, "--json", str(out_json)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "the machine was busy during the benchmark (other work used 70%" in out
+    assert json.loads(out_json.read_text())["machine"]["cpu_busy_during"] == 0.7
+
+
 def test_cpu_busy_fraction_is_a_share() -> None:
     busy = bench.cpu_busy_fraction(0.05)
     if Path("/proc/stat").is_file():

@@ -19,7 +19,9 @@ def test_structure_report_of_generated_model(tmp_path) -> None:
     assert report["outputs"][0]["shape"] == ["N", 10]
     # 1×1 conv 3→8 over 32×32 plus dense 8→10, computed by hand.
     assert report["macs_per_image"] == 32 * 32 * 8 * 3 + 8 * 10
-    assert report["parameters"] == 8 * 3 + 8 * 10 + 10 + 2
+    # Float weights only: the Reshape's int64 shape [-1, 8] is not a parameter.
+    assert report["parameters"] == 8 * 3 + 8 * 10 + 10
+    assert report["parameter_dtypes"] == {"float32": 8 * 3 + 8 * 10 + 10}
     assert report["op_inventory"]["Conv"] == 1
     assert check_io_contract(report) == []
 
@@ -73,3 +75,13 @@ def test_real_model_structure(resnet8_onnx) -> None:
     # MLPerf Tiny quotes ~12.5 M MACs for ResNet8.
     assert 12.4e6 < report["macs_per_image"] < 12.6e6
     assert report["op_inventory"]["Conv"] == 9
+    # Parameters are the float initializers (numpy over the file), not the Reshape shape.
+    import onnx
+    from onnx import numpy_helper
+
+    arrays = [numpy_helper.to_array(t) for t in onnx.load(str(resnet8_onnx)).graph.initializer]
+    assert report["parameters"] == sum(a.size for a in arrays if a.dtype.kind == "f")
+    assert report["parameters"] < sum(a.size for a in arrays)
+    # Every BatchNormalization is a Mul then an Add right after its Conv.
+    assert report["batchnorm_mul_add"] == 7 == report["op_inventory"]["Mul"]
+    assert "quantization" not in report

@@ -71,6 +71,37 @@ def test_the_int8_line_goes_before_the_verdict_and_changes_nothing_else() -> Non
     assert "int8_accuracy" not in verdict.to_dict()  # written only when --int8 ran
 
 
+def test_the_int8_verdict_states_the_tables_speed_up_not_the_quantisers() -> None:
+    """The quantiser timed 1.8× on its own images; the table beneath the verdict shows the
+    evaluation passes (4,466 vs 6,222 images/s). The verdict states the table's one figure
+    and says which measurement it is."""
+    from report_factory import make_record
+    from resnet8_onnx.records import ComparisonRecord
+    from resnet8_onnx.report.sections import _compare_rows, evaluation_speedup
+
+    models = [make_record(backend="keras"), make_record(), make_record()]
+    for m, ips in zip(models, (3_000.0, 6_222.0, 4_466.0), strict=True):
+        m.timings.images_per_second = ips
+    models[2].quantized = True
+    table = dict((label, cells) for label, cells, _ in
+                 _compare_rows(ComparisonRecord(models=models)))["images/s"]
+    assert table == ["3,000", "6,222", "4,466"]
+    record = QuantizationRecord(
+        evaluation={"fp32": {"accuracy": 0.8719}, "int8": {"accuracy": 0.8702},
+                    "agreement_fraction": 0.9861},
+        speed={"speedup": 1.8, "fp32_images_per_second": 1000.0,
+               "int8_images_per_second": 1800.0}, recipe=Recipe())
+    verdict = Verdict(passed=True, summary=["VERDICT: PASS."])
+    new = add_int8_to_verdict(verdict, record, evaluation_speedup(models[1], models[2]))
+    line = new.summary[0]
+    assert f"{4_466 / 6_222:.2f}× the speed of fp32 (slower)" in line
+    assert "int8 4,466 vs fp32 6,222 images/s: the table's evaluation passes" in line
+    assert "batch 250" in line
+    assert "1.8×" not in line
+    assert new.int8_speedup == pytest.approx(4_466 / 6_222, abs=1e-4)
+    assert "evaluation passes" in new.int8_speedup_measurement
+
+
 @pytest.mark.slow
 def test_run_whole_job(tmp_path) -> None:
     """The README's main command, on the real model and the full official test set."""

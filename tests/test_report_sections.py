@@ -8,14 +8,35 @@ from resnet8_onnx.report import int8_verdict_line, parameters_text, provenance_l
 from resnet8_onnx.report.sections import _compare_rows, _parity_lines
 
 
-def test_parameters_text_explains_folded_batch_normalization() -> None:
-    structure = r.Structure(parameters=78_188, op_inventory={"Conv": 9})
-    assert parameters_text(structure) == "78,188 parameters"
+def test_parameters_text_says_what_the_graph_holds_of_batch_normalization() -> None:
+    # tf2onnx: 7 Conv → Mul → Add chains over 240 channels, 2 vectors where Keras has 4.
+    structure = r.Structure(parameters=78_186, parameter_dtypes={"float32": 78_186},
+                            op_inventory={"Conv": 9, "Mul": 7, "Add": 11},
+                            batchnorm_mul_add=7, batchnorm_channels=240)
+    assert parameters_text(structure) == "78,186 parameters"
     text = parameters_text(structure, 78_666, 7)
-    assert text == ("78,188 parameters (the Keras model has 78,666: its 7 BatchNormalization "
-                    "layers are folded into the convolutions)")
-    unfolded = r.Structure(parameters=78_188, op_inventory={"BatchNormalization": 7})
-    assert "folded" not in parameters_text(unfolded, 78_666, 7)
+    assert text == ("78,186 parameters (the Keras model has 78,666: its 7 BatchNormalization "
+                    "layers appear as Mul+Add after their Conv, two per-channel vectors each "
+                    "where Keras stores four)")
+    assert "folded" not in text
+    # Counts that do not add up get no explanation of the difference.
+    assert parameters_text(structure, 78_000, 7).endswith("appear as Mul+Add after their Conv)")
+    kept = r.Structure(parameters=78_666, op_inventory={"BatchNormalization": 7})
+    assert parameters_text(kept, 78_000, 7).endswith("are BatchNormalization nodes)")
+    gone = r.Structure(parameters=77_706, parameter_dtypes={"int32": 346, "int8": 77_360},
+                       op_inventory={"QLinearConv": 9}, batchnorm_mul_add=0)
+    assert parameters_text(gone, 78_666, 7) == (
+        "77,706 parameters (346 int32, 77,360 int8) (the Keras model has 78,666: its 7 "
+        "BatchNormalization layers have no node of their own (no BatchNormalization node, no "
+        "Mul+Add after a Conv))")
+    torch_kept = r.Structure(kind="PyTorch", parameters=78_666, op_inventory={
+        "convolution": 9, "_native_batch_norm_legit_no_training": 7})
+    assert parameters_text(torch_kept, 78_000, 7).endswith(
+        "are _native_batch_norm_legit_no_training nodes)")
+    torch_folded = r.Structure(kind="PyTorch", parameters=77_706,
+                               op_inventory={"convolution": 9})
+    assert parameters_text(torch_folded, 78_666, 7).endswith(
+        "have no node of their own (no batch-norm operation))")
     assert parameters_text(r.Structure()) is None
 
 

@@ -244,9 +244,16 @@ def test_verify_layer_matching_uses_the_given_tolerance(tmp_path, resnet8_h5, re
     assert report["reference_parameters"] == keras_count
     onnx_count = report["structure"]["parameters"]
     assert onnx_count < keras_count
+    # ... measured from the graph: float weights only, each BatchNormalization as Mul+Add
+    # (two per-channel vectors where Keras stores four), not "folded into the convolutions".
+    layers = report["reference_batch_normalization_layers"]
+    bn_channels = sum(int(w.size) for k, w in _h5_weights(resnet8_h5).items()
+                      if "batch_normalization" in k and k.endswith("gamma:0"))
+    assert keras_count - onnx_count == 2 * bn_channels
     assert (f"{onnx_count:,} parameters (the Keras model has {keras_count:,}: its "
-            f"{report['reference_batch_normalization_layers']} BatchNormalization layers are "
-            "folded into the convolutions)") in text
+            f"{layers} BatchNormalization layers appear as Mul+Add after their Conv, two "
+            "per-channel vectors each where Keras stores four)") in text
+    assert "folded" not in text
 
     code, text, report = _verify(capsys, str(resnet8_h5), str(resnet8_onnx), "--layerwise",
                                  str(tmp_path / "y"))

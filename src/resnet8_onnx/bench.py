@@ -39,6 +39,7 @@ from .backends import LOADERS, applicable_options, backend_for, load_backend
 from .backends.base import MACS
 from .backends.onnxrt import OPTIMIZATION_LEVELS
 from .convert import DEFAULT_OPSET
+from .cpuload import LoadMeter, busy_before
 from .data.format import IMAGE_SHAPE
 from .errors import InputNotFoundError, InvalidInputError, UsageError
 from .evaluate import available_cores, environment
@@ -177,38 +178,12 @@ def cpu_model() -> str | None:
     return platform.processor() or None
 
 
-def _cpu_ticks(cpus: set[int]) -> tuple[int, int] | None:
-    """(busy, total) jiffies of the given CPUs from /proc/stat; None where there is none."""
-    try:
-        lines = Path("/proc/stat").read_text().splitlines()
-    except OSError:
-        return None
-    busy = total = 0
-    for line in lines:
-        name, *fields = line.split()
-        if not name.startswith("cpu") or name == "cpu" or int(name[3:]) not in cpus:
-            continue
-        ticks = [int(v) for v in fields[:8]]  # user nice system idle iowait irq softirq steal
-        total += sum(ticks)
-        busy += sum(ticks) - ticks[3] - ticks[4]
-    return (busy, total) if total else None
-
-
 def cpu_busy_fraction(seconds: float = 0.5) -> float | None:
     """Share of this process's cores busy over ``seconds``, sampled while it sleeps.
 
-    Taken just before measuring, so it sees other work only. The load average does not do:
-    it lags a minute behind and still counts the previous command of the same session.
+    Taken just before measuring, so it sees other work only (see :mod:`.cpuload`).
     """
-    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
-    before = _cpu_ticks(cpus)
-    if before is None:
-        return None
-    time.sleep(seconds)
-    after = _cpu_ticks(cpus)
-    if after is None or after[1] <= before[1]:
-        return None
-    return round(min(1.0, (after[0] - before[0]) / (after[1] - before[1])), 3)
+    return busy_before(seconds)
 
 
 def sgemm_gflops(threads: int, *, n: int = SGEMM_SIZE, repeat: int = 5) -> float | None:
@@ -315,9 +290,12 @@ def _inputs(backend: Backend, images: np.ndarray | None, count: int,
 
 
 def _label(index: int, backend: Backend) -> str:
+    """'#1 ONNX', '#2 ONNX int8' (a quantised model), '#3 LiteRT int8' (an int8 input)."""
     name = runtime_label(backend.info.name)
     dtype = backend.info.input_dtype
-    return f"#{index + 1} {name}" + (f" {dtype}" if dtype not in ("float32", "float64") else "")
+    quantized = backend.info.extra.get("quantization")
+    kind = quantized or (dtype if dtype not in ("float32", "float64") else "")
+    return f"#{index + 1} {name}" + (f" {kind}" if kind else "")
 
 
 # --------------------------------------------------------------------------- the benchmark
@@ -360,10 +338,11 @@ def benchmark(
     busy_before = cpu_busy_fraction()
     configs = plan_configs(names, batch_sizes=batch_sizes, threads=threads,
                            optimization_levels=levels, full_grid=full_grid)
-    model_entries, results, versions = _measure_configs(
-        configs, paths, names, images=images, batch=max(batch_sizes), seed=seed,
-        min_seconds=min_seconds, min_iterations=min_iterations,
-        warmup_seconds=warmup_seconds, onnx_options=onnx_options, device=device)
+    with LoadMeter() as load:
+        model_entries, results, versions = _measure_configs(
+            configs, paths, names, images=images, batch=max(batch_sizes), seed=seed,
+            min_seconds=min_seconds, min_iterations=min_iterations,
+            warmup_seconds=warmup_seconds, onnx_options=onnx_options, device=device)
     matmul = _add_matmul_ratios(results, model_entries, reference=reference)
 
     record = BenchmarkRecord(
@@ -377,7 +356,7 @@ def benchmark(
                      "min_seconds": min_seconds, "min_iterations": min_iterations,
                      "warmup_seconds": warmup_seconds},
         machine={"cores": available_cores(), "cpu": cpu_model(),
-                    "cpu_busy_before": busy_before,
+                    "cpu_busy_before": busy_before, "cpu_busy_during": load.busy,
                     "matmul_reference": {
                         "what": f"ONNX Runtime MatMul of two {MATMUL_SIZE}×{MATMUL_SIZE} "
                                 "float32 matrices, best of 5, measured in this run",
@@ -518,9 +497,10 @@ def _model_entry(index: int, backend: Backend, loader: str) -> dict[str, Any]:
         "macs_per_image": macs, "macs_source": how, "notes": [],
         **{k: info.extra[k] for k in ("provider", "preprocessing") if k in info.extra},
     }
-    if info.input_dtype not in ("float32", "float64"):
+    if info.input_dtype not in ("float32", "float64") or info.extra.get("quantization"):
         entry["notes"].append(
-            f"{info.input_dtype} arithmetic: its MACs count like float ones, "
+            f"{info.extra.get('quantization') or info.input_dtype} arithmetic: its MACs "
+            "count like float ones, "
             "so its ratio to the float32 MatMul reference says little")
     if LOADERS[loader].threads_per_process:
         entry["notes"].append(

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import __version__
+from .cpuload import LoadMeter
 from .errors import InvalidInputError
 from .memory import check_batch_fits
 from .metrics import compute_metrics
@@ -215,7 +216,8 @@ def evaluate(
 ) -> EvaluationResult:
     """Evaluate ``backend`` on every image of ``dataset``."""
     start = time.perf_counter()
-    outputs, inference = run_inference(backend, dataset, batch_size=batch_size)
+    with LoadMeter() as load:  # other work during the pass makes its images/s noisy
+        outputs, inference = run_inference(backend, dataset, batch_size=batch_size)
     metrics = compute_metrics(dataset.labels, outputs, dataset.class_names,
                               output_kind=backend.output_kind)
     total = time.perf_counter() - start
@@ -234,6 +236,7 @@ def evaluate(
             "images_per_second": round(n / inference, 1) if inference > 0 else 0.0,
             "batch_size": used,
             **requested,
+            **({"cpu_busy": load.busy} if load.busy is not None else {}),
         },
         environment=environment({backend.info.name: backend.info.runtime_version}),
     )

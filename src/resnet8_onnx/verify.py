@@ -24,6 +24,7 @@ from .data.format import IMAGE_SHAPE, NUM_CLASSES
 from .errors import InvalidInputError, UsageError
 from .evaluate import DEFAULT_BATCH_SIZE, predict_all, run_settings
 from .memory import check_batch_fits
+from .onnx_graph import QOPERATOR_OPS
 from .records import (
     Layerwise,
     Parity,
@@ -184,6 +185,51 @@ def check_dynamic_batch(
 
 
 # --------------------------------------------------------------------------- layerwise
+_CONV = frozenset({"Conv", "ConvInteger", "QLinearConv", "ConvTranspose"})
+_MATMUL = frozenset({"MatMul", "Gemm", "MatMulInteger", "QLinearMatMul", "QGemm"})
+_ACTIVATION = frozenset({"Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "Softmax", "Max",
+                         "QLinearSoftmax", "QLinearLeakyRelu", "QLinearSigmoid"})
+_POOL = frozenset({"AveragePool", "GlobalAveragePool", "MaxPool", "GlobalMaxPool", "ReduceMean",
+                   "QLinearAveragePool", "QLinearGlobalAveragePool"})
+_RESHAPE = frozenset({"Reshape", "Flatten", "Transpose", "Squeeze", "Identity"})
+# Which ONNX operators can compute a Keras layer's output, and whether a tensor that went
+# through quantisation since (a DequantizeLinear after QuantizeLinear: a fused ReLU's clip)
+# may stand for it. A class not listed may match any tensor.
+_LAYER_OPS: dict[str, tuple[frozenset[str], bool]] = {
+    # A convolution or dense layer may carry its activation (Dense(…, "softmax")).
+    **{c: (_CONV | _ACTIVATION, False) for c in ("Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D",
+                                                 "SeparableConv2D", "Conv2DTranspose")},
+    "Dense": (_MATMUL | _ACTIVATION | {"Add"}, False),
+    "BatchNormalization": (frozenset({"BatchNormalization", "Mul", "Add"}) | _CONV, False),
+    "Add": (frozenset({"Add", "Sum", "QLinearAdd"}), False),
+    "Multiply": (frozenset({"Mul", "QLinearMul"}), False),
+    **{c: (_ACTIVATION, True) for c in ("Activation", "ReLU", "LeakyReLU", "Softmax")},
+    **{c: (_POOL, True) for c in ("AveragePooling2D", "GlobalAveragePooling2D",
+                                  "MaxPooling2D", "GlobalMaxPooling2D")},
+    **{c: (_RESHAPE, True) for c in ("Flatten", "Reshape")},
+}
+
+
+def _candidates_for(layer_class: str, tensors: dict[str, np.ndarray],
+                    origins: dict[str, tuple[str, bool]]) -> dict[str, np.ndarray]:
+    """The ONNX tensors that may be ``layer_class``'s output, by the operator that computed
+    them: a Keras Conv2D is matched to a convolution's output, never to a tensor after the
+    BatchNormalization or ReLU that follow it. Without origins, every tensor."""
+    rule = _LAYER_OPS.get(layer_class)
+    if rule is None or not origins:
+        return tensors
+    ops, requantised_ok = rule
+    keep = {}
+    for name, value in tensors.items():
+        op, requantised = origins.get(name, ("", False))
+        # A quantised operator's own output (QLinearConv …) is the only one it has; a float
+        # operator's output read back through Q/DQ is clipped, so only where allowed.
+        if (op in ops and (not requantised or op in QOPERATOR_OPS)) \
+                or (requantised and requantised_ok):
+            keep[name] = value
+    return keep
+
+
 def _best_match(
     ref: np.ndarray, candidates: dict[str, np.ndarray]
 ) -> tuple[str | None, float, float]:
@@ -209,6 +255,44 @@ LAYER_TOLERANCE_RULE = ("a layer matches when the max |Δ| of its closest ONNX t
                         "within atol or within rtol × the layer's largest |activation|")
 
 
+def _match_layers(
+    order: list[tuple[str, str]], keras_values: dict[str, np.ndarray],
+    onnx_values: dict[str, np.ndarray], origins: dict[str, tuple[str, bool]], *,
+    atol: float, rtol: float,
+) -> list[dict[str, Any]]:
+    """Each Keras layer against its closest ONNX tensor among those its class allows.
+
+    One tensor stands for one layer: when several layers' closest tensor is the same (an
+    int8 Conv that also computes the BatchNormalization folded into it), the layer it
+    matches best keeps it and the others are ``fused_into`` that layer — no tensor of their
+    own, so not a divergence.
+    """
+    layers = []
+    for layer_name, layer_class in order:
+        if layer_name not in keras_values:
+            continue
+        ref = np.asarray(keras_values[layer_name], dtype=np.float64)
+        name, err, rel = _best_match(ref, _candidates_for(layer_class, onnx_values, origins))
+        allowed = max(atol, rtol * float(np.abs(ref).max(initial=0.0)))
+        entry = {"layer": layer_name, "class": layer_class, "onnx_tensor": name,
+                 "max_abs_diff": err, "max_rel_diff": rel, "allowed_abs_diff": allowed,
+                 "matched": bool(name is not None and err <= allowed)}
+        if name in origins:
+            entry["onnx_op"], entry["through_quantisation"] = origins[name]
+        layers.append(entry)
+    best: dict[str, dict[str, Any]] = {}
+    for entry in layers:
+        name = entry["onnx_tensor"]
+        if name is not None and (name not in best
+                                 or entry["max_rel_diff"] < best[name]["max_rel_diff"]):
+            best[name] = entry
+    for entry in layers:
+        owner = best.get(entry["onnx_tensor"])
+        if owner is not None and owner is not entry and not entry["matched"]:
+            entry["fused_into"] = owner["layer"]
+    return layers
+
+
 def localise_divergence(
     reference: Backend, candidate: Backend, images: np.ndarray, *,
     atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL,
@@ -230,17 +314,10 @@ def localise_divergence(
     batch = np.asarray(images, dtype=np.float32)
     keras_values = reference.layer_outputs(batch)  # type: ignore[attr-defined]
     onnx_values = candidate.tensor_outputs(batch)  # type: ignore[attr-defined]
+    origins = (candidate.tensor_origins()  # type: ignore[attr-defined]
+               if hasattr(candidate, "tensor_origins") else {})
     order, parents = reference.layer_graph()  # type: ignore[attr-defined]
-    layers = []
-    for layer_name, layer_class in order:
-        if layer_name not in keras_values:
-            continue
-        ref = np.asarray(keras_values[layer_name], dtype=np.float64)
-        name, err, rel = _best_match(ref, onnx_values)
-        allowed = max(atol, rtol * float(np.abs(ref).max(initial=0.0)))
-        layers.append({"layer": layer_name, "class": layer_class, "onnx_tensor": name,
-                       "max_abs_diff": err, "max_rel_diff": rel, "allowed_abs_diff": allowed,
-                       "matched": bool(name is not None and err <= allowed)})
+    layers = _match_layers(order, keras_values, onnx_values, origins, atol=atol, rtol=rtol)
 
     children: dict[str, set[str]] = {}
     for child, ps in parents.items():
@@ -258,7 +335,8 @@ def localise_divergence(
 
     matched = {entry["layer"] for entry in layers if entry["matched"]}
     first = next((entry for entry in layers
-                  if not entry["matched"] and not (descendants(entry["layer"]) & matched)), None)
+                  if not entry["matched"] and "fused_into" not in entry
+                  and not (descendants(entry["layer"]) & matched)), None)
     return {"samples": len(batch),
             "tolerance": {"atol": atol, "rtol": rtol, "rule": LAYER_TOLERANCE_RULE},
             "layers": layers, "first_diverging_layer": first}

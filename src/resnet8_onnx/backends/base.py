@@ -25,7 +25,8 @@ OutputKind = Literal["probabilities", "logits"]
 # The optional abilities a runner may declare, each with what it promises:
 MACS = "macs"  # macs() -> int: multiply-accumulates per image; macs_source: str, how counted
 LAYER_OUTPUTS = "layer_outputs"  # layer_outputs(batch), layer_graph(): per-layer activations
-TENSOR_OUTPUTS = "tensor_outputs"  # tensor_outputs(batch): every graph tensor, by name
+# tensor_outputs(batch): every graph tensor, by name; tensor_origins(): which operator made each
+TENSOR_OUTPUTS = "tensor_outputs"
 STRUCTURE = "structure"  # structure() -> dict: what the file is, for verify
 SESSION = "session"  # onnx_session() -> OnnxSession: ONNX Runtime itself (test data, timing)
 PARAMETERS = "parameters"  # source_parameters() -> dict: parameter and BN-layer counts

@@ -9,6 +9,7 @@ several outputs needs the one to use named.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,7 +17,13 @@ import numpy as np
 
 from ..errors import InvalidInputError, UsageError, interrupts_deferred, one_line
 from ..fsutil import file_digest
-from ..onnx_graph import count_macs, intermediate_outputs, structure_report
+from ..onnx_graph import (
+    count_macs,
+    intermediate_outputs,
+    quantization_of_file,
+    structure_report,
+    tensor_origins,
+)
 from ..preprocess import _NUMPY_OF_ORT, Preprocessing, record, resolve
 from .base import (
     MACS,
@@ -72,7 +79,9 @@ def _session(source: str | bytes, where: str, *, threads: int | None, optimizati
                          f"{', '.join(OPTIMIZATION_LEVELS)}")
     options = ort.SessionOptions()
     options.graph_optimization_level = levels[optimization]
-    options.log_severity_level = 3  # errors only: ORT warnings are noise for our users
+    # Fatal only: a model's own failure reaches the user once, as our one line (its error
+    # log line would repeat it in red), and ORT warnings are noise for our users.
+    options.log_severity_level = 4
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -120,6 +129,18 @@ def from_bytes(
                        optimized_model_path=None, provider=provider)
     return OnnxRuntimeBackend(session, model_path=label, sha256="", threads=threads,
                               optimization="all", preprocessing=preprocessing, output=output)
+
+
+def _short_ort_message(exc: BaseException) -> str:
+    """ONNX Runtime's run-time error without its boilerplate: "Expand node 'expand':
+    invalid expand shape" rather than "[ONNXRuntimeError] : 2 : INVALID_ARGUMENT :
+    Non-zero status code returned while running Expand node. Name:'expand' Status …"."""
+    text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", one_line(exc, None))
+    node = re.match(r"Non-zero status code returned while running (\S+) node\. "
+                    r"Name:'([^']*)' Status Message: (.*)", text)
+    if node:
+        text = f"{node[1]} node {node[2]!r}: {node[3]}"
+    return one_line(text)
 
 
 class OnnxRuntimeBackend:
@@ -226,11 +247,17 @@ class OnnxRuntimeBackend:
                 **({"notes": notes} if notes else {}),
                 **({"output_kind": self.metadata["output_kind"]}
                    if "output_kind" in self.metadata else {}),
-                # A model written by ``quantize`` says so; its input stays float32.
-                **({"quantization": "int8"}
-                   if "quantization_recipe" in self.metadata else {}),
+                # int8 by ``quantize``'s metadata or by the graph (another tool's file);
+                # its input stays float32.
+                **({"quantization": q} if (q := self._quantization()) else {}),
             },
         )
+
+    def _quantization(self) -> str | None:
+        """'int8' for a quantised model, None for a float one."""
+        if "quantization_recipe" in self.metadata:
+            return "int8"
+        return quantization_of_file(self._source) if self._source is not None else None
 
     @staticmethod
     def _choose_output(outputs: list[Any], wanted: str | None, where: str) -> Any:
@@ -289,18 +316,35 @@ class OnnxRuntimeBackend:
         """Every float tensor of the graph for NHWC pixels ``batch``, optimisations off."""
         return intermediate_outputs(self._file(), self.prepare(batch))
 
+    def tensor_origins(self) -> dict[str, tuple[str, bool]]:
+        """(operator, through quantisation?) of each tensor (see ``onnx_graph``)."""
+        import onnx
+
+        return tensor_origins(onnx.load(self._file()))
+
     def run(self, x: np.ndarray) -> np.ndarray:
         """Outputs for an already preprocessed batch; a fixed batch size runs in chunks."""
         if x.dtype != self.input_dtype:
             x = x.astype(self.input_dtype)
         size = self.fixed_batch
         if size is None or len(x) == size:
-            return self.session.run([self.output_name], {self.input_name: x})[0]
+            return self._run(x)
         chunks = []
         for start in range(0, len(x), size):
             chunk = x[start:start + size]
             n = len(chunk)
             if n < size:
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], size - n, axis=0)])
-            chunks.append(self.session.run([self.output_name], {self.input_name: chunk})[0][:n])
+            chunks.append(self._run(chunk)[:n])
         return np.concatenate(chunks)
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        """One ``session.run``; the model's own failure at run time (an Expand to an
+        impossible shape …) is invalid input, in one line, not an internal error."""
+        try:
+            return self.session.run([self.output_name], {self.input_name: x})[0]
+        except Exception as exc:
+            if not type(exc).__module__.startswith("onnxruntime"):
+                raise
+            raise InvalidInputError(f"{self.info.model_path}: the model fails in ONNX Runtime: "
+                                    f"{_short_ort_message(exc)}") from exc

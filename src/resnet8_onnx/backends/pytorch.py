@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import cpuload
 from ..errors import InvalidInputError, UsageError
 from ..fsutil import file_digest
 from ..torch_convert import _program_input_shape, import_torch, load_torch_model
@@ -48,6 +49,18 @@ def configure_precision(torch: Any) -> None:
     torch.set_float32_matmul_precision("highest")
 
 
+def cap_default_threads(torch: Any) -> None:
+    """PyTorch's default intra-op threads, never more than the cores this process may use.
+
+    torch sizes its pool by the host's physical cores, which in a container or under
+    ``taskset`` can exceed the affinity mask: the extra threads then compete for the
+    allowed cores, and each intra-op barrier waits for a thread that is not running.
+    """
+    allowed = len(cpuload.allowed_cpus())
+    if torch.get_num_threads() > allowed:
+        torch.set_num_threads(allowed)
+
+
 def load(path: str | os.PathLike[str], *, threads: int | None = None,
          device: str | None = None) -> TorchBackend:
     """The loader: a PyTorch file (pre-scanned, nothing in it runs) → a runner on ``device``."""
@@ -58,6 +71,8 @@ def load(path: str | os.PathLike[str], *, threads: int | None = None,
         if threads < 1:
             raise UsageError(f"threads must be at least 1, got {threads}")
         torch.set_num_threads(threads)
+    else:
+        cap_default_threads(torch)
     module, program, metadata = load_torch_model(Path(path))
     return TorchBackend(module, program, metadata, path, threads=threads, device=chosen)
 
@@ -129,6 +144,8 @@ class TorchBackend(RawPixelRunner):
                                     f"{', '.join(map(str, self._image_shape or ()))})")
         if self._threads and torch.get_num_threads() != self._threads:
             torch.set_num_threads(self._threads)  # another backend may have changed it
+        elif not self._threads:
+            cap_default_threads(torch)
         tensor = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
         if self.device != "cpu":
             tensor = tensor.to(self.device, non_blocking=True)

@@ -116,7 +116,7 @@ class Timings(Part):
 
     OPTIONAL: ClassVar[frozenset[str]] = frozenset({
         "inference_seconds", "total_seconds", "images_per_second", "batch_size",
-        "requested_batch_size", "load_seconds", "seconds"})
+        "requested_batch_size", "load_seconds", "seconds", "cpu_busy"})
 
     inference_seconds: float | None = None
     total_seconds: float | None = None
@@ -125,6 +125,7 @@ class Timings(Part):
     requested_batch_size: int | None = None
     load_seconds: float | None = None
     seconds: float | None = None
+    cpu_busy: float | None = None  # other work's share of the cores while it was measured
 
 
 # --------------------------------------------------------------------------- the metrics
@@ -251,7 +252,7 @@ class Verdict(Part):
     only when ``--int8`` ran; they never change ``passed``)."""
 
     OPTIONAL: ClassVar[frozenset[str]] = frozenset({
-        "int8_accuracy", "int8_agreement", "int8_speedup"})
+        "int8_accuracy", "int8_agreement", "int8_speedup", "int8_speedup_measurement"})
 
     passed: bool = False
     summary: list[str] = field(default_factory=list)
@@ -267,6 +268,7 @@ class Verdict(Part):
     int8_accuracy: float | None = None
     int8_agreement: float | None = None
     int8_speedup: float | None = None
+    int8_speedup_measurement: str | None = None  # which timing int8_speedup comes from
 
 
 # --------------------------------------------------------------------------- the ONNX file
@@ -279,7 +281,8 @@ class Structure(Part):
 
     OPTIONAL: ClassVar[frozenset[str]] = frozenset({
         "kind", "checker", "shape_inference", "opsets", "nodes", "parameters",
-        "macs_per_image", "op_inventory"})
+        "parameter_dtypes", "macs_per_image", "op_inventory", "batchnorm_mul_add",
+        "batchnorm_channels", "quantization"})
 
     path: str = ""
     kind: str | None = None
@@ -288,8 +291,12 @@ class Structure(Part):
     opsets: dict[str, int] | None = None
     nodes: int | None = None
     parameters: int | None = None
+    parameter_dtypes: dict[str, int] | None = None  # stored weights by dtype
     macs_per_image: int | None = None
     op_inventory: dict[str, int] | None = None
+    batchnorm_mul_add: int | None = None  # Conv → Mul → Add by per-channel constants
+    batchnorm_channels: int | None = None  # the channels of those Mul+Add pairs
+    quantization: dict[str, str] | None = None  # {"type": "int8", "format": "QDQ"}
 
 
 @dataclass(kw_only=True)

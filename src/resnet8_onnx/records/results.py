@@ -191,13 +191,14 @@ class MatmulReference(Part):
 
 @dataclass(kw_only=True)
 class Machine(Part):
-    """The cores, the CPU and how busy it was just before measuring."""
+    """The cores, the CPU and how busy other work kept it just before and while measuring."""
 
     NESTED: ClassVar[Mapping[str, type[Part]]] = {"matmul_reference": MatmulReference}
 
     cores: int | None = None
     cpu: str | None = None
     cpu_busy_before: float | None = None
+    cpu_busy_during: float | None = None  # other work's share while the models were timed
     matmul_reference: MatmulReference = field(default_factory=MatmulReference)
 
 

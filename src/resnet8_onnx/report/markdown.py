@@ -32,6 +32,7 @@ from .sections import (
     _speed_line,
     _verdict_lines,
     int8_verdict_line,
+    layer_match_text,
     parameters_text,
 )
 from .text import (
@@ -43,12 +44,14 @@ from .text import (
     _output_note,
     _throughput,
     _unique_labels,
+    backend_label,
     describe_data,
     format_int,
     format_pct,
     is_number,
     model_name,
     preprocessing_line,
+    speed_warning,
 )
 
 
@@ -105,7 +108,9 @@ def _confusion_md(names: Sequence[str], matrix: Sequence[Sequence[int]]) -> list
 def markdown_summary(record: EvaluationRecord) -> str:
     """A self-contained Markdown report: which images, key figures, per-class table, matrix."""
     metrics = record.metrics
-    lines = [f"# CIFAR-10 evaluation: {model_name(record)}", "",
+    kind = f" ({backend_label(record)} {record.model.quantization})" \
+        if record.model.quantization else ""
+    lines = [f"# CIFAR-10 evaluation: {model_name(record)}{kind}", "",
              f"**Images:** {describe_data(record.data)}", ""]
     key = [("Top-1 accuracy", f"{format_pct(metrics.accuracy)} "
             f"({format_int(metrics.correct)} / {format_int(metrics.total)})"),
@@ -115,6 +120,8 @@ def markdown_summary(record: EvaluationRecord) -> str:
     if _throughput(record):
         key.append(("Throughput", _throughput(record)))
     lines += markdown_table(["metric", "value"], key, ["l", "r"])
+    if speed_warning([record]):
+        lines += ["", f"**Warning:** {speed_warning([record])}."]
     for note in (_output_note(metrics), _macro_note(metrics)):
         if note:
             lines += ["", f"Note: {note}."]
@@ -165,6 +172,8 @@ def comparison_markdown(comparison: ComparisonRecord) -> str:
     lines += ["## Models", ""]
     lines += markdown_table(["runtime", "file", "top-1 accuracy", "top-5", "macro AUC", "macro F1",
                         "throughput"], key_rows, ["l", "l", "r", "r", "r", "r", "r"])
+    if speed_warning(models, labels):
+        lines += ["", f"**Warning:** {speed_warning(models, labels)}."]
 
     rows = _comparison_rows(models)
     if rows:
@@ -192,8 +201,7 @@ def comparison_markdown(comparison: ComparisonRecord) -> str:
         lines += [f"- {line}" for line in _parity_lines(parity)]
     first = comparison.layerwise.first_diverging_layer if comparison.layerwise else None
     if first:
-        lines += [f"- First diverging layer: `{first.layer}` ({first.kind}), "
-                  f"max |Δ| {_fixed(first.max_abs_diff, 6)}"]
+        lines += [f"- First diverging layer: {layer_match_text(first)}"]
     if comparison.conversion is not None or comparison.structure is not None:
         lines += ["", "## Conversion", "", *_conversion_lines(
             comparison.conversion or Conversion(), comparison.structure or Structure(),
@@ -258,6 +266,9 @@ def compare_markdown(record: ComparisonRecord) -> str:
     notes = _compare_notes(record)
     if notes:
         lines += ["", *(f"Note: {n}." for n in notes)]
+    warning = speed_warning(models, [str(m.label) for m in models])
+    if warning:
+        lines += ["", f"**Warning:** {warning}."]
     lines += ["", "## Files", ""]
     lines += markdown_table(["model", "file", "sha256", "runtime"],
                        [[m.label, f"`{m.model.path}`", f"`{m.model.sha256}`",

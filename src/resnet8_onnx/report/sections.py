@@ -14,6 +14,7 @@ from ..records import (
     ComparisonRecord,
     DataInfo,
     EvaluationRecord,
+    LayerMatch,
     Parity,
     Provenance,
     QuantizationRecord,
@@ -21,7 +22,7 @@ from ..records import (
     Verdict,
     Versus,
 )
-from .text import DASH, format_int, format_pct, is_number, model_name
+from .text import DASH, _fixed, format_int, format_pct, is_number, model_name
 
 
 def _comparison_data(comparison: ComparisonRecord) -> DataInfo:
@@ -79,22 +80,69 @@ def _delta(a: Any, b: Any) -> str:
 
 def parameters_text(structure: Structure, reference_parameters: int | None = None,
                     batch_normalization_layers: int | None = None) -> str | None:
-    """'78,188 parameters' and, beside the Keras count, why the two differ.
+    """'78,186 parameters' and, beside the Keras count, what the graph does with its
+    BatchNormalization layers — measured from the graph, never assumed.
 
-    tf2onnx folds each BatchNormalization into the convolution before it (scale into the
-    weights, shift into the bias), so its four per-channel vectors are not stored any more.
+    tf2onnx writes each BatchNormalization after a Conv as a Mul and an Add by per-channel
+    constants: two stored vectors where Keras counts four (γ, β, moving mean and variance),
+    so the ONNX count is lower by two per channel. Parameters are stored weights only: a
+    Reshape's shape and quantisation scales are not.
     """
     count = structure.parameters
     if count is None:
         return None
-    text = f"{count:,} parameters"
+    dtypes = structure.parameter_dtypes or {}
+    stored = (f" ({', '.join(f'{n:,} {d}' for d, n in dtypes.items())})"
+              if dtypes and set(dtypes) != {"float32"} else "")
+    text = f"{count:,} parameters{stored}"
     if reference_parameters is None or reference_parameters == count:
         return text
-    folded = (bool(batch_normalization_layers)
-              and "BatchNormalization" not in (structure.op_inventory or {}))
-    reason = (f": its {batch_normalization_layers} BatchNormalization layers are folded into "
-              "the convolutions" if folded else "")
-    return f"{text} (the Keras model has {reference_parameters:,}{reason})"
+    return f"{text} (the Keras model has {reference_parameters:,}" \
+           f"{_batchnorm_reason(structure, reference_parameters, batch_normalization_layers)})"
+
+
+def _batchnorm_reason(structure: Structure, reference_parameters: int,
+                      layers: int | None) -> str:
+    """What the graph shows of the Keras model's BatchNormalization layers ('' when none)."""
+    if not layers:
+        return ""
+    s = "s" if layers != 1 else ""
+    mul_add, channels = structure.batchnorm_mul_add or 0, structure.batchnorm_channels or 0
+    if mul_add == layers:
+        why = (", two per-channel vectors each where Keras stores four"
+               if reference_parameters - (structure.parameters or 0) == 2 * channels else "")
+        return f": its {layers} BatchNormalization layer{s} appear as Mul+Add after their " \
+               f"Conv{why}"
+    # ONNX BatchNormalization, torch's batch_norm ops, nn.BatchNorm2d modules.
+    found = {op: n for op, n in (structure.op_inventory or {}).items()
+             if "batchnorm" in op.lower().replace("_", "")}
+    if sum(found.values()) == layers:
+        return f": its {layers} BatchNormalization layer{s} are {', '.join(found)} nodes"
+    if not found and not mul_add and structure.op_inventory is not None:
+        none = ("no batch-norm operation" if structure.kind else
+                "no BatchNormalization node, no Mul+Add after a Conv")
+        return f": its {layers} BatchNormalization layer{s} have no node of their own ({none})"
+    return ""
+
+
+def structure_kind(structure: Structure) -> str:
+    """'ONNX', 'ONNX int8', 'PyTorch': what the candidate is, from its structure report."""
+    kind = structure.kind or "ONNX"
+    quantized = structure.quantization or {}
+    return f"{kind} {quantized['type']}" if quantized.get("type") else kind
+
+
+def layer_match_text(entry: LayerMatch) -> str:
+    """"conv2d (Conv2D) against 'x' (a Conv output), max |Δ| 1.5": which ONNX tensor a
+    Keras layer was compared with, and what computed it."""
+    tensor, op = entry.extra.get("onnx_tensor"), entry.extra.get("onnx_op")
+    what = ""
+    if tensor:
+        how = (f", a {op} output" + (" read through quantisation"
+                                     if entry.extra.get("through_quantisation") else "")
+               if op else "")
+        what = f" against {tensor!r}{how}"
+    return f"{entry.layer} ({entry.kind}){what}, max |Δ| {_fixed(entry.max_abs_diff, 6)}"
 
 
 def provenance_line(provenance: Provenance, onnx_path: str | None = None,
@@ -233,23 +281,47 @@ def test_images_warning(record: QuantizationRecord) -> str | None:
     return "calibrated on TEST images" if record.calibration.test_images else None
 
 
-def int8_verdict_line(record: QuantizationRecord) -> str:
-    """'int8 accuracy 87.21% vs fp32 87.19%, agreement 98.35%, 2.0× faster (recipe)'."""
+def int8_verdict_line(record: QuantizationRecord,
+                      speed: tuple[float, str] | None = None) -> str:
+    """'int8 accuracy 87.21% vs fp32 87.19%, agreement 98.35%, 2.0× faster (recipe)'.
+
+    ``speed``: (speed-up, the measurement it comes from) to state instead of the quantiser's
+    own timing — ``run`` passes its table's evaluation figures, so one speed-up is printed.
+    """
     ev = record.evaluation
     parts = []
     if ev is not None:
         parts.append(f"int8 accuracy {format_pct(ev.int8.accuracy)} vs fp32 "
                      f"{format_pct(ev.fp32.accuracy)}")
         parts.append(f"agreement {format_pct(ev.agreement_fraction)}")
-    speedup = record.speed.speedup
+    speedup, measured = speed if speed is not None else (record.speed.speedup, "")
     if is_number(speedup):
-        parts.append(f"{speedup:.1f}× faster" if speedup >= 1.05 else
-                     f"{speedup:.2f}× the speed of fp32" + (" (slower)" if speedup < 0.95
-                                                             else ""))
+        parts.append((f"{speedup:.1f}× faster" if speedup >= 1.05 else
+                      f"{speedup:.2f}× the speed of fp32" + (" (slower)" if speedup < 0.95
+                                                              else ""))
+                     + (f" ({measured})" if measured else ""))
     recipe = record.recipe.label
     line = ", ".join(parts) + (f" ({recipe})" if recipe else "")
     warning = test_images_warning(record)
     return line + (f" — {warning}" if warning else "") + "."
+
+
+def evaluation_speedup(fp32: EvaluationRecord, int8: EvaluationRecord) -> tuple[float, str] | None:
+    """(int8 images/s over fp32's, what was measured) from the two models' evaluation
+    passes — the images/s a comparison table prints — or None when either is missing."""
+    a, b = fp32.timings.images_per_second, int8.timings.images_per_second
+    if not (is_number(a) and is_number(b)) or a <= 0:
+        return None
+    settings = int8.settings
+    threads = settings.threads if settings is not None else None
+    batch = int8.timings.batch_size
+    how = ", ".join(x for x in (
+        f"{format_int(int8.metrics.total)} images each" if int8.metrics.total else "",
+        f"batch {batch}" if batch else "",
+        f"{threads} thread{'s' if threads != 1 else ''}" if isinstance(threads, int)
+        else "ONNX Runtime's default threads") if x)
+    return b / a, (f"int8 {_ips(b)} vs fp32 {_ips(a)} images/s: the table's evaluation "
+                   f"passes, {how}, time inside ONNX Runtime")
 
 
 def _candidate_rows(record: QuantizationRecord, *, sizes: bool = False) -> list[list[str]]:

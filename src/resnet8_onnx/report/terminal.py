@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..cpuload import BUSY_WARNING, busy_warning
 from ..progress import console as make_console
 from ..records import (
     BenchmarkRecord,
@@ -40,8 +41,10 @@ from .sections import (
     _threads_text,
     _verdict_lines,
     int8_verdict_line,
+    layer_match_text,
     parameters_text,
     provenance_line,
+    structure_kind,
 )
 from .text import (
     DASH,
@@ -59,10 +62,8 @@ from .text import (
     is_number,
     model_name,
     preprocessing_line,
+    speed_warning,
 )
-
-# Other work's share of the cores just before a benchmark above which its figures are noisy.
-BUSY_WARNING = 0.25
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -116,8 +117,7 @@ def _headline(metrics: Metrics) -> str:
 def _first_diverging(first: LayerMatch) -> str:
     from rich.markup import escape
 
-    return (f"[red]first diverging layer:[/red] {escape(first.layer)} "
-            f"({escape(first.kind)}), max |Δ| {_fixed(first.max_abs_diff, 6)}")
+    return f"[red]first diverging layer:[/red] {escape(layer_match_text(first))}"
 
 
 def render_terminal(record: EvaluationRecord, console: Console | None = None) -> None:
@@ -143,6 +143,9 @@ def render_terminal(record: EvaluationRecord, console: Console | None = None) ->
                      "(counted as the lowest class index)")
     for note in notes:
         out.print(f"[dim]{escape(note)}[/dim]")
+    warning = speed_warning([record])
+    if warning:
+        out.print(f"[yellow]warning:[/yellow] {escape(warning)}")
 
 
 def render_comparison_terminal(comparison: ComparisonRecord,
@@ -210,6 +213,9 @@ def render_comparison_terminal(comparison: ComparisonRecord,
         if is_number(record.timings.images_per_second):
             parts.append(f"{record.timings.images_per_second:,.0f} images/s")
         out.print(f"[bold]{escape(label)}[/bold]: " + " · ".join(parts))
+    warning = speed_warning(models, labels)
+    if warning:
+        out.print(f"[yellow]warning:[/yellow] {escape(warning)}")
     parity = comparison.parity
     if parity is not None:
         state = "[green]passed[/green]" if parity.passed else "[red]FAILED[/red]"
@@ -255,14 +261,17 @@ def render_verification_terminal(report: VerificationRecord,
         within = (f" within atol {tol.atol:g} or rtol {tol.rtol:g} × the layer's largest "
                   "|activation|" if tol is not None and is_number(tol.atol)
                   and is_number(tol.rtol) else "")
+        fused = sum(1 for entry in layerwise.layers if "fused_into" in entry.extra)
         out.print(f"Layer by layer: {matched}/{len(layerwise.layers)} Keras layers matched "
-                  f"an ONNX tensor{within}")
+                  f"an ONNX tensor{within}"
+                  + (f"; {fused} computed inside a later layer's tensor (fused)" if fused
+                     else ""))
         if not first and not parity.passed and matched == len(layerwise.layers):
             out.print("[dim]every layer is within tolerance at its own scale; the outputs "
                       "differ element by element beyond atol/rtol[/dim]")
         if first:
             out.print(_first_diverging(first))
-    kind = escape(structure.kind or "ONNX")
+    kind = escape(structure_kind(structure))
     out.print(f"[bold green]VERIFIED: the {kind} model matches its source[/bold green]"
               if report.passed else "[bold red]VERIFICATION FAILED[/bold red]")
 
@@ -282,6 +291,9 @@ def _structure_facts(report: VerificationRecord) -> list[str]:
         facts.append(parameters)
     if structure.macs_per_image is not None:
         facts.append(f"{structure.macs_per_image:,} MACs/image")
+    if structure.quantization:
+        facts.append(f"{structure.quantization.get('type', 'int8')} "
+                     f"{structure.quantization.get('format', '')} graph".replace("  ", " "))
     return facts
 
 
@@ -309,6 +321,9 @@ def render_compare_terminal(record: ComparisonRecord, console: Console | None = 
     out.print(table)
     for note in _compare_notes(record):
         out.print(f"[dim]{escape(note)}[/dim]")
+    warning = speed_warning(record.models, [str(m.label) for m in record.models])
+    if warning:
+        out.print(f"[yellow]warning:[/yellow] {escape(warning)}")
 
 
 def render_benchmark_terminal(record: BenchmarkRecord, console: Console | None = None) -> None:
@@ -359,10 +374,14 @@ def _print_benchmark_setup(record: BenchmarkRecord, out: Console) -> None:
               f"reference: ONNX Runtime MatMul {size}×{size} float32 at "
               f"{escape(ref or 'not measured')}")
     busy = machine.cpu_busy_before
+    during = machine.cpu_busy_during
     if is_number(busy) and busy > BUSY_WARNING:
         out.print(f"[yellow]warning:[/yellow] the machine was busy just before the benchmark "
                   f"(other work used {busy:.0%} of the {machine.cores} cores): figures "
                   "are noisy")
+    elif is_number(during) and during > BUSY_WARNING:
+        line = busy_warning(during, machine.cores, "during the benchmark", "figures")
+        out.print(f"[yellow]warning:[/yellow] {escape(line or '')}")
     for m in record.models:
         macs_text = f"{m.macs_per_image:,} MACs/image ({m.macs_source})" if m.macs_per_image \
             else f"MACs {m.macs_source or 'n/a'}"

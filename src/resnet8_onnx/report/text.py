@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..backends import LOADERS
+from ..cpuload import BUSY_WARNING, busy_warning
 from ..data.format import TEST_SET_SIZE as CIFAR10_TEST_SIZE
 from ..records import DataInfo, EvaluationRecord, Metrics
 
@@ -66,10 +67,12 @@ def backend_label(record: EvaluationRecord) -> str:
 
 
 def _model_line(record: EvaluationRecord) -> str:
+    """'m.onnx (onnxruntime 1.32.0, CPUExecutionProvider)'; an int8 model says so first."""
     model = record.model
     runtime = f"{model.backend} {model.runtime_version}".strip()
     provider = f", {model.provider}" if model.provider else ""
-    return f"{model_name(record)} ({runtime}{provider})"
+    kind = f"{backend_label(record)} {model.quantization}, " if model.quantization else ""
+    return f"{model_name(record)} ({kind}{runtime}{provider})"
 
 
 def preprocessing_line(record: EvaluationRecord) -> str | None:
@@ -110,6 +113,22 @@ def _macro_note(metrics: Metrics) -> str | None:
     return (f"no images of {', '.join(named)}: accuracy and recall shown as {DASH}; macro "
             f"precision, recall and F1 average {over} present in the labels or the "
             "predictions (scikit-learn's convention)")
+
+
+def speed_warning(records: Sequence[EvaluationRecord],
+                  labels: Sequence[str] | None = None) -> str | None:
+    """One line when other work kept the cores busy while any model's images/s was
+    measured (``timings.cpu_busy``, read during its evaluation), naming those models."""
+    busy = [(i, r.timings.cpu_busy) for i, r in enumerate(records)
+            if is_number(r.timings.cpu_busy) and r.timings.cpu_busy > BUSY_WARNING]
+    if not busy:
+        return None
+    worst = max(b for _, b in busy)
+    cores = next((r.settings.available_cores for r in records
+                  if r.settings is not None and r.settings.available_cores), None)
+    when = "during the measurement" if labels is None or len(records) == 1 else (
+        "while measuring " + ", ".join(labels[i] for i, _ in busy))
+    return busy_warning(worst, cores, when)
 
 
 def _throughput(record: EvaluationRecord) -> str | None:
