@@ -67,3 +67,61 @@ def cli_setup(tmp_path: Path) -> tuple[Path, Path, Path]:
     """(float model, a 40-image training folder, the output path) for CLI tests."""
     model = float_model(tmp_path / "m.onnx")
     return model, png_folder(tmp_path / "cal", 4), tmp_path / "out.onnx"
+
+
+def foreign_resnet8(source: Path, path: Path, style: str) -> Path:
+    """The real converted ResNet8 rebuilt as other people's exports are: opset 9, IR 4, no
+    metadata. ``style="pytorch"``: NCHW input of fixed batch 1 that wants ToTensor+Normalize
+    (``(p/255 − mean)/std``); ``style="tf2onnx"``: NHWC input, dynamic batch, that wants /255.
+
+    The front undoes the preprocessing in float (no Round: opset 9 has none), so with the right
+    spec its predictions are the original's up to float rounding and with a wrong one they
+    are not. Every op of ResNet8 means the same at opset 9 (Softmax's axis given as 1).
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    from model_factory import CIFAR_MEAN, CIFAR_STD
+
+    model = onnx.load(str(source))
+    graph = model.graph
+    original = graph.input[0].name
+
+    def const(name: str, values, shape) -> onnx.NodeProto:
+        return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(
+            np.asarray(values, np.float32).reshape(shape), name))
+
+    if style == "pytorch":
+        front = [const("f/std", CIFAR_STD, (1, 3, 1, 1)), const("f/mean", CIFAR_MEAN, (1, 3, 1, 1)),
+                 const("f/255", 255.0, ()),
+                 helper.make_node("Mul", ["x", "f/std"], ["f/a"]),
+                 helper.make_node("Add", ["f/a", "f/mean"], ["f/b"]),
+                 helper.make_node("Mul", ["f/b", "f/255"], ["f/c"]),
+                 helper.make_node("Transpose", ["f/c"], [original], perm=[0, 2, 3, 1])]
+        shape, batch = [1, 3, 32, 32], 1
+    else:
+        front = [const("f/255", 255.0, ()), helper.make_node("Mul", ["x", "f/255"], [original])]
+        shape, batch = ["unk__0", 32, 32, 3], "unk__0"
+    for node in graph.node:
+        if node.op_type == "Softmax":
+            del node.attribute[:]
+            node.attribute.append(helper.make_attribute("axis", 1))
+    existing = list(graph.node)
+    del graph.node[:]
+    graph.node.extend([*front, *existing])
+    del graph.input[:]
+    graph.input.append(helper.make_tensor_value_info("x", TensorProto.FLOAT, shape))
+    out = graph.output[0]
+    out.type.tensor_type.shape.dim[0].Clear()
+    if isinstance(batch, int):
+        out.type.tensor_type.shape.dim[0].dim_value = batch
+    else:
+        out.type.tensor_type.shape.dim[0].dim_param = batch
+    del graph.value_info[:]
+    del model.metadata_props[:]
+    del model.opset_import[:]
+    model.opset_import.append(helper.make_opsetid("", 9))
+    model.ir_version = 4
+    model.producer_name = "pytorch" if style == "pytorch" else "tf2onnx"
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
+    return path
