@@ -72,11 +72,14 @@ def cli_setup(tmp_path: Path) -> tuple[Path, Path, Path]:
 def foreign_resnet8(source: Path, path: Path, style: str) -> Path:
     """The real converted ResNet8 rebuilt as other people's exports are: opset 9, IR 4, no
     metadata. ``style="pytorch"``: NCHW input of fixed batch 1 that wants ToTensor+Normalize
-    (``(p/255 − mean)/std``); ``style="tf2onnx"``: NHWC input, dynamic batch, that wants /255.
+    (``(p/255 − mean)/std``), the layout transpose gone; ``style="tf2onnx"``: NHWC input,
+    dynamic batch, that wants /255.
 
-    The front undoes the preprocessing in float (no Round: opset 9 has none), so with the right
-    spec its predictions are the original's up to float rounding and with a wrong one they
-    are not. Every op of ResNet8 means the same at opset 9 (Softmax's axis given as 1).
+    The preprocessing is folded into the first convolution, as training on such inputs would
+    have learnt it: weights × 255 (× std per input channel), bias + the mean's contribution.
+    Exact for /255; for Normalize the zero padding now stands for the mean pixel, so the
+    model is a close cousin of ResNet8 with its own predictions (checked by a bare loop).
+    Every op of ResNet8 means the same at opset 9 (Softmax's axis given as 1).
     """
     from onnx import TensorProto, helper, numpy_helper
 
@@ -84,30 +87,29 @@ def foreign_resnet8(source: Path, path: Path, style: str) -> Path:
 
     model = onnx.load(str(source))
     graph = model.graph
-    original = graph.input[0].name
-
-    def const(name: str, values, shape) -> onnx.NodeProto:
-        return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(
-            np.asarray(values, np.float32).reshape(shape), name))
-
+    transpose = next(n for n in graph.node if n.op_type == "Transpose"
+                     and n.input[0] == graph.input[0].name)
+    conv = next(n for n in graph.node if n.op_type == "Conv" and n.input[0] == transpose.output[0])
+    inits = {i.name: i for i in graph.initializer}
+    w = numpy_helper.to_array(inits[conv.input[1]]).astype(np.float64)
+    b = numpy_helper.to_array(inits[conv.input[2]]).astype(np.float64)
     if style == "pytorch":
-        front = [const("f/std", CIFAR_STD, (1, 3, 1, 1)), const("f/mean", CIFAR_MEAN, (1, 3, 1, 1)),
-                 const("f/255", 255.0, ()),
-                 helper.make_node("Mul", ["x", "f/std"], ["f/a"]),
-                 helper.make_node("Add", ["f/a", "f/mean"], ["f/b"]),
-                 helper.make_node("Mul", ["f/b", "f/255"], ["f/c"]),
-                 helper.make_node("Transpose", ["f/c"], [original], perm=[0, 2, 3, 1])]
+        std, mean = np.array(CIFAR_STD), np.array(CIFAR_MEAN)
+        b = b + (w * (255 * mean)[None, :, None, None]).sum(axis=(1, 2, 3))
+        w = w * (255 * std)[None, :, None, None]
+        graph.node.remove(transpose)
+        conv.input[0] = "x"
         shape, batch = [1, 3, 32, 32], 1
     else:
-        front = [const("f/255", 255.0, ()), helper.make_node("Mul", ["x", "f/255"], [original])]
+        w = w * 255
+        transpose.input[0] = "x"
         shape, batch = ["unk__0", 32, 32, 3], "unk__0"
+    for name, value in ((conv.input[1], w), (conv.input[2], b)):
+        inits[name].CopyFrom(numpy_helper.from_array(value.astype(np.float32), name))
     for node in graph.node:
         if node.op_type == "Softmax":
             del node.attribute[:]
             node.attribute.append(helper.make_attribute("axis", 1))
-    existing = list(graph.node)
-    del graph.node[:]
-    graph.node.extend([*front, *existing])
     del graph.input[:]
     graph.input.append(helper.make_tensor_value_info("x", TensorProto.FLOAT, shape))
     out = graph.output[0]
