@@ -115,3 +115,51 @@ def test_calibrating_on_the_wrong_pixels_fails_the_gate(resnet8_onnx, tmp_path, 
     assert not int8.exists()
     assert not js.exists()
     assert not rep.exists()
+
+
+@pytest.mark.slow
+def test_run_int8_below_the_gate_reports_it_and_exits_6(resnet8_h5, tmp_path, capsys,
+                                                        monkeypatch) -> None:
+    """run --int8 with a quantiser producing garbage: the conversion's reports are written,
+    the verdict says the int8 step failed the gate, no int8 model, exit 6."""
+    import shutil
+
+    from onnx import numpy_helper
+
+    from resnet8_onnx.cli import main
+
+    train = shared_path("cifar-10", "train-2000-png")
+    calibration = tmp_path / "train-200"
+    for folder in sorted(p for p in train.iterdir() if p.is_dir()):
+        (calibration / folder.name).mkdir(parents=True)
+        for png in sorted(folder.glob("*.png"))[:20]:
+            shutil.copy(png, calibration / folder.name / png.name)
+    real = q.job.quantize_static
+
+    def garbage(pre, out, recipe, feed, images, cache):
+        real(pre, out, recipe, feed, images, cache)
+        model = onnx.load(str(out))
+        rng = np.random.default_rng(0)
+        for init in model.graph.initializer:
+            w = numpy_helper.to_array(init)
+            if w.dtype == np.int8 and w.size > 1:
+                init.CopyFrom(numpy_helper.from_array(
+                    rng.integers(-127, 128, w.shape).astype(np.int8), init.name))
+        onnx.save(model, str(out))
+
+    monkeypatch.setattr(q.job, "quantize_static", garbage)
+    out = tmp_path / "report"
+    code = main(["-q", "run", "--model", str(resnet8_h5), "--data-dir", str(shared_path()),
+                 "--out", str(out), "--limit", "100", "--int8", "--calibration-data",
+                 str(calibration)])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == errors.VERIFICATION_FAILED, err
+    assert any("below --min-agreement 95%" in line for line in err), err
+    report = json.loads((out / "report.json").read_text())
+    assert "below --min-agreement 95%" in report["int8_failed"]
+    assert any(s.startswith("Int8 step FAILED the quality gate")
+               for s in report["verdict"]["summary"])
+    assert report["verdict"]["passed"] is True  # the conversion itself is fine
+    assert len(report["models"]) == 2
+    assert not (out / "model_int8.onnx").exists()
+    assert (out / "model.onnx").is_file()
