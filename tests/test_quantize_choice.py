@@ -268,9 +268,13 @@ def test_min_agreement_parses_like_min_accuracy(tmp_path, capsys) -> None:
                            "--calibration-data", str(cal), "--min-agreement", bad)
         assert code == errors.USAGE, bad
         assert "--min-agreement" in err
-    code, _, err = run(capsys, "quantize", str(model), "-o", str(out), "--calibration-data",
-                       str(cal), "--no-auto", "--min-agreement", "90%", "--json", "-")
+    code, printed, err = run(capsys, "quantize", str(model), "-o", str(out),
+                             "--calibration-data", str(cal), "--no-auto", "--min-agreement",
+                             "97.5%", "--json", "-")
     assert code == errors.OK, err
+    record = json.loads(printed)
+    assert record["selection"]["min_agreement"] == 0.975
+    assert "(--min-agreement 97.5%)" in record["holdout"]["purpose"]
     out.unlink()
     with pytest.raises(errors.UsageError, match="--min-agreement"):
         q.quantize(model, out, train_images(40), q.Recipe(), min_agreement=1.5)

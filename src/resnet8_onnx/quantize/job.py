@@ -441,7 +441,9 @@ def _holdout_purpose(job: _Job) -> str:
     gate = ("and measure the chosen one's top-1 agreement with fp32 for the quality gate "
             if job.mode == "auto" else
             "measure the int8 model's top-1 agreement with fp32 for the quality gate ")
-    gate += (f"(--min-agreement {job.min_agreement:.0%})" if job.min_agreement > 0
+    from ..report import format_threshold
+
+    gate += (f"(--min-agreement {format_threshold(job.min_agreement)})" if job.min_agreement > 0
              else "(off: --min-agreement 0)")
     if job.mode == "auto":
         return f"score (agreement with fp32) and time each candidate, {gate}"
