@@ -323,3 +323,36 @@ def test_one_search_rule_for_calibration_data(tmp_path, capsys) -> None:
     record = json.loads(js.read_text())
     assert record["calibration"]["source"]["path"] == str(train)
     assert record["calibration"]["test_images"] is False
+
+
+def test_a_quantised_file_the_runtime_refuses_is_that_candidates_error(tmp_path,
+                                                                      capsys,
+                                                                      monkeypatch) -> None:
+    """What ONNX Runtime's quantiser used to write for opset-9 models (per-channel QDQ in a
+    graph too old for it) is never an internal error: a candidate's error in a grid, exit 4
+    for a fixed recipe."""
+    real = q.job.quantize_static
+
+    def too_old(pre, out, recipe, feed, images, cache):
+        real(pre, out, recipe, feed, images, cache)
+        if recipe.format == "qdq":
+            model = onnx.load(str(out))
+            next(o for o in model.opset_import if o.domain in ("", "ai.onnx")).version = 11
+            onnx.save(model, str(out))
+
+    monkeypatch.setattr(q.job, "quantize_static", too_old)
+    grid = q.auto_grid(methods=["minmax"], activations=["uint8"])
+    record = q.quantize(float_model(tmp_path / "m.onnx"), tmp_path / "o.onnx",
+                        train_images(240), grid, timing_images=32, timing_rounds=1)
+    assert record.recipe.format == "qoperator"
+    broken = [c for c in record.candidates if c.recipe.format == "qdq"]
+    assert broken
+    assert all("cannot load the quantised model" in c.error for c in broken)
+    (tmp_path / "cli").mkdir()
+    model, cal, out = cli_setup(tmp_path / "cli")
+    code, err = run_cli(capsys, str(model), "-o", str(out), "--calibration-data", str(cal),
+                        "--no-auto")
+    assert code == errors.INVALID_INPUT, err
+    assert len(err) == 1
+    assert "no quantised recipe loads" in err[0]
+    assert not out.exists()

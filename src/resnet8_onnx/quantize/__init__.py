@@ -12,11 +12,14 @@ Images have three distinct roles, and the record says which images played which:
 
 - **calibration** — the images whose activation ranges set the int8 scales;
 - **held-out** — other images of the *same source* (disjoint positions, see
-  :func:`split_positions`) on which the candidates are scored and timed;
+  :func:`split_positions`) on which the candidates are scored and timed, and on which the
+  chosen one must agree with fp32 at least ``min_agreement`` (the quality gate) to be written;
 - **evaluation** — optionally, the test set, used only for the final figures, never to choose.
 
 Calibration never uses test images unless the caller asks for it (the MLCommons recipe used
-500 test images); a record that did says so next to its accuracy.
+500 test images; ``allow_test``); a record that did says so next to its accuracy. Every tensor
+the model is fed is prepared by its preprocessing spec, resolved once as ``evaluate`` resolves
+it (:class:`Feed`).
 
 Nothing here imports TensorFlow; ``onnxruntime.quantization`` is imported when first needed.
 

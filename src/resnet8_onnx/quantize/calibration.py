@@ -106,7 +106,8 @@ def load_calibration_data(
                 raise InvalidInputError(
                     f"{folder}: these are TEST images (files named by test-set index); "
                     "calibrating on them biases every test figure: give training images "
-                    "(e.g. train-2000-png), or pass --allow-test-calibration to use them")
+                    "(e.g. train-2000-png), or pass quantize --allow-test-calibration to use "
+                    "them")
             split = "test"
     try:
         dataset = load_dataset(source, split=split, download=download)

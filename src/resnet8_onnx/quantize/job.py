@@ -299,9 +299,18 @@ def _score_and_time(job: _Job, working: list[dict[str, Any]]
     """
     model, hold_images, feed = job.model, job.hold_images, job.model.feed
     fp32 = cpu_session(job.opset.path if job.opset else model.path, job.threads)
-    for c in working:
-        c["session"] = cpu_session(c["path"], job.threads)
+    refused = []
+    for c in list(working):  # a file the quantiser wrote but the runtime refuses: its error
+        try:
+            c["session"] = cpu_session(c["path"], job.threads)
+        except Exception as exc:  # ORT's Fail/InvalidGraph/… types
+            c["error"] = f"ONNX Runtime cannot load the quantised model: {one_line(exc)}"
+            refused.append(c["error"])
+            working.remove(c)
+            continue
         c["size"] = c["path"].stat().st_size
+    if not working:
+        raise InvalidInputError(f"{model.path}: no quantised recipe loads ({refused[0]})")
     timing_set = (hold_images if len(hold_images) else job.cal_images)[:job.timing_images]
     # A first timed pass of every candidate; those under half the fastest one's speed
     # cannot be chosen unless every faster one fails the tolerance, so they are listed
