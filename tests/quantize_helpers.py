@@ -67,3 +67,63 @@ def cli_setup(tmp_path: Path) -> tuple[Path, Path, Path]:
     """(float model, a 40-image training folder, the output path) for CLI tests."""
     model = float_model(tmp_path / "m.onnx")
     return model, png_folder(tmp_path / "cal", 4), tmp_path / "out.onnx"
+
+
+def foreign_resnet8(source: Path, path: Path, style: str) -> Path:
+    """The real converted ResNet8 rebuilt as other people's exports are: opset 9, IR 4, no
+    metadata. ``style="pytorch"``: NCHW input of fixed batch 1 that wants ToTensor+Normalize
+    (``(p/255 − mean)/std``), the layout transpose gone; ``style="tf2onnx"``: NHWC input,
+    dynamic batch, that wants /255.
+
+    The preprocessing is folded into the first convolution, as training on such inputs would
+    have learnt it: weights × 255 (× std per input channel), bias + the mean's contribution.
+    Exact for /255; for Normalize the zero padding now stands for the mean pixel, so the
+    model is a close cousin of ResNet8 with its own predictions (checked by a bare loop).
+    Every op of ResNet8 means the same at opset 9 (Softmax's axis given as 1).
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    from model_factory import CIFAR_MEAN, CIFAR_STD
+
+    model = onnx.load(str(source))
+    graph = model.graph
+    transpose = next(n for n in graph.node if n.op_type == "Transpose"
+                     and n.input[0] == graph.input[0].name)
+    conv = next(n for n in graph.node if n.op_type == "Conv" and n.input[0] == transpose.output[0])
+    inits = {i.name: i for i in graph.initializer}
+    w = numpy_helper.to_array(inits[conv.input[1]]).astype(np.float64)
+    b = numpy_helper.to_array(inits[conv.input[2]]).astype(np.float64)
+    if style == "pytorch":
+        std, mean = np.array(CIFAR_STD), np.array(CIFAR_MEAN)
+        b = b + (w * (255 * mean)[None, :, None, None]).sum(axis=(1, 2, 3))
+        w = w * (255 * std)[None, :, None, None]
+        graph.node.remove(transpose)
+        conv.input[0] = "x"
+        shape, batch = [1, 3, 32, 32], 1
+    else:
+        w = w * 255
+        transpose.input[0] = "x"
+        shape, batch = ["unk__0", 32, 32, 3], "unk__0"
+    for name, value in ((conv.input[1], w), (conv.input[2], b)):
+        inits[name].CopyFrom(numpy_helper.from_array(value.astype(np.float32), name))
+    for node in graph.node:
+        if node.op_type == "Softmax":
+            del node.attribute[:]
+            node.attribute.append(helper.make_attribute("axis", 1))
+    del graph.input[:]
+    graph.input.append(helper.make_tensor_value_info("x", TensorProto.FLOAT, shape))
+    out = graph.output[0]
+    out.type.tensor_type.shape.dim[0].Clear()
+    if isinstance(batch, int):
+        out.type.tensor_type.shape.dim[0].dim_value = batch
+    else:
+        out.type.tensor_type.shape.dim[0].dim_param = batch
+    del graph.value_info[:]
+    del model.metadata_props[:]
+    del model.opset_import[:]
+    model.opset_import.append(helper.make_opsetid("", 9))
+    model.ir_version = 4
+    model.producer_name = "pytorch" if style == "pytorch" else "tf2onnx"
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
+    return path

@@ -19,7 +19,7 @@ from .compare import comparison_of, versus_reference
 from .convert import DEFAULT_OPSET, convert
 from .data import load_dataset
 from .data.download import fetch
-from .errors import InputNotFoundError
+from .errors import InputNotFoundError, VerificationFailedError
 from .evaluate import DEFAULT_BATCH_SIZE, EvaluationResult, evaluate, settings_record
 from .fsutil import check_writable, refuse_overwriting_inputs
 from .keras_io import inspect_keras_file, load_keras_model
@@ -161,13 +161,16 @@ def run_pipeline(
     )
     parity = verification.full_parity()
     results = [keras_result, onnx_result]
-    int8_record = None
+    int8_record, int8_failure = None, None
     if int8:
-        int8_record, int8_result = _int8(onnx_path, int8_path, onnx_result, dataset,
-                                         data_dir=data_dir, calibration_data=calibration_data,
-                                         batch_size=batch_size, threads=threads, force=force,
-                                         download=download)
-        results.append(int8_result)
+        try:
+            int8_record, int8_result = _int8(
+                onnx_path, int8_path, onnx_result, dataset, data_dir=data_dir,
+                calibration_data=calibration_data, batch_size=batch_size, threads=threads,
+                force=force, download=download)
+            results.append(int8_result)
+        except VerificationFailedError as exc:  # the quality gate: no int8 model written
+            int8_failure = str(exc)
     # The same comparison as ``compare`` (agreement and |Δ| against Keras, computed once),
     # plus the conversion, the verification and the verdict.
     comparison = comparison_of(results, indices=dataset.indices)
@@ -176,6 +179,9 @@ def run_pipeline(
     if int8_record is not None:  # one speed-up: the table's figures, not the quantiser's
         verdict = add_int8_to_verdict(verdict, int8_record,
                                       evaluation_speedup(*comparison.models[1:3]))
+    if int8_failure is not None:
+        verdict = _add_int8_failure(verdict, int8_failure)
+        comparison.extra["int8_failed"] = int8_failure
     _attach_job(comparison, conversion=Conversion.from_dict(conversion.to_dict()),
                 verification=verification, parity=parity, verdict=verdict,
                 data=DataInfo.from_dict(dataset.describe()),
@@ -184,7 +190,7 @@ def run_pipeline(
     comparison.files = {k: str(v) for k, v in
                         write_comparison_reports(comparison, out, force=force).items()}
     comparison.files["onnx"] = str(onnx_path)
-    if int8:
+    if int8_record is not None:
         comparison.files["onnx_int8"] = str(int8_path)
     return comparison
 
@@ -234,7 +240,11 @@ def _int8(onnx_path: Path, int8_path: Path, onnx_result: EvaluationResult, datas
           calibration_data: str | os.PathLike[str] | None, batch_size: int,
           threads: int | None, force: bool, download: bool | None,
           ) -> tuple[QuantizationRecord, EvaluationResult]:
-    """Quantise the converted model, evaluate it on the run's images; record + result."""
+    """Quantise the converted model, evaluate it on the run's images; record + result.
+
+    Calibration images are found by quantize's one rule (:func:`calibration_source`): under
+    ``calibration_data`` when given, else under ``data_dir``. A model below quantize's quality
+    gate raises :class:`VerificationFailedError` and nothing is written."""
     source = calibration_data if calibration_data is not None else \
         find_calibration_source(data_dir)
     calibration = load_calibration_data(
@@ -256,6 +266,15 @@ def _int8(onnx_path: Path, int8_path: Path, onnx_result: EvaluationResult, datas
         "mean_abs_diff": versus.mean_abs_diff if n else None,
     })
     return record, result
+
+
+def _add_int8_failure(verdict: Verdict, message: str) -> Verdict:
+    """The verdict with the int8 step's gate failure before its last line; the conversion's
+    pass/fail is unchanged (``run`` exits 6 for it)."""
+    summary = list(verdict.summary)
+    summary.insert(max(len(summary) - 1, 0),
+                   f"Int8 step FAILED the quality gate: {message.split(': ', 1)[-1]}.")
+    return dataclasses.replace(verdict, summary=summary)
 
 
 def add_int8_to_verdict(verdict: Verdict, record: QuantizationRecord,

@@ -230,6 +230,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         return errors.VERIFICATION_FAILED
     if comparison.verdict is None or not comparison.verdict.meets_threshold:
         return errors.ACCURACY_BELOW_THRESHOLD
+    if comparison.extra.get("int8_failed"):  # --int8's model failed quantize's quality gate
+        _console(stderr=True).print(comparison.extra["int8_failed"], markup=False,
+                                    soft_wrap=True)
+        return errors.VERIFICATION_FAILED
     return errors.OK
 
 
@@ -274,7 +278,16 @@ def cmd_quantize(args: argparse.Namespace) -> int:
                              inputs=[args.model, args.calibration_data,
                                      args.calibration_indices, args.indices])
     _check_models([args.model], by_suffix=False)  # inspect_float_model says what it takes
-    inspect_float_model(model)  # a missing, non-ONNX or quantised model fails before the data
+    if args.provider is not None:
+        from ..backends.onnxrt import DEFAULT_PROVIDER, resolve_provider
+
+        if resolve_provider(args.provider) != DEFAULT_PROVIDER:
+            raise errors.UsageError(f"--provider {args.provider}: quantize measures int8 "
+                                    "against fp32 on the CPU (CPUExecutionProvider) only")
+    preprocessing = _spec_overrides(args)
+    output_name = getattr(args, "output_name", None)
+    # A missing, non-ONNX or quantised model, or a bad spec, fails before the data.
+    inspect_float_model(model, preprocessing=preprocessing, output=output_name)
     if args.auto:
         recipe: Any = auto_grid(
             formats=[args.format] if args.format else None,
@@ -288,12 +301,16 @@ def cmd_quantize(args: argparse.Namespace) -> int:
                         method=args.method or "minmax", exclude=tuple(args.exclude or ()),
                         float_pooling=True if args.float_pooling is None else args.float_pooling)
     calibration = load_calibration_data(args.calibration_data,
-                                        indices_file=args.calibration_indices, download=False)
+                                        indices_file=args.calibration_indices, download=False,
+                                        allow_test=args.allow_test_calibration)
     test_data = _load_data(args) if args.data_dir is not None else None
     record = quantize(model, output, calibration, recipe,
                       calibration_count=args.calibration_count, tolerance=args.tolerance,
-                      test_data=test_data, batch_size=args.batch_size, threads=args.threads,
-                      diagnose=True if args.layer_errors else None, force=args.force)
+                      min_agreement=args.min_agreement, test_data=test_data,
+                      batch_size=args.batch_size, threads=args.threads,
+                      diagnose=True if args.layer_errors else None, force=args.force,
+                      preprocessing=preprocessing, output=output_name,
+                      standard_ops=args.standard_ops)
     render_quantization_terminal(record, _console(stderr=args.json == "-"))
     _emit_json(record, args.json, force=args.force)
     _write_reports_locked(out_dir, write_quantization_reports, record, force=args.force)

@@ -354,6 +354,7 @@ def _quantize(p: argparse.ArgumentParser) -> None:
     from ..quantize import (
         ACTIVATION_TYPES,
         DEFAULT_CALIBRATION_COUNT,
+        DEFAULT_MIN_AGREEMENT,
         DEFAULT_TOLERANCE,
         FORMATS,
         METHODS,
@@ -366,15 +367,19 @@ def _quantize(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("calibration")
     g.add_argument("--calibration-data", metavar="DIR", required=True,
                    help="calibration images: an image folder (e.g. ../shared/cifar-10/"
-                        "train-2000-png) or a CIFAR-10 distribution, whose TRAINING split is "
-                        "used")
+                        "train-2000-png), a CIFAR-10 distribution whose TRAINING split is "
+                        "used, or a directory holding either further down (as run --int8 "
+                        "searches --data-dir)")
     g.add_argument("--calibration-indices", metavar="FILE", default=None,
                    help="calibrate on these TEST-set indices instead (MLCommons' recipe: "
                         "calibration_samples_idxs.npy); every report then says so")
+    g.add_argument("--allow-test-calibration", action="store_true",
+                   help="accept TEST images as calibration data (e.g. perf-png, refused "
+                        "otherwise: exit 4); every report then says so")
     g.add_argument("--calibration-count", type=_positive_int, default=None, metavar="N",
                    help=f"calibration images, evenly spread over the source (default: "
-                        f"{DEFAULT_CALIBRATION_COUNT:,}, at most half the source with --auto, "
-                        "which scores candidates on the other images)")
+                        f"{DEFAULT_CALIBRATION_COUNT:,}, at most half the source: the others "
+                        "are held out to score candidates and for the quality gate)")
     g = p.add_argument_group("recipe")
     g.add_argument("--auto", action=argparse.BooleanOptionalAction, default=True,
                    help="measure a grid of recipes and keep the fastest within --tolerance; "
@@ -402,9 +407,18 @@ def _quantize(p: argparse.ArgumentParser) -> None:
                    help=f"--auto keeps candidates whose held-out agreement is at most X below "
                         f"the best (default: {DEFAULT_TOLERANCE:g}, i.e. "
                         f"{DEFAULT_TOLERANCE * 100:g} points)")
+    g.add_argument("--standard-ops", action="store_true",
+                   help="only recipes whose file uses standard ONNX ops (QDQ), none of ONNX "
+                        "Runtime's com.microsoft ops (QOperator)")
+    g.add_argument("--min-agreement", type=_accuracy, default=DEFAULT_MIN_AGREEMENT,
+                   metavar="X",
+                   help=f"quality gate: write no int8 model whose top-1 agreement with fp32 "
+                        f"on the held-out images is below X, a fraction or a percentage "
+                        f"(default: {DEFAULT_MIN_AGREEMENT:g}; exit 6 below it; 0: off)")
     g.add_argument("--layer-errors", action="store_true",
                    help="always measure per-layer quantisation error (default: only when "
                         "agreement is below 98%%)")
+    _add_spec_options(p, output=False)  # -o/--output is the file; --output-name the tensor
     _add_data_options(p)
     _run_options(p)
     p.add_argument("--out", metavar="DIR", default=None,

@@ -12,18 +12,23 @@ Images have three distinct roles, and the record says which images played which:
 
 - **calibration** — the images whose activation ranges set the int8 scales;
 - **held-out** — other images of the *same source* (disjoint positions, see
-  :func:`split_positions`) on which the candidates are scored and timed;
+  :func:`split_positions`) on which the candidates are scored and timed, and on which the
+  chosen one must agree with fp32 at least ``min_agreement`` (the quality gate) to be written;
 - **evaluation** — optionally, the test set, used only for the final figures, never to choose.
 
 Calibration never uses test images unless the caller asks for it (the MLCommons recipe used
-500 test images); a record that did says so next to its accuracy.
+500 test images; ``allow_test``); a record that did says so next to its accuracy. Every tensor
+the model is fed is prepared by its preprocessing spec, resolved once as ``evaluate`` resolves
+it (:class:`Feed`).
 
 Nothing here imports TensorFlow; ``onnxruntime.quantization`` is imported when first needed.
 
 Modules: :mod:`.recipe` (recipes, the grid, the choice), :mod:`.calibration` (images and
 their roles), :mod:`.cpu` (CPU features, the speed verdict), :mod:`.engine` (ONNX Runtime's
-quantiser and sessions), :mod:`.diagnosis` (per-layer error), :mod:`.job` (the measured
-search). The record types are in :mod:`resnet8_onnx.records`.
+quantiser, the model's feed and sessions), :mod:`.opsets` (the proven opset upgrade, opset
+imports), :mod:`.output` (the written file, test figures), :mod:`.diagnosis` (per-layer
+error), :mod:`.job` (the measured search and the quality gate). The record types are in
+:mod:`resnet8_onnx.records`.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from .calibration import (
     DEFAULT_CALIBRATION_COUNT,
     DEFAULT_HOLDOUT_COUNT,
     MIN_HOLDOUT,
+    calibration_source,
     find_calibration_source,
     images_sha256,
     load_calibration_data,
@@ -40,8 +46,9 @@ from .calibration import (
 )
 from .cpu import CPU_FLAGS, INT8_DOT_FLAGS, CpuInfo, read_cpuinfo, speed_verdict
 from .diagnosis import DIAGNOSIS_IMAGES, layer_errors
-from .engine import CALIBRATION_BATCH, QUANTIZED_OPS, FloatModel, inspect_float_model
-from .job import DEFAULT_MIN_AGREEMENT, TIMING_IMAGES, TIMING_ROUNDS, quantize
+from .engine import CALIBRATION_BATCH, QUANTIZED_OPS, Feed, FloatModel, inspect_float_model
+from .job import DEFAULT_MIN_AGREEMENT, DIAGNOSE_BELOW, TIMING_IMAGES, TIMING_ROUNDS, quantize
+from .opsets import TARGET_OPSET, needed_opset, prune_opset_imports, uses_standard_ops_only
 from .recipe import (
     ACTIVATION_TYPES,
     DEFAULT_TOLERANCE,
@@ -59,12 +66,49 @@ SCHEMA = QuantizationRecord.SCHEMA
 SCHEMA_VERSION = QuantizationRecord.SCHEMA_VERSION
 
 __all__ = [
-    "ACTIVATION_TYPES", "CALIBRATION_BATCH", "CPU_FLAGS", "DEFAULT_CALIBRATION_COUNT",
-    "DEFAULT_HOLDOUT_COUNT", "DEFAULT_MIN_AGREEMENT", "DEFAULT_TOLERANCE", "DIAGNOSIS_IMAGES",
-    "FORMATS", "INT8_DOT_FLAGS", "METHODS", "MIN_HOLDOUT", "PRUNE_BELOW", "QUANTIZED_OPS",
-    "SCHEMA", "SCHEMA_VERSION", "SPEED_NOISE", "TIMING_IMAGES", "TIMING_ROUNDS",
-    "WEIGHT_TYPES", "Candidate", "CpuInfo", "Figures", "FloatModel", "LayerError",
-    "QuantizationRecord", "Recipe", "auto_grid", "find_calibration_source", "images_sha256",
-    "inspect_float_model", "layer_errors", "load_calibration_data", "quantize", "read_cpuinfo",
-    "select_candidate", "speed_verdict", "split_positions",
+    "ACTIVATION_TYPES",
+    "CALIBRATION_BATCH",
+    "CPU_FLAGS",
+    "DEFAULT_CALIBRATION_COUNT",
+    "DEFAULT_HOLDOUT_COUNT",
+    "DEFAULT_MIN_AGREEMENT",
+    "DEFAULT_TOLERANCE",
+    "DIAGNOSE_BELOW",
+    "DIAGNOSIS_IMAGES",
+    "FORMATS",
+    "INT8_DOT_FLAGS",
+    "METHODS",
+    "MIN_HOLDOUT",
+    "PRUNE_BELOW",
+    "QUANTIZED_OPS",
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "SPEED_NOISE",
+    "TARGET_OPSET",
+    "TIMING_IMAGES",
+    "TIMING_ROUNDS",
+    "WEIGHT_TYPES",
+    "Candidate",
+    "CpuInfo",
+    "Feed",
+    "Figures",
+    "FloatModel",
+    "LayerError",
+    "QuantizationRecord",
+    "Recipe",
+    "auto_grid",
+    "calibration_source",
+    "find_calibration_source",
+    "images_sha256",
+    "inspect_float_model",
+    "layer_errors",
+    "load_calibration_data",
+    "needed_opset",
+    "prune_opset_imports",
+    "quantize",
+    "read_cpuinfo",
+    "select_candidate",
+    "speed_verdict",
+    "split_positions",
+    "uses_standard_ops_only",
 ]

@@ -78,14 +78,17 @@ def _looks_like_test_indices(folder: Path) -> bool:
 
 def load_calibration_data(
     source: str | os.PathLike[str] | None, *, indices_file: str | os.PathLike[str] | None = None,
-    download: bool | None = None,
+    download: bool | None = None, allow_test: bool = False,
 ) -> Dataset:
     """The calibration images: the *training* split of ``source`` unless told otherwise.
 
-    ``indices_file`` (test-set indices, e.g. MLCommons' ``calibration_samples_idxs.npy``)
-    selects those images of the *test* split — the MLCommons recipe; the data set is then
-    marked ``split="test"`` and every report says calibration used test images. An image
-    folder named by test-set index (like ``perf-png``) is test images too.
+    ``source`` is searched by the one rule ``quantize`` and ``run --int8`` share
+    (:func:`calibration_source`): a directory that holds training images further down (e.g.
+    ``../shared`` → ``cifar-10/train-2000-png``) means those. ``indices_file`` (test-set
+    indices, e.g. MLCommons' ``calibration_samples_idxs.npy``) selects those images of the
+    *test* split — the MLCommons recipe, an explicit request. Any other test images (an image
+    folder named by test-set index, like ``perf-png``) are refused unless ``allow_test``; the
+    data set is then marked ``split="test"`` and every report says so.
     """
     if indices_file is not None:
         path = Path(indices_file).expanduser()
@@ -94,10 +97,17 @@ def load_calibration_data(
         indices = load_indices(path)
         dataset = load_dataset(source, split="test", download=download)
         return dataset.select(indices, f"calibration indices {path.name}")
+    source = calibration_source(source)
     split = "train"
     if source is not None:
         folder = Path(source).expanduser()
         if folder.is_dir() and _is_image_folder(folder) and _looks_like_test_indices(folder):
+            if not allow_test:
+                raise InvalidInputError(
+                    f"{folder}: these are TEST images (files named by test-set index); "
+                    "calibrating on them biases every test figure: give training images "
+                    "(e.g. train-2000-png), or pass quantize --allow-test-calibration to use "
+                    "them")
             split = "test"
     try:
         dataset = load_dataset(source, split=split, download=download)
@@ -105,10 +115,27 @@ def load_calibration_data(
         raise InputNotFoundError(
             f"{exc} (calibration reads training images: an image folder such as "
             "train-2000-png or an official archive; test images only with "
-            "--calibration-indices)") from None
+            "--calibration-indices or --allow-test-calibration)") from None
     if len(dataset) == 0:
         raise InvalidInputError(f"{dataset.source.path}: calibration source holds no images")
     return dataset
+
+
+def calibration_source(source: str | os.PathLike[str] | None) -> Path | None:
+    """Where calibration images are read from: ``source`` itself when it is an image folder,
+    an archive or an official layout with training batches; else the training images found
+    under it (:func:`find_calibration_source`); else ``source`` as given (its loader then
+    says what is missing). ``None`` searches the data directories."""
+    if source is None:
+        return find_calibration_source(None)
+    path = Path(source).expanduser()
+    if not path.is_dir() or _is_image_folder(path) or _holds_training_batches(path):
+        return path
+    return find_calibration_source(path) or path
+
+
+def _holds_training_batches(folder: Path) -> bool:
+    return (folder / "data_batch_1.bin").is_file() or (folder / "data_batch_1").is_file()
 
 
 def _is_image_folder(folder: Path) -> bool:
@@ -128,9 +155,7 @@ def find_calibration_source(data_dir: str | os.PathLike[str] | None) -> Path | N
             name = path.name
             if name in (BINARY_TAR, PYTHON_TAR) and path.is_file():
                 return path
-            if name == BINARY_DIR and (path / "data_batch_1.bin").is_file():
-                return path
-            if name == PYTHON_DIR and (path / "data_batch_1").is_file():
+            if name in (BINARY_DIR, PYTHON_DIR) and _holds_training_batches(path):
                 return path
             if name.lower().startswith("train") and path.is_dir() and _is_image_folder(path):
                 folders.append(path)

@@ -12,14 +12,14 @@ import numpy as np
 from ..errors import one_line
 from ..progress import status
 from ..records import LayerError
-from .engine import FloatModel, calibration_reader, ort_quantization, quantize_static
+from .engine import Feed, FloatModel, calibration_reader, ort_quantization, quantize_static
 from .recipe import Recipe
 
 DIAGNOSIS_IMAGES = 200
 
 
 def layer_errors(float_model: str | os.PathLike[str], qdq_model: str | os.PathLike[str],
-                 input_name: str, images: np.ndarray, *, top: int = 8) -> list[LayerError]:
+                 feed: Feed | str, images: np.ndarray, *, top: int = 8) -> list[LayerError]:
     """The tensors with the largest quantisation error, worst first (``qdq_loss_debug``).
 
     Runs the float and the QDQ model with every intermediate tensor as an output (graph
@@ -35,8 +35,8 @@ def layer_errors(float_model: str | os.PathLike[str], qdq_model: str | os.PathLi
         aug_float, aug_qdq = Path(tmp) / "float.onnx", Path(tmp) / "qdq.onnx"
         dbg.modify_model_output_intermediate_tensors(str(float_model), str(aug_float))
         dbg.modify_model_output_intermediate_tensors(str(qdq_model), str(aug_qdq))
-        float_acts = dbg.collect_activations(str(aug_float), calibration_reader(input_name, images))
-        qdq_acts = dbg.collect_activations(str(aug_qdq), calibration_reader(input_name, images))
+        float_acts = dbg.collect_activations(str(aug_float), calibration_reader(feed, images))
+        qdq_acts = dbg.collect_activations(str(aug_qdq), calibration_reader(feed, images))
     matched = dbg.create_activation_matching(qdq_acts, float_acts)
     errors = dbg.compute_activation_error(matched)
     producers = {out: (n.name, n.op_type)
@@ -66,11 +66,11 @@ def diagnose_chosen(pre: Path, tmp: Path, recipe: Recipe, chosen_path: Path, mod
         # qdq_loss_debug reads Q/DQ pairs: measure the QDQ twin of the chosen recipe.
         qdq_path = tmp / "diagnosis_qdq.onnx"
         quantize_static(pre, qdq_path, dataclasses.replace(recipe, format="qdq"),
-                         model.input_name, cal_images, None)
+                        model.feed, cal_images, None)
         note = "measured on the QDQ form of the chosen recipe (same calibration); "
     with status("Measuring per-layer quantisation error (qdq_loss_debug)…"):
         try:
-            found = layer_errors(pre, qdq_path, model.input_name, images)
+            found = layer_errors(pre, qdq_path, model.feed, images)
         except Exception as exc:  # a diagnosis must not sink the quantised model
             return None, f"per-layer error could not be measured: {one_line(exc)}"
     where = "held-out" if len(hold_images) else "calibration"

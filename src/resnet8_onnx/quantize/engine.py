@@ -11,8 +11,8 @@ import contextlib
 import inspect
 import os
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from ..errors import (
     one_line,
 )
 from ..fsutil import file_digest
+from ..preprocess import Preprocessing, resolve
 from ..progress import track
 from .recipe import Recipe
 
@@ -42,6 +43,41 @@ QUANTIZED_OPS = frozenset({
 
 
 @dataclass(frozen=True)
+class Feed:
+    """How tensors reach one model: its input and output names, its preprocessing spec and
+    its fixed batch size (``None``: any). Calibration, scoring and timing all feed through
+    one, so every image the model sees is prepared the same way."""
+
+    input_name: str
+    spec: Preprocessing = field(default_factory=Preprocessing)
+    fixed_batch: int | None = None
+    output_name: str | None = None  # None: the first output
+
+    def batches(self, images: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarray, int]]:
+        """(model input, real image count) per batch; a fixed batch size is honoured by
+        padding the last batch with copies of its last image."""
+        size = self.fixed_batch or batch_size
+        for start in range(0, len(images), size):
+            chunk = images[start:start + size]
+            n = len(chunk)
+            if self.fixed_batch and n < size:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], size - n, axis=0)])
+            yield self.spec.apply(chunk), n
+
+    def outputs(self, session: Any, images: np.ndarray, batch_size: int) -> np.ndarray:
+        """The chosen output over ``images`` (uint8 NHWC), float32, padding dropped."""
+        names = None if self.output_name is None else [self.output_name]
+        parts = [session.run(names, {self.input_name: x})[0][:n]
+                 for x, n in self.batches(images, batch_size)]
+        return np.concatenate(parts).astype(np.float32, copy=False)
+
+
+def as_feed(feed: Feed | str) -> Feed:
+    """A bare input name is the converted ResNet8's feed: raw 0–255 float32 NHWC pixels."""
+    return feed if isinstance(feed, Feed) else Feed(feed)
+
+
+@dataclass(frozen=True)
 class FloatModel:
     """What quantisation needs to know about the float ONNX file, checked up front."""
 
@@ -49,13 +85,30 @@ class FloatModel:
     sha256: str
     size_bytes: int
     input_name: str
-    image_shape: tuple[int, ...]  # (H, W, C); 0 where dynamic
+    image_shape: tuple[int, ...]  # (H, W, C) of the pixels it takes; 0 where dynamic
     metadata: dict[str, str]
     node_names: tuple[str, ...]
+    input_shape: tuple[int | None, ...] = ()  # as the model declares it (None: dynamic)
+    opset: int = 0  # of the default ONNX domain
+    spec: Preprocessing = field(default_factory=Preprocessing)
+    spec_sources: dict[str, str] = field(default_factory=dict)
+    output_name: str | None = None
+
+    @property
+    def fixed_batch(self) -> int | None:
+        return self.input_shape[0] if self.input_shape and self.input_shape[0] else None
+
+    @property
+    def feed(self) -> Feed:
+        return Feed(self.input_name, self.spec, self.fixed_batch, self.output_name)
 
 
-def inspect_float_model(path: str | os.PathLike[str]) -> FloatModel:
-    """Refuse what cannot be quantised: a missing file, a non-ONNX or already-quantised model."""
+def inspect_float_model(path: str | os.PathLike[str], *,
+                        preprocessing: Mapping[str, Any] | None = None,
+                        output: str | None = None) -> FloatModel:
+    """Refuse what cannot be quantised (a missing file, a non-ONNX or already-quantised
+    model) and resolve its preprocessing spec exactly as ``evaluate`` does
+    (:func:`resnet8_onnx.preprocess.resolve`: option, metadata, input shape, default)."""
     import onnx
 
     p = Path(path)
@@ -84,21 +137,45 @@ def inspect_float_model(path: str | os.PathLike[str]) -> FloatModel:
     if tensor_type.elem_type != onnx.TensorProto.FLOAT:
         raise InvalidInputError(f"{p}: input {inputs[0].name!r} is not float32; quantize takes "
                                 "the float model")
-    dims = [d.dim_value for d in tensor_type.shape.dim]
-    if len(dims) != 4:
-        raise InvalidInputError(f"{p}: input {inputs[0].name!r} has rank {len(dims)}, expected "
-                                "an NHWC image batch of rank 4")
+    shape = tuple(d.dim_value or None for d in tensor_type.shape.dim)
+    if len(shape) != 4:
+        raise InvalidInputError(f"{p}: input {inputs[0].name!r} has rank {len(shape)}, expected "
+                                "an image batch of rank 4 (N,H,W,C or N,C,H,W)")
     try:
         onnx.checker.check_model(model)
     except Exception as exc:
         raise InvalidInputError(f"{p}: fails the ONNX checker ({one_line(exc)})") from None
+    metadata = {prop.key: prop.value for prop in model.metadata_props}
+    spec, sources = resolve(preprocessing, metadata, shape, "float32", where=str(p))
+    _, *dims = (d or 0 for d in shape)
+    image_shape = (dims[1], dims[2], dims[0]) if spec.layout == "nchw" else tuple(dims)
     return FloatModel(
         path=str(p), sha256=file_digest(p), size_bytes=p.stat().st_size,
-        input_name=inputs[0].name, image_shape=tuple(dims[1:]),
-        metadata={prop.key: prop.value for prop in model.metadata_props},
-        node_names=tuple(n.name for n in graph.node if n.name),
+        input_name=inputs[0].name, image_shape=tuple(image_shape), metadata=metadata,
+        node_names=tuple(n.name for n in graph.node if n.name), input_shape=shape,
+        opset=default_opset(model), spec=spec, spec_sources=sources,
+        output_name=_output_name(p, [o.name for o in graph.output], output),
     )
 
+
+def _output_name(path: Path, names: list[str], wanted: str | None) -> str | None:
+    """The output to score: the one named, or the only one (as the ONNX backend chooses)."""
+    if wanted is not None:
+        if wanted not in names:
+            raise UsageError(f"{path}: no output named {wanted!r}; the model's outputs are "
+                             f"{', '.join(repr(n) for n in names)}")
+        return wanted
+    if len(names) > 1:
+        raise UsageError(f"{path}: the model has {len(names)} outputs "
+                         f"({', '.join(repr(n) for n in names)}); choose one with "
+                         "--output-name NAME")
+    return names[0]
+
+
+def default_opset(model: Any) -> int:
+    """The model's opset of the default ONNX domain (``""`` or ``ai.onnx``)."""
+    return max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
+               default=0)
 
 
 def ort_quantization() -> Any:
@@ -107,27 +184,28 @@ def ort_quantization() -> Any:
     return q
 
 
-def calibration_reader(input_name: str, images: np.ndarray, batch: int = CALIBRATION_BATCH) -> Any:
-    """A ``CalibrationDataReader`` over uint8 images, fed as float32 NHWC raw 0–255 pixels
-    (the converted model's preprocessing) one batch at a time."""
+def calibration_reader(feed: Feed | str, images: np.ndarray,
+                       batch: int = CALIBRATION_BATCH) -> Any:
+    """A ``CalibrationDataReader`` over uint8 NHWC images, each batch prepared by the model's
+    spec in its layout, dtype and (fixed) batch size: what the model takes, nothing else."""
     q = ort_quantization()
+    feed = as_feed(feed)
 
     class _Reader(q.CalibrationDataReader):
         def __init__(self) -> None:
-            self._start = 0
+            self._batches: Iterator[tuple[np.ndarray, int]] = iter(())
+            self.rewind()
 
         def get_next(self) -> dict[str, np.ndarray] | None:
-            if self._start >= len(images):
-                return None
-            chunk = images[self._start:self._start + batch].astype(np.float32)
-            self._start += batch
-            return {input_name: chunk}
+            x = next(self._batches, None)
+            return None if x is None else {feed.input_name: x[0]}
 
         def rewind(self) -> None:
-            self._start = 0
+            self._batches = feed.batches(images, batch)
 
         def __len__(self) -> int:
-            return -(-len(images) // batch)
+            size = feed.fixed_batch or batch
+            return -(-len(images) // size)
 
     return _Reader()
 
@@ -144,34 +222,42 @@ def cpu_session(path: str | os.PathLike[str], threads: int | None) -> Any:
                                 providers=["CPUExecutionProvider"])
 
 
-def run_outputs(session: Any, input_name: str, images: np.ndarray, batch_size: int) -> np.ndarray:
-    parts = [session.run(None, {input_name: images[i:i + batch_size].astype(np.float32)})[0]
-             for i in range(0, len(images), batch_size)]
-    return np.concatenate(parts).astype(np.float32, copy=False)
+def run_outputs(session: Any, feed: Feed | str, images: np.ndarray,
+                batch_size: int) -> np.ndarray:
+    return as_feed(feed).outputs(session, images, batch_size)
 
 
-def time_sessions(sessions: Sequence[Any], input_name: str, images: np.ndarray,
-                   batch_size: int, rounds: int) -> list[float]:
-    """Best images/s of each session over ``rounds`` interleaved passes over ``images``.
+def time_passes(sessions: Sequence[Any], feed: Feed | str, images: np.ndarray,
+                batch_size: int, rounds: int) -> list[list[float]]:
+    """Images/s of each session in each of ``rounds`` interleaved passes over ``images``.
 
     Interleaving (fp32, A, B, …, fp32, A, B, …) exposes every model to the same background
-    load, and the best pass is the least disturbed one: the figure to compare.
+    load; the spread of one model's passes is the noise of this machine at this time.
+    Preprocessing happens once, before the clock starts.
     """
-    batches = [images[i:i + batch_size].astype(np.float32)
-               for i in range(0, len(images), batch_size)]
+    feed = as_feed(feed)
+    batches = [x for x, _ in feed.batches(images, batch_size)]
     for session in sessions:  # warm-up: first-run allocations and kernel selection
-        session.run(None, {input_name: batches[0]})
-    best = [float("inf")] * len(sessions)
+        session.run(None, {feed.input_name: batches[0]})
+    passes: list[list[float]] = [[] for _ in sessions]
     with track(f"Timing {len(sessions)} models against each other",
                rounds * len(sessions)) as advance:
         for _ in range(rounds):
             for k, session in enumerate(sessions):
                 start = time.perf_counter()
                 for batch in batches:
-                    session.run(None, {input_name: batch})
-                best[k] = min(best[k], time.perf_counter() - start)
+                    session.run(None, {feed.input_name: batch})
+                elapsed = time.perf_counter() - start
+                passes[k].append(len(images) / elapsed if elapsed > 0 else 0.0)
                 advance(1)
-    return [len(images) / t if t > 0 else 0.0 for t in best]
+    return passes
+
+
+def time_sessions(sessions: Sequence[Any], feed: Feed | str, images: np.ndarray,
+                  batch_size: int, rounds: int) -> list[float]:
+    """Best images/s of each session over ``rounds`` interleaved passes (:func:`time_passes`):
+    the least disturbed pass is the figure to compare."""
+    return [max(p) for p in time_passes(sessions, feed, images, batch_size, rounds)]
 
 
 _QUANT_TYPES = {"uint8": "QUInt8", "int8": "QInt8"}
@@ -185,8 +271,8 @@ def _pooling_nodes(pre: Path) -> list[str]:
             if n.op_type in ("AveragePool", "GlobalAveragePool") and n.name]
 
 
-def quantize_static(pre: Path, out: Path, recipe: Recipe, input_name: str,
-                     images: np.ndarray, cache: Path | None) -> None:
+def quantize_static(pre: Path, out: Path, recipe: Recipe, feed: Feed | str,
+                    images: np.ndarray, cache: Path | None) -> None:
     q = ort_quantization()
     exclude = list(recipe.exclude)
     if recipe.float_pooling:
@@ -204,7 +290,7 @@ def quantize_static(pre: Path, out: Path, recipe: Recipe, input_name: str,
         # Entropy/percentile calibration prints its histogram settings: not our user's concern.
         with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
             q.quantize_static(
-                str(pre), str(out), calibration_reader(input_name, images),
+                str(pre), str(out), calibration_reader(feed, images),
                 quant_format=q.QuantFormat.QDQ if recipe.format == "qdq"
                 else q.QuantFormat.QOperator,
                 activation_type=getattr(q.QuantType, _QUANT_TYPES[recipe.activations]),

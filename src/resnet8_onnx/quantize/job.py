@@ -11,25 +11,22 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .. import __version__
-from ..backends import onnxrt
-from ..errors import InvalidInputError, UsageError, one_line
-from ..evaluate import DEFAULT_BATCH_SIZE, evaluate
+from .. import preprocess
+from ..errors import InvalidInputError, UsageError, VerificationFailedError, one_line
+from ..evaluate import DEFAULT_BATCH_SIZE
 from ..fsutil import check_writable, write_bytes_atomic
 from ..progress import status, track
-from ..records import Candidate, Figures, LayerError, QuantizationRecord
-from ..verify import compare_outputs
+from ..records import Candidate, LayerError, QuantizationRecord
 from .calibration import (
     DEFAULT_CALIBRATION_COUNT,
     DEFAULT_HOLDOUT_COUNT,
@@ -51,15 +48,26 @@ from .engine import (
     quantize_static,
     run_outputs,
     supports_calibration_cache,
-    time_sessions,
+    time_passes,
 )
-from .recipe import DEFAULT_TOLERANCE, PRUNE_BELOW, Recipe, auto_grid, select_candidate
+from .opsets import OpsetPlan, plan_opset
+from .output import evaluate_pair, finalise
+from .recipe import (
+    DEFAULT_TOLERANCE,
+    PRUNE_BELOW,
+    SPEED_NOISE,
+    Recipe,
+    auto_grid,
+    select_candidate,
+)
 
 if TYPE_CHECKING:
     from ..data import Dataset
 
+# The quality gate: no int8 model is written whose held-out top-1 agreement with fp32 is lower.
+DEFAULT_MIN_AGREEMENT = 0.95
 # Below this agreement with fp32 the record lists the layers with the largest error.
-DEFAULT_MIN_AGREEMENT = 0.98
+DIAGNOSE_BELOW = 0.98
 TIMING_IMAGES = 512
 TIMING_ROUNDS = 3
 
@@ -78,8 +86,11 @@ class _Job:
     threads: int | None
     timing_images: int
     timing_rounds: int
+    min_agreement: float = DEFAULT_MIN_AGREEMENT
     tmp: Path = Path()
     pre: Path = Path()
+    opset: OpsetPlan | None = None
+    noise: float = SPEED_NOISE
     notes: list[str] = field(default_factory=list)
 
     @functools.cached_property
@@ -98,6 +109,7 @@ class _Outcome:
     chosen: dict[str, Any]
     reason: str
     final: bytes
+    standard_ops: bool
     speed: dict[str, Any]
     speedup: float | None
     evaluation: dict[str, Any] | None
@@ -113,71 +125,98 @@ def quantize(
     test_data: Dataset | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
     threads: int | None = None, timing_images: int = TIMING_IMAGES,
     timing_rounds: int = TIMING_ROUNDS, diagnose: bool | None = None, force: bool = False,
+    preprocessing: Mapping[str, Any] | None = None, output: str | None = None,
+    standard_ops: bool = False,
 ) -> QuantizationRecord:
     """Quantise ``model_path`` to int8, write ``output_path``, and return what was measured.
 
     ``recipe``: ``None`` measures the default grid (:func:`auto_grid`) and keeps the fastest
     candidate whose held-out agreement with fp32 is within ``tolerance`` of the best; a
-    sequence of recipes is a custom grid; one :class:`Recipe` is used as given (still scored
-    and timed when held-out images remain). ``calibration_count`` images of ``calibration``
-    calibrate (default: 1,000, or all of them for a fixed recipe, or half of them when a grid
-    must keep the rest for scoring); up to ``holdout_count`` of the remaining images are
-    held out. ``test_data`` adds test-set figures of both models to the record; it is never
-    used to choose. ``diagnose`` forces (True) or suppresses (False) the per-layer error
-    table, which by default appears when agreement is below ``min_agreement``.
+    sequence of recipes is a custom grid; one :class:`Recipe` is used as given. Everything the
+    model is fed (calibration, held-out scoring, test figures) is prepared by its spec,
+    resolved once as ``evaluate`` resolves it (``preprocessing`` options, the model's
+    metadata, its input shape, the default); ``output`` names the output when there are
+    several. ``calibration_count`` images of ``calibration`` calibrate (default: 1,000, at
+    most half of them); up to ``holdout_count`` of the others are held out, and the int8
+    model is written only if its top-1 agreement with fp32 on them is at least
+    ``min_agreement`` (else :class:`VerificationFailedError`, nothing written; 0 turns the
+    gate off). ``standard_ops`` keeps only QDQ recipes (standard ONNX ops). ``test_data``
+    adds test-set figures of both models; it is never used to choose. ``diagnose`` forces
+    (True) or suppresses (False) the per-layer error table, which by default appears when
+    agreement is below 98 %.
     """
     started = time.perf_counter()
     out = check_writable(output_path, force=force)
-    model = inspect_float_model(model_path)
+    model = inspect_float_model(model_path, preprocessing=preprocessing, output=output)
     if out.resolve() == Path(model.path).resolve():
         raise UsageError(f"{out}: output would overwrite the float model")
     if not 0 <= tolerance < 1:
         raise UsageError(f"agreement tolerance must be in [0, 1), got {tolerance}")
-    grid, mode = _grid(recipe)
-    job = _plan(model, out, as_dataset(calibration), mode, calibration_count, holdout_count)
+    if not 0 <= min_agreement <= 1:
+        raise UsageError(f"--min-agreement must be between 0 and 1, got {min_agreement}")
+    grid, mode = _grid(recipe, standard_ops)
+    job = _plan(model, out, as_dataset(calibration), mode, calibration_count, holdout_count,
+                min_agreement)
     job.batch_size, job.threads = batch_size, threads
     job.timing_images, job.timing_rounds = timing_images, timing_rounds
     cpu = read_cpuinfo()
     with tempfile.TemporaryDirectory(prefix="resnet8-onnx-quantize.") as tmp_name:
         job.tmp, job.pre = Path(tmp_name), Path(tmp_name) / "preprocessed.onnx"
+        job.opset = _plan_opset(job, grid)
         with status("Pre-processing (shape inference, Conv+BatchNorm fusion)…"):
-            pre_process(Path(model.path), job.pre)
+            pre_process(job.opset.path, job.pre)
         for r in grid:
             check_excluded_nodes(r, job.pre, model)
         cache_ok = supports_calibration_cache()
         candidates = _quantise_grid(job, grid, cache_ok)
-        outcome = _measure_and_choose(job, candidates, tolerance, min_agreement, test_data,
-                                      diagnose)
+        outcome = _measure_and_choose(job, candidates, tolerance, test_data, diagnose)
         write_bytes_atomic(out, outcome.final, force=force)
     _add_notes(job)
-    return _record(job, candidates, outcome, cpu, tolerance, min_agreement, cache_ok,
-                   started)
+    return _record(job, candidates, outcome, cpu, tolerance, cache_ok, started)
 
 
-def _grid(recipe: Recipe | Sequence[Recipe] | None) -> tuple[list[Recipe], str]:
-    """The recipes to measure and the mode: "fixed" for one recipe, "auto" for a grid."""
+def _plan_opset(job: _Job, grid: list[Recipe]) -> OpsetPlan:
+    """The float model to quantise: an older opset upgraded and proven on held-out images."""
+    images = (job.hold_images if len(job.hold_pos) else job.cal_images)[:DEFAULT_HOLDOUT_COUNT]
+
+    def outputs(path: Path, x: np.ndarray) -> np.ndarray:
+        return run_outputs(cpu_session(path, job.threads), job.model.feed, x, job.batch_size)
+
+    plan = plan_opset(Path(job.model.path), job.model.opset, grid, job.tmp, outputs, images)
+    if plan.note:
+        job.notes.append(plan.note)
+    return plan
+
+
+def _grid(recipe: Recipe | Sequence[Recipe] | None, standard_ops: bool = False
+          ) -> tuple[list[Recipe], str]:
+    """The recipes to measure and the mode: "fixed" for one recipe, "auto" for a grid;
+    ``standard_ops`` keeps the QDQ recipes only (QOperator needs com.microsoft ops)."""
     if isinstance(recipe, Recipe):
-        return [recipe], "fixed"
-    grid = list(recipe) if recipe is not None else auto_grid()
+        grid, mode = [recipe], "fixed"
+    else:
+        grid, mode = (list(recipe) if recipe is not None else auto_grid()), "auto"
     if not grid:
         raise UsageError("the recipe grid is empty")
-    return grid, "auto"
+    if standard_ops:
+        grid = [r for r in grid if r.format == "qdq"]
+        if not grid:
+            raise UsageError("--standard-ops keeps QDQ recipes only, but the recipe is "
+                             "QOperator (ONNX Runtime's com.microsoft ops)")
+    return grid, mode
 
 
 def _plan(model: FloatModel, out: Path, dataset: Dataset, mode: str,
-          calibration_count: int | None, holdout_count: int) -> _Job:
+          calibration_count: int | None, holdout_count: int, min_agreement: float) -> _Job:
     """Check the calibration images against the model and split them into their roles."""
-    expected = tuple(model.image_shape)
-    got = tuple(dataset.images.shape[1:])
-    if any(e and e != g for e, g in zip(expected, got, strict=True)):
-        raise InvalidInputError(
-            f"{dataset.source.path}: calibration images are {'×'.join(map(str, got))}, the "
-            f"model takes {'×'.join(str(d or '?') for d in expected)} (H×W×C)")
+    _check_shape(model, dataset)
     n = len(dataset)
     if n == 0:
         raise InvalidInputError(f"{dataset.source.path}: calibration source holds no images")
-    if calibration_count is None:
-        calibration_count = min(DEFAULT_CALIBRATION_COUNT, n if mode == "fixed" else n // 2)
+    gated = min_agreement > 0
+    if calibration_count is None:  # what is held out scores the grid and feeds the gate
+        calibration_count = min(DEFAULT_CALIBRATION_COUNT,
+                                n if mode == "fixed" and not gated else n // 2)
         calibration_count = max(calibration_count, 1)
     cal_pos, hold_pos = split_positions(n, calibration_count, holdout_count)
     if mode == "auto" and len(hold_pos) < MIN_HOLDOUT:
@@ -185,9 +224,29 @@ def _plan(model: FloatModel, out: Path, dataset: Dataset, mode: str,
             f"{dataset.source.path}: {n:,} images leave {len(hold_pos):,} held out after "
             f"{calibration_count:,} for calibration; choosing a recipe needs at least "
             f"{MIN_HOLDOUT} (lower --calibration-count, or fix the recipe with --no-auto)")
+    if gated and not len(hold_pos):
+        raise InvalidInputError(
+            f"{dataset.source.path}: {n:,} images leave none held out after {calibration_count:,}"
+            " for calibration; the quality gate (--min-agreement) measures int8 against fp32 "
+            "on held-out images (lower --calibration-count, or --min-agreement 0 to skip it)")
     return _Job(model=model, out=out, dataset=dataset, mode=mode, cal_pos=cal_pos,
                 hold_pos=hold_pos, batch_size=DEFAULT_BATCH_SIZE, threads=None,
-                timing_images=TIMING_IMAGES, timing_rounds=TIMING_ROUNDS)
+                timing_images=TIMING_IMAGES, timing_rounds=TIMING_ROUNDS,
+                min_agreement=min_agreement)
+
+
+def _check_shape(model: FloatModel, dataset: Dataset) -> None:
+    """The images must be what the model takes once its spec has laid them out."""
+    expected = tuple(model.image_shape)
+    got = tuple(dataset.images.shape[1:])
+    if len(got) == 3 and not any(e and e != g for e, g in zip(expected, got, strict=True)):
+        return
+    spec, source = model.spec, model.spec_sources.get("layout", "default")
+    takes = "×".join(str(d or "?") for d in model.input_shape[1:])
+    axes = "C×H×W" if spec.layout == "nchw" else "H×W×C"
+    raise InvalidInputError(
+        f"{dataset.source.path}: calibration images are {'×'.join(map(str, got))} (H×W×C), "
+        f"the model takes {takes} ({axes}, layout {spec.layout} from {source})")
 
 
 def _quantise_grid(job: _Job, grid: list[Recipe], cache_ok: bool) -> list[dict[str, Any]]:
@@ -195,22 +254,32 @@ def _quantise_grid(job: _Job, grid: list[Recipe], cache_ok: bool) -> list[dict[s
     error (one recipe alone failing is the user's error)."""
     model, cal_images = job.model, job.cal_images
     candidates: list[dict[str, Any]] = []
+    left_out = dict(job.opset.left_out) if job.opset is not None else {}
+    grid_kept = [r for r in grid if r not in left_out]
+    if not grid_kept:
+        raise InvalidInputError(f"{model.path}: no recipe can be quantised "
+                                f"({next(iter(left_out.values()))})")
     with track(f"Quantising {len(grid)} recipe{'s' if len(grid) > 1 else ''} "
                f"({len(cal_images):,} calibration images)", len(grid)) as advance:
         for k, r in enumerate(grid):
+            if r in left_out:
+                candidates.append({"recipe": r, "path": None, "error": left_out[r],
+                                   "seconds": 0.0, "index": k})
+                advance(1)
+                continue
             path = job.tmp / f"candidate_{k}.onnx"
             cache = job.tmp / f"calibration_{r.method}.json"  # ranges depend on the method only
             t0 = time.perf_counter()
             try:
-                quantize_static(job.pre, path, r, model.input_name, cal_images,
+                quantize_static(job.pre, path, r, model.feed, cal_images,
                                 cache if cache_ok else None)
                 error = None
             except (ValueError, RuntimeError, KeyError, TypeError) as exc:
-                if len(grid) == 1:
+                if len(grid_kept) == 1:
                     raise InvalidInputError(f"{model.path}: ONNX Runtime could not quantise "
                                             f"with {r.label}: {one_line(exc)}") from exc
                 error = one_line(exc)
-            candidates.append({"recipe": r, "path": path, "error": error,
+            candidates.append({"recipe": r, "path": path, "error": error, "index": k,
                                "seconds": round(time.perf_counter() - t0, 2)})
             advance(1)
     if not any(c["error"] is None for c in candidates):
@@ -224,59 +293,81 @@ def _score_and_time(job: _Job, working: list[dict[str, Any]]
     """Time every working candidate against fp32, score the fast ones on the held-out images.
 
     Sets ``ips``, ``pruned``, ``agreement``, ``mean_abs_diff`` and ``speedup`` on each
-    candidate; returns the scored ones, fp32's images/s and how many images were timed.
+    candidate and the timing noise on the job (the largest relative spread of one model's
+    interleaved passes, at least :data:`SPEED_NOISE`); returns the scored ones, fp32's
+    images/s and how many images were timed.
     """
-    model, hold_images = job.model, job.hold_images
-    fp32 = cpu_session(model.path, job.threads)
-    for c in working:
-        c["session"] = cpu_session(c["path"], job.threads)
+    model, hold_images, feed = job.model, job.hold_images, job.model.feed
+    fp32 = cpu_session(job.opset.path if job.opset else model.path, job.threads)
+    refused = []
+    for c in list(working):  # a file the quantiser wrote but the runtime refuses: its error
+        try:
+            c["session"] = cpu_session(c["path"], job.threads)
+        except Exception as exc:  # ORT's Fail/InvalidGraph/… types
+            c["error"] = f"ONNX Runtime cannot load the quantised model: {one_line(exc)}"
+            refused.append(c["error"])
+            working.remove(c)
+            continue
         c["size"] = c["path"].stat().st_size
+    if not working:
+        raise InvalidInputError(f"{model.path}: no quantised recipe loads ({refused[0]})")
     timing_set = (hold_images if len(hold_images) else job.cal_images)[:job.timing_images]
     # A first timed pass of every candidate; those under half the fastest one's speed
     # cannot be chosen unless every faster one fails the tolerance, so they are listed
     # with that speed and not scored (int8 activations in QOperator form run at a fifth
     # of fp32's speed on x86: scoring them would double the run time).
-    probe = time_sessions([fp32, *(c["session"] for c in working)], model.input_name,
-                          timing_set, job.batch_size, 1)
-    fastest = max(probe[1:])
-    for c, ips in zip(working, probe[1:], strict=True):
-        c["ips"] = ips
-        c["pruned"] = len(working) > 1 and ips < PRUNE_BELOW * fastest
+    probe = time_passes([fp32, *(c["session"] for c in working)], feed, timing_set,
+                        job.batch_size, 1)
+    fastest = max(max(p) for p in probe[1:])
+    for c, passes in zip(working, probe[1:], strict=True):
+        c["passes"] = list(passes)
+        c["pruned"] = len(working) > 1 and max(passes) < PRUNE_BELOW * fastest
     measured = [c for c in working if not c["pruned"]]
     if len(hold_images):
-        reference = run_outputs(fp32, model.input_name, hold_images, job.batch_size)
+        reference = run_outputs(fp32, feed, hold_images, job.batch_size)
         with track(f"Scoring on {len(hold_images):,} held-out images",
                    len(measured)) as advance:
             for c in measured:
-                outputs = run_outputs(c["session"], model.input_name, hold_images,
-                                      job.batch_size)
+                outputs = run_outputs(c["session"], feed, hold_images, job.batch_size)
                 c["agreement"] = int((outputs.argmax(1) == reference.argmax(1)).sum())
                 c["mean_abs_diff"] = float(np.abs(outputs - reference).mean())
                 advance(1)
-    fp32_ips = probe[0]
+    fp32_passes = list(probe[0])
     if job.timing_rounds > 1:
-        more = time_sessions([fp32, *(c["session"] for c in measured)], model.input_name,
-                             timing_set, job.batch_size, job.timing_rounds - 1)
-        fp32_ips = max(fp32_ips, more[0])
-        for c, ips in zip(measured, more[1:], strict=True):
-            c["ips"] = max(c["ips"], ips)
+        more = time_passes([fp32, *(c["session"] for c in measured)], feed, timing_set,
+                           job.batch_size, job.timing_rounds - 1)
+        fp32_passes += more[0]
+        for c, passes in zip(measured, more[1:], strict=True):
+            c["passes"] += passes
+    fp32_ips = max(fp32_passes)
+    spreads = [_spread(p) for p in [fp32_passes, *(c["passes"] for c in measured)]]
+    job.noise = max([SPEED_NOISE, *spreads])
     for c in working:
+        c["ips"] = max(c["passes"])
         c["speedup"] = c["ips"] / fp32_ips if fp32_ips > 0 else None
     return measured, fp32_ips, len(timing_set)
 
 
+def _spread(passes: Sequence[float]) -> float:
+    """Relative spread of one model's passes: (best − worst) / best; 0 for one pass."""
+    best = max(passes)
+    return (best - min(passes)) / best if len(passes) > 1 and best > 0 else 0.0
+
+
 def _measure_and_choose(job: _Job, candidates: list[dict[str, Any]], tolerance: float,
-                        min_agreement: float, test_data: Dataset | None,
-                        diagnose: bool | None) -> _Outcome:
-    """Score and time the candidates, choose one, finalise it, and measure its speed block
-    (on the test images when given: same run, same images) and, if asked, its layer errors."""
+                        test_data: Dataset | None, diagnose: bool | None) -> _Outcome:
+    """Score and time the candidates, choose one, refuse it below the quality gate, finalise
+    it, and measure its speed block (on the test images when given: same run, same images)
+    and, if asked, its layer errors."""
     hold_images = job.hold_images
     working = [c for c in candidates if c["error"] is None]
     measured, fp32_ips, timed = _score_and_time(job, working)
-    chosen, reason = select_candidate(measured, job.mode, tolerance, len(hold_images))
+    chosen, reason = select_candidate(measured, job.mode, tolerance, len(hold_images),
+                                      noise=job.noise, min_agreement=job.min_agreement)
+    _gate(job, chosen)
     chosen_path = Path(chosen["path"])
-    final = _finalise(chosen_path, job.model, chosen["recipe"], job.dataset, job.cal_images)
-
+    final, standard = finalise(chosen_path, job.model, chosen["recipe"], job.dataset,
+                               job.cal_images)
     evaluation = None
     speed_images, measured_on = timed, (
         "held-out images" if len(hold_images) else "calibration images")
@@ -284,8 +375,8 @@ def _measure_and_choose(job: _Job, candidates: list[dict[str, Any]], tolerance: 
     written_path = job.tmp / "final.onnx"
     written_path.write_bytes(final)
     if test_data is not None:
-        evaluation, fp32_ips, int8_ips = _evaluate_pair(
-            job.model.path, written_path, str(job.out), test_data, job.batch_size, job.threads,
+        evaluation, fp32_ips, int8_ips = evaluate_pair(
+            job.model, written_path, str(job.out), test_data, job.batch_size, job.threads,
             job.timing_images, job.timing_rounds)
         speedup = int8_ips / fp32_ips if fp32_ips > 0 else None
         speed_images = min(len(test_data), job.timing_images)
@@ -293,7 +384,7 @@ def _measure_and_choose(job: _Job, candidates: list[dict[str, Any]], tolerance: 
     agreement = (evaluation["agreement_fraction"] if evaluation is not None
                  else (chosen["agreement"] / len(hold_images) if len(hold_images) else None))
     want_diagnosis = (diagnose if diagnose is not None
-                      else agreement is not None and agreement < min_agreement)
+                      else agreement is not None and agreement < DIAGNOSE_BELOW)
     errors_found, errors_note = None, None
     if want_diagnosis:
         errors_found, errors_note = diagnose_chosen(job.pre, job.tmp, chosen["recipe"],
@@ -303,11 +394,29 @@ def _measure_and_choose(job: _Job, candidates: list[dict[str, Any]], tolerance: 
              "int8_images_per_second": round(int8_ips, 1),
              "speedup": None if speedup is None else round(speedup, 3),
              "images": speed_images, "rounds": job.timing_rounds,
-             "batch_size": job.batch_size, "measured_on": measured_on,
-             "method": "best of interleaved passes (fp32, int8, fp32, int8, …) in one process"}
-    return _Outcome(chosen=chosen, reason=reason, final=final, speed=speed, speedup=speedup,
-                    evaluation=evaluation, layer_errors=errors_found,
-                    layer_errors_note=errors_note)
+             "batch_size": job.model.fixed_batch or job.batch_size, "measured_on": measured_on,
+             "method": "best of interleaved passes (fp32, int8, fp32, int8, …) in one process",
+             "noise": round(job.noise, 4)}
+    return _Outcome(chosen=chosen, reason=reason, final=final, standard_ops=standard,
+                    speed=speed, speedup=speedup, evaluation=evaluation,
+                    layer_errors=errors_found, layer_errors_note=errors_note)
+
+
+def _gate(job: _Job, chosen: dict[str, Any]) -> None:
+    """The quality gate: refuse, before anything is written, an int8 model whose held-out
+    top-1 agreement with fp32 is below ``min_agreement``."""
+    held = len(job.hold_pos)
+    if job.min_agreement <= 0 or not held:
+        return
+    agreement = chosen["agreement"] / held
+    if agreement < job.min_agreement - 1e-12:
+        from ..report import format_threshold
+
+        raise VerificationFailedError(
+            f"{job.model.path}: int8 model NOT written: its top-1 agreement with fp32 is "
+            f"{agreement:.2%} ({chosen['agreement']:,}/{held:,} held-out images, "
+            f"{chosen['recipe'].label}), below --min-agreement "
+            f"{format_threshold(job.min_agreement)}")
 
 
 def _add_notes(job: _Job) -> None:
@@ -336,9 +445,22 @@ def _candidate_record(c: dict[str, Any], chosen: dict[str, Any], holdout: int) -
         pruned=bool(c.get("pruned")))
 
 
+def _holdout_purpose(job: _Job) -> str:
+    """What the held-out images were used for, exactly (wording tested)."""
+    gate = ("and measure the chosen one's top-1 agreement with fp32 for the quality gate "
+            if job.mode == "auto" else
+            "measure the int8 model's top-1 agreement with fp32 for the quality gate ")
+    from ..report import format_threshold
+
+    gate += (f"(--min-agreement {format_threshold(job.min_agreement)})" if job.min_agreement > 0
+             else "(off: --min-agreement 0)")
+    if job.mode == "auto":
+        return f"score (agreement with fp32) and time each candidate, {gate}"
+    return f"{gate}, and time it against fp32; not used for calibration"
+
+
 def _record(job: _Job, candidates: list[dict[str, Any]], outcome: _Outcome, cpu: CpuInfo,
-            tolerance: float, min_agreement: float, cache_ok: bool,
-            started: float) -> QuantizationRecord:
+            tolerance: float, cache_ok: bool, started: float) -> QuantizationRecord:
     dataset, model, chosen = job.dataset, job.model, outcome.chosen
     cal_images, hold_count = job.cal_images, len(job.hold_pos)
     indices_note = (f"{len(cal_images):,} test images selected by {dataset.subset}"
@@ -351,15 +473,17 @@ def _record(job: _Job, candidates: list[dict[str, Any]], outcome: _Outcome, cpu:
                 "size_bytes": len(outcome.final)},
         recipe=chosen["recipe"],
         selection={"mode": job.mode, "tolerance": tolerance, "reason": outcome.reason,
-                   "candidates": len(candidates), "min_agreement": min_agreement,
-                   "calibration_reused": cache_ok},
+                   "candidates": len(candidates), "min_agreement": job.min_agreement,
+                   "calibration_reused": cache_ok, "speed_noise": round(job.noise, 4)},
         candidates=tuple(_candidate_record(c, chosen, hold_count) for c in candidates),
         calibration=calibration_account(dataset, job.cal_pos, cal_images, indices_note),
         holdout=None if not hold_count else {
             "count": hold_count, "sha256": images_sha256(job.hold_images),
             "selection": "evenly spread over the source positions not used for calibration",
-            "test_images": dataset.split == "test",
-            "purpose": "score (agreement with fp32) and time each candidate"},
+            "test_images": dataset.split == "test", "purpose": _holdout_purpose(job)},
+        preprocessing=preprocess.record(model.spec, model.spec_sources),
+        standard_ops=outcome.standard_ops,
+        opset=None if job.opset is None else job.opset.to_dict(),
         speed=speed,
         cpu=cpu,
         speed_verdict=speed_verdict(outcome.speedup, cpu),
@@ -370,67 +494,3 @@ def _record(job: _Job, candidates: list[dict[str, Any]], outcome: _Outcome, cpu:
         notes=tuple(job.notes),
         seconds=round(time.perf_counter() - started, 2),
     )
-
-
-def _finalise(path: Path, model: FloatModel, recipe: Recipe, dataset: Dataset,
-              cal_images: np.ndarray) -> bytes:
-    """The chosen model with the source's metadata plus the quantisation's, checked."""
-    import onnx
-
-    proto = onnx.load(str(path))
-    props = {p.key: p.value for p in proto.metadata_props}
-    props.update(model.metadata)  # preprocessing, class names, output kind of the source
-    versions = library_versions()
-    props.update({
-        "quantization_recipe": json.dumps(recipe.to_dict(), sort_keys=True),
-        "quantization_calibration_source": dataset.source.path,
-        "quantization_calibration_split": dataset.split,
-        "quantization_calibration_count": str(len(cal_images)),
-        "quantization_calibration_sha256": images_sha256(cal_images),
-        "quantization_calibration_test_images": str(dataset.split == "test").lower(),
-        "quantization_source_sha256": model.sha256,
-        "quantization_tool": f"resnet8-onnx {__version__}",
-        "quantization_versions": json.dumps(versions, sort_keys=True),
-    })
-    del proto.metadata_props[:]
-    onnx.helper.set_model_props(proto, props)
-    proto.doc_string = (f"int8 ({recipe.label}) of {Path(model.path).name} (sha256 "
-                        f"{model.sha256}), quantised by resnet8-onnx {__version__} with ONNX "
-                        f"Runtime {versions.get('onnxruntime')}; calibrated on "
-                        f"{len(cal_images):,} {'TEST' if dataset.split == 'test' else ''} "
-                        f"images. Input is float: {model.metadata.get('preprocessing', '')}"
-                        .replace("  ", " "))
-    try:
-        onnx.checker.check_model(proto)
-    except Exception as exc:  # pragma: no cover - ORT's quantiser output should always pass
-        raise InvalidInputError(f"{model.path}: the quantised model fails the ONNX checker "
-                                f"({one_line(exc)})") from exc
-    return proto.SerializeToString()
-
-
-def _evaluate_pair(fp32_path: str, int8_path: Path, shown_path: str, test_data: Dataset,
-                   batch_size: int, threads: int | None, timing_images: int,
-                   rounds: int) -> tuple[dict[str, Any], float, float]:
-    """Both models on the test images: accuracy, per class, agreement, |Δ|, speed."""
-    fp32_backend = onnxrt.load(fp32_path, threads=threads)
-    int8_backend = onnxrt.load(int8_path, threads=threads)
-    fp32 = evaluate(fp32_backend, test_data, batch_size=batch_size)
-    int8 = evaluate(int8_backend, test_data, batch_size=batch_size)
-    fp32_session, int8_session = fp32_backend.onnx_session(), int8_backend.onnx_session()
-    fp32_ips, int8_ips = time_sessions(
-        [fp32_session.session, int8_session.session], fp32_session.input_name,
-        test_data.images[:timing_images], batch_size, rounds)
-    cmp = compare_outputs(fp32.outputs, int8.outputs, indices=test_data.indices)
-    n = len(test_data)
-    return {
-        "data": test_data.describe(),
-        "fp32": Figures.of_result(fp32, fp32_path, round(fp32_ips, 1)),
-        "int8": Figures.of_result(int8, int8_path, round(int8_ips, 1), shown_path=shown_path),
-        "agreement": cmp.argmax_agreement,
-        "agreement_fraction": cmp.argmax_agreement / n if n else None,
-        "disagreements": n - cmp.argmax_agreement,
-        "first_disagreements": [int(i) for i in cmp.first_disagreements][:10],
-        "max_abs_diff": cmp.max_abs_diff,
-        "mean_abs_diff": cmp.mean_abs_diff,
-    }, fp32_ips, int8_ips
-

@@ -103,17 +103,26 @@ def auto_grid(
 
 
 
+def preference(c: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The fixed order among candidates whose speeds are within noise: standard ONNX ops
+    (QDQ) first, then agreement, then mean |Δ|, then the grid's order — never the speed."""
+    recipe = c.get("recipe")
+    return (recipe is not None and recipe.format != "qdq", -c["agreement"],
+            c.get("mean_abs_diff", 0.0), c.get("index", 0))
+
+
 def select_candidate(working: list[dict[str, Any]], mode: str, tolerance: float,
-                     holdout: int) -> tuple[dict[str, Any], str]:
-    """The fastest candidate whose held-out agreement is within ``tolerance`` of the best.
+                     holdout: int, *, noise: float = SPEED_NOISE,
+                     min_agreement: float = 0.0) -> tuple[dict[str, Any], str]:
+    """The fastest candidate whose held-out agreement is within ``tolerance`` of the best
+    (and at least ``min_agreement``), speeds within ``noise`` counting as equal.
 
     ``working`` holds dicts with ``agreement`` (images out of ``holdout``), ``ips`` and
-    optionally ``mean_abs_diff`` (mean |Δ| of outputs against fp32); each gets ``eligible``
-    set. Speeds within :data:`SPEED_NOISE` of the fastest eligible one count as equal (on a
-    shared machine such differences change from run to run), and among those the most
-    faithful wins: higher agreement, then lower mean |Δ| — a finer signal than top-1
-    agreement, which 1,000 held-out images resolve only to 0.1 %. Returns the chosen dict
-    and the reason, in words.
+    optionally ``recipe``, ``mean_abs_diff`` and ``index`` (grid position); each gets
+    ``eligible`` set. Among the eligible candidates within ``noise`` of the fastest, the
+    choice follows :func:`preference`, so the same inputs on the same machine choose the same
+    recipe unless one is faster beyond the measured noise. Returns the chosen dict and the
+    reason, in words.
     """
     if len(working) == 1 or not holdout:
         working[0]["eligible"] = True
@@ -121,14 +130,19 @@ def select_candidate(working: list[dict[str, Any]], mode: str, tolerance: float,
                             "the only candidate that could be scored")
     best = max(c["agreement"] for c in working)
     for c in working:
-        c["eligible"] = c["agreement"] / holdout >= best / holdout - tolerance - 1e-12
+        c["eligible"] = (c["agreement"] / holdout >= best / holdout - tolerance - 1e-12
+                         and c["agreement"] / holdout >= min_agreement - 1e-12)
     eligible = [c for c in working if c["eligible"]]
+    if not eligible:
+        chosen = min(working, key=preference)
+        return chosen, (f"the most faithful candidate; none reaches the quality gate "
+                        f"({best:,}/{holdout:,} = {best / holdout:.2%} at best)")
     fastest = max(c["ips"] for c in eligible)
-    tied = [c for c in eligible if c["ips"] >= (1 - SPEED_NOISE) * fastest]
-    chosen = max(tied, key=lambda c: (c["agreement"], -c.get("mean_abs_diff", 0.0), c["ips"]))
-    which = (f"the most faithful of the {len(tied)} fastest (within {SPEED_NOISE:.0%} of the "
-             "top speed)" if len(tied) > 1 else "the fastest")
+    tied = [c for c in eligible if c["ips"] >= (1 - noise) * fastest]
+    chosen = min(tied, key=preference)
+    which = (f"standard ONNX ops first, then the most faithful of the {len(tied)} fastest "
+             f"(within {noise:.1%} of the top speed: the timing noise)" if len(tied) > 1
+             else f"the fastest (beyond the {noise:.1%} timing noise)")
     return chosen, (f"{which} of {len(eligible)} candidates whose held-out agreement with fp32 "
                     f"is within {tolerance:.1%} of the best ({best:,}/{holdout:,} = "
                     f"{best / holdout:.2%})")
-

@@ -248,6 +248,10 @@ class QuantizationRecord(Record):
     candidates: tuple[Candidate, ...] = ()
     calibration: ImageRole = field(default_factory=ImageRole)
     holdout: ImageRole | None = None
+    # The spec every image was prepared by (``preprocess.record``: fields and their sources).
+    preprocessing: dict[str, Any] | None = None
+    standard_ops: bool | None = None  # the int8 file uses standard ONNX ops only
+    opset: dict[str, Any] | None = None  # the source's opset, the one quantised at, the proof
     speed: Speed = field(default_factory=Speed)
     cpu: CpuInfo | None = None
     speed_verdict: str = ""

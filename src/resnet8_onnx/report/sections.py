@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..preprocess import SPEC_FIELDS, sources_line
 from ..records import (
     ComparisonRecord,
     DataInfo,
@@ -350,9 +351,11 @@ def _candidate_rows(record: QuantizationRecord, *, sizes: bool = False) -> list[
 
 
 CANDIDATE_LEGEND = ("agreement: top-1 equal to fp32's on the held-out images; eligible: within "
-                    "the tolerance of the best; too far: outside it; slow: under half the "
-                    "fastest candidate's speed after one timed pass, so not scored; chosen: the "
-                    "fastest eligible candidate.")
+                    "the tolerance of the best and at least --min-agreement; too far: outside "
+                    "it; slow: under half the fastest candidate's speed after one timed pass, "
+                    "so not scored; chosen: the fastest eligible candidate, speeds within the "
+                    "measured timing noise counting as equal (then standard ONNX ops, "
+                    "agreement, mean |Δ| decide).")
 
 
 def _candidate_header(record: QuantizationRecord, *, sizes: bool = False) -> list[str]:
@@ -424,8 +427,18 @@ def _header_lines(record: QuantizationRecord) -> list[str]:
     hold = record.holdout
     if hold is not None and hold.count:
         lines.append(f"Held out: {format_int(hold.count)} other images of the same source "
-                     f"({'TEST images' if hold.test_images else 'not test images'}), "
-                     "to score and time each candidate")
+                     f"({'TEST images' if hold.test_images else 'not test images'}), to "
+                     f"{hold.purpose or 'score and time each candidate'}")
+    spec = record.preprocessing
+    if spec:
+        given = spec.get("sources") or {}
+        ordered = {k: given[k] for k in (*SPEC_FIELDS, "dtype") if k in given}  # JSON sorts
+        lines.append(f"Preprocessing: {spec.get('description', DASH)} "
+                     f"({sources_line(ordered)})")
+    if record.standard_ops is not None:
+        lines.append("Operators: " + ("standard ONNX ops only" if record.standard_ops else
+                                      "uses ONNX Runtime contrib ops (com.microsoft), which "
+                                      "other runtimes may not load"))
     return lines
 
 

@@ -1,0 +1,99 @@
+"""The chosen int8 model made into the file ``quantize`` writes, and its test-set figures.
+
+The file keeps the float input and carries the source's metadata (class names, output kind)
+plus the resolved preprocessing spec, so later commands need no flags; opset imports no node
+uses are dropped, and whether only standard ONNX ops remain is measured, not assumed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .. import __version__
+from ..backends import onnxrt
+from ..errors import InvalidInputError, one_line
+from ..evaluate import evaluate
+from ..records import Figures
+from ..verify import compare_outputs
+from .calibration import images_sha256
+from .engine import FloatModel, library_versions, time_sessions
+from .opsets import prune_opset_imports, uses_standard_ops_only
+from .recipe import Recipe
+
+if TYPE_CHECKING:
+    from ..data import Dataset
+
+
+def finalise(path: Path, model: FloatModel, recipe: Recipe, dataset: Dataset,
+             cal_images: np.ndarray) -> tuple[bytes, bool]:
+    """(the chosen model with the source's metadata, the spec and the quantisation's, checked;
+    whether it uses standard ONNX ops only)."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    props = {p.key: p.value for p in proto.metadata_props}
+    props.update(model.metadata)  # class names, output kind … of the source
+    props.update(model.spec.to_metadata())  # the spec quantize used, however it was given
+    versions = library_versions()
+    props.update({
+        "quantization_recipe": json.dumps(recipe.to_dict(), sort_keys=True),
+        "quantization_calibration_source": dataset.source.path,
+        "quantization_calibration_split": dataset.split,
+        "quantization_calibration_count": str(len(cal_images)),
+        "quantization_calibration_sha256": images_sha256(cal_images),
+        "quantization_calibration_test_images": str(dataset.split == "test").lower(),
+        "quantization_source_sha256": model.sha256,
+        "quantization_tool": f"resnet8-onnx {__version__}",
+        "quantization_versions": json.dumps(versions, sort_keys=True),
+    })
+    del proto.metadata_props[:]
+    onnx.helper.set_model_props(proto, props)
+    prune_opset_imports(proto)
+    standard = uses_standard_ops_only(proto)
+    ops = "Standard ONNX ops only" if standard else "Uses ONNX Runtime contrib ops (com.microsoft)"
+    proto.doc_string = (f"int8 ({recipe.label}) of {Path(model.path).name} (sha256 "
+                        f"{model.sha256}), quantised by resnet8-onnx {__version__} with ONNX "
+                        f"Runtime {versions.get('onnxruntime')}; calibrated on "
+                        f"{len(cal_images):,} {'TEST' if dataset.split == 'test' else ''} "
+                        f"images. Input is float: {model.spec.describe()}. "
+                        f"{ops}."
+                        .replace("  ", " "))
+    try:
+        onnx.checker.check_model(proto)
+    except Exception as exc:  # pragma: no cover - ORT's quantiser output should always pass
+        raise InvalidInputError(f"{model.path}: the quantised model fails the ONNX checker "
+                                f"({one_line(exc)})") from exc
+    return proto.SerializeToString(), standard
+
+
+def evaluate_pair(model: FloatModel, int8_path: Path, shown_path: str, test_data: Dataset,
+                  batch_size: int, threads: int | None, timing_images: int,
+                  rounds: int) -> tuple[dict[str, Any], float, float]:
+    """Both models on the test images, each fed by the model's spec: accuracy, per class,
+    agreement, |Δ|, speed."""
+    options = {"threads": threads, "preprocessing": model.spec, "output": model.output_name}
+    fp32_backend = onnxrt.load(model.path, **options)
+    int8_backend = onnxrt.load(int8_path, **options)
+    fp32 = evaluate(fp32_backend, test_data, batch_size=batch_size)
+    int8 = evaluate(int8_backend, test_data, batch_size=batch_size)
+    fp32_session, int8_session = fp32_backend.onnx_session(), int8_backend.onnx_session()
+    fp32_ips, int8_ips = time_sessions(
+        [fp32_session.session, int8_session.session], model.feed,
+        test_data.images[:timing_images], batch_size, rounds)
+    cmp = compare_outputs(fp32.outputs, int8.outputs, indices=test_data.indices)
+    n = len(test_data)
+    return {
+        "data": test_data.describe(),
+        "fp32": Figures.of_result(fp32, model.path, round(fp32_ips, 1)),
+        "int8": Figures.of_result(int8, int8_path, round(int8_ips, 1), shown_path=shown_path),
+        "agreement": cmp.argmax_agreement,
+        "agreement_fraction": cmp.argmax_agreement / n if n else None,
+        "disagreements": n - cmp.argmax_agreement,
+        "first_disagreements": [int(i) for i in cmp.first_disagreements][:10],
+        "max_abs_diff": cmp.max_abs_diff,
+        "mean_abs_diff": cmp.mean_abs_diff,
+    }, fp32_ips, int8_ips
