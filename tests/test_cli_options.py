@@ -163,3 +163,41 @@ def test_json_to_a_file_is_written_whole_and_never_over_an_existing_one(tmp_path
     assert "already exists" in capsys.readouterr().err
     assert json.loads(target.read_text()) == record
 
+
+
+# --------------------------------------------------------------------------- issue 19, item 14
+def test_device_cuda_on_an_onnx_model_points_to_provider(tmp_path, capsys) -> None:
+    from cli_runner import assert_refused
+
+    model = make_classifier(tmp_path / "m.onnx")
+    assert_refused(capsys, errors.USAGE, "--provider cuda", "evaluate", str(model),
+                   "--device", "cuda", "--data-dir", str(tmp_path), "--offline")
+
+
+def test_save_optimized_with_two_models_is_refused_before_the_data_search(tmp_path,
+                                                                           capsys) -> None:
+    from cli_runner import assert_refused
+
+    a = make_classifier(tmp_path / "a.onnx")
+    b = make_classifier(tmp_path / "b.onnx", seed=1)
+    # No data under the directory: the data search would fail with exit 3 first.
+    assert_refused(capsys, errors.USAGE, "--save-optimized needs exactly one ONNX model",
+                   "benchmark", str(a), str(b), "--save-optimized", str(tmp_path / "o.onnx"),
+                   "--data-dir", str(tmp_path / "nothing"), "--offline",
+                   outputs=(tmp_path / "o.onnx",))
+
+
+def test_quantize_tolerance_is_points_in_help_and_in_the_choice() -> None:
+    from resnet8_onnx.quantize.recipe import select_candidate
+
+    quantize = build_parser()._subparsers._group_actions[0].choices["quantize"]
+    (tolerance,) = [a for a in quantize._actions if a.dest == "tolerance"]
+    assert "0.5 points" in tolerance.help % {"default": tolerance.default}
+    working = [{"agreement": 990, "ips": 100.0}, {"agreement": 986, "ips": 300.0},
+               {"agreement": 984, "ips": 500.0}]
+    chosen, reason = select_candidate(working, "auto", 0.005, 1000)
+    # 98.6 % is within 0.5 points of 99.0 %, 98.4 % is not (an independent check of the rule)
+    assert chosen is working[1]
+    assert [c["eligible"] for c in working] == [True, True, False]
+    assert "within 0.5 points of the best" in reason
+    assert "%" not in reason.split("best")[0]

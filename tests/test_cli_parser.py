@@ -99,8 +99,8 @@ def test_malformed_command_lines_are_one_usage_line(argv, capsys) -> None:
     assert exit_info.value.code == errors.USAGE
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
-    assert err[0].startswith("resnet8-onnx")
-    assert err[0].endswith("(see --help)")
+    assert err[0].startswith("resnet8-onnx: error: ")
+    assert err[0].endswith(" --help)")
 
 
 
@@ -142,3 +142,73 @@ def test_evaluate_imports_nothing_of_the_other_commands(tmp_path) -> None:
     assert json.loads((tmp_path / "e.json").read_text())["metrics"]["total"] == 10
 
 
+
+
+# --------------------------------------------------------------------------- issue 19, item 14
+def _all_parsers(parser):
+    """The top-level parser and every subcommand's, options added (the eager parser)."""
+    import argparse
+
+    found = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            found.extend(action.choices.values())
+    return found
+
+
+def test_benchmark_help_says_it_compares_with_onnx_runtimes_matmul(capsys,
+                                                                    monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    with pytest.raises(SystemExit):
+        main(["benchmark", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "sgemm" not in out
+    assert "roofline" not in out
+    assert "ONNX Runtime's own 1024×1024 float32 MatMul" in out
+
+
+def test_no_parser_accepts_abbreviated_options() -> None:
+    parsers = _all_parsers(build_parser())
+    assert len(parsers) == len(COMMANDS) + 1
+    assert all(p.allow_abbrev is False for p in parsers), [
+        p.prog for p in parsers if p.allow_abbrev]
+
+
+@pytest.mark.parametrize("argv", [["convert", "m.h5", "--out", "y.onnx"],
+                                  ["evaluate", "m.onnx", "--batch", "7"],
+                                  ["benchmark", "m.onnx", "--save-opt", "o.onnx"],
+                                  ["--qu", "data"]])
+def test_an_abbreviated_option_is_a_usage_error_naming_it(argv, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == errors.USAGE
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "unrecognized arguments" in err[0], err
+    assert next(a for a in argv if a.startswith("--")) in err[0]
+
+
+@pytest.mark.parametrize(("argv", "command"), [
+    (["nonsense"], None), (["evaluate"], "evaluate"), (["convert", "m.h5", "--bogus"], "convert"),
+    (["run", "--split", "valid"], "run"), (["data", "--limit", "0"], "data"),
+    (["quantize", "m.onnx"], "quantize")])
+def test_every_usage_error_has_the_one_prefix_and_names_the_commands_help(argv, command,
+                                                                          capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == errors.USAGE
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("resnet8-onnx: error: "), line
+    help_command = f"resnet8-onnx {command} --help" if command else "resnet8-onnx --help"
+    assert line.endswith(f"(see {help_command})"), line
+
+
+def test_evaluate_help_lists_exactly_the_suffixes_it_loads() -> None:
+    import re
+
+    from resnet8_onnx.backends import LOADERS
+
+    evaluate = next(p for p in _all_parsers(build_parser()) if p.prog.endswith(" evaluate"))
+    (model,) = [a for a in evaluate._actions if a.dest == "model"]
+    listed = set(re.findall(r"\.[a-z0-9]+", model.help))
+    assert listed == {s for loader in LOADERS.values() for s in loader.suffixes}, model.help

@@ -349,7 +349,7 @@ def benchmark(
     ``onnx_options`` (``preprocessing``, ``output``, ``provider``) apply to every ONNX model;
     an ONNX model's preprocessing is done once before timing, so figures are the runtime's.
     """
-    plan = _check_benchmark_request(
+    plan = check_benchmark_request(
         models, backends=backends, batch_sizes=batch_sizes, threads=threads,
         optimization_levels=optimization_levels, images=images,
         save_optimized=save_optimized, force=force)
@@ -407,7 +407,7 @@ class _Request:
     onnx_models: list[int]  # indices of the ONNX Runtime models
 
 
-def _check_benchmark_request(
+def check_benchmark_request(
     models: Sequence[str | os.PathLike[str]], *, backends: Sequence[str | None] | None,
     batch_sizes: Sequence[int], threads: Sequence[int] | None,
     optimization_levels: Sequence[str], images: np.ndarray | None,

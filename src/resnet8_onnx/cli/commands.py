@@ -289,10 +289,15 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         QUICK_MIN_SECONDS,
         QUICK_WARMUP_SECONDS,
         benchmark,
+        check_benchmark_request,
     )
     from ..report import render_benchmark_terminal, throughput_png
 
     _check_outputs(args, files=[args.json, args.plot, args.save_optimized], inputs=args.models)
+    check_benchmark_request(  # the models and options alone, before any data search
+        args.models, backends=None, batch_sizes=args.batch_sizes, threads=args.threads,
+        optimization_levels=args.optimization, images=None,
+        save_optimized=args.save_optimized, force=args.force)
     images = data = None
     if args.data_dir is not None:
         dataset = _load_data(args)

@@ -45,10 +45,26 @@ from .options import (
 
 # --------------------------------------------------------------------------- parser
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line on stderr (exit 2), like every other error."""
+    """argparse, but a usage error is one line on stderr (exit 2) with the prefix of every
+    other error, naming the help to read; and no abbreviated options (``--out`` must not
+    quietly mean ``--output``)."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(errors.USAGE, f"{self.prog}: error: {message} (see --help)\n")
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str, prog: str | None = None) -> None:  # type: ignore[override]
+        self.exit(errors.USAGE, f"resnet8-onnx: error: {message} "
+                                f"(see {prog or self.prog} --help)\n")
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> argparse.Namespace:  # type: ignore[override]
+        """As argparse, but options a subcommand did not know send the user to its help."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            command = getattr(parsed, "command", None)
+            self.error(f"unrecognized arguments: {' '.join(extras)}",
+                       prog=f"{self.prog} {command}" if command else None)
+        return parsed
 
 
 class _LazySubParsers(argparse._SubParsersAction):
@@ -96,7 +112,7 @@ def build_parser(*, lazy: bool = False) -> argparse.ArgumentParser:
                                 parser_class=_Parser, action=_LazySubParsers)
     # -q and --debug are accepted after the command name too. SUPPRESS as the default keeps
     # a value given before the command: the subcommand only sets what it was given.
-    common = argparse.ArgumentParser(add_help=False)
+    common = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show tracebacks on errors")
     common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
@@ -196,10 +212,11 @@ def _verify(p: argparse.ArgumentParser) -> None:
 
 @_command("evaluate", "accuracy, per-class metrics and confusion matrix of a model",
           "Evaluate a model on CIFAR-10 (ONNX Runtime for .onnx; Keras and LiteRT for "
-          ".h5/.keras/.tflite; PyTorch for .pt2/.safetensors/.pt). Never imports "
+          ".h5/.keras/.tflite; PyTorch for .pt2/.safetensors/.pt/.pth). Never imports "
           "TensorFlow or PyTorch for an ONNX model.")
 def _evaluate(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="model file (.onnx, .h5, .keras, .tflite, .pt2, .safetensors)")
+    suffixes = ", ".join(s for loader in LOADERS.values() for s in loader.suffixes)
+    p.add_argument("model", help=f"model file ({suffixes})")
     p.add_argument("--backend", choices=tuple(LOADERS),
                    default=None, help="runtime (default: chosen by file suffix)")
     _add_device_option(p)
@@ -273,8 +290,9 @@ def _compare(p: argparse.ArgumentParser) -> None:
 @_command("benchmark", "throughput and latency over batch sizes, threads, ORT levels",
           "Measure throughput and per-call latency (p50/p90/p99) of one or more models "
           "over batch sizes, thread counts and ONNX Runtime graph optimisation levels, "
-          "after a warm-up; report GFLOP/s from the model's MACs and the share of a numpy "
-          "sgemm roofline measured in the same run. Random pixels by default (no data "
+          "after a warm-up; report GFLOP/s from the model's MACs and its ratio to ONNX "
+          "Runtime's own 1024×1024 float32 MatMul measured in the same run at the same "
+          "thread count (a ratio: convolutions can beat it). Random pixels by default (no data "
           "needed); --data-dir uses real CIFAR-10 test images.")
 def _benchmark(p: argparse.ArgumentParser) -> None:
     from ..bench import DEFAULT_BATCH_SIZES, DEFAULT_MIN_ITERATIONS, DEFAULT_MIN_SECONDS

@@ -129,6 +129,6 @@ def select_candidate(working: list[dict[str, Any]], mode: str, tolerance: float,
     which = (f"the most faithful of the {len(tied)} fastest (within {SPEED_NOISE:.0%} of the "
              "top speed)" if len(tied) > 1 else "the fastest")
     return chosen, (f"{which} of {len(eligible)} candidates whose held-out agreement with fp32 "
-                    f"is within {tolerance:.1%} of the best ({best:,}/{holdout:,} = "
+                    f"is within {tolerance * 100:g} points of the best ({best:,}/{holdout:,} = "
                     f"{best / holdout:.2%})")
 
