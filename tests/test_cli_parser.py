@@ -212,3 +212,30 @@ def test_evaluate_help_lists_exactly_the_suffixes_it_loads() -> None:
     (model,) = [a for a in evaluate._actions if a.dest == "model"]
     listed = set(re.findall(r"\.[a-z0-9]+", model.help))
     assert listed == {s for loader in LOADERS.values() for s in loader.suffixes}, model.help
+
+
+# --------------------------------------------------------------------------- issue 19, item 20
+def test_convert_without_o_writes_into_the_current_directory(tmp_path, monkeypatch,
+                                                             capsys) -> None:
+    """Not beside the input (a shared, maybe read-only folder): ./STEM.onnx, as help says."""
+    import resnet8_onnx.convert as convert_module
+
+    source = tmp_path / "shared" / "models"
+    source.mkdir(parents=True)
+    (source / "net.v2.h5").write_bytes(b"not read: convert is replaced")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    seen = []
+
+    def fake_convert(model, output, **_kwargs):
+        seen.append(output)
+        raise errors.InvalidInputError("stop here")
+
+    monkeypatch.setattr(convert_module, "convert", fake_convert)
+    assert main(["-q", "convert", str(source / "net.v2.h5")]) == errors.INVALID_INPUT
+    assert [os.path.abspath(p) for p in seen] == [str(work / "net.v2.onnx")]
+    (output,) = [a for a in next(
+        p for p in _all_parsers(build_parser()) if p.prog.endswith(" convert"))._actions
+        if a.dest == "output"]
+    assert "current directory" in output.help

@@ -40,7 +40,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
     targets = (".onnx", *PT2_SUFFIXES, *SAFETENSORS_SUFFIXES)  # chosen by the output's suffix
 
-    output = args.output or str(Path(args.model).with_suffix(".onnx"))
+    # Default: ./STEM.onnx in the current directory, never beside the input (often a shared,
+    # read-only folder of models).
+    output = args.output or f"{Path(args.model).stem}.onnx"
     _check_outputs(args, files=[output, args.json], inputs=[args.model])
     if Path(output).suffix.lower() not in targets:
         raise errors.UsageError(f"{output}: convert writes {', '.join(targets)} files; the "

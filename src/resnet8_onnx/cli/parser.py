@@ -175,8 +175,8 @@ def _convert(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="model file (.h5 or .keras; .onnx, .pt2, .safetensors or .pt "
                                  "for PyTorch targets)")
     p.add_argument("-o", "--output", default=None,
-                   help="file to write: .onnx, .pt2 or .safetensors (default: MODEL with .onnx "
-                        "suffix)")
+                   help="file to write: .onnx, .pt2 or .safetensors (default: MODEL's name with "
+                        "the .onnx suffix, in the current directory, not beside MODEL)")
     p.add_argument("--opset", type=int, default=None,
                    help=f"ONNX opset (default: {DEFAULT_OPSET} from Keras, 14–18 tested; 18 from "
                         "PyTorch, the oldest torch.onnx emits)")
