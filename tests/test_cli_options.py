@@ -201,3 +201,25 @@ def test_quantize_tolerance_is_points_in_help_and_in_the_choice() -> None:
     assert [c["eligible"] for c in working] == [True, True, False]
     assert "within 0.5 points of the best" in reason
     assert "%" not in reason.split("best")[0]
+
+
+def test_an_existing_output_names_force_true_in_the_library_and_force_in_the_cli(
+        tmp_path, capsys) -> None:
+    """Library errors speak of the library's argument; the CLI maps it to its option."""
+    from cli_runner import assert_refused
+    from resnet8_onnx.fsutil import write_text_atomic
+    from resnet8_onnx.report import write_reports
+
+    existing = tmp_path / "r.json"
+    existing.write_text("{}\n")
+    for write in (lambda: write_text_atomic(existing, "x"),
+                  lambda: write_reports(None, tmp_path, check_only=True)):
+        (tmp_path / "report.json").write_text("{}\n")
+        with pytest.raises(errors.OutputError) as excinfo:
+            write()
+        assert "force=True" in str(excinfo.value)
+        assert "--" not in str(excinfo.value)
+    model = make_classifier(tmp_path / "m.onnx")
+    assert_refused(capsys, errors.OUTPUT_ERROR, "already exists (use --force to overwrite)",
+                   "evaluate", str(model), "--json", str(existing))
+

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
-from .errors import OutputError, interrupts_deferred, raise_if_interrupted
+from .errors import OutputError, OutputExistsError, interrupts_deferred, raise_if_interrupted
 
 _CHUNK = 1 << 20
 _LOCK_NAME = ".resnet8-onnx.lock"  # hidden, empty, left in report directories on purpose
@@ -74,7 +74,7 @@ def check_writable(path: str | os.PathLike[str], *, force: bool = False) -> Path
     if p.exists() and p.is_dir():
         raise OutputError(f"{p}: is a directory, expected a file path")
     if p.exists() and not force:
-        raise OutputError(f"{p}: already exists (use --force to overwrite)")
+        raise OutputExistsError(p)
     if not parent.is_dir():
         raise OutputError(f"{p}: directory {parent} does not exist")
     _probe_directory(parent, p)
@@ -121,7 +121,7 @@ def atomic_write(
 
 def _publish(tmp: str, target: Path, *, force: bool) -> None:
     """Rename the finished temporary file onto ``target`` (never clobbering without force)."""
-    exists = OutputError(f"{target}: already exists (use --force to overwrite)")
+    exists = OutputExistsError(target)
     try:
         if force:
             os.replace(tmp, target)
@@ -317,3 +317,4 @@ def refuse_overwriting_inputs(
             if source.is_dir() and real.is_relative_to(_real(source)):
                 raise OutputError(f"{out}: output would be written into the input "
                                   f"directory {source}")
+
