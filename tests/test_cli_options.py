@@ -223,3 +223,31 @@ def test_an_existing_output_names_force_true_in_the_library_and_force_in_the_cli
     assert_refused(capsys, errors.OUTPUT_ERROR, "already exists (use --force to overwrite)",
                    "evaluate", str(model), "--json", str(existing))
 
+
+# --------------------------------------------------------------------------- issue 19, item 20
+def test_records_hold_absolute_paths_and_the_terminal_shows_them_as_given(
+        tmp_path, monkeypatch, capsys) -> None:
+    """Run from another directory with relative paths: every record says where the files
+    are (resolved), wherever it is read later; the terminal speaks the user's words."""
+    from cifar_factory import make_images, write_png_folder
+
+    (tmp_path / "w").mkdir()
+    model = make_classifier(tmp_path / "w" / "m.onnx").resolve()
+    images, labels = make_images(10)
+    data = write_png_folder(tmp_path / "d", images, labels,
+                            [f"{i:05d}" for i in range(10)]).resolve()
+    monkeypatch.chdir(tmp_path)
+    assert main(["-q", "verify", "w/m.onnx", "w/m.onnx", "--data-dir", "d",
+                 "--json", "v.json"]) == 0
+    assert "Verified w/m.onnx against w/m.onnx" in capsys.readouterr().out
+    verification = json.loads(Path("v.json").read_text())
+    assert verification["structure"]["path"] == str(model)
+    assert verification["reference"]["model_path"] == str(model)
+    assert verification["data"]["source"]["path"] == str(data)
+    assert main(["-q", "evaluate", "w/m.onnx", "--data-dir", "d", "--json", "e.json"]) == 0
+    evaluation = json.loads(Path("e.json").read_text())
+    assert evaluation["model"]["path"] == str(model)
+    assert evaluation["data"]["source"]["path"] == str(data)
+    capsys.readouterr()
+    assert main(["-q", "data", "--data-dir", "d"]) == 0
+    assert "source: image-folder at d\n" in capsys.readouterr().out

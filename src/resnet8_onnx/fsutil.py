@@ -318,3 +318,12 @@ def refuse_overwriting_inputs(
                 raise OutputError(f"{out}: output would be written into the input "
                                   f"directory {source}")
 
+
+def recorded_path(path: str | os.PathLike[str] | None) -> str | None:
+    """How a record names a file: absolute and resolved, so a record read later, from another
+    directory, still says where the file is. A name that is no existing file (an in-memory
+    model's label) is kept as given."""
+    if path is None or str(path) == "":
+        return path if path is None else ""
+    p = Path(path)
+    return str(p.resolve()) if p.exists() else str(path)

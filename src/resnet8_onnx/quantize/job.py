@@ -26,7 +26,7 @@ from .. import __version__
 from ..backends import onnxrt
 from ..errors import InvalidInputError, UsageError, one_line
 from ..evaluate import DEFAULT_BATCH_SIZE, evaluate
-from ..fsutil import check_writable, write_bytes_atomic
+from ..fsutil import check_writable, recorded_path, write_bytes_atomic
 from ..progress import status, track
 from ..records import Candidate, Figures, LayerError, QuantizationRecord
 from ..verify import compare_outputs
@@ -346,8 +346,10 @@ def _record(job: _Job, candidates: list[dict[str, Any]], outcome: _Outcome, cpu:
     speed = dict(outcome.speed)
     speed["threads"] = job.threads or cpu.cores
     return QuantizationRecord(
-        source={"path": model.path, "sha256": model.sha256, "size_bytes": model.size_bytes},
-        output={"path": str(job.out), "sha256": hashlib.sha256(outcome.final).hexdigest(),
+        source={"path": recorded_path(model.path), "sha256": model.sha256,
+                "size_bytes": model.size_bytes},
+        output={"path": str(Path(job.out).resolve()),
+                "sha256": hashlib.sha256(outcome.final).hexdigest(),
                 "size_bytes": len(outcome.final)},
         recipe=chosen["recipe"],
         selection={"mode": job.mode, "tolerance": tolerance, "reason": outcome.reason,

@@ -8,6 +8,7 @@ prints as "—".
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -23,6 +24,19 @@ SPEC_FIELDS = ("layout", "channels", "scale", "mean", "std", "dtype")
 
 
 
+
+
+def shown_path(path: str | None) -> str:
+    """A recorded path (absolute) as the terminal shows it: relative to the working directory
+    when it lies in it or beside it (``w/r8.onnx``, ``../shared/…``: what the user typed
+    there), otherwise as recorded. Records keep the absolute path."""
+    if not path:
+        return ""
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:  # another drive (Windows)
+        return path
+    return relative if Path(path).is_absolute() and relative.count("..") <= 1 else path
 
 
 def is_number(value: Any) -> bool:
