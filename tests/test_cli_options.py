@@ -251,3 +251,17 @@ def test_records_hold_absolute_paths_and_the_terminal_shows_them_as_given(
     capsys.readouterr()
     assert main(["-q", "data", "--data-dir", "d"]) == 0
     assert "source: image-folder at d\n" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["compare", "benchmark", "verify"])
+def test_device_cuda_with_only_onnx_models_is_refused_not_ignored(command, tmp_path,
+                                                                 capsys) -> None:
+    """--device places PyTorch models; with none among the models it would be silently
+    ignored (the run on the CPU), so it is refused, naming --provider, before the data."""
+    from cli_runner import assert_refused
+
+    a = make_classifier(tmp_path / "a.onnx")
+    b = make_classifier(tmp_path / "b.onnx", seed=1)
+    data = ["--data-dir", str(tmp_path / "nothing"), "--offline"]
+    assert_refused(capsys, errors.USAGE, "--provider cuda", command, str(a), str(b),
+                   "--device", "cuda", *data)

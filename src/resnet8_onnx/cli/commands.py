@@ -10,6 +10,7 @@ from .. import errors
 from ..records import DataInfo, Record
 from .options import (
     _SPEC_OPTIONS,
+    _check_device,
     _check_outputs,
     _console,
     _emit_json,
@@ -84,6 +85,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from ..verify import verify
 
     _check_outputs(args, files=[args.json], inputs=[args.reference, args.onnx, args.indices])
+    _check_device(args, [args.onnx])  # the reference runs where its runtime runs
     dataset = _load_data(args)
     reference = load_backend(args.reference, args.reference_backend, threads=args.threads)
     name = backend_for(args.onnx)
@@ -226,6 +228,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise errors.UsageError("compare needs at least two models (the first is the reference)")
     out_dir = _check_outputs(args, files=[args.json], reports=write_compare_reports,
                              inputs=[*args.models, args.indices])
+    _check_device(args, args.models)
     from ..compare import per_model_options
 
     options = per_model_options(args.models, {name: getattr(args, name)
@@ -296,6 +299,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     from ..report import render_benchmark_terminal, throughput_png
 
     _check_outputs(args, files=[args.json, args.plot, args.save_optimized], inputs=args.models)
+    _check_device(args, args.models)
     check_benchmark_request(  # the models and options alone, before any data search
         args.models, backends=None, batch_sizes=args.batch_sizes, threads=args.threads,
         optimization_levels=args.optimization, images=None,
