@@ -203,15 +203,17 @@ def test_every_usage_error_has_the_one_prefix_and_names_the_commands_help(argv, 
     assert line.endswith(f"(see {help_command})"), line
 
 
-def test_evaluate_help_lists_exactly_the_suffixes_it_loads() -> None:
+def test_model_help_lists_exactly_the_suffixes_the_runtimes_load() -> None:
     import re
 
     from resnet8_onnx.backends import LOADERS
 
-    evaluate = next(p for p in _all_parsers(build_parser()) if p.prog.endswith(" evaluate"))
-    (model,) = [a for a in evaluate._actions if a.dest == "model"]
-    listed = set(re.findall(r"\.[a-z0-9]+", model.help))
-    assert listed == {s for loader in LOADERS.values() for s in loader.suffixes}, model.help
+    loadable = {s for loader in LOADERS.values() for s in loader.suffixes}
+    for command, dest in (("evaluate", "model"), ("compare", "models"),
+                          ("benchmark", "models")):
+        parser = next(p for p in _all_parsers(build_parser()) if p.prog.endswith(command))
+        (model,) = [a for a in parser._actions if a.dest == dest]
+        assert set(re.findall(r"\.[a-z0-9]+", model.help)) == loadable, (command, model.help)
 
 
 # --------------------------------------------------------------------------- issue 19, item 20

@@ -356,4 +356,5 @@ def _check_device(args: argparse.Namespace, models: Sequence[str]) -> None:
 def _add_device_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=("cpu", "cuda"), default=None,
                    help="where PyTorch models run (default: cpu; cuda needs a GPU, exit 2 "
-                        "otherwise); TF32 stays off so results match the CPU")
+                        "otherwise); TF32 stays off so results match the CPU. ONNX models "
+                        "run on a GPU with --provider cuda")

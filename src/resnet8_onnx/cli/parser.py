@@ -128,6 +128,11 @@ def build_parser(*, lazy: bool = False) -> argparse.ArgumentParser:
     return parser
 
 
+def _suffixes() -> str:
+    """Every model suffix a runtime loads, for the help of commands taking any model."""
+    return ", ".join(s for loader in LOADERS.values() for s in loader.suffixes)
+
+
 def _output_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", metavar="FILE", default=None,
                    help="write the machine-readable result to FILE ('-' for stdout)")
@@ -215,8 +220,7 @@ def _verify(p: argparse.ArgumentParser) -> None:
           ".h5/.keras/.tflite; PyTorch for .pt2/.safetensors/.pt/.pth). Never imports "
           "TensorFlow or PyTorch for an ONNX model.")
 def _evaluate(p: argparse.ArgumentParser) -> None:
-    suffixes = ", ".join(s for loader in LOADERS.values() for s in loader.suffixes)
-    p.add_argument("model", help=f"model file ({suffixes})")
+    p.add_argument("model", help=f"model file ({_suffixes()})")
     p.add_argument("--backend", choices=tuple(LOADERS),
                    default=None, help="runtime (default: chosen by file suffix)")
     _add_device_option(p)
@@ -270,12 +274,12 @@ def _run(p: argparse.ArgumentParser) -> None:
 
 
 @_command("compare", "several models on the same images, side by side",
-          "Evaluate several models (any mix of .h5/.keras, .onnx, .tflite, .pt2) on the same "
+          "Evaluate several models (any mix of Keras, ONNX, LiteRT and PyTorch files) on the same "
           "CIFAR-10 images and show one table: accuracy, per-class accuracy, agreement "
           "of predictions and max |Δ| of outputs against the first model, images/s.")
 def _compare(p: argparse.ArgumentParser) -> None:
     p.add_argument("models", nargs="+", metavar="MODEL",
-                   help="two or more model files; the first is the reference")
+                   help=f"two or more model files ({_suffixes()}); the first is the reference")
     _add_data_options(p)
     _run_options(p)
     _add_device_option(p)
@@ -298,7 +302,7 @@ def _benchmark(p: argparse.ArgumentParser) -> None:
     from ..bench import DEFAULT_BATCH_SIZES, DEFAULT_MIN_ITERATIONS, DEFAULT_MIN_SECONDS
 
     p.add_argument("models", nargs="+", metavar="MODEL",
-                   help="model files (.onnx, .h5, .keras, .tflite, .pt2)")
+                   help=f"model files ({_suffixes()})")
     p.add_argument("--batch-sizes", type=_int_list, metavar="LIST",
                    default=list(DEFAULT_BATCH_SIZES),
                    help="comma-separated batch sizes (default: "
