@@ -72,7 +72,7 @@ def write_reports(record: EvaluationRecord | None, out_dir: str | os.PathLike[st
     """
     record = record if record is not None else EvaluationRecord()  # check_only: names only
     plain = stem == "report"
-    png = confusion_png_names([record])[0] if plain else f"{stem}_confusion.png"
+    png = f"confusion_{record.model.backend}.png" if plain else f"{stem}_confusion.png"
     contents: dict[str, tuple[str, Renderer]] = {
         "json": (f"{stem}.json", lambda: to_json(record)),
         "markdown": (f"{stem}.md", lambda: markdown_summary(record, image=png)),

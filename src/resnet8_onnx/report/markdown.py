@@ -148,7 +148,7 @@ def markdown_summary(record: EvaluationRecord, image: str | None = None) -> str:
         lines += ["", "## Confusion matrix", "", "Rows: true class; columns: predicted class.",
                   ""]
         lines += _confusion_md(metrics.names, metrics.confusion_matrix)
-        png = image or confusion_png_names([record])[0]
+        png = image or f"confusion_{record.model.backend}.png"
         lines += ["", _image_link(f"Confusion matrix of {model_name(record)}", png)]
     provenance = _provenance(record)
     if provenance:
