@@ -265,3 +265,25 @@ def test_device_cuda_with_only_onnx_models_is_refused_not_ignored(command, tmp_p
     data = ["--data-dir", str(tmp_path / "nothing"), "--offline"]
     assert_refused(capsys, errors.USAGE, "--provider cuda", command, str(a), str(b),
                    "--device", "cuda", *data)
+
+
+def test_conversion_accounts_hold_absolute_paths(tmp_path, monkeypatch) -> None:
+    """run's record carries the conversion block (and convert --json prints it): the files
+    are named resolved there too, while the result keeps the path as given for messages."""
+    from resnet8_onnx.convert import ConversionResult
+    from resnet8_onnx.torch_convert import TorchConversionResult
+
+    (tmp_path / "w").mkdir()
+    for name in ("m.h5", "m.onnx"):
+        (tmp_path / "w" / name).write_bytes(b"x")
+    monkeypatch.chdir(tmp_path)
+    common = {"output_path": "w/m.onnx", "source_path": "w/m.h5", "source_sha256": "",
+              "output_kind": "logits", "num_classes": 10, "seconds": 0.0, "metadata": {}}
+    for result in (ConversionResult(onnx_sha256="", opset=17, input_name="i", output_name="o",
+                                    **common),
+                   TorchConversionResult(output_sha256="", target="onnx", builder="torch.onnx",
+                                         **common)):
+        account = result.to_dict()
+        assert account["output_path"] == str((tmp_path / "w" / "m.onnx").resolve())
+        assert account["source_path"] == str((tmp_path / "w" / "m.h5").resolve())
+        assert result.output_path == "w/m.onnx"
