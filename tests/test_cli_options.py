@@ -206,6 +206,8 @@ def test_quantize_tolerance_is_points_in_help_and_in_the_choice() -> None:
 def test_an_existing_output_names_force_true_in_the_library_and_force_in_the_cli(
         tmp_path, capsys) -> None:
     """Library errors speak of the library's argument; the CLI maps it to its option."""
+    import pickle
+
     from cli_runner import assert_refused
     from resnet8_onnx.fsutil import write_text_atomic
     from resnet8_onnx.report import write_reports
@@ -219,6 +221,8 @@ def test_an_existing_output_names_force_true_in_the_library_and_force_in_the_cli
             write()
         assert "force=True" in str(excinfo.value)
         assert "--" not in str(excinfo.value)
+        # the error crosses process boundaries whole
+        assert str(pickle.loads(pickle.dumps(excinfo.value))) == str(excinfo.value)
     model = make_classifier(tmp_path / "m.onnx")
     assert_refused(capsys, errors.OUTPUT_ERROR, "already exists (use --force to overwrite)",
                    "evaluate", str(model), "--json", str(existing))

@@ -104,6 +104,9 @@ class OutputExistsError(OutputError):
     def cli_message(self) -> str:
         return f"{self.path}: already exists (use --force to overwrite)"
 
+    def __reduce__(self) -> tuple[type, tuple[str]]:  # pickled (e.g. across processes) by path
+        return type(self), (self.path,)
+
 
 class DownloadError(ToolError):
     """A download failed: offline, interrupted, or the file did not match its checksum."""
