@@ -99,8 +99,8 @@ def test_malformed_command_lines_are_one_usage_line(argv, capsys) -> None:
     assert exit_info.value.code == errors.USAGE
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
-    assert err[0].startswith("resnet8-onnx")
-    assert err[0].endswith("(see --help)")
+    assert err[0].startswith("resnet8-onnx: error: ")
+    assert err[0].endswith(" --help)")
 
 
 
@@ -142,3 +142,102 @@ def test_evaluate_imports_nothing_of_the_other_commands(tmp_path) -> None:
     assert json.loads((tmp_path / "e.json").read_text())["metrics"]["total"] == 10
 
 
+
+
+# --------------------------------------------------------------------------- issue 19, item 14
+def _all_parsers(parser):
+    """The top-level parser and every subcommand's, options added (the eager parser)."""
+    import argparse
+
+    found = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            found.extend(action.choices.values())
+    return found
+
+
+def test_benchmark_help_says_it_compares_with_onnx_runtimes_matmul(capsys,
+                                                                    monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    with pytest.raises(SystemExit):
+        main(["benchmark", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "sgemm" not in out
+    assert "roofline" not in out
+    assert "ONNX Runtime's own 1024×1024 float32 MatMul" in out
+
+
+def test_no_parser_accepts_abbreviated_options() -> None:
+    parsers = _all_parsers(build_parser())
+    assert len(parsers) == len(COMMANDS) + 1
+    assert all(p.allow_abbrev is False for p in parsers), [
+        p.prog for p in parsers if p.allow_abbrev]
+
+
+@pytest.mark.parametrize("argv", [["convert", "m.h5", "--out", "y.onnx"],
+                                  ["evaluate", "m.onnx", "--batch", "7"],
+                                  ["benchmark", "m.onnx", "--save-opt", "o.onnx"],
+                                  ["--qu", "data"]])
+def test_an_abbreviated_option_is_a_usage_error_naming_it(argv, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == errors.USAGE
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "unrecognized arguments" in err[0], err
+    assert next(a for a in argv if a.startswith("--")) in err[0]
+
+
+@pytest.mark.parametrize(("argv", "command"), [
+    (["nonsense"], None), (["evaluate"], "evaluate"), (["convert", "m.h5", "--bogus"], "convert"),
+    (["run", "--split", "valid"], "run"), (["data", "--limit", "0"], "data"),
+    (["quantize", "m.onnx"], "quantize")])
+def test_every_usage_error_has_the_one_prefix_and_names_the_commands_help(argv, command,
+                                                                          capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == errors.USAGE
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("resnet8-onnx: error: "), line
+    help_command = f"resnet8-onnx {command} --help" if command else "resnet8-onnx --help"
+    assert line.endswith(f"(see {help_command})"), line
+
+
+def test_model_help_lists_exactly_the_suffixes_the_runtimes_load() -> None:
+    import re
+
+    from resnet8_onnx.backends import LOADERS
+
+    loadable = {s for loader in LOADERS.values() for s in loader.suffixes}
+    for command, dest in (("evaluate", "model"), ("compare", "models"),
+                          ("benchmark", "models")):
+        parser = next(p for p in _all_parsers(build_parser()) if p.prog.endswith(command))
+        (model,) = [a for a in parser._actions if a.dest == dest]
+        assert set(re.findall(r"\.[a-z0-9]+", model.help)) == loadable, (command, model.help)
+
+
+# --------------------------------------------------------------------------- issue 19, item 20
+def test_convert_without_o_writes_into_the_current_directory(tmp_path, monkeypatch,
+                                                             capsys) -> None:
+    """Not beside the input (a shared, maybe read-only folder): ./STEM.onnx, as help says."""
+    import resnet8_onnx.convert as convert_module
+
+    source = tmp_path / "shared" / "models"
+    source.mkdir(parents=True)
+    (source / "net.v2.h5").write_bytes(b"not read: convert is replaced")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    seen = []
+
+    def fake_convert(model, output, **_kwargs):
+        seen.append(output)
+        raise errors.InvalidInputError("stop here")
+
+    monkeypatch.setattr(convert_module, "convert", fake_convert)
+    assert main(["-q", "convert", str(source / "net.v2.h5")]) == errors.INVALID_INPUT
+    assert [os.path.abspath(p) for p in seen] == [str(work / "net.v2.onnx")]
+    (output,) = [a for a in next(
+        p for p in _all_parsers(build_parser()) if p.prog.endswith(" convert"))._actions
+        if a.dest == "output"]
+    assert "current directory" in output.help

@@ -59,7 +59,7 @@ def test_a_writer_that_fails_midway_leaves_the_old_file_and_no_temporary(
 def test_existing_files_are_kept_without_force_and_replaced_with_it(tmp_path: Path) -> None:
     target = tmp_path / "report.json"
     fsutil.write_text_atomic(target, "first ✓\n")
-    with pytest.raises(OutputError, match=r"report\.json: already exists \(use --force"):
+    with pytest.raises(OutputError, match=r"report\.json: already exists \(pass force=True"):
         fsutil.write_text_atomic(target, "second\n")
     assert target.read_text(encoding="utf-8") == "first ✓\n"
     fsutil.write_text_atomic(target, "second\n", force=True)

@@ -17,7 +17,7 @@ def test_select_candidate_is_the_fastest_within_tolerance() -> None:
     chosen, reason = q.select_candidate(cands, "auto", 0.005, 1000)
     assert chosen is cands[1]
     assert [c["eligible"] for c in cands] == [True, True, False, True]
-    assert "0.5%" in reason
+    assert "within 0.5 points of the best" in reason  # points, as --tolerance's help says
     assert "990/1,000" in reason
     chosen, _ = q.select_candidate(cands, "auto", 0.0, 1000)
     assert chosen is cands[0]

@@ -49,3 +49,24 @@ def test_comparison_markdown_shows_a_per_class_difference() -> None:
     assert "| cat |" in md
     assert "| -2 |" in md
     assert "## Numerical parity: FAILED" in md
+
+
+def _image_links(markdown: str) -> list[str]:
+    import re
+    from urllib.parse import unquote
+
+    return [unquote(target) for target in re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", markdown)]
+
+
+def test_report_md_links_the_confusion_pngs_written_beside_it(tmp_path) -> None:
+    """Every report directory's Markdown shows its confusion PNGs by relative links that
+    resolve to the files written (evaluate --out, another stem, run's directory)."""
+    for out, written in (
+            (tmp_path / "e", report.write_reports(make_record(), tmp_path / "e")),
+            (tmp_path / "s", report.write_reports(make_record(), tmp_path / "s", stem="perf")),
+            (tmp_path / "r", report.write_comparison_reports(make_comparison(), tmp_path / "r"))):
+        links = _image_links(written["markdown"].read_text(encoding="utf-8"))
+        pngs = sorted(p.name for p in out.iterdir() if p.suffix == ".png")
+        assert len(pngs) >= 1
+        assert sorted(links) == pngs, (links, pngs)
+        assert all(not link.startswith("/") for link in links)

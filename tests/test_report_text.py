@@ -71,3 +71,24 @@ def test_renderers_read_numpy_values_as_numbers() -> None:
     assert "2,000 images" in text
     assert report.per_class_csv(rec).splitlines()[1].endswith(",")  # NaN AUC: empty cell
     assert f"{rec.metrics.accuracy * 100:.2f}%" in report.markdown_summary(rec)
+
+
+def test_a_re_rendered_record_keeps_the_preprocessing_sources_in_order(tmp_path) -> None:
+    """The JSON sorts keys; the line a re-rendered record prints is the live record's."""
+    import json
+
+    from model_factory import SPEC, make_classifier, synthetic_dataset
+    from resnet8_onnx.backends import load_backend
+    from resnet8_onnx.evaluate import evaluate
+
+    model = make_classifier(tmp_path / "m.onnx", layout="nchw")
+    spec = dict(zip(SPEC[::2], SPEC[1::2], strict=True))
+    backend = load_backend(model, preprocessing={"scale": 1 / 255, "mean": spec["--mean"],
+                                                 "std": spec["--std"]})
+    live = evaluate(backend, synthetic_dataset(20)).record()
+    again = r.record_from_dict(json.loads(report.to_json(live)))
+    line = report.preprocessing_line(live)
+    assert line is not None
+    # the live order is the spec's: layout (input shape), channels, scale, mean, std, dtype
+    assert line.index("layout") < line.index("channels") < line.index("scale")
+    assert report.preprocessing_line(again) == line

@@ -43,7 +43,7 @@ from .cpuload import LoadMeter, busy_before
 from .data.format import IMAGE_SHAPE
 from .errors import InputNotFoundError, InvalidInputError, UsageError
 from .evaluate import available_cores, environment
-from .fsutil import check_writable, file_digest, write_bytes_atomic
+from .fsutil import check_writable, file_digest, recorded_path, write_bytes_atomic
 from .memory import check_batch_fits
 from .progress import track
 from .records import BenchmarkRecord, BenchModel, BenchResult
@@ -327,7 +327,7 @@ def benchmark(
     ``onnx_options`` (``preprocessing``, ``output``, ``provider``) apply to every ONNX model;
     an ONNX model's preprocessing is done once before timing, so figures are the runtime's.
     """
-    plan = _check_benchmark_request(
+    plan = check_benchmark_request(
         models, backends=backends, batch_sizes=batch_sizes, threads=threads,
         optimization_levels=optimization_levels, images=images,
         save_optimized=save_optimized, force=force)
@@ -386,7 +386,7 @@ class _Request:
     onnx_models: list[int]  # indices of the ONNX Runtime models
 
 
-def _check_benchmark_request(
+def check_benchmark_request(
     models: Sequence[str | os.PathLike[str]], *, backends: Sequence[str | None] | None,
     batch_sizes: Sequence[int], threads: Sequence[int] | None,
     optimization_levels: Sequence[str], images: np.ndarray | None,
@@ -490,7 +490,7 @@ def _model_entry(index: int, backend: Backend, loader: str) -> dict[str, Any]:
     macs, how = macs_of(backend)
     info = backend.info
     entry: dict[str, Any] = {
-        "label": _label(index, backend), "path": info.model_path,
+        "label": _label(index, backend), "path": recorded_path(info.model_path),
         "sha256": info.model_sha256, "backend": info.name,
         "runtime_version": info.runtime_version,
         "input_shape": list(info.input_shape), "input_dtype": info.input_dtype,
@@ -560,5 +560,5 @@ def _save_optimized(source: str, target: str | os.PathLike[str], level: str, *, 
         path = write(target, tmp.read_bytes(), force=force)
     note = ("level 'all' includes layout transformations for this machine's CPU: the file "
             "is meant for ONNX Runtime on the same kind of hardware") if level == "all" else None
-    return {"path": str(path), "level": level, "sha256": digest(path),
+    return {"path": recorded_path(path), "level": level, "sha256": digest(path),
             "bytes": path.stat().st_size, **({"note": note} if note else {})}

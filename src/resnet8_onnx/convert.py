@@ -30,7 +30,13 @@ from .errors import (
     VerificationFailedError,
     one_line,
 )
-from .fsutil import check_writable, file_digest, refuse_overwriting_inputs, write_bytes_atomic
+from .fsutil import (
+    check_writable,
+    file_digest,
+    recorded_path,
+    refuse_overwriting_inputs,
+    write_bytes_atomic,
+)
 from .keras_io import (
     call_model,
     import_tensorflow,
@@ -72,7 +78,9 @@ class ConversionResult:
     metadata: dict[str, str]
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Paths resolved, as in every record (the attributes keep them as given)."""
+        return {**asdict(self), "output_path": recorded_path(self.output_path),
+                "source_path": recorded_path(self.source_path)}
 
 
 def _shape_text(shape: Sequence[int | None]) -> str:

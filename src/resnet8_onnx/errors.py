@@ -34,6 +34,11 @@ class ToolError(Exception):
 
     exit_code: int = INTERNAL
 
+    def cli_message(self) -> str:
+        """The message in the command line's words; the library's unless a subclass names a
+        library argument that the CLI spells as an option."""
+        return str(self)
+
 
 class UsageError(ToolError):
     """Options that contradict each other or make no sense for the input."""
@@ -84,6 +89,23 @@ class OutputError(ToolError):
     """An output cannot be written: exists without ``--force``, missing or read-only directory."""
 
     exit_code = OUTPUT_ERROR
+
+
+class OutputExistsError(OutputError):
+    """An output exists and the caller did not ask to overwrite it.
+
+    A library caller is told of the argument (``force=True``), a CLI user of ``--force``.
+    """
+
+    def __init__(self, path: object) -> None:
+        self.path = str(path)
+        super().__init__(f"{self.path}: already exists (pass force=True to overwrite)")
+
+    def cli_message(self) -> str:
+        return f"{self.path}: already exists (use --force to overwrite)"
+
+    def __reduce__(self) -> tuple[type, tuple[str]]:  # pickled (e.g. across processes) by path
+        return type(self), (self.path,)
 
 
 class DownloadError(ToolError):

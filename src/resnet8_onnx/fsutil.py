@@ -20,6 +20,7 @@ from .errors import (
     InputNotFoundError,
     InvalidInputError,
     OutputError,
+    OutputExistsError,
     interrupts_deferred,
     raise_if_interrupted,
 )
@@ -156,7 +157,7 @@ def check_writable(path: str | os.PathLike[str], *, force: bool = False) -> Path
     if p.exists() and p.is_dir():
         raise OutputError(f"{p}: is a directory, expected a file path")
     if p.exists() and not force:
-        raise OutputError(f"{p}: already exists (use --force to overwrite)")
+        raise OutputExistsError(p)
     if not parent.is_dir():
         raise OutputError(f"{p}: directory {parent} does not exist")
     _probe_directory(parent, p)
@@ -205,7 +206,7 @@ def atomic_write(
 
 def _publish(tmp: str, target: Path, *, force: bool) -> None:
     """Rename the finished temporary file onto ``target`` (never clobbering without force)."""
-    exists = OutputError(f"{target}: already exists (use --force to overwrite)")
+    exists = OutputExistsError(target)
     try:
         if force:
             os.replace(tmp, target)
@@ -402,3 +403,13 @@ def refuse_overwriting_inputs(
             if source.is_dir() and real.is_relative_to(_real(source)):
                 raise OutputError(f"{out}: output would be written into the input "
                                   f"directory {source}")
+
+
+def recorded_path(path: str | os.PathLike[str] | None) -> str | None:
+    """How a record names a file: absolute and resolved, so a record read later, from another
+    directory, still says where the file is. A name that is no existing file (an in-memory
+    model's label) is kept as given."""
+    if path is None or str(path) == "":
+        return path if path is None else ""
+    p = Path(path)
+    return str(p.resolve()) if p.exists() else str(path)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputNotFoundError, InvalidInputError, one_line
-from .fsutil import file_digest
+from .fsutil import file_digest, recorded_path
 
 
 def _shape_of(value_info: Any) -> list[int | str | None]:
@@ -246,7 +246,7 @@ def structure_report(onnx_path: str | os.PathLike[str]) -> dict[str, Any]:
     mul_add, channels = batchnorm_as_mul_add(graph)
     quantized = quantization_of(graph)
     return {
-        "path": str(path),
+        "path": recorded_path(path),
         "sha256": file_digest(path),
         "file_bytes": path.stat().st_size,
         "ir_version": int(model.ir_version),

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .backends.base import SESSION
-from .errors import OutputError, UsageError, interrupts_deferred
+from .errors import OutputError, OutputExistsError, UsageError, interrupts_deferred
 from .fsutil import check_output_dir, note_published
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ def check_destination(directory: str | os.PathLike[str], *, force: bool = False)
     """Refuse an unusable ``--save-test-data`` directory before any work."""
     target = Path(directory)
     if target.exists() and not force:
-        raise OutputError(f"{target}: already exists (use --force to overwrite)")
+        raise OutputExistsError(target)
     return check_output_dir(target)
 
 

@@ -50,7 +50,7 @@ from .errors import (
     VerificationFailedError,
     one_line,
 )
-from .fsutil import check_writable, file_digest, write_bytes_atomic
+from .fsutil import check_writable, file_digest, recorded_path, write_bytes_atomic
 from .keras_io import read_keras_config
 from .torch_io import (
     EXTRA_HINT,
@@ -177,7 +177,9 @@ class TorchConversionResult:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Paths resolved, as in every record (the attributes keep them as given)."""
+        return {**asdict(self), "output_path": recorded_path(self.output_path),
+                "source_path": recorded_path(self.source_path)}
 
 
 def _versions() -> dict[str, str]:

@@ -120,8 +120,10 @@ def load_backend(
         ("device", device), ("optimization", optimization),
         ("optimized_model_path", optimized_model_path)) if value is not None}
     if "device" not in loader.options and given.pop("device", "cpu") != "cpu":
+        gpu = (f"; for ONNX Runtime on a GPU give --provider {device} (its execution "
+               "provider)" if "provider" in loader.options else "")
         raise UsageError(f"{path}: --device {device} applies to {_takers('device')} models "
-                         f"only; {name} runs on the CPU")
+                         f"only; {name} runs on the CPU{gpu}")
     if "preprocessing" not in loader.options:
         check_fixed_preprocessing(path, name, given.pop("preprocessing", None))
     for option in given:

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from ..fsutil import recorded_path
+
 if TYPE_CHECKING:
     from ..preprocess import Preprocessing
 
@@ -101,7 +103,7 @@ class BackendInfo:
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "model_path": self.model_path,
+            "model_path": recorded_path(self.model_path),
             "model_sha256": self.model_sha256,
             "runtime_version": self.runtime_version,
             "input_shape": list(self.input_shape),

@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if debug:
                 traceback.print_exc()
             else:
-                message = errors.one_line(exc, limit=None)
+                message = errors.one_line(exc.cli_message().strip() or exc, limit=None)
                 print(f"resnet8-onnx: error: {message}", file=sys.stderr)
             return exc.exit_code
         except KeyboardInterrupt:

@@ -10,6 +10,7 @@ from .. import errors
 from ..records import DataInfo, Record
 from .options import (
     _SPEC_OPTIONS,
+    _check_device,
     _check_models,
     _check_outputs,
     _console,
@@ -42,7 +43,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
     targets = (".onnx", *PT2_SUFFIXES, *SAFETENSORS_SUFFIXES)  # chosen by the output's suffix
 
-    output = args.output or str(Path(args.model).with_suffix(".onnx"))
+    # Default: ./STEM.onnx in the current directory, never beside the input (often a shared,
+    # read-only folder of models).
+    output = args.output or f"{Path(args.model).stem}.onnx"
     _check_outputs(args, files=[output, args.json], inputs=[args.model])
     _check_models([args.model], by_suffix=False)  # convert reads its own suffixes
     if Path(output).suffix.lower() not in targets:
@@ -88,6 +91,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     _check_models([args.reference], by_suffix=args.reference_backend is None)
     _check_models([args.onnx])
     # Both models are read (a corrupt or unsafe one refused) before any data is searched.
+    _check_device(args, [args.onnx])  # the reference runs where its runtime runs
     reference = load_backend(args.reference, args.reference_backend, threads=args.threads)
     name = backend_for(args.onnx)
     candidate = load_backend(args.onnx, name, threads=args.threads, **applicable_options(
@@ -246,6 +250,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     out_dir = _check_outputs(args, files=[args.json], reports=write_compare_reports,
                              inputs=[*args.models, args.indices])
     _check_models(args.models)
+    _check_device(args, args.models)
     from ..compare import per_model_options
 
     options = per_model_options(args.models, {name: getattr(args, name)
@@ -325,11 +330,17 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         QUICK_MIN_SECONDS,
         QUICK_WARMUP_SECONDS,
         benchmark,
+        check_benchmark_request,
     )
     from ..report import render_benchmark_terminal, throughput_png
 
     _check_outputs(args, files=[args.json, args.plot, args.save_optimized], inputs=args.models)
     _check_models(args.models)
+    _check_device(args, args.models)
+    check_benchmark_request(  # the models and options alone, before any data search
+        args.models, backends=None, batch_sizes=args.batch_sizes, threads=args.threads,
+        optimization_levels=args.optimization, images=None,
+        save_optimized=args.save_optimized, force=args.force)
     images = data = None
     if args.data_dir is not None:
         dataset = _load_data(args)

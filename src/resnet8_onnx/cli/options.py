@@ -382,7 +382,29 @@ def _spec_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {name: getattr(args, name) for name in _SPEC_OPTIONS
             if getattr(args, name, None) is not None}
 
+
+def _check_device(args: argparse.Namespace, models: Sequence[str]) -> None:
+    """``--device`` places PyTorch models; refuse it, before any work, when none of ``models``
+    is one (it would be ignored and everything would run on the CPU)."""
+    device = getattr(args, "device", None)
+    if device in (None, "cpu"):
+        return
+    from ..backends import LOADERS, backend_for
+
+    def takes_device(path: str) -> bool:
+        try:
+            return "device" in LOADERS[backend_for(path)].options
+        except errors.UsageError:  # an unknown suffix is refused later, in its own words
+            return True
+
+    if not any(takes_device(m) for m in models):
+        raise errors.UsageError(
+            f"--device {device} applies to PyTorch models only; for ONNX Runtime on a GPU "
+            f"give --provider {device} (its execution provider)")
+
+
 def _add_device_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=("cpu", "cuda"), default=None,
                    help="where PyTorch models run (default: cpu; cuda needs a GPU, exit 2 "
-                        "otherwise); TF32 stays off so results match the CPU")
+                        "otherwise); TF32 stays off so results match the CPU. ONNX models "
+                        "run on a GPU with --provider cuda")

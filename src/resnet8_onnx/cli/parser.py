@@ -45,10 +45,26 @@ from .options import (
 
 # --------------------------------------------------------------------------- parser
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line on stderr (exit 2), like every other error."""
+    """argparse, but a usage error is one line on stderr (exit 2) with the prefix of every
+    other error, naming the help to read; and no abbreviated options (``--out`` must not
+    quietly mean ``--output``)."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(errors.USAGE, f"{self.prog}: error: {message} (see --help)\n")
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str, prog: str | None = None) -> None:  # type: ignore[override]
+        self.exit(errors.USAGE, f"resnet8-onnx: error: {message} "
+                                f"(see {prog or self.prog} --help)\n")
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> argparse.Namespace:  # type: ignore[override]
+        """As argparse, but options a subcommand did not know send the user to its help."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            command = getattr(parsed, "command", None)
+            self.error(f"unrecognized arguments: {' '.join(extras)}",
+                       prog=f"{self.prog} {command}" if command else None)
+        return parsed
 
 
 class _LazySubParsers(argparse._SubParsersAction):
@@ -96,7 +112,7 @@ def build_parser(*, lazy: bool = False) -> argparse.ArgumentParser:
                                 parser_class=_Parser, action=_LazySubParsers)
     # -q and --debug are accepted after the command name too. SUPPRESS as the default keeps
     # a value given before the command: the subcommand only sets what it was given.
-    common = argparse.ArgumentParser(add_help=False)
+    common = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show tracebacks on errors")
     common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
@@ -110,6 +126,11 @@ def build_parser(*, lazy: bool = False) -> argparse.ArgumentParser:
         else:
             add(p)
     return parser
+
+
+def _suffixes() -> str:
+    """Every model suffix a runtime loads, for the help of commands taking any model."""
+    return ", ".join(s for loader in LOADERS.values() for s in loader.suffixes)
 
 
 def _output_options(p: argparse.ArgumentParser) -> None:
@@ -159,8 +180,8 @@ def _convert(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="model file (.h5 or .keras; .onnx, .pt2, .safetensors or .pt "
                                  "for PyTorch targets)")
     p.add_argument("-o", "--output", default=None,
-                   help="file to write: .onnx, .pt2 or .safetensors (default: MODEL with .onnx "
-                        "suffix)")
+                   help="file to write: .onnx, .pt2 or .safetensors (default: MODEL's name with "
+                        "the .onnx suffix, in the current directory, not beside MODEL)")
     p.add_argument("--opset", type=int, default=None,
                    help=f"ONNX opset (default: {DEFAULT_OPSET} from Keras, 14–18 tested; 18 from "
                         "PyTorch, the oldest torch.onnx emits)")
@@ -196,10 +217,10 @@ def _verify(p: argparse.ArgumentParser) -> None:
 
 @_command("evaluate", "accuracy, per-class metrics and confusion matrix of a model",
           "Evaluate a model on CIFAR-10 (ONNX Runtime for .onnx; Keras and LiteRT for "
-          ".h5/.keras/.tflite; PyTorch for .pt2/.safetensors/.pt). Never imports "
+          ".h5/.keras/.tflite; PyTorch for .pt2/.safetensors/.pt/.pth). Never imports "
           "TensorFlow or PyTorch for an ONNX model.")
 def _evaluate(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="model file (.onnx, .h5, .keras, .tflite, .pt2, .safetensors)")
+    p.add_argument("model", help=f"model file ({_suffixes()})")
     p.add_argument("--backend", choices=tuple(LOADERS),
                    default=None, help="runtime (default: chosen by file suffix)")
     _add_device_option(p)
@@ -256,12 +277,12 @@ def _run(p: argparse.ArgumentParser) -> None:
 
 
 @_command("compare", "several models on the same images, side by side",
-          "Evaluate several models (any mix of .h5/.keras, .onnx, .tflite, .pt2) on the same "
+          "Evaluate several models (any mix of Keras, ONNX, LiteRT and PyTorch files) on the same "
           "CIFAR-10 images and show one table: accuracy, per-class accuracy, agreement "
           "of predictions and max |Δ| of outputs against the first model, images/s.")
 def _compare(p: argparse.ArgumentParser) -> None:
     p.add_argument("models", nargs="+", metavar="MODEL",
-                   help="two or more model files; the first is the reference")
+                   help=f"two or more model files ({_suffixes()}); the first is the reference")
     _add_data_options(p)
     _run_options(p)
     _add_device_option(p)
@@ -276,14 +297,15 @@ def _compare(p: argparse.ArgumentParser) -> None:
 @_command("benchmark", "throughput and latency over batch sizes, threads, ORT levels",
           "Measure throughput and per-call latency (p50/p90/p99) of one or more models "
           "over batch sizes, thread counts and ONNX Runtime graph optimisation levels, "
-          "after a warm-up; report GFLOP/s from the model's MACs and the share of a numpy "
-          "sgemm roofline measured in the same run. Random pixels by default (no data "
+          "after a warm-up; report GFLOP/s from the model's MACs and its ratio to ONNX "
+          "Runtime's own 1024×1024 float32 MatMul measured in the same run at the same "
+          "thread count (a ratio: convolutions can beat it). Random pixels by default (no data "
           "needed); --data-dir uses real CIFAR-10 test images.")
 def _benchmark(p: argparse.ArgumentParser) -> None:
     from ..bench import DEFAULT_BATCH_SIZES, DEFAULT_MIN_ITERATIONS, DEFAULT_MIN_SECONDS
 
     p.add_argument("models", nargs="+", metavar="MODEL",
-                   help="model files (.onnx, .h5, .keras, .tflite, .pt2)")
+                   help=f"model files ({_suffixes()})")
     p.add_argument("--batch-sizes", type=_int_list, metavar="LIST",
                    default=list(DEFAULT_BATCH_SIZES),
                    help="comma-separated batch sizes (default: "

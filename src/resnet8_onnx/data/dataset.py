@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InvalidInputError, UsageError
+from ..fsutil import recorded_path
 from .format import NUM_CLASSES, TEST_SET_SIZE
 
 SUBSETS = ("full", "perf")
@@ -54,7 +55,7 @@ class DataSource:
         """JSON-ready form for reports."""
         return {
             "kind": self.kind,
-            "path": self.path,
+            "path": recorded_path(self.path),
             "official": self.official,
             "checks": list(self.checks),
             "warnings": list(self.warnings),
@@ -209,7 +210,7 @@ class Dataset:
             "limit": self.limit,
             "per_class": self.per_class,
             "full_official_test_set": self.is_full_official_test_set,
-            "indices_file": self.indices_file,
+            "indices_file": recorded_path(self.indices_file),
             "indices_sha256": self.indices_sha256,
             **({"requested_limit": self.requested_limit} if self.requested_limit else {}),
         }

@@ -24,7 +24,7 @@ import numpy as np
 from .. import preprocess
 from ..errors import InvalidInputError, UsageError, VerificationFailedError, one_line
 from ..evaluate import DEFAULT_BATCH_SIZE
-from ..fsutil import check_writable, write_bytes_atomic
+from ..fsutil import check_writable, recorded_path, write_bytes_atomic
 from ..progress import status, track
 from ..records import Candidate, LayerError, QuantizationRecord
 from .calibration import (
@@ -468,8 +468,10 @@ def _record(job: _Job, candidates: list[dict[str, Any]], outcome: _Outcome, cpu:
     speed = dict(outcome.speed)
     speed["threads"] = job.threads or cpu.cores
     return QuantizationRecord(
-        source={"path": model.path, "sha256": model.sha256, "size_bytes": model.size_bytes},
-        output={"path": str(job.out), "sha256": hashlib.sha256(outcome.final).hexdigest(),
+        source={"path": recorded_path(model.path), "sha256": model.sha256,
+                "size_bytes": model.size_bytes},
+        output={"path": str(Path(job.out).resolve()),
+                "sha256": hashlib.sha256(outcome.final).hexdigest(),
                 "size_bytes": len(outcome.final)},
         recipe=chosen["recipe"],
         selection={"mode": job.mode, "tolerance": tolerance, "reason": outcome.reason,

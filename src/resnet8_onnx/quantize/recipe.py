@@ -144,5 +144,5 @@ def select_candidate(working: list[dict[str, Any]], mode: str, tolerance: float,
              f"(within {noise:.1%} of the top speed: the timing noise)" if len(tied) > 1
              else f"the fastest (beyond the {noise:.1%} timing noise)")
     return chosen, (f"{which} of {len(eligible)} candidates whose held-out agreement with fp32 "
-                    f"is within {tolerance:.1%} of the best ({best:,}/{holdout:,} = "
+                    f"is within {tolerance * 100:g} points of the best ({best:,}/{holdout:,} = "
                     f"{best / holdout:.2%})")

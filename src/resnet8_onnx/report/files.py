@@ -22,6 +22,7 @@ from .csv_ import compare_csv, compare_per_class_csv, comparison_per_class_csv, 
 from .jsonio import to_json
 from .markdown import compare_markdown, comparison_markdown, markdown_summary, quantization_markdown
 from .png import confusion_matrix_png
+from .text import confusion_png_names
 
 Renderer = Callable[[], str | bytes]
 
@@ -70,15 +71,14 @@ def write_reports(record: EvaluationRecord | None, out_dir: str | os.PathLike[st
     ``{"json", "markdown", "csv", "png"}`` → path.
     """
     record = record if record is not None else EvaluationRecord()  # check_only: names only
-    backend = record.model.backend
     plain = stem == "report"
+    png = f"confusion_{record.model.backend}.png" if plain else f"{stem}_confusion.png"
     contents: dict[str, tuple[str, Renderer]] = {
         "json": (f"{stem}.json", lambda: to_json(record)),
-        "markdown": (f"{stem}.md", lambda: markdown_summary(record)),
+        "markdown": (f"{stem}.md", lambda: markdown_summary(record, image=png)),
         "csv": ("per_class.csv" if plain else f"{stem}_per_class.csv",
                 lambda: per_class_csv(record)),
-        "png": (f"confusion_{backend}.png" if plain else f"{stem}_confusion.png",
-                lambda: confusion_matrix_png(record)),
+        "png": (png, lambda: confusion_matrix_png(record)),
     }
     return write_all(out_dir, contents, force=force, check_only=check_only)
 
@@ -97,12 +97,9 @@ def write_comparison_reports(comparison: ComparisonRecord | None,
         "csv": ("per_class.csv", lambda: comparison_per_class_csv(comparison)),
     }
     models = comparison.models
-    backends = [r.model.backend + (f"_{q}" if (q := r.model.quantization) else "")
-                for r in models]
-    for i, (backend, record) in enumerate(zip(backends, models, strict=True)):
-        name = backend if backends.count(backend) == 1 else f"{backend}_{i + 1}"
-        contents[f"png_{name}"] = (f"confusion_{name}.png",
-                                   lambda record=record: confusion_matrix_png(record))
+    for png, record in zip(confusion_png_names(models), models, strict=True):
+        contents[f"png_{png.removeprefix('confusion_').removesuffix('.png')}"] = (
+            png, lambda record=record: confusion_matrix_png(record))
     return write_all(out_dir, contents, force=force, check_only=check_only)
 
 

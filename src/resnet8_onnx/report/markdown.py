@@ -45,6 +45,7 @@ from .text import (
     _throughput,
     _unique_labels,
     backend_label,
+    confusion_png_names,
     describe_data,
     format_int,
     format_pct,
@@ -105,8 +106,19 @@ def _confusion_md(names: Sequence[str], matrix: Sequence[Sequence[int]]) -> list
     return markdown_table(header, rows)
 
 
-def markdown_summary(record: EvaluationRecord) -> str:
-    """A self-contained Markdown report: which images, key figures, per-class table, matrix."""
+def _image_link(alt: str, name: str) -> str:
+    """A Markdown image of the file ``name`` beside the report (a relative link)."""
+    from urllib.parse import quote
+
+    return f"![{alt}]({quote(name)})"
+
+
+def markdown_summary(record: EvaluationRecord, image: str | None = None) -> str:
+    """A self-contained Markdown report: which images, key figures, per-class table, matrix.
+
+    ``image``: the confusion-matrix PNG beside the report, linked under the matrix
+    (default: ``confusion_<backend>.png``, the name ``write_reports`` gives it).
+    """
     metrics = record.metrics
     kind = f" ({backend_label(record)} {record.model.quantization})" \
         if record.model.quantization else ""
@@ -143,6 +155,8 @@ def markdown_summary(record: EvaluationRecord) -> str:
         lines += ["", "## Confusion matrix", "", "Rows: true class; columns: predicted class.",
                   ""]
         lines += _confusion_md(metrics.names, metrics.confusion_matrix)
+        png = image or f"confusion_{record.model.backend}.png"
+        lines += ["", _image_link(f"Confusion matrix of {model_name(record)}", png)]
     provenance = _provenance(record)
     if provenance:
         lines += ["", "## Provenance", "", *provenance]
@@ -195,6 +209,12 @@ def comparison_markdown(comparison: ComparisonRecord) -> str:
         lines += ["", "## Per-class accuracy", ""]
         lines += markdown_table(header, body, ["r", "l"] + ["r"] * (len(header) - 2))
 
+    if any(r.metrics.confusion_matrix for r in models):
+        lines += ["", "## Confusion matrices", ""]
+        lines += [_image_link(f"Confusion matrix of {label}: {model_name(record)}", png)
+                  for label, record, png in zip(labels, models, confusion_png_names(models),
+                                                strict=True)
+                  if record.metrics.confusion_matrix]
     parity = comparison.parity
     if parity is not None:
         lines += ["", f"## Numerical parity: {'passed' if parity.passed else 'FAILED'}", ""]

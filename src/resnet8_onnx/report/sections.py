@@ -6,7 +6,7 @@ table's rows, the quantisation candidates …), so both formats say the same thi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -418,9 +418,11 @@ def _speed_line(record: QuantizationRecord) -> str:
             f"{s.rounds} interleaved passes")
 
 
-def _header_lines(record: QuantizationRecord) -> list[str]:
+def _header_lines(record: QuantizationRecord,
+                  shown: Callable[[str], str] = str) -> list[str]:
+    """``shown``: how a path is written (the terminal's shorter form; Markdown keeps it)."""
     src, out, sel = record.source, record.output, record.selection
-    lines = [f"{out.path} ({_size(out.size_bytes)}) from {src.path} "
+    lines = [f"{shown(out.path)} ({_size(out.size_bytes)}) from {shown(src.path)} "
              f"({_size(src.size_bytes)})",
              f"Recipe: {record.recipe.label} — {sel.reason}",
              f"Calibration: {calibration_phrase(record)}; {record.calibration.selection}"]

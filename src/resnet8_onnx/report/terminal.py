@@ -62,6 +62,7 @@ from .text import (
     is_number,
     model_name,
     preprocessing_line,
+    shown_path,
     speed_warning,
 )
 
@@ -233,8 +234,8 @@ def render_verification_terminal(report: VerificationRecord,
 
     out = _console_or_default(console)
     structure, reference = report.structure, report.reference
-    out.print(f"[bold]Verified[/bold] {escape(structure.path or 'ONNX model')} "
-              f"against {escape(reference.model_path or 'the reference')} "
+    out.print(f"[bold]Verified[/bold] {escape(shown_path(structure.path) or 'ONNX model')} "
+              f"against {escape(shown_path(reference.model_path) or 'the reference')} "
               f"({escape(reference.name)})")
     line = provenance_line(report.provenance, structure.path, reference.model_path)
     if line and report.provenance.converted_from_reference is False:
@@ -345,7 +346,7 @@ def render_benchmark_terminal(record: BenchmarkRecord, console: Console | None =
                      "reference" if b.ratio_to_matmul is not None else ""))
     opt = record.optimized_model
     if opt is not None:
-        out.print(f"optimised model (level {opt.level}) written to {escape(opt.path)}")
+        out.print(f"optimised model (level {opt.level}) written to {escape(shown_path(opt.path))}")
         if opt.note:
             out.print(f"[dim]{escape(opt.note)}[/dim]")
 
@@ -439,7 +440,7 @@ def render_quantization_terminal(record: QuantizationRecord,
     from rich.table import Table
 
     out = console or Console(highlight=False)
-    title, *rest = _header_lines(record)
+    title, *rest = _header_lines(record, shown_path)
     out.print(f"[bold green]int8 model written:[/bold green] {escape(title)}")
     for line in rest:
         out.print(escape(line))
@@ -489,7 +490,7 @@ def render_data_terminal(data: DataInfo, console: Console | None = None) -> None
     """The ``data`` command: which images, where from, what was verified, counts per class."""
     out = _console_or_default(console)
     out.print(f"[bold]{describe_data(data)}[/bold]")
-    out.print(f"source: {data.source.kind} at {data.source.path}")
+    out.print(f"source: {data.source.kind} at {shown_path(data.source.path)}")
     for line in data.source.checks:
         out.print(f"  verified: {line}")
     for line in _data_warnings(data):

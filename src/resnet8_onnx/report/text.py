@@ -8,6 +8,7 @@ prints as "—".
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -19,9 +20,24 @@ from ..data.format import TEST_SET_SIZE as CIFAR10_TEST_SIZE
 from ..records import DataInfo, EvaluationRecord, Metrics
 
 DASH = "—"
+# The preprocessing spec's fields in the order it applies them (preprocess.Preprocessing).
+SPEC_FIELDS = ("layout", "channels", "scale", "mean", "std", "dtype")
 
 
 
+
+
+def shown_path(path: str | None) -> str:
+    """A recorded path (absolute) as the terminal shows it: relative to the working directory
+    when it lies in it or beside it (``w/r8.onnx``, ``../shared/…``: what the user typed
+    there), otherwise as recorded. Records keep the absolute path."""
+    if not path:
+        return ""
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:  # another drive (Windows)
+        return path
+    return relative if Path(path).is_absolute() and relative.count("..") <= 1 else path
 
 
 def is_number(value: Any) -> bool:
@@ -61,6 +77,14 @@ def runtime_label(name: str) -> str:
     return loader.label if loader is not None else name
 
 
+def confusion_png_names(models: Sequence[EvaluationRecord]) -> list[str]:
+    """The confusion-matrix PNG of each model in a ``run`` report directory, in model order:
+    ``confusion_<backend>[_<quantization>].png``, numbered when two would share a name."""
+    names = [r.model.backend + (f"_{q}" if (q := r.model.quantization) else "") for r in models]
+    return [f"confusion_{n if names.count(n) == 1 else f'{n}_{i + 1}'}.png"
+            for i, n in enumerate(names)]
+
+
 def backend_label(record: EvaluationRecord) -> str:
     """What a reader calls the runtime of ``record``'s model, for column headers."""
     return runtime_label(record.model.backend)
@@ -80,8 +104,11 @@ def preprocessing_line(record: EvaluationRecord) -> str | None:
     spec = record.model.preprocessing
     if spec is None or not spec.description:
         return None
+    # In the spec's own field order, not the record's key order (JSON sorts keys), so a
+    # re-rendered record says the same line.
+    rank = {name: i for i, name in enumerate(SPEC_FIELDS)}
     grouped: dict[str, list[str]] = {}
-    for name, source in spec.sources.items():
+    for name, source in sorted(spec.sources.items(), key=lambda kv: rank.get(kv[0], len(rank))):
         grouped.setdefault(str(source), []).append(str(name))
     origin = "; ".join(f"{', '.join(names)}: {source}" for source, names in grouped.items())
     return spec.description + (f" ({origin})" if origin else "")
