@@ -86,7 +86,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     reference = load_backend(args.reference, args.reference_backend, threads=args.threads)
     name = backend_for(args.onnx)
     candidate = load_backend(args.onnx, name, threads=args.threads, **applicable_options(
-        name, {"preprocessing": _spec_overrides(args), "output": args.output,
+        name, {"preprocessing": _spec_overrides(args), "output": args.output_name,
                "provider": args.provider, "device": args.device}))
     report = verify(reference, candidate, dataset.images, indices=dataset.indices,
                     atol=args.atol, rtol=args.rtol, layerwise=args.layerwise,
@@ -113,7 +113,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
         check_destination(args.save_test_data, force=args.force)
     backend = load_backend(args.model, args.backend, threads=args.threads,
-                           preprocessing=_spec_overrides(args), output=args.output,
+                           preprocessing=_spec_overrides(args), output=args.output_name,
                            provider=args.provider, device=args.device)
     if args.save_test_data is not None and SESSION not in backend.abilities:
         raise errors.UsageError("--save-test-data needs an ONNX model")
@@ -151,7 +151,7 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     names = read_class_names(args.class_names) if args.class_names else None
     images = _load_data(args).images if args.embed else None
     account = annotate(args.model, args.output_file, preprocessing=_spec_overrides(args),
-                       class_names=names, output=args.output, embed_preprocessing=args.embed,
+                       class_names=names, output=args.output_name, embed_preprocessing=args.embed,
                        images=images, atol=args.atol, rtol=args.rtol, force=args.force)
     out = _console(stderr=args.json == "-")
     spec = account["preprocessing"]
@@ -226,8 +226,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
                              inputs=[*args.models, args.indices])
     from ..compare import per_model_options
 
-    options = per_model_options(args.models, {name: getattr(args, name)
-                                              for name in (*_SPEC_OPTIONS, "output")})
+    options = per_model_options(args.models, {
+        **{name: getattr(args, name) for name in _SPEC_OPTIONS}, "output": args.output_name})
     dataset = _load_data(args)
     record = compare_models(args.models, dataset, batch_size=args.batch_size,
                             threads=args.threads, options=options, provider=args.provider,
@@ -305,7 +305,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         min_iterations=args.min_iterations or DEFAULT_MIN_ITERATIONS,
         warmup_seconds=QUICK_WARMUP_SECONDS if args.quick else DEFAULT_WARMUP_SECONDS,
         images=images, data=data, save_optimized=args.save_optimized, force=args.force,
-        onnx_options={"preprocessing": _spec_overrides(args), "output": args.output,
+        onnx_options={"preprocessing": _spec_overrides(args), "output": args.output_name,
                       "provider": args.provider},
         device=args.device)
     render_benchmark_terminal(record, _console(stderr=args.json == "-"))
