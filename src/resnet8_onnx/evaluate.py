@@ -21,6 +21,7 @@ from . import __version__
 from .errors import InvalidInputError
 from .memory import check_batch_fits
 from .metrics import compute_metrics
+from .preprocess import near_chance_warning
 from .progress import track
 from .records import DataInfo, EvaluationRecord, ModelInfo, RunSettings, Timings
 
@@ -178,6 +179,8 @@ class EvaluationResult:
     metrics: ClassificationMetrics
     timings: dict[str, float]
     environment: dict[str, str]
+    # e.g. accuracy near chance: the spec looks wrong (see preprocess.near_chance_warning)
+    warnings: tuple[str, ...] = ()
 
     @property
     def predictions(self) -> np.ndarray:
@@ -203,6 +206,7 @@ class EvaluationResult:
             metrics=self.metrics.record(),
             environment=self.environment,
             timings=Timings.from_dict(self.timings),
+            warnings=list(self.warnings) or None,
         )
 
     def to_record(self) -> dict[str, Any]:
@@ -220,6 +224,10 @@ def evaluate(
                               output_kind=backend.output_kind)
     total = time.perf_counter() - start
     n = len(dataset)
+    info = backend.info
+    warning = near_chance_warning(
+        metrics.correct, metrics.total, len(dataset.class_names), model=info.model_path,
+        preprocessing=info.extra.get("preprocessing"))
     used = effective_batch_size(batch_size, n)
     requested = {"requested_batch_size": batch_size} if used != batch_size else {}
     return EvaluationResult(
@@ -236,4 +244,5 @@ def evaluate(
             **requested,
         },
         environment=environment({backend.info.name: backend.info.runtime_version}),
+        warnings=(warning,) if warning else (),
     )

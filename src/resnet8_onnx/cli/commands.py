@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     dataset = _load_data(args)
     result = evaluate(backend, dataset, batch_size=args.batch_size)
     record = result.record()
+    _print_warnings([record])
     from ..report import render_terminal
 
     render_terminal(record, _console(stderr=args.json == "-"))
@@ -168,6 +170,14 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     return errors.OK
 
 
+def _print_warnings(records: Any) -> None:
+    """Each model record's warnings (e.g. accuracy near chance), one stderr line each; they
+    are in the JSON too."""
+    for record in records:
+        for warning in record.warnings or ():
+            print(f"resnet8-onnx: warning: {warning}", file=sys.stderr)
+
+
 def _write_reports_locked(
     out_dir: Path | None, write: Any, record: Record, *, force: bool
 ) -> None:
@@ -207,6 +217,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     from ..report import render_comparison_terminal
 
+    _print_warnings(comparison.models)
     render_comparison_terminal(comparison, _console())
     _list_written((comparison.files or {}).values())
     if comparison.parity is None or not comparison.parity.passed:
@@ -232,6 +243,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     record = compare_models(args.models, dataset, batch_size=args.batch_size,
                             threads=args.threads, options=options, provider=args.provider,
                             device=args.device)
+    _print_warnings(record.models)
     render_compare_terminal(record, _console(stderr=args.json == "-"))
     _emit_json(record, args.json, force=args.force)
     _write_reports_locked(out_dir, write_compare_reports, record, force=args.force)
