@@ -8,13 +8,15 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
+from onnx import numpy_helper
 from PIL import Image
 
 from cli_runner import run
 from conftest import shared_path
-from model_factory import make_classifier
+from model_factory import CIFAR_MEAN, CIFAR_STD, SPEC, make_classifier
 from resnet8_onnx.preprocess import near_chance, near_chance_warning
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
@@ -85,3 +87,91 @@ def test_evaluate_and_compare_warn_once_per_model_near_chance(tmp_path, capsys,
     assert code == 0, err
     assert sum("near chance" in line for line in err.splitlines()) == 2, err
     assert all(m["warnings"] for m in json.loads(out)["models"])
+
+
+# --------------------------------------------------------------------------- foreign models
+def fixed_batch_nchw(path: Path) -> Path:
+    """A PyTorch 1.x-style export: NCHW, wants ToTensor+Normalize, opset 9, batch fixed at 1
+    by the input *and* by a Reshape to (1, -1), as ``x.view(1, -1)`` exports."""
+    make_classifier(path, layout="nchw", batch=1, opset=9, softmax=False, seed=3)
+    model = onnx.load(str(path))
+    for init in model.graph.initializer:
+        if init.name == "flat_shape":
+            init.CopyFrom(numpy_helper.from_array(np.array([1, -1], np.int64), "flat_shape"))
+    onnx.save(model, str(path))
+    return path
+
+
+def nhwc_unit_range(path: Path) -> Path:
+    """A tf2onnx-style opset-9 NHWC model trained on pixels/255: fed raw 0-255 pixels its
+    logits reach ~1e3, where float32 rounding alone exceeds an absolute 1e-5."""
+    make_classifier(path, opset=9, softmax=False, seed=5)
+    model = onnx.load(str(path))
+    for init in model.graph.initializer:
+        if init.name == "dense_w":
+            weights = numpy_helper.to_array(init) * np.float32(200)
+            init.CopyFrom(numpy_helper.from_array(weights, "dense_w"))
+    onnx.save(model, str(path))
+    return path
+
+
+def normalise(images: np.ndarray, *, nchw: bool, normalize: bool) -> np.ndarray:
+    """ToTensor (+ Normalize), written by hand."""
+    x = images.astype(np.float32) / np.float32(255)
+    if normalize:
+        x = (x - np.array(CIFAR_MEAN, np.float32)) / np.array(CIFAR_STD, np.float32)
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2) if nchw else x)
+
+
+def correct_of(capsys, model: Path, data: Path, *extra: str) -> int:
+    code, out, err = run(capsys, "evaluate", str(model), "--data-dir", str(data), "--json",
+                         "-", *extra)
+    assert code == 0, err
+    return json.loads(out)["metrics"]["correct"]
+
+
+def ok(capsys, *args: str) -> str:
+    code, _out, err = run(capsys, *args)
+    assert code == 0, err
+    return err
+
+
+@pytest.mark.slow
+def test_fixed_batch_nchw_model_through_every_stage(tmp_path, capsys, perf_png) -> None:
+    """annotate → convert .pt2 → verify → benchmark → evaluate → back to ONNX, and the
+    embedded variant: every count equals a bare ONNX Runtime loop's."""
+    source = fixed_batch_nchw(tmp_path / "pt.onnx")
+    images, labels = perf_images(perf_png)
+    expected = ort_correct(source, normalise(images, nchw=True, normalize=True), labels)
+    annotated, pt2, back = tmp_path / "ann.onnx", tmp_path / "m.pt2", tmp_path / "back.onnx"
+    ok(capsys, "annotate", str(source), "-o", str(annotated), *SPEC)
+    ok(capsys, "convert", str(annotated), "-o", str(pt2))
+    ok(capsys, "verify", str(annotated), str(pt2), "--data-dir", str(perf_png))
+    ok(capsys, "benchmark", str(pt2), "--quick", "--batch-sizes", "1,8", "--threads", "1")
+    assert correct_of(capsys, annotated, perf_png) == expected
+    assert correct_of(capsys, pt2, perf_png) == expected
+    ok(capsys, "convert", str(pt2), "-o", str(back))
+    assert correct_of(capsys, back, perf_png) == expected
+    embedded, embedded_pt2 = tmp_path / "emb.onnx", tmp_path / "emb.pt2"
+    ok(capsys, "annotate", str(annotated), "-o", str(embedded), "--embed", "--data-dir",
+       str(perf_png))
+    ok(capsys, "convert", str(embedded), "-o", str(embedded_pt2))
+    assert correct_of(capsys, embedded_pt2, perf_png) == expected
+
+
+@pytest.mark.slow
+def test_unit_range_nhwc_model_converts_with_the_spec_option(tmp_path, capsys,
+                                                             perf_png) -> None:
+    """convert takes the spec options for an ONNX source: the check feeds pixels/255, not
+    raw pixels, and the .pt2 and the ONNX back from it carry the spec."""
+    source = nhwc_unit_range(tmp_path / "tf.onnx")
+    images, labels = perf_images(perf_png)
+    expected = ort_correct(source, normalise(images, nchw=False, normalize=False), labels)
+    pt2, back = tmp_path / "m.pt2", tmp_path / "back.onnx"
+    ok(capsys, "convert", str(source), "-o", str(pt2), "--scale", "1/255")
+    assert correct_of(capsys, source, perf_png, "--scale", "1/255") == expected
+    assert correct_of(capsys, pt2, perf_png) == expected
+    ok(capsys, "verify", str(source), str(pt2), "--data-dir", str(perf_png), "--scale",
+       "1/255")
+    ok(capsys, "convert", str(pt2), "-o", str(back))
+    assert correct_of(capsys, back, perf_png) == expected

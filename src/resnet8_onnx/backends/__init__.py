@@ -48,7 +48,7 @@ LOADERS: dict[str, Loader] = {
     "litert": Loader((".tflite",), "litert", "LiteRT"),
     # The optional torch extra: ExportedPrograms and native ResNet8 state dicts.
     "torch": Loader((".pt2", ".safetensors", ".pt", ".pth"), "pytorch", "PyTorch",
-                    frozenset({"device"})),
+                    frozenset({"device", "preprocessing"})),
 }
 
 # name -> file suffixes it reads

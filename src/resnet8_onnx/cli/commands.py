@@ -48,6 +48,10 @@ def cmd_convert(args: argparse.Namespace) -> int:
                                 "output's suffix says which")
     if is_torch_conversion(args.model, output):
         return _convert_torch(args, output)
+    if _spec_overrides(args) or args.output_name is not None:
+        raise errors.UsageError(f"{args.model}: --layout/--channels/--scale/--mean/--std and "
+                                "--output-name describe an ONNX or PyTorch source; a Keras "
+                                "model takes raw 0-255 NHWC RGB pixels (its layers scale)")
     result = convert(args.model, output,
                      opset=DEFAULT_OPSET if args.opset is None else args.opset,
                      input_shape=args.input_shape, num_classes=args.num_classes,
@@ -65,7 +69,8 @@ def _convert_torch(args: argparse.Namespace, output: str) -> int:
     from ..torch_convert import convert_torch
 
     result = convert_torch(args.model, output, builder=args.torch_builder, opset=args.opset,
-                           force=args.force)
+                           force=args.force, preprocessing=_spec_overrides(args) or None,
+                           output_name=args.output_name)
     out = _console(stderr=args.json == "-")
     checked = "; ".join(f"matches {c['against']} (max |Δ| {c['max_abs_diff']:.2g})"
                         for c in result.checks)
@@ -84,11 +89,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     _check_outputs(args, files=[args.json], inputs=[args.reference, args.onnx, args.indices])
     dataset = _load_data(args)
-    reference = load_backend(args.reference, args.reference_backend, threads=args.threads)
+    # Each side resolves its own spec; options describe whichever sides take a spec (ONNX,
+    # PyTorch), as in compare: a Keras or LiteRT reference takes raw pixels.
+    options = {"preprocessing": _spec_overrides(args), "output": args.output_name,
+               "provider": args.provider, "device": args.device}
+    ref_name = args.reference_backend or backend_for(args.reference)
+    reference = load_backend(args.reference, ref_name, threads=args.threads,
+                             **applicable_options(ref_name, options))
     name = backend_for(args.onnx)
-    candidate = load_backend(args.onnx, name, threads=args.threads, **applicable_options(
-        name, {"preprocessing": _spec_overrides(args), "output": args.output_name,
-               "provider": args.provider, "device": args.device}))
+    candidate = load_backend(args.onnx, name, threads=args.threads,
+                             **applicable_options(name, options))
     report = verify(reference, candidate, dataset.images, indices=dataset.indices,
                     atol=args.atol, rtol=args.rtol, layerwise=args.layerwise,
                     batch_size=args.batch_size)

@@ -295,7 +295,7 @@ class _Renamed(argparse.Action):
 
 
 def _add_spec_options(p: argparse.ArgumentParser, *, per_model: bool = False,
-                      output: bool = True) -> None:
+                      output: bool = True, provider: bool = True) -> None:
     """--layout/--channels/--scale/--mean/--std (+ --output-name, --provider) for ONNX models.
 
     ``per_model``: each may be repeated, once per model in model order (``-`` for none); one
@@ -333,6 +333,8 @@ def _add_spec_options(p: argparse.ArgumentParser, *, per_model: bool = False,
                        help="the output tensor to use when the model has several", **kw)
         if "--output" not in p._option_string_actions:  # -o/--output is a FILE elsewhere
             p.add_argument("--output", action=_Renamed, nargs="?", help=argparse.SUPPRESS)
+    if not provider:  # convert: the checks run on the CPU
+        return
     g.add_argument("--provider", metavar="NAME", default=None,
                    help="ONNX Runtime execution provider, e.g. cpu, cuda (default: "
                         "CPUExecutionProvider); a bad name lists the available ones")

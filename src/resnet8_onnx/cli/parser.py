@@ -172,6 +172,7 @@ def _convert(p: argparse.ArgumentParser) -> None:
                    help="required input shape, or 'any' to accept the model's (default: 32,32,3)")
     p.add_argument("--num-classes", type=_classes, default=NUM_CLASSES, metavar="N",
                    help="required number of classes, or 'any' (default: 10)")
+    _add_spec_options(p, provider=False)  # an ONNX (or .pt2) source, as evaluate takes it
     _output_options(p)
     p.set_defaults(func=cmd_convert)
 
