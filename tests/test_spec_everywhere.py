@@ -175,3 +175,55 @@ def test_unit_range_nhwc_model_converts_with_the_spec_option(tmp_path, capsys,
        "1/255")
     ok(capsys, "convert", str(pt2), "-o", str(back))
     assert correct_of(capsys, back, perf_png) == expected
+
+
+# --------------------------------------------------------------------------- annotate (issue 19.10)
+def test_class_names_annotate_writes_are_the_ones_evaluate_reports(tmp_path, capsys,
+                                                                   perf_png) -> None:
+    source = make_classifier(tmp_path / "m.onnx")
+    names = ["plane", "car", *CLASSES[2:]]
+    (tmp_path / "names.txt").write_text("\n".join(names))
+    annotated = tmp_path / "named.onnx"
+    ok(capsys, "annotate", str(source), "-o", str(annotated), "--class-names",
+       str(tmp_path / "names.txt"))
+    code, out, err = run(capsys, "evaluate", str(annotated), "--data-dir", str(perf_png),
+                         "--json", "-")
+    assert code == 0, err
+    record = json.loads(out)
+    assert record["metrics"]["class_names"] == names
+    assert [c["name"] for c in record["metrics"]["per_class"]] == names
+    note = next(n for n in record["model"]["notes"] if "class names" in n)
+    assert "'plane' (data: 'airplane')" in note
+    assert "'car' (data: 'automobile')" in note
+    # the same names as the data: no note
+    code, out, _ = run(capsys, "evaluate", str(source), "--data-dir", str(perf_png), "--json",
+                       "-")
+    assert not any("class names" in n for n in json.loads(out)["model"].get("notes") or [])
+
+
+def test_annotate_refuses_a_non_onnx_output_name_and_writes_nothing(tmp_path, capsys) -> None:
+    from cli_runner import assert_refused
+    from resnet8_onnx import errors
+
+    source = make_classifier(tmp_path / "m.onnx")
+    for name in ("a.txt", "a", "a.pt2"):
+        assert_refused(capsys, errors.USAGE, "annotate writes an ONNX model", "annotate",
+                       str(source), "-o", str(tmp_path / name), "--scale", "1/255",
+                       outputs=(tmp_path / name,))
+
+
+def test_embedding_twice_is_refused(tmp_path, capsys, perf_png) -> None:
+    """An embedded model takes raw uint8 pixels: --embed again (or a new spec for it) would
+    apply the spec twice, so it is refused in one line, nothing written."""
+    from cli_runner import assert_refused
+    from resnet8_onnx import errors
+
+    source = make_classifier(tmp_path / "m.onnx", layout="nchw")
+    embedded, again = tmp_path / "e.onnx", tmp_path / "e2.onnx"
+    ok(capsys, "annotate", str(source), "-o", str(embedded), *SPEC, "--embed", "--data-dir",
+       str(perf_png), "--limit", "20")
+    assert_refused(capsys, errors.USAGE, "already embedded", "annotate", str(embedded), "-o",
+                   str(again), "--embed", "--data-dir", str(perf_png), "--limit", "20",
+                   outputs=(again,))
+    assert_refused(capsys, errors.USAGE, "--scale would apply it twice", "annotate",
+                   str(embedded), "-o", str(again), "--scale", "1/255", outputs=(again,))

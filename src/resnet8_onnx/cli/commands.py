@@ -157,9 +157,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_annotate(args: argparse.Namespace) -> int:
-    from ..annotate import annotate, read_class_names
+    from ..annotate import annotate, check_output_suffix, read_class_names
     _check_outputs(args, files=[args.json, args.output_file],
                    inputs=[args.model, args.class_names])  # before loading any data
+    check_output_suffix(args.output_file)
     names = read_class_names(args.class_names) if args.class_names else None
     images = _load_data(args).images if args.embed else None
     account = annotate(args.model, args.output_file, preprocessing=_spec_overrides(args),
