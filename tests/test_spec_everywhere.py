@@ -227,3 +227,27 @@ def test_embedding_twice_is_refused(tmp_path, capsys, perf_png) -> None:
                    outputs=(again,))
     assert_refused(capsys, errors.USAGE, "--scale would apply it twice", "annotate",
                    str(embedded), "-o", str(again), "--scale", "1/255", outputs=(again,))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("batch", ["N", 1])
+def test_real_resnet8_pytorch_style_keeps_its_count_through_pt2(tmp_path, capsys, perf_png,
+                                                                resnet8_onnx, resnet8_h5,
+                                                                batch) -> None:
+    """The real ResNet8 behind a PyTorch-style interface (NCHW, ToTensor+Normalize, dynamic
+    or fixed batch 1): annotated, converted to .pt2 and verified against the Keras file
+    (raw pixels on its side, the spec on the other); evaluate of the .pt2 counts what a bare
+    ONNX Runtime loop on hand-normalised pixels counts."""
+    from model_factory import wrap_pytorch_style
+
+    source = wrap_pytorch_style(resnet8_onnx, tmp_path / "pt.onnx", batch=batch)
+    images, labels = perf_images(perf_png)
+    expected = ort_correct(source, normalise(images, nchw=True, normalize=True), labels)
+    assert expected > 150  # the premise: with the right spec the model is accurate
+    annotated, pt2 = tmp_path / "ann.onnx", tmp_path / "m.pt2"
+    ok(capsys, "annotate", str(source), "-o", str(annotated), *SPEC)
+    ok(capsys, "convert", str(annotated), "-o", str(pt2))
+    ok(capsys, "verify", str(resnet8_h5), str(pt2), "--data-dir", str(perf_png))
+    assert correct_of(capsys, pt2, perf_png) == expected
+    err = ok(capsys, "evaluate", str(pt2), "--data-dir", str(perf_png))
+    assert "near chance" not in err

@@ -34,6 +34,9 @@ class Loader:
     label: str
     options: frozenset[str] = frozenset()
     threads_per_process: bool = False
+    # Options it takes only when given for this model alone, never from a value given once
+    # for several models (a PyTorch model's file states its own spec).
+    own_only: frozenset[str] = frozenset()
 
     def load(self, path: str | os.PathLike[str], **options: Any) -> Runner:
         module = importlib.import_module(f"{__name__}.{self.module}")  # lazy: one framework
@@ -48,7 +51,7 @@ LOADERS: dict[str, Loader] = {
     "litert": Loader((".tflite",), "litert", "LiteRT"),
     # The optional torch extra: ExportedPrograms and native ResNet8 state dicts.
     "torch": Loader((".pt2", ".safetensors", ".pt", ".pth"), "pytorch", "PyTorch",
-                    frozenset({"device", "preprocessing"})),
+                    frozenset({"device", "preprocessing"}), own_only=frozenset({"preprocessing"})),
 }
 
 # name -> file suffixes it reads
@@ -89,7 +92,8 @@ def applicable_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
     loader = LOADERS.get(name)
     if loader is None:  # load_backend names the unknown runtime
         return dict(options)
-    return {k: v for k, v in options.items() if k in loader.options}
+    return {k: v for k, v in options.items()
+            if k in loader.options and k not in loader.own_only}
 
 
 def load_backend(
