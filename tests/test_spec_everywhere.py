@@ -251,3 +251,27 @@ def test_real_resnet8_pytorch_style_keeps_its_count_through_pt2(tmp_path, capsys
     assert correct_of(capsys, pt2, perf_png) == expected
     err = ok(capsys, "evaluate", str(pt2), "--data-dir", str(perf_png))
     assert "near chance" not in err
+
+
+@pytest.mark.slow
+def test_convert_takes_the_output_name_and_refuses_specs_for_keras(tmp_path, capsys,
+                                                                    perf_png) -> None:
+    """--output-name picks the output an ONNX source's .pt2 returns (counts equal ONNX
+    Runtime's on that output); spec options for a Keras source are refused (exit 2)."""
+    from cli_runner import assert_refused
+    from resnet8_onnx import errors
+
+    source = make_classifier(tmp_path / "two.onnx", outputs=2, layout="nchw")
+    pt2 = tmp_path / "two.pt2"
+    ok(capsys, "convert", str(source), "-o", str(pt2), "--output-name", "probabilities",
+       *SPEC)
+    images, labels = perf_images(perf_png)
+    expected = ort_correct(source, normalise(images, nchw=True, normalize=True), labels)
+    assert correct_of(capsys, pt2, perf_png) == expected
+    assert_refused(capsys, errors.USAGE, "--output-name applies to ONNX models only",
+                   "evaluate", str(pt2), "--data-dir", str(perf_png), "--output-name", "x")
+    keras = tmp_path / "m.h5"
+    keras.write_bytes(b"")
+    assert_refused(capsys, errors.USAGE, "a Keras model takes raw 0-255", "convert",
+                   str(keras), "-o", str(tmp_path / "m.onnx"), "--scale", "1/255",
+                   outputs=(tmp_path / "m.onnx",))

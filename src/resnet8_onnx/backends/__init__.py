@@ -129,8 +129,8 @@ def load_backend(
         check_fixed_preprocessing(path, name, given.pop("preprocessing", None))
     for option in given:
         if option not in loader.options:
-            raise UsageError(f"{path}: --{option.replace('_', '-')} applies to "
-                             f"{_takers(option)} models only")
+            flag = "output-name" if option == "output" else option.replace("_", "-")
+            raise UsageError(f"{path}: --{flag} applies to {_takers(option)} models only")
     return loader.load(path, threads=threads, **given)
 
 

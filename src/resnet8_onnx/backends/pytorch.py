@@ -52,16 +52,13 @@ def configure_precision(torch: Any) -> None:
 
 
 def load(path: str | os.PathLike[str], *, threads: int | None = None,
-         device: str | None = None, preprocessing: Mapping[str, Any] | None = None,
-         output: str | None = None) -> TorchBackend:
+         device: str | None = None, preprocessing: Mapping[str, Any] | None = None
+         ) -> TorchBackend:
     """The loader: a PyTorch file (pre-scanned, nothing in it runs) → a runner on ``device``.
 
     ``preprocessing`` (spec options) overrides what the file's metadata says, as for ONNX
-    models; ``output`` is refused: a PyTorch model has one output.
+    models.
     """
-    if output is not None:
-        raise UsageError(f"{path}: --output-name chooses among an ONNX model's outputs; a "
-                         "PyTorch model has one")
     torch = import_torch()
     chosen = resolve_device(device)
     configure_precision(torch)
