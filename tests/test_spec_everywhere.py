@@ -275,3 +275,15 @@ def test_convert_takes_the_output_name_and_refuses_specs_for_keras(tmp_path, cap
     assert_refused(capsys, errors.USAGE, "a Keras model takes raw 0-255", "convert",
                    str(keras), "-o", str(tmp_path / "m.onnx"), "--scale", "1/255",
                    outputs=(tmp_path / "m.onnx",))
+
+
+def test_below_threshold_and_near_chance_is_one_line(tmp_path, capsys, perf_png) -> None:
+    """--min-accuracy failing on a near-chance model: exit 7 in one line that also says the
+    spec looks wrong (no separate warning line)."""
+    from cli_runner import assert_refused
+    from resnet8_onnx import errors
+
+    model = make_classifier(tmp_path / "nchw.onnx", layout="nchw")
+    assert_refused(capsys, errors.ACCURACY_BELOW_THRESHOLD, "near chance (10% for 10 classes)",
+                   "evaluate", str(model), "--data-dir", str(perf_png), "--min-accuracy",
+                   "85%")

@@ -9,7 +9,10 @@ Two builders make the ``nn.Module``:
 * **onnx2torch** — any ONNX model the converter supports (a ``.h5``/``.keras`` source is
   converted to ONNX first), turned into a ``torch.fx`` module by onnx2torch.
 
-The module is exported with ``torch.export`` (dynamic batch dimension) and saved as a
+Every check feeds the model as ``evaluate`` does (:mod:`resnet8_onnx.torch_checks`: the
+source's spec, its batch sizes, verify's tolerance rule). The module is exported with
+``torch.export`` (dynamic batch dimension; a source's fixed batch stays fixed unless a
+dynamic one is proven) and saved as a
 self-contained ``.pt2`` archive: an ExportedProgram with raw tensor payloads and this
 project's metadata, loadable by ``torch.export.load`` with no Python class of ours. The
 native module's ``state_dict`` can be saved as ``.safetensors`` for fine-tuning. A ``.pt2``

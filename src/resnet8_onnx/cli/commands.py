@@ -131,7 +131,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     dataset = _load_data(args)
     result = evaluate(backend, dataset, batch_size=args.batch_size)
     record = result.record()
-    _print_warnings([record])
+    metrics = result.metrics
+    below = args.min_accuracy is not None and not meets_accuracy(
+        metrics.correct, metrics.total, args.min_accuracy)
+    if not below:  # a failure says it in its own one line
+        _print_warnings([record])
     from ..report import render_terminal
 
     render_terminal(record, _console(stderr=args.json == "-"))
@@ -145,14 +149,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                     f"{saved['directory']}")
     _emit_json(record, args.json, force=args.force)
     _write_reports_locked(out_dir, write_reports, record, force=args.force)
-    metrics = result.metrics
-    if args.min_accuracy is not None and not meets_accuracy(
-            metrics.correct, metrics.total, args.min_accuracy):
+    if below:
         from ..report import format_threshold
 
+        why = "".join(f"; {w[w.find('near chance'):]}" for w in record.warnings or ()
+                      if "near chance" in w)
         raise errors.AccuracyBelowThresholdError(
             f"{args.model}: accuracy {metrics.accuracy:.2%} ({metrics.correct:,}/"
-            f"{metrics.total:,}) is below --min-accuracy {format_threshold(args.min_accuracy)}")
+            f"{metrics.total:,}) is below --min-accuracy {format_threshold(args.min_accuracy)}"
+            f"{why}")
     return errors.OK
 
 
