@@ -134,8 +134,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     metrics = result.metrics
     below = args.min_accuracy is not None and not meets_accuracy(
         metrics.correct, metrics.total, args.min_accuracy)
-    if not below:  # a failure says it in its own one line
-        _print_warnings([record])
     from ..report import render_terminal
 
     render_terminal(record, _console(stderr=args.json == "-"))
@@ -149,6 +147,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                     f"{saved['directory']}")
     _emit_json(record, args.json, force=args.force)
     _write_reports_locked(out_dir, write_reports, record, force=args.force)
+    if not below:  # last, once nothing can fail; a failure says it in its own one line
+        _print_warnings([record])
     if below:
         from ..report import format_threshold
 
@@ -233,9 +233,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     from ..report import render_comparison_terminal
 
-    _print_warnings(comparison.models)
     render_comparison_terminal(comparison, _console())
     _list_written((comparison.files or {}).values())
+    _print_warnings(comparison.models)
     if comparison.parity is None or not comparison.parity.passed:
         return errors.VERIFICATION_FAILED
     if comparison.verdict is None or not comparison.verdict.meets_threshold:
@@ -259,10 +259,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     record = compare_models(args.models, dataset, batch_size=args.batch_size,
                             threads=args.threads, options=options, provider=args.provider,
                             device=args.device)
-    _print_warnings(record.models)
     render_compare_terminal(record, _console(stderr=args.json == "-"))
     _emit_json(record, args.json, force=args.force)
     _write_reports_locked(out_dir, write_compare_reports, record, force=args.force)
+    _print_warnings(record.models)  # last: a refusal above stays one line
     return errors.OK
 
 
