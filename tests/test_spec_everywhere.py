@@ -287,3 +287,14 @@ def test_below_threshold_and_near_chance_is_one_line(tmp_path, capsys, perf_png)
     assert_refused(capsys, errors.ACCURACY_BELOW_THRESHOLD, "near chance (10% for 10 classes)",
                    "evaluate", str(model), "--data-dir", str(perf_png), "--min-accuracy",
                    "85%")
+
+
+def test_verify_refuses_spec_options_no_side_takes(tmp_path, capsys, tiny_pt2) -> None:
+    """A Keras or LiteRT reference takes raw pixels and a .pt2 states its own spec: spec
+    options neither side takes are refused, not dropped."""
+    from cli_runner import assert_refused
+    from resnet8_onnx import errors
+
+    assert_refused(capsys, errors.USAGE, "spec options (--scale) describe ONNX models", "verify",
+                   str(tiny_pt2), str(tiny_pt2), "--data-dir", str(tmp_path), "--scale",
+                   "1/255")

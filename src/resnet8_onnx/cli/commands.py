@@ -88,15 +88,20 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from ..verify import verify
 
     _check_outputs(args, files=[args.json], inputs=[args.reference, args.onnx, args.indices])
-    dataset = _load_data(args)
-    # Each side resolves its own spec; options describe whichever sides take a spec (ONNX,
-    # PyTorch), as in compare: a Keras or LiteRT reference takes raw pixels.
+    # Each side resolves its own spec; options describe whichever sides take a spec (ONNX),
+    # as in compare: a Keras or LiteRT reference takes raw pixels, a .pt2 states its own.
     options = {"preprocessing": _spec_overrides(args), "output": args.output_name,
                "provider": args.provider, "device": args.device}
     ref_name = args.reference_backend or backend_for(args.reference)
+    name = backend_for(args.onnx)
+    if options["preprocessing"] and "preprocessing" not in {
+            *applicable_options(ref_name, options), *applicable_options(name, options)}:
+        raise errors.UsageError(
+            f"spec options (--{', --'.join(options['preprocessing'])}) describe ONNX models; "
+            f"neither {args.reference} nor {args.onnx} is one (a .pt2 states its own spec)")
+    dataset = _load_data(args)
     reference = load_backend(args.reference, ref_name, threads=args.threads,
                              **applicable_options(ref_name, options))
-    name = backend_for(args.onnx)
     candidate = load_backend(args.onnx, name, threads=args.threads,
                              **applicable_options(name, options))
     report = verify(reference, candidate, dataset.images, indices=dataset.indices,
