@@ -145,7 +145,14 @@ def test_fixed_batch_nchw_model_through_every_stage(tmp_path, capsys, perf_png) 
     expected = ort_correct(source, normalise(images, nchw=True, normalize=True), labels)
     annotated, pt2, back = tmp_path / "ann.onnx", tmp_path / "m.pt2", tmp_path / "back.onnx"
     ok(capsys, "annotate", str(source), "-o", str(annotated), *SPEC)
-    ok(capsys, "convert", str(annotated), "-o", str(pt2))
+    code, out, err = run(capsys, "convert", str(annotated), "-o", str(pt2), "--json", "-")
+    assert code == 0, err
+    converted = json.loads(out)
+    # the Reshape to (1, -1) cannot run batch 7: the batch stays fixed, checked at 1 only
+    assert converted["metadata"]["fixed_batch"] == 1
+    assert converted["metadata"]["input_shape"] == [1, 3, 32, 32]
+    assert {tuple(c["batch_sizes"]) for c in converted["checks"]} == {(1,)}
+    assert all(c["elements_over_tolerance"] == 0 for c in converted["checks"])
     ok(capsys, "verify", str(annotated), str(pt2), "--data-dir", str(perf_png))
     ok(capsys, "benchmark", str(pt2), "--quick", "--batch-sizes", "1,8", "--threads", "1")
     assert correct_of(capsys, annotated, perf_png) == expected
@@ -246,7 +253,10 @@ def test_real_resnet8_pytorch_style_keeps_its_count_through_pt2(tmp_path, capsys
     assert expected > 150  # the premise: with the right spec the model is accurate
     annotated, pt2 = tmp_path / "ann.onnx", tmp_path / "m.pt2"
     ok(capsys, "annotate", str(source), "-o", str(annotated), *SPEC)
-    ok(capsys, "convert", str(annotated), "-o", str(pt2))
+    code, out, err = run(capsys, "convert", str(annotated), "-o", str(pt2), "--json", "-")
+    assert code == 0, err
+    # a fixed batch of 1 becomes dynamic only because the module is proven at batch 7
+    assert json.loads(out)["metadata"]["input_shape"][0] == "N"
     ok(capsys, "verify", str(resnet8_h5), str(pt2), "--data-dir", str(perf_png))
     assert correct_of(capsys, pt2, perf_png) == expected
     err = ok(capsys, "evaluate", str(pt2), "--data-dir", str(perf_png))
