@@ -74,7 +74,7 @@ def test_a_fixed_batch_runs_in_padded_chunks_and_drops_the_padding(tmp_path: Pat
 
 def test_a_model_with_several_outputs_needs_one_named(tmp_path: Path) -> None:
     path = make_classifier(tmp_path / "m.onnx", outputs=2)
-    with pytest.raises(UsageError, match=r"2 outputs .*choose one with --output NAME"):
+    with pytest.raises(UsageError, match=r"2 outputs .*choose one with --output-name NAME"):
         onnxrt.load(path)
     with pytest.raises(UsageError, match="no output named 'nope'"):
         onnxrt.load(path, output="nope")

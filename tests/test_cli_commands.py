@@ -98,7 +98,8 @@ def _png_folder(root: Path, n: int = 20) -> Path:
 
 def test_json_on_stdout_moves_the_human_summary_to_stderr(tmp_path: Path) -> None:
     """``--json -`` makes stdout one JSON document (pipe it to jq); the table goes to stderr.
-    Without it the table is on stdout and stderr stays empty."""
+    Without it the table is on stdout and stderr holds only the near-chance warning (a
+    random model on random images is at chance)."""
     model = make_classifier(tmp_path / "m.onnx")
     data = _png_folder(tmp_path / "pngs")
     piped = cli("-q", "evaluate", str(model), "--data-dir", str(data), "--json", "-")
@@ -109,7 +110,8 @@ def test_json_on_stdout_moves_the_human_summary_to_stderr(tmp_path: Path) -> Non
     plain = cli("-q", "evaluate", str(model), "--data-dir", str(data))
     assert plain.returncode == 0, plain.stderr
     assert "airplane" in plain.stdout
-    assert plain.stderr == ""
+    assert [line for line in plain.stderr.splitlines()
+            if not line.startswith("resnet8-onnx: warning: ") or "near chance" not in line] == []
 
 
 def test_a_failing_threshold_still_writes_the_reports_it_was_asked_for(tmp_path: Path) -> None:

@@ -60,9 +60,9 @@ def test_compare_needs_one_value_or_one_per_model(tmp_path, capsys) -> None:
 def test_several_outputs_need_a_name(tmp_path, capsys) -> None:
     model = str(make_classifier(tmp_path / "two.onnx", outputs=2))
     assert_refused(capsys, errors.USAGE, "2 outputs ('probabilities', 'flat'); choose one "
-                   "with --output NAME", "evaluate", model, "--data-dir", str(tmp_path))
+                   "with --output-name NAME", "evaluate", model, "--data-dir", str(tmp_path))
     assert_refused(capsys, errors.USAGE, "no output named 'nope'", "evaluate", model,
-                   "--data-dir", str(tmp_path), "--output", "nope")
+                   "--data-dir", str(tmp_path), "--output-name", "nope")
 
 
 def test_a_bad_provider_lists_the_available_ones(tmp_path, capsys) -> None:
@@ -90,9 +90,9 @@ def test_other_shapes_are_clear_errors(tmp_path, capsys, data_dir) -> None:
                    "evaluate", str(nchw), "--data-dir", data_dir, "--limit", "10")
     two = make_classifier(tmp_path / "two.onnx", outputs=2)
     assert_refused(capsys, errors.INVALID_INPUT, "8 outputs (output 'flat')", "evaluate",
-                   str(two), "--data-dir", data_dir, "--limit", "10", "--output", "flat")
+                   str(two), "--data-dir", data_dir, "--limit", "10", "--output-name", "flat")
     record = run_json(capsys, "evaluate", str(two), "--data-dir", data_dir, "--limit", "10",
-                      "--output", "probabilities", "--provider", "cpu")
+                      "--output-name", "probabilities", "--provider", "cpu")
     assert record["model"]["output_name"] == "probabilities"
     assert record["model"]["provider"] == "CPUExecutionProvider"
 
@@ -182,3 +182,15 @@ def test_benchmark_preprocesses_before_timing(tmp_path, capsys, data_dir) -> Non
     assert len(record["results"]) == 2
 
 
+
+
+def test_output_tensor_option_is_output_name_everywhere(tmp_path, capsys) -> None:
+    """``--output NAME`` became ``--output-name NAME`` (``-o/--output`` is a file in convert
+    and quantize); the old spelling is refused in one line, never taken as an abbreviation."""
+    model = str(make_classifier(tmp_path / "two.onnx", outputs=2))
+    for command in ("evaluate", "verify", "compare", "benchmark"):
+        models = [model, model] if command in ("verify", "compare") else [model]
+        assert_refused(capsys, errors.USAGE, "--output-name NAME", command, *models,
+                       "--data-dir", str(tmp_path), "--output", "flat")
+    assert_refused(capsys, errors.USAGE, "no output named 'nope'", "benchmark", model,
+                   "--output-name", "nope", "--quick")

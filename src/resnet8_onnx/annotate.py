@@ -60,6 +60,31 @@ def read_class_names(path: str | os.PathLike[str]) -> list[str]:
     return [str(n) for n in names]
 
 
+ONNX_SUFFIX = ".onnx"
+
+
+def check_output_suffix(path: str | os.PathLike[str]) -> None:
+    """annotate writes ONNX: an output named ``.txt`` (or anything but ``.onnx``) would be an
+    ONNX file under a name that says otherwise, so it is refused (exit 2), as convert does."""
+    if Path(path).suffix.lower() != ONNX_SUFFIX:
+        raise UsageError(f"{path}: annotate writes an ONNX model; give the output the "
+                         f"{ONNX_SUFFIX} suffix")
+
+
+def check_not_embedded(source: Path, metadata: Mapping[str, str], *, embed: bool,
+                       preprocessing: Mapping[str, Any] | None) -> None:
+    """A model whose preprocessing ``annotate --embed`` already embedded takes raw uint8
+    pixels: embedding again, or stating another spec for it, would apply the spec twice.
+    Refused (exit 2) rather than done or silently skipped."""
+    if METADATA_EMBEDDED not in metadata:
+        return
+    given = {k: v for k, v in (preprocessing or {}).items() if v is not None}
+    if embed or given:
+        what = "--embed" if embed else ", ".join(f"--{k}" for k in given)
+        raise UsageError(f"{source}: its preprocessing is already embedded (it takes raw uint8 "
+                         f"NHWC RGB pixels); {what} would apply it twice")
+
+
 def _set_props(model: Any, props: Mapping[str, str]) -> None:
     """Add or replace ``metadata_props`` entries, keeping every other entry and its order."""
     existing = {p.key: p for p in model.metadata_props}
@@ -97,6 +122,7 @@ def annotate(
     source = Path(model_path)
     if not source.is_file():
         raise InputNotFoundError(f"{source}: model file not found")
+    check_output_suffix(output_path)
     out = check_writable(output_path, force=force)
     if out.resolve() == source.resolve():
         raise UsageError(f"{out}: output would overwrite the source model")
@@ -104,6 +130,8 @@ def annotate(
         raise UsageError("annotate --embed needs images (--data-dir) to prove parity")
 
     original = onnxrt.load(source, preprocessing=preprocessing, output=output)
+    check_not_embedded(source, original.metadata, embed=embed_preprocessing,
+                       preprocessing=preprocessing)
     session = original.onnx_session()
     spec, sources = original.input_spec.preprocessing, session.preprocessing_sources
     _check_fits(original, source, images, class_names)

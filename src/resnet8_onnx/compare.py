@@ -148,8 +148,9 @@ def per_model_options(
                 if value is not None:
                     entry[option] = value
         else:
+            flag = "output-name" if option == "output" else option
             raise UsageError(
-                f"--{option} given {len(given)} times for {len(paths)} models: give it once "
+                f"--{flag} given {len(given)} times for {len(paths)} models: give it once "
                 f"(for every ONNX model) or once per model in model order ('-' for none)")
     return per_model
 

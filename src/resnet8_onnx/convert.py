@@ -287,8 +287,10 @@ def _library_versions(tf: ModuleType, keras: ModuleType) -> dict[str, str]:
     }
 
 
-def _check_onnx(model: onnx.ModelProto, output: Path, image_shape: tuple[int, ...], k: int) -> None:
-    """Full ONNX checker plus strict shape inference; the output must come out (N, k)."""
+def _check_onnx(model: onnx.ModelProto, output: Path, image_shape: tuple[int, ...], k: int,
+                batch: int | str = BATCH_DIM) -> None:
+    """Full ONNX checker plus strict shape inference; the output must come out (N, k) (or
+    the model's fixed ``batch``)."""
     import onnx
 
     with progress.status("Checking the ONNX model"):
@@ -299,8 +301,8 @@ def _check_onnx(model: onnx.ModelProto, output: Path, image_shape: tuple[int, ..
             raise VerificationFailedError(
                 f"{output}: converted model fails the ONNX checker: {one_line(e)}"
             ) from e
-    want_in = [BATCH_DIM, *image_shape]
-    want_out = [BATCH_DIM, k]
+    want_in = [batch, *image_shape]
+    want_out = [batch, k]
     for vi, want in ((inferred.graph.input[0], want_in), (inferred.graph.output[0], want_out)):
         got = [d.dim_param or d.dim_value for d in vi.type.tensor_type.shape.dim]
         if got != want:
@@ -318,12 +320,14 @@ def finish_onnx_model(
     num_classes: int,
     metadata: Mapping[str, str],
     description: str,
+    fixed_batch: int | None = None,
 ) -> onnx.ModelProto:
     """Give an ONNX model from another exporter this converter's interface and checks.
 
     Input ``input`` and output named after its kind with the batch dimension ``N``, the
     metadata (plus the interface fields), a doc string, then the full checker and strict shape
-    inference, exactly as for a Keras conversion. Used for ``torch.onnx`` exports.
+    inference, exactly as for a Keras conversion. Used for ``torch.onnx`` exports. A
+    ``fixed_batch`` stays fixed: the batch dimension is only named when it is dynamic.
     """
     import onnx
 
@@ -333,11 +337,13 @@ def finish_onnx_model(
             f"{len(proto.graph.output)} outputs, expected one of each")
     _claim_name(proto, proto.graph.input[0].name, INPUT_NAME)
     _claim_name(proto, proto.graph.output[0].name, output_kind)
-    _set_batch_dim(proto)
+    if fixed_batch is None:
+        _set_batch_dim(proto)
+    batch: int | str = BATCH_DIM if fixed_batch is None else fixed_batch
     props = {
         **metadata,
         "input_name": INPUT_NAME,
-        "input_shape": json.dumps([BATCH_DIM, *image_shape]),
+        "input_shape": json.dumps([batch, *image_shape]),
         "output_name": output_kind,
         "output_kind": output_kind,
         "num_classes": str(num_classes),
@@ -346,11 +352,11 @@ def finish_onnx_model(
     proto.producer_name = "resnet8-onnx"
     proto.producer_version = __version__
     proto.doc_string = (
-        f"{description}. Input {INPUT_NAME!r} (N, {', '.join(map(str, image_shape))}): "
-        f"{props.get('preprocessing', PREPROCESSING)}. Output {output_kind!r} (N, "
+        f"{description}. Input {INPUT_NAME!r} ({batch}, {', '.join(map(str, image_shape))}): "
+        f"{props.get('preprocessing', PREPROCESSING)}. Output {output_kind!r} ({batch}, "
         f"{num_classes}).")
     proto.graph.doc_string = proto.doc_string
-    _check_onnx(proto, output, tuple(image_shape), num_classes)
+    _check_onnx(proto, output, tuple(image_shape), num_classes, batch)
     return proto
 
 

@@ -8,10 +8,11 @@ memory flat.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ from .cpuload import LoadMeter
 from .errors import InvalidInputError
 from .memory import check_batch_fits
 from .metrics import compute_metrics
+from .preprocess import near_chance_warning
 from .progress import track
 from .records import DataInfo, EvaluationRecord, ModelInfo, RunSettings, Timings
 
@@ -179,6 +181,8 @@ class EvaluationResult:
     metrics: ClassificationMetrics
     timings: dict[str, float]
     environment: dict[str, str]
+    # e.g. accuracy near chance: the spec looks wrong (see preprocess.near_chance_warning)
+    warnings: tuple[str, ...] = ()
 
     @property
     def predictions(self) -> np.ndarray:
@@ -204,11 +208,41 @@ class EvaluationResult:
             metrics=self.metrics.record(),
             environment=self.environment,
             timings=Timings.from_dict(self.timings),
+            warnings=list(self.warnings) or None,
         )
 
     def to_record(self) -> dict[str, Any]:
         """The JSON-ready form of :meth:`record`."""
         return self.record().to_dict()
+
+
+def model_class_names(backend: Backend, data_names: Sequence[str]
+                      ) -> tuple[tuple[str, ...], str | None]:
+    """The class names reports use: the model's own (its metadata's ``class_names``, e.g.
+    written by ``annotate --class-names``) when it has them, else the data set's; and a note
+    when the two differ, so a reader knows whose names the table shows."""
+    data = tuple(str(n) for n in data_names)
+    raw = (getattr(backend, "metadata", None) or {}).get("class_names")
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raw = None
+    if not isinstance(raw, list) or not all(isinstance(n, str) for n in raw):
+        return data, None
+    names = tuple(raw)
+    if len(names) != len(data):
+        return data, (f"the model's metadata names {len(names)} classes, the data set has "
+                      f"{len(data)}: the data set's names are shown")
+    if names == data:
+        return data, None
+    differing = [f"{i} {m!r} (data: {d!r})" for i, (m, d) in enumerate(zip(names, data,
+                                                                            strict=True))
+                 if m != d]
+    shown = ", ".join(differing[:3]) + (f" and {len(differing) - 3} more"
+                                        if len(differing) > 3 else "")
+    return names, ("class names are the model's own (metadata class_names); they differ "
+                   f"from the data set's: {shown}")
 
 
 def evaluate(
@@ -218,14 +252,24 @@ def evaluate(
     start = time.perf_counter()
     with LoadMeter() as load:  # other work during the pass makes its images/s noisy
         outputs, inference = run_inference(backend, dataset, batch_size=batch_size)
-    metrics = compute_metrics(dataset.labels, outputs, dataset.class_names,
+    names, names_note = model_class_names(backend, dataset.class_names)
+    metrics = compute_metrics(dataset.labels, outputs, names,
                               output_kind=backend.output_kind)
     total = time.perf_counter() - start
     n = len(dataset)
+    info = backend.info
+    warning = near_chance_warning(
+        metrics.correct, metrics.total, len(dataset.class_names), model=info.model_path,
+        preprocessing=info.extra.get("preprocessing"))
     used = effective_batch_size(batch_size, n)
     requested = {"requested_batch_size": batch_size} if used != batch_size else {}
+    described = backend.info.to_dict()
+    if names_note:
+        extra = dict(described.get("extra") or {})
+        extra["notes"] = [*extra.get("notes", []), names_note]
+        described["extra"] = extra
     return EvaluationResult(
-        backend=backend.info.to_dict(),
+        backend=described,
         data=dataset.describe(),
         outputs=outputs,
         labels=np.asarray(dataset.labels),
@@ -239,4 +283,5 @@ def evaluate(
             **({"cpu_busy": load.busy} if load.busy is not None else {}),
         },
         environment=environment({backend.info.name: backend.info.runtime_version}),
+        warnings=(warning,) if warning else (),
     )

@@ -429,3 +429,36 @@ def _preprocess_nodes(spec: Preprocessing, pixels_name: str, target_name: str, e
 def raw_uint8() -> Preprocessing:
     """The spec of a model with embedded preprocessing: raw uint8 NHWC RGB pixels."""
     return replace(Preprocessing(), dtype="uint8")
+
+
+# ---------------------------------------------------------------- a spec that looks wrong
+def near_chance(correct: int, total: int, classes: int) -> bool:
+    """Accuracy at or below twice chance (2/classes) on labelled images: what a model fed the
+    wrong preprocessing scores, since its predictions are then nearly independent of the
+    label. Exact integer arithmetic, so 20 % of 10 classes counts."""
+    return total > 0 and classes > 1 and correct * classes <= 2 * total
+
+
+def near_chance_warning(correct: int, total: int, classes: int, *, model: str,
+                        preprocessing: Mapping[str, Any] | None = None) -> str | None:
+    """The one warning line (no prefix) when accuracy is near chance, naming the spec in
+    effect and where each field came from; ``None`` otherwise.
+
+    ``preprocessing`` is a :func:`record` (what ONNX and PyTorch runners report); without
+    one the runtime fixes the input (Keras, LiteRT: raw pixels). Every command that measures
+    accuracy (evaluate, compare, run, quantize) calls this, so the sentence is the same.
+    """
+    if not near_chance(correct, total, classes):
+        return None
+    if preprocessing:
+        spec = str(preprocessing.get("description") or "")
+        sources = sources_line(preprocessing.get("sources") or {})
+        where = f"{spec} ({sources})" if sources else spec
+        hint = ("; if that is not what the model was trained on, give --layout/--channels/"
+                "--scale/--mean/--std (or record them once with annotate)")
+    else:
+        where = f"{Preprocessing().describe()} ({FIXED})"
+        hint = ""
+    return (f"{model}: accuracy {correct / total:.1%} ({correct:,}/{total:,}) is near chance "
+            f"({1 / classes:.0%} for {classes} classes): is the preprocessing right? In "
+            f"effect: {where}{hint}")

@@ -9,7 +9,10 @@ Two builders make the ``nn.Module``:
 * **onnx2torch** — any ONNX model the converter supports (a ``.h5``/``.keras`` source is
   converted to ONNX first), turned into a ``torch.fx`` module by onnx2torch.
 
-The module is exported with ``torch.export`` (dynamic batch dimension) and saved as a
+Every check feeds the model as ``evaluate`` does (:mod:`resnet8_onnx.torch_checks`: the
+source's spec, its batch sizes, verify's tolerance rule). The module is exported with
+``torch.export`` (dynamic batch dimension; a source's fixed batch stays fixed unless a
+dynamic one is proven) and saved as a
 self-contained ``.pt2`` archive: an ExportedProgram with raw tensor payloads and this
 project's metadata, loadable by ``torch.export.load`` with no Python class of ours. The
 native module's ``state_dict`` can be saved as ``.safetensors`` for fine-tuning. A ``.pt2``
@@ -31,16 +34,16 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import __version__, progress
-from .backends import onnxrt
-from .convert import DEFAULT_OPSET, PREPROCESSING, convert, finish_onnx_model
+from .backends import check_fixed_preprocessing, onnxrt
+from .convert import DEFAULT_OPSET, convert, finish_onnx_model
 from .data.format import CLASS_NAMES
 from .errors import (
     InputNotFoundError,
@@ -52,6 +55,19 @@ from .errors import (
 )
 from .fsutil import check_writable, file_digest, recorded_path, write_bytes_atomic
 from .keras_io import read_keras_config
+from .torch_checks import (
+    CHECK_ATOL,
+    CHECK_BATCH_SIZES,
+    ModelInput,
+    check_against,
+    dynamic_batch_proven,
+    export_program,
+    from_onnx_backend,
+    module_runner,
+    program_input,
+    random_pixels,
+    resolve_torch_input,
+)
 from .torch_io import (
     EXTRA_HINT,
     PT2_SUFFIXES,
@@ -75,8 +91,6 @@ from .torch_onnx2torch import onnx2torch_module, onnx_metadata
 
 BUILDERS = ("auto", "native", "onnx2torch")
 TORCH_ONNX_OPSET = 18  # the oldest opset torch.onnx's dynamo exporter emits without adapters
-CHECK_ATOL = 1e-5
-CHECK_BATCH_SIZES = (1, 7)
 KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
 
 __all__ = [
@@ -97,67 +111,24 @@ def is_torch_conversion(source: str | os.PathLike[str], output: str | os.PathLik
 
 
 
-# --------------------------------------------------------------------------- export + checks
-def _input_shape(module: Any, fallback: tuple[int, ...] | None) -> tuple[int, ...]:
-    config = getattr(module, "config", None)
-    if config is not None and hasattr(config, "input_shape"):
-        return tuple(config.input_shape)
-    if fallback is None:
-        raise InvalidInputError("cannot tell the model's input shape")
-    return fallback
+# --------------------------------------------------------------------------- the checks
+# (in torch_checks: every check feeds spec-prepared pixels at the batch sizes the model takes)
+_PROBABILITY_SUM_ATOL = 1e-4
 
 
-def export_program(module: Any, image_shape: tuple[int, ...]) -> Any:
-    """``torch.export`` with a dynamic batch dimension (sizes 1, 7, 256 all run)."""
-    torch = import_torch()
-    example = torch.zeros((2, *image_shape), dtype=torch.float32)
-    batch = torch.export.Dim("N", min=1, max=1 << 20)
-    with progress.status("Exporting with torch.export"), torch.no_grad():
-        try:
-            return torch.export.export(module, (example,), dynamic_shapes=({0: batch},),
-                                       strict=False)
-        except ToolError:
-            raise
-        except Exception as exc:
-            raise InvalidInputError(f"torch.export could not export the module: "
-                                    f"{one_line(exc)}") from exc
+def _kind_of(metadata: Mapping[str, Any], probe: np.ndarray) -> str:
+    """The recorded output kind, else what the outputs look like."""
+    return str(metadata.get("output_kind") or (
+        "probabilities" if np.allclose(probe.sum(axis=1), 1, atol=_PROBABILITY_SUM_ATOL)
+        else "logits"))
 
 
-def _random_batch(image_shape: tuple[int, ...], n: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (n, *image_shape)).astype(np.float32)
+def _native_input(image_shape: tuple[int, ...]) -> ModelInput:
+    """The native ResNet8 takes raw 0-255 NHWC RGB float32 pixels, as its Keras source."""
+    from .preprocess import METADATA, SPEC_FIELDS, Preprocessing
 
-
-def _run_torch(fn: Any, batch: np.ndarray) -> np.ndarray:
-    torch = import_torch()
-    with torch.inference_mode():
-        return np.asarray(fn(torch.from_numpy(batch)).float().numpy())
-
-
-def _check_against(reference: Any, candidate: Any, image_shape: tuple[int, ...], what: str,
-                   output: Path) -> dict[str, Any]:
-    """Run both on random pixels at each check batch size; raise when they differ."""
-    worst = 0.0
-    for n in CHECK_BATCH_SIZES:
-        x = _random_batch(image_shape, n, seed=n)
-        a, b = reference(x), candidate(x)
-        if a.shape != b.shape:
-            raise VerificationFailedError(f"{output}: output shape {b.shape} differs from "
-                                          f"{what}'s {a.shape} at batch {n}")
-        worst = max(worst, float(np.abs(a - b).max()))
-    if not worst <= CHECK_ATOL:
-        raise VerificationFailedError(f"{output}: outputs differ from {what} by {worst:.3g} "
-                                      f"(> {CHECK_ATOL:g}) on random pixels")
-    return {"against": what, "batch_sizes": list(CHECK_BATCH_SIZES), "max_abs_diff": worst}
-
-
-def _ort_runner(path_or_bytes: Any) -> Any:
-    if isinstance(path_or_bytes, bytes | bytearray):
-        import onnxruntime as ort
-
-        session = ort.InferenceSession(bytes(path_or_bytes), providers=["CPUExecutionProvider"])
-        name = session.get_inputs()[0].name
-        return lambda x: session.run(None, {name: x})[0]
-    return onnxrt.load(path_or_bytes).predict
+    return ModelInput(Preprocessing(), {name: METADATA for name in SPEC_FIELDS},
+                      (None, *image_shape), tuple(image_shape))
 
 
 @dataclass(frozen=True)
@@ -244,47 +215,55 @@ def convert_to_torch(
     builder: str = "auto",
     force: bool = False,
     opset: int | None = None,
+    preprocessing: Mapping[str, Any] | None = None,
+    output_name: str | None = None,
 ) -> TorchConversionResult:
     """Build a PyTorch model from a Keras, ONNX or state-dict file and save it.
 
     ``output_path`` ends in ``.pt2`` (an ExportedProgram) or ``.safetensors`` (the native
-    module's state dict, for fine-tuning). The saved ``.pt2`` is loaded back through the safe
-    loader and must reproduce the in-memory module (and, for onnx2torch, ONNX Runtime on the
-    ONNX it came from) on random pixels at batch sizes 1 and 7.
+    module's state dict, for fine-tuning). An ONNX source is described as ``evaluate``
+    describes it (``preprocessing``: spec options; ``output_name``: the output tensor); every
+    check feeds random pixels through that spec at the batch sizes the model takes: the
+    module against ONNX Runtime on the source, the saved ``.pt2`` (loaded back through the
+    safe loader) against the module. A fixed batch stays fixed unless the module is proven to
+    give the source's outputs at another batch size; the ``.pt2`` records the spec.
     """
     start = time.perf_counter()
     source = Path(source_path)
     out = check_writable(output_path, force=force)  # before any expensive work
     import_torch()  # before choosing a builder: recognising a Keras ResNet8 builds one
     target, kind = _check_torch_request(source, out, builder)
+    if source.suffix.lower() != ".onnx":
+        check_fixed_preprocessing(source, "Keras", preprocessing)
     checks: list[dict[str, Any]] = []
     with contextlib.ExitStack() as stack:
-        built = _build_module(source, kind, opset, stack)
-        module, image_shape, k = built.module, built.image_shape, built.num_classes
-        output_kind, meta = built.output_kind, built.meta
-        module_fn = _module_runner(module)
+        built = _build_module(source, kind, opset, stack, preprocessing=preprocessing,
+                              output_name=output_name)
+        module, model_input, k = built.module, built.model_input, built.num_classes
+        batch = model_input.fixed_batch
         if built.reference is not None:
-            checks.append(_check_against(built.reference, module_fn, image_shape,
-                                         "ONNX Runtime on the source ONNX", out))
+            checks.append(check_against(built.reference,
+                                        module_runner(module, model_input, batch=batch),
+                                        model_input, "ONNX Runtime on the source ONNX", out))
+            if batch is not None and dynamic_batch_proven(module, built.reference,
+                                                          model_input):
+                batch = None
         metadata = {
             "converter": "resnet8-onnx", "converter_version": __version__,
             "source_file": source.name, "source_sha256": file_digest(source),
-            "builder": kind, "input_shape": ["N", *image_shape],
-            # The native module takes NHWC; onnx2torch keeps the ONNX model's own layout.
-            "input_layout": "NHWC" if kind == "native" else "as the source ONNX model",
-            "preprocessing": meta.get("preprocessing") or _default_preprocessing(),
-            "output_kind": output_kind, "num_classes": k,
-            "class_names": _class_names(meta, k), **_versions(),
+            "builder": kind, **model_input.metadata(),
+            "output_kind": built.output_kind, "num_classes": k,
+            "class_names": _class_names(built.meta, k), **_versions(),
         }
         if kind == "native":
             metadata["resnet8_config"] = module.config.to_dict()
-        data = _save_and_check(module, module_fn, out, target=target, kind=kind,
-                               image_shape=image_shape, metadata=metadata, checks=checks,
+        data = _save_and_check(module, out, target=target, kind=kind, batch=batch,
+                               model_input=model_input, metadata=metadata, checks=checks,
                                force=force)
     return TorchConversionResult(
         output_path=str(out), source_path=str(source), source_sha256=metadata["source_sha256"],
         output_sha256=hashlib.sha256(data).hexdigest(), target=target.lstrip("."),
-        builder=kind, output_kind=output_kind, num_classes=k,
+        builder=kind, output_kind=built.output_kind, num_classes=k,
         seconds=round(time.perf_counter() - start, 3), checks=checks, metadata=metadata)
 
 
@@ -311,24 +290,27 @@ class _Built:
     """A PyTorch module built from the source, with what the saved file will say about it."""
 
     module: Any
-    image_shape: tuple[int, ...]
+    model_input: ModelInput
     num_classes: int
     output_kind: str
     meta: dict[str, Any]  # facts carried over from the source (class names, preprocessing…)
-    reference: Any = None  # ONNX Runtime on the source ONNX, for onnx2torch modules
+    reference: Any = None  # ONNX Runtime on the source ONNX (pixels in), for onnx2torch
 
 
-def _build_module(source: Path, kind: str, opset: int | None,
-                  stack: contextlib.ExitStack) -> _Built:
+def _build_module(source: Path, kind: str, opset: int | None, stack: contextlib.ExitStack,
+                  *, preprocessing: Mapping[str, Any] | None = None,
+                  output_name: str | None = None) -> _Built:
     """Build the module with the ``native`` ResNet8 or with onnx2torch (converting a Keras
-    source to ONNX first, in a temporary directory that ``stack`` removes)."""
+    source to ONNX first, in a temporary directory that ``stack`` removes). An ONNX source
+    is loaded as ``evaluate`` loads it, so its spec, fixed batch and output are the same."""
     if kind == "native":
         if source.suffix.lower() in STATE_DICT_SUFFIXES:
             module, meta = native_from_state_dict(source)
         else:
             module, plan = native_from_keras(source)
             meta = {"keras_layers": plan.layers}
-        return _Built(module, tuple(module.config.input_shape), module.config.num_classes,
+        return _Built(module, _native_input(tuple(module.config.input_shape)),
+                      module.config.num_classes,
                       "probabilities" if module.config.softmax else "logits", meta)
     onnx_path = source
     if source.suffix.lower() in KERAS_SUFFIXES:
@@ -336,77 +318,91 @@ def _build_module(source: Path, kind: str, opset: int | None,
         onnx_path = tmp / "model.onnx"
         convert(source, onnx_path, input_shape=None, num_classes=None,
                 opset=opset or DEFAULT_OPSET)
+    backend = onnxrt.load(onnx_path, preprocessing=preprocessing, output=output_name)
+    model_input = from_onnx_backend(backend)
+    module = _one_output(onnx2torch_module(onnx_path), backend)
+    probe = backend.predict(random_pixels(model_input.pixel_shape, model_input.fixed_batch or 1))
     onnx_meta = onnx_metadata(onnx_path)
-    module = onnx2torch_module(onnx_path)
-    ort = _ort_runner(onnx_path)
-    image_shape = tuple(d for d in _ort_input_shape(onnx_path))
-    probe = ort(_random_batch(image_shape, 1))
-    output_kind = onnx_meta.get("output_kind") or (
-        "probabilities" if np.allclose(probe.sum(axis=1), 1, atol=1e-4) else "logits")
     meta = {k_: v for k_, v in onnx_meta.items()
-            if k_ in ("class_names", "preprocessing", "source_file", "source_sha256")}
-    return _Built(module, image_shape, int(probe.shape[1]), output_kind, meta, reference=ort)
+            if k_ in ("class_names", "source_file", "source_sha256")}
+    return _Built(module, model_input, int(probe.shape[1]), _kind_of(onnx_meta, probe), meta,
+                  reference=backend.predict)
 
 
-def _save_and_check(module: Any, module_fn: Callable[[np.ndarray], np.ndarray], out: Path, *,
-                    target: str, kind: str, image_shape: tuple[int, ...],
-                    metadata: dict[str, Any], checks: list[dict[str, Any]],
-                    force: bool) -> bytes:
-    """Save ``module`` as a state dict or an ExportedProgram, load it back and check it
-    reproduces ``module_fn`` (appending to ``checks``); returns the bytes written. A ``.pt2``
-    that fails the check is removed, never left behind."""
+def _one_output(module: Any, backend: Any) -> Any:
+    """The onnx2torch module returning only the output the ONNX runner uses."""
+    names = [o.name for o in backend.session.get_outputs()]
+    if len(names) == 1:
+        return module
+    torch = import_torch()
+    index = names.index(backend.output_name)
+
+    class OneOutput(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: Any) -> Any:
+            return self.inner(x)[index]
+
+    return OneOutput(module).eval()
+
+
+def _save_and_check(module: Any, out: Path, *, target: str, kind: str, batch: int | None,
+                    model_input: ModelInput, metadata: dict[str, Any],
+                    checks: list[dict[str, Any]], force: bool) -> bytes:
+    """Save ``module`` as a state dict or an ExportedProgram (batch dynamic, or ``batch``
+    fixed), load it back and check it reproduces ``module`` (appending to ``checks``);
+    returns the bytes written. A file that fails the check is removed, never left behind."""
     if target in SAFETENSORS_SUFFIXES:
         data = save_state_dict(module.state_dict(), out, {
             "resnet8_config": json.dumps(module.config.to_dict()),
             "resnet8_onnx": json.dumps(metadata)}, force=force)
         module2, _ = native_from_state_dict(out)
-        checks.append(_check_against(module_fn, _module_runner(module2), image_shape,
-                                     "the module before saving", out))
+        checks.append(check_against(module_runner(module, model_input, batch=None),
+                                    module_runner(module2, model_input, batch=None),
+                                    model_input, "the module before saving", out))
         return data
     if kind == "native":  # inference program: BatchNorm folded into the convolutions
         from .torch_models import fold_batchnorm
 
         module = fold_batchnorm(module)
         metadata["batchnorm"] = "folded into the preceding convolutions"
-    program = export_program(module, image_shape)
+    program, batch = _export(module, model_input, batch)
+    shape = (batch, *model_input.model_dims)
+    metadata["input_shape"] = [batch or "N", *model_input.model_dims]
+    metadata.pop("fixed_batch", None)
+    if batch is not None:
+        metadata["fixed_batch"] = batch
+    saved = replace(model_input, shape=shape)
     data = _save_checked(program, out, metadata, force=force)
     loaded, _ = load_exported_program(out)
     try:
-        checks.append(_check_against(module_fn, _module_runner(loaded.module()),
-                                     image_shape, "the module before export", out))
+        checks.append(check_against(module_runner(module, saved, batch=batch),
+                                    module_runner(loaded.module(), saved, batch=batch),
+                                    saved, "the module before export", out))
     except VerificationFailedError:
         out.unlink(missing_ok=True)
         raise
     return data
 
 
+def _export(module: Any, model_input: ModelInput, batch: int | None) -> tuple[Any, int | None]:
+    """(program, its batch): dynamic when asked and torch.export manages it, else fixed at
+    the source's own batch."""
+    dims, dtype = model_input.model_dims, model_input.spec.dtype
+    if batch is None and model_input.fixed_batch is not None:
+        try:
+            return export_program(module, dims, dtype=dtype), None
+        except InvalidInputError:
+            batch = model_input.fixed_batch
+    return export_program(module, dims, batch=batch, dtype=dtype), batch
+
+
 def _save_checked(program: Any, out: Path, metadata: Mapping[str, Any], *,
                   force: bool) -> bytes:
     with progress.status(f"Saving {out.name}"):
         return save_exported_program(program, out, metadata, force=force)
-
-
-def _default_preprocessing() -> str:
-    return PREPROCESSING
-
-
-def _ort_input_shape(path: str | os.PathLike[str]) -> tuple[int, ...]:
-    import onnx
-
-    proto = onnx.load(str(path), load_external_data=False)
-    inits = {t.name for t in proto.graph.initializer}
-    inputs = [i for i in proto.graph.input if i.name not in inits]
-    if len(inputs) != 1:
-        raise InvalidInputError(f"{path}: expected one input, found {len(inputs)}")
-    dims = inputs[0].type.tensor_type.shape.dim
-    shape = tuple(int(d.dim_value) for d in dims[1:])
-    if len(dims) != 4 or any(d <= 0 for d in shape):
-        raise InvalidInputError(f"{path}: input must be (batch, H, W, C) with fixed H, W, C")
-    return shape
-
-
-def _module_runner(module: Any) -> Any:
-    return lambda x: _run_torch(module, x)
 
 
 # --------------------------------------------------------------------------- back to ONNX
@@ -428,13 +424,16 @@ def convert_torch_to_onnx(
     *,
     opset: int | None = None,
     force: bool = False,
+    preprocessing: Mapping[str, Any] | None = None,
 ) -> TorchConversionResult:
     """A ``.pt2`` (or native state dict) → ONNX with ``torch.onnx.export`` (dynamo exporter).
 
-    The result gets the same treatment as a Keras conversion: input ``input`` (N, H, W, C),
-    output named after its kind, batch dimension ``N``, self-describing metadata, the full
-    ONNX checker and strict shape inference; then ONNX Runtime must reproduce the PyTorch
-    model on random pixels at batch sizes 1 and 7.
+    The result gets the same treatment as a Keras conversion: input ``input`` in the
+    program's own layout, output named after its kind, batch dimension ``N`` (or the
+    program's fixed batch), self-describing metadata carrying the spec the ``.pt2`` states,
+    the full ONNX checker and strict shape inference; then ONNX Runtime, reading the spec
+    from the new file's metadata as ``evaluate`` will, must reproduce the PyTorch model on
+    random pixels fed through that spec.
     """
     start = time.perf_counter()
     source = Path(source_path)
@@ -447,19 +446,49 @@ def convert_torch_to_onnx(
                          f"{TORCH_ONNX_OPSET} or newer")
     if not source.is_file():
         raise InputNotFoundError(f"{source}: model file not found")
-    torch = import_torch()
+    import_torch()
     require_module("onnxscript")
     module, program, meta = load_torch_model(source)
-    image_shape = tuple(int(d) for d in (meta.get("input_shape") or [])[1:]) or None
     if program is None:
-        image_shape = _input_shape(module, image_shape)
-        program = export_program(module, image_shape)
-    if image_shape is None:
-        image_shape = _program_input_shape(program)
-    probe = _run_torch(module, _random_batch(image_shape, 1))
+        program = export_program(module, tuple(module.config.input_shape))
+    shape, dtype = program_input(program)
+    model_input = resolve_torch_input(meta, shape, dtype, preprocessing, where=str(source))
+    run = module_runner(module, model_input, batch=model_input.fixed_batch)
+    probe = run(random_pixels(model_input.pixel_shape, model_input.fixed_batch or 1))
     k = int(probe.shape[1])
-    kind = meta.get("output_kind") or (
-        "probabilities" if np.allclose(probe.sum(axis=1), 1, atol=1e-4) else "logits")
+    kind = _kind_of(meta, probe)
+    proto = _torch_onnx_export(program, source, opset)
+    versions = _versions()
+    metadata = {
+        "source_file": source.name, "source_sha256": file_digest(source),
+        "source_format": source.suffix.lower().lstrip("."),
+        "converter": "resnet8-onnx", "converter_version": __version__,
+        **{k_: v for k_, v in versions.items() if k_ in ("torch_version", "onnxscript_version",
+                                                         "onnx_version")},
+        "opset": str(opset),
+        **{k_: str(v) for k_, v in model_input.metadata().items()},
+        "class_names": json.dumps(_class_names(meta, k)),
+    }
+    proto = finish_onnx_model(proto, out, output_kind=kind, image_shape=model_input.model_dims,
+                              num_classes=k, metadata=metadata,
+                              description=f"{source.name} exported by torch.onnx "
+                                          f"{versions['torch_version']}",
+                              fixed_batch=model_input.fixed_batch)
+    data = proto.SerializeToString()
+    exported = onnxrt.from_bytes(data, f"{out} (exported)")
+    checks = [check_against(run, exported.predict, model_input, "the PyTorch model", out)]
+
+    write_bytes_atomic(out, data, force=force)
+    return TorchConversionResult(
+        output_path=str(out), source_path=str(source), source_sha256=metadata["source_sha256"],
+        output_sha256=hashlib.sha256(data).hexdigest(), target="onnx", builder="torch.onnx",
+        output_kind=kind, num_classes=k, seconds=round(time.perf_counter() - start, 3),
+        checks=checks, metadata={p.key: p.value for p in proto.metadata_props})
+
+
+def _torch_onnx_export(program: Any, source: Path, opset: int) -> Any:
+    """The ModelProto ``torch.onnx.export`` (dynamo) makes of ``program``."""
+    torch = import_torch()
     with progress.status(f"Exporting to ONNX (torch.onnx, opset {opset})"), \
             contextlib.redirect_stdout(sys.stderr):  # the exporter prints; stdout may be JSON
         try:
@@ -470,48 +499,7 @@ def convert_torch_to_onnx(
         except Exception as exc:
             raise InvalidInputError(f"{source}: torch.onnx.export failed: "
                                     f"{one_line(exc)}") from exc
-    proto = onnx_program.model_proto
-    versions = _versions()
-    metadata = {
-        "source_file": source.name, "source_sha256": file_digest(source),
-        "source_format": source.suffix.lower().lstrip("."),
-        "converter": "resnet8-onnx", "converter_version": __version__,
-        **{k_: v for k_, v in versions.items() if k_ in ("torch_version", "onnxscript_version",
-                                                         "onnx_version")},
-        "opset": str(opset),
-        "preprocessing": str(meta.get("preprocessing") or _default_preprocessing()),
-        "class_names": json.dumps(_class_names(meta, k)),
-    }
-    proto = finish_onnx_model(proto, out, output_kind=kind, image_shape=image_shape,
-                              num_classes=k, metadata=metadata,
-                              description=f"{source.name} exported by torch.onnx "
-                                          f"{versions['torch_version']}")
-    data = proto.SerializeToString()
-    checks = [_check_against(_module_runner(module), _ort_runner(data), image_shape,
-                             "the PyTorch model", out)]
-
-    write_bytes_atomic(out, data, force=force)
-    return TorchConversionResult(
-        output_path=str(out), source_path=str(source), source_sha256=metadata["source_sha256"],
-        output_sha256=hashlib.sha256(data).hexdigest(), target="onnx", builder="torch.onnx",
-        output_kind=kind, num_classes=k, seconds=round(time.perf_counter() - start, 3),
-        checks=checks, metadata={p.key: p.value for p in proto.metadata_props})
-
-
-def _program_input_shape(program: Any) -> tuple[int, ...]:
-    """(H, W, C) of an ExportedProgram's single user input, from its fake tensor."""
-    users = [s for s in program.graph_signature.input_specs if s.kind.name == "USER_INPUT"]
-    if len(users) != 1:
-        raise InvalidInputError(f"the program has {len(users)} inputs; expected one image batch")
-    name = users[0].arg.name
-    node = next(n for n in program.graph.nodes if n.op == "placeholder" and n.name == name)
-    shape = node.meta["val"].shape
-    if len(shape) != 4:
-        raise InvalidInputError(f"the program's input has rank {len(shape)}, expected 4")
-    try:
-        return tuple(int(d) for d in shape[1:])
-    except TypeError:
-        raise InvalidInputError("the program's image dimensions are not fixed") from None
+    return onnx_program.model_proto
 
 
 def convert_torch(
@@ -521,13 +509,20 @@ def convert_torch(
     builder: str = "auto",
     opset: int | None = None,
     force: bool = False,
+    preprocessing: Mapping[str, Any] | None = None,
+    output_name: str | None = None,
 ) -> TorchConversionResult:
-    """Dispatch a conversion that involves PyTorch by the two suffixes."""
+    """Dispatch a conversion that involves PyTorch by the two suffixes; ``preprocessing``
+    and ``output_name`` describe an ONNX (or .pt2) source as ``evaluate`` takes them."""
     suffix = Path(output_path).suffix.lower()
     if Path(source_path).suffix.lower() in TORCH_SUFFIXES and suffix == ".onnx":
-        return convert_torch_to_onnx(source_path, output_path, opset=opset, force=force)
+        if output_name is not None:
+            raise UsageError(f"{source_path}: --output-name chooses among an ONNX model's "
+                             "outputs; a PyTorch model has one")
+        return convert_torch_to_onnx(source_path, output_path, opset=opset, force=force,
+                                     preprocessing=preprocessing)
     if suffix in PT2_SUFFIXES + SAFETENSORS_SUFFIXES:
         return convert_to_torch(source_path, output_path, builder=builder, force=force,
-                                opset=opset)
+                                opset=opset, preprocessing=preprocessing,
+                                output_name=output_name)
     raise UsageError(f"{output_path}: a PyTorch model converts to .onnx, .pt2 or .safetensors")
-

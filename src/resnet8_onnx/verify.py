@@ -47,12 +47,15 @@ DYNAMIC_BATCH_SIZES = (1, 7, 256)
 def check_io_contract(
     structure: dict[str, Any], *, image_shape: tuple[int, int, int] = IMAGE_SHAPE,
     num_classes: int = NUM_CLASSES, spec: Preprocessing | None = None, output: str | None = None,
+    reference_batch: int | None = None,
 ) -> list[str]:
     """Problems with the model's interface, as sentences (empty when it fits the task).
 
     Without ``spec`` the contract is the converter's: float32 NHWC. With one (an ONNX model
     whose preprocessing was stated or resolved), the input must have the spec's layout and
-    dtype; ``output`` names the output checked when the model has several.
+    dtype; ``output`` names the output checked when the model has several. A fixed batch is
+    a problem unless the reference's batch is fixed at the same size (``reference_batch``):
+    a conversion keeps the source's contract, it need not widen it.
     """
     problems = []
     outputs = [o for o in structure["outputs"] if output is None or o["name"] == output]
@@ -67,7 +70,7 @@ def check_io_contract(
     if len(inp["shape"]) != 4 or list(inp["shape"][1:]) != list(want):
         problems.append(f"input {inp['name']!r} has shape {inp['shape']}, expected "
                         f"[N, {', '.join(map(str, want))}]")
-    elif isinstance(inp["shape"][0], int):
+    elif isinstance(inp["shape"][0], int) and inp["shape"][0] != reference_batch:
         problems.append(f"input {inp['name']!r} has a fixed batch of {inp['shape'][0]}, "
                         "expected a dynamic batch dimension")
     if len(out["shape"]) != 2 or out["shape"][1] != num_classes:
@@ -384,7 +387,8 @@ def structure_checks(
             structure, image_shape=image_shape, num_classes=num_classes,
             spec=candidate.input_spec.preprocessing,
             output=(candidate.onnx_session().output_name  # type: ignore[attr-defined]
-                    if SESSION in candidate.abilities else None)),
+                    if SESSION in candidate.abilities else None),
+            reference_batch=reference.input_spec.fixed_batch),
     }
 
 

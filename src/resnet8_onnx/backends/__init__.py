@@ -34,6 +34,9 @@ class Loader:
     label: str
     options: frozenset[str] = frozenset()
     threads_per_process: bool = False
+    # Options it takes only when given for this model alone, never from a value given once
+    # for several models (a PyTorch model's file states its own spec).
+    own_only: frozenset[str] = frozenset()
 
     def load(self, path: str | os.PathLike[str], **options: Any) -> Runner:
         module = importlib.import_module(f"{__name__}.{self.module}")  # lazy: one framework
@@ -48,7 +51,7 @@ LOADERS: dict[str, Loader] = {
     "litert": Loader((".tflite",), "litert", "LiteRT"),
     # The optional torch extra: ExportedPrograms and native ResNet8 state dicts.
     "torch": Loader((".pt2", ".safetensors", ".pt", ".pth"), "pytorch", "PyTorch",
-                    frozenset({"device"})),
+                    frozenset({"device", "preprocessing"}), own_only=frozenset({"preprocessing"})),
 }
 
 # name -> file suffixes it reads
@@ -90,7 +93,8 @@ def applicable_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
     loader = LOADERS.get(name)
     if loader is None:  # load_backend names the unknown runtime
         return dict(options)
-    return {k: v for k, v in options.items() if k in loader.options}
+    return {k: v for k, v in options.items()
+            if k in loader.options and k not in loader.own_only}
 
 
 def load_backend(
@@ -128,8 +132,8 @@ def load_backend(
         check_fixed_preprocessing(path, name, given.pop("preprocessing", None))
     for option in given:
         if option not in loader.options:
-            raise UsageError(f"{path}: --{option.replace('_', '-')} applies to "
-                             f"{_takers(option)} models only")
+            flag = "output-name" if option == "output" else option.replace("_", "-")
+            raise UsageError(f"{path}: --{flag} applies to {_takers(option)} models only")
     return loader.load(path, threads=threads, **given)
 
 

@@ -145,8 +145,9 @@ def cast_pixels(pixels: np.ndarray, dtype: str = "float32") -> np.ndarray:
 
 
 class RawPixelRunner:
-    """``prepare``/``run`` for runners whose model takes raw float32 pixels (Keras, LiteRT,
-    PyTorch): preparing is one contiguous cast, running is ``predict``."""
+    """``prepare``/``run`` for runners whose model takes raw float32 pixels (Keras,
+    LiteRT): preparing is one contiguous cast, running is ``predict``. (PyTorch runners
+    apply their file's spec, as ONNX ones do.)"""
 
     def predict(self, batch: np.ndarray) -> np.ndarray:  # pragma: no cover - overridden
         raise NotImplementedError

@@ -271,7 +271,7 @@ class OnnxRuntimeBackend:
         if len(outputs) > 1:
             raise UsageError(f"{where}: the model has {len(outputs)} outputs "
                              f"({', '.join(repr(n) for n in names)}); choose one with "
-                             "--output NAME")
+                             "--output-name NAME")
         return outputs[0]
 
     @property

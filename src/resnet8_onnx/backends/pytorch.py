@@ -15,6 +15,7 @@ The module is named ``pytorch`` so that it never shadows the ``torch`` package.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,10 @@ import numpy as np
 from .. import cpuload
 from ..errors import InvalidInputError, UsageError
 from ..fsutil import file_digest
-from ..torch_convert import _program_input_shape, import_torch, load_torch_model
-from .base import MACS, STRUCTURE, BackendInfo, InputSpec, RawPixelRunner
+from ..preprocess import record
+from ..torch_checks import chunked, program_input, resolve_torch_input
+from ..torch_convert import import_torch, load_torch_model
+from .base import MACS, STRUCTURE, BackendInfo, InputSpec
 
 DEVICES = ("cpu", "cuda")
 
@@ -62,8 +65,13 @@ def cap_default_threads(torch: Any) -> None:
 
 
 def load(path: str | os.PathLike[str], *, threads: int | None = None,
-         device: str | None = None) -> TorchBackend:
-    """The loader: a PyTorch file (pre-scanned, nothing in it runs) → a runner on ``device``."""
+         device: str | None = None, preprocessing: Mapping[str, Any] | None = None
+         ) -> TorchBackend:
+    """The loader: a PyTorch file (pre-scanned, nothing in it runs) → a runner on ``device``.
+
+    ``preprocessing`` (spec options) overrides what the file's metadata says, as for ONNX
+    models.
+    """
     torch = import_torch()
     chosen = resolve_device(device)
     configure_precision(torch)
@@ -74,10 +82,11 @@ def load(path: str | os.PathLike[str], *, threads: int | None = None,
     else:
         cap_default_threads(torch)
     module, program, metadata = load_torch_model(Path(path))
-    return TorchBackend(module, program, metadata, path, threads=threads, device=chosen)
+    return TorchBackend(module, program, metadata, path, threads=threads, device=chosen,
+                        preprocessing=preprocessing)
 
 
-class TorchBackend(RawPixelRunner):
+class TorchBackend:
     """The runner of a loaded PyTorch model on the CPU (default) or a CUDA GPU."""
 
     abilities = frozenset({MACS, STRUCTURE})
@@ -85,7 +94,7 @@ class TorchBackend(RawPixelRunner):
 
     def __init__(self, module: Any, program: Any, metadata: dict[str, Any],
                  path: str | os.PathLike[str], *, threads: int | None = None,
-                 device: str = "cpu") -> None:
+                 device: str = "cpu", preprocessing: Mapping[str, Any] | None = None) -> None:
         self.path = Path(path)
         torch = import_torch()
         self._torch = torch
@@ -95,26 +104,36 @@ class TorchBackend(RawPixelRunner):
         self.metadata = metadata
         module = module.to(self.device)
         self.module = module.to(memory_format=torch.channels_last)
-        shape = [None if not isinstance(d, int) else int(d)
-                 for d in (metadata.get("input_shape") or [])]
-        if len(shape) != 4:
-            shape = [None, *self._program_image_shape()]
-        self._image_shape = tuple(int(d) for d in shape[1:])  # type: ignore[arg-type]
+        if program is not None:
+            shape, dtype = program_input(program)
+        else:
+            shape, dtype = (None, *module.config.input_shape), "float32"
+        # The spec resolved as for ONNX models: option, the file's metadata, shape, default.
+        self.model_input = resolve_torch_input(metadata, shape, dtype, preprocessing,
+                                               where=str(path))
+        spec = self.model_input.spec
+        self._image_shape = self.model_input.model_dims  # the model's own input dims
+        self.fixed_batch = self.model_input.fixed_batch
+        self.input_spec = InputSpec(shape=tuple(shape), pixel_shape=self.model_input.pixel_shape,
+                                    dtype=spec.dtype, layout=spec.layout,  # type: ignore[arg-type]
+                                    preprocessing=spec)
+        self._run = chunked(self._forward, self.fixed_batch)
         num_classes = metadata.get("num_classes")
         if not isinstance(num_classes, int):
-            num_classes = int(self.predict(np.zeros((1, *self._image_shape), np.float32))
-                              .shape[1])
+            num_classes = int(self._probe().shape[1])
         kind = metadata.get("output_kind")
         self.output_kind = kind if kind in ("probabilities", "logits") else None
-        self.input_spec = InputSpec(shape=(None, *self._image_shape),
-                                    pixel_shape=self._image_shape)
+        notes = ([f"the model's batch dimension is fixed at {self.fixed_batch}: images run "
+                  f"{self.fixed_batch} at a time, a short last batch padded with copies of "
+                  "its last image whose outputs are dropped"] if self.fixed_batch else [])
         self.info = BackendInfo(
             name="torch",
             model_path=str(self.path),
             model_sha256=file_digest(self.path),
             runtime_version=str(torch.__version__),
-            input_shape=(None, *self._image_shape),
+            input_shape=tuple(shape),
             num_classes=num_classes,
+            input_dtype=spec.dtype,
             extra={
                 "device": self.device + (f" ({torch.cuda.get_device_name()})"
                                          if self.device == "cuda" else ""),
@@ -125,28 +144,44 @@ class TorchBackend(RawPixelRunner):
                 "format": "pt2" if program is not None else "state_dict",
                 "builder": metadata.get("builder", "unknown"),
                 "threads": torch.get_num_threads(),
+                "preprocessing": record(spec, self.model_input.sources),
+                **({"fixed_batch": self.fixed_batch} if self.fixed_batch else {}),
+                **({"notes": notes} if notes else {}),
                 **({"output_kind": self.output_kind} if self.output_kind else {}),
             },
         )
 
-    def _program_image_shape(self) -> tuple[int, ...]:
-        if self.program is None:
-            return tuple(self.module.config.input_shape)
-        return _program_input_shape(self.program)
+    def _probe(self) -> np.ndarray:
+        return self.predict(np.zeros((1, *self.model_input.pixel_shape), np.uint8))
+
+    def prepare(self, pixels: np.ndarray) -> np.ndarray:
+        """NHWC RGB 0–255 pixels as the model takes them, per its preprocessing spec."""
+        return self.model_input.spec.apply(pixels)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
-        """Raw model outputs ``(N, num_classes)`` for a float32 ``(N, H, W, C)`` batch."""
-        torch = self._torch
+        """Raw model outputs ``(N, num_classes)`` for an NHWC RGB 0–255 ``(N, H, W, C)``
+        batch (uint8 or float), preprocessed per the model's spec."""
         x = np.asarray(batch)
-        if x.ndim != 4 or (self._image_shape is not None
-                           and tuple(x.shape[1:]) != self._image_shape):
+        want = self.model_input.pixel_shape
+        if x.ndim != 4 or tuple(x.shape[1:]) != tuple(want):
             raise InvalidInputError(f"{self.path}: batch has shape {x.shape}, expected (N, "
-                                    f"{', '.join(map(str, self._image_shape or ()))})")
+                                    f"{', '.join(map(str, want))}) NHWC pixels")
+        return self.run(self.prepare(x))
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Outputs for an already prepared batch; a fixed batch size runs in chunks."""
+        return self._run(x)
+
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        torch = self._torch
         if self._threads and torch.get_num_threads() != self._threads:
             torch.set_num_threads(self._threads)  # another backend may have changed it
         elif not self._threads:
             cap_default_threads(torch)
-        tensor = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        x = np.ascontiguousarray(x)
+        if not x.flags.writeable:  # torch.from_numpy warns on read-only (mapped) data
+            x = x.copy()
+        tensor = torch.from_numpy(x)
         if self.device != "cpu":
             tensor = tensor.to(self.device, non_blocking=True)
         with torch.inference_mode():
@@ -158,7 +193,7 @@ class TorchBackend(RawPixelRunner):
         from torch.utils.flop_counter import FlopCounterMode
 
         with FlopCounterMode(display=False) as counter:
-            self.predict(np.zeros((1, *self._image_shape), np.float32))
+            self._probe()
         return int(counter.get_total_flops() // 2)
 
     def structure(self) -> dict[str, Any]:
@@ -180,7 +215,7 @@ class TorchBackend(RawPixelRunner):
             params = sum(int(t.numel()) for t in self.module.state_dict().values()
                          if t.dtype.is_floating_point)
             fmt = "native ResNet8 state dict"
-        shape_in = ["N", *self._image_shape]
+        shape_in = [self.fixed_batch or "N", *self._image_shape]
         return {
             "kind": "PyTorch",
             "path": str(self.path),
@@ -190,7 +225,8 @@ class TorchBackend(RawPixelRunner):
             "checker": "passed (safe pre-scan, loaded)",
             "shape_inference": "n/a",
             "producer": f"torch {self._torch.__version__}",
-            "inputs": [{"name": "input", "shape": shape_in, "dtype": "float32"}],
+            "inputs": [{"name": "input", "shape": shape_in,
+                        "dtype": self.model_input.spec.dtype}],
             "outputs": [{"name": self.output_kind or "output",
                          "shape": ["N", self.info.num_classes], "dtype": "float32"}],
             "nodes": nodes,

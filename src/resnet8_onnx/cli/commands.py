@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,10 @@ def cmd_convert(args: argparse.Namespace) -> int:
                                 "output's suffix says which")
     if is_torch_conversion(args.model, output):
         return _convert_torch(args, output)
+    if _spec_overrides(args) or args.output_name is not None:
+        raise errors.UsageError(f"{args.model}: --layout/--channels/--scale/--mean/--std and "
+                                "--output-name describe an ONNX or PyTorch source; a Keras "
+                                "model takes raw 0-255 NHWC RGB pixels (its layers scale)")
     result = convert(args.model, output,
                      opset=DEFAULT_OPSET if args.opset is None else args.opset,
                      input_shape=args.input_shape, num_classes=args.num_classes,
@@ -70,7 +75,8 @@ def _convert_torch(args: argparse.Namespace, output: str) -> int:
     from ..torch_convert import convert_torch
 
     result = convert_torch(args.model, output, builder=args.torch_builder, opset=args.opset,
-                           force=args.force)
+                           force=args.force, preprocessing=_spec_overrides(args) or None,
+                           output_name=args.output_name)
     out = _console(stderr=args.json == "-")
     checked = "; ".join(f"matches {c['against']} (max |Δ| {c['max_abs_diff']:.2g})"
                         for c in result.checks)
@@ -92,11 +98,21 @@ def cmd_verify(args: argparse.Namespace) -> int:
     _check_models([args.onnx])
     # Both models are read (a corrupt or unsafe one refused) before any data is searched.
     _check_device(args, [args.onnx])  # the reference runs where its runtime runs
-    reference = load_backend(args.reference, args.reference_backend, threads=args.threads)
+    # Each side resolves its own spec; options describe whichever sides take a spec (ONNX),
+    # as in compare: a Keras or LiteRT reference takes raw pixels, a .pt2 states its own.
+    options = {"preprocessing": _spec_overrides(args), "output": args.output_name,
+               "provider": args.provider, "device": args.device}
+    ref_name = args.reference_backend or backend_for(args.reference)
     name = backend_for(args.onnx)
-    candidate = load_backend(args.onnx, name, threads=args.threads, **applicable_options(
-        name, {"preprocessing": _spec_overrides(args), "output": args.output,
-               "provider": args.provider, "device": args.device}))
+    if options["preprocessing"] and "preprocessing" not in {
+            *applicable_options(ref_name, options), *applicable_options(name, options)}:
+        raise errors.UsageError(
+            f"spec options (--{', --'.join(options['preprocessing'])}) describe ONNX models; "
+            f"neither {args.reference} nor {args.onnx} is one (a .pt2 states its own spec)")
+    reference = load_backend(args.reference, ref_name, threads=args.threads,
+                             **applicable_options(ref_name, options))
+    candidate = load_backend(args.onnx, name, threads=args.threads,
+                             **applicable_options(name, options))
     dataset = _load_data(args)
     report = verify(reference, candidate, dataset.images, indices=dataset.indices,
                     atol=args.atol, rtol=args.rtol, layerwise=args.layerwise,
@@ -123,13 +139,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                            lambda d: check_destination(d, force=args.force))])
     _check_models([args.model], by_suffix=args.backend is None, backend_option=True)
     backend = load_backend(args.model, args.backend, threads=args.threads,
-                           preprocessing=_spec_overrides(args), output=args.output,
+                           preprocessing=_spec_overrides(args), output=args.output_name,
                            provider=args.provider, device=args.device)
     if args.save_test_data is not None and SESSION not in backend.abilities:
         raise errors.UsageError("--save-test-data needs an ONNX model")
     dataset = _load_data(args)
     result = evaluate(backend, dataset, batch_size=args.batch_size)
     record = result.record()
+    metrics = result.metrics
+    below = args.min_accuracy is not None and not meets_accuracy(
+        metrics.correct, metrics.total, args.min_accuracy)
     from ..report import render_terminal
 
     render_terminal(record, _console(stderr=args.json == "-"))
@@ -143,26 +162,30 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                     f"{saved['directory']}")
     _emit_json(record, args.json, force=args.force)
     _write_reports_locked(out_dir, write_reports, record, force=args.force)
-    metrics = result.metrics
-    if args.min_accuracy is not None and not meets_accuracy(
-            metrics.correct, metrics.total, args.min_accuracy):
+    if not below:  # last, once nothing can fail; a failure says it in its own one line
+        _print_warnings([record])
+    if below:
         from ..report import format_threshold
 
+        why = "".join(f"; {w[w.find('near chance'):]}" for w in record.warnings or ()
+                      if "near chance" in w)
         raise errors.AccuracyBelowThresholdError(
             f"{args.model}: accuracy {metrics.accuracy:.2%} ({metrics.correct:,}/"
-            f"{metrics.total:,}) is below --min-accuracy {format_threshold(args.min_accuracy)}")
+            f"{metrics.total:,}) is below --min-accuracy {format_threshold(args.min_accuracy)}"
+            f"{why}")
     return errors.OK
 
 
 def cmd_annotate(args: argparse.Namespace) -> int:
-    from ..annotate import annotate, read_class_names
+    from ..annotate import annotate, check_output_suffix, read_class_names
     _check_outputs(args, files=[args.json, args.output_file],
                    inputs=[args.model, args.class_names])  # before loading any data
     _check_models([args.model], by_suffix=False)  # annotate says what it takes
+    check_output_suffix(args.output_file)
     names = read_class_names(args.class_names) if args.class_names else None
     images = _load_data(args).images if args.embed else None
     account = annotate(args.model, args.output_file, preprocessing=_spec_overrides(args),
-                       class_names=names, output=args.output, embed_preprocessing=args.embed,
+                       class_names=names, output=args.output_name, embed_preprocessing=args.embed,
                        images=images, atol=args.atol, rtol=args.rtol, force=args.force)
     out = _console(stderr=args.json == "-")
     spec = account["preprocessing"]
@@ -177,6 +200,14 @@ def cmd_annotate(args: argparse.Namespace) -> int:
                   f"agree, max |Δ| {parity['max_abs_diff']:.2e}")
     _emit_json(account, args.json, force=args.force)
     return errors.OK
+
+
+def _print_warnings(records: Any) -> None:
+    """Each model record's warnings (e.g. accuracy near chance), one stderr line each; they
+    are in the JSON too."""
+    for record in records:
+        for warning in record.warnings or ():
+            print(f"resnet8-onnx: warning: {warning}", file=sys.stderr)
 
 
 def _write_reports_locked(
@@ -230,6 +261,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     render_comparison_terminal(comparison, _console(stderr=args.json == "-"))
     _list_written(written)
+    _print_warnings(comparison.models)
     if comparison.parity is None or not comparison.parity.passed:
         return errors.VERIFICATION_FAILED
     if comparison.verdict is None or not comparison.verdict.meets_threshold:
@@ -253,8 +285,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     _check_device(args, args.models)
     from ..compare import per_model_options
 
-    options = per_model_options(args.models, {name: getattr(args, name)
-                                              for name in (*_SPEC_OPTIONS, "output")})
+    options = per_model_options(args.models, {
+        **{name: getattr(args, name) for name in _SPEC_OPTIONS}, "output": args.output_name})
     dataset = _load_data(args)
     record = compare_models(args.models, dataset, batch_size=args.batch_size,
                             threads=args.threads, options=options, provider=args.provider,
@@ -262,6 +294,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     render_compare_terminal(record, _console(stderr=args.json == "-"))
     _emit_json(record, args.json, force=args.force)
     _write_reports_locked(out_dir, write_compare_reports, record, force=args.force)
+    _print_warnings(record.models)  # last: a refusal above stays one line
     return errors.OK
 
 
@@ -353,7 +386,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         min_iterations=args.min_iterations or DEFAULT_MIN_ITERATIONS,
         warmup_seconds=QUICK_WARMUP_SECONDS if args.quick else DEFAULT_WARMUP_SECONDS,
         images=images, data=data, save_optimized=args.save_optimized, force=args.force,
-        onnx_options={"preprocessing": _spec_overrides(args), "output": args.output,
+        onnx_options={"preprocessing": _spec_overrides(args), "output": args.output_name,
                       "provider": args.provider},
         device=args.device)
     render_benchmark_terminal(record, _console(stderr=args.json == "-"))

@@ -333,9 +333,20 @@ def _spec_type(parse: Any, metavar: str) -> Any:
     return convert
 
 
+class _Renamed(argparse.Action):
+    """The tensor-name option was ``--output NAME``; it is ``--output-name NAME`` now, since
+    ``-o/--output`` is a file in convert and quantize. Said plainly rather than abbreviated."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        raise errors.UsageError("--output NAME is now --output-name NAME (the output tensor "
+                                "to use); -o/--output names a file only in convert and "
+                                "quantize")
+
+
 def _add_spec_options(p: argparse.ArgumentParser, *, per_model: bool = False,
-                      output: bool = True) -> None:
-    """--layout/--channels/--scale/--mean/--std (+ --output, --provider) for ONNX models.
+                      output: bool = True, provider: bool = True) -> None:
+    """--layout/--channels/--scale/--mean/--std (+ --output-name, --provider) for ONNX models.
 
     ``per_model``: each may be repeated, once per model in model order (``-`` for none); one
     value applies to every ONNX model.
@@ -368,8 +379,12 @@ def _add_spec_options(p: argparse.ArgumentParser, *, per_model: bool = False,
                    metavar="R,G,B", default=None,
                    help="divide per channel, after subtracting the mean", **kw)
     if output:
-        g.add_argument("--output", metavar="NAME", default=None,
-                       help="the output to use when the model has several", **kw)
+        g.add_argument("--output-name", metavar="NAME", default=None,
+                       help="the output tensor to use when the model has several", **kw)
+        if "--output" not in p._option_string_actions:  # -o/--output is a FILE elsewhere
+            p.add_argument("--output", action=_Renamed, nargs="?", help=argparse.SUPPRESS)
+    if not provider:  # convert: the checks run on the CPU
+        return
     g.add_argument("--provider", metavar="NAME", default=None,
                    help="ONNX Runtime execution provider, e.g. cpu, cuda (default: "
                         "CPUExecutionProvider); a bad name lists the available ones")

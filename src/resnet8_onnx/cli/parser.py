@@ -193,6 +193,7 @@ def _convert(p: argparse.ArgumentParser) -> None:
                    help="required input shape, or 'any' to accept the model's (default: 32,32,3)")
     p.add_argument("--num-classes", type=_classes, default=NUM_CLASSES, metavar="N",
                    help="required number of classes, or 'any' (default: 10)")
+    _add_spec_options(p, provider=False)  # an ONNX (or .pt2) source, as evaluate takes it
     _output_options(p)
     p.set_defaults(func=cmd_convert)
 
@@ -440,7 +441,7 @@ def _quantize(p: argparse.ArgumentParser) -> None:
     g.add_argument("--layer-errors", action="store_true",
                    help="always measure per-layer quantisation error (default: only when "
                         "agreement is below 98%%)")
-    _add_spec_options(p, output=False)  # -o/--output is the file; --output-name the tensor
+    _add_spec_options(p)  # after -o/--output (the file); --output-name is the tensor
     _add_data_options(p)
     _run_options(p)
     p.add_argument("--out", metavar="DIR", default=None,

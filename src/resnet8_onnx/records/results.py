@@ -38,7 +38,8 @@ class EvaluationRecord(Record):
     """
 
     SCHEMA: ClassVar[str] = SCHEMA_PREFIX + "evaluation"
-    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"label", "quantized", "versus_reference"})
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"label", "quantized", "versus_reference",
+                                                    "warnings"})
     NESTED: ClassVar[Mapping[str, type[Part]]] = {
         "model": ModelInfo, "data": DataInfo, "settings": RunSettings, "metrics": Metrics,
         "timings": Timings, "versus_reference": Versus}
@@ -53,6 +54,8 @@ class EvaluationRecord(Record):
     label: str | None = None
     quantized: bool | None = None
     versus_reference: Versus | None = None
+    # One line each, also printed on stderr: e.g. accuracy near chance (the spec looks wrong).
+    warnings: list[str] | None = None
 
 
 @dataclass(kw_only=True)
