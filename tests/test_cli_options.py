@@ -200,7 +200,7 @@ def test_quantize_tolerance_is_points_in_help_and_in_the_choice() -> None:
     assert chosen is working[1]
     assert [c["eligible"] for c in working] == [True, True, False]
     assert "within 0.5 points of the best" in reason
-    assert "%" not in reason.split("best")[0]
+    assert "within 0.5%" not in reason  # agreement is in points; the timing noise is a %
 
 
 def test_an_existing_output_names_force_true_in_the_library_and_force_in_the_cli(
