@@ -39,12 +39,17 @@ from .backends import LOADERS, applicable_options, backend_for, load_backend
 from .backends.base import MACS
 from .backends.onnxrt import OPTIMIZATION_LEVELS
 from .convert import DEFAULT_OPSET
-from .cpuload import LoadMeter, busy_before
 from .data.format import IMAGE_SHAPE
 from .errors import InputNotFoundError, InvalidInputError, UsageError
-from .evaluate import available_cores, environment
 from .fsutil import check_writable, file_digest, recorded_path, write_bytes_atomic
-from .memory import check_batch_fits
+from .machine import (
+    LoadMeter,
+    available_cores,
+    busy_before,
+    check_batch_fits,
+    cpu_model,
+    environment,
+)
 from .progress import track
 from .records import BenchmarkRecord, BenchModel, BenchResult
 from .report import runtime_label
@@ -164,24 +169,10 @@ def ort_matmul_gflops(threads: int, *, n: int = MATMUL_SIZE, repeat: int = 5) ->
     return 2 * n**3 / best / 1e9 if best > 0 else None
 
 
-def cpu_model() -> str | None:
-    """The CPU's model name (``/proc/cpuinfo`` on Linux): speed figures are about a CPU."""
-    import platform
-
-    try:
-        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip().lower() in ("model name", "hardware", "cpu model") and value.strip():
-                return value.strip()
-    except OSError:
-        pass
-    return platform.processor() or None
-
-
 def cpu_busy_fraction(seconds: float = 0.5) -> float | None:
     """Share of this process's cores busy over ``seconds``, sampled while it sleeps.
 
-    Taken just before measuring, so it sees other work only (see :mod:`.cpuload`).
+    Taken just before measuring, so it sees other work only (see :mod:`.machine`).
     """
     return busy_before(seconds)
 

@@ -23,7 +23,7 @@ from .backends.base import (
 from .data.format import IMAGE_SHAPE, NUM_CLASSES
 from .errors import InvalidInputError, UsageError
 from .evaluate import DEFAULT_BATCH_SIZE, predict_all, run_settings
-from .memory import check_batch_fits
+from .machine import check_batch_fits
 from .onnx_graph import QOPERATOR_OPS
 from .records import (
     Layerwise,

@@ -33,6 +33,7 @@ error), :mod:`.job` (the measured search and the quality gate). The record types
 
 from __future__ import annotations
 
+from ..machine import CPU_FLAGS, INT8_DOT_FLAGS, CpuInfo, read_cpuinfo
 from ..records import Candidate, Figures, LayerError, QuantizationRecord
 from .calibration import (
     DEFAULT_CALIBRATION_COUNT,
@@ -44,7 +45,7 @@ from .calibration import (
     load_calibration_data,
     split_positions,
 )
-from .cpu import CPU_FLAGS, INT8_DOT_FLAGS, CpuInfo, read_cpuinfo, speed_verdict
+from .cpu import speed_verdict
 from .diagnosis import DIAGNOSIS_IMAGES, layer_errors
 from .engine import CALIBRATION_BATCH, QUANTIZED_OPS, Feed, FloatModel, inspect_float_model
 from .job import DEFAULT_MIN_AGREEMENT, DIAGNOSE_BELOW, TIMING_IMAGES, TIMING_ROUNDS, quantize

@@ -25,6 +25,7 @@ from .. import preprocess
 from ..errors import InvalidInputError, UsageError, VerificationFailedError, one_line
 from ..evaluate import DEFAULT_BATCH_SIZE
 from ..fsutil import check_writable, recorded_path, write_bytes_atomic
+from ..machine import CpuInfo, read_cpuinfo
 from ..progress import status, track
 from ..records import Candidate, LayerError, QuantizationRecord
 from .calibration import (
@@ -36,7 +37,7 @@ from .calibration import (
     images_sha256,
     split_positions,
 )
-from .cpu import CpuInfo, read_cpuinfo, speed_verdict
+from .cpu import speed_verdict
 from .diagnosis import diagnose_chosen
 from .engine import (
     FloatModel,

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from ..backends import LOADERS
-from ..cpuload import BUSY_WARNING, busy_warning
 from ..data.format import TEST_SET_SIZE as CIFAR10_TEST_SIZE
+from ..machine import BUSY_WARNING, busy_warning
 from ..records import DataInfo, EvaluationRecord, Metrics
 
 DASH = "—"
