@@ -27,7 +27,7 @@ from ..evaluate import DEFAULT_BATCH_SIZE
 from ..fsutil import check_writable, recorded_path, write_bytes_atomic
 from ..machine import CpuInfo, read_cpuinfo
 from ..progress import status, track
-from ..records import Candidate, LayerError, QuantizationRecord
+from ..records import Candidate, LayerError, QuantizationRecord, Recipe
 from .calibration import (
     DEFAULT_CALIBRATION_COUNT,
     DEFAULT_HOLDOUT_COUNT,
@@ -57,7 +57,6 @@ from .recipe import (
     DEFAULT_TOLERANCE,
     PRUNE_BELOW,
     SPEED_NOISE,
-    Recipe,
     auto_grid,
     select_candidate,
 )

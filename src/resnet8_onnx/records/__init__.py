@@ -15,6 +15,7 @@ the reports, unchanged); ``from_dict()`` reads one back, keeping keys it does no
   parts.py         the blocks: model, data, settings, metrics, timings, parity, verdict …
   results.py       evaluation, comparison, verification and benchmark records
   quantization.py  the quantisation record, its candidates, figures and layer errors
+  recipe.py        Recipe: what a quantisation recipe is (the quantizer runs it)
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from .quantization import (
     Selection,
     Speed,
 )
+from .recipe import Recipe
 from .results import (
     BenchInputs,
     BenchmarkRecord,
@@ -89,8 +91,8 @@ __all__ = [
     "BenchSettings", "BenchmarkRecord", "Candidate", "ClassFigures", "ClassRow",
     "ComparisonRecord", "Conversion", "DataInfo", "DynamicBatch", "EvaluationRecord",
     "Figures", "FileFigures", "ImageRole", "LayerError", "LayerMatch", "Layerwise", "Machine",
-    "MatmulReference", "Metrics", "ModelInfo", "OptimizedModel", "Parity",
-    "Part", "Provenance", "QuantEvaluation", "QuantizationRecord", "Record", "RunSettings",
+    "MatmulReference", "Metrics", "ModelInfo", "OptimizedModel", "Parity", "Part",
+    "Provenance", "QuantEvaluation", "QuantizationRecord", "Recipe", "Record", "RunSettings",
     "RunnerInfo", "Selection", "SourceInfo", "SpecInfo", "Speed", "Structure", "Timings",
     "Tolerance", "Verdict", "VerificationRecord", "Versus", "record_from_dict", "tool",
 ]
