@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .backends import LOADERS, applicable_options, backend_for, load_backend
+from .backends import LOADERS, applicable_options, backend_for, label_of, load_backend
 from .backends.base import MACS
 from .backends.onnxrt import OPTIMIZATION_LEVELS
 from .convert import DEFAULT_OPSET
@@ -52,7 +52,6 @@ from .machine import (
 )
 from .progress import track
 from .records import BenchmarkRecord, BenchModel, BenchResult
-from .report import runtime_label
 
 if TYPE_CHECKING:
     from .backends.base import Backend
@@ -282,7 +281,7 @@ def _inputs(backend: Backend, images: np.ndarray | None, count: int,
 
 def _label(index: int, backend: Backend) -> str:
     """'#1 ONNX', '#2 ONNX int8' (a quantised model), '#3 LiteRT int8' (an int8 input)."""
-    name = runtime_label(backend.info.name)
+    name = label_of(backend.info.name)
     dtype = backend.info.input_dtype
     quantized = backend.info.extra.get("quantization")
     kind = quantized or (dtype if dtype not in ("float32", "float64") else "")
