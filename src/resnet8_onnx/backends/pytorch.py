@@ -25,9 +25,9 @@ from .. import machine
 from ..errors import InvalidInputError, UsageError
 from ..fsutil import file_digest
 from ..preprocess import record
-from ..torch_checks import chunked, program_input, resolve_torch_input
-from ..torch_convert import import_torch, load_torch_model
+from ..torch_io import import_torch
 from .base import MACS, STRUCTURE, BackendInfo, InputSpec
+from .torch_files import chunked, load_torch_model, program_input, resolve_torch_input
 
 DEVICES = ("cpu", "cuda")
 
