@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .backends import LOADERS, applicable_options, backend_for, label_of, load_backend
-from .backends.base import MACS
+from .backends.base import CountsMacs, able
 from .backends.onnxrt import OPTIMIZATION_LEVELS
 from .convert import DEFAULT_OPSET
 from .data.format import IMAGE_SHAPE
@@ -196,13 +196,14 @@ def sgemm_gflops(threads: int, *, n: int = SGEMM_SIZE, repeat: int = 5) -> float
 def macs_of(backend: Backend) -> tuple[int | None, str]:
     """(MACs per image, how they were counted) for any backend; ``None`` when unknown. Both
     come from the runner: the ``macs`` ability promises ``macs()`` and ``macs_source``."""
-    if MACS not in backend.abilities:
+    counter = able(backend, CountsMacs)
+    if counter is None:
         return None, "n/a (no MAC counter for this backend)"
     try:
-        macs = backend.macs()  # type: ignore[attr-defined]  # declared by the MACS ability
+        macs = counter.macs()
     except Exception as exc:  # counting is a courtesy: never fail a benchmark over it
         return None, f"not counted ({type(exc).__name__})"
-    return macs, backend.macs_source  # type: ignore[attr-defined]  # declared by MACS
+    return macs, counter.macs_source
 
 
 # --------------------------------------------------------------------------- planning
