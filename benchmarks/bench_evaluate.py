@@ -25,8 +25,9 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-from resnet8_onnx.bench import available_cores, cpu_model, ort_matmul_gflops, sgemm_gflops
+from resnet8_onnx.bench import ort_matmul_gflops, sgemm_gflops
 from resnet8_onnx.evaluate import DEFAULT_BATCH_SIZE
+from resnet8_onnx.machine import available_cores, cpu_model
 
 BARE_LOOP = textwrap.dedent("""
     import sys, time

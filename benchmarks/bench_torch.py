@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from resnet8_onnx.bench import available_cores
 from resnet8_onnx.evaluate import DEFAULT_BATCH_SIZE
+from resnet8_onnx.machine import available_cores
 
 
 def cpu_model() -> str:

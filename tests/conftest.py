@@ -54,10 +54,10 @@ def _offline(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathF
     monkeypatch.setenv("RESNET8_ONNX_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
     monkeypatch.delenv("RESNET8_ONNX_DATA_DIR", raising=False)
     # Speed figures measured in tests are not judged by how busy the test machine is: the
-    # load read during a measurement is "unknown" unless a test fakes it (test_cpuload).
-    from resnet8_onnx import cpuload
+    # load read during a measurement is "unknown" unless a test fakes it (test_machine_load).
+    from resnet8_onnx import machine
 
-    monkeypatch.setattr(cpuload.LoadMeter, "sample", staticmethod(lambda: None))
+    monkeypatch.setattr(machine.LoadMeter, "sample", staticmethod(lambda: None))
 
 
 # --------------------------------------------------------------------------- real model + data

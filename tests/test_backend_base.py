@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from resnet8_onnx.backends.base import (
     BackendInfo,
@@ -79,3 +80,30 @@ def test_the_protocol_needs_every_method() -> None:
 
     assert not isinstance(NoRun(), Runner)
     assert isinstance(_Doubling(), Runner)
+
+
+def test_an_ability_is_what_the_runner_declares_typed_by_its_protocol() -> None:
+    """``able`` hands a runner back typed when it declares the ability; the declaration
+    decides (methods alone do not), and declaring without the methods is a loud bug."""
+    from resnet8_onnx.backends.base import MACS, CountsMacs, HasSession, able
+
+    class Counted(_Doubling):
+        abilities = frozenset({MACS})
+        macs_source = "counted by hand"
+
+        def macs(self) -> int:
+            return 7
+
+    class Undeclared(Counted):
+        abilities = frozenset()
+
+    class Broken(_Doubling):
+        abilities = frozenset({MACS})  # declared, but no macs()
+
+    counted = able(Counted(), CountsMacs)
+    assert counted is not None
+    assert counted.macs() == 7
+    assert able(Counted(), HasSession) is None
+    assert able(Undeclared(), CountsMacs) is None
+    with pytest.raises(TypeError, match="declares 'macs'"):
+        able(Broken(), CountsMacs)

@@ -190,19 +190,19 @@ def test_default_threads_never_exceed_the_cores_this_process_may_use(
         tiny_pt2: Path, monkeypatch) -> None:
     """torch sizes its default pool by the host's physical cores; an affinity mask of one
     core (forced here) must cap it, at load and before each batch."""
-    from resnet8_onnx import cpuload
+    from resnet8_onnx import machine
 
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(4)  # a host default larger than the allowed set
-        monkeypatch.setattr(cpuload, "allowed_cpus", lambda: {0})
+        monkeypatch.setattr(machine, "allowed_cpus", lambda: {0})
         backend = load_backend(tiny_pt2)
         assert torch.get_num_threads() == 1
         assert backend.info.extra["threads"] == 1
         torch.set_num_threads(4)  # another library raised it again
         backend.predict(np.zeros((2, 32, 32, 3), np.float32))
         assert torch.get_num_threads() == 1
-        monkeypatch.setattr(cpuload, "allowed_cpus", lambda: {0, 1, 2, 3, 4, 5, 6, 7})
+        monkeypatch.setattr(machine, "allowed_cpus", lambda: {0, 1, 2, 3, 4, 5, 6, 7})
         torch.set_num_threads(2)  # within the allowed set: left as the runtime chose
         backend.predict(np.zeros((2, 32, 32, 3), np.float32))
         assert torch.get_num_threads() == 2

@@ -190,3 +190,14 @@ def test_a_new_runtime_is_one_module_and_one_line_in_the_table(tmp_path, monkeyp
     out = capsys.readouterr().out
     assert "#1 NumPy" in out
     assert "#2 NumPy" in out
+
+
+def test_every_runtime_has_the_label_a_saved_record_is_rendered_with() -> None:
+    """Reports render a saved record without loading a runtime: the records know the label
+    of every registered runtime's name, and the registry uses the same one."""
+    from resnet8_onnx import backends, records
+
+    for name in backends.LOADERS:
+        assert records.runtime_label(name) != name, name
+        assert backends.label_of(name) == records.runtime_label(name)
+    assert records.runtime_label("something-new") == "something-new"

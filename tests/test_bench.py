@@ -301,7 +301,7 @@ def test_busy_warning_also_comes_from_other_work_while_measuring(tiny, monkeypat
     used 100 of each 1,000 jiffies, other work 700)."""
     import itertools
 
-    from resnet8_onnx import cpuload
+    from resnet8_onnx import machine
     from resnet8_onnx.cli import main
 
     counter = itertools.count()
@@ -310,7 +310,7 @@ def test_busy_warning_also_comes_from_other_work_while_measuring(tiny, monkeypat
         k = next(counter)
         return k * 800, k * 1000, k * 100.0
     monkeypatch.setattr(bench, "cpu_busy_fraction", lambda seconds=0.5: 0.0)
-    monkeypatch.setattr(cpuload.LoadMeter, "sample", staticmethod(sample))
+    monkeypatch.setattr(machine.LoadMeter, "sample", staticmethod(sample))
     out_json = tiny.parent / "b.json"
     assert main(["-q", "benchmark", str(tiny), *QUICK, "--json", str(out_json)]) == 0
     out = " ".join(capsys.readouterr().out.split())

@@ -50,7 +50,7 @@ def test_min_accuracy_accepts_fractions_and_percentages(value, tmp_path) -> None
 
 def test_threads_above_the_core_count_warn_once_and_every_record_states_them(
         tmp_path, capsys) -> None:
-    from resnet8_onnx.bench import available_cores
+    from resnet8_onnx.machine import available_cores
 
     model = make_classifier(tmp_path / "m.onnx")
     other = make_classifier(tmp_path / "other.onnx", seed=1)
@@ -97,7 +97,7 @@ def test_threads_above_the_core_count_warn_once_and_every_record_states_them(
 
 
 def test_shapes_counts_lists_and_levels_parse_as_documented() -> None:
-    from resnet8_onnx.bench import available_cores
+    from resnet8_onnx.machine import available_cores
 
     parser = build_parser()
     convert = parser.parse_args(["convert", "m.h5", "-o", "m.onnx", "--input-shape", "28x28x1",

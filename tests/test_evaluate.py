@@ -165,11 +165,11 @@ def test_cli_memory_check_uses_the_batch_actually_run(tmp_path, capsys, monkeypa
     """With room for 50 images only, a 100000 batch over 20 images still runs (20 fit), but
     a 60-image batch over 100 images is refused with one line, exit 2, before inference."""
     from cifar_factory import layout_files, make_images, write_layout
-    from resnet8_onnx import errors, memory
+    from resnet8_onnx import errors, machine
     from resnet8_onnx.cli import main
 
-    monkeypatch.setattr(memory, "available_bytes",
-                        lambda: (50 * memory.BYTES_PER_IMAGE, "a test limit"))
+    monkeypatch.setattr(machine, "available_bytes",
+                        lambda: (50 * machine.BYTES_PER_IMAGE, "a test limit"))
     model = make_classifier(tmp_path / "m.onnx")
     small = _twenty_images(tmp_path / "small")
     assert main(["-q", "evaluate", str(model), "--data-dir", str(small), "--batch-size",

@@ -61,3 +61,38 @@ def test_importing_report_loads_neither_matplotlib_nor_sklearn() -> None:
             "sys.exit(any(n.split('.')[0] in ('matplotlib', 'sklearn', 'tensorflow', 'rich') "
             "for n in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def _saved_benchmark(cores: int | None) -> r.BenchmarkRecord:
+    """A saved benchmark: one model at the runtime's default threads and at one thread."""
+    results = [r.BenchResult(model=0, label="#1 ONNX", optimization="all", threads=t,
+                             batch_size=b, images_per_second=1000.0 * b / (b + 1) * (t or 2))
+               for t in (None, 1) for b in (1, 8, 64)]
+    return r.BenchmarkRecord(models=[r.BenchModel(label="#1 ONNX", path="/m/model.onnx",
+                                                  backend="onnxruntime")],
+                             results=results, machine=r.Machine(cores=cores, cpu="Test CPU"))
+
+
+@pytest.mark.parametrize("cores", [3, None])
+def test_a_saved_benchmark_renders_from_what_it_says_not_this_machine(monkeypatch,
+                                                                     cores) -> None:
+    """The throughput plot of a saved record names the cores it was measured on (or says
+    they are not recorded), whatever machine re-renders it."""
+    import os
+
+    from matplotlib.axes import Axes
+
+    titles: list[str] = []
+    set_title = Axes.set_title
+    monkeypatch.setattr(Axes, "set_title",
+                        lambda ax, text, *a, **k: titles.append(text) or set_title(ax, text, *a,
+                                                                                    **k))
+    rendered = []
+    for here in ({0}, set(range(64))):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda _pid, here=here: here,
+                            raising=False)
+        monkeypatch.setattr(os, "cpu_count", lambda here=here: len(here))
+        rendered.append(report.throughput_png(_saved_benchmark(cores)))
+    assert rendered[0] == rendered[1]
+    assert titles[0] == titles[1]
+    assert ("3 cores (Test CPU)" if cores else "cores not recorded (Test CPU)") in titles[0]

@@ -35,19 +35,23 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .backends import LOADERS, applicable_options, backend_for, load_backend
-from .backends.base import MACS
+from .backends import LOADERS, applicable_options, backend_for, label_of, load_backend
+from .backends.base import CountsMacs, able
 from .backends.onnxrt import OPTIMIZATION_LEVELS
 from .convert import DEFAULT_OPSET
-from .cpuload import LoadMeter, busy_before
 from .data.format import IMAGE_SHAPE
 from .errors import InputNotFoundError, InvalidInputError, UsageError
-from .evaluate import available_cores, environment
 from .fsutil import check_writable, file_digest, recorded_path, write_bytes_atomic
-from .memory import check_batch_fits
+from .machine import (
+    LoadMeter,
+    available_cores,
+    busy_before,
+    check_batch_fits,
+    cpu_model,
+    environment,
+)
 from .progress import track
 from .records import BenchmarkRecord, BenchModel, BenchResult
-from .report import runtime_label
 
 if TYPE_CHECKING:
     from .backends.base import Backend
@@ -164,24 +168,10 @@ def ort_matmul_gflops(threads: int, *, n: int = MATMUL_SIZE, repeat: int = 5) ->
     return 2 * n**3 / best / 1e9 if best > 0 else None
 
 
-def cpu_model() -> str | None:
-    """The CPU's model name (``/proc/cpuinfo`` on Linux): speed figures are about a CPU."""
-    import platform
-
-    try:
-        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip().lower() in ("model name", "hardware", "cpu model") and value.strip():
-                return value.strip()
-    except OSError:
-        pass
-    return platform.processor() or None
-
-
 def cpu_busy_fraction(seconds: float = 0.5) -> float | None:
     """Share of this process's cores busy over ``seconds``, sampled while it sleeps.
 
-    Taken just before measuring, so it sees other work only (see :mod:`.cpuload`).
+    Taken just before measuring, so it sees other work only (see :mod:`.machine`).
     """
     return busy_before(seconds)
 
@@ -206,13 +196,14 @@ def sgemm_gflops(threads: int, *, n: int = SGEMM_SIZE, repeat: int = 5) -> float
 def macs_of(backend: Backend) -> tuple[int | None, str]:
     """(MACs per image, how they were counted) for any backend; ``None`` when unknown. Both
     come from the runner: the ``macs`` ability promises ``macs()`` and ``macs_source``."""
-    if MACS not in backend.abilities:
+    counter = able(backend, CountsMacs)
+    if counter is None:
         return None, "n/a (no MAC counter for this backend)"
     try:
-        macs = backend.macs()  # type: ignore[attr-defined]  # declared by the MACS ability
+        macs = counter.macs()
     except Exception as exc:  # counting is a courtesy: never fail a benchmark over it
         return None, f"not counted ({type(exc).__name__})"
-    return macs, backend.macs_source  # type: ignore[attr-defined]  # declared by MACS
+    return macs, counter.macs_source
 
 
 # --------------------------------------------------------------------------- planning
@@ -291,7 +282,7 @@ def _inputs(backend: Backend, images: np.ndarray | None, count: int,
 
 def _label(index: int, backend: Backend) -> str:
     """'#1 ONNX', '#2 ONNX int8' (a quantised model), '#3 LiteRT int8' (an int8 input)."""
-    name = runtime_label(backend.info.name)
+    name = label_of(backend.info.name)
     dtype = backend.info.input_dtype
     quantized = backend.info.extra.get("quantization")
     kind = quantized or (dtype if dtype not in ("float32", "float64") else "")

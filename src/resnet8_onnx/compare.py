@@ -22,11 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .backends import applicable_options, backend_for, load_backend
+from .backends import applicable_options, backend_for, label_of, load_backend
 from .errors import UsageError
 from .evaluate import DEFAULT_BATCH_SIZE, check_compatible, evaluate, settings_record
 from .records import ComparisonRecord, DataInfo, EvaluationRecord, RunSettings, Versus, tool
-from .report import backend_label
 from .verify import agreement, compare_outputs
 
 if TYPE_CHECKING:
@@ -40,7 +39,7 @@ def _label(index: int, record: EvaluationRecord) -> str:
     dtype = record.model.input_dtype or "float32"
     quant = f" {dtype}" if dtype not in ("float32", "float64") else (
         f" {record.model.quantization}" if record.model.quantization else "")
-    return f"#{index + 1} {backend_label(record)}{quant}"
+    return f"#{index + 1} {label_of(record.model.backend)}{quant}"
 
 
 def versus_reference(reference: EvaluationResult, result: EvaluationResult,

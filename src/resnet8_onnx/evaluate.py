@@ -9,8 +9,6 @@ memory flat.
 from __future__ import annotations
 
 import json
-import os
-import platform
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -18,10 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import __version__
-from .cpuload import LoadMeter
 from .errors import InvalidInputError
-from .memory import check_batch_fits
+from .machine import LoadMeter, available_cores, check_batch_fits, environment
 from .metrics import compute_metrics
 from .preprocess import near_chance_warning
 from .progress import track
@@ -35,13 +31,6 @@ if TYPE_CHECKING:
 # ONNX Runtime's throughput on ResNet8 peaks around 64–128 images per call on 2 cores
 # (measured: 128 → 153 GFLOP/s, 250 → 141, 1000 → 131); larger batches only cost memory.
 DEFAULT_BATCH_SIZE = 128
-
-
-def available_cores() -> int:
-    """CPUs this process may run on (the affinity mask in a container, not the host's count)."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
 
 
 def run_settings(backend_info: dict[str, Any], batch_size: int) -> dict[str, Any]:
@@ -149,18 +138,6 @@ def run_inference(
             f"{int(bad.sum()):,} of {n:,} images"
         )
     return outputs, spent
-
-
-def environment(backend_versions: dict[str, str] | None = None) -> dict[str, str]:
-    """Library versions that affect the numbers; deterministic for one installation."""
-    env = {
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "platform": f"{platform.system()} {platform.machine()}",
-        "resnet8_onnx": __version__,
-    }
-    env.update(backend_versions or {})
-    return env
 
 
 # What a backend may add about itself that the report's "model" section carries.

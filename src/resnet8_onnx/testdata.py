@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .backends.base import SESSION
+from .backends.base import HasSession, able
 from .errors import OutputError, OutputExistsError, UsageError, interrupts_deferred
 from .fsutil import check_output_dir, note_published
 
@@ -45,12 +45,13 @@ def save_test_data(runner: Runner, images: np.ndarray, directory: str | os.PathL
     session the outputs."""
     from onnx import numpy_helper
 
-    if SESSION not in runner.abilities:
+    with_session = able(runner, HasSession)
+    if with_session is None:
         raise UsageError("--save-test-data needs an ONNX model")
     if count < 1:
         raise UsageError(f"--count must be at least 1, got {count}")
     target = check_destination(directory, force=force)
-    onnx = runner.onnx_session()  # type: ignore[attr-defined]  # declared by SESSION
+    onnx = with_session.onnx_session()
     spec = runner.input_spec
     count = min(count, len(images))
     size = spec.fixed_batch or 1

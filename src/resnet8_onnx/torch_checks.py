@@ -1,79 +1,30 @@
 """The checks of every conversion involving PyTorch, fed as the model is fed.
 
-A model's input is described once (:class:`ModelInput`: the spec ``evaluate`` resolves, the
-model's own input shape and dtype, a fixed batch) and every check feeds random NHWC uint8
-pixels through that spec, at the batch sizes the model accepts, comparing outputs with the
-rule ``verify`` documents: an element fails only beyond both ``atol`` and ``rtol`` × |ref|.
-Raw 0–255 pixels fed to a model trained on 0–1 inputs give logits of ~1e3, where float32
-rounding alone exceeds any absolute tolerance; fed its own spec, it is judged fairly.
+A model's input is described once (:class:`~resnet8_onnx.backends.torch_files.ModelInput`:
+the spec ``evaluate`` resolves, the model's own input shape and dtype, a fixed batch) and
+every check feeds random NHWC uint8 pixels through that spec, at the batch sizes the model
+accepts, comparing outputs with the rule ``verify`` documents: an element fails only beyond
+both ``atol`` and ``rtol`` × |ref|. Raw 0–255 pixels fed to a model trained on 0–1 inputs
+give logits of ~1e3, where float32 rounding alone exceeds any absolute tolerance; fed its
+own spec, it is judged fairly.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .backends.torch_files import ModelInput, Run, chunked
 from .errors import InvalidInputError, ToolError, VerificationFailedError, one_line
-from .preprocess import (
-    METADATA,
-    METADATA_SENTENCE,
-    METADATA_SPEC,
-    OPTION,
-    Preprocessing,
-    resolve,
-)
 from .torch_io import import_torch
 
 CHECK_ATOL = 1e-5
 CHECK_RTOL = 1e-5
-CHECK_BATCH_SIZES = (1, 7)
 # The batch a fixed-batch model is tried at when a dynamic batch is to be proven.
 PROBE_BATCH = 7
-
-Run = Callable[[np.ndarray], np.ndarray]
-
-
-@dataclass(frozen=True)
-class ModelInput:
-    """One model's input as every stage feeds it: ``spec`` (and where each field came from),
-    the model's own input ``shape`` (batch first; ``None`` dynamic) and the NHWC image shape
-    of the pixels the spec takes."""
-
-    spec: Preprocessing
-    sources: Mapping[str, str]
-    shape: tuple[int | None, ...]
-    pixel_shape: tuple[int, ...]
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def fixed_batch(self) -> int | None:
-        return self.shape[0] if isinstance(self.shape[0], int) else None
-
-    @property
-    def model_dims(self) -> tuple[int, ...]:
-        return tuple(int(d) for d in self.shape[1:])  # type: ignore[arg-type]
-
-    def batch_sizes(self) -> tuple[int, ...]:
-        """The batch sizes the checks run: the fixed one, or 1 and 7."""
-        return (self.fixed_batch,) if self.fixed_batch else CHECK_BATCH_SIZES
-
-    def metadata(self) -> dict[str, Any]:
-        """What a written model says about its input, so the next stage resolves the same
-        spec with honest sources: only fields stated (by option or metadata) go into
-        ``preprocessing_spec``; the others resolve again from the same shape and defaults."""
-        import json
-
-        stated = {k: v for k, v in self.spec.to_dict().items()
-                  if self.sources.get(k) in (OPTION, METADATA)}
-        return {METADATA_SENTENCE: self.spec.to_metadata()[METADATA_SENTENCE],
-                METADATA_SPEC: json.dumps(stated, sort_keys=True),
-                "input_layout": self.spec.layout.upper(), "input_dtype": self.spec.dtype,
-                **({"fixed_batch": self.fixed_batch} if self.fixed_batch else {})}
-
 
 def from_onnx_backend(backend: Any) -> ModelInput:
     """The description an ONNX Runtime runner resolved (exactly what ``evaluate`` feeds)."""
@@ -83,20 +34,6 @@ def from_onnx_backend(backend: Any) -> ModelInput:
                                 "image dimensions; only the batch may be dynamic")
     return ModelInput(backend.input_spec.preprocessing, dict(backend.preprocessing_sources),
                       shape, tuple(int(d) for d in backend.input_spec.pixel_shape))
-
-
-def resolve_torch_input(metadata: Mapping[str, Any], shape: Sequence[int | None], dtype: str,
-                        overrides: Mapping[str, Any] | None = None, *,
-                        where: str = "model") -> ModelInput:
-    """A PyTorch model's description from its file's metadata and its program's input, by
-    the same rule as ONNX models (option → metadata → input shape → default)."""
-    strings = {k: v for k, v in metadata.items() if isinstance(v, str)}
-    if isinstance(overrides, Preprocessing):
-        overrides = {k: v for k, v in overrides.to_dict().items() if k != "dtype"}
-    spec, sources = resolve(overrides, strings, tuple(shape), dtype, where=where)
-    dims = tuple(int(d) for d in shape[1:])  # type: ignore[arg-type]
-    pixel = (dims[1], dims[2], dims[0]) if spec.layout == "nchw" else dims
-    return ModelInput(spec, sources, tuple(shape), pixel)
 
 
 def random_pixels(pixel_shape: Sequence[int], n: int, seed: int = 0) -> np.ndarray:
@@ -109,24 +46,6 @@ def run_torch(fn: Any, x: np.ndarray) -> np.ndarray:
     torch = import_torch()
     with torch.inference_mode():
         return np.asarray(fn(torch.from_numpy(np.ascontiguousarray(x))).float().numpy())
-
-
-def chunked(run: Run, size: int | None) -> Run:
-    """``run`` in batches of ``size`` (a fixed batch), the last padded with copies of its last
-    image whose outputs are dropped, as the ONNX Runtime runner does."""
-    if size is None:
-        return run
-
-    def call(x: np.ndarray) -> np.ndarray:
-        outs = []
-        for start in range(0, len(x), size):
-            part = x[start:start + size]
-            n = len(part)
-            if n < size:
-                part = np.concatenate([part, np.repeat(part[-1:], size - n, axis=0)])
-            outs.append(run(part)[:n])
-        return np.concatenate(outs)
-    return call
 
 
 def module_runner(module: Any, model_input: ModelInput, *, batch: int | None) -> Run:
@@ -203,25 +122,5 @@ def export_program(module: Any, model_input_shape: tuple[int, ...], *,
                                     f"{one_line(exc)}") from exc
 
 
-def program_input(program: Any) -> tuple[tuple[int | None, ...], str]:
-    """(shape with ``None`` for a symbolic dimension, numpy dtype name) of an
-    ExportedProgram's single user input, from its fake tensor."""
-    users = [s for s in program.graph_signature.input_specs if s.kind.name == "USER_INPUT"]
-    if len(users) != 1:
-        raise InvalidInputError(f"the program has {len(users)} inputs; expected one image batch")
-    name = users[0].arg.name
-    node = next(n for n in program.graph.nodes if n.op == "placeholder" and n.name == name)
-    value = node.meta["val"]
-    if len(value.shape) != 4:
-        raise InvalidInputError(f"the program's input has rank {len(value.shape)}, expected 4")
-    # a SymInt (dynamic) converts to its example value with int(): keep only real ints
-    shape = [d if isinstance(d, int) else None for d in value.shape]
-    if any(d is None for d in shape[1:]):
-        raise InvalidInputError("the program's image dimensions are not fixed")
-    return tuple(shape), str(value.dtype).removeprefix("torch.")
-
-
-__all__ = ["CHECK_ATOL", "CHECK_BATCH_SIZES", "CHECK_RTOL", "ModelInput",
-           "check_against", "chunked", "dynamic_batch_proven", "export_program",
-           "from_onnx_backend", "module_runner", "program_input", "random_pixels",
-           "resolve_torch_input", "run_torch"]
+__all__ = ["CHECK_ATOL", "CHECK_RTOL", "check_against", "dynamic_batch_proven", "export_program",
+           "from_onnx_backend", "module_runner", "random_pixels", "run_torch"]

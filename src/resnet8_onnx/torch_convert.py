@@ -43,6 +43,13 @@ import numpy as np
 
 from . import __version__, progress
 from .backends import check_fixed_preprocessing, onnxrt
+from .backends.torch_files import (
+    CHECK_BATCH_SIZES,
+    ModelInput,
+    load_torch_model,
+    program_input,
+    resolve_torch_input,
+)
 from .convert import DEFAULT_OPSET, convert, finish_onnx_model
 from .data.format import CLASS_NAMES
 from .errors import (
@@ -57,16 +64,12 @@ from .fsutil import check_writable, file_digest, recorded_path, write_bytes_atom
 from .keras_io import read_keras_config
 from .torch_checks import (
     CHECK_ATOL,
-    CHECK_BATCH_SIZES,
-    ModelInput,
     check_against,
     dynamic_batch_proven,
     export_program,
     from_onnx_backend,
     module_runner,
-    program_input,
     random_pixels,
-    resolve_torch_input,
 )
 from .torch_io import (
     EXTRA_HINT,
@@ -406,18 +409,6 @@ def _save_checked(program: Any, out: Path, metadata: Mapping[str, Any], *,
 
 
 # --------------------------------------------------------------------------- back to ONNX
-def load_torch_model(path: str | os.PathLike[str]) -> tuple[Any, Any | None, dict[str, Any]]:
-    """(callable module, ExportedProgram or None, metadata) from any PyTorch file we read."""
-    suffix = Path(path).suffix.lower()
-    if suffix in PT2_SUFFIXES:
-        program, metadata = load_exported_program(path)
-        return program.module(), program, metadata
-    from .torch_models import fold_batchnorm
-
-    module, metadata = native_from_state_dict(path)
-    return fold_batchnorm(module), None, metadata
-
-
 def convert_torch_to_onnx(
     source_path: str | os.PathLike[str],
     output_path: str | os.PathLike[str],

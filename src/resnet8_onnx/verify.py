@@ -14,16 +14,17 @@ import numpy as np
 
 from .backends.base import (
     CONVERSION_SOURCE,
-    LAYER_OUTPUTS,
-    PARAMETERS,
-    SESSION,
-    STRUCTURE,
-    TENSOR_OUTPUTS,
+    HasLayerOutputs,
+    HasParameters,
+    HasSession,
+    HasStructure,
+    HasTensorOutputs,
+    able,
 )
 from .data.format import IMAGE_SHAPE, NUM_CLASSES
 from .errors import InvalidInputError, UsageError
 from .evaluate import DEFAULT_BATCH_SIZE, predict_all, run_settings
-from .memory import check_batch_fits
+from .machine import check_batch_fits
 from .onnx_graph import QOPERATOR_OPS
 from .records import (
     Layerwise,
@@ -314,12 +315,15 @@ def localise_divergence(
     after it matches again; so the first diverging layer is the earliest unmatched layer none
     of whose descendants match.
     """
+    layered, tensors = able(reference, HasLayerOutputs), able(candidate, HasTensorOutputs)
+    if layered is None or tensors is None:
+        raise UsageError("a layer-by-layer comparison needs a reference with layer outputs "
+                         "(Keras) and a candidate with tensor outputs (ONNX)")
     batch = np.asarray(images, dtype=np.float32)
-    keras_values = reference.layer_outputs(batch)  # type: ignore[attr-defined]
-    onnx_values = candidate.tensor_outputs(batch)  # type: ignore[attr-defined]
-    origins = (candidate.tensor_origins()  # type: ignore[attr-defined]
-               if hasattr(candidate, "tensor_origins") else {})
-    order, parents = reference.layer_graph()  # type: ignore[attr-defined]
+    keras_values = layered.layer_outputs(batch)
+    onnx_values = tensors.tensor_outputs(batch)
+    origins = tensors.tensor_origins()
+    order, parents = layered.layer_graph()
     layers = _match_layers(order, keras_values, onnx_values, origins, atol=atol, rtol=rtol)
 
     children: dict[str, set[str]] = {}
@@ -376,18 +380,19 @@ def structure_checks(
 ) -> dict[str, Any]:
     """The checks that need no images: the candidate's structure report, whether it was
     converted from ``reference`` and its interface problems (empty when it fits the task)."""
-    if STRUCTURE not in candidate.abilities:
+    described = able(candidate, HasStructure)
+    if described is None:
         raise UsageError(f"{candidate.info.model_path}: verify checks an ONNX or PyTorch model "
                          "against its source")
-    structure = candidate.structure()  # type: ignore[attr-defined]
+    structure = described.structure()
+    with_session = able(candidate, HasSession)
     return {
         "structure": structure,
         "provenance": check_provenance(reference, structure),
         "interface_problems": check_io_contract(
             structure, image_shape=image_shape, num_classes=num_classes,
             spec=candidate.input_spec.preprocessing,
-            output=(candidate.onnx_session().output_name  # type: ignore[attr-defined]
-                    if SESSION in candidate.abilities else None),
+            output=with_session.onnx_session().output_name if with_session else None,
             reference_batch=reference.input_spec.fixed_batch),
     }
 
@@ -425,17 +430,17 @@ def verify_outputs(
         parity=Parity.from_dict(parity.to_dict()),
         settings=RunSettings.from_dict(run_settings(candidate.info.to_dict(), batch_size)),
     )
-    if PARAMETERS in reference.abilities:
+    if (counted := able(reference, HasParameters)) is not None:
         # tf2onnx folds BatchNormalization into the convolutions: fewer ONNX parameters.
-        counts = reference.source_parameters()  # type: ignore[attr-defined]
+        counts = counted.source_parameters()
         report.reference_parameters = counts["reference_parameters"]
         report.reference_batch_normalization_layers = \
             counts["reference_batch_normalization_layers"]
     if layerwise or not parity.passed:
-        if TENSOR_OUTPUTS not in candidate.abilities:
+        if able(candidate, HasTensorOutputs) is None:
             report.layerwise = Layerwise(
                 skipped="layer-by-layer comparison needs an ONNX candidate")
-        elif LAYER_OUTPUTS in reference.abilities:
+        elif able(reference, HasLayerOutputs) is not None:
             count = candidate.input_spec.fixed_batch or 32
             report.layerwise = Layerwise.from_dict(localise_divergence(
                 reference, candidate, images[:count], atol=atol, rtol=rtol))

@@ -15,23 +15,24 @@ from typing import Any
 
 from ..errors import InputNotFoundError, UsageError
 from ..preprocess import Preprocessing
+from ..records import runtime_label
 from .base import Backend, BackendInfo, InputSpec, Runner
 
 __all__ = ["BACKENDS", "LOADERS", "Backend", "BackendInfo", "InputSpec", "Loader", "Runner",
-           "backend_for", "load_backend"]
+           "backend_for", "label_of", "load_backend"]
 
 
 @dataclass(frozen=True)
 class Loader:
     """How a runtime turns a file into a runner: the suffixes it reads, the module (in this
-    package) whose ``load(path, *, threads, **options)`` does it, what reports call it, the
-    options it takes beyond ``threads``, and whether its thread count is fixed once per
-    process (TensorFlow sizes its thread pools when it starts: later runners cannot change
-    them)."""
+    package) whose ``load(path, *, threads, **options)`` does it, what reports call it (by
+    default the label the records give its name, ``records.RUNTIME_LABELS``), the options it
+    takes beyond ``threads``, and whether its thread count is fixed once per process
+    (TensorFlow sizes its thread pools when it starts: later runners cannot change them)."""
 
     suffixes: tuple[str, ...]
     module: str
-    label: str
+    label: str | None = None
     options: frozenset[str] = frozenset()
     threads_per_process: bool = False
     # Options it takes only when given for this model alone, never from a value given once
@@ -45,13 +46,14 @@ class Loader:
 
 # The registry: adding a runtime is one module in this package and one line here.
 LOADERS: dict[str, Loader] = {
-    "onnxruntime": Loader((".onnx",), "onnxrt", "ONNX", frozenset(
+    "onnxruntime": Loader((".onnx",), "onnxrt", options=frozenset(
         {"preprocessing", "output", "provider", "optimization", "optimized_model_path"})),
-    "keras": Loader((".h5", ".keras"), "keras", "Keras", threads_per_process=True),
-    "litert": Loader((".tflite",), "litert", "LiteRT"),
+    "keras": Loader((".h5", ".keras"), "keras", threads_per_process=True),
+    "litert": Loader((".tflite",), "litert"),
     # The optional torch extra: ExportedPrograms and native ResNet8 state dicts.
-    "torch": Loader((".pt2", ".safetensors", ".pt", ".pth"), "pytorch", "PyTorch",
-                    frozenset({"device", "preprocessing"}), own_only=frozenset({"preprocessing"})),
+    "torch": Loader((".pt2", ".safetensors", ".pt", ".pth"), "pytorch",
+                    options=frozenset({"device", "preprocessing"}),
+                    own_only=frozenset({"preprocessing"})),
 }
 
 # name -> file suffixes it reads
@@ -139,4 +141,11 @@ def load_backend(
 
 def _takers(option: str) -> str:
     """'ONNX', 'PyTorch': the labels of the runtimes whose loader takes ``option``."""
-    return " and ".join(loader.label for loader in LOADERS.values() if option in loader.options)
+    return " and ".join(label_of(name) for name, loader in LOADERS.items()
+                        if option in loader.options)
+
+
+def label_of(name: str) -> str:
+    """What reports call the runtime ``name``: its loader's own label, else the records'."""
+    loader = LOADERS.get(name)
+    return loader.label if loader is not None and loader.label else runtime_label(name)

@@ -4,7 +4,8 @@ A runner turns an NHWC batch of raw 0–255 RGB pixels (uint8, or float32 holdin
 values) into a ``(N, num_classes)`` float32 array; whatever the model itself wants (a cast,
 scaling, NCHW, a fixed batch) the runner does per batch. It *declares* what it takes
 (:class:`InputSpec`), what it returns (``output_kind``) and which optional abilities it has
-(``abilities``), so callers never probe for attributes. Everything else (batching, metrics,
+(``abilities``; what each promises is a Protocol, and :func:`able` hands a runner back
+typed by it), so callers never probe for attributes. Everything else (batching, metrics,
 parity) is written once against this protocol, so adding a runtime is adding a module here
 and one line in the loader table of :mod:`resnet8_onnx.backends`.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, cast, runtime_checkable
 
 import numpy as np
 
@@ -137,6 +138,66 @@ class Runner(Protocol):
 
 # The name the rest of the package has always used for a runner.
 Backend = Runner
+
+
+# ------------------------------------------------------------------ the abilities, typed
+# What each declared ability promises, as a Protocol: ``able(runner, CountsMacs)`` hands the
+# runner back typed when it declares the ability, so callers neither probe attributes nor
+# silence the type checker.
+@runtime_checkable
+class CountsMacs(Protocol):
+    macs_source: str
+
+    def macs(self) -> int: ...
+
+
+@runtime_checkable
+class HasLayerOutputs(Protocol):
+    def layer_outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]: ...
+
+    def layer_graph(self) -> tuple[list[tuple[str, str]], dict[str, list[str]]]: ...
+
+
+@runtime_checkable
+class HasTensorOutputs(Protocol):
+    def tensor_outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]: ...
+
+    def tensor_origins(self) -> dict[str, tuple[str, bool]]: ...
+
+
+@runtime_checkable
+class HasStructure(Protocol):
+    def structure(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class HasSession(Protocol):
+    def onnx_session(self) -> OnnxSession: ...
+
+
+@runtime_checkable
+class HasParameters(Protocol):
+    def source_parameters(self) -> dict[str, int]: ...
+
+
+_DECLARED_BY: dict[type, str] = {CountsMacs: MACS, HasLayerOutputs: LAYER_OUTPUTS,
+                                 HasTensorOutputs: TENSOR_OUTPUTS, HasStructure: STRUCTURE,
+                                 HasSession: SESSION, HasParameters: PARAMETERS}
+A = TypeVar("A")
+
+
+def able(runner: Any, ability: type[A]) -> A | None:
+    """``runner`` typed as ``ability`` when it declares that ability, else ``None``.
+
+    The declaration decides (an ONNX runner from bytes has the methods but not the MAC
+    count); a runner that declares an ability without its methods is a bug, said loudly.
+    """
+    if _DECLARED_BY[ability] not in runner.abilities:
+        return None
+    if not isinstance(runner, ability):
+        raise TypeError(f"{type(runner).__name__} declares {_DECLARED_BY[ability]!r} "
+                        f"but lacks what {ability.__name__} promises")
+    return cast(A, runner)
 
 
 def cast_pixels(pixels: np.ndarray, dtype: str = "float32") -> np.ndarray:

@@ -21,13 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from .. import cpuload
+from .. import machine
 from ..errors import InvalidInputError, UsageError
 from ..fsutil import file_digest
 from ..preprocess import record
-from ..torch_checks import chunked, program_input, resolve_torch_input
-from ..torch_convert import import_torch, load_torch_model
+from ..torch_io import import_torch
 from .base import MACS, STRUCTURE, BackendInfo, InputSpec
+from .torch_files import chunked, load_torch_model, program_input, resolve_torch_input
 
 DEVICES = ("cpu", "cuda")
 
@@ -59,7 +59,7 @@ def cap_default_threads(torch: Any) -> None:
     ``taskset`` can exceed the affinity mask: the extra threads then compete for the
     allowed cores, and each intra-op barrier waits for a thread that is not running.
     """
-    allowed = len(cpuload.allowed_cpus())
+    allowed = len(machine.allowed_cpus())
     if torch.get_num_threads() > allowed:
         torch.set_num_threads(allowed)
 

@@ -127,7 +127,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from ..backends import load_backend
-    from ..backends.base import SESSION
+    from ..backends.base import HasSession, able
     from ..evaluate import evaluate
     from ..metrics import meets_accuracy
     from ..report import write_reports
@@ -141,7 +141,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     backend = load_backend(args.model, args.backend, threads=args.threads,
                            preprocessing=_spec_overrides(args), output=args.output_name,
                            provider=args.provider, device=args.device)
-    if args.save_test_data is not None and SESSION not in backend.abilities:
+    if args.save_test_data is not None and able(backend, HasSession) is None:
         raise errors.UsageError("--save-test-data needs an ONNX model")
     dataset = _load_data(args)
     result = evaluate(backend, dataset, batch_size=args.batch_size)

@@ -132,7 +132,7 @@ def _classes(text: str) -> int | None:
 
 def _int_list(text: str) -> list[int]:
     """'1,8,64' → [1, 8, 64]; 'all' stands for every available core (thread lists)."""
-    from ..bench import available_cores
+    from ..machine import available_cores
 
     values = []
     for part in text.split(","):
@@ -167,7 +167,7 @@ def _warn_oversubscribed(args: argparse.Namespace) -> None:
     most = max(threads) if isinstance(threads, list) else threads
     if not most:
         return
-    from ..evaluate import available_cores
+    from ..machine import available_cores
 
     cores = available_cores()
     if most > cores:

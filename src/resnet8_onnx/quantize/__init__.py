@@ -33,7 +33,9 @@ error), :mod:`.job` (the measured search and the quality gate). The record types
 
 from __future__ import annotations
 
+from ..machine import CPU_FLAGS, INT8_DOT_FLAGS, CpuInfo, read_cpuinfo
 from ..records import Candidate, Figures, LayerError, QuantizationRecord
+from ..records.recipe import ACTIVATION_TYPES, FORMATS, METHODS, WEIGHT_TYPES, Recipe
 from .calibration import (
     DEFAULT_CALIBRATION_COUNT,
     DEFAULT_HOLDOUT_COUNT,
@@ -44,23 +46,12 @@ from .calibration import (
     load_calibration_data,
     split_positions,
 )
-from .cpu import CPU_FLAGS, INT8_DOT_FLAGS, CpuInfo, read_cpuinfo, speed_verdict
+from .cpu import speed_verdict
 from .diagnosis import DIAGNOSIS_IMAGES, layer_errors
 from .engine import CALIBRATION_BATCH, QUANTIZED_OPS, Feed, FloatModel, inspect_float_model
 from .job import DEFAULT_MIN_AGREEMENT, DIAGNOSE_BELOW, TIMING_IMAGES, TIMING_ROUNDS, quantize
 from .opsets import TARGET_OPSET, needed_opset, prune_opset_imports, uses_standard_ops_only
-from .recipe import (
-    ACTIVATION_TYPES,
-    DEFAULT_TOLERANCE,
-    FORMATS,
-    METHODS,
-    PRUNE_BELOW,
-    SPEED_NOISE,
-    WEIGHT_TYPES,
-    Recipe,
-    auto_grid,
-    select_candidate,
-)
+from .recipe import DEFAULT_TOLERANCE, PRUNE_BELOW, SPEED_NOISE, auto_grid, select_candidate
 
 SCHEMA = QuantizationRecord.SCHEMA
 SCHEMA_VERSION = QuantizationRecord.SCHEMA_VERSION

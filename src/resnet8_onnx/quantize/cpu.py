@@ -1,78 +1,15 @@
-"""The CPU features that decide int8 speed, and the one sentence that says what was measured.
+"""The one sentence that says what int8 speed was measured, beside the CPU features behind it.
 
 On x86 with VNNI, uint8 activations × int8 weights run about twice as fast as float; without
-it int8 can be slower. The flags come from ``/proc/cpuinfo``; the verdict from a measurement.
+it int8 can be slower. The flags come from ``/proc/cpuinfo`` (read in ``machine``); the
+verdict from a measurement.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-
 import numpy as np
 
-from ..bench import available_cores
-
-# CPU features that decide int8 speed, as /proc/cpuinfo names them. VNNI (x86) and the
-# dot-product extension (ARM "asimddp") multiply-accumulate 8-bit values in one instruction;
-# without them int8 convolutions take several instructions per product.
-CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "asimddp")
-INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp")
-
-
-
-@dataclass(frozen=True)
-class CpuInfo:
-    """What the OS says about the CPU: its name and the features that decide int8 speed."""
-
-    model_name: str | None
-    flags: tuple[str, ...]  # the CPU_FLAGS present
-    cores: int
-    source: str  # where the flags came from, or why they are unknown
-    known: bool = True
-
-    @property
-    def int8_dot_product(self) -> bool | None:
-        """True with VNNI (or ARM's dot product), False without, None when unknown."""
-        if not self.known:
-            return None
-        return any(f in self.flags for f in INT8_DOT_FLAGS)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"model_name": self.model_name, "flags": list(self.flags), "cores": self.cores,
-                "int8_dot_product": self.int8_dot_product, "source": self.source}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> CpuInfo:
-        """The CPU of a saved record; features unknown where ``int8_dot_product`` is null."""
-        return cls(data.get("model_name"), tuple(data.get("flags") or ()),
-                   int(data.get("cores") or 0), data.get("source") or "",
-                   known=data.get("int8_dot_product") is not None)
-
-
-def read_cpuinfo(path: str | os.PathLike[str] = "/proc/cpuinfo") -> CpuInfo:
-    """CPU name and int8-relevant flags from ``/proc/cpuinfo`` (Linux); unknown elsewhere."""
-    cores = available_cores()
-    try:
-        text = Path(path).read_text(errors="replace")
-    except OSError:
-        return CpuInfo(None, (), cores, f"{path} unreadable: CPU features unknown", known=False)
-    name = None
-    flags: set[str] = set()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip().lower()
-        if key in ("model name", "cpu model", "hardware") and name is None:
-            name = value.strip() or None
-        elif key in ("flags", "features"):
-            flags.update(value.split())
-    if not flags:
-        return CpuInfo(name, (), cores, f"{path} lists no CPU flags: features unknown",
-                       known=False)
-    return CpuInfo(name, tuple(f for f in CPU_FLAGS if f in flags), cores, str(path))
+from ..machine import INT8_DOT_FLAGS, CpuInfo
 
 
 def speed_verdict(speedup: float | None, cpu: CpuInfo) -> str:

@@ -11,9 +11,8 @@ import numpy as np
 
 from ..errors import one_line
 from ..progress import status
-from ..records import LayerError
+from ..records import LayerError, Recipe
 from .engine import Feed, FloatModel, calibration_reader, ort_quantization, quantize_static
-from .recipe import Recipe
 
 DIAGNOSIS_IMAGES = 200
 

@@ -29,7 +29,7 @@ from ..errors import (
 from ..fsutil import file_digest
 from ..preprocess import Preprocessing, resolve
 from ..progress import track
-from .recipe import Recipe
+from ..records import Recipe
 
 CALIBRATION_BATCH = 100
 

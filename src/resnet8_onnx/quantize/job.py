@@ -25,8 +25,9 @@ from .. import preprocess
 from ..errors import InvalidInputError, UsageError, VerificationFailedError, one_line
 from ..evaluate import DEFAULT_BATCH_SIZE
 from ..fsutil import check_writable, recorded_path, write_bytes_atomic
+from ..machine import CpuInfo, read_cpuinfo
 from ..progress import status, track
-from ..records import Candidate, LayerError, QuantizationRecord
+from ..records import Candidate, LayerError, QuantizationRecord, Recipe
 from .calibration import (
     DEFAULT_CALIBRATION_COUNT,
     DEFAULT_HOLDOUT_COUNT,
@@ -36,7 +37,7 @@ from .calibration import (
     images_sha256,
     split_positions,
 )
-from .cpu import CpuInfo, read_cpuinfo, speed_verdict
+from .cpu import speed_verdict
 from .diagnosis import diagnose_chosen
 from .engine import (
     FloatModel,
@@ -56,7 +57,6 @@ from .recipe import (
     DEFAULT_TOLERANCE,
     PRUNE_BELOW,
     SPEED_NOISE,
-    Recipe,
     auto_grid,
     select_candidate,
 )

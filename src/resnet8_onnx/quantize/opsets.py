@@ -19,8 +19,8 @@ import numpy as np
 
 from ..errors import one_line
 from ..progress import status
+from ..records import Recipe
 from ..verify import DEFAULT_ATOL, DEFAULT_RTOL, compare_outputs
-from .recipe import Recipe
 
 # Per-channel QDQ: DequantizeLinear's ``axis`` attribute exists from opset 13.
 PER_CHANNEL_QDQ_OPSET = 13

@@ -17,12 +17,11 @@ from .. import __version__
 from ..backends import onnxrt
 from ..errors import InvalidInputError, one_line
 from ..evaluate import evaluate
-from ..records import Figures
+from ..records import Figures, Recipe
 from ..verify import compare_outputs
 from .calibration import images_sha256
 from .engine import FloatModel, library_versions, time_sessions
 from .opsets import prune_opset_imports, uses_standard_ops_only
-from .recipe import Recipe
 
 if TYPE_CHECKING:
     from ..data import Dataset

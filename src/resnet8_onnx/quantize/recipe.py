@@ -1,86 +1,23 @@
-"""What a quantisation recipe is, the grid of recipes measured by default, and the choice.
+"""The grid of recipes measured by default, and the choice among them.
 
-A :class:`Recipe` is what ``onnxruntime.quantization.quantize_static`` is asked for;
-:func:`select_candidate` keeps the fastest measured recipe whose held-out agreement with the
-float model is within a tolerance of the best.
+A :class:`Recipe` (data, so defined with the records: :mod:`resnet8_onnx.records.recipe`) is
+what ``onnxruntime.quantization.quantize_static`` is asked for; :func:`select_candidate` keeps
+the fastest measured recipe whose held-out agreement with the float model is within a
+tolerance of the best.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from ..errors import UsageError
-
-FORMATS = ("qdq", "qoperator")
-ACTIVATION_TYPES = ("uint8", "int8")
-WEIGHT_TYPES = ("int8", "uint8")
-METHODS = ("minmax", "entropy", "percentile")
+from ..records.recipe import ACTIVATION_TYPES, FORMATS, METHODS, Recipe
 
 # A candidate is eligible when its held-out agreement is at most this far below the best
 # candidate's: 0.5 points is about one standard error of agreement on 1,000 images.
 DEFAULT_TOLERANCE = 0.005
 PRUNE_BELOW = 0.5  # candidates under half the fastest one's speed are not scored
 SPEED_NOISE = 0.05  # speeds this close to the fastest count as equal when choosing
-
-_ABBREVIATION = {"uint8": "u8", "int8": "s8"}
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """One way to quantise: what ``onnxruntime.quantization.quantize_static`` is asked for."""
-
-    format: str = "qdq"
-    activations: str = "uint8"
-    weights: str = "int8"
-    per_channel: bool = True
-    method: str = "minmax"
-    exclude: tuple[str, ...] = ()
-    # Average pooling computed in float between dequantise and quantise. ONNX Runtime's QDQ
-    # quantiser gives an AveragePool output the scale of its input, far too coarse for an
-    # 8×8 mean; on ResNet8 that alone costs a point of agreement with fp32 (measured).
-    float_pooling: bool = False
-
-    def __post_init__(self) -> None:
-        for value, allowed, what in ((self.format, FORMATS, "format"),
-                                     (self.activations, ACTIVATION_TYPES, "activation type"),
-                                     (self.weights, WEIGHT_TYPES, "weight type"),
-                                     (self.method, METHODS, "calibration method")):
-            if value not in allowed:
-                raise UsageError(f"unknown {what} {value!r}; choose one of {', '.join(allowed)}")
-        object.__setattr__(self, "exclude", tuple(self.exclude))
-
-    @property
-    def label(self) -> str:
-        """'QDQ u8/s8 minmax float-pool': short enough for a table row (per-channel implied)."""
-        text = (f"{'QDQ' if self.format == 'qdq' else 'QOperator'} "
-                f"{_ABBREVIATION[self.activations]}/{_ABBREVIATION[self.weights]} {self.method}")
-        if not self.per_channel:
-            text += " per-tensor"
-        if self.float_pooling:
-            text += " float-pool"
-        if self.exclude:
-            text += f" +{len(self.exclude)} float node{'s' if len(self.exclude) > 1 else ''}"
-        return text
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"format": self.format, "activations": self.activations, "weights": self.weights,
-                "per_channel": self.per_channel, "method": self.method,
-                "exclude": list(self.exclude), "float_pooling": self.float_pooling,
-                "label": self.label}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Recipe:
-        """The recipe ``to_dict`` wrote; a missing field takes its default."""
-        default = cls()
-        return cls(format=data.get("format", default.format),
-                   activations=data.get("activations", default.activations),
-                   weights=data.get("weights", default.weights),
-                   per_channel=bool(data.get("per_channel", default.per_channel)),
-                   method=data.get("method", default.method),
-                   exclude=tuple(data.get("exclude") or ()),
-                   float_pooling=bool(data.get("float_pooling", default.float_pooling)))
 
 
 def auto_grid(

@@ -15,6 +15,7 @@ the reports, unchanged); ``from_dict()`` reads one back, keeping keys it does no
   parts.py         the blocks: model, data, settings, metrics, timings, parity, verdict …
   results.py       evaluation, comparison, verification and benchmark records
   quantization.py  the quantisation record, its candidates, figures and layer errors
+  recipe.py        Recipe: what a quantisation recipe is (the quantizer runs it)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 
 from .base import SCHEMA_PREFIX, Part, Record, tool
 from .parts import (
+    RUNTIME_LABELS,
     ClassRow,
     Conversion,
     DataInfo,
@@ -43,6 +45,7 @@ from .parts import (
     Tolerance,
     Verdict,
     Versus,
+    runtime_label,
 )
 from .quantization import (
     Candidate,
@@ -56,6 +59,7 @@ from .quantization import (
     Selection,
     Speed,
 )
+from .recipe import Recipe
 from .results import (
     BenchInputs,
     BenchmarkRecord,
@@ -85,12 +89,13 @@ def record_from_dict(data: Mapping[str, Any]) -> Record:
 
 
 __all__ = [
-    "RECORD_TYPES", "SCHEMA_PREFIX", "BenchInputs", "BenchModel", "BenchResult",
+    "RECORD_TYPES", "RUNTIME_LABELS", "SCHEMA_PREFIX", "BenchInputs", "BenchModel", "BenchResult",
     "BenchSettings", "BenchmarkRecord", "Candidate", "ClassFigures", "ClassRow",
     "ComparisonRecord", "Conversion", "DataInfo", "DynamicBatch", "EvaluationRecord",
     "Figures", "FileFigures", "ImageRole", "LayerError", "LayerMatch", "Layerwise", "Machine",
-    "MatmulReference", "Metrics", "ModelInfo", "OptimizedModel", "Parity",
-    "Part", "Provenance", "QuantEvaluation", "QuantizationRecord", "Record", "RunSettings",
+    "MatmulReference", "Metrics", "ModelInfo", "OptimizedModel", "Parity", "Part",
+    "Provenance", "QuantEvaluation", "QuantizationRecord", "Recipe", "Record", "RunSettings",
     "RunnerInfo", "Selection", "SourceInfo", "SpecInfo", "Speed", "Structure", "Timings",
-    "Tolerance", "Verdict", "VerificationRecord", "Versus", "record_from_dict", "tool",
+    "Tolerance", "Verdict", "VerificationRecord", "Versus", "record_from_dict", "runtime_label",
+    "tool",
 ]

@@ -11,6 +11,17 @@ from typing import Any, ClassVar
 
 from .base import Part
 
+# What a reader calls each runtime a record names (``ModelInfo.backend``): kept with the
+# records so that a saved record is rendered from what it says, with no runtime loaded. The
+# backends' registry takes its labels from here unless a loader declares its own.
+RUNTIME_LABELS: dict[str, str] = {"onnxruntime": "ONNX", "keras": "Keras", "litert": "LiteRT",
+                                  "torch": "PyTorch"}
+
+
+def runtime_label(name: str) -> str:
+    """'Keras', 'ONNX', 'LiteRT' for a runtime's name (an unknown name is shown as it is)."""
+    return RUNTIME_LABELS.get(name, name)
+
 
 # --------------------------------------------------------------------------- the model
 @dataclass(kw_only=True)

@@ -5,20 +5,50 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
+from ..machine import CpuInfo
 from .base import SCHEMA_PREFIX, Part, Record, tool
 from .parts import DataInfo, SourceInfo
+from .recipe import Recipe
 
-# The quantize package imports these records; Recipe and CpuInfo, its own types, are imported
-# here only when a record is read or defaulted, which keeps the two packages from a cycle.
-if TYPE_CHECKING:
-    from ..evaluate import EvaluationResult
-    from ..quantize.cpu import CpuInfo
-    from ..quantize.recipe import Recipe
+
+# What Figures.of_result reads of an evaluation: described by shape, so records import
+# nothing that evaluates (evaluate.EvaluationResult and metrics' types fit it).
+class _ClassCounts(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def correct(self) -> int: ...
+    @property
+    def support(self) -> int: ...
+    @property
+    def accuracy(self) -> float: ...
+
+
+class _Counts(Protocol):
+    @property
+    def accuracy(self) -> float: ...
+    @property
+    def correct(self) -> int: ...
+    @property
+    def total(self) -> int: ...
+    @property
+    def argmax_ties(self) -> int: ...
+    @property
+    def per_class(self) -> Sequence[_ClassCounts]: ...
+
+
+class Evaluated(Protocol):
+    """One model evaluated on test images: the backend facts and the metrics."""
+
+    @property
+    def backend(self) -> Mapping[str, Any]: ...
+    @property
+    def metrics(self) -> _Counts: ...
 
 
 # --------------------------------------------------------------------------- quantisation
@@ -58,8 +88,6 @@ class Candidate:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Candidate:
-        from ..quantize.recipe import Recipe
-
         names = {f.name for f in dataclasses.fields(cls)}
         # What a partial record leaves unsaid stays unsaid: shown as "—", never invented.
         missing = {"holdout_agreement": None, "holdout_count": 0, "holdout_mean_abs_diff": None,
@@ -192,7 +220,7 @@ class Figures(Part):
     argmax_ties: int | None = None
 
     @classmethod
-    def of_result(cls, result: EvaluationResult, path: str | os.PathLike[str],
+    def of_result(cls, result: Evaluated, path: str | os.PathLike[str],
                   images_per_second: float | None, *, shown_path: str | None = None) -> Figures:
         """The figures of one evaluation of the model file at ``path``."""
         m = result.metrics
@@ -222,12 +250,6 @@ class QuantEvaluation(Part):
     mean_abs_diff: float | None = None
 
 
-def _default_recipe() -> Recipe:
-    from ..quantize.recipe import Recipe
-
-    return Recipe()
-
-
 @dataclass(kw_only=True)
 class QuantizationRecord(Record):
     """Everything ``quantize`` measured and decided: the recipe grid as measured, the choice,
@@ -243,7 +265,7 @@ class QuantizationRecord(Record):
     kind: str = "quantize"
     source: FileFigures = field(default_factory=FileFigures)  # the fp32 model
     output: FileFigures = field(default_factory=FileFigures)  # the int8 model
-    recipe: Recipe = field(default_factory=_default_recipe)
+    recipe: Recipe = field(default_factory=Recipe)
     selection: Selection = field(default_factory=Selection)
     candidates: tuple[Candidate, ...] = ()
     calibration: ImageRole = field(default_factory=ImageRole)
@@ -281,9 +303,6 @@ class QuantizationRecord(Record):
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> QuantizationRecord:
-        from ..quantize.cpu import CpuInfo
-        from ..quantize.recipe import Recipe
-
         record = super().from_dict(data)
         errors = record.layer_errors
         return dataclasses.replace(

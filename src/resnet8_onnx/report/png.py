@@ -9,7 +9,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..evaluate import available_cores
 from ..records import BenchmarkRecord, BenchModel, BenchResult, EvaluationRecord, Machine
 from .text import describe_data, format_int, format_pct, model_name
 
@@ -105,11 +104,13 @@ def throughput_png(record: BenchmarkRecord, *, dpi: int = 110) -> bytes:
     results, models, machine = record.results, record.models, record.machine
     if not results:
         raise ValueError("the benchmark record holds no results")
-    cores = machine.cores or available_cores()
+    # The cores the record was measured on, never this machine's: a saved record is drawn
+    # from what it says (an old one without them says so).
+    cores = machine.cores
     groups: dict[tuple[int, str | None, int | None], list[BenchResult]] = {}
     for r in results:
         groups.setdefault((r.model, r.optimization, r.threads), []).append(r)
-    most = max((r.threads or cores) for r in results)
+    most = max((r.threads or cores or 0) for r in results)
 
     fig = Figure(figsize=(10.5, 6.2), dpi=dpi, layout="constrained")
     FigureCanvasAgg(fig)
@@ -134,8 +135,9 @@ def throughput_png(record: BenchmarkRecord, *, dpi: int = 110) -> bytes:
     names += f" and {len(models) - 3} more" if len(models) > 3 else ""
     fig.suptitle(f"Throughput vs batch size — {names}", fontsize=13, fontweight="bold")
     cpu = f" ({machine.cpu})" if machine.cpu else ""
-    ax.set_title(f"{what}; {cores} cores{cpu}; solid lines: {most} "
-                 f"thread{'s' if most != 1 else ''}, dashed: fewer", fontsize=9.5,
+    solid = f"{most} thread{'s' if most != 1 else ''}" if most else "the runtime's default"
+    ax.set_title(f"{what}; {f'{cores} cores' if cores else 'cores not recorded'}{cpu}; "
+                 f"solid lines: {solid}, dashed: fewer", fontsize=9.5,
                  color="#444444")
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", metadata={"Software": None})
@@ -144,7 +146,8 @@ def throughput_png(record: BenchmarkRecord, *, dpi: int = 110) -> bytes:
 
 def _plot_throughput_lines(ax: Any, groups: Mapping[tuple[int, str | None, int | None],
                                                     list[BenchResult]],
-                           models: Sequence[BenchModel], *, cores: int, most: int) -> None:
+                           models: Sequence[BenchModel], *, cores: int | None,
+                           most: int) -> None:
     """One line per (model, level, threads): a colour per (model, level), a marker per model,
     dashes for fewer threads than the most measured."""
     palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
@@ -156,10 +159,11 @@ def _plot_throughput_lines(ax: Any, groups: Mapping[tuple[int, str | None, int |
             colour_keys.append((m, opt))
         colour = palette[colour_keys.index((m, opt)) % len(palette)]
         points = sorted(points, key=lambda r: r.batch_size)
-        t = thr or cores
+        t = thr or cores or 0  # 0: the runtime's default on cores the record does not name
         label = models[m].label if m < len(models) else f"#{m + 1}"
         label += f" · opt {opt}" if opt else ""
-        label += f" · {t} thread{'s' if t != 1 else ''}" + (" (default)" if thr is None else "")
+        label += (f" · {t} thread{'s' if t != 1 else ''}" if t else " · all cores") + (
+            " (default)" if thr is None else "")
         ax.plot([r.batch_size for r in points], [r.images_per_second for r in points],
                 color=colour, linestyle="-" if t == most else "--",
                 marker=markers[m % len(markers)], markersize=6, linewidth=2, label=label)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..cpuload import BUSY_WARNING, busy_warning
+from ..machine import BUSY_WARNING, busy_warning
 from ..progress import console as make_console
 from ..records import (
     BenchmarkRecord,

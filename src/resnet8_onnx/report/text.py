@@ -14,10 +14,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from ..backends import LOADERS
-from ..cpuload import BUSY_WARNING, busy_warning
 from ..data.format import TEST_SET_SIZE as CIFAR10_TEST_SIZE
-from ..records import DataInfo, EvaluationRecord, Metrics
+from ..machine import BUSY_WARNING, busy_warning
+from ..records import DataInfo, EvaluationRecord, Metrics, runtime_label
 
 DASH = "—"
 # The preprocessing spec's fields in the order it applies them (preprocess.Preprocessing).
@@ -68,13 +67,6 @@ def format_int(value: Any) -> str:
 def model_name(record: EvaluationRecord) -> str:
     """Short human name of the evaluated model: its file name, or the backend when unknown."""
     return Path(record.model.path).name if record.model.path else record.model.backend
-
-
-def runtime_label(name: str) -> str:
-    """'Keras', 'ONNX', 'LiteRT' for a runtime's name: the label its line in the loader
-    table declares (an unknown name is shown as it is)."""
-    loader = LOADERS.get(name)
-    return loader.label if loader is not None else name
 
 
 def confusion_png_names(models: Sequence[EvaluationRecord]) -> list[str]:

@@ -1,6 +1,6 @@
-"""cpuload: other work's share of this process's cores, and the busy warning every images/s
-figure carries. The busy condition is forced by faking the load readings, never by loading
-the machine."""
+"""machine (busy cores): other work's share of this process's cores, and the busy warning
+every images/s figure carries. The busy condition is forced by faking the load readings,
+never by loading the machine."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 
 from model_factory import make_classifier, synthetic_dataset
 from report_factory import make_record, terminal_text
-from resnet8_onnx import cpuload
+from resnet8_onnx import machine
 from resnet8_onnx.backends import onnxrt
 from resnet8_onnx.evaluate import evaluate
 from resnet8_onnx.records import ComparisonRecord
@@ -27,14 +27,14 @@ def _fake_load(monkeypatch, others: float) -> None:
     def sample() -> tuple[int, int, float]:
         k = next(counter)
         return int(k * (100 + others * 1000)), k * 1000, k * 100.0
-    monkeypatch.setattr(cpuload.LoadMeter, "sample", staticmethod(sample))
+    monkeypatch.setattr(machine.LoadMeter, "sample", staticmethod(sample))
 
 
 def test_others_share_subtracts_this_processs_own_ticks() -> None:
-    assert cpuload.others_share((0, 0, 0.0), (700, 1000, 200.0)) == 0.5
-    assert cpuload.others_share((0, 0, 0.0), (100, 1000, 200.0)) == 0.0  # never negative
-    assert cpuload.others_share(None, (1, 2, 0.0)) is None
-    assert cpuload.others_share((5, 10, 0.0), (5, 10, 0.0)) is None  # no time passed
+    assert machine.others_share((0, 0, 0.0), (700, 1000, 200.0)) == 0.5
+    assert machine.others_share((0, 0, 0.0), (100, 1000, 200.0)) == 0.0  # never negative
+    assert machine.others_share(None, (1, 2, 0.0)) is None
+    assert machine.others_share((5, 10, 0.0), (5, 10, 0.0)) is None  # no time passed
 
 
 def test_evaluate_records_the_load_during_its_pass_and_warns(tmp_path, monkeypatch) -> None:
@@ -72,4 +72,4 @@ def test_compare_and_run_tables_warn_in_one_line_naming_the_busy_models() -> Non
     assert len(run) == 1
     models[1].timings.cpu_busy = 0.1
     assert "busy" not in terminal_text(render_compare_terminal, record)
-    assert np.isclose(cpuload.BUSY_WARNING, 0.25)
+    assert np.isclose(machine.BUSY_WARNING, 0.25)

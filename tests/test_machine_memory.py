@@ -1,5 +1,5 @@
-"""memory: the per-image estimate, where available memory is read from, and the refusal of a
-benchmark batch that cannot fit (one line, exit 2) before anything is allocated."""
+"""machine (memory): the per-image estimate, where available memory is read from, and the
+refusal of a benchmark batch that cannot fit (one line, exit 2) before anything is allocated."""
 
 from __future__ import annotations
 
@@ -10,37 +10,37 @@ from pathlib import Path
 import pytest
 
 from model_factory import make_classifier
-from resnet8_onnx import errors, memory
+from resnet8_onnx import errors, machine
 
 
 def test_estimate_is_input_pixels_and_six_resnet8_activations() -> None:
-    assert memory.BYTES_PER_IMAGE == 32 * 32 * 3 * 4 + 32 * 32 * 3 + 6 * 32 * 32 * 16 * 4
-    assert memory.batch_bytes(1000) == 1000 * memory.BYTES_PER_IMAGE
+    assert machine.BYTES_PER_IMAGE == 32 * 32 * 3 * 4 + 32 * 32 * 3 + 6 * 32 * 32 * 16 * 4
+    assert machine.batch_bytes(1000) == 1000 * machine.BYTES_PER_IMAGE
     # conservative: above the ~240 KiB per image ONNX Runtime was measured at
-    assert memory.BYTES_PER_IMAGE > 240 * 1024
+    assert machine.BYTES_PER_IMAGE > 240 * 1024
 
 
 def test_meminfo_and_cgroup_are_read(tmp_path: Path) -> None:
     meminfo = tmp_path / "meminfo"
     meminfo.write_text("MemTotal:  8000000 kB\nMemFree:  100 kB\nMemAvailable:  2000000 kB\n")
-    assert memory._meminfo_available(meminfo) == 2_000_000 * 1024
-    assert memory._meminfo_available(tmp_path / "missing") is None
+    assert machine._meminfo_available(meminfo) == 2_000_000 * 1024
+    assert machine._meminfo_available(tmp_path / "missing") is None
     v2 = tmp_path / "v2"
     v2.mkdir()
     (v2 / "memory.max").write_text("1000000000\n")
     (v2 / "memory.current").write_text("400000000\n")
-    assert memory._cgroup_available(v2) == 600_000_000
+    assert machine._cgroup_available(v2) == 600_000_000
     (v2 / "memory.max").write_text("max\n")
-    assert memory._cgroup_available(v2) is None
-    assert memory._cgroup_available(tmp_path / "none") is None
+    assert machine._cgroup_available(v2) is None
+    assert machine._cgroup_available(tmp_path / "none") is None
 
 
 def test_available_bytes_is_the_least_known(monkeypatch) -> None:
-    monkeypatch.setattr(memory, "_meminfo_available", lambda: 8 << 30)
-    monkeypatch.setattr(memory, "_cgroup_available", lambda: 1 << 30)
-    assert memory.available_bytes() == (1 << 30, "the container's memory limit")
-    monkeypatch.setattr(memory, "_cgroup_available", lambda: None)
-    assert memory.available_bytes() == (8 << 30, "MemAvailable in /proc/meminfo")
+    monkeypatch.setattr(machine, "_meminfo_available", lambda: 8 << 30)
+    monkeypatch.setattr(machine, "_cgroup_available", lambda: 1 << 30)
+    assert machine.available_bytes() == (1 << 30, "the container's memory limit")
+    monkeypatch.setattr(machine, "_cgroup_available", lambda: None)
+    assert machine.available_bytes() == (8 << 30, "MemAvailable in /proc/meminfo")
 
 
 def test_cli_benchmark_refuses_a_batch_no_machine_has_memory_for(tmp_path: Path) -> None:
@@ -63,8 +63,8 @@ def test_cli_benchmark_refusal_follows_available_memory(tmp_path: Path, capsys,
                                                         monkeypatch) -> None:
     from resnet8_onnx.cli import main
 
-    monkeypatch.setattr(memory, "available_bytes",
-                        lambda: (100 * memory.BYTES_PER_IMAGE, "a test limit"))
+    monkeypatch.setattr(machine, "available_bytes",
+                        lambda: (100 * machine.BYTES_PER_IMAGE, "a test limit"))
     model = make_classifier(tmp_path / "m.onnx")
     code = main(["-q", "benchmark", str(model), "--quick", "--batch-sizes", "8,101"])
     err = capsys.readouterr().err
@@ -75,6 +75,6 @@ def test_cli_benchmark_refusal_follows_available_memory(tmp_path: Path, capsys,
 
 @pytest.mark.parametrize("room", [0, 10])
 def test_check_batch_fits_without_room(monkeypatch, room: int) -> None:
-    monkeypatch.setattr(memory, "available_bytes", lambda: (room, "nothing"))
+    monkeypatch.setattr(machine, "available_bytes", lambda: (room, "nothing"))
     with pytest.raises(errors.UsageError, match="only 0 MB is available"):
-        memory.check_batch_fits(1)
+        machine.check_batch_fits(1)

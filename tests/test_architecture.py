@@ -1,0 +1,160 @@
+"""The package's import graph: no cycle between top-level units, records/ a leaf, machine.py
+plumbing, and the renderer reading only what a record says.
+
+The graph is read from the source (every internal import, lazy and TYPE_CHECKING ones
+included), so a function-level import cannot hide a cycle from this test. A unit is a root
+module (``bench.py``) or a sub-package (``report/``).
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "resnet8_onnx"
+#: Units records/ may import: plumbing that knows nothing of results.
+RECORDS_MAY_IMPORT = {"errors", "machine"}
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _modules() -> dict[str, Path]:
+    return {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def imports_in(source: str, name: str, is_package: bool, known: set[str]) -> set[str]:
+    """Internal modules the module ``name`` (its ``source``) imports anywhere in its file."""
+    package = name.split(".") if is_package else name.split(".")[:-1]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            for candidate in [target, *(f"{target}.{a.name}" for a in node.names)]:
+                if candidate in known:
+                    found.add(candidate)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name in known)
+    return found
+
+
+def _unit(module: str) -> str:
+    """The top-level unit: ``resnet8_onnx.report.text`` → ``report`` (the root → "")."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def unit_graph() -> dict[str, set[str]]:
+    """unit → the other units it imports (the package root, ``__version__``, left out)."""
+    modules = _modules()
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        source = path.read_text(encoding="utf-8")
+        for target in imports_in(source, name, path.name == "__init__.py", set(modules)):
+            a, b = _unit(name), _unit(target)
+            if a and b and a != b:
+                graph.setdefault(a, set()).add(b)
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of ``graph`` as a path that returns to its start, or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*stack[stack.index(nxt):], nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+@pytest.fixture(scope="module")
+def graph() -> dict[str, set[str]]:
+    return unit_graph()
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "x": {"a", "c"}}) is None
+    assert find_cycle({"a": {"b"}, "b": {"c", "d"}, "d": {"b"}}) == ["b", "d", "b"]
+    assert find_cycle({"a": {"a"}}) == ["a", "a"]
+
+
+def test_the_import_reader_sees_lazy_and_type_checking_imports() -> None:
+    known = {"pkg", "pkg.a", "pkg.b", "pkg.c", "pkg.sub", "pkg.sub.d", "pkg.e"}
+    source = (
+        "from typing import TYPE_CHECKING\n"
+        "from . import d\n"  # pkg.sub and its module d
+        "from ..a import x\n"
+        "import pkg.e\n"
+        "if TYPE_CHECKING:\n    from ..b import Thing\n"
+        "def f():\n    from ..c import g\n    return g\n"
+    )
+    assert imports_in(source, "pkg.sub.m", False, known) == {
+        "pkg.sub", "pkg.sub.d", "pkg.a", "pkg.e", "pkg.b", "pkg.c"}
+    # in a package's __init__.py, "." is the package itself
+    assert imports_in("from . import d\n", "pkg.sub", True, known) == {"pkg.sub", "pkg.sub.d"}
+    assert imports_in("from . import c\n", "pkg.sub.m", False, known) == {"pkg.sub"}
+
+
+def test_no_import_cycle_between_top_level_units(graph) -> None:
+    cycle = find_cycle(graph)
+    assert cycle is None, "import cycle: " + " → ".join(cycle or [])
+
+
+def test_records_is_a_leaf(graph) -> None:
+    outside = graph.get("records", set()) - RECORDS_MAY_IMPORT
+    assert not outside, f"records/ imports {sorted(outside)}"
+
+
+@pytest.mark.parametrize("unit", ["errors", "machine"])
+def test_plumbing_imports_nothing_that_measures(graph, unit: str) -> None:
+    assert (PACKAGE / f"{unit}.py").is_file()
+    assert graph.get(unit, set()) <= {"errors"}
+
+
+def test_the_renderer_reads_records_not_runtimes(graph) -> None:
+    """report/ renders a saved record from what it says: no runtime, no evaluation."""
+    assert not graph["report"] & {"backends", "evaluate", "bench", "compare", "quantize"}
+    for command in ("bench", "compare"):
+        assert "report" not in graph[command], f"{command} imports the renderer"
+
+
+def test_the_backends_import_nothing_of_the_converter(graph) -> None:
+    assert not graph["backends"] & {"torch_convert", "torch_checks", "convert", "verify"}
+
+
+def test_reading_a_record_loads_only_records_and_plumbing() -> None:
+    """Building and saving a quantisation record loads records/, errors and machine only."""
+    code = ("import sys\n"
+            "from resnet8_onnx.records import QuantizationRecord, record_from_dict\n"
+            "record_from_dict(QuantizationRecord().to_dict())\n"
+            "print(' '.join(m for m in sys.modules if m.startswith('resnet8_onnx')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    units = {_unit(m) for m in out} - {""}
+    assert units == {"records", "errors", "machine"}, sorted(out)
