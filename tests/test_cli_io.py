@@ -174,6 +174,21 @@ def test_a_directory_given_as_the_model_is_one_message_and_exit_4_everywhere(
                    *args)
 
 
+@pytest.mark.parametrize("command", list(MODEL_COMMANDS))
+def test_a_directory_model_is_exit_4_even_when_an_output_would_land_inside_it(
+        capsys, setup, command) -> None:
+    """An output inside the directory given as the model was exit 8 ('would be written into
+    the input directory'); the directory is the problem, so it is exit 4 like everywhere."""
+    model, data, work = setup
+    folder = work / "resnet8"
+    folder.mkdir()
+    args = [a.format(m=folder, model=model, data=data, work=work)
+            for a in MODEL_COMMANDS[command]]
+    assert_refused(capsys, errors.INVALID_INPUT, f"{folder}: is a directory, not a model file",
+                   *args, "--json", str(folder / "x.json"))
+    assert list(folder.iterdir()) == []
+
+
 @pytest.mark.parametrize("command", ["verify", "compare", "benchmark", "evaluate"])
 def test_only_a_command_with_backend_suggests_it(capsys, setup, command) -> None:
     """'… or pass --backend' is advice only ``evaluate`` can take."""

@@ -47,7 +47,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     # Default: ./STEM.onnx in the current directory, never beside the input (often a shared,
     # read-only folder of models).
     output = args.output or f"{Path(args.model).stem}.onnx"
-    _check_outputs(args, files=[output, args.json], inputs=[args.model])
+    _check_outputs(args, files=[output, args.json], inputs=[args.model], models=[args.model])
     _check_models([args.model], by_suffix=False)  # convert reads its own suffixes
     if Path(output).suffix.lower() not in targets:
         raise errors.UsageError(f"{output}: convert writes {', '.join(targets)} files; the "
@@ -93,7 +93,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from ..backends import applicable_options, backend_for, load_backend
     from ..verify import verify
 
-    _check_outputs(args, files=[args.json], inputs=[args.reference, args.onnx, args.indices])
+    _check_outputs(args, files=[args.json], inputs=[args.reference, args.onnx, args.indices],
+                   models=[args.reference, args.onnx])
     _check_models([args.reference], by_suffix=args.reference_backend is None)
     _check_models([args.onnx])
     # Both models are read (a corrupt or unsafe one refused) before any data is searched.
@@ -134,7 +135,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from ..testdata import check_destination
 
     out_dir = _check_outputs(args, files=[args.json], reports=write_reports,
-                             inputs=[args.model, args.indices],
+                             inputs=[args.model, args.indices], models=[args.model],
                              directories=[(args.save_test_data,
                                            lambda d: check_destination(d, force=args.force))])
     _check_models([args.model], by_suffix=args.backend is None, backend_option=True)
@@ -179,7 +180,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_annotate(args: argparse.Namespace) -> int:
     from ..annotate import annotate, check_output_suffix, read_class_names
     _check_outputs(args, files=[args.json, args.output_file],
-                   inputs=[args.model, args.class_names])  # before loading any data
+                   inputs=[args.model, args.class_names],
+                   models=[args.model])  # before loading any data
     _check_models([args.model], by_suffix=False)  # annotate says what it takes
     check_output_suffix(args.output_file)
     names = read_class_names(args.class_names) if args.class_names else None
@@ -239,7 +241,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     json_file = [args.json] if args.json not in (None, "-") else []
     refuse_overwriting_inputs([*targets, *json_file], ())  # --json onto a report file
     _check_outputs(args, files=[args.json],
-                   inputs=[args.model, args.indices, args.calibration_data])
+                   inputs=[args.model, args.indices, args.calibration_data],
+                   models=[args.model])
     _check_models([args.model], by_suffix=False)  # the pipeline says what it takes
     # A failed or interrupted run takes back what it wrote, so the same command can be rerun.
     with report_directory(args.out, targets) as out_dir:
@@ -280,7 +283,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if len(args.models) < 2:
         raise errors.UsageError("compare needs at least two models (the first is the reference)")
     out_dir = _check_outputs(args, files=[args.json], reports=write_compare_reports,
-                             inputs=[*args.models, args.indices])
+                             inputs=[*args.models, args.indices], models=args.models)
     _check_models(args.models)
     _check_device(args, args.models)
     from ..compare import per_model_options
@@ -314,7 +317,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     out_dir = _check_outputs(args, files=[args.json, output],
                              reports=write_quantization_reports,
                              inputs=[args.model, args.calibration_data,
-                                     args.calibration_indices, args.indices])
+                                     args.calibration_indices, args.indices],
+                             models=[args.model])
     _check_models([args.model], by_suffix=False)  # inspect_float_model says what it takes
     if args.provider is not None:
         from ..backends.onnxrt import DEFAULT_PROVIDER, resolve_provider
@@ -367,7 +371,8 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     )
     from ..report import render_benchmark_terminal, throughput_png
 
-    _check_outputs(args, files=[args.json, args.plot, args.save_optimized], inputs=args.models)
+    _check_outputs(args, files=[args.json, args.plot, args.save_optimized], inputs=args.models,
+                   models=args.models)
     _check_models(args.models)
     _check_device(args, args.models)
     check_benchmark_request(  # the models and options alone, before any data search

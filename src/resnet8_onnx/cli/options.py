@@ -201,14 +201,21 @@ def _emit_text(text: str, destination: str, *, force: bool) -> None:
 
 def _check_outputs(args: argparse.Namespace, *, files: Sequence[str | None] = (),
                    reports: Any = None, inputs: Sequence[str | None] = (),
-                   directories: Sequence[tuple[str | None, Any]] = ()) -> Path | None:
+                   directories: Sequence[tuple[str | None, Any]] = (),
+                   models: Sequence[str | None] = ()) -> Path | None:
     """Refuse every output before any work: one that would overwrite an input (``--force`` or
     not), exists without ``--force``, or cannot be written. ``reports`` is the writer of the
     ``--out`` report set, asked which files it would write; ``directories`` are (directory,
     its check) pairs such as ``--save-test-data``; returns the ``--out`` directory.
     The outputs are remembered so :func:`_load_data` can check them against the data files
-    it finds; until then nothing is created under ``--data-dir``, not even a probe file."""
+    it finds; until then nothing is created under ``--data-dir``, not even a probe file.
+    ``models`` given as a directory are refused first (exit 4, as :func:`_check_models` says),
+    so an output that would land inside that directory does not turn it into exit 8."""
     from ..fsutil import check_writable, probes_deferred, refuse_overwriting_inputs
+
+    for model in models:
+        if model is not None and Path(model).is_dir():
+            _check_models([model], by_suffix=False)
 
     out_dir = getattr(args, "out", None)
     with probes_deferred(_named_data_roots(args)) as pending:
