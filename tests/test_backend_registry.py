@@ -130,9 +130,11 @@ def test_provenance_is_checked_for_a_reference_declaring_it_a_conversion_source(
     from resnet8_onnx.verify import check_provenance
 
     reference = DeclaredOnly(load_backend(make_classifier(tmp_path / "m.onnx")))
+    assert "conversion_source" in reference.abilities  # convert turns ONNX into .pt2
     sha = reference.info.model_sha256
     claims = {"metadata": {"source_sha256": sha}}
-    unknown = check_provenance(reference, claims)  # an ONNX file converts from nothing here
+    reference.abilities = reference.abilities - {"conversion_source"}
+    unknown = check_provenance(reference, claims)  # a runtime convert reads nothing of
     assert unknown["converted_from_reference"] is None
     assert "not a conversion source" in unknown["note"]
     reference.abilities = reference.abilities | {"conversion_source"}

@@ -354,7 +354,7 @@ def check_provenance(reference: Backend, structure: dict[str, Any]) -> dict[str,
 
     ``converted_from_reference`` is ``None`` when that cannot be told: the ONNX file records
     no source checksum (another converter wrote it) or the reference does not declare the
-    ``conversion_source`` ability (Keras runners do).
+    ``conversion_source`` ability (Keras, ONNX and PyTorch runners do: ``convert`` reads them).
     """
     meta = structure.get("metadata") or {}
     claimed = meta.get("source_sha256")
@@ -367,7 +367,7 @@ def check_provenance(reference: Backend, structure: dict[str, Any]) -> dict[str,
     if not claimed:
         result["note"] = "the ONNX metadata records no source checksum"
     elif CONVERSION_SOURCE not in reference.abilities:
-        result["note"] = "the reference is not a Keras file, so not a conversion source"
+        result["note"] = "the reference is not a file convert reads, so not a conversion source"
     else:
         result["converted_from_reference"] = claimed == reference.info.model_sha256
     return result

@@ -26,6 +26,7 @@ from ..onnx_graph import (
 )
 from ..preprocess import _NUMPY_OF_ORT, Preprocessing, record, resolve
 from .base import (
+    CONVERSION_SOURCE,
     MACS,
     SESSION,
     STRUCTURE,
@@ -194,8 +195,11 @@ class OnnxRuntimeBackend:
         self.input_spec = InputSpec(
             shape=input_shape, pixel_shape=self.pixel_shape, dtype=self.input_dtype.name,
             layout=self.preprocessing.layout, preprocessing=self.preprocessing)
+        # A file is also a conversion source: ``convert`` turns ONNX into .pt2 and records
+        # its sha256, so verify can prove provenance with an ONNX reference too.
         self.abilities = frozenset({SESSION} | (
-            {MACS, STRUCTURE, TENSOR_OUTPUTS} if source is not None else set()))
+            {MACS, STRUCTURE, TENSOR_OUTPUTS, CONVERSION_SOURCE} if source is not None
+            else set()))
         self.info = self._describe(model_path, sha256, input_shape, inp, out,
                                    optimization=optimization, threads=threads, notes=notes)
 

@@ -26,7 +26,7 @@ from ..errors import InvalidInputError, UsageError
 from ..fsutil import file_digest
 from ..preprocess import record
 from ..torch_io import import_torch
-from .base import MACS, STRUCTURE, BackendInfo, InputSpec
+from .base import CONVERSION_SOURCE, MACS, STRUCTURE, BackendInfo, InputSpec
 from .torch_files import chunked, load_torch_model, program_input, resolve_torch_input
 
 DEVICES = ("cpu", "cuda")
@@ -89,7 +89,7 @@ def load(path: str | os.PathLike[str], *, threads: int | None = None,
 class TorchBackend:
     """The runner of a loaded PyTorch model on the CPU (default) or a CUDA GPU."""
 
-    abilities = frozenset({MACS, STRUCTURE})
+    abilities = frozenset({MACS, STRUCTURE, CONVERSION_SOURCE})  # convert .pt2 → ONNX
     macs_source = "counted by torch's FLOP counter (convolutions, matmuls)"
 
     def __init__(self, module: Any, program: Any, metadata: dict[str, Any],

@@ -161,7 +161,8 @@ def provenance_line(provenance: Provenance, onnx_path: str | None = None,
         source = provenance.onnx_source_file or "another file"
         return (f"{onnx} was NOT converted from {reference}: its metadata names {source} "
                 f"(sha256 {str(claimed)[:12]}…) as its source, {reference} has sha256 "
-                f"{str(actual)[:12]}…; the comparison below is between two different models")
+                f"{str(actual)[:12]}…; unless {source} was itself converted from {reference}, "
+                "the comparison below is between two different models")
     if state is True:
         return f"{onnx} was converted from {reference} (sha256 {str(actual)[:12]}… in its metadata)"
     if provenance.note:
