@@ -309,7 +309,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     from ..report import render_quantization_terminal, write_quantization_reports
 
     model = Path(args.model)
-    output = args.output or str(model.with_name(f"{model.stem}_int8.onnx"))
+    # Default: ./STEM_int8.onnx in the current directory, as convert: never beside the input.
+    output = args.output or f"{model.stem}_int8.onnx"
     # Before any work, nothing written on refusal; never onto the model or calibration images.
     out_dir = _check_outputs(args, files=[args.json, output],
                              reports=write_quantization_reports,
