@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from resnet8_onnx import errors
 from resnet8_onnx.cli import build_parser, main
 from test_cli_parser import _all_parsers
@@ -59,3 +61,56 @@ def test_quiet_help_says_it_silences_notes_too() -> None:
         assert "errors and warnings" in text, text
     readme = " ".join(README.read_text().split())
     assert "(`-q` silences both, leaving only errors and warnings)" in readme
+
+
+# --------------------------------------------------------------------------- item 4
+@pytest.mark.parametrize(("given", "expected"), [
+    ([], None), (["--min-agreement", "90%"], 0.9), (["--min-agreement", "0.97"], 0.97),
+    (["--min-agreement", "0"], 0.0)])
+def test_run_int8_passes_min_agreement_to_the_pipeline(given, expected, tmp_path,
+                                                       monkeypatch) -> None:
+    """run parses --min-agreement as quantize does; the pipeline gets it (None: the default)."""
+    import resnet8_onnx.pipeline as pipeline
+
+    seen = []
+
+    def fake_run_pipeline(**kwargs):
+        seen.append(kwargs)
+        raise errors.InvalidInputError("stop here")
+
+    monkeypatch.setattr(pipeline, "run_pipeline", fake_run_pipeline)
+    monkeypatch.chdir(tmp_path)
+    code = main(["-q", "run", "--int8", "--out", str(tmp_path / "r"), *given])
+    assert code == errors.INVALID_INPUT
+    (kwargs,) = seen
+    assert kwargs["min_agreement"] == expected
+
+
+def test_run_min_agreement_without_int8_is_a_usage_error(tmp_path, capsys) -> None:
+    from cli_runner import assert_refused
+
+    assert_refused(capsys, errors.USAGE, "--min-agreement", "run", "--min-agreement", "90%",
+                   "--out", str(tmp_path / "r"))
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("given", [None, 0.9, 0.0])
+def test_pipeline_int8_step_gives_quantize_the_gate(given, tmp_path, monkeypatch) -> None:
+    """The int8 step calls quantize with run's gate (quantize's default when not given)."""
+    import resnet8_onnx.pipeline as pipeline
+    from resnet8_onnx.quantize import DEFAULT_MIN_AGREEMENT
+
+    seen = []
+
+    def fake_quantize(*_args, **kwargs):
+        seen.append(kwargs)
+        raise errors.VerificationFailedError("stop here")
+
+    monkeypatch.setattr(pipeline, "quantize", fake_quantize)
+    monkeypatch.setattr(pipeline, "load_calibration_data", lambda *_a, **_k: object())
+    with pytest.raises(errors.VerificationFailedError):
+        pipeline._int8(tmp_path / "m.onnx", tmp_path / "m_int8.onnx", None, None,
+                       data_dir=None, calibration_data=tmp_path, batch_size=8, threads=None,
+                       force=False, download=False, min_agreement=given)
+    (kwargs,) = seen
+    assert kwargs["min_agreement"] == (DEFAULT_MIN_AGREEMENT if given is None else given)

@@ -235,6 +235,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..fsutil import refuse_overwriting_inputs, report_directory
     from ..pipeline import check_outputs, run_pipeline
 
+    if args.min_agreement is not None and not args.int8:
+        raise errors.UsageError("--min-agreement is --int8's quality gate; add --int8")
     targets = check_outputs(args.out, force=args.force, int8=args.int8)  # before anything
     json_file = [args.json] if args.json not in (None, "-") else []
     refuse_overwriting_inputs([*targets, *json_file], ())  # --json onto a report file
@@ -251,6 +253,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size, threads=args.threads, force=args.force,
             download=False if args.offline else None,
             int8=args.int8, calibration_data=args.calibration_data, also_outputs=json_file,
+            min_agreement=args.min_agreement,
         )
     written = list((comparison.files or {}).values())
     if args.json is not None:  # run's record: report.json's very text

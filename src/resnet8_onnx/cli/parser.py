@@ -252,6 +252,7 @@ def _evaluate(p: argparse.ArgumentParser) -> None:
           "at least the threshold.")
 def _run(p: argparse.ArgumentParser) -> None:
     from ..convert import DEFAULT_OPSET
+    from ..quantize import DEFAULT_MIN_AGREEMENT
 
     p.add_argument("--model", default=None,
                    help="Keras model (default: MLCommons pretrainedResnet.h5, found under "
@@ -272,6 +273,11 @@ def _run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibration-data", metavar="DIR", default=None,
                    help="training images for --int8 (default: found under --data-dir, e.g. "
                         "train-2000-png, or the official training set)")
+    p.add_argument("--min-agreement", type=_accuracy, default=None, metavar="X",
+                   help=f"--int8's quality gate, as quantize's: no int8 model whose top-1 "
+                        f"agreement with fp32 on held-out images is below X, a fraction or a "
+                        f"percentage (default: {DEFAULT_MIN_AGREEMENT:g}; exit 6 below it; "
+                        f"0: off)")
     p.add_argument("--json", metavar="FILE", default=None,
                    help="also write run's record (the same as report.json) to FILE ('-' for "
                         "stdout)")
