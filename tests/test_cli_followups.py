@@ -114,3 +114,51 @@ def test_pipeline_int8_step_gives_quantize_the_gate(given, tmp_path, monkeypatch
                        force=False, download=False, min_agreement=given)
     (kwargs,) = seen
     assert kwargs["min_agreement"] == (DEFAULT_MIN_AGREEMENT if given is None else given)
+
+
+# --------------------------------------------------------------------------- item 6
+def _fake_load(monkeypatch, share: float) -> None:
+    """Every LoadMeter reading as if other work used ``share`` of the cores in between."""
+    from resnet8_onnx.cpuload import LoadMeter
+
+    ticks = iter(range(1, 10_000))
+
+    def sample():
+        k = next(ticks)
+        return round(share * 1000 * k), 1000 * k, 0.0
+
+    monkeypatch.setattr(LoadMeter, "sample", staticmethod(sample))
+
+
+@pytest.mark.parametrize("share", [0.9, 0.05])
+def test_quantize_records_the_load_and_warns_when_busy(share, tmp_path, monkeypatch) -> None:
+    """quantize's speed line and candidate timings carry the busy-machine warning that
+    evaluate/compare/benchmark give: the reading is recorded, the line printed when busy."""
+    from rich.console import Console
+
+    from quantize_helpers import quick
+    from resnet8_onnx.cpuload import busy_warning
+    from resnet8_onnx.records import QuantizationRecord
+    from resnet8_onnx.report import render_quantization_terminal, write_quantization_reports
+
+    _fake_load(monkeypatch, share)
+    _model, _data, record = quick(tmp_path)
+    assert record.speed.cpu_busy == pytest.approx(share)
+    again = QuantizationRecord.from_dict(record.to_dict())  # the JSON carries it
+    assert again.speed.cpu_busy == pytest.approx(share)
+    console = Console(record=True, width=300, highlight=False)
+    render_quantization_terminal(again, console)
+    text = console.export_text()
+    warnings = [line for line in text.splitlines() if "the machine was busy" in line]
+    md = write_quantization_reports(again, tmp_path / "r")["markdown"].read_text()
+    if share > 0.25:
+        (line,) = warnings
+        assert line.startswith("warning: ")
+        assert f"{share:.0%}" in line
+        assert line.removeprefix("warning: ") == busy_warning(
+            share, again.cpu.cores, "while quantize timed fp32 and int8",
+            "images/s and speed-ups")
+        assert line.removeprefix("warning: ") in md
+    else:
+        assert warnings == []
+        assert "the machine was busy" not in md

@@ -37,6 +37,7 @@ from .sections import (
     _header_lines,
     _layer_rows,
     _parity_lines,
+    _speed_busy_warning,
     _speed_line,
     _threads_text,
     _verdict_lines,
@@ -468,6 +469,9 @@ def render_quantization_terminal(record: QuantizationRecord,
         out.print(table)
         out.print(f"[bold]{escape(int8_verdict_line(record))}[/bold]")
     out.print(f"[bold]Speed:[/bold] {escape(_speed_line(record))}")
+    busy = _speed_busy_warning(record)
+    if busy:
+        out.print(f"[yellow]warning:[/yellow] {escape(busy)}")
     out.print(f"[bold]{escape(record.speed_verdict)}[/bold]")
     out.print(f"[dim]CPU: {escape(_cpu_line(record))}[/dim]")
     layers = _layer_rows(record)
