@@ -162,3 +162,24 @@ def test_quantize_records_the_load_and_warns_when_busy(share, tmp_path, monkeypa
     else:
         assert warnings == []
         assert "the machine was busy" not in md
+
+
+# --------------------------------------------------------------------------- item 7
+@pytest.mark.parametrize("command", ["compare", "benchmark"])
+@pytest.mark.parametrize("broken", ["onnx", "tflite"])
+def test_a_corrupt_model_is_refused_before_any_data_search(command, broken, tmp_path) -> None:
+    """A truncated model is one stderr line, exit 4, even where the data search would fail
+    (exit 3) or print: every model is read before the data is looked for."""
+    from cli_runner import assert_one_line_error, cli
+    from model_factory import make_classifier
+
+    good = make_classifier(tmp_path / "good.onnx")
+    whole = good.read_bytes() if broken == "onnx" else bytes(range(256)) * 40
+    bad = tmp_path / f"bad.{broken}"
+    bad.write_bytes(whole[:len(whole) // 2])
+    no_data = tmp_path / "empty"
+    no_data.mkdir()
+    models = [str(good), str(bad)] if command == "compare" else [str(bad)]
+    proc = cli("-q", command, *models, "--data-dir", str(no_data), "--offline", timeout=120)
+    assert_one_line_error(proc, errors.INVALID_INPUT, str(bad))
+    assert proc.stdout == ""

@@ -265,6 +265,21 @@ def _load(path: str, name: str, threads: int | None, optimization: str | None,
     return load_backend(path, name, threads=threads, **applicable_options(name, options))
 
 
+def probe_models(models: Sequence[str | os.PathLike[str]], *,
+                 backends: Sequence[str | None] | None = None,
+                 onnx_options: Mapping[str, Any] | None = None,
+                 device: str | None = None) -> None:
+    """Load each model once with its options and let it go, so a corrupt file or a bad spec
+    is refused before any data is searched or anything measured (as evaluate and compare
+    load first). Keras models are left to their safe pre-scan: loading one means TensorFlow,
+    whose thread pools must be set once, by the measurement itself."""
+    for path, name in zip(models, backends or [None] * len(models), strict=True):
+        name = name or backend_for(path)
+        if not LOADERS[name].threads_per_process:
+            _load(str(path), name, 1, OPTIMIZATION_LEVELS[0], onnx_options=onnx_options,
+                  device=device)
+
+
 def _inputs(backend: Backend, images: np.ndarray | None, count: int,
             seed: int) -> np.ndarray:
     """``count`` images as the model takes them (dtype, and an ONNX model's preprocessing done

@@ -290,8 +290,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     options = per_model_options(args.models, {
         **{name: getattr(args, name) for name in _SPEC_OPTIONS}, "output": args.output_name})
-    dataset = _load_data(args)
-    record = compare_models(args.models, dataset, batch_size=args.batch_size,
+    # Every model is loaded (a corrupt one refused) before the data is searched.
+    record = compare_models(args.models, lambda: _load_data(args), batch_size=args.batch_size,
                             threads=args.threads, options=options, provider=args.provider,
                             device=args.device)
     render_compare_terminal(record, _console(stderr=args.json == "-"))
@@ -368,6 +368,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         QUICK_WARMUP_SECONDS,
         benchmark,
         check_benchmark_request,
+        probe_models,
     )
     from ..report import render_benchmark_terminal, throughput_png
 
@@ -378,6 +379,9 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         args.models, backends=None, batch_sizes=args.batch_sizes, threads=args.threads,
         optimization_levels=args.optimization, images=None,
         save_optimized=args.save_optimized, force=args.force)
+    onnx_options = {"preprocessing": _spec_overrides(args), "output": args.output_name,
+                    "provider": args.provider}
+    probe_models(args.models, onnx_options=onnx_options, device=args.device)  # before data
     images = data = None
     if args.data_dir is not None:
         dataset = _load_data(args)
@@ -390,9 +394,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         min_iterations=args.min_iterations or DEFAULT_MIN_ITERATIONS,
         warmup_seconds=QUICK_WARMUP_SECONDS if args.quick else DEFAULT_WARMUP_SECONDS,
         images=images, data=data, save_optimized=args.save_optimized, force=args.force,
-        onnx_options={"preprocessing": _spec_overrides(args), "output": args.output_name,
-                      "provider": args.provider},
-        device=args.device)
+        onnx_options=onnx_options, device=args.device)
     render_benchmark_terminal(record, _console(stderr=args.json == "-"))
     _emit_json(record, args.json, force=args.force)
     if args.plot is not None:
