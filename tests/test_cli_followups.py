@@ -183,3 +183,66 @@ def test_a_corrupt_model_is_refused_before_any_data_search(command, broken, tmp_
     proc = cli("-q", command, *models, "--data-dir", str(no_data), "--offline", timeout=120)
     assert_one_line_error(proc, errors.INVALID_INPUT, str(bad))
     assert proc.stdout == ""
+
+
+# --------------------------------------------------------------------------- item 2
+def test_benchmark_says_what_each_model_was_fed(tmp_path, monkeypatch) -> None:
+    """Random pixels go through each model's spec: the record and the terminal say the spec
+    in effect and the tensor's dtype and layout, per model where they differ. What was fed
+    is seen independently: every tensor handed to the runtime is captured."""
+    import numpy as np
+    import onnx
+    from rich.console import Console
+
+    from model_factory import CIFAR_MEAN, CIFAR_STD, make_classifier, wrap_pytorch_style
+    from resnet8_onnx.backends.onnxrt import OnnxRuntimeBackend
+    from resnet8_onnx.bench import benchmark
+    from resnet8_onnx.preprocess import Preprocessing
+    from resnet8_onnx.report import render_benchmark_terminal
+
+    raw = make_classifier(tmp_path / "raw.onnx")
+    torch_style = wrap_pytorch_style(raw, tmp_path / "torch_style.onnx")
+    spec = Preprocessing(layout="nchw", scale=1 / 255, mean=CIFAR_MEAN, std=CIFAR_STD)
+    model = onnx.load(str(torch_style))
+    onnx.helper.set_model_props(model, spec.to_metadata())
+    onnx.save(model, str(torch_style))
+
+    fed: dict[str, list[np.ndarray]] = {}
+    original_run = OnnxRuntimeBackend.run
+
+    def spy(self, x):
+        fed.setdefault(self.info.model_path, []).append(x)
+        return original_run(self, x)
+
+    monkeypatch.setattr(OnnxRuntimeBackend, "run", spy)
+    record = benchmark([raw, torch_style], batch_sizes=[4], threads=[1],
+                       optimization_levels=["all"], reference=False, min_seconds=0.0,
+                       min_iterations=1, warmup_seconds=0.0)
+    x_raw, x_torch = fed[str(raw)][0], fed[str(torch_style)][0]
+    assert (x_raw.dtype, x_raw.shape[1:]) == (np.float32, (32, 32, 3))
+    assert (x_torch.dtype, x_torch.shape[1:]) == (np.float32, (3, 32, 32))
+    assert x_raw.max() > 1.5  # raw pixels; the other normalised (independently computed)
+    pixels = np.rint(x_raw).astype(np.uint8)
+    expected = ((pixels / 255.0 - np.array(CIFAR_MEAN)) / np.array(CIFAR_STD)).transpose(
+        0, 3, 1, 2)
+    np.testing.assert_allclose(x_torch, expected, atol=1e-5)
+
+    first, second = (m.input_description for m in record.models)
+    assert first.startswith("float32 NHWC [N,32,32,3]")
+    assert "raw 0-255" in first
+    assert second.startswith("float32 NCHW [N,3,32,32]")
+    assert spec.describe() in second
+    assert "as float32" not in (record.inputs.description or "")
+    assert "random uint8 pixels (seed 0)" in record.inputs.description
+    console = Console(record=True, width=400, highlight=False)
+    render_benchmark_terminal(record, console)
+    text = console.export_text()
+    assert f"fed: {first}" in text
+    assert f"fed: {second}" in text
+    alone = benchmark([torch_style], batch_sizes=[4], threads=[1], optimization_levels=["all"],
+                      reference=False, min_seconds=0.0, min_iterations=1, warmup_seconds=0.0)
+    assert alone.inputs.description == f"random uint8 pixels (seed 0), fed as {second}"
+    console = Console(record=True, width=400, highlight=False)
+    render_benchmark_terminal(alone, console)
+    (line,) = [t for t in console.export_text().splitlines() if t.startswith("Inputs:")]
+    assert line == f"Inputs: random uint8 pixels (seed 0); fed: {second}"

@@ -148,6 +148,8 @@ class BenchModel(Part):
     macs_per_image: int | None = None
     macs_source: str | None = None
     notes: list[str] = field(default_factory=list)
+    # What was handed to the runtime: dtype, layout and shape of the tensor, the spec in effect.
+    input_description: str | None = None
 
 
 @dataclass(kw_only=True)
