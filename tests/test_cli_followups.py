@@ -246,3 +246,63 @@ def test_benchmark_says_what_each_model_was_fed(tmp_path, monkeypatch) -> None:
     render_benchmark_terminal(alone, console)
     (line,) = [t for t in console.export_text().splitlines() if t.startswith("Inputs:")]
     assert line == f"Inputs: random uint8 pixels (seed 0); fed: {second}"
+
+
+# --------------------------------------------------------------------------- item 5
+def _empty_dirs(tmp_path, monkeypatch):
+    """(an empty current directory, an empty temporary directory every library uses)."""
+    import tempfile
+
+    cwd, scratch = tmp_path / "cwd", tmp_path / "scratch"
+    cwd.mkdir()
+    scratch.mkdir()
+    monkeypatch.chdir(cwd)
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    return cwd, scratch
+
+
+def test_quantize_leaves_only_its_outputs(tmp_path, monkeypatch, capsys) -> None:
+    """No external-data or shape-inference file of ONNX Runtime's quantiser (calibration,
+    pre-processing, per-layer errors) in the current directory, and no temporary left:
+    only the int8 model and the reports asked for."""
+    from quantize_helpers import cli_setup
+
+    (tmp_path / "inputs").mkdir()
+    model, cal, _out = cli_setup(tmp_path / "inputs")
+    before_inputs = sorted(p.name for p in model.parent.iterdir())
+    cwd, scratch = _empty_dirs(tmp_path, monkeypatch)
+    code = main(["-q", "quantize", str(model), "--calibration-data", str(cal),
+                 "--no-auto", "--method", "entropy", "--layer-errors", "--out", "rep",
+                 "--json", "q.json"])
+    assert code == 0, capsys.readouterr().err
+    assert sorted(p.name for p in cwd.iterdir()) == ["m_int8.onnx", "q.json", "rep"]
+    # the report directory's lock stays on purpose (README: two processes, one lock)
+    assert sorted(p.name for p in (cwd / "rep").iterdir()) == [
+        ".resnet8-onnx.lock", "quantize.json", "quantize.md"]
+    # ONNX Runtime keeps its session-id file ($TMPDIR/.ses, a timestamp and a uuid) itself
+    assert [p.name for p in scratch.iterdir() if p.name != ".ses"] == []
+    assert sorted(p.name for p in model.parent.iterdir()) == before_inputs  # beside: nothing
+
+
+@pytest.mark.slow
+def test_convert_leaves_only_its_outputs(tmp_path) -> None:
+    """convert (tf2onnx, and torch.export/torch.onnx for .pt2 both ways) from an empty
+    current directory: only the files asked for appear there."""
+    import subprocess
+    import sys
+
+    from cli_runner import FORCE_ONEDNN
+    from conftest import shared_path
+
+    h5 = shared_path("models", "pretrainedResnet.h5")
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    env = {**os.environ, **FORCE_ONEDNN}
+    for args in ([str(h5)], [str(h5), "-o", "a.pt2"], ["a.pt2", "-o", "b.onnx"]):
+        proc = subprocess.run([sys.executable, "-m", "resnet8_onnx", "-q", "convert", *args],
+                              cwd=cwd, env=env, capture_output=True, text=True, timeout=600,
+                              check=False)
+        assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in cwd.iterdir()) == ["a.pt2", "b.onnx",
+                                                     "pretrainedResnet.onnx"]
