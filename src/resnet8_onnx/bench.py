@@ -266,18 +266,13 @@ def _load(path: str, name: str, threads: int | None, optimization: str | None,
 
 
 def probe_models(models: Sequence[str | os.PathLike[str]], *,
-                 backends: Sequence[str | None] | None = None,
-                 onnx_options: Mapping[str, Any] | None = None,
-                 device: str | None = None) -> None:
-    """Load each model once with its options and let it go, so a corrupt file or a bad spec
-    is refused before any data is searched or anything measured (as evaluate and compare
-    load first). Keras models are left to their safe pre-scan: loading one means TensorFlow,
-    whose thread pools must be set once, by the measurement itself."""
-    for path, name in zip(models, backends or [None] * len(models), strict=True):
-        name = name or backend_for(path)
+                 onnx_options: Mapping[str, Any] | None = None, device: str | None = None) -> None:
+    """Load each model once and let it go, so a corrupt file or a bad spec is refused before
+    any data is searched (as evaluate and compare load first). Keras is left to its safe
+    pre-scan: TensorFlow's thread pools are set once, by the measurement itself."""
+    for name, path in ((backend_for(p), str(p)) for p in models):
         if not LOADERS[name].threads_per_process:
-            _load(str(path), name, 1, OPTIMIZATION_LEVELS[0], onnx_options=onnx_options,
-                  device=device)
+            _load(path, name, 1, OPTIMIZATION_LEVELS[0], onnx_options=onnx_options, device=device)
 
 
 def _inputs(backend: Backend, images: np.ndarray | None, count: int,
@@ -319,12 +314,10 @@ def fed_description(backend: Backend, x: np.ndarray) -> str:
 
 
 def _inputs_description(kind: str, seed: int, fed: Sequence[str]) -> str:
-    """The record's account of the inputs: their source, then what every model was fed
-    (once when all were fed alike, else "per model", each model's entry saying it)."""
+    """The inputs' source, then what every model was fed (once if alike, else per model)."""
     source = f"random uint8 pixels (seed {seed})" if kind == "synthetic" else "real images"
-    if len(set(fed)) == 1:
-        return f"{source}, fed as {fed[0]}"
-    return f"{source}, prepared for each model by its own spec (each model's input says how)"
+    return f"{source}, fed as {fed[0]}" if len(set(fed)) == 1 else (
+        f"{source}, prepared for each model by its own spec (each model's input says how)")
 
 
 def _label(index: int, backend: Backend) -> str:
