@@ -141,6 +141,8 @@ class VerificationRecord(Record):
 class BenchModel(Part):
     """One benchmarked model: file, runtime, and its MAC count with how it was counted."""
 
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"input_description"})  # older records
+
     label: str = ""
     path: str = ""
     backend: str = ""
