@@ -216,10 +216,13 @@ def test_run_int8_adds_a_column_and_a_verdict_line(tmp_path) -> None:
         for png in sorted(folder.glob("*.png"))[:20]:
             shutil.copy(png, calibration / folder.name / png.name)
     out = tmp_path / "report"
+    cwd = tmp_path / "cwd"  # an empty current directory: nothing may appear in it
+    cwd.mkdir()
     proc = subprocess.run(
         [sys.executable, "-m", "resnet8_onnx", "-q", "run", "--data-dir", str(shared_path()),
-         "--out", str(out), "--limit", "500", "--int8", "--calibration-data", str(calibration)],
-        capture_output=True, text=True, check=False, timeout=600)
+         "--out", str(out), "--limit", "500", "--int8", "--calibration-data", str(calibration),
+         "--min-agreement", "90%"],
+        capture_output=True, text=True, check=False, timeout=600, cwd=cwd)
     assert proc.returncode == 0, proc.stderr + proc.stdout
     report = json.loads((out / "report.json").read_text())
     _keras, _fp32, int8 = report["models"]
@@ -227,6 +230,8 @@ def test_run_int8_adds_a_column_and_a_verdict_line(tmp_path) -> None:
     assert int8["metrics"]["total"] == 500
     assert report["int8"]["calibration"]["count"] == 100  # half of 200; the rest held out
     assert report["int8"]["calibration"]["test_images"] is False
+    assert report["int8"]["selection"]["min_agreement"] == 0.9  # run's gate, recorded
+    assert list(cwd.iterdir()) == []  # no calibrator or pre-processing file strayed here
     line = next(s for s in report["verdict"]["summary"] if s.startswith("Int8 accuracy"))
     assert "agreement" in line
     assert "fp32" in line

@@ -256,6 +256,16 @@ def _load(path: str, name: str, threads: int | None, optimization: str | None,
     return load_backend(path, name, threads=threads, **applicable_options(name, options))
 
 
+def probe_models(models: Sequence[str | os.PathLike[str]], *,
+                 onnx_options: Mapping[str, Any] | None = None, device: str | None = None) -> None:
+    """Load each model once and let it go, so a corrupt file or a bad spec is refused before
+    any data is searched (as evaluate and compare load first). Keras is left to its safe
+    pre-scan: TensorFlow's thread pools are set once, by the measurement itself."""
+    for name, path in ((backend_for(p), str(p)) for p in models):
+        if not LOADERS[name].threads_per_process:
+            _load(path, name, 1, OPTIMIZATION_LEVELS[0], onnx_options=onnx_options, device=device)
+
+
 def _inputs(backend: Backend, images: np.ndarray | None, count: int,
             seed: int) -> np.ndarray:
     """``count`` images as the model takes them (dtype, and an ONNX model's preprocessing done
@@ -278,6 +288,27 @@ def _inputs(backend: Backend, images: np.ndarray | None, count: int,
         dims = tuple(d if d is not None else IMAGE_SHAPE[i] for i, d in enumerate(shape))
         pixels = np.random.default_rng(seed).integers(0, 256, (count, *dims), dtype=np.uint8)
     return backend.prepare(pixels)
+
+
+def fed_description(backend: Backend, x: np.ndarray) -> str:
+    """What the timed calls were handed: the prepared tensor's dtype, layout and shape, and
+    the spec that made it from 0-255 NHWC RGB pixels (e.g. ``float32 NCHW [N,3,32,32]: NCHW
+    RGB float32, ×1/255, mean …``)."""
+    spec = backend.input_spec.preprocessing
+    layout = (spec.layout if spec is not None else backend.input_spec.layout or "nhwc").upper()
+    text = f"{x.dtype} {layout} [N,{','.join(map(str, x.shape[1:]))}]: " + (
+        spec.describe() if spec is not None else "raw 0-255 pixels, no preprocessing")
+    inside = backend.info.input_dtype
+    if inside and inside != str(x.dtype):
+        text += f"; the model's {inside} input is made inside each timed call"
+    return text
+
+
+def _inputs_description(kind: str, seed: int, fed: Sequence[str]) -> str:
+    """The inputs' source, then what every model was fed (once if alike, else per model)."""
+    source = f"random uint8 pixels (seed {seed})" if kind == "synthetic" else "real images"
+    return f"{source}, fed as {fed[0]}" if len(set(fed)) == 1 else (
+        f"{source}, prepared for each model by its own spec (each model's input says how)")
 
 
 def _label(index: int, backend: Backend) -> str:
@@ -336,12 +367,14 @@ def benchmark(
             warmup_seconds=warmup_seconds, onnx_options=onnx_options, device=device)
     matmul = _add_matmul_ratios(results, model_entries, reference=reference)
 
+    kind = "data" if images is not None else "synthetic"
+    fed = [m["input_description"] for m in model_entries]
     record = BenchmarkRecord(
-        inputs=({"kind": "data", "images": min(len(images), batch_sizes[-1]),
-                    "repeated": len(images) < batch_sizes[-1], "data": dict(data or {})}
-                   if images is not None else
-                   {"kind": "synthetic", "seed": seed,
-                    "description": f"random uint8 pixels (seed {seed}) as float32"}),
+        inputs=({"kind": kind, "images": min(len(images), batch_sizes[-1]),
+                 "repeated": len(images) < batch_sizes[-1], "data": dict(data or {}),
+                 "description": _inputs_description(kind, seed, fed)}
+                if images is not None else
+                {"kind": kind, "seed": seed, "description": _inputs_description(kind, seed, fed)}),
         settings={"batch_sizes": batch_sizes, "threads": threads,
                      "optimization_levels": levels, "grid": "full" if full_grid else "cross",
                      "min_seconds": min_seconds, "min_iterations": min_iterations,
@@ -452,6 +485,8 @@ def _measure_configs(
                     versions[backend.info.name] = backend.info.runtime_version
                     model_entries.append(_model_entry(config.model, backend,
                                                       names[config.model]))
+                    model_entries[-1]["input_description"] = fed_description(backend,
+                                                                             batch_data)
             assert backend is not None
             assert batch_data is not None
             entry = model_entries[config.model]

@@ -17,7 +17,7 @@ the writers live in :mod:`resnet8_onnx.report` and read only that record, so a s
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -155,7 +155,7 @@ def per_model_options(
 
 
 def compare_models(
-    paths: Sequence[str | os.PathLike[str]], dataset: Dataset, *,
+    paths: Sequence[str | os.PathLike[str]], dataset: Dataset | Callable[[], Dataset], *,
     backends: Sequence[str | None] | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
     threads: int | None = None, options: Sequence[Mapping[str, Any]] | None = None,
     provider: str | None = None, device: str | None = None,
@@ -166,7 +166,9 @@ def compare_models(
     (``layout``, ``channels``, ``scale``, ``mean``, ``std``) and ``output``; ``provider``
     applies to the ONNX models, ``device`` to the PyTorch models. Every model is loaded once
     before any is run, so a bad spec or model fails in seconds rather than after the first
-    evaluations; models are then evaluated one after another.
+    evaluations; models are then evaluated one after another. ``dataset`` may be a function
+    returning it, called once every model has loaded: a corrupt model then fails before any
+    data is searched.
     """
     if len(paths) < 2:
         raise UsageError("compare needs at least two models")
@@ -182,11 +184,13 @@ def compare_models(
         opts = dict(opts)
         output = opts.pop("output", None)
         kind = name or backend_for(path)
-        backend = load_backend(path, name, threads=threads, preprocessing=opts, output=output,
-                               **applicable_options(kind, {"provider": provider,
-                                                           "device": device}))
+        loaded.append(load_backend(path, name, threads=threads, preprocessing=opts,
+                                   output=output, **applicable_options(
+                                       kind, {"provider": provider, "device": device})))
+    if callable(dataset):
+        dataset = dataset()
+    for backend in loaded:
         check_compatible(backend, dataset)
-        loaded.append(backend)
     results = []
     while loaded:
         backend = loaded.pop(0)

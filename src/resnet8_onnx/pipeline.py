@@ -25,7 +25,12 @@ from .fsutil import check_writable, refuse_overwriting_inputs
 from .keras_io import inspect_keras_file, load_keras_model
 from .metrics import meets_accuracy
 from .progress import note, status
-from .quantize import find_calibration_source, load_calibration_data, quantize
+from .quantize import (
+    DEFAULT_MIN_AGREEMENT,
+    find_calibration_source,
+    load_calibration_data,
+    quantize,
+)
 from .records import (
     ComparisonRecord,
     Conversion,
@@ -128,6 +133,7 @@ def run_pipeline(
     force: bool = False, download: bool | None = None, int8: bool = False,
     calibration_data: str | os.PathLike[str] | None = None,
     also_outputs: Sequence[str | os.PathLike[str]] = (),
+    min_agreement: float | None = None,
 ) -> ComparisonRecord:
     """Run the whole job and write the report directory; returns the comparison record.
 
@@ -136,7 +142,8 @@ def run_pipeline(
     on the same images and adds it to the tables and the verdict. It never changes the
     verdict: the verdict is about the conversion. ``also_outputs`` are files the caller will
     write afterwards (``run --json``): refused with the report's if they would overwrite an
-    input, the data included.
+    input, the data included. ``min_agreement`` is the int8 model's quality gate (quantize's
+    default when None; 0: off), recorded in the int8 record's selection.
     """
     out = Path(out_dir)
     onnx_path = out / "model.onnx"
@@ -167,7 +174,7 @@ def run_pipeline(
             int8_record, int8_result = _int8(
                 onnx_path, int8_path, onnx_result, dataset, data_dir=data_dir,
                 calibration_data=calibration_data, batch_size=batch_size, threads=threads,
-                force=force, download=download)
+                force=force, download=download, min_agreement=min_agreement)
             results.append(int8_result)
         except VerificationFailedError as exc:  # the quality gate: no int8 model written
             int8_failure = str(exc)
@@ -239,6 +246,7 @@ def _int8(onnx_path: Path, int8_path: Path, onnx_result: EvaluationResult, datas
           data_dir: str | os.PathLike[str] | None,
           calibration_data: str | os.PathLike[str] | None, batch_size: int,
           threads: int | None, force: bool, download: bool | None,
+          min_agreement: float | None = None,
           ) -> tuple[QuantizationRecord, EvaluationResult]:
     """Quantise the converted model, evaluate it on the run's images; record + result.
 
@@ -250,7 +258,9 @@ def _int8(onnx_path: Path, int8_path: Path, onnx_result: EvaluationResult, datas
     calibration = load_calibration_data(
         source, download=False if calibration_data is not None else download)
     record = quantize(onnx_path, int8_path, calibration, batch_size=batch_size,
-                      threads=threads, force=force)
+                      threads=threads, force=force,
+                      min_agreement=DEFAULT_MIN_AGREEMENT if min_agreement is None
+                      else min_agreement)
     result = evaluate(onnxrt.load(int8_path, threads=threads), dataset,
                       batch_size=batch_size)
     n = len(result.predictions)

@@ -237,6 +237,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..fsutil import refuse_overwriting_inputs, report_directory
     from ..pipeline import check_outputs, run_pipeline
 
+    if args.min_agreement is not None and not args.int8:
+        raise errors.UsageError("--min-agreement is --int8's quality gate; add --int8")
     targets = check_outputs(args.out, force=args.force, int8=args.int8)  # before anything
     json_file = [args.json] if args.json not in (None, "-") else []
     refuse_overwriting_inputs([*targets, *json_file], ())  # --json onto a report file
@@ -254,6 +256,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size, threads=args.threads, force=args.force,
             download=False if args.offline else None,
             int8=args.int8, calibration_data=args.calibration_data, also_outputs=json_file,
+            min_agreement=args.min_agreement,
         )
     written = list((comparison.files or {}).values())
     if args.json is not None:  # run's record: report.json's very text
@@ -290,8 +293,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     options = per_model_options(args.models, {
         **{name: getattr(args, name) for name in _SPEC_OPTIONS}, "output": args.output_name})
-    dataset = _load_data(args)
-    record = compare_models(args.models, dataset, batch_size=args.batch_size,
+    # Every model is loaded (a corrupt one refused) before the data is searched.
+    record = compare_models(args.models, lambda: _load_data(args), batch_size=args.batch_size,
                             threads=args.threads, options=options, provider=args.provider,
                             device=args.device)
     render_compare_terminal(record, _console(stderr=args.json == "-"))
@@ -312,7 +315,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     from ..report import render_quantization_terminal, write_quantization_reports
 
     model = Path(args.model)
-    output = args.output or str(model.with_name(f"{model.stem}_int8.onnx"))
+    # Default: ./STEM_int8.onnx in the current directory, as convert: never beside the input.
+    output = args.output or f"{model.stem}_int8.onnx"
     # Before any work, nothing written on refusal; never onto the model or calibration images.
     out_dir = _check_outputs(args, files=[args.json, output],
                              reports=write_quantization_reports,
@@ -368,6 +372,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         QUICK_WARMUP_SECONDS,
         benchmark,
         check_benchmark_request,
+        probe_models,
     )
     from ..report import render_benchmark_terminal, throughput_png
 
@@ -379,6 +384,9 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         args.models, backends=None, batch_sizes=args.batch_sizes, threads=args.threads,
         optimization_levels=args.optimization, images=None,
         save_optimized=args.save_optimized, force=args.force)
+    onnx_options = {"preprocessing": _spec_overrides(args), "output": args.output_name,
+                    "provider": args.provider}
+    probe_models(args.models, onnx_options=onnx_options, device=args.device)  # before data
     images = data = None
     if args.data_dir is not None:
         dataset = _load_data(args)
@@ -391,9 +399,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         min_iterations=args.min_iterations or DEFAULT_MIN_ITERATIONS,
         warmup_seconds=QUICK_WARMUP_SECONDS if args.quick else DEFAULT_WARMUP_SECONDS,
         images=images, data=data, save_optimized=args.save_optimized, force=args.force,
-        onnx_options={"preprocessing": _spec_overrides(args), "output": args.output_name,
-                      "provider": args.provider},
-        device=args.device)
+        onnx_options=onnx_options, device=args.device)
     render_benchmark_terminal(record, _console(stderr=args.json == "-"))
     _emit_json(record, args.json, force=args.force)
     if args.plot is not None:

@@ -42,8 +42,10 @@ from .options import (
     command_epilog,
 )
 
-
 # --------------------------------------------------------------------------- parser
+QUIET_HELP = "no progress bars or notes: only errors and warnings are printed"
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line on stderr (exit 2) with the prefix of every
     other error, naming the help to read; and no abbreviated options (``--out`` must not
@@ -107,7 +109,7 @@ def build_parser(*, lazy: bool = False) -> argparse.ArgumentParser:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
                                 parser_class=_Parser, action=_LazySubParsers)
     # -q and --debug are accepted after the command name too. SUPPRESS as the default keeps
@@ -116,7 +118,7 @@ def build_parser(*, lazy: bool = False) -> argparse.ArgumentParser:
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show tracebacks on errors")
     common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
-                        help="no progress bars or status lines")
+                        help=QUIET_HELP)
     for name, (help_, description, add) in _COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=description,
                            epilog=command_epilog(name), parents=[common],
@@ -250,6 +252,7 @@ def _evaluate(p: argparse.ArgumentParser) -> None:
           "at least the threshold.")
 def _run(p: argparse.ArgumentParser) -> None:
     from ..convert import DEFAULT_OPSET
+    from ..quantize import DEFAULT_MIN_AGREEMENT
 
     p.add_argument("--model", default=None,
                    help="Keras model (default: MLCommons pretrainedResnet.h5, found under "
@@ -270,6 +273,11 @@ def _run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibration-data", metavar="DIR", default=None,
                    help="training images for --int8 (default: found under --data-dir, e.g. "
                         "train-2000-png, or the official training set)")
+    p.add_argument("--min-agreement", type=_accuracy, default=None, metavar="X",
+                   help=f"--int8's quality gate, as quantize's: no int8 model whose top-1 "
+                        f"agreement with fp32 on held-out images is below X, a fraction or a "
+                        f"percentage (default: {DEFAULT_MIN_AGREEMENT:g}; exit 6 below it; "
+                        f"0: off)")
     p.add_argument("--json", metavar="FILE", default=None,
                    help="also write run's record (the same as report.json) to FILE ('-' for "
                         "stdout)")
@@ -386,7 +394,8 @@ def _quantize(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("model", help="the float ONNX model (e.g. from convert)")
     p.add_argument("-o", "--output", default=None,
-                   help="int8 ONNX file to write (default: MODEL_int8.onnx beside MODEL)")
+                   help="int8 ONNX file to write (default: MODEL's name + _int8.onnx, in the "
+                        "current directory, not beside MODEL)")
     g = p.add_argument_group("calibration")
     g.add_argument("--calibration-data", metavar="DIR", required=True,
                    help="calibration images: an image folder (e.g. ../shared/cifar-10/"

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .. import preprocess
+from ..cpuload import LoadMeter
 from ..errors import InvalidInputError, UsageError, VerificationFailedError, one_line
 from ..evaluate import DEFAULT_BATCH_SIZE
 from ..fsutil import check_writable, recorded_path, write_bytes_atomic
@@ -169,7 +170,10 @@ def quantize(
             check_excluded_nodes(r, job.pre, model)
         cache_ok = supports_calibration_cache()
         candidates = _quantise_grid(job, grid, cache_ok)
-        outcome = _measure_and_choose(job, candidates, tolerance, test_data, diagnose)
+        with LoadMeter() as load:  # other work while timing makes the images/s noisy
+            outcome = _measure_and_choose(job, candidates, tolerance, test_data, diagnose)
+        if load.busy is not None:
+            outcome.speed["cpu_busy"] = load.busy
         write_bytes_atomic(out, outcome.final, force=force)
     _add_notes(job)
     return _record(job, candidates, outcome, cpu, tolerance, cache_ok, started)

@@ -178,7 +178,7 @@ class ImageRole(Part):
 class Speed(Part):
     """fp32 against int8 in one process, interleaved passes, same images and batch."""
 
-    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"threads"})
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"threads", "cpu_busy"})
 
     fp32_images_per_second: float | None = None
     int8_images_per_second: float | None = None
@@ -189,6 +189,8 @@ class Speed(Part):
     measured_on: str = ""
     method: str = ""
     threads: int | None = None
+    # Other work's share of the cores while the candidates and the speed block were timed.
+    cpu_busy: float | None = None
 
 
 @dataclass(kw_only=True)

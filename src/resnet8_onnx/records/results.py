@@ -141,6 +141,8 @@ class VerificationRecord(Record):
 class BenchModel(Part):
     """One benchmarked model: file, runtime, and its MAC count with how it was counted."""
 
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"input_description"})  # older records
+
     label: str = ""
     path: str = ""
     backend: str = ""
@@ -148,6 +150,8 @@ class BenchModel(Part):
     macs_per_image: int | None = None
     macs_source: str | None = None
     notes: list[str] = field(default_factory=list)
+    # What was handed to the runtime: dtype, layout and shape of the tensor, the spec in effect.
+    input_description: str | None = None
 
 
 @dataclass(kw_only=True)

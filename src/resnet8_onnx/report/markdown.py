@@ -29,6 +29,7 @@ from .sections import (
     _header_lines,
     _layer_rows,
     _parity_lines,
+    _speed_busy_warning,
     _speed_line,
     _verdict_lines,
     int8_verdict_line,
@@ -318,6 +319,9 @@ def quantization_markdown(record: QuantizationRecord) -> str:
                                  for r in _evaluation_rows(record)])
     lines += ["", "## Speed", "", f"- {_speed_line(record)}", f"- {record.speed_verdict}",
               f"- CPU: {_cpu_line(record)}"]
+    busy = _speed_busy_warning(record)
+    if busy:
+        lines.append(f"- **warning:** {busy}")
     layers = _layer_rows(record)
     if layers or record.layer_errors_note:
         lines += ["", "## Largest quantisation error", "", record.layer_errors_note or "", ""]

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..cpuload import busy_warning
 from ..preprocess import SPEC_FIELDS, sources_line
 from ..records import (
     ComparisonRecord,
@@ -417,6 +418,13 @@ def _speed_line(record: QuantizationRecord) -> str:
             f"{_ips(s.int8_images_per_second)} images/s on {format_int(s.images)} "
             f"{s.measured_on or 'images'}, batch {s.batch_size}, best of "
             f"{s.rounds} interleaved passes")
+
+
+def _speed_busy_warning(record: QuantizationRecord) -> str | None:
+    """The busy-machine line for quantize's timings (its speed line and the candidates'
+    images/s), as evaluate/compare/benchmark give it; None when idle or unknown."""
+    return busy_warning(record.speed.cpu_busy, record.cpu.cores if record.cpu else None,
+                        "while quantize timed fp32 and int8", "images/s and speed-ups")
 
 
 def _header_lines(record: QuantizationRecord,

@@ -37,6 +37,7 @@ from .sections import (
     _header_lines,
     _layer_rows,
     _parity_lines,
+    _speed_busy_warning,
     _speed_line,
     _threads_text,
     _verdict_lines,
@@ -358,13 +359,18 @@ def _print_benchmark_setup(record: BenchmarkRecord, out: Console) -> None:
 
 
     inputs = record.inputs
+    fed = [m.input_description for m in record.models]
+    common = fed[0] if fed and fed[0] and len(set(fed)) == 1 else None
     if inputs.kind == "data":
         what = (f"real images, the first {inputs.images or 0:,}"
                 + (" (repeated to fill the largest batch)" if inputs.repeated else "")
                 + f" of: {describe_data(inputs.data or DataInfo())}")
     else:
-        what = inputs.description or "synthetic"
-    out.print(f"[bold]Inputs:[/bold] {escape(what)}")
+        what = (f"random uint8 pixels (seed {inputs.seed})" if inputs.seed is not None
+                else inputs.description or "synthetic")
+    out.print(f"[bold]Inputs:[/bold] {escape(what)}"
+              + (f"; fed: {escape(common)}" if common else
+                 "; prepared for each model by its own spec" if any(fed) else ""))
     machine = record.machine
     reference = machine.matmul_reference
     size = reference.size
@@ -389,6 +395,8 @@ def _print_benchmark_setup(record: BenchmarkRecord, out: Console) -> None:
         out.print(f"[bold]{escape(m.label)}[/bold]: "
                   f"{escape(Path(m.path).name)} ({escape(m.backend)} "
                   f"{escape(m.runtime_version)}); {escape(macs_text)}")
+        if m.input_description and common is None:
+            out.print(f"  fed: {escape(m.input_description)}")
         for note in m.notes:
             out.print(f"  [dim]{escape(note)}[/dim]")
     settings = record.settings
@@ -468,6 +476,9 @@ def render_quantization_terminal(record: QuantizationRecord,
         out.print(table)
         out.print(f"[bold]{escape(int8_verdict_line(record))}[/bold]")
     out.print(f"[bold]Speed:[/bold] {escape(_speed_line(record))}")
+    busy = _speed_busy_warning(record)
+    if busy:
+        out.print(f"[yellow]warning:[/yellow] {escape(busy)}")
     out.print(f"[bold]{escape(record.speed_verdict)}[/bold]")
     out.print(f"[dim]CPU: {escape(_cpu_line(record))}[/dim]")
     layers = _layer_rows(record)
