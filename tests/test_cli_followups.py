@@ -119,7 +119,7 @@ def test_pipeline_int8_step_gives_quantize_the_gate(given, tmp_path, monkeypatch
 # --------------------------------------------------------------------------- item 6
 def _fake_load(monkeypatch, share: float) -> None:
     """Every LoadMeter reading as if other work used ``share`` of the cores in between."""
-    from resnet8_onnx.cpuload import LoadMeter
+    from resnet8_onnx.machine import LoadMeter
 
     ticks = iter(range(1, 10_000))
 
@@ -137,7 +137,7 @@ def test_quantize_records_the_load_and_warns_when_busy(share, tmp_path, monkeypa
     from rich.console import Console
 
     from quantize_helpers import quick
-    from resnet8_onnx.cpuload import busy_warning
+    from resnet8_onnx.machine import busy_warning
     from resnet8_onnx.records import QuantizationRecord
     from resnet8_onnx.report import render_quantization_terminal, write_quantization_reports
 

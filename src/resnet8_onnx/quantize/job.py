@@ -22,11 +22,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .. import preprocess
-from ..cpuload import LoadMeter
 from ..errors import InvalidInputError, UsageError, VerificationFailedError, one_line
 from ..evaluate import DEFAULT_BATCH_SIZE
 from ..fsutil import check_writable, recorded_path, write_bytes_atomic
-from ..machine import CpuInfo, read_cpuinfo
+from ..machine import CpuInfo, LoadMeter, read_cpuinfo
 from ..progress import status, track
 from ..records import Candidate, LayerError, QuantizationRecord, Recipe
 from .calibration import (

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..cpuload import busy_warning
+from ..machine import busy_warning
 from ..preprocess import SPEC_FIELDS, sources_line
 from ..records import (
     ComparisonRecord,
