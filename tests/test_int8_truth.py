@@ -159,3 +159,26 @@ def test_verify_describes_an_int8_candidate(int8_models, resnet8_h5, tmp_path, c
     assert "first diverging layer: conv2d " not in text
     report = json.loads(out.read_text())
     assert report["structure"]["quantization"]["type"] == "int8"
+
+
+def test_a_uint8_input_of_embedded_preprocessing_is_not_called_int8_arithmetic(
+        tmp_path: Path) -> None:
+    """`annotate --embed` gives a float model a uint8 pixel input (a Cast in front): benchmark
+    labelled it 'ONNX uint8' with a 'uint8 arithmetic' note, and compare 'ONNX uint8'."""
+    from model_factory import make_classifier, synthetic_dataset
+    from resnet8_onnx import bench, compare, preprocess
+    from resnet8_onnx.backends import load_backend
+    from resnet8_onnx.evaluate import evaluate
+
+    source = make_classifier(tmp_path / "m.onnx")
+    embedded = preprocess.embed(onnx.load(str(source)), preprocess.Preprocessing(scale=1 / 255))
+    path = tmp_path / "embedded.onnx"
+    onnx.save(embedded, str(path))
+    backend = load_backend(path)
+    assert backend.info.input_dtype == "uint8"  # the condition under test
+    assert bench._label(0, backend) == "#1 ONNX"
+    notes = bench._model_entry(0, backend, "onnxruntime")["notes"]
+    assert not any("arithmetic" in n for n in notes), notes
+    data = synthetic_dataset(8)
+    record = evaluate(backend, data).record()
+    assert compare._label(1, record) == "#2 ONNX"

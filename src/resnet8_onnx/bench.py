@@ -311,13 +311,17 @@ def _inputs_description(kind: str, seed: int, fed: Sequence[str]) -> str:
         f"{source}, prepared for each model by its own spec (each model's input says how)")
 
 
+def _arithmetic(info: Any) -> str | None:
+    """'int8' for a quantised model (the runner says so: its graph, or LiteRT's quantised
+    input), None for float arithmetic — also behind a uint8 input that only carries
+    embedded preprocessing (``annotate --embed``), which casts to float first."""
+    return str(info.extra["quantization"]) if info.extra.get("quantization") else None
+
+
 def _label(index: int, backend: Backend) -> str:
     """'#1 ONNX', '#2 ONNX int8' (a quantised model), '#3 LiteRT int8' (an int8 input)."""
-    name = label_of(backend.info.name)
-    dtype = backend.info.input_dtype
-    quantized = backend.info.extra.get("quantization")
-    kind = quantized or (dtype if dtype not in ("float32", "float64") else "")
-    return f"#{index + 1} {name}" + (f" {kind}" if kind else "")
+    kind = _arithmetic(backend.info)
+    return f"#{index + 1} {label_of(backend.info.name)}" + (f" {kind}" if kind else "")
 
 
 # --------------------------------------------------------------------------- the benchmark
@@ -523,9 +527,9 @@ def _model_entry(index: int, backend: Backend, loader: str) -> dict[str, Any]:
         "macs_per_image": macs, "macs_source": how, "notes": [],
         **{k: info.extra[k] for k in ("provider", "preprocessing") if k in info.extra},
     }
-    if info.input_dtype not in ("float32", "float64") or info.extra.get("quantization"):
+    if _arithmetic(info):
         entry["notes"].append(
-            f"{info.extra.get('quantization') or info.input_dtype} arithmetic: its MACs "
+            f"{_arithmetic(info)} arithmetic: its MACs "
             "count like float ones, "
             "so its ratio to the float32 MatMul reference says little")
     if LOADERS[loader].threads_per_process:

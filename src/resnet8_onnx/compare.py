@@ -36,9 +36,9 @@ if TYPE_CHECKING:
 # --------------------------------------------------------------------------- building
 def _label(index: int, record: EvaluationRecord) -> str:
     """'#2 ONNX', '#4 LiteRT int8': short enough for a column header, unique by number."""
-    dtype = record.model.input_dtype or "float32"
-    quant = f" {dtype}" if dtype not in ("float32", "float64") else (
-        f" {record.model.quantization}" if record.model.quantization else "")
+    # The arithmetic, not the input's dtype: a uint8 input of embedded preprocessing
+    # (annotate --embed) is cast to float inside the graph.
+    quant = f" {record.model.quantization}" if record.model.quantization else ""
     return f"#{index + 1} {label_of(record.model.backend)}{quant}"
 
 

@@ -109,6 +109,9 @@ class LiteRTBackend(RawPixelRunner):
                 "input_quantization": self.input_quantization,
                 "output_quantization": self.output_quantization,
                 "threads": threads or 0,
+                # a quantised input means integer arithmetic inside (the MLCommons int8 file)
+                **({"quantization": np.dtype(self._in["dtype"]).name}
+                   if self.input_quantization is not None else {}),
             },
         )
 
