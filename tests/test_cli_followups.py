@@ -306,3 +306,11 @@ def test_convert_leaves_only_its_outputs(tmp_path) -> None:
         assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in cwd.iterdir()) == ["a.pt2", "b.onnx",
                                                      "pretrainedResnet.onnx"]
+
+
+def test_annotate_has_no_provider_it_would_ignore(tmp_path) -> None:
+    """`annotate --provider cuda` was accepted and silently ignored."""
+    from resnet8_onnx.cli.parser import build_parser
+
+    annotate = build_parser()._subparsers._group_actions[0].choices["annotate"]
+    assert "provider" not in {a.dest for a in annotate._actions}

@@ -365,7 +365,7 @@ def _annotate(p: argparse.ArgumentParser) -> None:
                    help="class names, one per line (or a JSON list), in output order")
     p.add_argument("--embed", action="store_true",
                    help="embed the preprocessing in the graph (input: uint8 [N,H,W,3] RGB)")
-    _add_spec_options(p)
+    _add_spec_options(p, provider=False)  # annotate runs nothing on a provider to choose
     _add_data_options(p)
     _tolerance_options(p)
     _output_options(p)
