@@ -64,9 +64,10 @@ def run_cli(capsys, *args: str) -> tuple[int, list[str]]:
 
 
 def cli_setup(tmp_path: Path) -> tuple[Path, Path, Path]:
-    """(float model, a 40-image training folder, the output path) for CLI tests."""
+    """(float model, a 240-image training folder, the output path) for CLI tests: enough to
+    hold out the quality gate's minimum of 100 images."""
     model = float_model(tmp_path / "m.onnx")
-    return model, png_folder(tmp_path / "cal", 4), tmp_path / "out.onnx"
+    return model, png_folder(tmp_path / "cal", 24), tmp_path / "out.onnx"
 
 
 def foreign_resnet8(source: Path, path: Path, style: str) -> Path:

@@ -83,7 +83,7 @@ PIPED = {
                    "--optimization", "all", "--min-seconds", "0", "--min-iterations", "2",
                    "--plot", "b.png", "--json", "b.json"], ["b.png", "b.json"]),
     "quantize": (["quantize", "{model}", "-o", "q.onnx", "--no-auto", "--calibration-data",
-                  "{cal}", "--calibration-count", "20", "--out", "qr"],
+                  "{cal}", "--calibration-count", "120", "--out", "qr"],
                  ["q.onnx", "qr/quantize.json", "qr/quantize.md"]),
 }
 
@@ -95,7 +95,7 @@ def test_a_closed_stdout_still_writes_every_requested_file(setup, command) -> No
     of the first terminal line ended the command before its files. Now every file is
     written, and the command still ends quietly with its own exit code."""
     model, data, work = setup
-    cal = png_folder(work.parent / "cal", 4) if command == "quantize" else work
+    cal = png_folder(work.parent / "cal", 24) if command == "quantize" else work
     template, files = PIPED[command]
     args = [a.format(model=model, data=data, cal=cal) for a in template]
     code, stderr = closed_stdout(args, work)

@@ -57,7 +57,7 @@ def test_images_sha256_identifies_the_exact_pixels() -> None:
 
 
 def test_calibration_on_test_images_is_flagged(tmp_path) -> None:
-    data = synthetic_dataset(120, seed=2)  # split="test"
+    data = synthetic_dataset(240, seed=2)  # split="test"
     record = q.quantize(float_model(tmp_path / "m.onnx"), tmp_path / "o.onnx", data, q.Recipe(),
                         timing_images=32, timing_rounds=1)
     d = record.to_dict()
@@ -78,8 +78,8 @@ def test_bad_calibration_sources(tmp_path, capsys) -> None:
     cases = [([str(empty)], errors.NOT_FOUND, "CIFAR-10"),
              ([str(small)], errors.INVALID_INPUT, "expected 32×32"),
              ([str(broken)], errors.INVALID_INPUT, "cannot read image"),
-             ([str(cal), "--calibration-count", "41"], errors.INVALID_INPUT, "fewer than"),
-             ([str(cal), "--calibration-count", "30"], errors.INVALID_INPUT, "held out")]
+             ([str(cal), "--calibration-count", "241"], errors.INVALID_INPUT, "fewer than"),
+             ([str(cal), "--calibration-count", "230"], errors.INVALID_INPUT, "held out")]
     for extra, code, fragment in cases:
         got, err = run_cli(capsys, str(model), "-o", str(out), "--calibration-data", *extra)
         assert got == code, (extra, err)

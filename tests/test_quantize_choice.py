@@ -37,7 +37,7 @@ def test_an_nchw_opset9_fixed_batch_export_quantises_with_spec_options(tmp_path,
     the spec so later commands need no flags."""
     model = make_classifier(tmp_path / "pt.onnx", layout="nchw", opset=9, batch=1,
                             ir_version=4, softmax=False, seed=3)
-    cal, out, js = png_folder(tmp_path / "cal", 8), tmp_path / "pt_int8.onnx", tmp_path / "q.json"
+    cal, out, js = png_folder(tmp_path / "cal", 24), tmp_path / "pt_int8.onnx", tmp_path / "q.json"
     fed: list[tuple[int, ...]] = []
     original = q.engine.Feed.batches
 
@@ -130,7 +130,7 @@ def test_an_upgrade_that_changes_the_model_leaves_its_recipes_out(tmp_path, caps
 
     monkeypatch.setattr(version_converter, "convert_version", corrupting)
     model = make_classifier(tmp_path / "tf.onnx", opset=9, ir_version=4, seed=5)
-    cal, out, js = png_folder(tmp_path / "cal", 8), tmp_path / "o.onnx", tmp_path / "q.json"
+    cal, out, js = png_folder(tmp_path / "cal", 24), tmp_path / "o.onnx", tmp_path / "q.json"
     code, err = run_cli(capsys, str(model), "-o", str(out), "--calibration-data", str(cal),
                         "--no-auto", "--json", str(js))
     assert code == errors.INVALID_INPUT, err
@@ -291,7 +291,7 @@ def test_test_images_calibrate_only_when_allowed(tmp_path, capsys) -> None:
     """Issue 19 item 9: a folder named by test index (perf-png) is refused, exit 4, one line
     saying how to allow it; allowed, every report says so."""
     model = float_model(tmp_path / "m.onnx")
-    perf = png_folder(tmp_path / "perf-png", 4, stem="{:05d}")
+    perf = png_folder(tmp_path / "perf-png", 24, stem="{:05d}")
     out, js = tmp_path / "o.onnx", tmp_path / "q.json"
     code, err = run_cli(capsys, str(model), "-o", str(out), "--calibration-data", str(perf),
                         "--json", str(js))
@@ -313,7 +313,7 @@ def test_one_search_rule_for_calibration_data(tmp_path, capsys) -> None:
     """``--calibration-data ../shared`` finds train-2000-png as run --int8 does."""
     root = tmp_path / "shared"
     png_folder(root / "cifar-10" / "perf-png", 1, stem="{:05d}")
-    train = png_folder(root / "cifar-10" / "train-2000-png", 4)
+    train = png_folder(root / "cifar-10" / "train-2000-png", 24)
     assert q.calibration_source(root) == q.find_calibration_source(root) == train
     assert q.calibration_source(train) == train
     model, out, js = float_model(tmp_path / "m.onnx"), tmp_path / "o.onnx", tmp_path / "q.json"

@@ -120,7 +120,7 @@ def test_quantize_never_imports_tensorflow(tmp_path) -> None:
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from model_factory import synthetic_dataset
         from resnet8_onnx.quantize import Recipe, quantize
-        quantize({str(model)!r}, {str(tmp_path / "o.onnx")!r}, synthetic_dataset(100),
+        quantize({str(model)!r}, {str(tmp_path / "o.onnx")!r}, synthetic_dataset(240),
                  Recipe(), timing_images=32, timing_rounds=1)
         print(",".join(m for m in ("tensorflow", "keras", "tf2onnx") if m in sys.modules))
     """)
@@ -156,18 +156,18 @@ def test_cli_writes_model_and_reports(tmp_path, capsys) -> None:
     assert record["selection"]["mode"] == "fixed"
     # --no-auto still holds images out: the quality gate measures agreement on them
     # (issue 19 item 11); it calibrates on the others, and says exactly that.
-    assert record["calibration"]["count"] == 20
-    assert record["holdout"]["count"] == 20
+    assert record["calibration"]["count"] == 120
+    assert record["holdout"]["count"] == 120
     assert record["calibration"]["test_images"] is False
     assert (tmp_path / "rep" / "quantize.md").is_file()
     assert out.is_file()
     text = " ".join(capsys.readouterr().out.split())
     assert "int8 model written" in text
-    assert ("Held out: 20 other images of the same source (not test images), to measure the "
+    assert ("Held out: 120 other images of the same source (not test images), to measure the "
             "int8 model's top-1 agreement with fp32 for the quality gate (--min-agreement "
             "95%), and time it against fp32; not used for calibration") in text
     assert "score and time each candidate" not in text
-    assert "20 of 40 images" in text
+    assert "120 of 240 images" in text
 
 
 # --------------------------------------------------------------------------- real data

@@ -330,6 +330,10 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         if resolve_provider(args.provider) != DEFAULT_PROVIDER:
             raise errors.UsageError(f"--provider {args.provider}: quantize measures int8 "
                                     "against fp32 on the CPU (CPUExecutionProvider) only")
+    from ..records.recipe import UNSUPPORTED_TYPES, unsupported_types_message
+
+    if (args.activations, args.weights) in UNSUPPORTED_TYPES:  # a usage error, before any work
+        raise errors.UsageError(unsupported_types_message(args.activations, args.weights))
     preprocessing = _spec_overrides(args)
     output_name = getattr(args, "output_name", None)
     # A missing, non-ONNX or quantised model, or a bad spec, fails before the data.

@@ -184,12 +184,21 @@ def ort_quantization() -> Any:
     return q
 
 
+def equal_batch(count: int, limit: int = CALIBRATION_BATCH) -> int:
+    """The largest batch size up to ``limit`` that divides ``count``: ONNX Runtime's histogram
+    calibrators (entropy, percentile) stack every batch's outputs, so a short last batch
+    fails them."""
+    return next(b for b in range(min(limit, max(count, 1)), 0, -1) if count % b == 0)
+
+
 def calibration_reader(feed: Feed | str, images: np.ndarray,
                        batch: int = CALIBRATION_BATCH) -> Any:
     """A ``CalibrationDataReader`` over uint8 NHWC images, each batch prepared by the model's
-    spec in its layout, dtype and (fixed) batch size: what the model takes, nothing else."""
+    spec in its layout, dtype and (fixed) batch size: what the model takes, nothing else.
+    Every batch has the same size (:func:`equal_batch`; a fixed batch pads its last one)."""
     q = ort_quantization()
     feed = as_feed(feed)
+    batch = feed.fixed_batch or equal_batch(len(images), batch)
 
     class _Reader(q.CalibrationDataReader):
         def __init__(self) -> None:

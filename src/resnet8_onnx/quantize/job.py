@@ -227,11 +227,13 @@ def _plan(model: FloatModel, out: Path, dataset: Dataset, mode: str,
             f"{dataset.source.path}: {n:,} images leave {len(hold_pos):,} held out after "
             f"{calibration_count:,} for calibration; choosing a recipe needs at least "
             f"{MIN_HOLDOUT} (lower --calibration-count, or fix the recipe with --no-auto)")
-    if gated and not len(hold_pos):
+    if gated and len(hold_pos) < MIN_HOLDOUT:  # a gate on a handful of images proves nothing
+        held = "none" if not len(hold_pos) else f"{len(hold_pos):,}"
         raise InvalidInputError(
-            f"{dataset.source.path}: {n:,} images leave none held out after {calibration_count:,}"
-            " for calibration; the quality gate (--min-agreement) measures int8 against fp32 "
-            "on held-out images (lower --calibration-count, or --min-agreement 0 to skip it)")
+            f"{dataset.source.path}: {n:,} images leave {held} held out after "
+            f"{calibration_count:,} for calibration; the quality gate (--min-agreement) "
+            f"measures int8 against fp32 on at least {MIN_HOLDOUT} held-out images (lower "
+            "--calibration-count, give more images, or --min-agreement 0 to skip it)")
     return _Job(model=model, out=out, dataset=dataset, mode=mode, cal_pos=cal_pos,
                 hold_pos=hold_pos, batch_size=DEFAULT_BATCH_SIZE, threads=None,
                 timing_images=TIMING_IMAGES, timing_rounds=TIMING_ROUNDS,

@@ -18,6 +18,16 @@ ACTIVATION_TYPES = ("uint8", "int8")
 WEIGHT_TYPES = ("int8", "uint8")
 METHODS = ("minmax", "entropy", "percentile")
 
+# ONNX Runtime's int8 kernels take uint8 weights only with uint8 activations.
+UNSUPPORTED_TYPES = frozenset({("int8", "uint8")})
+
+
+def unsupported_types_message(activations: str, weights: str) -> str:
+    """The one line for a type combination ONNX Runtime cannot run (a usage error)."""
+    return (f"--activations {activations} with --weights {weights} is not supported by ONNX "
+            "Runtime's int8 kernels (use --weights int8, or --activations uint8)")
+
+
 _ABBREVIATION = {"uint8": "u8", "int8": "s8"}
 
 
@@ -43,6 +53,8 @@ class Recipe:
                                      (self.method, METHODS, "calibration method")):
             if value not in allowed:
                 raise UsageError(f"unknown {what} {value!r}; choose one of {', '.join(allowed)}")
+        if (self.activations, self.weights) in UNSUPPORTED_TYPES:
+            raise UsageError(unsupported_types_message(self.activations, self.weights))
         object.__setattr__(self, "exclude", tuple(self.exclude))
 
     @property

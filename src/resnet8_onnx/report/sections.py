@@ -437,7 +437,8 @@ def _header_lines(record: QuantizationRecord,
              f"Calibration: {calibration_phrase(record)}; {record.calibration.selection}"]
     hold = record.holdout
     if hold is not None and hold.count:
-        lines.append(f"Held out: {format_int(hold.count)} other images of the same source "
+        lines.append(f"Held out: {format_int(hold.count)} other "
+                     f"image{'' if hold.count == 1 else 's'} of the same source "
                      f"({'TEST images' if hold.test_images else 'not test images'}), to "
                      f"{hold.purpose or 'score and time each candidate'}")
     spec = record.preprocessing
