@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .. import preprocess
-from ..errors import InvalidInputError, UsageError, VerificationFailedError, one_line
+from ..errors import (
+    InvalidInputError,
+    UsageError,
+    VerificationFailedError,
+    one_line,
+    remedied,
+)
 from ..evaluate import DEFAULT_BATCH_SIZE
 from ..fsutil import check_writable, recorded_path, write_bytes_atomic
 from ..machine import CpuInfo, read_cpuinfo
@@ -31,6 +37,7 @@ from ..records import Candidate, LayerError, QuantizationRecord, Recipe
 from .calibration import (
     DEFAULT_CALIBRATION_COUNT,
     DEFAULT_HOLDOUT_COUNT,
+    HOLDOUT_TOO_SMALL,
     MIN_HOLDOUT,
     as_dataset,
     calibration_account,
@@ -220,10 +227,10 @@ def _plan(model: FloatModel, out: Path, dataset: Dataset, mode: str,
         calibration_count = max(calibration_count, 1)
     cal_pos, hold_pos = split_positions(n, calibration_count, holdout_count)
     if mode == "auto" and len(hold_pos) < MIN_HOLDOUT:
-        raise InvalidInputError(
+        raise remedied(InvalidInputError(
             f"{dataset.source.path}: {n:,} images leave {len(hold_pos):,} held out after "
             f"{calibration_count:,} for calibration; choosing a recipe needs at least "
-            f"{MIN_HOLDOUT} (lower --calibration-count, or fix the recipe with --no-auto)")
+            f"{MIN_HOLDOUT}"), HOLDOUT_TOO_SMALL)
     if gated and not len(hold_pos):
         raise InvalidInputError(
             f"{dataset.source.path}: {n:,} images leave none held out after {calibration_count:,}"
