@@ -13,8 +13,9 @@ import pytest
 
 from cifar_factory import layout_files, make_images, write_layout
 from conftest import shared_path
+from model_factory import make_classifier
 from quantize_helpers import float_model, png_folder, run_cli, train_images
-from resnet8_onnx import errors, pipeline
+from resnet8_onnx import errors, pipeline, preprocess
 from resnet8_onnx import quantize as q
 from resnet8_onnx.cli.commands import _quantize_remedies, _run_remedies
 from resnet8_onnx.data import CLASS_NAMES
@@ -158,3 +159,31 @@ def test_allow_test_calibration_takes_an_official_test_batch_dir(tmp_path, capsy
     assert _meta(out)["quantization_calibration_split"] == "test"
     words = _quantize_remedies(type("A", (), {"allow_test_calibration": True})())
     assert "--allow-test-calibration for" not in words[q.calibration.NO_TRAINING_IMAGES]
+
+
+# ------------------------------------------------ item 9: only given spec fields become metadata
+def test_int8_metadata_states_only_given_fields(tmp_path) -> None:
+    model = make_classifier(tmp_path / "pt9.onnx", layout="nchw", batch=1, opset=9)
+    data = train_images(240)
+    record = q.quantize(model, tmp_path / "pt9_int8.onnx", data, q.Recipe(), timing_images=32,
+                        timing_rounds=1, batch_size=1)
+    said = record.to_dict()["preprocessing"]["sources"]
+    assert said["layout"] == preprocess.INPUT_SHAPE
+    assert said["mean"] == preprocess.DEFAULT
+    int8 = onnx.load(str(tmp_path / "pt9_int8.onnx"))
+    shape = [d.dim_value or None for d in int8.graph.input[0].type.tensor_type.shape.dim]
+    meta = {p.key: p.value for p in int8.metadata_props}
+    assert json.loads(meta[preprocess.METADATA_SPEC]) == {}
+    _, again = preprocess.resolve(None, meta, shape)
+    assert {k: again[k] for k in said} == said  # a later stage sees the same sources
+
+    given = q.quantize(model, tmp_path / "g_int8.onnx", data, q.Recipe(), timing_images=32,
+                       timing_rounds=1, batch_size=1,
+                       preprocessing={"scale": 255.0, "mean": [0.5] * 3, "std": [0.25] * 3})
+    said = given.to_dict()["preprocessing"]["sources"]
+    meta = _meta(tmp_path / "g_int8.onnx")
+    assert set(json.loads(meta[preprocess.METADATA_SPEC])) == {"scale", "mean", "std"}
+    _, again = preprocess.resolve(None, meta, shape)
+    assert again["mean"] == preprocess.METADATA
+    assert again["layout"] == preprocess.INPUT_SHAPE
+    assert said["mean"] == preprocess.OPTION
