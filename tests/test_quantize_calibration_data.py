@@ -187,3 +187,21 @@ def test_int8_metadata_states_only_given_fields(tmp_path) -> None:
     assert again["mean"] == preprocess.METADATA
     assert again["layout"] == preprocess.INPUT_SHAPE
     assert said["mean"] == preprocess.OPTION
+
+
+# ------------------------------------------- item 14: the record says how much of the list is used
+def test_calibration_indices_record_says_how_many_of_the_list(tmp_path) -> None:
+    images, labels = make_images(300, seed=4)
+    batches = write_layout(tmp_path / "d", "binary-dir", layout_files("binary", (images, labels)))
+    listed = np.arange(0, 300, 2, dtype=np.int64)  # 150 test indices
+    np.save(tmp_path / "idx.npy", listed)
+    data = q.load_calibration_data(batches, indices_file=tmp_path / "idx.npy")
+    record = q.quantize(float_model(tmp_path / "m.onnx"), tmp_path / "o.onnx", data, q.Recipe(),
+                        timing_images=32, timing_rounds=1)
+    calibration = record.to_dict()["calibration"]
+    used = calibration["count"]
+    assert used < len(listed)  # the rest is held out, not calibrated on
+    assert calibration["selection"].startswith(f"{used:,} of the 150 test images listed in "
+                                               "idx.npy")
+    assert f"other {150 - used:,} are not calibrated on" in calibration["selection"]
+    assert calibration["test_indices"] == listed[(np.arange(used) * 150) // used][:20].tolist()

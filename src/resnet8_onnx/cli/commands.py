@@ -381,7 +381,7 @@ def _run_remedies() -> dict[str, str]:
         TEST_IMAGES,
     )
 
-    training = "name a folder of training images with --calibration-data DIR (e.g. train-2000-png)"
+    training = "name a folder of training images with --calibration-data DIR, e.g. train-2000-png"
     return {
         NO_TRAINING_IMAGES: training,
         TEST_IMAGES: f"run calibrates on training images only: {training}",

@@ -245,12 +245,24 @@ def calibration_account(dataset: Dataset, positions: np.ndarray, images: np.ndar
         "source_count": len(dataset),
         "sha256": images_sha256(images),
         "test_images": test_images,
-        "selection": (indices_note or
-                      f"{len(images):,} of {len(dataset):,} images at evenly spread positions "
-                      f"floor(k × {len(dataset):,} / {len(images):,})"),
+        "selection": _selection(dataset, len(images), indices_note),
         "test_indices": None if dataset.indices is None or not test_images
         else [int(i) for i in np.asarray(dataset.indices)[positions][:20]],
     }
+
+
+def _selection(dataset: Dataset, count: int, indices_note: str | None) -> str:
+    """Which images calibrated, exactly: with an indices file, how many of its test images
+    (not all of them: the others are kept for holding out, unlike MLCommons' own recipe)."""
+    spread = f"at evenly spread positions floor(k × {len(dataset):,} / {count:,})"
+    if indices_note is None:
+        return f"{count:,} of {len(dataset):,} images {spread}"
+    listed = dataset.subset.removeprefix("calibration indices ")
+    rest = ("every one of them" if count == len(dataset) else
+            f"the other {len(dataset) - count:,} are not calibrated on (the held-out images "
+            "are taken from them)")
+    return (f"{count:,} of the {len(dataset):,} test images listed in {listed}, {spread} of "
+            f"the list; {rest}")
 
 
 def as_dataset(calibration: Dataset | np.ndarray) -> Dataset:
