@@ -110,7 +110,7 @@ def load_calibration_data(
         dataset = load_dataset(source, split="train", download=download)
     except InputNotFoundError as exc:
         if not allow_test:
-            raise remedied(InputNotFoundError(f"{exc} (calibration reads training images)"),
+            raise remedied(InputNotFoundError(f"{exc}; calibration reads training images"),
                            NO_TRAINING_IMAGES) from None
         dataset = _test_split(source, download, exc)
     if len(dataset) == 0:
@@ -133,7 +133,7 @@ def _test_split(source: Path | None, download: bool | None, missing: Exception) 
     try:
         return load_dataset(source, split="test", download=download)
     except InputNotFoundError:
-        raise remedied(InputNotFoundError(f"{missing} (calibration reads training images)"),
+        raise remedied(InputNotFoundError(f"{missing}; calibration reads training images"),
                        NO_TRAINING_IMAGES) from None
 
 
@@ -171,12 +171,15 @@ def _fingerprints(images: np.ndarray) -> np.ndarray:
 
 
 def _official_test_set(folder: Path) -> tuple[Dataset, Path] | None:
-    """The official test set near ``folder`` (its parent and grandparent, searched two levels
-    down) or in the data directories; only an official layout whose checksums match."""
+    """The official test set near ``folder`` (its parent and grandparent, and those of what a
+    link points to, searched two levels down) or in the data directories; only an official
+    layout whose checksums match."""
     from ..data.layouts import layout_at, search
     from ..data.sources import load_file_batches
 
-    roots = [folder.parent, folder.parent.parent, *data_dirs(None)]
+    real = folder.resolve()  # a link to perf-png: the test set is beside what it points to
+    roots = [folder.parent, folder.parent.parent, real.parent, real.parent.parent,
+             *data_dirs(None)]
     for root in dict.fromkeys(r.resolve() for r in roots
                                if r.is_dir() and r != Path(r.anchor)):
         layout = layout_at(root) or search(root, "test")[0]
