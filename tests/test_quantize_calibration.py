@@ -106,7 +106,7 @@ def test_training_images_are_found_near_the_data(tmp_path) -> None:
 def test_a_folder_named_by_test_index_is_test_images(tmp_path) -> None:
     """Refused unless explicitly allowed (issue 19 item 9); allowed, it is marked test."""
     folder = png_folder(tmp_path / "perf", 2, stem="{}")
-    with pytest.raises(InvalidInputError, match=r"TEST images.*--allow-test-calibration"):
+    with pytest.raises(InvalidInputError, match=r"named like test-set indices.*TEST images"):
         q.load_calibration_data(folder)
     perf = q.load_calibration_data(folder, allow_test=True)
     train = q.load_calibration_data(png_folder(tmp_path / "train", 2))

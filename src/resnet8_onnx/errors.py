@@ -33,10 +33,16 @@ class ToolError(Exception):
     """A failure caused by the user's input or environment, reported as one line."""
 
     exit_code: int = INTERNAL
+    #: what would fix it, as a key each CLI command words in its own options (see
+    #: :func:`remedied` and :func:`remedies`); ``None``: the message says it all.
+    remedy: str | None = None
+    cli_remedy: str | None = None
 
     def cli_message(self) -> str:
         """The message in the command line's words; the library's unless a subclass names a
-        library argument that the CLI spells as an option."""
+        library argument that the CLI spells as an option, or the command worded the remedy."""
+        if self.cli_remedy:
+            return f"{self} ({self.cli_remedy})"
         return str(self)
 
 
@@ -112,6 +118,25 @@ class DownloadError(ToolError):
     """A download failed: offline, interrupted, or the file did not match its checksum."""
 
     exit_code = DOWNLOAD_FAILED
+
+
+def remedied(exc: ToolError, remedy: str) -> ToolError:
+    """``exc`` with a remedy key: the library's message stays neutral (no option names), and
+    the command that prints it adds its own options (:func:`remedies`)."""
+    exc.remedy = remedy
+    return exc
+
+
+@contextlib.contextmanager
+def remedies(words: dict[str, str]) -> Iterator[None]:
+    """Within the block, a :class:`ToolError` whose remedy key is in ``words`` is worded so:
+    each command names only options it has."""
+    try:
+        yield
+    except ToolError as exc:
+        if exc.remedy in words and exc.cli_remedy is None:
+            exc.cli_remedy = words[exc.remedy]
+        raise
 
 
 def one_line(value: object, limit: int | None = 200) -> str:

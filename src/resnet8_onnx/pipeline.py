@@ -19,7 +19,8 @@ from .compare import comparison_of, versus_reference
 from .convert import DEFAULT_OPSET, convert
 from .data import load_dataset
 from .data.download import fetch
-from .errors import InputNotFoundError, VerificationFailedError
+from .data.locations import ENV_DATA_DIR, named_data_dir
+from .errors import InputNotFoundError, VerificationFailedError, remedied
 from .evaluate import DEFAULT_BATCH_SIZE, EvaluationResult, evaluate, settings_record
 from .fsutil import check_writable, refuse_overwriting_inputs
 from .keras_io import inspect_keras_file, load_keras_model
@@ -31,6 +32,7 @@ from .quantize import (
     load_calibration_data,
     quantize,
 )
+from .quantize.calibration import NO_TRAINING_IMAGES
 from .records import (
     ComparisonRecord,
     Conversion,
@@ -255,6 +257,13 @@ def _int8(onnx_path: Path, int8_path: Path, onnx_result: EvaluationResult, datas
     gate raises :class:`VerificationFailedError` and nothing is written."""
     source = calibration_data if calibration_data is not None else \
         find_calibration_source(data_dir)
+    named = named_data_dir(data_dir)
+    if source is None and named is not None:  # a named directory is never downloaded into
+        label = data_dir if data_dir is not None else f"{ENV_DATA_DIR}={named}"
+        raise remedied(InputNotFoundError(
+            f"no training images for int8 calibration under {label} (searched two levels "
+            "down: an image folder named train*, or an official layout with training "
+            "batches)"), NO_TRAINING_IMAGES)
     calibration = load_calibration_data(
         source, download=False if calibration_data is not None else download)
     record = quantize(onnx_path, int8_path, calibration, batch_size=batch_size,

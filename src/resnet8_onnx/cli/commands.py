@@ -247,7 +247,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                    models=[args.model])
     _check_models([args.model], by_suffix=False)  # the pipeline says what it takes
     # A failed or interrupted run takes back what it wrote, so the same command can be rerun.
-    with report_directory(args.out, targets) as out_dir:
+    with errors.remedies(_run_remedies()), report_directory(args.out, targets) as out_dir:
         comparison = run_pipeline(
             model=args.model, data_dir=args.data_dir, out_dir=out_dir, split=args.split,
             subset=args.subset,
@@ -350,21 +350,65 @@ def cmd_quantize(args: argparse.Namespace) -> int:
                         weights=args.weights, per_channel=args.per_channel,
                         method=args.method or "minmax", exclude=tuple(args.exclude or ()),
                         float_pooling=True if args.float_pooling is None else args.float_pooling)
-    calibration = load_calibration_data(args.calibration_data,
-                                        indices_file=args.calibration_indices, download=False,
-                                        allow_test=args.allow_test_calibration)
-    test_data = _load_data(args) if args.data_dir is not None else None
-    record = quantize(model, output, calibration, recipe,
-                      calibration_count=args.calibration_count, tolerance=args.tolerance,
-                      min_agreement=args.min_agreement, test_data=test_data,
-                      batch_size=args.batch_size, threads=args.threads,
-                      diagnose=True if args.layer_errors else None, force=args.force,
-                      preprocessing=preprocessing, output=output_name,
-                      standard_ops=args.standard_ops)
+    with errors.remedies(_quantize_remedies(args)):
+        calibration = load_calibration_data(args.calibration_data,
+                                            indices_file=args.calibration_indices,
+                                            download=False,
+                                            allow_test=args.allow_test_calibration)
+        test_data = _load_data(args) if args.data_dir is not None else None
+        record = quantize(model, output, calibration, recipe,
+                          calibration_count=args.calibration_count, tolerance=args.tolerance,
+                          min_agreement=args.min_agreement, test_data=test_data,
+                          batch_size=args.batch_size, threads=args.threads,
+                          diagnose=True if args.layer_errors else None, force=args.force,
+                          preprocessing=preprocessing, output=output_name,
+                          standard_ops=args.standard_ops)
     render_quantization_terminal(record, _console(stderr=args.json == "-"))
     _emit_json(record, args.json, force=args.force)
     _write_reports_locked(out_dir, write_quantization_reports, record, force=args.force)
     return errors.OK
+
+
+def _quantize_remedies(args: argparse.Namespace) -> dict[str, str]:
+    """How quantize's own options fix a calibration refusal (the library names none)."""
+    from ..quantize.calibration import (
+        GATE_HOLDOUT_TOO_SMALL,
+        HOLDOUT_TOO_SMALL,
+        NO_TRAINING_IMAGES,
+        TEST_IMAGES,
+    )
+
+    test = ("it holds no test batch either" if args.allow_test_calibration else
+            "or --allow-test-calibration for an official test batch directory")
+    return {
+        NO_TRAINING_IMAGES: "give --calibration-data training images (an image folder such as "
+                            "train-2000-png, or an official layout with training batches), "
+                            f"--calibration-indices FILE for test-set indices, {test}",
+        TEST_IMAGES: "pass --allow-test-calibration if you mean to calibrate on them",
+        HOLDOUT_TOO_SMALL: "lower --calibration-count, or fix the recipe with --no-auto",
+        GATE_HOLDOUT_TOO_SMALL: "lower --calibration-count, give more images, or "
+                                "--min-agreement 0 to skip the gate",
+    }
+
+
+def _run_remedies() -> dict[str, str]:
+    """How run's own options fix a calibration refusal of --int8 (run has no quantize knobs)."""
+    from ..quantize.calibration import (
+        GATE_HOLDOUT_TOO_SMALL,
+        HOLDOUT_TOO_SMALL,
+        MIN_HOLDOUT,
+        NO_TRAINING_IMAGES,
+        TEST_IMAGES,
+    )
+
+    training = "name a folder of training images with --calibration-data DIR, e.g. train-2000-png"
+    return {
+        NO_TRAINING_IMAGES: training,
+        TEST_IMAGES: f"run calibrates on training images only: {training}",
+        HOLDOUT_TOO_SMALL: f"give --calibration-data at least {2 * MIN_HOLDOUT} images",
+        GATE_HOLDOUT_TOO_SMALL: f"give --calibration-data at least {2 * MIN_HOLDOUT} images, "
+                                "or --min-agreement 0 to skip the gate",
+    }
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:

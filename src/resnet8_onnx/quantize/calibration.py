@@ -8,6 +8,7 @@ Calibration reads training images unless the caller asks for test images.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from pathlib import Path
@@ -27,7 +28,7 @@ from ..data import (
     load_indices,
 )
 from ..data.locations import data_dirs, walk
-from ..errors import InputNotFoundError, InvalidInputError, UsageError
+from ..errors import InputNotFoundError, InvalidInputError, UsageError, remedied
 
 if TYPE_CHECKING:
     from ..data import Dataset
@@ -69,11 +70,18 @@ def images_sha256(images: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def _looks_like_test_indices(folder: Path) -> bool:
-    """An image folder whose files are named by number is named by test-set index (perf-png)."""
+def _named_like_test_indices(folder: Path) -> bool:
+    """Whether every file of an image folder is named by number, as test-set indices are
+    (perf-png): a guess from names, used only when the test set is not at hand to compare."""
     stems = [f.stem for d in folder.iterdir() if d.is_dir() for f in d.iterdir()
              if not f.name.startswith(".")]
     return bool(stems) and all(s.isascii() and s.isdigit() for s in stems)
+
+
+NO_TRAINING_IMAGES = "calibration-no-training-images"
+TEST_IMAGES = "calibration-test-images"
+HOLDOUT_TOO_SMALL = "calibration-holdout-too-small"
+GATE_HOLDOUT_TOO_SMALL = "calibration-gate-holdout-too-small"
 
 
 def load_calibration_data(
@@ -86,9 +94,10 @@ def load_calibration_data(
     (:func:`calibration_source`): a directory that holds training images further down (e.g.
     ``../shared`` → ``cifar-10/train-2000-png``) means those. ``indices_file`` (test-set
     indices, e.g. MLCommons' ``calibration_samples_idxs.npy``) selects those images of the
-    *test* split — the MLCommons recipe, an explicit request. Any other test images (an image
-    folder named by test-set index, like ``perf-png``) are refused unless ``allow_test``; the
-    data set is then marked ``split="test"`` and every report says so.
+    *test* split — an explicit request. Any other test images — an image folder found at any
+    level whose images are test-set images (:func:`test_image_evidence`), or an official
+    layout holding only the test batch — are refused unless ``allow_test``; the data set is
+    then marked ``split="test"`` and every report says so.
     """
     if indices_file is not None:
         path = Path(indices_file).expanduser()
@@ -98,27 +107,92 @@ def load_calibration_data(
         dataset = load_dataset(source, split="test", download=download)
         return dataset.select(indices, f"calibration indices {path.name}")
     source = calibration_source(source)
-    split = "train"
-    if source is not None:
-        folder = Path(source).expanduser()
-        if folder.is_dir() and _is_image_folder(folder) and _looks_like_test_indices(folder):
-            if not allow_test:
-                raise InvalidInputError(
-                    f"{folder}: these are TEST images (files named by test-set index); "
-                    "calibrating on them biases every test figure: give training images "
-                    "(e.g. train-2000-png), or pass quantize --allow-test-calibration to use "
-                    "them")
-            split = "test"
     try:
-        dataset = load_dataset(source, split=split, download=download)
+        dataset = load_dataset(source, split="train", download=download)
     except InputNotFoundError as exc:
-        raise InputNotFoundError(
-            f"{exc} (calibration reads training images: an image folder such as "
-            "train-2000-png or an official archive; test images only with "
-            "--calibration-indices or --allow-test-calibration)") from None
+        if not allow_test:
+            raise remedied(InputNotFoundError(f"{exc}; calibration reads training images"),
+                           NO_TRAINING_IMAGES) from None
+        dataset = _test_split(source, download, exc)
     if len(dataset) == 0:
         raise InvalidInputError(f"{dataset.source.path}: calibration source holds no images")
-    return dataset
+    if dataset.source.kind != "image-folder" or dataset.split == "test":
+        return dataset
+    evidence, test_indices = test_image_evidence(dataset)
+    if evidence is None:
+        return dataset
+    if not allow_test:
+        raise remedied(InvalidInputError(
+            f"{dataset.source.path}: {evidence}; calibrating on test images biases every "
+            "test figure: give training images (e.g. train-2000-png)"), TEST_IMAGES)
+    return dataclasses.replace(dataset, split="test", indices=test_indices)
+
+
+def _test_split(source: Path | None, download: bool | None, missing: Exception) -> Dataset:
+    """The test split of an official layout, asked for (``allow_test``) where no training
+    images are: the same refusal as before when there is no test split either."""
+    try:
+        return load_dataset(source, split="test", download=download)
+    except InputNotFoundError:
+        raise remedied(InputNotFoundError(f"{missing}; calibration reads training images"),
+                       NO_TRAINING_IMAGES) from None
+
+
+def test_image_evidence(dataset: Dataset) -> tuple[str | None, np.ndarray | None]:
+    """Why an image folder's images are test images (``None``: they are not), and their
+    test-set indices when every one of them is one.
+
+    By content where the official test set is found near the folder or in the data
+    directories (never downloaded): an image pixel-identical to a test record is a test image,
+    whatever its file is called. Without the test set, by name only, and said to be a guess.
+    """
+    found = _official_test_set(Path(dataset.source.path))
+    if found is None:
+        if not _named_like_test_indices(Path(dataset.source.path)):
+            return None, None
+        return ("its files are named like test-set indices, so they are taken as TEST images "
+                "(the official test set was not found to compare them with)"), None
+    test, where = found
+    keys = _fingerprints(test.images)
+    lookup = dict(zip(keys.tolist(), range(len(keys)), strict=True))
+    hits = [lookup.get(k) for k in _fingerprints(dataset.images).tolist()]
+    matched = sum(h is not None for h in hits)
+    if not matched:
+        return None, None
+    indices = (np.array(hits, dtype=np.int64) if matched == len(hits) else None)
+    return (f"{matched:,} of its {len(hits):,} images are CIFAR-10 TEST images (pixel-identical "
+            f"to records of the official test set at {where})"), indices
+
+
+def _fingerprints(images: np.ndarray) -> np.ndarray:
+    """One 64-bit blake2b digest per image: equal pixels, equal key."""
+    flat = np.ascontiguousarray(images, dtype=np.uint8).reshape(len(images), -1)
+    return np.array([int.from_bytes(hashlib.blake2b(row.tobytes(), digest_size=8).digest(),
+                                    "little") for row in flat], dtype=np.uint64)
+
+
+def _official_test_set(folder: Path) -> tuple[Dataset, Path] | None:
+    """The official test set near ``folder`` (its parent and grandparent, and those of what a
+    link points to, searched two levels down) or in the data directories; only an official
+    layout whose checksums match."""
+    from ..data.layouts import layout_at, search
+    from ..data.sources import load_file_batches
+
+    real = folder.resolve()  # a link to perf-png: the test set is beside what it points to
+    roots = [folder.parent, folder.parent.parent, real.parent, real.parent.parent,
+             *data_dirs(None)]
+    for root in dict.fromkeys(r.resolve() for r in roots
+                               if r.is_dir() and r != Path(r.anchor)):
+        layout = layout_at(root) or search(root, "test")[0]
+        if layout is None or layout.kind == "image-folder" or not layout.has_split("test"):
+            continue
+        try:
+            test = load_file_batches(layout, "test")
+        except (InputNotFoundError, InvalidInputError):
+            continue
+        if test.source.official:
+            return test, layout.path
+    return None
 
 
 def calibration_source(source: str | os.PathLike[str] | None) -> Path | None:
@@ -175,12 +249,24 @@ def calibration_account(dataset: Dataset, positions: np.ndarray, images: np.ndar
         "source_count": len(dataset),
         "sha256": images_sha256(images),
         "test_images": test_images,
-        "selection": (indices_note or
-                      f"{len(images):,} of {len(dataset):,} images at evenly spread positions "
-                      f"floor(k × {len(dataset):,} / {len(images):,})"),
+        "selection": _selection(dataset, len(images), indices_note),
         "test_indices": None if dataset.indices is None or not test_images
         else [int(i) for i in np.asarray(dataset.indices)[positions][:20]],
     }
+
+
+def _selection(dataset: Dataset, count: int, indices_note: str | None) -> str:
+    """Which images calibrated, exactly: with an indices file, how many of its test images
+    (not all of them: the others are kept for holding out, unlike MLCommons' own recipe)."""
+    spread = f"at evenly spread positions floor(k × {len(dataset):,} / {count:,})"
+    if indices_note is None:
+        return f"{count:,} of {len(dataset):,} images {spread}"
+    listed = dataset.subset.removeprefix("calibration indices ")
+    rest = ("every one of them" if count == len(dataset) else
+            f"the other {len(dataset) - count:,} are not calibrated on (the held-out images "
+            "are taken from them)")
+    return (f"{count:,} of the {len(dataset):,} test images listed in {listed}, {spread} of "
+            f"the list; {rest}")
 
 
 def as_dataset(calibration: Dataset | np.ndarray) -> Dataset:

@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .. import preprocess
-from ..errors import InvalidInputError, UsageError, VerificationFailedError, one_line
+from ..errors import (
+    InvalidInputError,
+    UsageError,
+    VerificationFailedError,
+    one_line,
+    remedied,
+)
 from ..evaluate import DEFAULT_BATCH_SIZE
 from ..fsutil import check_writable, recorded_path, write_bytes_atomic
 from ..machine import CpuInfo, LoadMeter, read_cpuinfo
@@ -31,6 +37,8 @@ from ..records import Candidate, LayerError, QuantizationRecord, Recipe
 from .calibration import (
     DEFAULT_CALIBRATION_COUNT,
     DEFAULT_HOLDOUT_COUNT,
+    GATE_HOLDOUT_TOO_SMALL,
+    HOLDOUT_TOO_SMALL,
     MIN_HOLDOUT,
     as_dataset,
     calibration_account,
@@ -223,17 +231,16 @@ def _plan(model: FloatModel, out: Path, dataset: Dataset, mode: str,
         calibration_count = max(calibration_count, 1)
     cal_pos, hold_pos = split_positions(n, calibration_count, holdout_count)
     if mode == "auto" and len(hold_pos) < MIN_HOLDOUT:
-        raise InvalidInputError(
+        raise remedied(InvalidInputError(
             f"{dataset.source.path}: {n:,} images leave {len(hold_pos):,} held out after "
             f"{calibration_count:,} for calibration; choosing a recipe needs at least "
-            f"{MIN_HOLDOUT} (lower --calibration-count, or fix the recipe with --no-auto)")
+            f"{MIN_HOLDOUT}"), HOLDOUT_TOO_SMALL)
     if gated and len(hold_pos) < MIN_HOLDOUT:  # a gate on a handful of images proves nothing
         held = "none" if not len(hold_pos) else f"{len(hold_pos):,}"
-        raise InvalidInputError(
+        raise remedied(InvalidInputError(
             f"{dataset.source.path}: {n:,} images leave {held} held out after "
-            f"{calibration_count:,} for calibration; the quality gate (--min-agreement) "
-            f"measures int8 against fp32 on at least {MIN_HOLDOUT} held-out images (lower "
-            "--calibration-count, give more images, or --min-agreement 0 to skip it)")
+            f"{calibration_count:,} for calibration; the quality gate measures int8 against "
+            f"fp32 on at least {MIN_HOLDOUT} held-out images"), GATE_HOLDOUT_TOO_SMALL)
     return _Job(model=model, out=out, dataset=dataset, mode=mode, cal_pos=cal_pos,
                 hold_pos=hold_pos, batch_size=DEFAULT_BATCH_SIZE, threads=None,
                 timing_images=TIMING_IMAGES, timing_rounds=TIMING_ROUNDS,

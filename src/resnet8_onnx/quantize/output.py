@@ -27,6 +27,18 @@ if TYPE_CHECKING:
     from ..data import Dataset
 
 
+def _stated_spec(model: FloatModel) -> dict[str, str]:
+    """The spec entries of the int8 file: the sentence, and in ``preprocessing_spec`` only the
+    fields given by option or read from the source's metadata. A field guessed from the input
+    shape or defaulted is left out, so a later stage guesses it again and says so, as
+    quantize did (never "metadata" for a guess)."""
+    from ..preprocess import METADATA, METADATA_SPEC, OPTION
+
+    stated = {k: v for k, v in model.spec.to_dict().items()
+              if model.spec_sources.get(k) in (OPTION, METADATA)}
+    return {**model.spec.to_metadata(), METADATA_SPEC: json.dumps(stated, sort_keys=True)}
+
+
 def finalise(path: Path, model: FloatModel, recipe: Recipe, dataset: Dataset,
              cal_images: np.ndarray) -> tuple[bytes, bool]:
     """(the chosen model with the source's metadata, the spec and the quantisation's, checked;
@@ -36,7 +48,7 @@ def finalise(path: Path, model: FloatModel, recipe: Recipe, dataset: Dataset,
     proto = onnx.load(str(path))
     props = {p.key: p.value for p in proto.metadata_props}
     props.update(model.metadata)  # class names, output kind … of the source
-    props.update(model.spec.to_metadata())  # the spec quantize used, however it was given
+    props.update(_stated_spec(model))  # what was given; the rest resolves again as it did
     versions = library_versions()
     props.update({
         "quantization_recipe": json.dumps(recipe.to_dict(), sort_keys=True),
