@@ -356,3 +356,49 @@ def test_a_quantised_file_the_runtime_refuses_is_that_candidates_error(tmp_path,
     assert len(err) == 1
     assert "no quantised recipe loads" in err[0]
     assert not out.exists()
+
+
+def _pruned(record) -> set[str]:
+    return {c.recipe.format for c in record.candidates if c.pruned}
+
+
+def test_a_candidate_within_the_noise_of_the_pruning_line_is_scored(tmp_path,
+                                                                     monkeypatch) -> None:
+    """Review: one probe pass pruned candidates at 42–47 % of the top speed although the
+    measured noise was 47–59 %. The noise of the probe passes widens the line: 49 % of the
+    fastest with ±3 % jitter (noise band ≥ 5 %) is scored; 25 % is still pruned."""
+    speeds = {"fp32": 1000.0, "qdq": 1800.0, "qoperator": 0.49 * 1800.0}
+    assert _pruned(_choose(tmp_path, monkeypatch, speeds, 0, "o.onnx")) == set()
+    speeds["qoperator"] = 0.25 * 1800.0
+    assert _pruned(_choose(tmp_path, monkeypatch, speeds, 0, "o.onnx")) == {"qoperator"}
+
+
+def test_a_busy_machine_prunes_nothing_and_says_so(tmp_path, monkeypatch) -> None:
+    from resnet8_onnx.machine import LoadMeter
+
+    ticks = iter(range(0, 10**9, 1000))
+
+    def sample():  # every interval: others used all of it, this process none
+        t = next(ticks)
+        return t, t, 0.0
+
+    monkeypatch.setattr(LoadMeter, "sample", staticmethod(sample))
+    speeds = {"fp32": 1000.0, "qdq": 1800.0, "qoperator": 0.25 * 1800.0}
+    record = _choose(tmp_path, monkeypatch, speeds, 0, "o.onnx")
+    assert _pruned(record) == set()
+    assert any("other work loaded the machine" in n for n in record.notes)
+
+
+def test_quantize_warns_when_fp32_is_near_chance_on_held_out_images(tmp_path, capsys) -> None:
+    """Issue 18: every command that measured a near-chance accuracy says the spec looks
+    wrong; quantize measures fp32 on its labelled held-out images (the tiny random model on
+    random images is at chance)."""
+    model, cal, out = cli_setup(tmp_path)
+    code, err = run_cli(capsys, str(model), "-o", str(out), "--calibration-data", str(cal),
+                        "--no-auto", "--min-agreement", "50%")
+    assert code == errors.OK, err
+    warning = [line for line in err if "near chance" in line]
+    assert len(warning) == 1, err
+    assert warning[0].startswith("resnet8-onnx: warning:"), err
+    assert "(fp32, held-out images)" in warning[0]
+    assert "In effect:" in warning[0]

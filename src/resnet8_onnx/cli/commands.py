@@ -366,6 +366,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     render_quantization_terminal(record, _console(stderr=args.json == "-"))
     _emit_json(record, args.json, force=args.force)
     _write_reports_locked(out_dir, write_quantization_reports, record, force=args.force)
+    _print_warnings([record])  # e.g. fp32 near chance: the spec looks wrong
     return errors.OK
 
 

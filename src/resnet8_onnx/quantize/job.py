@@ -31,7 +31,7 @@ from ..errors import (
 )
 from ..evaluate import DEFAULT_BATCH_SIZE
 from ..fsutil import check_writable, recorded_path, write_bytes_atomic
-from ..machine import CpuInfo, LoadMeter, read_cpuinfo
+from ..machine import BUSY_WARNING, CpuInfo, LoadMeter, read_cpuinfo
 from ..progress import status, track
 from ..records import Candidate, LayerError, QuantizationRecord, Recipe
 from .calibration import (
@@ -100,6 +100,7 @@ class _Job:
     opset: OpsetPlan | None = None
     noise: float = SPEED_NOISE
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @functools.cached_property
     def cal_images(self) -> np.ndarray:
@@ -328,15 +329,28 @@ def _score_and_time(job: _Job, working: list[dict[str, Any]]
     # cannot be chosen unless every faster one fails the tolerance, so they are listed
     # with that speed and not scored (int8 activations in QOperator form run at a fifth
     # of fp32's speed on x86: scoring them would double the run time).
-    probe = time_passes([fp32, *(c["session"] for c in working)], feed, timing_set,
-                        job.batch_size, 1)
+    # Two interleaved probe passes measure the noise first: a candidate is pruned only when
+    # it is slower than PRUNE_BELOW × the fastest by more than that noise, and nothing is
+    # pruned when other work loaded the machine during the probe, so which recipes are
+    # scored does not depend on timing noise.
+    probe_rounds = 2
+    with LoadMeter() as load:
+        probe = time_passes([fp32, *(c["session"] for c in working)], feed, timing_set,
+                            job.batch_size, probe_rounds)
+    probe_noise = max([SPEED_NOISE, *(_spread(p) for p in probe)])
+    busy = load.busy is not None and load.busy > BUSY_WARNING
     fastest = max(max(p) for p in probe[1:])
     for c, passes in zip(working, probe[1:], strict=True):
         c["passes"] = list(passes)
-        c["pruned"] = len(working) > 1 and max(passes) < PRUNE_BELOW * fastest
+        c["pruned"] = (len(working) > 1 and not busy
+                       and max(passes) * (1 + probe_noise) < PRUNE_BELOW * fastest)
+    if busy:
+        job.notes.append("no candidate was left unscored for its speed: other work loaded the "
+                         "machine during the probe passes, so their timings could not tell")
     measured = [c for c in working if not c["pruned"]]
     if len(hold_images):
         reference = run_outputs(fp32, feed, hold_images, job.batch_size)
+        _warn_near_chance(job, reference)
         with track(f"Scoring on {len(hold_images):,} held-out images",
                    len(measured)) as advance:
             for c in measured:
@@ -345,9 +359,9 @@ def _score_and_time(job: _Job, working: list[dict[str, Any]]
                 c["mean_abs_diff"] = float(np.abs(outputs - reference).mean())
                 advance(1)
     fp32_passes = list(probe[0])
-    if job.timing_rounds > 1:
+    if job.timing_rounds > probe_rounds:
         more = time_passes([fp32, *(c["session"] for c in measured)], feed, timing_set,
-                           job.batch_size, job.timing_rounds - 1)
+                           job.batch_size, job.timing_rounds - probe_rounds)
         fp32_passes += more[0]
         for c, passes in zip(measured, more[1:], strict=True):
             c["passes"] += passes
@@ -358,6 +372,20 @@ def _score_and_time(job: _Job, working: list[dict[str, Any]]
         c["ips"] = max(c["passes"])
         c["speedup"] = c["ips"] / fp32_ips if fp32_ips > 0 else None
     return measured, fp32_ips, len(timing_set)
+
+
+def _warn_near_chance(job: _Job, reference: np.ndarray) -> None:
+    """fp32 itself near chance on the labelled held-out images: agreement between two
+    models that both ignore the image proves little, and the spec in effect is the likely
+    cause, so a warning names it (recorded, and printed by the CLI)."""
+    labels = np.asarray(job.dataset.labels)[job.hold_pos]
+    classes = int(reference.shape[1]) if reference.ndim == 2 else 0
+    correct = int((reference.argmax(1) == labels).sum())
+    warning = preprocess.near_chance_warning(
+        correct, len(labels), classes, model=f"{job.model.path} (fp32, held-out images)",
+        preprocessing=preprocess.record(job.model.spec, job.model.spec_sources))
+    if warning is not None:
+        job.warnings.append(warning)
 
 
 def _spread(passes: Sequence[float]) -> float:
@@ -506,5 +534,6 @@ def _record(job: _Job, candidates: list[dict[str, Any]], outcome: _Outcome, cpu:
         layer_errors_note=outcome.layer_errors_note,
         versions=library_versions(),
         notes=tuple(job.notes),
+        warnings=tuple(job.warnings),
         seconds=round(time.perf_counter() - started, 2),
     )

@@ -67,7 +67,7 @@ class Candidate:
     eligible: bool = False
     chosen: bool = False
     error: str | None = None  # quantisation failed for this recipe (the others go on)
-    pruned: bool = False  # under half the fastest candidate's speed: timed once, not scored
+    pruned: bool = False  # under half the fastest candidate's speed beyond the noise: not scored
 
     @property
     def agreement_fraction(self) -> float | None:
@@ -284,6 +284,8 @@ class QuantizationRecord(Record):
     layer_errors_note: str | None = None
     versions: dict[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    # One line each, printed on stderr: e.g. the fp32 model near chance on labelled images.
+    warnings: tuple[str, ...] = ()
     seconds: float | None = None
 
     @property
@@ -300,6 +302,10 @@ class QuantizationRecord(Record):
             else [e.to_dict() for e in self.layer_errors],
             "notes": list(self.notes),
         })
+        if self.warnings:
+            out["warnings"] = list(self.warnings)
+        else:  # absent, as in records written before it existed
+            out.pop("warnings", None)
         out.update(self.extra)
         return out
 
@@ -314,4 +320,4 @@ class QuantizationRecord(Record):
             cpu=CpuInfo.from_dict(record.cpu) if isinstance(record.cpu, Mapping) else record.cpu,
             layer_errors=None if errors is None else tuple(LayerError.from_dict(e)
                                                            for e in errors),
-            notes=tuple(record.notes))
+            notes=tuple(record.notes), warnings=tuple(record.warnings or ()))

@@ -354,9 +354,10 @@ def _candidate_rows(record: QuantizationRecord, *, sizes: bool = False) -> list[
 
 CANDIDATE_LEGEND = ("agreement: top-1 equal to fp32's on the held-out images; eligible: within "
                     "the tolerance of the best and at least --min-agreement; too far: outside "
-                    "it; slow: under half the fastest candidate's speed after one timed pass, "
-                    "so not scored; chosen: the fastest eligible candidate, speeds within the "
-                    "measured timing noise counting as equal (then standard ONNX ops, "
+                    "it; slow: under half the fastest candidate's speed by more than the "
+                    "noise of two probe passes (none on a busy machine), so not scored; "
+                    "chosen: the fastest eligible candidate, speeds within the measured timing "
+                    "noise counting as equal (then standard ONNX ops, "
                     "agreement, mean |Δ| decide).")
 
 
