@@ -36,6 +36,19 @@ def cifar_test_images(n: int) -> tuple[np.ndarray, np.ndarray]:
     return images, raw[:, 0].astype(np.int64)
 
 
+def train_subset(folder: Path, per_class: int = 20) -> Path:
+    """The first ``per_class`` images of each class of ../shared's train-2000-png, copied to
+    ``folder`` (a small labelled training set for int8 calibration)."""
+    import shutil
+
+    train = shared_path("cifar-10", "train-2000-png")
+    for class_dir in sorted(p for p in train.iterdir() if p.is_dir()):
+        (folder / class_dir.name).mkdir(parents=True)
+        for png in sorted(class_dir.glob("*.png"))[:per_class]:
+            shutil.copy(png, folder / class_dir.name / png.name)
+    return folder
+
+
 def shared_path(*parts: str) -> Path:
     """Path of a file under ``../shared``; fail in CI, skip elsewhere, when it is missing."""
     path = SHARED.joinpath(*parts)

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from cli_runner import assert_one_line_error, cli
-from conftest import SHARED, shared_path
+from conftest import SHARED, shared_path, train_subset
 from resnet8_onnx import errors
 from resnet8_onnx.errors import InputNotFoundError, OutputError
 from resnet8_onnx.pipeline import add_int8_to_verdict, check_outputs, resolve_model
@@ -206,15 +206,8 @@ def test_failed_run_leaves_nothing_it_created(tmp_path, existing: bool) -> None:
 @pytest.mark.slow
 def test_run_int8_adds_a_column_and_a_verdict_line(tmp_path) -> None:
     """``run --int8`` on 500 test images, calibrated on 200 real training images (quick)."""
-    import shutil
-
     shared_path("models", "pretrainedResnet.h5")
-    train = shared_path("cifar-10", "train-2000-png")
-    calibration = tmp_path / "train-200"
-    for folder in sorted(p for p in train.iterdir() if p.is_dir()):
-        (calibration / folder.name).mkdir(parents=True)
-        for png in sorted(folder.glob("*.png"))[:20]:
-            shutil.copy(png, calibration / folder.name / png.name)
+    calibration = train_subset(tmp_path / "train-200")
     out = tmp_path / "report"
     cwd = tmp_path / "cwd"  # an empty current directory: nothing may appear in it
     cwd.mkdir()

@@ -14,7 +14,7 @@ import onnxruntime as ort
 import pytest
 
 from cli_runner import run
-from conftest import shared_path
+from conftest import shared_path, train_subset
 from model_factory import SPEC, hand_preprocess
 from quantize_helpers import foreign_resnet8
 from resnet8_onnx import errors
@@ -128,18 +128,11 @@ def test_run_int8_below_the_gate_reports_it_and_exits_6(resnet8_h5, tmp_path, ca
                                                         monkeypatch) -> None:
     """run --int8 with a quantiser producing garbage: the conversion's reports are written,
     the verdict says the int8 step failed the gate, no int8 model, exit 6."""
-    import shutil
-
     from onnx import numpy_helper
 
     from resnet8_onnx.cli import main
 
-    train = shared_path("cifar-10", "train-2000-png")
-    calibration = tmp_path / "train-200"
-    for folder in sorted(p for p in train.iterdir() if p.is_dir()):
-        (calibration / folder.name).mkdir(parents=True)
-        for png in sorted(folder.glob("*.png"))[:20]:
-            shutil.copy(png, calibration / folder.name / png.name)
+    calibration = train_subset(tmp_path / "train-200")
     real = q.job.quantize_static
 
     def garbage(pre, out, recipe, feed, images, cache):

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from .backends.torch_files import ModelInput, Run, chunked
+from .backends.base import chunked
+from .backends.torch_files import ModelInput, Run
 from .errors import InvalidInputError, ToolError, VerificationFailedError, one_line
 from .torch_io import import_torch
 

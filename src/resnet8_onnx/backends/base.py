@@ -12,7 +12,7 @@ and one line in the loader table of :mod:`resnet8_onnx.backends`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, cast, runtime_checkable
 
@@ -218,3 +218,22 @@ class RawPixelRunner:
 
     def run(self, x: np.ndarray) -> np.ndarray:
         return self.predict(x)
+
+
+def chunked(run: Callable[[np.ndarray], np.ndarray], size: int | None
+            ) -> Callable[[np.ndarray], np.ndarray]:
+    """``run`` in batches of ``size`` (a fixed batch), the last padded with copies of its last
+    image whose outputs are dropped: how every runner feeds a fixed-batch model."""
+    if size is None:
+        return run
+
+    def call(x: np.ndarray) -> np.ndarray:
+        outs = []
+        for start in range(0, len(x), size):
+            part = x[start:start + size]
+            n = len(part)
+            if n < size:
+                part = np.concatenate([part, np.repeat(part[-1:], size - n, axis=0)])
+            outs.append(run(part)[:n])
+        return np.concatenate(outs)
+    return call

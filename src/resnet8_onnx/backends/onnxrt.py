@@ -34,6 +34,7 @@ from .base import (
     BackendInfo,
     InputSpec,
     OnnxSession,
+    chunked,
 )
 
 DEFAULT_PROVIDER = "CPUExecutionProvider"
@@ -333,14 +334,7 @@ class OnnxRuntimeBackend:
         size = self.fixed_batch
         if size is None or len(x) == size:
             return self._run(x)
-        chunks = []
-        for start in range(0, len(x), size):
-            chunk = x[start:start + size]
-            n = len(chunk)
-            if n < size:
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], size - n, axis=0)])
-            chunks.append(self._run(chunk)[:n])
-        return np.concatenate(chunks)
+        return chunked(self._run, size)(x)
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         """One ``session.run``; the model's own failure at run time (an Expand to an

@@ -26,8 +26,8 @@ from ..errors import InvalidInputError, UsageError
 from ..fsutil import file_digest
 from ..preprocess import record
 from ..torch_io import import_torch
-from .base import CONVERSION_SOURCE, MACS, STRUCTURE, BackendInfo, InputSpec
-from .torch_files import chunked, load_torch_model, program_input, resolve_torch_input
+from .base import CONVERSION_SOURCE, MACS, STRUCTURE, BackendInfo, InputSpec, chunked
+from .torch_files import load_torch_model, program_input, resolve_torch_input
 
 DEVICES = ("cpu", "cuda")
 

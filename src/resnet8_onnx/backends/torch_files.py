@@ -81,22 +81,6 @@ def resolve_torch_input(metadata: Mapping[str, Any], shape: Sequence[int | None]
     return ModelInput(spec, sources, tuple(shape), pixel)
 
 
-def chunked(run: Run, size: int | None) -> Run:
-    """``run`` in batches of ``size`` (a fixed batch), the last padded with copies of its last
-    image whose outputs are dropped, as the ONNX Runtime runner does."""
-    if size is None:
-        return run
-
-    def call(x: np.ndarray) -> np.ndarray:
-        outs = []
-        for start in range(0, len(x), size):
-            part = x[start:start + size]
-            n = len(part)
-            if n < size:
-                part = np.concatenate([part, np.repeat(part[-1:], size - n, axis=0)])
-            outs.append(run(part)[:n])
-        return np.concatenate(outs)
-    return call
 
 
 def program_input(program: Any) -> tuple[tuple[int | None, ...], str]:
