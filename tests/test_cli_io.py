@@ -160,32 +160,21 @@ MODEL_COMMANDS = {
 }
 
 
+@pytest.mark.parametrize("inside", [False, True], ids=["plain", "output-inside"])
 @pytest.mark.parametrize("command", list(MODEL_COMMANDS))
 def test_a_directory_given_as_the_model_is_one_message_and_exit_4_everywhere(
-        capsys, setup, command) -> None:
+        capsys, setup, command, inside) -> None:
     """It used to be 'model file not found' (3) though it exists, 'unknown model type …
-    pass --backend' (2) where there is no --backend, or 4, depending on the command."""
+    pass --backend' (2) where there is no --backend, or 4, depending on the command; and exit
+    8 ('would be written into the input directory') when an output would land inside it."""
     model, data, work = setup
     folder = work / "resnet8"
     folder.mkdir()
     args = [a.format(m=folder, model=model, data=data, work=work)
             for a in MODEL_COMMANDS[command]]
+    extra = ["--json", str(folder / "x.json")] if inside else []
     assert_refused(capsys, errors.INVALID_INPUT, f"{folder}: is a directory, not a model file",
-                   *args)
-
-
-@pytest.mark.parametrize("command", list(MODEL_COMMANDS))
-def test_a_directory_model_is_exit_4_even_when_an_output_would_land_inside_it(
-        capsys, setup, command) -> None:
-    """An output inside the directory given as the model was exit 8 ('would be written into
-    the input directory'); the directory is the problem, so it is exit 4 like everywhere."""
-    model, data, work = setup
-    folder = work / "resnet8"
-    folder.mkdir()
-    args = [a.format(m=folder, model=model, data=data, work=work)
-            for a in MODEL_COMMANDS[command]]
-    assert_refused(capsys, errors.INVALID_INPUT, f"{folder}: is a directory, not a model file",
-                   *args, "--json", str(folder / "x.json"))
+                   *args, *extra)
     assert list(folder.iterdir()) == []
 
 
