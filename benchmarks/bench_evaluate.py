@@ -89,7 +89,7 @@ def main() -> int:
             model = next(shared.rglob("pretrainedResnet.h5"))
             subprocess.run([*cli, "convert", str(model), "-o", onnx_path], check=True)
 
-        from resnet8_onnx.onnx_graph import structure_report
+        from resnet8_onnx.backends.onnxrt.graph import structure_report
 
         macs = structure_report(onnx_path)["macs_per_image"]
         flops_per_image = 2 * macs

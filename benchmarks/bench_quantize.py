@@ -59,7 +59,7 @@ def ort_runner(path: str):
 
 
 def litert_runner(path: str):
-    from resnet8_onnx.backends import litert
+    from resnet8_onnx.backends.litert import runner as litert
 
     return litert.load(path).predict
 

@@ -59,10 +59,10 @@ def main() -> int:
     import torch
 
     from resnet8_onnx.backends import load_backend
-    from resnet8_onnx.backends.pytorch import configure_precision
-    from resnet8_onnx.convert import convert
+    from resnet8_onnx.backends.pytorch.runner import configure_precision
+    from resnet8_onnx.convert.keras_to_onnx import convert
+    from resnet8_onnx.convert.to_torch import convert_torch, native_from_state_dict
     from resnet8_onnx.data import load_dataset
-    from resnet8_onnx.torch_convert import convert_torch, native_from_state_dict
 
     data = load_dataset(args.data_dir, download=False)
     model = Path(args.model) if args.model else next(Path(args.data_dir).rglob(

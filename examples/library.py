@@ -10,7 +10,7 @@ what the first wrote (without it an existing output is refused).
 from pytorch_style import pytorch_style  # examples/pytorch_style.py
 
 from resnet8_onnx.backends import load_backend
-from resnet8_onnx.convert import convert
+from resnet8_onnx.convert.keras_to_onnx import convert
 from resnet8_onnx.data import load_dataset
 from resnet8_onnx.evaluate import evaluate
 from resnet8_onnx.report import render_terminal, write_reports

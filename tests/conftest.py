@@ -90,7 +90,7 @@ def cifar_test():
 @pytest.fixture(scope="session")
 def resnet8_onnx(tmp_path_factory: pytest.TempPathFactory, resnet8_h5: Path) -> Path:
     """The real model converted once per test session (conversion costs seconds)."""
-    from resnet8_onnx.convert import convert
+    from resnet8_onnx.convert.keras_to_onnx import convert
 
     out = tmp_path_factory.mktemp("resnet8") / "resnet8.onnx"
     convert(resnet8_h5, out)
@@ -99,7 +99,7 @@ def resnet8_onnx(tmp_path_factory: pytest.TempPathFactory, resnet8_h5: Path) -> 
 
 @pytest.fixture(scope="session")
 def keras_backend(resnet8_h5: Path):
-    from resnet8_onnx.backends import keras
+    from resnet8_onnx.backends.keras import runner as keras
 
     return keras.load(resnet8_h5)
 
@@ -133,7 +133,7 @@ def tiny_pt2(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def resnet8_pt2(tmp_path_factory: pytest.TempPathFactory, resnet8_h5: Path) -> Path:
     """The real model as a .pt2 from the native builder (no TensorFlow involved)."""
-    from resnet8_onnx.torch_convert import convert_torch
+    from resnet8_onnx.convert.to_torch import convert_torch
 
     out = tmp_path_factory.mktemp("torch") / "resnet8.pt2"
     convert_torch(resnet8_h5, out, builder="native")
@@ -143,7 +143,7 @@ def resnet8_pt2(tmp_path_factory: pytest.TempPathFactory, resnet8_h5: Path) -> P
 @pytest.fixture(scope="session")
 def resnet8_onnx2torch_pt2(tmp_path_factory: pytest.TempPathFactory, resnet8_onnx: Path) -> Path:
     """The converted ONNX model as a .pt2 built by onnx2torch."""
-    from resnet8_onnx.torch_convert import convert_torch
+    from resnet8_onnx.convert.to_torch import convert_torch
 
     out = tmp_path_factory.mktemp("torch") / "resnet8-onnx2torch.pt2"
     convert_torch(resnet8_onnx, out, builder="onnx2torch")
@@ -153,7 +153,7 @@ def resnet8_onnx2torch_pt2(tmp_path_factory: pytest.TempPathFactory, resnet8_onn
 @pytest.fixture(scope="session")
 def onnx_full_outputs(resnet8_onnx, cifar_test):
     """ONNX Runtime outputs on all 10,000 test images, computed once."""
-    from resnet8_onnx.backends import onnxrt
+    from resnet8_onnx.backends.onnxrt import runner as onnxrt
     from resnet8_onnx.evaluate import run_inference
 
     outputs, _ = run_inference(onnxrt.load(resnet8_onnx), cifar_test)

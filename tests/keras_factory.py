@@ -14,7 +14,7 @@ from typing import Any
 import h5py
 import pytest
 
-from resnet8_onnx.errors import ToolError
+from resnet8_onnx.support.errors import ToolError
 
 
 def one_line_error(excinfo: pytest.ExceptionInfo[ToolError], *fragments: str) -> str:

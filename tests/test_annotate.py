@@ -22,10 +22,10 @@ from model_factory import (
     make_classifier,
     synthetic_dataset,
 )
-from resnet8_onnx import errors
-from resnet8_onnx.annotate import annotate, read_class_names
-from resnet8_onnx.backends import onnxrt
-from resnet8_onnx.errors import InputNotFoundError, InvalidInputError, UsageError
+from resnet8_onnx.backends.onnxrt import runner as onnxrt
+from resnet8_onnx.convert.annotate import annotate, read_class_names
+from resnet8_onnx.support import errors
+from resnet8_onnx.support.errors import InputNotFoundError, InvalidInputError, UsageError
 
 PYTORCH_SPEC = {"scale": 1 / 255, "mean": CIFAR_MEAN, "std": CIFAR_STD}
 
@@ -198,7 +198,7 @@ def test_annotate_refusals_write_nothing(pytorch_resnet8, tmp_path, capsys, data
                    "-o", str(out), "--layout", "nhwc", outputs=(out,))
 
     # An embedding that does not reproduce original + spec is caught before writing.
-    import resnet8_onnx.annotate as annotate_module
+    import resnet8_onnx.convert.annotate as annotate_module
     from resnet8_onnx.preprocess import Preprocessing, embed
 
     monkeypatch.setattr(annotate_module, "embed",

@@ -17,7 +17,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "resnet8_onnx"
 #: Units records/ may import: plumbing that knows nothing of results.
-RECORDS_MAY_IMPORT = {"errors", "machine"}
+RECORDS_MAY_IMPORT = {"support", "machine"}
 
 
 def _module_name(path: Path) -> str:
@@ -131,10 +131,21 @@ def test_records_is_a_leaf(graph) -> None:
     assert not outside, f"records/ imports {sorted(outside)}"
 
 
-@pytest.mark.parametrize("unit", ["errors", "machine"])
+@pytest.mark.parametrize("unit", ["support", "machine"])
 def test_plumbing_imports_nothing_that_measures(graph, unit: str) -> None:
-    assert (PACKAGE / f"{unit}.py").is_file()
-    assert graph.get(unit, set()) <= {"errors"}
+    assert (PACKAGE / unit).is_dir() or (PACKAGE / f"{unit}.py").is_file()
+    assert graph.get(unit, set()) <= {"support"}
+
+
+def test_the_package_root_shows_the_layers() -> None:
+    """At most ten modules at the root; every other lives in a package named for its layer."""
+    root = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert len(root) <= 10, root
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: p.name)
+def test_no_module_over_600_lines(path: Path) -> None:
+    assert len(path.read_text().splitlines()) <= 600
 
 
 def test_the_renderer_reads_records_not_runtimes(graph) -> None:
@@ -145,7 +156,7 @@ def test_the_renderer_reads_records_not_runtimes(graph) -> None:
 
 
 def test_the_backends_import_nothing_of_the_converter(graph) -> None:
-    assert not graph["backends"] & {"torch_convert", "torch_checks", "convert", "verify"}
+    assert not graph["backends"] & {"convert", "verify", "pipeline", "cli"}
 
 
 def test_reading_a_record_loads_only_records_and_plumbing() -> None:
@@ -157,4 +168,4 @@ def test_reading_a_record_loads_only_records_and_plumbing() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.split()
     units = {_unit(m) for m in out} - {""}
-    assert units == {"records", "errors", "machine"}, sorted(out)
+    assert units <= {"records", "support", "machine"}, sorted(out)

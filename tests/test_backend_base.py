@@ -8,13 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from resnet8_onnx.backends.base import (
-    BackendInfo,
-    InputSpec,
-    RawPixelRunner,
-    Runner,
-    cast_pixels,
-)
+from resnet8_onnx.backends.base import BackendInfo, InputSpec, RawPixelRunner, Runner, cast_pixels
 
 
 def test_the_input_spec_says_the_batch_and_the_model_shape() -> None:

@@ -12,9 +12,9 @@ import pytest
 
 from conftest import cifar_test_images, shared_path
 from resnet8_onnx.backends.base import Backend
-from resnet8_onnx.backends.keras import KerasBackend, from_model, load
-from resnet8_onnx.errors import InvalidInputError, UnsafeInputError, UsageError
-from resnet8_onnx.keras_io import call_model, import_tensorflow, load_keras_model
+from resnet8_onnx.backends.keras.files import call_model, import_tensorflow, load_keras_model
+from resnet8_onnx.backends.keras.runner import KerasBackend, from_model, load
+from resnet8_onnx.support.errors import InvalidInputError, UnsafeInputError, UsageError
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared]
 
@@ -152,8 +152,8 @@ def test_thread_count_applies_in_a_fresh_process_and_is_reported_honestly_after(
     import sys
 
     code = (
-        "from resnet8_onnx.backends.keras import configure_threads\n"
-        "from resnet8_onnx.keras_io import import_tensorflow\n"
+        "from resnet8_onnx.backends.keras.runner import configure_threads\n"
+        "from resnet8_onnx.backends.keras.files import import_tensorflow\n"
         "tf, _ = import_tensorflow()\n"
         "first = configure_threads(1)\n"
         "tf.constant(1.0) + 1  # starts the runtime: thread pools are now fixed\n"

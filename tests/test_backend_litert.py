@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from resnet8_onnx.backends import litert, load_backend
-from resnet8_onnx.errors import InvalidInputError
+from resnet8_onnx.backends import load_backend
+from resnet8_onnx.backends.litert import runner as litert
+from resnet8_onnx.support.errors import InvalidInputError
 
 INT8_MIN_AGREEMENT = 0.97
 

@@ -12,8 +12,9 @@ import onnxruntime as ort
 import pytest
 
 from model_factory import make_classifier
-from resnet8_onnx.backends import load_backend, onnxrt
-from resnet8_onnx.errors import InvalidInputError, UsageError
+from resnet8_onnx.backends import load_backend
+from resnet8_onnx.backends.onnxrt import runner as onnxrt
+from resnet8_onnx.support.errors import InvalidInputError, UsageError
 from resnet8_onnx.verify import structure_checks
 
 
@@ -148,7 +149,7 @@ def test_a_model_failing_at_run_time_is_invalid_input_in_one_line(tmp_path: Path
     message in short, and ONNX Runtime's logger says nothing of its own."""
     from cli_runner import assert_one_line_error, cli
     from conftest import shared_path
-    from resnet8_onnx import errors
+    from resnet8_onnx.support import errors
 
     path = _impossible_expand(tmp_path)
     with pytest.raises(InvalidInputError, match=r"expand\.onnx.*invalid expand shape"):

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-from resnet8_onnx import errors
 from resnet8_onnx.backends import load_backend
-from resnet8_onnx.backends.pytorch import TorchBackend
+from resnet8_onnx.backends.pytorch.resnet8 import ResNet8
+from resnet8_onnx.backends.pytorch.runner import TorchBackend
 from resnet8_onnx.cli import main
-from resnet8_onnx.errors import InvalidInputError
-from resnet8_onnx.torch_models import ResNet8
+from resnet8_onnx.support import errors
+from resnet8_onnx.support.errors import InvalidInputError
 from resnet8_onnx.verify import check_dynamic_batch
 from torch_factory import evaluate_cli
 
@@ -64,7 +64,7 @@ def test_dynamic_batch_and_macs(tiny_pt2: Path) -> None:
 def test_macs_match_the_onnx_count(resnet8_pt2, resnet8_onnx) -> None:
     import onnx
 
-    from resnet8_onnx.onnx_graph import count_macs
+    from resnet8_onnx.backends.onnxrt.graph import count_macs
 
     assert load_backend(resnet8_pt2).macs() == count_macs(onnx.load(str(resnet8_onnx)))
 

@@ -13,7 +13,7 @@ import pytest
 from model_factory import make_classifier, wrap_pytorch_style
 from resnet8_onnx.backends import LOADERS, Runner, backend_for, load_backend
 from resnet8_onnx.backends.base import ABILITIES, BackendInfo, InputSpec, RawPixelRunner
-from resnet8_onnx.errors import UsageError
+from resnet8_onnx.support.errors import UsageError
 from resnet8_onnx.verify import structure_checks
 
 # The abilities and the methods each one promises (see backends/base.py).
@@ -94,7 +94,7 @@ def test_the_session_ability_hands_out_the_session_and_its_names(tmp_path: Path)
 def test_test_data_needs_only_what_the_runner_declares(tmp_path: Path, batch) -> None:
     from onnx import numpy_helper
 
-    from resnet8_onnx.testdata import save_test_data
+    from resnet8_onnx.backends.onnxrt.testdata import save_test_data
 
     runner = load_backend(make_classifier(tmp_path / "m.onnx", batch=batch))
     images = np.random.default_rng(2).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
@@ -108,7 +108,7 @@ def test_test_data_needs_only_what_the_runner_declares(tmp_path: Path, batch) ->
 
 
 def test_test_data_refuses_a_runner_without_a_session(tmp_path: Path) -> None:
-    from resnet8_onnx.testdata import save_test_data
+    from resnet8_onnx.backends.onnxrt.testdata import save_test_data
 
     runner = DeclaredOnly(load_backend(make_classifier(tmp_path / "m.onnx")))
     runner.abilities = frozenset()

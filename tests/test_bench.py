@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from model_factory import make_classifier
-from resnet8_onnx import bench, errors
+from resnet8_onnx import bench
 from resnet8_onnx.backends import load_backend
-from resnet8_onnx.backends.litert import tflite_macs
+from resnet8_onnx.backends.litert.runner import tflite_macs
 from resnet8_onnx.bench import (
     OPTIMIZATION_LEVELS,
     Config,
@@ -27,9 +27,10 @@ from resnet8_onnx.bench import (
     sgemm_gflops,
     time_predict,
 )
-from resnet8_onnx.errors import OutputError, UsageError
 from resnet8_onnx.records import BenchmarkRecord
 from resnet8_onnx.report import render_benchmark_terminal, throughput_png, to_json
+from resnet8_onnx.support import errors
+from resnet8_onnx.support.errors import OutputError, UsageError
 
 # make_classifier: 1×1 conv 3 → 8 channels on 32×32, then an 8 → 10 dense layer.
 TINY_MACS = 32 * 32 * 8 * 3 + 8 * 10
@@ -326,7 +327,10 @@ def test_cpu_busy_fraction_is_a_share() -> None:
 
 
 def test_macs_and_how_they_were_counted_come_from_the_runner(tiny) -> None:
-    from resnet8_onnx.backends import keras, litert, onnxrt, pytorch
+    from resnet8_onnx.backends.keras import runner as keras
+    from resnet8_onnx.backends.litert import runner as litert
+    from resnet8_onnx.backends.onnxrt import runner as onnxrt
+    from resnet8_onnx.backends.pytorch import runner as pytorch
     from resnet8_onnx.bench import macs_of
 
     assert macs_of(load_backend(tiny)) == (TINY_MACS, "counted from the ONNX graph")

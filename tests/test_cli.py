@@ -15,8 +15,9 @@ import pytest
 
 from cli_runner import FORCE_ONEDNN, cli
 from conftest import shared_path
-from resnet8_onnx import __version__, errors
+from resnet8_onnx import __version__
 from resnet8_onnx.cli import main, parser
+from resnet8_onnx.support import errors
 
 
 def test_missing_model_exit_code(tmp_path, capsys) -> None:

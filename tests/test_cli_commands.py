@@ -11,8 +11,8 @@ import pytest
 from cli_runner import assert_one_line_error, cli
 from conftest import shared_path
 from model_factory import make_classifier
-from resnet8_onnx import errors
 from resnet8_onnx.cli import main
+from resnet8_onnx.support import errors
 
 
 def _perf_png() -> Path:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from resnet8_onnx import errors
 from resnet8_onnx.cli import build_parser, main
+from resnet8_onnx.support import errors
 from test_cli_parser import _all_parsers
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -195,7 +195,7 @@ def test_benchmark_says_what_each_model_was_fed(tmp_path, monkeypatch) -> None:
     from rich.console import Console
 
     from model_factory import CIFAR_MEAN, CIFAR_STD, make_classifier, wrap_pytorch_style
-    from resnet8_onnx.backends.onnxrt import OnnxRuntimeBackend
+    from resnet8_onnx.backends.onnxrt.runner import OnnxRuntimeBackend
     from resnet8_onnx.bench import benchmark
     from resnet8_onnx.preprocess import Preprocessing
     from resnet8_onnx.report import render_benchmark_terminal

@@ -20,7 +20,7 @@ import pytest
 from cifar_factory import binary_records
 from cli_runner import FORCE_ONEDNN, assert_refused, run
 from quantize_helpers import float_model, png_folder
-from resnet8_onnx import errors
+from resnet8_onnx.support import errors
 
 META_TXT = "".join(f"{n}\n" for n in ("airplane", "automobile", "bird", "cat", "deer", "dog",
                                       "frog", "horse", "ship", "truck")).encode()

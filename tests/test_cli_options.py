@@ -10,8 +10,8 @@ import pytest
 
 from conftest import shared_path
 from model_factory import make_classifier
-from resnet8_onnx import errors
 from resnet8_onnx.cli import build_parser, main
+from resnet8_onnx.support import errors
 
 
 def _perf_png() -> Path:
@@ -209,8 +209,8 @@ def test_an_existing_output_names_force_true_in_the_library_and_force_in_the_cli
     import pickle
 
     from cli_runner import assert_refused
-    from resnet8_onnx.fsutil import write_text_atomic
     from resnet8_onnx.report import write_reports
+    from resnet8_onnx.support.fsutil import write_text_atomic
 
     existing = tmp_path / "r.json"
     existing.write_text("{}\n")
@@ -274,8 +274,8 @@ def test_device_cuda_with_only_onnx_models_is_refused_not_ignored(command, tmp_p
 def test_conversion_accounts_hold_absolute_paths(tmp_path, monkeypatch) -> None:
     """run's record carries the conversion block (and convert --json prints it): the files
     are named resolved there too, while the result keeps the path as given for messages."""
-    from resnet8_onnx.convert import ConversionResult
-    from resnet8_onnx.torch_convert import TorchConversionResult
+    from resnet8_onnx.convert.keras_to_onnx import ConversionResult
+    from resnet8_onnx.convert.to_torch import TorchConversionResult
 
     (tmp_path / "w").mkdir()
     for name in ("m.h5", "m.onnx"):

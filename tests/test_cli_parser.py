@@ -11,8 +11,8 @@ import pytest
 
 from cli_runner import assert_one_line_error, cli
 from model_factory import make_classifier
-from resnet8_onnx import errors
 from resnet8_onnx.cli import build_parser, main
+from resnet8_onnx.support import errors
 
 COMMANDS = ("data", "convert", "verify", "evaluate", "run", "compare", "benchmark", "annotate",
             "quantize")
@@ -68,7 +68,7 @@ def test_quiet_and_debug_work_after_the_command_name(tmp_path) -> None:
 
 def test_every_command_runs_its_own_function_with_the_documented_defaults() -> None:
     from resnet8_onnx.cli import commands
-    from resnet8_onnx.convert import DEFAULT_OPSET
+    from resnet8_onnx.convert.keras_to_onnx import DEFAULT_OPSET
     from resnet8_onnx.evaluate import DEFAULT_BATCH_SIZE
 
     parser = build_parser()
@@ -129,8 +129,9 @@ def test_evaluate_imports_nothing_of_the_other_commands(tmp_path) -> None:
     model = make_classifier(tmp_path / "m.onnx")
     images, labels = make_images(10)
     data = write_png_folder(tmp_path / "pngs", images, labels, [f"{i:05d}" for i in range(10)])
-    others = ("resnet8_onnx.bench", "resnet8_onnx.quantize", "resnet8_onnx.convert",
-              "resnet8_onnx.keras_io", "resnet8_onnx.verify", "http.client", "urllib.request")
+    others = ("resnet8_onnx.bench", "resnet8_onnx.quantize", "resnet8_onnx.convert.keras_to_onnx",
+              "resnet8_onnx.backends.keras.files", "resnet8_onnx.verify", "http.client",
+              "urllib.request")
     code = (f"import sys\nfrom resnet8_onnx.cli import main\n"
             f"assert main(['-q', 'evaluate', {str(model)!r}, '--data-dir', {str(data)!r}, "
             f"'--json', {str(tmp_path / 'e.json')!r}]) == 0\n"
@@ -220,7 +221,7 @@ def test_model_help_lists_exactly_the_suffixes_the_runtimes_load() -> None:
 def test_convert_without_o_writes_into_the_current_directory(tmp_path, monkeypatch,
                                                              capsys) -> None:
     """Not beside the input (a shared, maybe read-only folder): ./STEM.onnx, as help says."""
-    import resnet8_onnx.convert as convert_module
+    import resnet8_onnx.convert.keras_to_onnx as convert_module
 
     source = tmp_path / "shared" / "models"
     source.mkdir(parents=True)

@@ -15,7 +15,7 @@ import pytest
 from cli_runner import assert_refused, run, run_json
 from conftest import cifar_test_images, shared_path
 from model_factory import SPEC, hand_preprocess, make_classifier
-from resnet8_onnx import errors
+from resnet8_onnx.support import errors
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,8 @@ import pytest
 
 from conftest import shared_path
 from model_factory import make_classifier, synthetic_dataset
-from resnet8_onnx import errors
 from resnet8_onnx.backends import load_backend
 from resnet8_onnx.compare import compare_models, compare_results
-from resnet8_onnx.errors import OutputError, UsageError
 from resnet8_onnx.evaluate import evaluate
 from resnet8_onnx.report import (
     compare_csv,
@@ -27,6 +25,8 @@ from resnet8_onnx.report import (
     to_json,
     write_compare_reports,
 )
+from resnet8_onnx.support import errors
+from resnet8_onnx.support.errors import OutputError, UsageError
 
 
 @pytest.fixture

@@ -19,17 +19,18 @@ import pytest
 
 from conftest import cifar_test_images, shared_path
 from keras_factory import LAMBDA, SAFE_LAYERS, functional, one_line_error, write_h5
-from resnet8_onnx import __version__, keras_io
-from resnet8_onnx import convert as convert_mod
-from resnet8_onnx.convert import CIFAR10_CLASSES, ConversionResult, convert
-from resnet8_onnx.errors import (
+from resnet8_onnx import __version__
+from resnet8_onnx.backends.keras import files as keras_io
+from resnet8_onnx.backends.keras.files import inspect_keras_file, load_keras_model, output_kind_of
+from resnet8_onnx.convert import keras_to_onnx as convert_mod
+from resnet8_onnx.convert.keras_to_onnx import CIFAR10_CLASSES, ConversionResult, convert
+from resnet8_onnx.support.errors import (
     InvalidInputError,
     OutputError,
     UnsafeInputError,
     UsageError,
     VerificationFailedError,
 )
-from resnet8_onnx.keras_io import inspect_keras_file, load_keras_model, output_kind_of
 
 
 def ort_run(path: str | Path, x: np.ndarray) -> np.ndarray:
@@ -41,7 +42,7 @@ def ort_run(path: str | Path, x: np.ndarray) -> np.ndarray:
 
 
 def test_importing_convert_does_not_import_tensorflow() -> None:
-    code = ("import sys, resnet8_onnx.convert, resnet8_onnx.backends.keras\n"
+    code = ("import sys, resnet8_onnx.convert.keras_to_onnx, resnet8_onnx.backends.keras.runner\n"
             "bad = [m for m in ('tensorflow', 'keras', 'tf2onnx') if m in sys.modules]\n"
             "assert not bad, bad\n")
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -228,7 +229,7 @@ def test_foreign_keras_models_convert_to_pytorch_with_onnx2torch(
 ) -> None:
     """Not the ResNet8: auto picks onnx2torch (via ONNX), in a process TensorFlow already uses."""
     from resnet8_onnx.backends import load_backend
-    from resnet8_onnx.torch_convert import convert_torch
+    from resnet8_onnx.convert.to_torch import convert_torch
 
     source = small_models[name]
     result = convert_torch(source, tmp_path / "model.pt2")
@@ -285,8 +286,8 @@ def test_other_shapes_refused_by_default_and_accepted_on_request(
 def test_cli_shape_errors_name_the_option_that_fixes_them(
     other_shape_model: tuple[Any, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from resnet8_onnx import errors
     from resnet8_onnx.cli import main
+    from resnet8_onnx.support import errors
 
     _, source = other_shape_model
     out = tmp_path / "m.onnx"
@@ -356,7 +357,7 @@ def test_failure_midway_leaves_no_file(
 
 
 def _write_then_interrupt(path: Path, data: bytes) -> None:
-    from resnet8_onnx.fsutil import atomic_write
+    from resnet8_onnx.support.fsutil import atomic_write
 
     with atomic_write(path) as f:
         f.write(data[: len(data) // 2])

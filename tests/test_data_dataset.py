@@ -10,16 +10,8 @@ from hypothesis import strategies as st
 from cifar_factory import (
     make_images,
 )
-from resnet8_onnx.data import (
-    CLASS_NAMES,
-    SUBSETS,
-    Dataset,
-    DataSource,
-)
-from resnet8_onnx.errors import (
-    InvalidInputError,
-    UsageError,
-)
+from resnet8_onnx.data import CLASS_NAMES, SUBSETS, Dataset, DataSource
+from resnet8_onnx.support.errors import InvalidInputError, UsageError
 
 
 # ------------------------------------------------------------------------------ Dataset API

@@ -17,12 +17,17 @@ from pathlib import Path
 import pytest
 
 from conftest import shared_path
-from resnet8_onnx import progress
 from resnet8_onnx.data import download as fetch_module
 from resnet8_onnx.data.download import download, fetch
 from resnet8_onnx.data.known_files import KNOWN_FILES, KnownFile
 from resnet8_onnx.data.locations import cache_dir
-from resnet8_onnx.errors import DownloadError, InputNotFoundError, InvalidInputError, OutputError
+from resnet8_onnx.support import progress
+from resnet8_onnx.support.errors import (
+    DownloadError,
+    InputNotFoundError,
+    InvalidInputError,
+    OutputError,
+)
 
 PAYLOAD = bytes(range(256)) * 400  # 102,400 bytes: several read chunks
 
@@ -268,8 +273,8 @@ def _cifar_at(monkeypatch, url: str) -> None:
 def test_cli_failed_download_exits_9(monkeypatch, tmp_path, capsys, server, where) -> None:
     """The README's exit 9, whether the server is unreachable, answers 404 or sends wrong bytes
     (loopback only: a closed local port, or the test server)."""
-    from resnet8_onnx import errors
     from resnet8_onnx.cli import main
+    from resnet8_onnx.support import errors
 
     monkeypatch.delenv("RESNET8_ONNX_OFFLINE")
     url = {"closed-port": f"http://127.0.0.1:{_closed_port()}/cifar-10-binary.tar.gz",

@@ -16,13 +16,8 @@ from cifar_factory import (
     write_png_folder,
 )
 from conftest import shared_path
-from resnet8_onnx.data import (
-    CLASS_NAMES,
-    load_dataset,
-)
-from resnet8_onnx.errors import (
-    InvalidInputError,
-)
+from resnet8_onnx.data import CLASS_NAMES, load_dataset
+from resnet8_onnx.support.errors import InvalidInputError
 
 
 # ------------------------------------------------------------------------------ image folder

@@ -14,15 +14,8 @@ from cifar_factory import (
     write_layout,
 )
 from conftest import shared_path
-from resnet8_onnx.data import (
-    CLASS_NAMES,
-    load_dataset,
-    load_indices,
-)
-from resnet8_onnx.errors import (
-    InputNotFoundError,
-    InvalidInputError,
-)
+from resnet8_onnx.data import CLASS_NAMES, load_dataset, load_indices
+from resnet8_onnx.support.errors import InputNotFoundError, InvalidInputError
 
 
 # ------------------------------------------------------------------------------ indices

@@ -18,7 +18,7 @@ from resnet8_onnx.data.known_files import (
     is_official_perf_indices,
     require_official,
 )
-from resnet8_onnx.errors import InvalidInputError
+from resnet8_onnx.support.errors import InvalidInputError
 
 
 def test_known_files_table() -> None:

@@ -19,7 +19,7 @@ from cifar_factory import (
 )
 from resnet8_onnx.data import load_dataset
 from resnet8_onnx.data.layouts import Layout, layout_at, search, tar_kind
-from resnet8_onnx.errors import InputNotFoundError, InvalidInputError
+from resnet8_onnx.support.errors import InputNotFoundError, InvalidInputError
 
 
 def test_tarball_with_any_name_is_recognised_by_its_members(tmp_path) -> None:

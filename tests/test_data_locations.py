@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from resnet8_onnx.data.locations import cache_dir, data_dirs, find_file, in_cache, named_data_dir
-from resnet8_onnx.errors import InputNotFoundError
+from resnet8_onnx.support.errors import InputNotFoundError
 
 
 def test_cache_dir_precedence(monkeypatch, tmp_path) -> None:

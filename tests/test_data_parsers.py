@@ -16,15 +16,8 @@ from cifar_factory import (
     make_images,
     python_batch,
 )
-from resnet8_onnx.data import (
-    load_dataset,
-    parse_binary_records,
-    restricted_loads,
-)
-from resnet8_onnx.errors import (
-    InvalidInputError,
-    UnsafeInputError,
-)
+from resnet8_onnx.data import load_dataset, parse_binary_records, restricted_loads
+from resnet8_onnx.support.errors import InvalidInputError, UnsafeInputError
 
 
 # ------------------------------------------------------------------------------ binary parser

@@ -22,15 +22,8 @@ from cifar_factory import (
     write_tar,
 )
 from conftest import shared_path
-from resnet8_onnx.data import (
-    CLASS_NAMES,
-    load_dataset,
-)
-from resnet8_onnx.errors import (
-    InputNotFoundError,
-    InvalidInputError,
-    UsageError,
-)
+from resnet8_onnx.data import CLASS_NAMES, load_dataset
+from resnet8_onnx.support.errors import InputNotFoundError, InvalidInputError, UsageError
 
 
 # ------------------------------------------------------------------------------ layouts

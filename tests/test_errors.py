@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from resnet8_onnx import errors
-from resnet8_onnx.errors import one_line
+from resnet8_onnx.support import errors
+from resnet8_onnx.support.errors import one_line
 
 PROJECT = Path(__file__).resolve().parents[1]
 

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from model_factory import make_classifier, synthetic_dataset
-from resnet8_onnx.backends.onnxrt import load as load_onnx
-from resnet8_onnx.errors import InvalidInputError
+from resnet8_onnx.backends.onnxrt.runner import load as load_onnx
 from resnet8_onnx.evaluate import evaluate, run_inference
+from resnet8_onnx.support.errors import InvalidInputError
 
 
 def test_outputs_equal_direct_session_run(tmp_path) -> None:
@@ -165,8 +165,9 @@ def test_cli_memory_check_uses_the_batch_actually_run(tmp_path, capsys, monkeypa
     """With room for 50 images only, a 100000 batch over 20 images still runs (20 fit), but
     a 60-image batch over 100 images is refused with one line, exit 2, before inference."""
     from cifar_factory import layout_files, make_images, write_layout
-    from resnet8_onnx import errors, machine
+    from resnet8_onnx import machine
     from resnet8_onnx.cli import main
+    from resnet8_onnx.support import errors
 
     monkeypatch.setattr(machine, "available_bytes",
                         lambda: (50 * machine.BYTES_PER_IMAGE, "a test limit"))

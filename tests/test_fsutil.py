@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from resnet8_onnx import fsutil
-from resnet8_onnx.errors import OutputError
+from resnet8_onnx.support import fsutil
+from resnet8_onnx.support.errors import OutputError
 from test_hardening import LOCK_NAME, read_only_dir
 
 

@@ -45,9 +45,9 @@ from hypothesis import strategies as st
 
 from cifar_factory import py2_pickle
 from model_factory import make_classifier
-from resnet8_onnx import errors
 from resnet8_onnx.data import CLASS_NAMES, parse_binary_records, parse_binary_stream
-from resnet8_onnx.errors import InvalidInputError, UnsafeInputError
+from resnet8_onnx.support import errors
+from resnet8_onnx.support.errors import InvalidInputError, UnsafeInputError
 
 LOCK_NAME = ".resnet8-onnx.lock"
 META_TXT = "".join(f"{name}\n" for name in CLASS_NAMES).encode()

@@ -16,12 +16,12 @@ import pytest
 from onnx import numpy_helper
 
 from conftest import cifar_test_images, shared_path
-from resnet8_onnx import errors
 from resnet8_onnx import quantize as q
-from resnet8_onnx.backends import onnxrt
+from resnet8_onnx.backends.onnxrt import runner as onnxrt
+from resnet8_onnx.backends.onnxrt.graph import count_macs, structure_report
 from resnet8_onnx.bench import benchmark
 from resnet8_onnx.cli import main
-from resnet8_onnx.onnx_graph import count_macs, structure_report
+from resnet8_onnx.support import errors
 
 # ResNet8 by hand: (output H×W, output channels, input channels, kernel area) per convolution,
 # then the 64→10 dense layer — the ≈12.5 M MACs MLPerf Tiny quotes.

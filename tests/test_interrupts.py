@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from model_factory import make_classifier
-from resnet8_onnx import errors
+from resnet8_onnx.support import errors
 
 REPORTS = ("report.json", "report.md", "per_class.csv", "confusion_onnxruntime.png")
 META_TXT = "".join(f"{n}\n" for n in ("airplane", "automobile", "bird", "cat", "deer", "dog",
@@ -80,7 +80,7 @@ def one_line(stderr: str) -> str:
 # --------------------------------------------------------------------------- atomic_write
 SLOW_WRITER = """
 import sys, time
-from resnet8_onnx import errors, fsutil
+from resnet8_onnx.support import errors, fsutil
 
 target, force = sys.argv[1], sys.argv[2] == "force"
 with errors.handle_interrupts():
@@ -127,7 +127,7 @@ def test_write_killed_midway_leaves_previous_output_and_no_temp_file(
 STORM = """
 import sys
 from pathlib import Path
-from resnet8_onnx import errors, fsutil
+from resnet8_onnx.support import errors, fsutil
 
 root = Path(sys.argv[1])
 payload = bytes(range(256)) * 64
@@ -288,7 +288,7 @@ def test_evaluate_terminated_cleans_up_like_ctrl_c(tmp_path: Path, workload) -> 
 # --------------------------------------------------------------------------- concurrency
 HOLD_LOCK = """
 import sys
-from resnet8_onnx.fsutil import exclusive_directory
+from resnet8_onnx.support.fsutil import exclusive_directory
 
 with exclusive_directory(sys.argv[1]):
     print("locked", flush=True)
@@ -390,7 +390,7 @@ def test_run_terminated_after_writing_the_model_can_simply_be_rerun(tmp_path: Pa
 SWALLOWED = """
 import gc, os, signal, sys
 from pathlib import Path
-from resnet8_onnx import errors, fsutil
+from resnet8_onnx.support import errors, fsutil
 
 class Finaliser:  # like TensorFlow's functions, freed while the work goes on
     def __del__(self):
@@ -430,7 +430,8 @@ def test_a_signal_swallowed_by_a_finaliser_still_interrupts_and_cleans_up(tmp_pa
 # forced rather than raced. ``main()`` reads sys.argv, as the installed command does.
 AT_A_POINT = """
 import gc, os, signal, sys
-from resnet8_onnx import cli, fsutil
+from resnet8_onnx import cli
+from resnet8_onnx.support import fsutil
 from resnet8_onnx.cli import commands
 
 where = sys.argv.pop(1)

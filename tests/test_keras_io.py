@@ -22,15 +22,15 @@ from keras_factory import (
     write_h5,
     write_keras_zip,
 )
-from resnet8_onnx.errors import InputNotFoundError, InvalidInputError, UnsafeInputError
-from resnet8_onnx.keras_io import inspect_keras_file
+from resnet8_onnx.backends.keras.files import inspect_keras_file
+from resnet8_onnx.support.errors import InputNotFoundError, InvalidInputError, UnsafeInputError
 
 
 def test_inspect_real_model_lists_its_layers_without_tensorflow() -> None:
     path = shared_path("models", "pretrainedResnet.h5")
     code = (
         "import sys\n"
-        "from resnet8_onnx.keras_io import inspect_keras_file\n"
+        "from resnet8_onnx.backends.keras.files import inspect_keras_file\n"
         f"info = inspect_keras_file({str(path)!r})\n"
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
         "print(info.model_class, info.format, info.keras_version)\n"

@@ -11,7 +11,7 @@ import numpy as np
 from model_factory import make_classifier, synthetic_dataset
 from report_factory import make_record, terminal_text
 from resnet8_onnx import machine
-from resnet8_onnx.backends import onnxrt
+from resnet8_onnx.backends.onnxrt import runner as onnxrt
 from resnet8_onnx.evaluate import evaluate
 from resnet8_onnx.records import ComparisonRecord
 from resnet8_onnx.report import render_terminal

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from model_factory import make_classifier
-from resnet8_onnx import errors, machine
+from resnet8_onnx import machine
+from resnet8_onnx.support import errors
 
 
 def test_estimate_is_input_pixels_and_six_resnet8_activations() -> None:

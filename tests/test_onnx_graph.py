@@ -7,8 +7,8 @@ import onnxruntime as ort
 import pytest
 
 from model_factory import make_classifier
-from resnet8_onnx.errors import InputNotFoundError, InvalidInputError
-from resnet8_onnx.onnx_graph import count_macs, intermediate_outputs, structure_report
+from resnet8_onnx.backends.onnxrt.graph import count_macs, intermediate_outputs, structure_report
+from resnet8_onnx.support.errors import InputNotFoundError, InvalidInputError
 from resnet8_onnx.verify import check_io_contract
 
 

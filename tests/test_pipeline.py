@@ -11,11 +11,11 @@ import pytest
 
 from cli_runner import assert_one_line_error, cli
 from conftest import SHARED, shared_path, train_subset
-from resnet8_onnx import errors
-from resnet8_onnx.errors import InputNotFoundError, OutputError
 from resnet8_onnx.pipeline import add_int8_to_verdict, check_outputs, resolve_model
 from resnet8_onnx.quantize import Recipe
 from resnet8_onnx.records import QuantizationRecord, Verdict
+from resnet8_onnx.support import errors
+from resnet8_onnx.support.errors import InputNotFoundError, OutputError
 
 RUN_REPORTS = ["report.json", "report.md", "per_class.csv", "confusion_keras.png",
                "confusion_onnxruntime.png"]

@@ -11,8 +11,7 @@ import onnxruntime as ort
 import pytest
 
 from model_factory import CIFAR_MEAN, CIFAR_STD, make_classifier
-from resnet8_onnx.convert import PREPROCESSING
-from resnet8_onnx.errors import InvalidInputError, UsageError
+from resnet8_onnx.convert.keras_to_onnx import PREPROCESSING
 from resnet8_onnx.preprocess import (
     METADATA_SPEC,
     Preprocessing,
@@ -24,6 +23,7 @@ from resnet8_onnx.preprocess import (
     raw_uint8,
     resolve,
 )
+from resnet8_onnx.support.errors import InvalidInputError, UsageError
 
 PYTORCH = Preprocessing(layout="nchw", scale=1 / 255, mean=CIFAR_MEAN, std=CIFAR_STD)
 

@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from resnet8_onnx import progress
+from resnet8_onnx.support import progress
 
 
 @pytest.fixture(autouse=True)
@@ -48,7 +48,7 @@ def test_a_pipe_gets_plain_text_without_escape_codes() -> None:
     """Piped or redirected output (``… > report.txt``) holds the words, no colour codes."""
     code = textwrap.dedent("""
         import sys
-        from resnet8_onnx import progress
+        from resnet8_onnx.support import progress
         progress.console().print("[bold red]accuracy[/bold red] 87.19% of 10,000")
         progress.console(stderr=True).print("[green]note[/green] on stderr")
         with progress.track("Evaluating", 2) as advance:  # stderr is a pipe: no bar
@@ -68,7 +68,7 @@ def test_a_closed_pipe_silences_a_console_and_lets_the_work_go_on() -> None:
     quiet, stdout is marked closed and the code after the printing runs (exit 42 here)."""
     code = textwrap.dedent("""
         import sys
-        from resnet8_onnx import progress
+        from resnet8_onnx.support import progress
         console = progress.console()
         for _ in range(10_000):
             console.print("x" * 200)
@@ -87,7 +87,7 @@ def test_a_closed_pipe_silences_a_console_and_lets_the_work_go_on() -> None:
 def test_output_to_a_file_or_pipe_is_wide_enough_for_the_tables(monkeypatch) -> None:
     """Not a terminal: PIPE_WIDTH columns (rich's 80 cut a three-model table to "8,…");
     COLUMNS, when set, still wins."""
-    from resnet8_onnx import progress
+    from resnet8_onnx.support import progress
 
     monkeypatch.delenv("COLUMNS", raising=False)
     assert progress.console().width == progress.PIPE_WIDTH  # pytest's stdout: no terminal

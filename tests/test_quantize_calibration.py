@@ -10,10 +10,10 @@ import pytest
 from cifar_factory import layout_files, make_images, write_layout
 from model_factory import synthetic_dataset
 from quantize_helpers import cli_setup, float_model, png_folder, run_cli
-from resnet8_onnx import errors
 from resnet8_onnx import quantize as q
-from resnet8_onnx.errors import InputNotFoundError, InvalidInputError, UsageError
 from resnet8_onnx.quantize.calibration import as_dataset
+from resnet8_onnx.support import errors
+from resnet8_onnx.support.errors import InputNotFoundError, InvalidInputError, UsageError
 
 
 def test_split_positions_are_disjoint_spread_and_sized() -> None:

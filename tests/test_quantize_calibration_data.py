@@ -15,10 +15,11 @@ from cifar_factory import layout_files, make_images, write_layout
 from conftest import shared_path
 from model_factory import make_classifier
 from quantize_helpers import float_model, png_folder, run_cli, train_images
-from resnet8_onnx import errors, pipeline, preprocess
+from resnet8_onnx import pipeline, preprocess
 from resnet8_onnx import quantize as q
 from resnet8_onnx.cli.commands import _quantize_remedies, _run_remedies
 from resnet8_onnx.data import CLASS_NAMES
+from resnet8_onnx.support import errors
 
 QUANTIZE_ONLY = ("--calibration-count", "--no-auto", "--allow-test-calibration",
                  "--calibration-indices", "--min-agreement")

@@ -14,9 +14,9 @@ import pytest
 from cli_runner import run
 from model_factory import SPEC, make_classifier
 from quantize_helpers import cli_setup, float_model, png_folder, run_cli, train_images
-from resnet8_onnx import errors
 from resnet8_onnx import quantize as q
-from resnet8_onnx.errors import InvalidInputError
+from resnet8_onnx.support import errors
+from resnet8_onnx.support.errors import InvalidInputError
 
 CONTRIB = "com.microsoft"
 

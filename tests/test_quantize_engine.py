@@ -9,9 +9,7 @@ import pytest
 
 from model_factory import make_classifier, synthetic_dataset
 from quantize_helpers import SOURCE_METADATA, cli_setup, float_model, quick, run_cli
-from resnet8_onnx import errors
 from resnet8_onnx import quantize as q
-from resnet8_onnx.errors import InvalidInputError, UsageError
 from resnet8_onnx.quantize.engine import (
     calibration_reader,
     check_excluded_nodes,
@@ -19,6 +17,8 @@ from resnet8_onnx.quantize.engine import (
     run_outputs,
     time_sessions,
 )
+from resnet8_onnx.support import errors
+from resnet8_onnx.support.errors import InvalidInputError, UsageError
 
 
 def test_bad_model_files(tmp_path, capsys) -> None:

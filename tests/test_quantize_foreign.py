@@ -17,8 +17,8 @@ from cli_runner import run
 from conftest import shared_path, train_subset
 from model_factory import SPEC, hand_preprocess
 from quantize_helpers import foreign_resnet8
-from resnet8_onnx import errors
 from resnet8_onnx import quantize as q
+from resnet8_onnx.support import errors
 
 LIMIT = 500
 SPECS = {"pytorch": SPEC, "tf2onnx": ["--scale", "1/255"]}

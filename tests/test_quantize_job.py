@@ -15,11 +15,11 @@ import pytest
 from conftest import shared_path
 from model_factory import synthetic_dataset
 from quantize_helpers import NO_VNNI, SOURCE_METADATA, cli_setup, float_model, quick, run_cli
-from resnet8_onnx import errors
 from resnet8_onnx import quantize as q
 from resnet8_onnx.cli import main
 from resnet8_onnx.records import QuantizationRecord
 from resnet8_onnx.report import to_json
+from resnet8_onnx.support import errors
 
 
 def test_auto_quantisation_record_and_model(tmp_path, monkeypatch) -> None:

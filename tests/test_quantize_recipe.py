@@ -8,7 +8,7 @@ import json
 import pytest
 
 from resnet8_onnx import quantize as q
-from resnet8_onnx.errors import UsageError
+from resnet8_onnx.support.errors import UsageError
 
 
 def test_select_candidate_is_the_fastest_within_tolerance() -> None:

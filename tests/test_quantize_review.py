@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from quantize_helpers import cli_setup, float_model, run_cli, train_images
-from resnet8_onnx import errors
 from resnet8_onnx import quantize as q
-from resnet8_onnx.errors import InvalidInputError
+from resnet8_onnx.support import errors
+from resnet8_onnx.support.errors import InvalidInputError
 
 
 # ------------------------------------------------------------- item 14: a usage error, exit 2

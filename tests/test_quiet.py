@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from resnet8_onnx.quiet import is_chatter
+from resnet8_onnx.support.quiet import is_chatter
 
 CHATTER = [
     b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n",
@@ -43,7 +43,7 @@ def test_block_filters_fd2_and_keeps_python_stderr_live() -> None:
     since it is not held back), and the kept native lines follow when the block ends."""
     proc = _run(f"""
         import os, sys
-        from resnet8_onnx.quiet import native_chatter_filtered
+        from resnet8_onnx.support.quiet import native_chatter_filtered
         with native_chatter_filtered():
             for line in {CHATTER + KEPT!r}:
                 os.write(2, line)
@@ -57,7 +57,7 @@ def test_block_filters_fd2_and_keeps_python_stderr_live() -> None:
 def test_an_exception_inside_the_block_restores_fd2() -> None:
     proc = _run("""
         import os
-        from resnet8_onnx.quiet import native_chatter_filtered
+        from resnet8_onnx.support.quiet import native_chatter_filtered
         try:
             with native_chatter_filtered():
                 os.write(2, b"INFO: chatter\\n")
@@ -73,7 +73,7 @@ def test_passthrough_shows_everything() -> None:
     """``--debug`` turns the filter off: everything a library said, in full."""
     proc = _run(f"""
         import os
-        from resnet8_onnx import quiet
+        from resnet8_onnx.support import quiet
         quiet.set_passthrough(True)
         with quiet.native_chatter_filtered():
             for line in {CHATTER!r}:

@@ -9,7 +9,7 @@ import pytest
 
 from report_factory import PNG_MAGIC, make_comparison, make_record
 from resnet8_onnx import report
-from resnet8_onnx.errors import OutputError
+from resnet8_onnx.support.errors import OutputError
 
 
 def test_write_reports_writes_everything_atomically(tmp_path: Path) -> None:

@@ -210,7 +210,7 @@ def test_class_names_annotate_writes_are_the_ones_evaluate_reports(tmp_path, cap
 
 def test_annotate_refuses_a_non_onnx_output_name_and_writes_nothing(tmp_path, capsys) -> None:
     from cli_runner import assert_refused
-    from resnet8_onnx import errors
+    from resnet8_onnx.support import errors
 
     source = make_classifier(tmp_path / "m.onnx")
     for name in ("a.txt", "a", "a.pt2"):
@@ -223,7 +223,7 @@ def test_embedding_twice_is_refused(tmp_path, capsys, perf_png) -> None:
     """An embedded model takes raw uint8 pixels: --embed again (or a new spec for it) would
     apply the spec twice, so it is refused in one line, nothing written."""
     from cli_runner import assert_refused
-    from resnet8_onnx import errors
+    from resnet8_onnx.support import errors
 
     source = make_classifier(tmp_path / "m.onnx", layout="nchw")
     embedded, again = tmp_path / "e.onnx", tmp_path / "e2.onnx"
@@ -269,7 +269,7 @@ def test_convert_takes_the_output_name_and_refuses_specs_for_keras(tmp_path, cap
     """--output-name picks the output an ONNX source's .pt2 returns (counts equal ONNX
     Runtime's on that output); spec options for a Keras source are refused (exit 2)."""
     from cli_runner import assert_refused
-    from resnet8_onnx import errors
+    from resnet8_onnx.support import errors
 
     source = make_classifier(tmp_path / "two.onnx", outputs=2, layout="nchw")
     pt2 = tmp_path / "two.pt2"
@@ -291,7 +291,7 @@ def test_below_threshold_and_near_chance_is_one_line(tmp_path, capsys, perf_png)
     """--min-accuracy failing on a near-chance model: exit 7 in one line that also says the
     spec looks wrong (no separate warning line)."""
     from cli_runner import assert_refused
-    from resnet8_onnx import errors
+    from resnet8_onnx.support import errors
 
     model = make_classifier(tmp_path / "nchw.onnx", layout="nchw")
     assert_refused(capsys, errors.ACCURACY_BELOW_THRESHOLD, "near chance (10% for 10 classes)",
@@ -303,7 +303,7 @@ def test_verify_refuses_spec_options_no_side_takes(tmp_path, capsys, tiny_pt2) -
     """A Keras or LiteRT reference takes raw pixels and a .pt2 states its own spec: spec
     options neither side takes are refused, not dropped."""
     from cli_runner import assert_refused
-    from resnet8_onnx import errors
+    from resnet8_onnx.support import errors
 
     assert_refused(capsys, errors.USAGE, "spec options (--scale) describe ONNX models", "verify",
                    str(tiny_pt2), str(tiny_pt2), "--data-dir", str(tmp_path), "--scale",

@@ -17,10 +17,10 @@ from onnx import numpy_helper
 from cli_runner import assert_refused, run_json
 from conftest import cifar_test_images, shared_path
 from model_factory import SPEC, hand_preprocess, make_classifier, synthetic_dataset
-from resnet8_onnx import errors
-from resnet8_onnx.backends import onnxrt
-from resnet8_onnx.errors import OutputError, UsageError
-from resnet8_onnx.testdata import check_destination, save_test_data
+from resnet8_onnx.backends.onnxrt import runner as onnxrt
+from resnet8_onnx.backends.onnxrt.testdata import check_destination, save_test_data
+from resnet8_onnx.support import errors
+from resnet8_onnx.support.errors import OutputError, UsageError
 
 
 def read_pb(path: Path) -> tuple[str, np.ndarray]:

@@ -15,17 +15,17 @@ import onnx
 import pytest
 import torch
 
-from resnet8_onnx import errors
+from resnet8_onnx.backends.pytorch.resnet8 import ResNet8
 from resnet8_onnx.cli import main
-from resnet8_onnx.errors import UsageError
-from resnet8_onnx.evaluate import run_inference
-from resnet8_onnx.torch_convert import (
+from resnet8_onnx.convert.to_torch import (
     _choose_builder,
     convert_torch,
     export_program,
     native_from_state_dict,
 )
-from resnet8_onnx.torch_models import ResNet8
+from resnet8_onnx.evaluate import run_inference
+from resnet8_onnx.support import errors
+from resnet8_onnx.support.errors import UsageError
 from resnet8_onnx.verify import compare_outputs, verify_outputs
 from torch_factory import ort_output
 

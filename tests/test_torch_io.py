@@ -22,11 +22,8 @@ import numpy as np
 import pytest
 import torch
 
-from resnet8_onnx import errors
 from resnet8_onnx.backends import load_backend
-from resnet8_onnx.cli import main
-from resnet8_onnx.errors import InputNotFoundError, InvalidInputError, OutputError, UnsafeInputError
-from resnet8_onnx.torch_io import (
+from resnet8_onnx.backends.pytorch.safe_io import (
     METADATA_FILE,
     inspect_pt2_file,
     load_exported_program,
@@ -34,6 +31,14 @@ from resnet8_onnx.torch_io import (
     save_state_dict,
     scan_pickle,
     scan_torch_save,
+)
+from resnet8_onnx.cli import main
+from resnet8_onnx.support import errors
+from resnet8_onnx.support.errors import (
+    InputNotFoundError,
+    InvalidInputError,
+    OutputError,
+    UnsafeInputError,
 )
 from torch_factory import Marker, evaluate_cli, rewrite_pt2
 

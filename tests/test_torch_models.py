@@ -13,7 +13,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from resnet8_onnx.torch_models import (
+from resnet8_onnx.backends.pytorch.resnet8 import (
     KerasConv2d,
     ResNet8,
     ResNet8Config,

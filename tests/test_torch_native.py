@@ -13,16 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from resnet8_onnx.errors import InvalidInputError, UsageError
-from resnet8_onnx.keras_io import read_keras_config
-from resnet8_onnx.torch_io import save_state_dict
-from resnet8_onnx.torch_models import ResNet8, ResNet8Config, StackSpec
-from resnet8_onnx.torch_native import (
-    config_from_state_dict,
-    native_from_keras,
-    native_from_state_dict,
-    recognise_resnet8,
-)
+from resnet8_onnx.backends.keras.files import read_keras_config
+from resnet8_onnx.backends.pytorch.resnet8 import ResNet8, ResNet8Config, StackSpec
+from resnet8_onnx.backends.pytorch.safe_io import save_state_dict
+from resnet8_onnx.backends.pytorch.state_dict import config_from_state_dict, native_from_state_dict
+from resnet8_onnx.convert.native_resnet8 import native_from_keras, recognise_resnet8
+from resnet8_onnx.support.errors import InvalidInputError, UsageError
 
 
 # --------------------------------------------------------------------------- recognition

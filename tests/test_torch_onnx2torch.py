@@ -13,9 +13,9 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from model_factory import make_classifier
-from resnet8_onnx.errors import InvalidInputError
-from resnet8_onnx.torch_convert import export_program
-from resnet8_onnx.torch_onnx2torch import onnx2torch_module, onnx_metadata
+from resnet8_onnx.convert.onnx_to_torch import onnx2torch_module, onnx_metadata
+from resnet8_onnx.convert.to_torch import export_program
+from resnet8_onnx.support.errors import InvalidInputError
 
 
 def ort_run(path: Path, x: np.ndarray) -> np.ndarray:

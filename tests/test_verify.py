@@ -14,12 +14,12 @@ from onnx import numpy_helper
 
 from conftest import shared_path
 from model_factory import make_classifier
-from resnet8_onnx import errors
-from resnet8_onnx.backends.onnxrt import load as load_onnx
+from resnet8_onnx.backends.onnxrt.graph import structure_report
+from resnet8_onnx.backends.onnxrt.runner import load as load_onnx
 from resnet8_onnx.cli import main
-from resnet8_onnx.errors import InvalidInputError
 from resnet8_onnx.evaluate import run_inference
-from resnet8_onnx.onnx_graph import structure_report
+from resnet8_onnx.support import errors
+from resnet8_onnx.support.errors import InvalidInputError
 from resnet8_onnx.verify import (
     check_dynamic_batch,
     check_io_contract,

@@ -34,9 +34,9 @@ def make_tiny_pt2(out: Path) -> Path:
     """A ResNet8 with random weights, exported as we export the real one (no shared data)."""
     import torch
 
-    from resnet8_onnx.torch_convert import export_program
-    from resnet8_onnx.torch_io import save_exported_program
-    from resnet8_onnx.torch_models import ResNet8
+    from resnet8_onnx.backends.pytorch.resnet8 import ResNet8
+    from resnet8_onnx.backends.pytorch.safe_io import save_exported_program
+    from resnet8_onnx.convert.to_torch import export_program
 
     torch.manual_seed(0)
     module = ResNet8().eval()

@@ -2,6 +2,6 @@
 
 import sys
 
-from .cli import main
+from resnet8_onnx.cli import main
 
 sys.exit(main())

@@ -35,14 +35,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .backends import LOADERS, applicable_options, backend_for, label_of, load_backend
-from .backends.base import CountsMacs, able
-from .backends.onnxrt import OPTIMIZATION_LEVELS
-from .convert import DEFAULT_OPSET
-from .data.format import IMAGE_SHAPE
-from .errors import InputNotFoundError, InvalidInputError, UsageError
-from .fsutil import check_writable, file_digest, recorded_path, write_bytes_atomic
-from .machine import (
+from resnet8_onnx.backends import LOADERS, applicable_options, backend_for, label_of, load_backend
+from resnet8_onnx.backends.base import CountsMacs, able
+from resnet8_onnx.backends.onnxrt.runner import OPTIMIZATION_LEVELS
+from resnet8_onnx.convert.keras_to_onnx import DEFAULT_OPSET
+from resnet8_onnx.data.format import IMAGE_SHAPE
+from resnet8_onnx.machine import (
     LoadMeter,
     available_cores,
     busy_before,
@@ -50,11 +48,18 @@ from .machine import (
     cpu_model,
     environment,
 )
-from .progress import track
-from .records import BenchmarkRecord, BenchModel, BenchResult
+from resnet8_onnx.records import BenchmarkRecord, BenchModel, BenchResult
+from resnet8_onnx.support.errors import InputNotFoundError, InvalidInputError, UsageError
+from resnet8_onnx.support.fsutil import (
+    check_writable,
+    file_digest,
+    recorded_path,
+    write_bytes_atomic,
+)
+from resnet8_onnx.support.progress import track
 
 if TYPE_CHECKING:
-    from .backends.base import Backend
+    from resnet8_onnx.backends.base import Backend
 
 DEFAULT_BATCH_SIZES = (1, 8, 64, 256, 1000)
 DEFAULT_MIN_SECONDS = 0.5

@@ -22,15 +22,22 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .backends import applicable_options, backend_for, label_of, load_backend
-from .errors import UsageError
-from .evaluate import DEFAULT_BATCH_SIZE, check_compatible, evaluate, settings_record
-from .records import ComparisonRecord, DataInfo, EvaluationRecord, RunSettings, Versus, tool
-from .verify import agreement, compare_outputs
+from resnet8_onnx.backends import applicable_options, backend_for, label_of, load_backend
+from resnet8_onnx.evaluate import DEFAULT_BATCH_SIZE, check_compatible, evaluate, settings_record
+from resnet8_onnx.records import (
+    ComparisonRecord,
+    DataInfo,
+    EvaluationRecord,
+    RunSettings,
+    Versus,
+    tool,
+)
+from resnet8_onnx.support.errors import UsageError
+from resnet8_onnx.verify import agreement, compare_outputs
 
 if TYPE_CHECKING:
-    from .data import Dataset
-    from .evaluate import EvaluationResult
+    from resnet8_onnx.data import Dataset
+    from resnet8_onnx.evaluate import EvaluationResult
 
 
 # --------------------------------------------------------------------------- building

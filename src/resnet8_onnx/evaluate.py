@@ -16,17 +16,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import InvalidInputError
-from .machine import LoadMeter, available_cores, check_batch_fits, environment
-from .metrics import compute_metrics
-from .preprocess import near_chance_warning
-from .progress import track
-from .records import DataInfo, EvaluationRecord, ModelInfo, RunSettings, Timings
+from resnet8_onnx.machine import LoadMeter, available_cores, check_batch_fits, environment
+from resnet8_onnx.metrics import compute_metrics
+from resnet8_onnx.preprocess import near_chance_warning
+from resnet8_onnx.records import DataInfo, EvaluationRecord, ModelInfo, RunSettings, Timings
+from resnet8_onnx.support.errors import InvalidInputError
+from resnet8_onnx.support.progress import track
 
 if TYPE_CHECKING:
-    from .backends.base import Backend
-    from .data import Dataset
-    from .metrics import ClassificationMetrics
+    from resnet8_onnx.backends.base import Backend
+    from resnet8_onnx.data import Dataset
+    from resnet8_onnx.metrics import ClassificationMetrics
 
 # ONNX Runtime's throughput on ResNet8 peaks around 64–128 images per call on 2 cores
 # (measured: 128 → 153 GFLOP/s, 250 → 141, 1000 → 131); larger batches only cost memory.

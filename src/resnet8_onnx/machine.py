@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
+from resnet8_onnx.support.errors import UsageError
 
 
 # --------------------------------------------------------------------------- cores and CPU
@@ -62,7 +62,7 @@ def environment(backend_versions: dict[str, str] | None = None) -> dict[str, str
     """Library versions that affect the numbers; deterministic for one installation."""
     import numpy as np
 
-    from . import __version__
+    from resnet8_onnx import __version__
 
     env = {
         "python": platform.python_version(),

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from .records import ClassRow, Metrics
+from resnet8_onnx.records import ClassRow, Metrics
 
 OUTPUT_KINDS = ("probabilities", "logits")
 

@@ -12,28 +12,25 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .backends import keras as keras_loader
-from .backends import onnxrt
-from .backends.keras import configure_threads
-from .compare import comparison_of, versus_reference
-from .convert import DEFAULT_OPSET, convert
-from .data import load_dataset
-from .data.download import fetch
-from .data.locations import ENV_DATA_DIR, named_data_dir
-from .errors import InputNotFoundError, VerificationFailedError, remedied
-from .evaluate import DEFAULT_BATCH_SIZE, EvaluationResult, evaluate, settings_record
-from .fsutil import check_writable, refuse_overwriting_inputs
-from .keras_io import inspect_keras_file, load_keras_model
-from .metrics import meets_accuracy
-from .progress import note, status
-from .quantize import (
+from resnet8_onnx.backends.keras import runner as keras_loader
+from resnet8_onnx.backends.keras.files import inspect_keras_file, load_keras_model
+from resnet8_onnx.backends.keras.runner import configure_threads
+from resnet8_onnx.backends.onnxrt import runner as onnxrt
+from resnet8_onnx.compare import comparison_of, versus_reference
+from resnet8_onnx.convert.keras_to_onnx import DEFAULT_OPSET, convert
+from resnet8_onnx.data import load_dataset
+from resnet8_onnx.data.download import fetch
+from resnet8_onnx.data.locations import ENV_DATA_DIR, named_data_dir
+from resnet8_onnx.evaluate import DEFAULT_BATCH_SIZE, EvaluationResult, evaluate, settings_record
+from resnet8_onnx.metrics import meets_accuracy
+from resnet8_onnx.quantize import (
     DEFAULT_MIN_AGREEMENT,
     find_calibration_source,
     load_calibration_data,
     quantize,
 )
-from .quantize.calibration import NO_TRAINING_IMAGES
-from .records import (
+from resnet8_onnx.quantize.calibration import NO_TRAINING_IMAGES
+from resnet8_onnx.records import (
     ComparisonRecord,
     Conversion,
     DataInfo,
@@ -47,9 +44,12 @@ from .records import (
     VerificationRecord,
     Versus,
 )
-from .report import format_threshold, int8_verdict_line, write_comparison_reports
-from .report.sections import _speed_line, evaluation_speedup
-from .verify import DEFAULT_ATOL, DEFAULT_RTOL, verify_outputs
+from resnet8_onnx.report import format_threshold, int8_verdict_line, write_comparison_reports
+from resnet8_onnx.report.sections import _speed_line, evaluation_speedup
+from resnet8_onnx.support.errors import InputNotFoundError, VerificationFailedError, remedied
+from resnet8_onnx.support.fsutil import check_writable, refuse_overwriting_inputs
+from resnet8_onnx.support.progress import note, status
+from resnet8_onnx.verify import DEFAULT_ATOL, DEFAULT_RTOL, verify_outputs
 
 DEFAULT_MODEL = "pretrainedResnet.h5"
 DEFAULT_MIN_ACCURACY = 0.85

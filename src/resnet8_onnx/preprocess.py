@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import InvalidInputError, UsageError
+from resnet8_onnx.support.errors import InvalidInputError, UsageError
 
 if TYPE_CHECKING:
     import onnx

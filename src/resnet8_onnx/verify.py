@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .backends.base import (
+from resnet8_onnx.backends.base import (
     CONVERSION_SOURCE,
     HasLayerOutputs,
     HasParameters,
@@ -21,12 +21,11 @@ from .backends.base import (
     HasTensorOutputs,
     able,
 )
-from .data.format import IMAGE_SHAPE, NUM_CLASSES
-from .errors import InvalidInputError, UsageError
-from .evaluate import DEFAULT_BATCH_SIZE, predict_all, run_settings
-from .machine import check_batch_fits
-from .onnx_graph import QOPERATOR_OPS
-from .records import (
+from resnet8_onnx.backends.onnxrt.graph import QOPERATOR_OPS
+from resnet8_onnx.data.format import IMAGE_SHAPE, NUM_CLASSES
+from resnet8_onnx.evaluate import DEFAULT_BATCH_SIZE, predict_all, run_settings
+from resnet8_onnx.machine import check_batch_fits
+from resnet8_onnx.records import (
     Layerwise,
     Parity,
     Provenance,
@@ -35,10 +34,11 @@ from .records import (
     Structure,
     VerificationRecord,
 )
+from resnet8_onnx.support.errors import InvalidInputError, UsageError
 
 if TYPE_CHECKING:
-    from .backends.base import Backend
-    from .preprocess import Preprocessing
+    from resnet8_onnx.backends.base import Backend
+    from resnet8_onnx.preprocess import Preprocessing
 
 DEFAULT_ATOL = 1e-5
 DEFAULT_RTOL = 1e-5

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputNotFoundError, UsageError
-from ..preprocess import Preprocessing
-from ..records import runtime_label
-from .base import Backend, BackendInfo, InputSpec, Runner
+from resnet8_onnx.backends.base import Backend, BackendInfo, InputSpec, Runner
+from resnet8_onnx.preprocess import Preprocessing
+from resnet8_onnx.records import runtime_label
+from resnet8_onnx.support.errors import InputNotFoundError, UsageError
 
 __all__ = ["BACKENDS", "LOADERS", "Backend", "BackendInfo", "InputSpec", "Loader", "Runner",
            "backend_for", "label_of", "load_backend"]
@@ -46,12 +46,12 @@ class Loader:
 
 # The registry: adding a runtime is one module in this package and one line here.
 LOADERS: dict[str, Loader] = {
-    "onnxruntime": Loader((".onnx",), "onnxrt", options=frozenset(
+    "onnxruntime": Loader((".onnx",), "onnxrt.runner", options=frozenset(
         {"preprocessing", "output", "provider", "optimization", "optimized_model_path"})),
-    "keras": Loader((".h5", ".keras"), "keras", threads_per_process=True),
-    "litert": Loader((".tflite",), "litert"),
+    "keras": Loader((".h5", ".keras"), "keras.runner", threads_per_process=True),
+    "litert": Loader((".tflite",), "litert.runner"),
     # The optional torch extra: ExportedPrograms and native ResNet8 state dicts.
-    "torch": Loader((".pt2", ".safetensors", ".pt", ".pth"), "pytorch",
+    "torch": Loader((".pt2", ".safetensors", ".pt", ".pth"), "pytorch.runner",
                     options=frozenset({"device", "preprocessing"}),
                     own_only=frozenset({"preprocessing"})),
 }

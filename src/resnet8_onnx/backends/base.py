@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, cast, runtime
 
 import numpy as np
 
-from ..fsutil import recorded_path
+from resnet8_onnx.support.fsutil import recorded_path
 
 if TYPE_CHECKING:
-    from ..preprocess import Preprocessing
+    from resnet8_onnx.preprocess import Preprocessing
 
 OutputKind = Literal["probabilities", "logits"]
 

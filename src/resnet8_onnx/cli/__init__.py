@@ -13,10 +13,10 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from .. import errors
-from .options import EPILOG
-from .options import _warn_oversubscribed as warn_oversubscribed
-from .parser import build_parser
+from resnet8_onnx.cli.options import EPILOG
+from resnet8_onnx.cli.options import _warn_oversubscribed as warn_oversubscribed
+from resnet8_onnx.cli.parser import build_parser
+from resnet8_onnx.support import errors
 
 __all__ = ["EPILOG", "build_parser", "main"]
 
@@ -29,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     library turned into another exception (a C extension interrupted mid-import raises
     ImportError) is still reported as an interrupt.
     """
-    from .. import fsutil
+    from resnet8_onnx.support import fsutil
 
     fsutil.reset_published()
     # Run as the program (no argv): nothing after main, so signals stay ignored afterwards.
@@ -39,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser = build_parser(lazy=True)  # only the command run gets its options
             args = parser.parse_args(argv)
             debug = args.debug
-            from .. import progress, quiet
+            from resnet8_onnx.support import progress, quiet
 
             quiet.set_passthrough(debug)
 
@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def interrupted_message() -> str:
     """Exit 130's one line, saying whether anything was completed: an output renamed into
     place complete stays (and is named); nothing half-written is ever left."""
-    from .. import fsutil
+    from resnet8_onnx.support import fsutil
 
     kept = fsutil.published()
     if not kept:

@@ -7,9 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .. import errors
-from ..records import DataInfo, Record
-from .options import (
+from resnet8_onnx.cli.options import (
     _SPEC_OPTIONS,
     _check_device,
     _check_models,
@@ -20,6 +18,8 @@ from .options import (
     _load_data,
     _spec_overrides,
 )
+from resnet8_onnx.records import DataInfo, Record
+from resnet8_onnx.support import errors
 
 
 # --------------------------------------------------------------------------- commands
@@ -30,7 +30,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     if args.json == "-":
         _emit_json(description, "-", force=True)
         return errors.OK
-    from ..report import render_data_terminal
+    from resnet8_onnx.report import render_data_terminal
 
     render_data_terminal(DataInfo.from_dict(description), _console())
     _emit_json(description, args.json, force=args.force)
@@ -38,9 +38,9 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from ..convert import DEFAULT_OPSET, convert
-    from ..torch_convert import is_torch_conversion
-    from ..torch_io import PT2_SUFFIXES, SAFETENSORS_SUFFIXES
+    from resnet8_onnx.backends.pytorch.safe_io import PT2_SUFFIXES, SAFETENSORS_SUFFIXES
+    from resnet8_onnx.convert.keras_to_onnx import DEFAULT_OPSET, convert
+    from resnet8_onnx.convert.to_torch import is_torch_conversion
 
     targets = (".onnx", *PT2_SUFFIXES, *SAFETENSORS_SUFFIXES)  # chosen by the output's suffix
 
@@ -72,7 +72,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 def _convert_torch(args: argparse.Namespace, output: str) -> int:
     """convert to or from PyTorch (.pt2, .safetensors): the target is chosen by suffix."""
-    from ..torch_convert import convert_torch
+    from resnet8_onnx.convert.to_torch import convert_torch
 
     result = convert_torch(args.model, output, builder=args.torch_builder, opset=args.opset,
                            force=args.force, preprocessing=_spec_overrides(args) or None,
@@ -90,8 +90,8 @@ def _convert_torch(args: argparse.Namespace, output: str) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from ..backends import applicable_options, backend_for, load_backend
-    from ..verify import verify
+    from resnet8_onnx.backends import applicable_options, backend_for, load_backend
+    from resnet8_onnx.verify import verify
 
     _check_outputs(args, files=[args.json], inputs=[args.reference, args.onnx, args.indices],
                    models=[args.reference, args.onnx])
@@ -119,7 +119,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
                     atol=args.atol, rtol=args.rtol, layerwise=args.layerwise,
                     batch_size=args.batch_size)
     report.data = DataInfo.from_dict(dataset.describe())
-    from ..report import render_verification_terminal
+    from resnet8_onnx.report import render_verification_terminal
 
     render_verification_terminal(report, _console(stderr=args.json == "-"))
     _emit_json(report, args.json, force=args.force)
@@ -127,12 +127,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from ..backends import load_backend
-    from ..backends.base import HasSession, able
-    from ..evaluate import evaluate
-    from ..metrics import meets_accuracy
-    from ..report import write_reports
-    from ..testdata import check_destination
+    from resnet8_onnx.backends import load_backend
+    from resnet8_onnx.backends.base import HasSession, able
+    from resnet8_onnx.backends.onnxrt.testdata import check_destination
+    from resnet8_onnx.evaluate import evaluate
+    from resnet8_onnx.metrics import meets_accuracy
+    from resnet8_onnx.report import write_reports
 
     out_dir = _check_outputs(args, files=[args.json], reports=write_reports,
                              inputs=[args.model, args.indices], models=[args.model],
@@ -150,11 +150,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     metrics = result.metrics
     below = args.min_accuracy is not None and not meets_accuracy(
         metrics.correct, metrics.total, args.min_accuracy)
-    from ..report import render_terminal
+    from resnet8_onnx.report import render_terminal
 
     render_terminal(record, _console(stderr=args.json == "-"))
     if args.save_test_data is not None:
-        from ..testdata import save_test_data
+        from resnet8_onnx.backends.onnxrt.testdata import save_test_data
 
         saved = save_test_data(backend, dataset.images, args.save_test_data,
                                count=args.count, force=args.force)
@@ -166,7 +166,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not below:  # last, once nothing can fail; a failure says it in its own one line
         _print_warnings([record])
     if below:
-        from ..report import format_threshold
+        from resnet8_onnx.report import format_threshold
 
         why = "".join(f"; {w[w.find('near chance'):]}" for w in record.warnings or ()
                       if "near chance" in w)
@@ -178,7 +178,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_annotate(args: argparse.Namespace) -> int:
-    from ..annotate import annotate, check_output_suffix, read_class_names
+    from resnet8_onnx.convert.annotate import annotate, check_output_suffix, read_class_names
     _check_outputs(args, files=[args.json, args.output_file],
                    inputs=[args.model, args.class_names],
                    models=[args.model])  # before loading any data
@@ -219,7 +219,7 @@ def _write_reports_locked(
     a failed write leaves neither files nor a directory this invocation created."""
     if out_dir is None:
         return
-    from ..fsutil import report_directory
+    from resnet8_onnx.support.fsutil import report_directory
 
     targets = write(record, out_dir, force=force, check_only=True).values()
     with report_directory(out_dir, targets):
@@ -234,8 +234,8 @@ def _list_written(paths: Any) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ..fsutil import refuse_overwriting_inputs, report_directory
-    from ..pipeline import check_outputs, run_pipeline
+    from resnet8_onnx.pipeline import check_outputs, run_pipeline
+    from resnet8_onnx.support.fsutil import refuse_overwriting_inputs, report_directory
 
     if args.min_agreement is not None and not args.int8:
         raise errors.UsageError("--min-agreement is --int8's quality gate; add --int8")
@@ -263,7 +263,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         _emit_text(Path(comparison.files["json"]).read_text(encoding="utf-8"), args.json,
                    force=args.force)
         written += json_file
-    from ..report import render_comparison_terminal
+    from resnet8_onnx.report import render_comparison_terminal
 
     render_comparison_terminal(comparison, _console(stderr=args.json == "-"))
     _list_written(written)
@@ -280,8 +280,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from ..compare import compare_models
-    from ..report import render_compare_terminal, write_compare_reports
+    from resnet8_onnx.compare import compare_models
+    from resnet8_onnx.report import render_compare_terminal, write_compare_reports
 
     if len(args.models) < 2:
         raise errors.UsageError("compare needs at least two models (the first is the reference)")
@@ -289,7 +289,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                              inputs=[*args.models, args.indices], models=args.models)
     _check_models(args.models)
     _check_device(args, args.models)
-    from ..compare import per_model_options
+    from resnet8_onnx.compare import per_model_options
 
     options = per_model_options(args.models, {
         **{name: getattr(args, name) for name in _SPEC_OPTIONS}, "output": args.output_name})
@@ -305,14 +305,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
-    from ..quantize import (
+    from resnet8_onnx.quantize import (
         Recipe,
         auto_grid,
         inspect_float_model,
         load_calibration_data,
         quantize,
     )
-    from ..report import render_quantization_terminal, write_quantization_reports
+    from resnet8_onnx.report import render_quantization_terminal, write_quantization_reports
 
     model = Path(args.model)
     # Default: ./STEM_int8.onnx in the current directory, as convert: never beside the input.
@@ -325,12 +325,12 @@ def cmd_quantize(args: argparse.Namespace) -> int:
                              models=[args.model])
     _check_models([args.model], by_suffix=False)  # inspect_float_model says what it takes
     if args.provider is not None:
-        from ..backends.onnxrt import DEFAULT_PROVIDER, resolve_provider
+        from resnet8_onnx.backends.onnxrt.runner import DEFAULT_PROVIDER, resolve_provider
 
         if resolve_provider(args.provider) != DEFAULT_PROVIDER:
             raise errors.UsageError(f"--provider {args.provider}: quantize measures int8 "
                                     "against fp32 on the CPU (CPUExecutionProvider) only")
-    from ..records.recipe import UNSUPPORTED_TYPES, unsupported_types_message
+    from resnet8_onnx.records.recipe import UNSUPPORTED_TYPES, unsupported_types_message
 
     if (args.activations, args.weights) in UNSUPPORTED_TYPES:  # a usage error, before any work
         raise errors.UsageError(unsupported_types_message(args.activations, args.weights))
@@ -372,7 +372,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
 def _quantize_remedies(args: argparse.Namespace) -> dict[str, str]:
     """How quantize's own options fix a calibration refusal (the library names none)."""
-    from ..quantize.calibration import (
+    from resnet8_onnx.quantize.calibration import (
         GATE_HOLDOUT_TOO_SMALL,
         HOLDOUT_TOO_SMALL,
         NO_TRAINING_IMAGES,
@@ -394,7 +394,7 @@ def _quantize_remedies(args: argparse.Namespace) -> dict[str, str]:
 
 def _run_remedies() -> dict[str, str]:
     """How run's own options fix a calibration refusal of --int8 (run has no quantize knobs)."""
-    from ..quantize.calibration import (
+    from resnet8_onnx.quantize.calibration import (
         GATE_HOLDOUT_TOO_SMALL,
         HOLDOUT_TOO_SMALL,
         MIN_HOLDOUT,
@@ -413,7 +413,7 @@ def _run_remedies() -> dict[str, str]:
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
-    from ..bench import (
+    from resnet8_onnx.bench import (
         DEFAULT_MIN_ITERATIONS,
         DEFAULT_MIN_SECONDS,
         DEFAULT_WARMUP_SECONDS,
@@ -423,7 +423,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         check_benchmark_request,
         probe_models,
     )
-    from ..report import render_benchmark_terminal, throughput_png
+    from resnet8_onnx.report import render_benchmark_terminal, throughput_png
 
     _check_outputs(args, files=[args.json, args.plot, args.save_optimized], inputs=args.models,
                    models=args.models)
@@ -452,7 +452,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     render_benchmark_terminal(record, _console(stderr=args.json == "-"))
     _emit_json(record, args.json, force=args.force)
     if args.plot is not None:
-        from ..fsutil import write_bytes_atomic
+        from resnet8_onnx.support.fsutil import write_bytes_atomic
 
         write_bytes_atomic(args.plot, throughput_png(record), force=args.force)
         _console(stderr=True).print(f"plot: {args.plot}")

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .. import errors
-from ..backends.onnxrt import OPTIMIZATION_LEVELS
+from resnet8_onnx.backends.onnxrt.runner import OPTIMIZATION_LEVELS
+from resnet8_onnx.support import errors
 
 EXIT_CODES = """exit codes: 0 ok, 2 usage, 3 input not found, 4 invalid or corrupt input,
 5 unsafe input refused, 6 verification failed, 7 accuracy below threshold,
@@ -69,7 +69,7 @@ def command_epilog(name: str) -> str:
 
 # --------------------------------------------------------------------------- helpers
 def _console(stderr: bool = False):
-    from ..progress import console
+    from resnet8_onnx.support.progress import console
 
     return console(stderr=stderr)
 
@@ -132,7 +132,7 @@ def _classes(text: str) -> int | None:
 
 def _int_list(text: str) -> list[int]:
     """'1,8,64' → [1, 8, 64]; 'all' stands for every available core (thread lists)."""
-    from ..machine import available_cores
+    from resnet8_onnx.machine import available_cores
 
     values = []
     for part in text.split(","):
@@ -167,7 +167,7 @@ def _warn_oversubscribed(args: argparse.Namespace) -> None:
     most = max(threads) if isinstance(threads, list) else threads
     if not most:
         return
-    from ..machine import available_cores
+    from resnet8_onnx.machine import available_cores
 
     cores = available_cores()
     if most > cores:
@@ -179,7 +179,7 @@ def _warn_oversubscribed(args: argparse.Namespace) -> None:
 def _emit_json(payload: Any, destination: str | None, *, force: bool) -> None:
     """``--json -`` prints a record (or a plain mapping) to stdout; a path is written
     atomically."""
-    from ..report import to_json
+    from resnet8_onnx.report import to_json
 
     if destination is None:
         return
@@ -190,11 +190,11 @@ def _emit_text(text: str, destination: str, *, force: bool) -> None:
     """JSON text to stdout (``-``) or atomically to a file; a closed stdout is no error."""
     text = text if text.endswith("\n") else text + "\n"
     if destination == "-":
-        from ..progress import write_stdout
+        from resnet8_onnx.support.progress import write_stdout
 
         write_stdout(text)
     else:
-        from ..fsutil import write_text_atomic
+        from resnet8_onnx.support.fsutil import write_text_atomic
 
         write_text_atomic(destination, text, force=force)
 
@@ -211,7 +211,11 @@ def _check_outputs(args: argparse.Namespace, *, files: Sequence[str | None] = ()
     it finds; until then nothing is created under ``--data-dir``, not even a probe file.
     ``models`` given as a directory are refused first (exit 4, as :func:`_check_models` says),
     so an output that would land inside that directory does not turn it into exit 8."""
-    from ..fsutil import check_writable, probes_deferred, refuse_overwriting_inputs
+    from resnet8_onnx.support.fsutil import (
+        check_writable,
+        probes_deferred,
+        refuse_overwriting_inputs,
+    )
 
     for model in models:
         if model is not None and Path(model).is_dir():
@@ -240,15 +244,15 @@ def _check_models(paths: Sequence[str | None], *, by_suffix: bool = True,
                   backend_option: bool = False) -> None:
     """Each model exists, is a readable file and (``by_suffix``) of a type some runtime reads:
     checked before any data is searched, with one message per problem for every command."""
-    from ..backends import backend_for
-    from ..fsutil import check_input_file
+    from resnet8_onnx.backends import backend_for
+    from resnet8_onnx.support.fsutil import check_input_file
 
     for path in paths:
         if path is None:
             continue
         check_input_file(path, "model")
         if by_suffix and backend_for(path, backend_option=backend_option) == "keras":
-            from ..keras_io import inspect_keras_file
+            from resnet8_onnx.backends.keras.files import inspect_keras_file
 
             inspect_keras_file(path)  # the safe pre-scan (no TensorFlow): corrupt or unsafe
 
@@ -258,7 +262,7 @@ def _named_data_roots(args: argparse.Namespace) -> list[Path]:
     environment): outputs under it are probed only once the data set there is known."""
     if not hasattr(args, "data_dir"):
         return []
-    from ..data.locations import ENV_DATA_DIR
+    from resnet8_onnx.data.locations import ENV_DATA_DIR
 
     named = args.data_dir or os.environ.get(ENV_DATA_DIR)
     if not named:
@@ -293,23 +297,23 @@ def _add_data_options(p: argparse.ArgumentParser, *, subsets: bool = True) -> No
 
 
 def _load_data(args: argparse.Namespace):
-    from ..data import load_dataset
+    from resnet8_onnx.data import load_dataset
 
     dataset = load_dataset(args.data_dir, split=getattr(args, "split", "test"),
                            subset=getattr(args, "subset", "full"),
                            indices_file=getattr(args, "indices", None),
                            download=False if args.offline else None)
-    from ..fsutil import refuse_overwriting_inputs, run_probes
+    from resnet8_onnx.support.fsutil import refuse_overwriting_inputs, run_probes
 
     refuse_overwriting_inputs(getattr(args, "planned_outputs", ()), dataset.input_paths)
     run_probes(getattr(args, "deferred_probes", ()))  # outputs under --data-dir, not refused
     if getattr(args, "limit", None):
         dataset = dataset.with_limit(args.limit)
-    from ..progress import note
+    from resnet8_onnx.support.progress import note
 
     for line in dataset.notes:  # the source a search chose among several; a --limit too big
         note(line)
-    from ..evaluate import DEFAULT_BATCH_SIZE
+    from resnet8_onnx.evaluate import DEFAULT_BATCH_SIZE
 
     batch_size = getattr(args, "batch_size", None)  # said only of a size the user chose
     if batch_size not in (None, DEFAULT_BATCH_SIZE) and batch_size > len(dataset):
@@ -358,7 +362,7 @@ def _add_spec_options(p: argparse.ArgumentParser, *, per_model: bool = False,
     ``per_model``: each may be repeated, once per model in model order (``-`` for none); one
     value applies to every ONNX model.
     """
-    from ..preprocess import CHANNEL_ORDERS, LAYOUTS, parse_scale, parse_triple
+    from resnet8_onnx.preprocess import CHANNEL_ORDERS, LAYOUTS, parse_scale, parse_triple
 
     def choice(options: tuple[str, ...], what: str) -> Any:
         def parse(text: str) -> str:
@@ -411,7 +415,7 @@ def _check_device(args: argparse.Namespace, models: Sequence[str]) -> None:
     device = getattr(args, "device", None)
     if device in (None, "cpu"):
         return
-    from ..backends import LOADERS, backend_for
+    from resnet8_onnx.backends import LOADERS, backend_for
 
     def takes_device(path: str) -> bool:
         try:

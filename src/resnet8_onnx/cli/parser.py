@@ -12,11 +12,10 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from .. import __version__, errors
-from ..backends import LOADERS
-from ..backends.onnxrt import OPTIMIZATION_LEVELS
-from ..data.format import IMAGE_SHAPE, NUM_CLASSES
-from .commands import (
+from resnet8_onnx import __version__
+from resnet8_onnx.backends import LOADERS
+from resnet8_onnx.backends.onnxrt.runner import OPTIMIZATION_LEVELS
+from resnet8_onnx.cli.commands import (
     cmd_annotate,
     cmd_benchmark,
     cmd_compare,
@@ -27,7 +26,7 @@ from .commands import (
     cmd_run,
     cmd_verify,
 )
-from .options import (
+from resnet8_onnx.cli.options import (
     EPILOG,
     _accuracy,
     _add_data_options,
@@ -41,6 +40,8 @@ from .options import (
     _shape,
     command_epilog,
 )
+from resnet8_onnx.data.format import IMAGE_SHAPE, NUM_CLASSES
+from resnet8_onnx.support import errors
 
 # --------------------------------------------------------------------------- parser
 QUIET_HELP = "no progress bars or notes: only errors and warnings are printed"
@@ -142,7 +143,7 @@ def _output_options(p: argparse.ArgumentParser) -> None:
 
 
 def _run_options(p: argparse.ArgumentParser) -> None:
-    from ..evaluate import DEFAULT_BATCH_SIZE
+    from resnet8_onnx.evaluate import DEFAULT_BATCH_SIZE
 
     p.add_argument("--batch-size", type=_positive_int, default=DEFAULT_BATCH_SIZE,
                    metavar="N",
@@ -152,7 +153,7 @@ def _run_options(p: argparse.ArgumentParser) -> None:
 
 
 def _tolerance_options(p: argparse.ArgumentParser) -> None:
-    from ..verify import DEFAULT_ATOL, DEFAULT_RTOL
+    from resnet8_onnx.verify import DEFAULT_ATOL, DEFAULT_RTOL
 
     p.add_argument("--atol", type=float, default=DEFAULT_ATOL,
                    help=f"absolute tolerance (default: {DEFAULT_ATOL:g})")
@@ -177,7 +178,7 @@ def _data(p: argparse.ArgumentParser) -> None:
           ".safetensors the native ResNet8's state dict, and a .pt2 converts back to "
           ".onnx with torch.onnx (these need the 'torch' extra).")
 def _convert(p: argparse.ArgumentParser) -> None:
-    from ..convert import DEFAULT_OPSET
+    from resnet8_onnx.convert.keras_to_onnx import DEFAULT_OPSET
 
     p.add_argument("model", help="model file (.h5 or .keras; .onnx, .pt2, .safetensors or .pt "
                                  "for PyTorch targets)")
@@ -251,8 +252,8 @@ def _evaluate(p: argparse.ArgumentParser) -> None:
           "write one report directory. Exit 0 only if ONNX matches Keras and accuracy is "
           "at least the threshold.")
 def _run(p: argparse.ArgumentParser) -> None:
-    from ..convert import DEFAULT_OPSET
-    from ..quantize import DEFAULT_MIN_AGREEMENT
+    from resnet8_onnx.convert.keras_to_onnx import DEFAULT_OPSET
+    from resnet8_onnx.quantize import DEFAULT_MIN_AGREEMENT
 
     p.add_argument("--model", default=None,
                    help="Keras model (default: MLCommons pretrainedResnet.h5, found under "
@@ -311,7 +312,7 @@ def _compare(p: argparse.ArgumentParser) -> None:
           "thread count (a ratio: convolutions can beat it). Random pixels by default (no data "
           "needed); --data-dir uses real CIFAR-10 test images.")
 def _benchmark(p: argparse.ArgumentParser) -> None:
-    from ..bench import DEFAULT_BATCH_SIZES, DEFAULT_MIN_ITERATIONS, DEFAULT_MIN_SECONDS
+    from resnet8_onnx.bench import DEFAULT_BATCH_SIZES, DEFAULT_MIN_ITERATIONS, DEFAULT_MIN_SECONDS
 
     p.add_argument("models", nargs="+", metavar="MODEL",
                    help=f"model files ({_suffixes()})")
@@ -382,7 +383,7 @@ def _annotate(p: argparse.ArgumentParser) -> None:
           "test images unless --calibration-indices asks for them. The int8 model keeps "
           "the float input and the source's metadata.")
 def _quantize(p: argparse.ArgumentParser) -> None:
-    from ..quantize import (
+    from resnet8_onnx.quantize import (
         ACTIVATION_TYPES,
         DEFAULT_CALIBRATION_COUNT,
         DEFAULT_MIN_AGREEMENT,

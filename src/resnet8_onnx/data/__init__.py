@@ -17,7 +17,7 @@ The model's preprocessing is raw 0-255 values: images stay uint8 until an infere
 converted to float32 (:meth:`Dataset.batches`).
 """
 
-from .dataset import (
+from resnet8_onnx.data.dataset import (
     INDICES_SUBSET,
     LIMIT_PREFIX,
     SUBSETS,
@@ -25,7 +25,7 @@ from .dataset import (
     DataSource,
     balanced_first,
 )
-from .format import (
+from resnet8_onnx.data.format import (
     BINARY_DIR,
     BINARY_TAR,
     CLASS_NAMES,
@@ -41,15 +41,20 @@ from .format import (
     TEST_SET_SIZE,
     UNKNOWN_SPLIT,
 )
-from .indices import load_indices
-from .known_files import KNOWN_FILES, KnownFile, identify, is_official_perf_indices
-from .parsers import (
+from resnet8_onnx.data.indices import load_indices
+from resnet8_onnx.data.known_files import (
+    KNOWN_FILES,
+    KnownFile,
+    identify,
+    is_official_perf_indices,
+)
+from resnet8_onnx.data.parsers import (
     parse_binary_records,
     parse_binary_stream,
     parse_python_file_batch,
     restricted_loads,
 )
-from .sources import load_dataset
+from resnet8_onnx.data.sources import load_dataset
 
 __all__ = [
     "BINARY_DIR", "BINARY_TAR", "CLASS_NAMES", "FILE_BATCH_SIZE", "IMAGE_BYTES", "IMAGE_SHAPE",

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import InvalidInputError, UsageError
-from ..fsutil import recorded_path
-from .format import NUM_CLASSES, TEST_SET_SIZE
+from resnet8_onnx.data.format import NUM_CLASSES, TEST_SET_SIZE
+from resnet8_onnx.support.errors import InvalidInputError, UsageError
+from resnet8_onnx.support.fsutil import recorded_path
 
 SUBSETS = ("full", "perf")
 # The subset name of images selected by an indices file other than the official perf one.

@@ -11,12 +11,9 @@ import hashlib
 import os
 from pathlib import Path
 
-from .. import __version__
-from ..errors import DownloadError, InputNotFoundError, InvalidInputError, OutputError, one_line
-from ..fsutil import atomic_write
-from ..progress import track
-from .known_files import KNOWN_FILES, require_official
-from .locations import (
+from resnet8_onnx import __version__
+from resnet8_onnx.data.known_files import KNOWN_FILES, require_official
+from resnet8_onnx.data.locations import (
     ENV_OFFLINE,
     LOCAL_COPY_HINT,
     cache_dir,
@@ -25,6 +22,15 @@ from .locations import (
     in_cache,
     offline,
 )
+from resnet8_onnx.support.errors import (
+    DownloadError,
+    InputNotFoundError,
+    InvalidInputError,
+    OutputError,
+    one_line,
+)
+from resnet8_onnx.support.fsutil import atomic_write
+from resnet8_onnx.support.progress import track
 
 _CHUNK = 1 << 16
 

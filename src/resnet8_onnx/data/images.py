@@ -12,10 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InvalidInputError, one_line
-from ..progress import track
-from .dataset import Dataset, DataSource
-from .format import (
+from resnet8_onnx.data.dataset import Dataset, DataSource
+from resnet8_onnx.data.format import (
     CLASS_NAMES,
     IMAGE_SHAPE,
     TEST_SET_SIZE,
@@ -23,6 +21,8 @@ from .format import (
     UNKNOWN_SPLIT,
     count,
 )
+from resnet8_onnx.support.errors import InvalidInputError, one_line
+from resnet8_onnx.support.progress import track
 
 _LOSSLESS_FORMATS = {"PNG", "BMP", "PPM", "TIFF"}
 _LOSSY_FORMATS = {"JPEG"}

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputNotFoundError, InvalidInputError, one_line
-from ..fsutil import file_digest
-from .format import PERF_INDICES, TEST_SET_SIZE
-from .known_files import KNOWN_FILES, is_official_perf_indices
+from resnet8_onnx.data.format import PERF_INDICES, TEST_SET_SIZE
+from resnet8_onnx.data.known_files import KNOWN_FILES, is_official_perf_indices
+from resnet8_onnx.support.errors import InputNotFoundError, InvalidInputError, one_line
+from resnet8_onnx.support.fsutil import file_digest
 
 
 def _load_array(p: Path) -> np.ndarray:

@@ -27,9 +27,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from ..errors import InvalidInputError
-from ..fsutil import file_digest
-from .format import (
+from resnet8_onnx.data.format import (
     BINARY_DIR,
     BINARY_TAR,
     FILE_BATCH_SIZE,
@@ -39,6 +37,8 @@ from .format import (
     PYTHON_TAR,
     RECORD_BYTES,
 )
+from resnet8_onnx.support.errors import InvalidInputError
+from resnet8_onnx.support.fsutil import file_digest
 
 _MLPERF_TINY = (
     "https://raw.githubusercontent.com/mlcommons/tiny/1afd2c9820f795965a6134facd0b4dfae41ef23f/"

@@ -12,9 +12,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InputNotFoundError, InvalidInputError, one_line
-from .download import fetch
-from .format import (
+from resnet8_onnx.data.download import fetch
+from resnet8_onnx.data.format import (
     BINARY_DIR,
     BINARY_TAR,
     CLASS_NAMES,
@@ -22,8 +21,9 @@ from .format import (
     PYTHON_TAR,
     file_batch_names,
 )
-from .images import IMAGE_SUFFIXES, is_image_folder
-from .locations import ENV_DATA_DIR, data_dirs, named_data_dir, walk
+from resnet8_onnx.data.images import IMAGE_SUFFIXES, is_image_folder
+from resnet8_onnx.data.locations import ENV_DATA_DIR, data_dirs, named_data_dir, walk
+from resnet8_onnx.support.errors import InputNotFoundError, InvalidInputError, one_line
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..errors import InputNotFoundError
+from resnet8_onnx.support.errors import InputNotFoundError
 
 ENV_DATA_DIR = "RESNET8_ONNX_DATA_DIR"
 ENV_CACHE_DIR = "RESNET8_ONNX_CACHE_DIR"

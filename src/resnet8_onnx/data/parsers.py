@@ -16,8 +16,8 @@ from typing import IO, Any
 
 import numpy as np
 
-from ..errors import InvalidInputError, UnsafeInputError, one_line
-from .format import IMAGE_BYTES, IMAGE_SHAPE, NUM_CLASSES, RECORD_BYTES
+from resnet8_onnx.data.format import IMAGE_BYTES, IMAGE_SHAPE, NUM_CLASSES, RECORD_BYTES
+from resnet8_onnx.support.errors import InvalidInputError, UnsafeInputError, one_line
 
 _CHUNK_RECORDS = 1024  # records parsed per read: a 3 MB buffer, however large the file
 

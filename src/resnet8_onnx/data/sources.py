@@ -22,12 +22,9 @@ from typing import IO, Any
 
 import numpy as np
 
-from ..errors import InputNotFoundError, InvalidInputError, UsageError, one_line
-from ..fsutil import file_digest
-from ..progress import track
-from .dataset import INDICES_SUBSET, SUBSETS, Dataset, DataSource
-from .download import fetch
-from .format import (
+from resnet8_onnx.data.dataset import INDICES_SUBSET, SUBSETS, Dataset, DataSource
+from resnet8_onnx.data.download import fetch
+from resnet8_onnx.data.format import (
     CLASS_NAMES,
     FILE_BATCH_SIZE,
     FORMAT_DIR,
@@ -40,12 +37,20 @@ from .format import (
     TEST_SET_SIZE,
     file_batch_names,
 )
-from .images import load_image_folder
-from .indices import read_indices
-from .known_files import identify, is_official_perf_indices
-from .layouts import Layout, locate
-from .locations import find_file
-from .parsers import check_record_size, parse_binary_stream, parse_meta, parse_python_file_batch
+from resnet8_onnx.data.images import load_image_folder
+from resnet8_onnx.data.indices import read_indices
+from resnet8_onnx.data.known_files import identify, is_official_perf_indices
+from resnet8_onnx.data.layouts import Layout, locate
+from resnet8_onnx.data.locations import find_file
+from resnet8_onnx.data.parsers import (
+    check_record_size,
+    parse_binary_stream,
+    parse_meta,
+    parse_python_file_batch,
+)
+from resnet8_onnx.support.errors import InputNotFoundError, InvalidInputError, UsageError, one_line
+from resnet8_onnx.support.fsutil import file_digest
+from resnet8_onnx.support.progress import track
 
 _MAX_FILE_BYTES = 256 << 20  # an official file batch is 30.7 MB; refuse to read absurd sizes
 

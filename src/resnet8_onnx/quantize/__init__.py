@@ -33,10 +33,8 @@ error), :mod:`.job` (the measured search and the quality gate). The record types
 
 from __future__ import annotations
 
-from ..machine import CPU_FLAGS, INT8_DOT_FLAGS, CpuInfo, read_cpuinfo
-from ..records import Candidate, Figures, LayerError, QuantizationRecord
-from ..records.recipe import ACTIVATION_TYPES, FORMATS, METHODS, WEIGHT_TYPES, Recipe
-from .calibration import (
+from resnet8_onnx.machine import CPU_FLAGS, INT8_DOT_FLAGS, CpuInfo, read_cpuinfo
+from resnet8_onnx.quantize.calibration import (
     DEFAULT_CALIBRATION_COUNT,
     DEFAULT_HOLDOUT_COUNT,
     MIN_HOLDOUT,
@@ -46,12 +44,37 @@ from .calibration import (
     load_calibration_data,
     split_positions,
 )
-from .cpu import speed_verdict
-from .diagnosis import DIAGNOSIS_IMAGES, layer_errors
-from .engine import CALIBRATION_BATCH, QUANTIZED_OPS, Feed, FloatModel, inspect_float_model
-from .job import DEFAULT_MIN_AGREEMENT, DIAGNOSE_BELOW, TIMING_IMAGES, TIMING_ROUNDS, quantize
-from .opsets import TARGET_OPSET, needed_opset, prune_opset_imports, uses_standard_ops_only
-from .recipe import DEFAULT_TOLERANCE, PRUNE_BELOW, SPEED_NOISE, auto_grid, select_candidate
+from resnet8_onnx.quantize.cpu import speed_verdict
+from resnet8_onnx.quantize.diagnosis import DIAGNOSIS_IMAGES, layer_errors
+from resnet8_onnx.quantize.engine import (
+    CALIBRATION_BATCH,
+    QUANTIZED_OPS,
+    Feed,
+    FloatModel,
+    inspect_float_model,
+)
+from resnet8_onnx.quantize.job import (
+    DEFAULT_MIN_AGREEMENT,
+    DIAGNOSE_BELOW,
+    TIMING_IMAGES,
+    TIMING_ROUNDS,
+    quantize,
+)
+from resnet8_onnx.quantize.opsets import (
+    TARGET_OPSET,
+    needed_opset,
+    prune_opset_imports,
+    uses_standard_ops_only,
+)
+from resnet8_onnx.quantize.recipe import (
+    DEFAULT_TOLERANCE,
+    PRUNE_BELOW,
+    SPEED_NOISE,
+    auto_grid,
+    select_candidate,
+)
+from resnet8_onnx.records import Candidate, Figures, LayerError, QuantizationRecord
+from resnet8_onnx.records.recipe import ACTIVATION_TYPES, FORMATS, METHODS, WEIGHT_TYPES, Recipe
 
 SCHEMA = QuantizationRecord.SCHEMA
 SCHEMA_VERSION = QuantizationRecord.SCHEMA_VERSION

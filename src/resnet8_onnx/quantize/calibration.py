@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..data import (
+from resnet8_onnx.data import (
     BINARY_DIR,
     BINARY_TAR,
     CLASS_NAMES,
@@ -27,11 +27,11 @@ from ..data import (
     load_dataset,
     load_indices,
 )
-from ..data.locations import data_dirs, walk
-from ..errors import InputNotFoundError, InvalidInputError, UsageError, remedied
+from resnet8_onnx.data.locations import data_dirs, walk
+from resnet8_onnx.support.errors import InputNotFoundError, InvalidInputError, UsageError, remedied
 
 if TYPE_CHECKING:
-    from ..data import Dataset
+    from resnet8_onnx.data import Dataset
 
 DEFAULT_CALIBRATION_COUNT = 1000
 DEFAULT_HOLDOUT_COUNT = 1000
@@ -175,8 +175,8 @@ def _official_test_set(folder: Path) -> tuple[Dataset, Path] | None:
     """The official test set near ``folder`` (its parent and grandparent, and those of what a
     link points to, searched two levels down) or in the data directories; only an official
     layout whose checksums match."""
-    from ..data.layouts import layout_at, search
-    from ..data.sources import load_file_batches
+    from resnet8_onnx.data.layouts import layout_at, search
+    from resnet8_onnx.data.sources import load_file_batches
 
     real = folder.resolve()  # a link to perf-png: the test set is beside what it points to
     roots = [folder.parent, folder.parent.parent, real.parent, real.parent.parent,

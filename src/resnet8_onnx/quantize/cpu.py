@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..machine import INT8_DOT_FLAGS, CpuInfo
+from resnet8_onnx.machine import INT8_DOT_FLAGS, CpuInfo
 
 
 def speed_verdict(speedup: float | None, cpu: CpuInfo) -> str:

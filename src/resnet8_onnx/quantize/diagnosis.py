@@ -9,10 +9,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import one_line
-from ..progress import status
-from ..records import LayerError, Recipe
-from .engine import Feed, FloatModel, calibration_reader, ort_quantization, quantize_static
+from resnet8_onnx.quantize.engine import (
+    Feed,
+    FloatModel,
+    calibration_reader,
+    ort_quantization,
+    quantize_static,
+)
+from resnet8_onnx.records import LayerError, Recipe
+from resnet8_onnx.support.errors import one_line
+from resnet8_onnx.support.progress import status
 
 DIAGNOSIS_IMAGES = 200
 

@@ -18,18 +18,18 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
-from ..errors import (
+from resnet8_onnx import __version__
+from resnet8_onnx.preprocess import Preprocessing, resolve
+from resnet8_onnx.records import Recipe
+from resnet8_onnx.support.errors import (
     InputNotFoundError,
     InvalidInputError,
     UsageError,
     interrupts_deferred,
     one_line,
 )
-from ..fsutil import file_digest
-from ..preprocess import Preprocessing, resolve
-from ..progress import track
-from ..records import Recipe
+from resnet8_onnx.support.fsutil import file_digest
+from resnet8_onnx.support.progress import track
 
 CALIBRATION_BATCH = 100
 

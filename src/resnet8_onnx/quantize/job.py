@@ -21,20 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .. import preprocess
-from ..errors import (
-    InvalidInputError,
-    UsageError,
-    VerificationFailedError,
-    one_line,
-    remedied,
-)
-from ..evaluate import DEFAULT_BATCH_SIZE
-from ..fsutil import check_writable, recorded_path, write_bytes_atomic
-from ..machine import BUSY_WARNING, CpuInfo, LoadMeter, read_cpuinfo
-from ..progress import status, track
-from ..records import Candidate, LayerError, QuantizationRecord, Recipe
-from .calibration import (
+from resnet8_onnx import preprocess
+from resnet8_onnx.evaluate import DEFAULT_BATCH_SIZE
+from resnet8_onnx.machine import BUSY_WARNING, CpuInfo, LoadMeter, read_cpuinfo
+from resnet8_onnx.quantize.calibration import (
     DEFAULT_CALIBRATION_COUNT,
     DEFAULT_HOLDOUT_COUNT,
     GATE_HOLDOUT_TOO_SMALL,
@@ -45,9 +35,9 @@ from .calibration import (
     images_sha256,
     split_positions,
 )
-from .cpu import speed_verdict
-from .diagnosis import diagnose_chosen
-from .engine import (
+from resnet8_onnx.quantize.cpu import speed_verdict
+from resnet8_onnx.quantize.diagnosis import diagnose_chosen
+from resnet8_onnx.quantize.engine import (
     FloatModel,
     check_excluded_nodes,
     cpu_session,
@@ -59,18 +49,28 @@ from .engine import (
     supports_calibration_cache,
     time_passes,
 )
-from .opsets import OpsetPlan, plan_opset
-from .output import evaluate_pair, finalise
-from .recipe import (
+from resnet8_onnx.quantize.opsets import OpsetPlan, plan_opset
+from resnet8_onnx.quantize.output import evaluate_pair, finalise
+from resnet8_onnx.quantize.recipe import (
     DEFAULT_TOLERANCE,
     PRUNE_BELOW,
     SPEED_NOISE,
     auto_grid,
     select_candidate,
 )
+from resnet8_onnx.records import Candidate, LayerError, QuantizationRecord, Recipe
+from resnet8_onnx.support.errors import (
+    InvalidInputError,
+    UsageError,
+    VerificationFailedError,
+    one_line,
+    remedied,
+)
+from resnet8_onnx.support.fsutil import check_writable, recorded_path, write_bytes_atomic
+from resnet8_onnx.support.progress import status, track
 
 if TYPE_CHECKING:
-    from ..data import Dataset
+    from resnet8_onnx.data import Dataset
 
 # The quality gate: no int8 model is written whose held-out top-1 agreement with fp32 is lower.
 DEFAULT_MIN_AGREEMENT = 0.95
@@ -450,7 +450,7 @@ def _gate(job: _Job, chosen: dict[str, Any]) -> None:
         return
     agreement = chosen["agreement"] / held
     if agreement < job.min_agreement - 1e-12:
-        from ..report import format_threshold
+        from resnet8_onnx.report import format_threshold
 
         raise VerificationFailedError(
             f"{job.model.path}: int8 model NOT written: its top-1 agreement with fp32 is "
@@ -490,7 +490,7 @@ def _holdout_purpose(job: _Job) -> str:
     gate = ("and measure the chosen one's top-1 agreement with fp32 for the quality gate "
             if job.mode == "auto" else
             "measure the int8 model's top-1 agreement with fp32 for the quality gate ")
-    from ..report import format_threshold
+    from resnet8_onnx.report import format_threshold
 
     gate += (f"(--min-agreement {format_threshold(job.min_agreement)})" if job.min_agreement > 0
              else "(off: --min-agreement 0)")

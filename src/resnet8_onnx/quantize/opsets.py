@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import one_line
-from ..progress import status
-from ..records import Recipe
-from ..verify import DEFAULT_ATOL, DEFAULT_RTOL, compare_outputs
+from resnet8_onnx.records import Recipe
+from resnet8_onnx.support.errors import one_line
+from resnet8_onnx.support.progress import status
+from resnet8_onnx.verify import DEFAULT_ATOL, DEFAULT_RTOL, compare_outputs
 
 # Per-channel QDQ: DequantizeLinear's ``axis`` attribute exists from opset 13.
 PER_CHANNEL_QDQ_OPSET = 13

@@ -13,18 +13,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .. import __version__
-from ..backends import onnxrt
-from ..errors import InvalidInputError, one_line
-from ..evaluate import evaluate
-from ..records import Figures, Recipe
-from ..verify import compare_outputs
-from .calibration import images_sha256
-from .engine import FloatModel, library_versions, time_sessions
-from .opsets import prune_opset_imports, uses_standard_ops_only
+from resnet8_onnx import __version__
+from resnet8_onnx.backends.onnxrt import runner as onnxrt
+from resnet8_onnx.evaluate import evaluate
+from resnet8_onnx.quantize.calibration import images_sha256
+from resnet8_onnx.quantize.engine import FloatModel, library_versions, time_sessions
+from resnet8_onnx.quantize.opsets import prune_opset_imports, uses_standard_ops_only
+from resnet8_onnx.records import Figures, Recipe
+from resnet8_onnx.support.errors import InvalidInputError, one_line
+from resnet8_onnx.verify import compare_outputs
 
 if TYPE_CHECKING:
-    from ..data import Dataset
+    from resnet8_onnx.data import Dataset
 
 
 def _stated_spec(model: FloatModel) -> dict[str, str]:
@@ -32,7 +32,7 @@ def _stated_spec(model: FloatModel) -> dict[str, str]:
     fields given by option or read from the source's metadata. A field guessed from the input
     shape or defaulted is left out, so a later stage guesses it again and says so, as
     quantize did (never "metadata" for a guess)."""
-    from ..preprocess import METADATA, METADATA_SPEC, OPTION
+    from resnet8_onnx.preprocess import METADATA, METADATA_SPEC, OPTION
 
     stated = {k: v for k, v in model.spec.to_dict().items()
               if model.spec_sources.get(k) in (OPTION, METADATA)}

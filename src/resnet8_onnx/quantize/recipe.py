@@ -11,7 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..records.recipe import ACTIVATION_TYPES, FORMATS, METHODS, UNSUPPORTED_TYPES, Recipe
+from resnet8_onnx.records.recipe import (
+    ACTIVATION_TYPES,
+    FORMATS,
+    METHODS,
+    UNSUPPORTED_TYPES,
+    Recipe,
+)
 
 # A candidate is eligible when its held-out agreement is at most this far below the best
 # candidate's: 0.5 points is about one standard error of agreement on 1,000 images.

@@ -23,8 +23,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .base import SCHEMA_PREFIX, Part, Record, tool
-from .parts import (
+from resnet8_onnx.records.base import SCHEMA_PREFIX, Part, Record, tool
+from resnet8_onnx.records.parts import (
     RUNTIME_LABELS,
     ClassRow,
     Conversion,
@@ -47,7 +47,7 @@ from .parts import (
     Versus,
     runtime_label,
 )
-from .quantization import (
+from resnet8_onnx.records.quantization import (
     Candidate,
     ClassFigures,
     Figures,
@@ -59,8 +59,8 @@ from .quantization import (
     Selection,
     Speed,
 )
-from .recipe import Recipe
-from .results import (
+from resnet8_onnx.records.recipe import Recipe
+from resnet8_onnx.records.results import (
     BenchInputs,
     BenchmarkRecord,
     BenchModel,

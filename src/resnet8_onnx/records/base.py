@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
-from .. import __version__
+from resnet8_onnx import __version__
 
 SCHEMA_PREFIX = "resnet8-onnx/"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .base import Part
+from resnet8_onnx.records.base import Part
 
 # What a reader calls each runtime a record names (``ModelInfo.backend``): kept with the
 # records so that a saved record is rendered from what it says, with no runtime loaded. The

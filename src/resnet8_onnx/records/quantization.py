@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from ..machine import CpuInfo
-from .base import SCHEMA_PREFIX, Part, Record, tool
-from .parts import DataInfo, SourceInfo
-from .recipe import Recipe
+from resnet8_onnx.machine import CpuInfo
+from resnet8_onnx.records.base import SCHEMA_PREFIX, Part, Record, tool
+from resnet8_onnx.records.parts import DataInfo, SourceInfo
+from resnet8_onnx.records.recipe import Recipe
 
 
 # What Figures.of_result reads of an evaluation: described by shape, so records import

@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .base import SCHEMA_PREFIX, Part, Record, tool
-from .parts import (
+from resnet8_onnx.records.base import SCHEMA_PREFIX, Part, Record, tool
+from resnet8_onnx.records.parts import (
     Conversion,
     DataInfo,
     DynamicBatch,
@@ -26,7 +26,7 @@ from .parts import (
     Verdict,
     Versus,
 )
-from .quantization import QuantizationRecord
+from resnet8_onnx.records.quantization import QuantizationRecord
 
 
 @dataclass(kw_only=True)

@@ -16,7 +16,7 @@ importing this package loads neither.
   files.py     each command's report set, checked before and written atomically
 """
 
-from .csv_ import (
+from resnet8_onnx.report.csv_ import (
     CSV_COLUMNS,
     compare_csv,
     compare_per_class_csv,
@@ -25,24 +25,29 @@ from .csv_ import (
     csv_text,
     per_class_csv,
 )
-from .files import (
+from resnet8_onnx.report.files import (
     write_all,
     write_compare_reports,
     write_comparison_reports,
     write_quantization_reports,
     write_reports,
 )
-from .jsonio import jsonable, to_json
-from .markdown import (
+from resnet8_onnx.report.jsonio import jsonable, to_json
+from resnet8_onnx.report.markdown import (
     compare_markdown,
     comparison_markdown,
     markdown_summary,
     markdown_table,
     quantization_markdown,
 )
-from .png import confusion_matrix_png, throughput_png
-from .sections import calibration_phrase, int8_verdict_line, parameters_text, provenance_line
-from .terminal import (
+from resnet8_onnx.report.png import confusion_matrix_png, throughput_png
+from resnet8_onnx.report.sections import (
+    calibration_phrase,
+    int8_verdict_line,
+    parameters_text,
+    provenance_line,
+)
+from resnet8_onnx.report.terminal import (
     render_benchmark_terminal,
     render_compare_terminal,
     render_comparison_terminal,
@@ -51,7 +56,7 @@ from .terminal import (
     render_terminal,
     render_verification_terminal,
 )
-from .text import (
+from resnet8_onnx.report.text import (
     CIFAR10_TEST_SIZE,
     DASH,
     backend_label,

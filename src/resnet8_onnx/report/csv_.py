@@ -8,9 +8,9 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from ..records import ComparisonRecord, EvaluationRecord
-from .sections import _class_accuracy, _compare_class_names, _comparison_rows
-from .text import _unique_labels
+from resnet8_onnx.records import ComparisonRecord, EvaluationRecord
+from resnet8_onnx.report.sections import _class_accuracy, _compare_class_names, _comparison_rows
+from resnet8_onnx.report.text import _unique_labels
 
 
 def csv_number(value: Any) -> str:

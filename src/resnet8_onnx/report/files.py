@@ -10,19 +10,29 @@ import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from ..fsutil import (
+from resnet8_onnx.records import ComparisonRecord, EvaluationRecord, QuantizationRecord
+from resnet8_onnx.report.csv_ import (
+    compare_csv,
+    compare_per_class_csv,
+    comparison_per_class_csv,
+    per_class_csv,
+)
+from resnet8_onnx.report.jsonio import to_json
+from resnet8_onnx.report.markdown import (
+    compare_markdown,
+    comparison_markdown,
+    markdown_summary,
+    quantization_markdown,
+)
+from resnet8_onnx.report.png import confusion_matrix_png
+from resnet8_onnx.report.text import confusion_png_names
+from resnet8_onnx.support.fsutil import (
     check_output_dir,
     check_writable,
     prepare_output_dir,
     write_bytes_atomic,
     write_text_atomic,
 )
-from ..records import ComparisonRecord, EvaluationRecord, QuantizationRecord
-from .csv_ import compare_csv, compare_per_class_csv, comparison_per_class_csv, per_class_csv
-from .jsonio import to_json
-from .markdown import compare_markdown, comparison_markdown, markdown_summary, quantization_markdown
-from .png import confusion_matrix_png
-from .text import confusion_png_names
 
 Renderer = Callable[[], str | bytes]
 

@@ -6,14 +6,14 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..records import (
+from resnet8_onnx.records import (
     ComparisonRecord,
     Conversion,
     EvaluationRecord,
     QuantizationRecord,
     Structure,
 )
-from .sections import (
+from resnet8_onnx.report.sections import (
     _LAYER_HEADER,
     CANDIDATE_LEGEND,
     _candidate_header,
@@ -36,7 +36,7 @@ from .sections import (
     layer_match_text,
     parameters_text,
 )
-from .text import (
+from resnet8_onnx.report.text import (
     DASH,
     _data_warnings,
     _fixed,

@@ -9,8 +9,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..records import BenchmarkRecord, BenchModel, BenchResult, EvaluationRecord, Machine
-from .text import describe_data, format_int, format_pct, model_name
+from resnet8_onnx.records import (
+    BenchmarkRecord,
+    BenchModel,
+    BenchResult,
+    EvaluationRecord,
+    Machine,
+)
+from resnet8_onnx.report.text import describe_data, format_int, format_pct, model_name
 
 
 def confusion_matrix_png(record: EvaluationRecord, *, dpi: int = 110) -> bytes:

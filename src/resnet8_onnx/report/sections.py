@@ -10,9 +10,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..machine import busy_warning
-from ..preprocess import SPEC_FIELDS, sources_line
-from ..records import (
+from resnet8_onnx.machine import busy_warning
+from resnet8_onnx.preprocess import SPEC_FIELDS, sources_line
+from resnet8_onnx.records import (
     ComparisonRecord,
     DataInfo,
     EvaluationRecord,
@@ -24,7 +24,7 @@ from ..records import (
     Verdict,
     Versus,
 )
-from .text import DASH, _fixed, format_int, format_pct, is_number, model_name
+from resnet8_onnx.report.text import DASH, _fixed, format_int, format_pct, is_number, model_name
 
 
 def _comparison_data(comparison: ComparisonRecord) -> DataInfo:

@@ -8,9 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..machine import BUSY_WARNING, busy_warning
-from ..progress import console as make_console
-from ..records import (
+from resnet8_onnx.machine import BUSY_WARNING, busy_warning
+from resnet8_onnx.records import (
     BenchmarkRecord,
     ComparisonRecord,
     DataInfo,
@@ -20,7 +19,7 @@ from ..records import (
     QuantizationRecord,
     VerificationRecord,
 )
-from .sections import (
+from resnet8_onnx.report.sections import (
     _LAYER_HEADER,
     CANDIDATE_LEGEND,
     _candidate_header,
@@ -47,7 +46,7 @@ from .sections import (
     provenance_line,
     structure_kind,
 )
-from .text import (
+from resnet8_onnx.report.text import (
     DASH,
     _data_warnings,
     _fixed,
@@ -66,6 +65,7 @@ from .text import (
     shown_path,
     speed_warning,
 )
+from resnet8_onnx.support.progress import console as make_console
 
 if TYPE_CHECKING:
     from rich.console import Console

@@ -14,9 +14,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from ..data.format import TEST_SET_SIZE as CIFAR10_TEST_SIZE
-from ..machine import BUSY_WARNING, busy_warning
-from ..records import DataInfo, EvaluationRecord, Metrics, runtime_label
+from resnet8_onnx.data.format import TEST_SET_SIZE as CIFAR10_TEST_SIZE
+from resnet8_onnx.machine import BUSY_WARNING, busy_warning
+from resnet8_onnx.records import DataInfo, EvaluationRecord, Metrics, runtime_label
 
 DASH = "—"
 # The preprocessing spec's fields in the order it applies them (preprocess.Preprocessing).

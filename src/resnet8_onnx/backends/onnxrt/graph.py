@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputNotFoundError, InvalidInputError, one_line
-from .fsutil import file_digest, recorded_path
+from resnet8_onnx.support.errors import InputNotFoundError, InvalidInputError, one_line
+from resnet8_onnx.support.fsutil import file_digest, recorded_path
 
 
 def _shape_of(value_info: Any) -> list[int | str | None]:

@@ -19,20 +19,20 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
-from .backends import onnxrt
-from .data.format import IMAGE_SHAPE
-from .errors import (
+from resnet8_onnx import __version__
+from resnet8_onnx.backends.onnxrt import runner as onnxrt
+from resnet8_onnx.data.format import IMAGE_SHAPE
+from resnet8_onnx.evaluate import predict_all
+from resnet8_onnx.preprocess import METADATA_EMBEDDED, embed, raw_uint8, record
+from resnet8_onnx.support.errors import (
     InputNotFoundError,
     InvalidInputError,
     UsageError,
     VerificationFailedError,
     one_line,
 )
-from .evaluate import predict_all
-from .fsutil import check_writable, file_digest, write_bytes_atomic
-from .preprocess import METADATA_EMBEDDED, embed, raw_uint8, record
-from .verify import DEFAULT_ATOL, DEFAULT_RTOL, compare_outputs
+from resnet8_onnx.support.fsutil import check_writable, file_digest, write_bytes_atomic
+from resnet8_onnx.verify import DEFAULT_ATOL, DEFAULT_RTOL, compare_outputs
 
 
 def read_class_names(path: str | os.PathLike[str]) -> list[str]:

@@ -2,14 +2,15 @@
 
 Two builders make the ``nn.Module``:
 
-* **native** — :class:`resnet8_onnx.torch_models.ResNet8`, a readable module of the MLCommons
+* **native** — :class:`resnet8_onnx.backends.pytorch.resnet8.ResNet8`, a readable module of the
+  MLCommons
   ResNet8, when the Keras file is recognised as that network *by its structure* (the layer
   graph in its config JSON, which the safe pre-scan already reads). The weights are read
   from the ``.h5`` with h5py as plain arrays; Keras is never imported.
 * **onnx2torch** — any ONNX model the converter supports (a ``.h5``/``.keras`` source is
   converted to ONNX first), turned into a ``torch.fx`` module by onnx2torch.
 
-Every check feeds the model as ``evaluate`` does (:mod:`resnet8_onnx.torch_checks`: the
+Every check feeds the model as ``evaluate`` does (:mod:`resnet8_onnx.convert.checks`: the
 source's spec, its batch sizes, verify's tolerance rule). The module is exported with
 ``torch.export`` (dynamic batch dimension; a source's fixed batch stays fixed unless a
 dynamic one is proven) and saved as a
@@ -19,10 +20,11 @@ native module's ``state_dict`` can be saved as ``.safetensors`` for fine-tuning.
 (or state dict) goes back to ONNX through ``torch.onnx.export`` (the dynamo exporter, which
 emits opset 18 or newer). Each step checks its output like the Keras → ONNX conversion does.
 
-The builders live in :mod:`resnet8_onnx.torch_native` and :mod:`resnet8_onnx.torch_onnx2torch`
+The builders live in :mod:`resnet8_onnx.convert.native_resnet8` and
+:mod:`resnet8_onnx.convert.onnx_to_torch`
 (re-exported here). torch, onnx2torch and safetensors are the optional ``torch`` extra,
 imported only by these modules and the PyTorch backend, through
-:func:`resnet8_onnx.torch_io.import_torch`.
+:func:`resnet8_onnx.backends.pytorch.safe_io.import_torch`.
 """
 
 from __future__ import annotations
@@ -41,37 +43,18 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, progress
-from .backends import check_fixed_preprocessing, onnxrt
-from .backends.torch_files import (
+from resnet8_onnx import __version__
+from resnet8_onnx.backends import check_fixed_preprocessing
+from resnet8_onnx.backends.keras.files import read_keras_config
+from resnet8_onnx.backends.onnxrt import runner as onnxrt
+from resnet8_onnx.backends.pytorch.files import (
     CHECK_BATCH_SIZES,
     ModelInput,
     load_torch_model,
     program_input,
     resolve_torch_input,
 )
-from .convert import DEFAULT_OPSET, convert, finish_onnx_model
-from .data.format import CLASS_NAMES
-from .errors import (
-    InputNotFoundError,
-    InvalidInputError,
-    ToolError,
-    UsageError,
-    VerificationFailedError,
-    one_line,
-)
-from .fsutil import check_writable, file_digest, recorded_path, write_bytes_atomic
-from .keras_io import read_keras_config
-from .torch_checks import (
-    CHECK_ATOL,
-    check_against,
-    dynamic_batch_proven,
-    export_program,
-    from_onnx_backend,
-    module_runner,
-    random_pixels,
-)
-from .torch_io import (
+from resnet8_onnx.backends.pytorch.safe_io import (
     EXTRA_HINT,
     PT2_SUFFIXES,
     SAFETENSORS_SUFFIXES,
@@ -83,14 +66,35 @@ from .torch_io import (
     save_exported_program,
     save_state_dict,
 )
-from .torch_native import (
-    NativePlan,
-    config_from_state_dict,
-    native_from_keras,
-    native_from_state_dict,
-    recognise_resnet8,
+from resnet8_onnx.backends.pytorch.state_dict import config_from_state_dict, native_from_state_dict
+from resnet8_onnx.convert.checks import (
+    CHECK_ATOL,
+    check_against,
+    dynamic_batch_proven,
+    export_program,
+    from_onnx_backend,
+    module_runner,
+    random_pixels,
 )
-from .torch_onnx2torch import onnx2torch_module, onnx_metadata
+from resnet8_onnx.convert.keras_to_onnx import DEFAULT_OPSET, convert, finish_onnx_model
+from resnet8_onnx.convert.native_resnet8 import NativePlan, native_from_keras, recognise_resnet8
+from resnet8_onnx.convert.onnx_to_torch import onnx2torch_module, onnx_metadata
+from resnet8_onnx.data.format import CLASS_NAMES
+from resnet8_onnx.support import progress
+from resnet8_onnx.support.errors import (
+    InputNotFoundError,
+    InvalidInputError,
+    ToolError,
+    UsageError,
+    VerificationFailedError,
+    one_line,
+)
+from resnet8_onnx.support.fsutil import (
+    check_writable,
+    file_digest,
+    recorded_path,
+    write_bytes_atomic,
+)
 
 BUILDERS = ("auto", "native", "onnx2torch")
 TORCH_ONNX_OPSET = 18  # the oldest opset torch.onnx's dynamo exporter emits without adapters
@@ -128,7 +132,7 @@ def _kind_of(metadata: Mapping[str, Any], probe: np.ndarray) -> str:
 
 def _native_input(image_shape: tuple[int, ...]) -> ModelInput:
     """The native ResNet8 takes raw 0-255 NHWC RGB float32 pixels, as its Keras source."""
-    from .preprocess import METADATA, SPEC_FIELDS, Preprocessing
+    from resnet8_onnx.preprocess import METADATA, SPEC_FIELDS, Preprocessing
 
     return ModelInput(Preprocessing(), {name: METADATA for name in SPEC_FIELDS},
                       (None, *image_shape), tuple(image_shape))
@@ -367,7 +371,7 @@ def _save_and_check(module: Any, out: Path, *, target: str, kind: str, batch: in
                                     model_input, "the module before saving", out))
         return data
     if kind == "native":  # inference program: BatchNorm folded into the convolutions
-        from .torch_models import fold_batchnorm
+        from resnet8_onnx.backends.pytorch.resnet8 import fold_batchnorm
 
         module = fold_batchnorm(module)
         metadata["batchnorm"] = "folded into the preceding convolutions"

@@ -1,6 +1,7 @@
 """PyTorch backend: a ``.pt2`` ExportedProgram, or a native ResNet8 state dict.
 
-Files are loaded through :mod:`resnet8_onnx.torch_io`, which pre-scans them so nothing in a
+Files are loaded through :mod:`resnet8_onnx.backends.pytorch.safe_io`, which pre-scans them so
+nothing in a
 file runs. Inference is set up for parity first and speed second:
 
 * TF32 is **off** for CUDA matmuls and cuDNN convolutions (PyTorch's GPU default rounds
@@ -21,13 +22,24 @@ from typing import Any
 
 import numpy as np
 
-from .. import machine
-from ..errors import InvalidInputError, UsageError
-from ..fsutil import file_digest
-from ..preprocess import record
-from ..torch_io import import_torch
-from .base import CONVERSION_SOURCE, MACS, STRUCTURE, BackendInfo, InputSpec, chunked
-from .torch_files import load_torch_model, program_input, resolve_torch_input
+from resnet8_onnx import machine
+from resnet8_onnx.backends.base import (
+    CONVERSION_SOURCE,
+    MACS,
+    STRUCTURE,
+    BackendInfo,
+    InputSpec,
+    chunked,
+)
+from resnet8_onnx.backends.pytorch.files import (
+    load_torch_model,
+    program_input,
+    resolve_torch_input,
+)
+from resnet8_onnx.backends.pytorch.safe_io import import_torch
+from resnet8_onnx.preprocess import record
+from resnet8_onnx.support.errors import InvalidInputError, UsageError
+from resnet8_onnx.support.fsutil import file_digest
 
 DEVICES = ("cpu", "cuda")
 

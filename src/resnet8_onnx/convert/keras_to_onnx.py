@@ -1,6 +1,6 @@
 """Keras → ONNX: tf2onnx conversion, metadata, checks, atomic write.
 
-The Keras file passes the safe pre-scan and is loaded by :mod:`resnet8_onnx.keras_io`
+The Keras file passes the safe pre-scan and is loaded by :mod:`resnet8_onnx.backends.keras.files`
 (nothing in it runs) before anything is converted.
 
 TensorFlow, Keras and tf2onnx are imported inside functions: importing this module (which
@@ -21,30 +21,31 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from . import __version__, progress
-from .data.format import CLASS_NAMES, IMAGE_SHAPE, NUM_CLASSES
-from .errors import (
-    InvalidInputError,
-    ToolError,
-    UsageError,
-    VerificationFailedError,
-    one_line,
-)
-from .fsutil import (
-    check_writable,
-    file_digest,
-    recorded_path,
-    refuse_overwriting_inputs,
-    write_bytes_atomic,
-)
-from .keras_io import (
+from resnet8_onnx import __version__
+from resnet8_onnx.backends.keras.files import (
     call_model,
     import_tensorflow,
     inspect_keras_file,
     load_keras_model,
     output_kind_of,
 )
-from .preprocess import Preprocessing
+from resnet8_onnx.data.format import CLASS_NAMES, IMAGE_SHAPE, NUM_CLASSES
+from resnet8_onnx.preprocess import Preprocessing
+from resnet8_onnx.support import progress
+from resnet8_onnx.support.errors import (
+    InvalidInputError,
+    ToolError,
+    UsageError,
+    VerificationFailedError,
+    one_line,
+)
+from resnet8_onnx.support.fsutil import (
+    check_writable,
+    file_digest,
+    recorded_path,
+    refuse_overwriting_inputs,
+    write_bytes_atomic,
+)
 
 if TYPE_CHECKING:
     import keras

@@ -1,6 +1,7 @@
 """The Keras model itself as a backend: the reference every converted model is compared with.
 
-Loading goes through :func:`resnet8_onnx.keras_io.load_keras_model`, so the same safe pre-scan
+Loading goes through :func:`resnet8_onnx.backends.keras.files.load_keras_model`, so the same
+safe pre-scan
 protects it. Prediction calls a ``tf.function``-wrapped ``model(x, training=False)`` with a
 fixed input signature rather than ``model.predict``: ``predict`` builds a dataset and a
 step function per call, which dominates the run time for the small batches we feed it.
@@ -16,16 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidInputError, UsageError
-from ..fsutil import file_digest
-from ..keras_io import (
-    call_model,
-    import_tensorflow,
-    inspect_keras_file,
-    load_keras_model,
-    output_kind_of,
-)
-from .base import (
+from resnet8_onnx.backends.base import (
     CONVERSION_SOURCE,
     LAYER_OUTPUTS,
     MACS,
@@ -34,6 +26,15 @@ from .base import (
     InputSpec,
     RawPixelRunner,
 )
+from resnet8_onnx.backends.keras.files import (
+    call_model,
+    import_tensorflow,
+    inspect_keras_file,
+    load_keras_model,
+    output_kind_of,
+)
+from resnet8_onnx.support.errors import InvalidInputError, UsageError
+from resnet8_onnx.support.fsutil import file_digest
 
 
 def configure_threads(threads: int | None) -> int | None:

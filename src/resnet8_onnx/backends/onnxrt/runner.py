@@ -15,17 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidInputError, UsageError, interrupts_deferred, one_line
-from ..fsutil import file_digest
-from ..onnx_graph import (
-    count_macs,
-    intermediate_outputs,
-    quantization_of_file,
-    structure_report,
-    tensor_origins,
-)
-from ..preprocess import _NUMPY_OF_ORT, Preprocessing, record, resolve
-from .base import (
+from resnet8_onnx.backends.base import (
     CONVERSION_SOURCE,
     MACS,
     SESSION,
@@ -36,6 +26,21 @@ from .base import (
     OnnxSession,
     chunked,
 )
+from resnet8_onnx.backends.onnxrt.graph import (
+    count_macs,
+    intermediate_outputs,
+    quantization_of_file,
+    structure_report,
+    tensor_origins,
+)
+from resnet8_onnx.preprocess import _NUMPY_OF_ORT, Preprocessing, record, resolve
+from resnet8_onnx.support.errors import (
+    InvalidInputError,
+    UsageError,
+    interrupts_deferred,
+    one_line,
+)
+from resnet8_onnx.support.fsutil import file_digest
 
 DEFAULT_PROVIDER = "CPUExecutionProvider"
 # ONNX Runtime's graph optimisation levels, weakest first (``benchmark --optimization``).

@@ -1,6 +1,6 @@
 """The checks of every conversion involving PyTorch, fed as the model is fed.
 
-A model's input is described once (:class:`~resnet8_onnx.backends.torch_files.ModelInput`:
+A model's input is described once (:class:`~resnet8_onnx.backends.pytorch.files.ModelInput`:
 the spec ``evaluate`` resolves, the model's own input shape and dtype, a fixed batch) and
 every check feeds random NHWC uint8 pixels through that spec, at the batch sizes the model
 accepts, comparing outputs with the rule ``verify`` documents: an element fails only beyond
@@ -17,10 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from .backends.base import chunked
-from .backends.torch_files import ModelInput, Run
-from .errors import InvalidInputError, ToolError, VerificationFailedError, one_line
-from .torch_io import import_torch
+from resnet8_onnx.backends.base import chunked
+from resnet8_onnx.backends.pytorch.files import ModelInput, Run
+from resnet8_onnx.backends.pytorch.safe_io import import_torch
+from resnet8_onnx.support.errors import (
+    InvalidInputError,
+    ToolError,
+    VerificationFailedError,
+    one_line,
+)
 
 CHECK_ATOL = 1e-5
 CHECK_RTOL = 1e-5
@@ -60,7 +65,7 @@ def check_against(reference: Run, candidate: Run, model_input: ModelInput, what:
                   output: Path, batch_sizes: Sequence[int] | None = None) -> dict[str, Any]:
     """Both runners on random pixels at each batch size, judged by verify's rule; raise
     :class:`VerificationFailedError` when they differ."""
-    from .verify import compare_outputs
+    from resnet8_onnx.verify import compare_outputs
 
     sizes = tuple(batch_sizes or model_input.batch_sizes())
     worst, over = 0.0, 0
@@ -96,7 +101,7 @@ def dynamic_batch_proven(module: Any, reference: Run, model_input: ModelInput) -
         raise
     except Exception:  # e.g. a Reshape to (1, -1): "mat1 and mat2 shapes cannot be multiplied"
         return False
-    from .verify import compare_outputs
+    from resnet8_onnx.verify import compare_outputs
 
     want = reference(x)
     return got.shape == want.shape and compare_outputs(
@@ -107,7 +112,7 @@ def export_program(module: Any, model_input_shape: tuple[int, ...], *,
                    batch: int | None = None, dtype: str = "float32") -> Any:
     """``torch.export`` of ``module`` for inputs of ``model_input_shape`` (after the batch):
     a dynamic batch dimension (sizes 1, 7, 256 all run), or ``batch`` fixed."""
-    from . import progress
+    from resnet8_onnx.support import progress
 
     torch = import_torch()
     example = torch.zeros((batch or 2, *model_input_shape), dtype=getattr(torch, dtype))

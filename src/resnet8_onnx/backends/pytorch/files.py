@@ -4,7 +4,8 @@ native ResNet8 state dict) and the description of its input (:class:`ModelInput`
 
 The PyTorch backend and the converter both need these; they live with the backend so that
 it imports nothing of the converter (``torch_convert``) or of its checks (``torch_checks``).
-Files are read through :mod:`resnet8_onnx.torch_io`, which pre-scans them so nothing in a
+Files are read through :mod:`resnet8_onnx.backends.pytorch.safe_io`, which pre-scans them so
+nothing in a
 file runs; torch is imported only when a file is loaded.
 """
 
@@ -18,10 +19,17 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidInputError
-from ..preprocess import METADATA, METADATA_SENTENCE, METADATA_SPEC, OPTION, Preprocessing, resolve
-from ..torch_io import PT2_SUFFIXES, load_exported_program
-from ..torch_native import native_from_state_dict
+from resnet8_onnx.backends.pytorch.safe_io import PT2_SUFFIXES, load_exported_program
+from resnet8_onnx.backends.pytorch.state_dict import native_from_state_dict
+from resnet8_onnx.preprocess import (
+    METADATA,
+    METADATA_SENTENCE,
+    METADATA_SPEC,
+    OPTION,
+    Preprocessing,
+    resolve,
+)
+from resnet8_onnx.support.errors import InvalidInputError
 
 # The batch sizes a model with a dynamic batch is checked at (a fixed batch: that one).
 CHECK_BATCH_SIZES = (1, 7)
@@ -107,7 +115,7 @@ def load_torch_model(path: str | os.PathLike[str]) -> tuple[Any, Any | None, dic
     if suffix in PT2_SUFFIXES:
         program, metadata = load_exported_program(path)
         return program.module(), program, metadata
-    from ..torch_models import fold_batchnorm
+    from resnet8_onnx.backends.pytorch.resnet8 import fold_batchnorm
 
     module, metadata = native_from_state_dict(path)
     return fold_batchnorm(module), None, metadata

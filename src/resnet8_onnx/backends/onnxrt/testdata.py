@@ -22,12 +22,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .backends.base import HasSession, able
-from .errors import OutputError, OutputExistsError, UsageError, interrupts_deferred
-from .fsutil import check_output_dir, note_published
+from resnet8_onnx.backends.base import HasSession, able
+from resnet8_onnx.support.errors import (
+    OutputError,
+    OutputExistsError,
+    UsageError,
+    interrupts_deferred,
+)
+from resnet8_onnx.support.fsutil import check_output_dir, note_published
 
 if TYPE_CHECKING:
-    from .backends.base import Runner
+    from resnet8_onnx.backends.base import Runner
 
 
 def check_destination(directory: str | os.PathLike[str], *, force: bool = False) -> Path:

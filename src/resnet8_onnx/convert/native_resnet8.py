@@ -2,14 +2,12 @@
 
 A Keras file is recognised as ResNet8 *by its structure* (the layer graph in its config JSON,
 which the safe pre-scan already reads); the weights are read from the ``.h5`` with h5py as
-plain arrays, so Keras is never imported. A saved state dict (``.safetensors``, ``.pt``)
-builds the same module.
+plain arrays, so Keras is never imported. Loading a saved state dict lives with the PyTorch
+backend (:mod:`resnet8_onnx.backends.pytorch.state_dict`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
 import os
 from collections.abc import Mapping
@@ -19,12 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import InvalidInputError, UsageError
-from .keras_io import read_keras_config
-from .torch_io import import_torch, load_state_dict
+from resnet8_onnx.backends.keras.files import read_keras_config
+from resnet8_onnx.backends.pytorch.safe_io import import_torch
+from resnet8_onnx.backends.pytorch.state_dict import load_into
+from resnet8_onnx.support.errors import InvalidInputError, UsageError
 
 if TYPE_CHECKING:
-    from .torch_models import ResNet8, ResNet8Config, StackSpec
+    from resnet8_onnx.backends.pytorch.resnet8 import ResNet8, ResNet8Config, StackSpec
 
 
 @dataclass(frozen=True)
@@ -139,7 +138,7 @@ def recognise_resnet8(config: Mapping[str, Any]) -> NativePlan:
     (conv-BN-ReLU-conv-BN plus identity or 1×1 projection, Add, ReLU), a pooling layer that
     covers the whole final map, Flatten, Dense. Every layer must be accounted for.
     """
-    from .torch_models import ResNet8Config
+    from resnet8_onnx.backends.pytorch.resnet8 import ResNet8Config
 
     g = _Graph(config)
     (h, w, c), input_layer = _match_input(g)
@@ -225,7 +224,7 @@ def _match_stack(g: _Graph, x: str, i: int, channels: int, layers: dict[str, str
     sets the map size after it); ``layers``, ``convs`` and ``eps`` collect
     what the match found (the stack's convolutions in the order first, second[, shortcut]).
     """
-    from .torch_models import StackSpec
+    from resnet8_onnx.backends.pytorch.resnet8 import StackSpec
 
     kids = g.children[x]
     mains = [k for k in kids if g.cls(k) == "Conv2D"
@@ -348,21 +347,6 @@ def _torch_state_dict(plan: NativePlan, weights: dict[str, dict[str, np.ndarray]
     return {k: torch.from_numpy(np.array(v, order="C")) for k, v in sd.items()}
 
 
-def _load_into(module: Any, state_dict: Mapping[str, Any], source: str) -> None:
-    expected = module.state_dict()
-    missing = sorted(set(expected) - set(state_dict))
-    extra = sorted(set(state_dict) - set(expected))
-    if missing or extra:
-        what = f"missing {missing[0]!r}" if missing else f"unexpected {extra[0]!r}"
-        raise InvalidInputError(f"{source}: not a state dict of this ResNet8 ({what})")
-    for key, value in expected.items():
-        if tuple(state_dict[key].shape) != tuple(value.shape):
-            raise InvalidInputError(
-                f"{source}: {key} has shape {tuple(state_dict[key].shape)}, the module "
-                f"expects {tuple(value.shape)}")
-    module.load_state_dict({k: state_dict[k].to(v.dtype) for k, v in expected.items()})
-
-
 def native_from_keras(path: str | os.PathLike[str]) -> tuple[ResNet8, NativePlan]:
     """The native ResNet8 with weights ported from a Keras ``.h5``; raises if not recognised."""
     p = Path(path)
@@ -376,57 +360,9 @@ def native_from_keras(path: str | os.PathLike[str]) -> tuple[ResNet8, NativePlan
         raise UsageError(f"{p}: not recognised as the MLCommons ResNet8 ({exc}); use "
                          "--torch-builder onnx2torch") from None
     import_torch()
-    from .torch_models import ResNet8
+    from resnet8_onnx.backends.pytorch.resnet8 import ResNet8
 
     module = ResNet8(plan.config)
-    _load_into(module, _torch_state_dict(plan, _h5_layer_weights(p, list(plan.layers.values())),
+    load_into(module, _torch_state_dict(plan, _h5_layer_weights(p, list(plan.layers.values())),
                                          p), str(p))
     return module.eval(), plan
-
-
-def config_from_state_dict(state_dict: Mapping[str, Any],
-                           metadata: Mapping[str, str]) -> ResNet8Config:
-    """The module config stored beside the weights, or the MLCommons defaults read off shapes.
-
-    A state dict without our metadata (a ``.pt``) is read as the MLCommons layout: stride 2
-    exactly where a stack has a projection, BatchNorm epsilon 1e-3, softmax output, the input
-    32×32 with as many channels as the stem convolution takes.
-    """
-    from .torch_models import ResNet8Config, StackSpec
-
-    if "resnet8_config" in metadata:
-        return ResNet8Config.from_dict(json.loads(metadata["resnet8_config"]))
-    stem = state_dict["conv.weight"]
-    stacks = []
-    i = 0
-    while f"stacks.{i}.conv1.weight" in state_dict:
-        projection = f"stacks.{i}.shortcut.weight" in state_dict
-        stacks.append(StackSpec(int(state_dict[f"stacks.{i}.conv1.weight"].shape[0]),
-                                2 if projection else 1, projection))
-        i += 1
-    return ResNet8Config(input_shape=(32, 32, int(stem.shape[1])),
-                         stem_filters=int(stem.shape[0]), stacks=tuple(stacks),
-                         num_classes=int(state_dict["fc.weight"].shape[0]),
-                         conv_bias="conv.bias" in state_dict)
-
-
-def native_from_state_dict(path: str | os.PathLike[str]) -> tuple[ResNet8, dict[str, Any]]:
-    """The native ResNet8 from a ``.safetensors``/``.pt`` state dict; (module, metadata)."""
-    state_dict, metadata = load_state_dict(path)
-    from .torch_models import ResNet8
-
-    try:
-        config = config_from_state_dict(state_dict, metadata)
-    except (KeyError, ValueError, TypeError, IndexError) as exc:
-        raise InvalidInputError(f"{path}: not a state dict of the ResNet8 ({exc})") from None
-    module = ResNet8(config)
-    _load_into(module, state_dict, str(path))
-    info: dict[str, Any] = {}
-    if "resnet8_onnx" in metadata:
-        with contextlib.suppress(ValueError):
-            info = json.loads(metadata["resnet8_onnx"])
-    info.setdefault("output_kind", "probabilities" if config.softmax else "logits")
-    info.setdefault("input_shape", ["N", *config.input_shape])
-    info.setdefault("builder", "native")
-    return module.eval(), info
-

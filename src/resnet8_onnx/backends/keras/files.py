@@ -6,7 +6,8 @@ Python bytecode and configs can name classes from any importable module. Keras' 
 deserialised we read the model config as plain JSON and refuse every class that is not a
 built-in Keras layer or object. Only then is Keras imported and the model loaded.
 
-Shared by :mod:`resnet8_onnx.convert`, the Keras backend and the PyTorch converter, so every
+Shared by :mod:`resnet8_onnx.convert.keras_to_onnx`, the Keras backend and the PyTorch
+converter, so every
 Keras file passes the same door. TensorFlow and Keras are imported inside functions:
 importing this module must not cost TensorFlow's start-up time.
 """
@@ -23,9 +24,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from . import progress
-from .errors import InputNotFoundError, InvalidInputError, UnsafeInputError, one_line
-from .quiet import native_chatter_filtered
+from resnet8_onnx.support import progress
+from resnet8_onnx.support.errors import (
+    InputNotFoundError,
+    InvalidInputError,
+    UnsafeInputError,
+    one_line,
+)
+from resnet8_onnx.support.quiet import native_chatter_filtered
 
 if TYPE_CHECKING:
     import keras
@@ -363,7 +369,7 @@ def import_tensorflow() -> tuple[ModuleType, ModuleType]:
 
     Shared with the Keras backend so every TensorFlow import goes through one quiet door:
     ``TF_CPP_MIN_LOG_LEVEL`` for TensorFlow's own logging, and a filter on fd 2 for what absl
-    prints before its logging is initialised (see :mod:`resnet8_onnx.quiet`).
+    prints before its logging is initialised (see :mod:`resnet8_onnx.support.quiet`).
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     # The spinner ends inside the filtered block, so it never outlives the redirection.

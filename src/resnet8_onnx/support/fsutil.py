@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
-from .errors import (
+from resnet8_onnx.support.errors import (
     InputNotFoundError,
     InvalidInputError,
     OutputError,

@@ -40,14 +40,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .errors import (
+from resnet8_onnx.support.errors import (
     InputNotFoundError,
     InvalidInputError,
     MissingExtraError,
     UnsafeInputError,
     interrupts_deferred,
 )
-from .fsutil import write_bytes_atomic
+from resnet8_onnx.support.fsutil import write_bytes_atomic
 
 EXTRA_HINT = "pip install 'resnet8-onnx[torch]' (from a checkout: pip install -e \".[torch]\")"
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from . import progress
-from .errors import InvalidInputError, ToolError, one_line
-from .torch_io import import_torch, require_module
+from resnet8_onnx.backends.pytorch.safe_io import import_torch, require_module
+from resnet8_onnx.support import progress
+from resnet8_onnx.support.errors import InvalidInputError, ToolError, one_line
 
 
 def _constant_shape_ops(module: Any) -> int:

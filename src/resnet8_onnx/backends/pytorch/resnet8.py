@@ -14,7 +14,7 @@ handled here rather than left to the caller:
   is made and the convolutions run in the layout oneDNN/cuDNN prefer.
 
 This module imports torch at import time; only code that already knows torch is installed
-imports it (see :func:`resnet8_onnx.torch_convert.import_torch`).
+imports it (see :func:`resnet8_onnx.convert.to_torch.import_torch`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data.format import IMAGE_SHAPE
+from resnet8_onnx.data.format import IMAGE_SHAPE
 
 ARCHITECTURE = "mlcommons-resnet8"
 

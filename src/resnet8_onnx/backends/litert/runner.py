@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidInputError, interrupts_deferred, one_line
-from ..fsutil import file_digest
-from ..quiet import native_chatter_filtered
-from .base import MACS, BackendInfo, InputSpec, RawPixelRunner
+from resnet8_onnx.backends.base import MACS, BackendInfo, InputSpec, RawPixelRunner
+from resnet8_onnx.support.errors import InvalidInputError, interrupts_deferred, one_line
+from resnet8_onnx.support.fsutil import file_digest
+from resnet8_onnx.support.quiet import native_chatter_filtered
 
 
 def _quantization(detail: dict[str, Any]) -> tuple[float, int] | None:
