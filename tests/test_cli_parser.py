@@ -131,7 +131,7 @@ def test_evaluate_imports_nothing_of_the_other_commands(tmp_path) -> None:
     data = write_png_folder(tmp_path / "pngs", images, labels, [f"{i:05d}" for i in range(10)])
     others = ("resnet8_onnx.bench", "resnet8_onnx.quantize", "resnet8_onnx.convert.keras_to_onnx",
               "resnet8_onnx.backends.keras.files", "resnet8_onnx.verify", "http.client",
-              "urllib.request")
+              "urllib.request", "openvino", "nncf", "resnet8_onnx.quantize.tune")
     code = (f"import sys\nfrom resnet8_onnx.cli import main\n"
             f"assert main(['-q', 'evaluate', {str(model)!r}, '--data-dir', {str(data)!r}, "
             f"'--json', {str(tmp_path / 'e.json')!r}]) == 0\n"

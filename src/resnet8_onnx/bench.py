@@ -262,11 +262,13 @@ def _load(path: str, name: str, threads: int | None, optimization: str | None,
 
 
 def probe_models(models: Sequence[str | os.PathLike[str]], *,
-                 onnx_options: Mapping[str, Any] | None = None, device: str | None = None) -> None:
+                 onnx_options: Mapping[str, Any] | None = None, device: str | None = None,
+                 backends: Sequence[str] | None = None) -> None:
     """Load each model once and let it go, so a corrupt file or a bad spec is refused before
     any data is searched (as evaluate and compare load first). Keras is left to its safe
     pre-scan: TensorFlow's thread pools are set once, by the measurement itself."""
-    for name, path in ((backend_for(p), str(p)) for p in models):
+    for name, path in zip(backends or [backend_for(p) for p in models], map(str, models),
+                          strict=True):
         if not LOADERS[name].threads_per_process:
             _load(path, name, 1, OPTIMIZATION_LEVELS[0], onnx_options=onnx_options, device=device)
 
@@ -320,7 +322,8 @@ def _arithmetic(info: Any) -> str | None:
     """'int8' for a quantised model (the runner says so: its graph, or LiteRT's quantised
     input), None for float arithmetic — also behind a uint8 input that only carries
     embedded preprocessing (``annotate --embed``), which casts to float first."""
-    return str(info.extra["quantization"]) if info.extra.get("quantization") else None
+    precision = info.extra.get("inference_precision", "f32")  # OpenVINO's, in effect
+    return str(info.extra.get("quantization") or (precision if precision != "f32" else "")) or None
 
 
 def _label(index: int, backend: Backend) -> str:
@@ -530,17 +533,15 @@ def _model_entry(index: int, backend: Backend, loader: str) -> dict[str, Any]:
         "runtime_version": info.runtime_version,
         "input_shape": list(info.input_shape), "input_dtype": info.input_dtype,
         "macs_per_image": macs, "macs_source": how, "notes": [],
-        **{k: info.extra[k] for k in ("provider", "preprocessing") if k in info.extra},
+        **{k: info.extra[k] for k in ("provider", "preprocessing", "inference_precision",
+                                      "device") if k in info.extra},
     }
     if _arithmetic(info):
-        entry["notes"].append(
-            f"{_arithmetic(info)} arithmetic: its MACs "
-            "count like float ones, "
-            "so its ratio to the float32 MatMul reference says little")
+        entry["notes"].append(f"{_arithmetic(info)} arithmetic: its MACs count like float32 "
+                              "ones, so its ratio to the float32 MatMul reference says little")
     if LOADERS[loader].threads_per_process:
-        entry["notes"].append(
-            "TensorFlow fixes its thread pools at start-up: measured once, "
-            "with its default threads (all cores)")
+        entry["notes"].append("TensorFlow fixes its thread pools at start-up: measured once, "
+                              "with its default threads (all cores)")
     return entry
 
 

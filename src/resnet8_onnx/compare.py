@@ -24,6 +24,7 @@ import numpy as np
 
 from resnet8_onnx.backends import applicable_options, backend_for, label_of, load_backend
 from resnet8_onnx.evaluate import DEFAULT_BATCH_SIZE, check_compatible, evaluate, settings_record
+from resnet8_onnx.preprocess import SPEC_FIELDS
 from resnet8_onnx.records import (
     ComparisonRecord,
     DataInfo,
@@ -45,7 +46,9 @@ def _label(index: int, record: EvaluationRecord) -> str:
     """'#2 ONNX', '#4 LiteRT int8': short enough for a column header, unique by number."""
     # The arithmetic, not the input's dtype: a uint8 input of embedded preprocessing
     # (annotate --embed) is cast to float inside the graph.
-    quant = f" {record.model.quantization}" if record.model.quantization else ""
+    precision = record.model.inference_precision  # OpenVINO's, in effect
+    quant = (f" {record.model.quantization}" if record.model.quantization else
+             f" {precision}" if precision not in (None, "f32") else "")
     return f"#{index + 1} {label_of(record.model.backend)}{quant}"
 
 
@@ -145,7 +148,7 @@ def per_model_options(
             continue
         if len(given) == 1 and len(paths) != 1:
             # the spec fields are the loaders' "preprocessing" option
-            takes = option if option == "output" else "preprocessing"
+            takes = "preprocessing" if option in SPEC_FIELDS else option
             for entry, name in zip(per_model, names, strict=True):
                 if takes in applicable_options(name, {takes: True}):
                     entry[option] = given[0]
@@ -154,10 +157,11 @@ def per_model_options(
                 if value is not None:
                     entry[option] = value
         else:
-            flag = "output-name" if option == "output" else option
+            flag = {"output": "output-name", "performance_hint": "performance-hint"}.get(
+                option, option)
             raise UsageError(
                 f"--{flag} given {len(given)} times for {len(paths)} models: give it once "
-                f"(for every ONNX model) or once per model in model order ('-' for none)")
+                f"(for every model it applies to) or once per model in model order ('-' for none)")
     return per_model
 
 
@@ -188,11 +192,11 @@ def compare_models(
         raise UsageError(f"{len(per_model)} option sets given for {len(paths)} models")
     loaded = []
     for path, name, opts in zip(paths, names, per_model, strict=True):
-        opts = dict(opts)
-        output = opts.pop("output", None)
+        spec = {k: v for k, v in opts.items() if k in SPEC_FIELDS}
+        own = {k: v for k, v in opts.items() if k not in SPEC_FIELDS}  # output, precision …
         kind = name or backend_for(path)
-        loaded.append(load_backend(path, name, threads=threads, preprocessing=opts,
-                                   output=output, **applicable_options(
+        loaded.append(load_backend(path, name, threads=threads, preprocessing=spec, **own,
+                                   **applicable_options(
                                        kind, {"provider": provider, "device": device})))
     if callable(dataset):
         dataset = dataset()

@@ -144,7 +144,8 @@ def run_inference(
 # Backend facts a record keeps; a PyTorch model's device, dtype and TF32 setting among them,
 # since parity depends on them.
 _MODEL_EXTRAS = ("output_name", "provider", "preprocessing", "fixed_batch", "notes",
-                 "quantization", "device", "compute_dtype", "tf32")
+                 "quantization", "device", "compute_dtype", "tf32", "inference_precision",
+                 "performance_hint")
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,8 +18,9 @@ from resnet8_onnx.preprocess import Preprocessing
 from resnet8_onnx.records import runtime_label
 from resnet8_onnx.support.errors import InputNotFoundError, UsageError
 
-__all__ = ["BACKENDS", "LOADERS", "Backend", "BackendInfo", "InputSpec", "Loader", "Runner",
-           "backend_for", "label_of", "load_backend"]
+__all__ = ["BACKENDS", "LOADERS", "RUNTIMES", "Backend", "BackendInfo", "InputSpec", "Loader",
+           "Runner", "backend_for", "label_of", "load_backend", "refuse_unused_options",
+           "runtimes_for"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,12 @@ class Loader:
     # Options it takes only when given for this model alone, never from a value given once
     # for several models (a PyTorch model's file states its own spec).
     own_only: frozenset[str] = frozenset()
+    # Suffixes it also reads when chosen by name (``--runtime``): another runtime's files.
+    also_reads: tuple[str, ...] = ()
+
+    def reads(self, path: str | os.PathLike[str]) -> bool:
+        """Whether this runtime reads ``path``'s kind of file (by default or by name)."""
+        return Path(path).suffix.lower() in (*self.suffixes, *self.also_reads)
 
     def load(self, path: str | os.PathLike[str], **options: Any) -> Runner:
         module = importlib.import_module(f"{__name__}.{self.module}")  # lazy: one framework
@@ -54,10 +61,18 @@ LOADERS: dict[str, Loader] = {
     "torch": Loader((".pt2", ".safetensors", ".pt", ".pth"), "pytorch.runner",
                     options=frozenset({"device", "preprocessing"}),
                     own_only=frozenset({"preprocessing"})),
+    # The optional openvino extra: .onnx files with --runtime openvino, and OpenVINO IR.
+    "openvino": Loader((".xml",), "openvino.runner", also_reads=(".onnx",), options=frozenset(
+        {"preprocessing", "output", "precision", "performance_hint"})),
 }
 
 # name -> file suffixes it reads
 BACKENDS: dict[str, tuple[str, ...]] = {name: entry.suffixes for name, entry in LOADERS.items()}
+# What ``--runtime`` chooses among: the runtimes that read an ONNX file.
+RUNTIMES: tuple[str, ...] = tuple(name for name, entry in LOADERS.items() if entry.reads("x.onnx"))
+# The loader options that are not the spec fields (those are the "preprocessing" option).
+_FLAGS = {"output": "output-name", "precision": "precision",
+          "performance_hint": "performance-hint", "provider": "provider", "device": "device"}
 
 
 def backend_for(path: str | os.PathLike[str], *, backend_option: bool = False) -> str:
@@ -70,6 +85,57 @@ def backend_for(path: str | os.PathLike[str], *, backend_option: bool = False) -
     known = ", ".join(s for suffixes in BACKENDS.values() for s in suffixes)
     raise UsageError(f"{path}: unknown model type {suffix or '(no suffix)'!r}; "
                      f"expected one of {known}{' or pass --backend' if backend_option else ''}")
+
+
+def runtimes_for(paths: Sequence[str | os.PathLike[str]],
+                 given: Sequence[str | None] | None) -> list[str]:
+    """The runtime of each model when ``--runtime`` is given (none, once, or once per model
+    with ``-`` for "by suffix"): given once, it runs every model whose kind of file it reads
+    and the others keep theirs; a runtime that reads none of them is exit 2, as is one not
+    among :data:`RUNTIMES`."""
+    values = [None if v in (None, "-") else v for v in (given or [])]
+    for value in values:
+        if value is not None and value not in RUNTIMES:
+            raise UsageError(f"unknown runtime {value!r}; choose one of {', '.join(RUNTIMES)}")
+    by_suffix = [backend_for(p) for p in paths]
+    if not values:
+        return by_suffix
+    if len(values) == 1 and len(paths) != 1:
+        chosen = values[0]
+        assert chosen is not None
+        names = [chosen if LOADERS[chosen].reads(p) else b for p, b in zip(paths, by_suffix,
+                                                                            strict=True)]
+        if not any(LOADERS[chosen].reads(p) for p in paths):
+            raise UsageError(f"--runtime {chosen} reads {_reads(chosen)} files; none of the "
+                             "models is one")
+        return names
+    if len(values) != len(paths):
+        raise UsageError(f"--runtime given {len(values)} times for {len(paths)} models: give "
+                         "it once (for every model it reads) or once per model in model order "
+                         "('-' for the default)")
+    names = []
+    for path, value, default in zip(paths, values, by_suffix, strict=True):
+        if value is not None and not LOADERS[value].reads(path):
+            raise UsageError(f"{path}: --runtime {value} reads {_reads(value)} files")
+        names.append(value or default)
+    return names
+
+
+def _reads(name: str) -> str:
+    loader = LOADERS[name]
+    return ", ".join((*loader.suffixes, *loader.also_reads))
+
+
+def refuse_unused_options(names: Sequence[str], options: Mapping[str, Any]) -> None:
+    """Exit 2 for a runtime option (``precision`` …) given for models none of whose runtimes
+    takes it: it would be ignored, and the figures would be of something else."""
+    for option, value in options.items():
+        if value is None or option not in _FLAGS or option in ("provider", "device"):
+            continue
+        if not any(option in LOADERS[n].options for n in names if n in LOADERS):
+            raise UsageError(f"--{_FLAGS[option]} applies to {_takers(option)} models only"
+                             + ("; add --runtime openvino" if "openvino" in RUNTIMES
+                                and option in LOADERS["openvino"].options else ""))
 
 
 def check_fixed_preprocessing(path: str | os.PathLike[str], name: str,
@@ -104,6 +170,7 @@ def load_backend(
     preprocessing: Mapping[str, Any] | None = None, output: str | None = None,
     provider: str | None = None, device: str | None = None, optimization: str | None = None,
     optimized_model_path: str | os.PathLike[str] | None = None,
+    precision: str | None = None, performance_hint: str | None = None,
 ) -> Runner:
     """Load ``path`` with ``backend`` (default: chosen by suffix): a lookup in
     :data:`LOADERS` and one call.
@@ -111,7 +178,8 @@ def load_backend(
     ``preprocessing`` (spec fields from options, see :mod:`resnet8_onnx.preprocess`),
     ``output``, ``provider``, ``optimization`` (ONNX Runtime's graph level) and
     ``optimized_model_path`` apply to ONNX models; for the others a spec other than raw NHWC
-    RGB pixels or any of the others is a usage error. ``device`` ("cpu", "cuda") applies to
+    RGB pixels or any of the others is a usage error. ``precision`` and ``performance_hint``
+    apply to OpenVINO (``f32``/``bf16``/``f16``). ``device`` ("cpu", "cuda") applies to
     the PyTorch backend; the other runtimes run on the CPU, so asking them for another device
     is a usage error rather than silently ignored.
     """
@@ -124,7 +192,8 @@ def load_backend(
     given = {key: value for key, value in (
         ("preprocessing", preprocessing), ("output", output), ("provider", provider),
         ("device", device), ("optimization", optimization),
-        ("optimized_model_path", optimized_model_path)) if value is not None}
+        ("optimized_model_path", optimized_model_path), ("precision", precision),
+        ("performance_hint", performance_hint)) if value is not None}
     if "device" not in loader.options and given.pop("device", "cpu") != "cpu":
         gpu = (f"; for ONNX Runtime on a GPU give --provider {device} (its execution "
                "provider)" if "provider" in loader.options else "")
@@ -134,8 +203,11 @@ def load_backend(
         check_fixed_preprocessing(path, name, given.pop("preprocessing", None))
     for option in given:
         if option not in loader.options:
-            flag = "output-name" if option == "output" else option.replace("_", "-")
-            raise UsageError(f"{path}: --{flag} applies to {_takers(option)} models only")
+            flag = _FLAGS.get(option, option.replace("_", "-"))
+            hint = ("; add --runtime openvino" if name == "onnxruntime"
+                    and option in LOADERS["openvino"].options else "")
+            raise UsageError(f"{path}: --{flag} applies to {_takers(option)} models "
+                             f"only{hint}")
     return loader.load(path, threads=threads, **given)
 
 

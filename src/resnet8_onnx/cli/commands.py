@@ -16,6 +16,7 @@ from resnet8_onnx.cli.options import (
     _emit_json,
     _emit_text,
     _load_data,
+    _runtime_options,
     _spec_overrides,
 )
 from resnet8_onnx.records import DataInfo, Record
@@ -90,7 +91,13 @@ def _convert_torch(args: argparse.Namespace, output: str) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from resnet8_onnx.backends import applicable_options, backend_for, load_backend
+    from resnet8_onnx.backends import (
+        applicable_options,
+        backend_for,
+        load_backend,
+        refuse_unused_options,
+        runtimes_for,
+    )
     from resnet8_onnx.verify import verify
 
     _check_outputs(args, files=[args.json], inputs=[args.reference, args.onnx, args.indices],
@@ -102,9 +109,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     # Each side resolves its own spec; options describe whichever sides take a spec (ONNX),
     # as in compare: a Keras or LiteRT reference takes raw pixels, a .pt2 states its own.
     options = {"preprocessing": _spec_overrides(args), "output": args.output_name,
-               "provider": args.provider, "device": args.device}
+               "provider": args.provider, "device": args.device, **_runtime_options(args)}
     ref_name = args.reference_backend or backend_for(args.reference)
-    name = backend_for(args.onnx)
+    name = runtimes_for([args.onnx], [args.runtime])[0]  # --runtime: the candidate's
+    refuse_unused_options([name], _runtime_options(args))
     if options["preprocessing"] and "preprocessing" not in {
             *applicable_options(ref_name, options), *applicable_options(name, options)}:
         raise errors.UsageError(
@@ -127,7 +135,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from resnet8_onnx.backends import load_backend
+    from resnet8_onnx.backends import load_backend, runtimes_for
     from resnet8_onnx.backends.base import HasSession, able
     from resnet8_onnx.backends.onnxrt.testdata import check_destination
     from resnet8_onnx.evaluate import evaluate
@@ -139,9 +147,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                              directories=[(args.save_test_data,
                                            lambda d: check_destination(d, force=args.force))])
     _check_models([args.model], by_suffix=args.backend is None, backend_option=True)
-    backend = load_backend(args.model, args.backend, threads=args.threads,
+    name = args.backend
+    if args.runtime is not None:
+        if args.backend not in (None, args.runtime):
+            raise errors.UsageError(f"--backend {args.backend} and --runtime {args.runtime} "
+                                    "disagree; give one")
+        name = runtimes_for([args.model], [args.runtime])[0]
+    backend = load_backend(args.model, name, threads=args.threads,
                            preprocessing=_spec_overrides(args), output=args.output_name,
-                           provider=args.provider, device=args.device)
+                           provider=args.provider, device=args.device, **_runtime_options(args))
     if args.save_test_data is not None and able(backend, HasSession) is None:
         raise errors.UsageError("--save-test-data needs an ONNX model")
     dataset = _load_data(args)
@@ -289,14 +303,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
                              inputs=[*args.models, args.indices], models=args.models)
     _check_models(args.models)
     _check_device(args, args.models)
+    from resnet8_onnx.backends import refuse_unused_options, runtimes_for
     from resnet8_onnx.compare import per_model_options
 
+    names = runtimes_for(args.models, args.runtime)
+    refuse_unused_options(names, _runtime_options(args))
     options = per_model_options(args.models, {
-        **{name: getattr(args, name) for name in _SPEC_OPTIONS}, "output": args.output_name})
+        **{name: getattr(args, name) for name in _SPEC_OPTIONS}, "output": args.output_name,
+        **_runtime_options(args)}, backends=names)
     # Every model is loaded (a corrupt one refused) before the data is searched.
-    record = compare_models(args.models, lambda: _load_data(args), batch_size=args.batch_size,
-                            threads=args.threads, options=options, provider=args.provider,
-                            device=args.device)
+    record = compare_models(args.models, lambda: _load_data(args), backends=names,
+                            batch_size=args.batch_size, threads=args.threads, options=options,
+                            provider=args.provider, device=args.device)
     render_compare_terminal(record, _console(stderr=args.json == "-"))
     _emit_json(record, args.json, force=args.force)
     _write_reports_locked(out_dir, write_compare_reports, record, force=args.force)
@@ -429,19 +447,24 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
                    models=args.models)
     _check_models(args.models)
     _check_device(args, args.models)
+    from resnet8_onnx.backends import refuse_unused_options, runtimes_for
+
+    names = runtimes_for(args.models, args.runtime)
+    refuse_unused_options(names, _runtime_options(args))
     check_benchmark_request(  # the models and options alone, before any data search
-        args.models, backends=None, batch_sizes=args.batch_sizes, threads=args.threads,
+        args.models, backends=names, batch_sizes=args.batch_sizes, threads=args.threads,
         optimization_levels=args.optimization, images=None,
         save_optimized=args.save_optimized, force=args.force)
     onnx_options = {"preprocessing": _spec_overrides(args), "output": args.output_name,
-                    "provider": args.provider}
-    probe_models(args.models, onnx_options=onnx_options, device=args.device)  # before data
+                    "provider": args.provider, **_runtime_options(args)}
+    probe_models(args.models, onnx_options=onnx_options, device=args.device,
+                 backends=names)  # before data
     images = data = None
     if args.data_dir is not None:
         dataset = _load_data(args)
         images, data = dataset.images, dataset.describe()
     record = benchmark(
-        args.models, batch_sizes=args.batch_sizes, threads=args.threads,
+        args.models, backends=names, batch_sizes=args.batch_sizes, threads=args.threads,
         optimization_levels=args.optimization, full_grid=args.full_grid,
         min_seconds=args.min_seconds if args.min_seconds is not None else (
             QUICK_MIN_SECONDS if args.quick else DEFAULT_MIN_SECONDS),

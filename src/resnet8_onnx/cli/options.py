@@ -9,7 +9,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from resnet8_onnx.backends import RUNTIMES
 from resnet8_onnx.backends.onnxrt.runner import OPTIMIZATION_LEVELS
+from resnet8_onnx.backends.openvino.runner import (
+    PERFORMANCE_HINTS,
+    PRECISIONS,
+    check_hint,
+    check_precision,
+)
 from resnet8_onnx.support import errors
 
 EXIT_CODES = """exit codes: 0 ok, 2 usage, 3 input not found, 4 invalid or corrupt input,
@@ -427,6 +434,53 @@ def _check_device(args: argparse.Namespace, models: Sequence[str]) -> None:
         raise errors.UsageError(
             f"--device {device} applies to PyTorch models only; for ONNX Runtime on a GPU "
             f"give --provider {device} (its execution provider)")
+
+
+def _add_runtime_options(p: argparse.ArgumentParser, *, per_model: bool = False,
+                         settings_per_model: bool = False, candidate: bool = False) -> None:
+    """--runtime (which runtime runs .onnx files), --precision and --performance-hint
+    (OpenVINO's; the runner module imports OpenVINO itself only when a model is loaded).
+    ``per_model``: --runtime may be repeated, once per model; ``settings_per_model``: so may
+    the other two."""
+    repeat = (" --runtime may be repeated once per model, in model order ('-' for the "
+              "default); given once, it runs every model it reads." if per_model else "")
+    if settings_per_model:
+        repeat += " So may --precision and --performance-hint (given once: every OpenVINO model)."
+    which = "the candidate (the model verified)" if candidate else "ONNX models"
+    g = p.add_argument_group("runtime", f"Which runtime runs {which}, and how.{repeat}")
+    each: dict[str, Any] = {"action": "append"} if per_model else {}
+    g.add_argument("--runtime", type=_spec_type(_runtime_name, "runtime"), default=None,
+                   metavar="{" + ",".join(RUNTIMES) + "}", **each,
+                   help="onnxruntime (default for .onnx) or openvino (default for OpenVINO IR "
+                        ".xml; needs the 'openvino' extra)")
+    each = {"action": "append"} if settings_per_model else {}
+    g.add_argument("--precision", type=_spec_type(_precision, "precision"), default=None,
+                   metavar="{" + ",".join(PRECISIONS) + "}", **each,
+                   help="OpenVINO's inference precision (default: the file's metadata, else "
+                        "f32); one this CPU lacks is refused (exit 2), never a silent fallback")
+    g.add_argument("--performance-hint", type=_spec_type(_hint, "hint"), default=None,
+                   metavar="{" + ",".join(PERFORMANCE_HINTS) + "}", **each,
+                   help="OpenVINO's performance hint (default: latency)")
+
+
+def _runtime_name(text: str) -> str:
+    if text.strip().lower() not in RUNTIMES:
+        raise errors.UsageError(f"unknown runtime {text!r}; choose one of {', '.join(RUNTIMES)}")
+    return text.strip().lower()
+
+
+def _precision(text: str) -> str:
+    return str(check_precision(text))
+
+
+def _hint(text: str) -> str:
+    return check_hint(text)
+
+
+def _runtime_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The OpenVINO options given, as the loaders name them."""
+    return {"precision": getattr(args, "precision", None),
+            "performance_hint": getattr(args, "performance_hint", None)}
 
 
 def _add_device_option(p: argparse.ArgumentParser) -> None:

@@ -31,6 +31,7 @@ from resnet8_onnx.cli.options import (
     _accuracy,
     _add_data_options,
     _add_device_option,
+    _add_runtime_options,
     _add_spec_options,
     _classes,
     _int_list,
@@ -214,6 +215,7 @@ def _verify(p: argparse.ArgumentParser) -> None:
                    help="always compare layer by layer (done anyway when parity fails)")
     _run_options(p)
     _add_spec_options(p)  # for the ONNX model; the reference takes raw pixels
+    _add_runtime_options(p, candidate=True)
     _add_device_option(p)
     _output_options(p)
     p.set_defaults(func=cmd_verify)
@@ -227,6 +229,7 @@ def _evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help=f"model file ({_suffixes()})")
     p.add_argument("--backend", choices=tuple(LOADERS),
                    default=None, help="runtime (default: chosen by file suffix)")
+    _add_runtime_options(p)
     _add_device_option(p)
     _add_data_options(p)
     _run_options(p)
@@ -300,6 +303,7 @@ def _compare(p: argparse.ArgumentParser) -> None:
                    help="also write compare.json, compare.md, compare.csv and "
                         "compare_per_class.csv")
     _add_spec_options(p, per_model=True)
+    _add_runtime_options(p, per_model=True, settings_per_model=True)
     _output_options(p)
     p.set_defaults(func=cmd_compare)
 
@@ -346,6 +350,7 @@ def _benchmark(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plot", metavar="FILE", default=None,
                    help="write a PNG of throughput vs batch size")
     _add_spec_options(p)
+    _add_runtime_options(p, per_model=True)
     _add_device_option(p)
     _output_options(p)
     p.set_defaults(func=cmd_benchmark)

@@ -15,7 +15,7 @@ from resnet8_onnx.records.base import Part
 # records so that a saved record is rendered from what it says, with no runtime loaded. The
 # backends' registry takes its labels from here unless a loader declares its own.
 RUNTIME_LABELS: dict[str, str] = {"onnxruntime": "ONNX", "keras": "Keras", "litert": "LiteRT",
-                                  "torch": "PyTorch"}
+                                  "torch": "PyTorch", "openvino": "OpenVINO"}
 
 
 def runtime_label(name: str) -> str:
@@ -39,7 +39,7 @@ class ModelInfo(Part):
 
     OPTIONAL: ClassVar[frozenset[str]] = frozenset({
         "output_name", "provider", "preprocessing", "fixed_batch", "notes", "quantization",
-        "device", "compute_dtype", "tf32"})
+        "device", "compute_dtype", "tf32", "inference_precision", "performance_hint"})
     NESTED: ClassVar = {"preprocessing": SpecInfo}
 
     path: str = ""
@@ -58,6 +58,9 @@ class ModelInfo(Part):
     device: str | None = None
     compute_dtype: str | None = None
     tf32: bool | None = None
+    # OpenVINO: the precision in effect, read back from the compiled model, and its hint.
+    inference_precision: str | None = None
+    performance_hint: str | None = None
 
 
 @dataclass(kw_only=True)

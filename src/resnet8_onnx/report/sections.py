@@ -231,6 +231,8 @@ def _compare_model_lines(record: ComparisonRecord) -> list[str]:
         runtime = f"{model.backend} {version}".strip() if version[:1].isdigit() \
             or not version else version
         extra = f", input {model.input_dtype}" if m.quantized else ""
+        if model.inference_precision:  # OpenVINO: the precision in effect
+            extra += f", inference precision {model.inference_precision}"
         spec = model.preprocessing
         if spec is not None and spec.description and spec.description != _RAW_FLOAT:
             extra += f"; input {spec.description}"

@@ -87,6 +87,8 @@ def _model_line(record: EvaluationRecord) -> str:
     model = record.model
     runtime = f"{model.backend} {model.runtime_version}".strip()
     provider = f", {model.provider}" if model.provider else ""
+    if model.inference_precision:  # OpenVINO: the precision in effect, read back
+        provider += f", {model.device or 'CPU'}, inference precision {model.inference_precision}"
     kind = f"{backend_label(record)} {model.quantization}, " if model.quantization else ""
     return f"{model_name(record)} ({kind}{runtime}{provider})"
 
