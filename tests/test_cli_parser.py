@@ -15,7 +15,7 @@ from resnet8_onnx.cli import build_parser, main
 from resnet8_onnx.support import errors
 
 COMMANDS = ("data", "convert", "verify", "evaluate", "run", "compare", "benchmark", "annotate",
-            "quantize")
+            "quantize", "tune")
 
 
 def test_help_lists_every_command(capsys) -> None:
@@ -75,7 +75,8 @@ def test_every_command_runs_its_own_function_with_the_documented_defaults() -> N
     argv = {"data": [], "convert": ["m.h5", "-o", "m.onnx"], "verify": ["a.h5", "b.onnx"],
             "evaluate": ["m.onnx"], "run": [], "compare": ["a.onnx", "b.onnx"],
             "benchmark": ["m.onnx"], "annotate": ["m.onnx", "-o", "o.onnx"],
-            "quantize": ["m.onnx", "--calibration-data", "cal"]}
+            "quantize": ["m.onnx", "--calibration-data", "cal"],
+            "tune": ["m.onnx", "-o", "t.onnx", "--calibration-data", "cal"]}
     assert set(argv) == set(COMMANDS)
     for command, rest in argv.items():
         args = parser.parse_args([command, *rest])
@@ -87,6 +88,8 @@ def test_every_command_runs_its_own_function_with_the_documented_defaults() -> N
         DEFAULT_BATCH_SIZE, "test", "full", None)
     run = parser.parse_args(["run"])
     assert (run.out, run.opset, run.min_accuracy) == ("resnet8-report", DEFAULT_OPSET, 0.85)
+    tune = parser.parse_args(["tune", "m.onnx", "-o", "t.onnx", "--calibration-data", "c"])
+    assert (tune.tolerance, tune.data_dir) == (0.005, None)  # 0.5 points; no test set
     assert parser.parse_args(["convert", "m.h5", "-o", "x", "--input-shape", "any",
                               "--num-classes", "any"]).input_shape is None
 

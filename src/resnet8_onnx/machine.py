@@ -77,7 +77,8 @@ def environment(backend_versions: dict[str, str] | None = None) -> dict[str, str
 # CPU features that decide int8 speed, as /proc/cpuinfo names them. VNNI (x86) and the
 # dot-product extension (ARM "asimddp") multiply-accumulate 8-bit values in one instruction;
 # without them int8 convolutions take several instructions per product.
-CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "asimddp")
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "asimddp",
+             "amx_bf16", "avx512_fp16", "amx_fp16")  # the last three: bf16/f16 speed (OpenVINO)
 INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp")
 
 

@@ -482,3 +482,34 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     return errors.OK
 
 
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from resnet8_onnx.quantize import inspect_float_model, load_calibration_data
+    from resnet8_onnx.quantize.calibration import HOLDOUT_TOO_SMALL
+    from resnet8_onnx.quantize.tune import output_files, tune
+    from resnet8_onnx.report import render_tuning_terminal
+
+    configurations = tuple(c.strip() for c in args.configurations.split(",") if c.strip())
+    files = output_files(args.output)
+    planned = [*files["onnx"], *(files["ir"] if "openvino-int8" in configurations else [])]
+    _check_outputs(args, files=[args.json, *map(str, planned)],
+                   inputs=[args.model, args.calibration_data, args.indices], models=[args.model])
+    _check_models([args.model], by_suffix=False)  # inspect_float_model says what it takes
+    preprocessing = _spec_overrides(args)
+    inspect_float_model(args.model, preprocessing=preprocessing, output=args.output_name)
+    remedies = {**_quantize_remedies(args),
+                HOLDOUT_TOO_SMALL: "give --calibration-data more images, or lower "
+                                   "--calibration-count"}
+    with errors.remedies(remedies):
+        calibration = load_calibration_data(args.calibration_data, download=False,
+                                            allow_test=args.allow_test_calibration)
+        test_data = _load_data(args) if args.data_dir is not None else None
+        record = tune(args.model, args.output, calibration, tolerance=args.tolerance,
+                      test_data=test_data, calibration_count=args.calibration_count,
+                      batch_size=args.batch_size, threads=args.threads, force=args.force,
+                      preprocessing=preprocessing or None, output=args.output_name,
+                      configurations=configurations)
+    render_tuning_terminal(record, _console(stderr=args.json == "-"))
+    _emit_json(record, args.json, force=args.force)
+    return errors.OK

@@ -53,6 +53,10 @@ EXAMPLES = {
                  "--mean 0.4914,0.4822,0.4465 --std 0.2470,0.2435,0.2616",
                  "resnet8-onnx annotate annotated.onnx -o embedded.onnx --embed "
                  "--data-dir ../shared"],
+    "tune": ["resnet8-onnx tune resnet8.onnx -o resnet8_tuned.onnx --calibration-data "
+             "../shared/cifar-10/train-2000-png --data-dir ../shared/cifar-10/cifar-10-batches-bin",
+             "resnet8-onnx tune resnet8.onnx -o fast.onnx --calibration-data "
+             "../shared/cifar-10/train-2000-png --tolerance 1 --json tuning.json"],
     "quantize": ["resnet8-onnx quantize resnet8.onnx -o resnet8_int8.onnx "
                  "--calibration-data ../shared/cifar-10/train-2000-png",
                  "resnet8-onnx quantize resnet8.onnx --calibration-data "

@@ -24,6 +24,7 @@ from resnet8_onnx.cli.commands import (
     cmd_evaluate,
     cmd_quantize,
     cmd_run,
+    cmd_tune,
     cmd_verify,
 )
 from resnet8_onnx.cli.options import (
@@ -465,3 +466,55 @@ def _quantize(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_quantize)
 
 
+
+
+def _points(text: str) -> float:
+    """'0.5' or '0.5%': percentage points of agreement → the fraction 0.005."""
+    raw = text.strip().removesuffix("%").strip()
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of percentage points "
+                                         "(e.g. 0.5)") from None
+    if not 0 <= value < 100:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 0 and below 100 points")
+    return value / 100
+
+
+@_command("tune", "the fastest runtime × precision × int8 recipe that keeps the predictions",
+          "Measure ONNX Runtime fp32 (the reference) and int8 (quantize's choice), OpenVINO "
+          "f32/bf16/f16 (the precisions this CPU has) and OpenVINO int8 (NNCF), each scored "
+          "on held-out calibration-source images for top-1 agreement with ONNX Runtime fp32 "
+          "and timed against it in this process; write the fastest within --tolerance (speeds "
+          "within the timing noise count as equal; ties go to fidelity), with its runtime "
+          "settings in its metadata, once the written file reloaded reproduces the held-out "
+          "figures (exit 6 otherwise, nothing written).")
+def _tune(p: argparse.ArgumentParser) -> None:
+    from resnet8_onnx.quantize.trials import TRIALS
+    from resnet8_onnx.quantize.tune import DEFAULT_TOLERANCE
+
+    p.add_argument("model", help="the float ONNX model (e.g. from convert)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.onnx",
+                   help="the tuned model to write; an OpenVINO int8 choice is written as "
+                        "OpenVINO IR beside it instead (OUT.xml + OUT.bin)")
+    g = p.add_argument_group("calibration")
+    g.add_argument("--calibration-data", metavar="DIR", required=True,
+                   help="training images, as quantize takes them: calibrate the int8 "
+                        "configurations on half, score and time every configuration on the "
+                        "other half (at least 100 held out, exit 4 otherwise)")
+    g.add_argument("--calibration-count", type=_positive_int, default=None, metavar="N",
+                   help="calibration images (default: 1,000, at most half the source)")
+    g.add_argument("--allow-test-calibration", action="store_true",
+                   help="accept TEST images as calibration data (every figure then says so)")
+    g = p.add_argument_group("choice")
+    g.add_argument("--tolerance", type=_points, default=DEFAULT_TOLERANCE, metavar="POINTS",
+                   help=f"percentage points of held-out top-1 agreement with ONNX Runtime "
+                        f"fp32 a configuration may lose (default: {DEFAULT_TOLERANCE * 100:g})")
+    g.add_argument("--configurations", metavar="LIST", default=",".join(TRIALS[1:]),
+                   help=f"comma-separated configurations to measure besides the reference "
+                        f"(default: {','.join(TRIALS[1:])})")
+    _add_spec_options(p)
+    _add_data_options(p)
+    _run_options(p)
+    _output_options(p)
+    p.set_defaults(func=cmd_tune)

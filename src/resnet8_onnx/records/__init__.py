@@ -16,6 +16,7 @@ the reports, unchanged); ``from_dict()`` reads one back, keeping keys it does no
   results.py       evaluation, comparison, verification and benchmark records
   quantization.py  the quantisation record, its candidates, figures and layer errors
   recipe.py        Recipe: what a quantisation recipe is (the quantizer runs it)
+  tuning.py        the tuning record: runtime × precision × recipe candidates, the choice
 """
 
 from __future__ import annotations
@@ -73,10 +74,11 @@ from resnet8_onnx.records.results import (
     OptimizedModel,
     VerificationRecord,
 )
+from resnet8_onnx.records.tuning import TuneCandidate, TuneChoice, TuningRecord
 
 RECORD_TYPES: tuple[type[Record], ...] = (EvaluationRecord, ComparisonRecord,
                                           VerificationRecord, BenchmarkRecord,
-                                          QuantizationRecord)
+                                          QuantizationRecord, TuningRecord)
 
 
 def record_from_dict(data: Mapping[str, Any]) -> Record:
@@ -96,6 +98,6 @@ __all__ = [
     "MatmulReference", "Metrics", "ModelInfo", "OptimizedModel", "Parity", "Part",
     "Provenance", "QuantEvaluation", "QuantizationRecord", "Recipe", "Record", "RunSettings",
     "RunnerInfo", "Selection", "SourceInfo", "SpecInfo", "Speed", "Structure", "Timings",
-    "Tolerance", "Verdict", "VerificationRecord", "Versus", "record_from_dict", "runtime_label",
-    "tool",
+    "Tolerance", "TuneCandidate", "TuneChoice", "TuningRecord", "Verdict", "VerificationRecord",
+    "Versus", "record_from_dict", "runtime_label", "tool",
 ]

@@ -69,6 +69,7 @@ from resnet8_onnx.report.text import (
     preprocessing_line,
     runtime_label,
 )
+from resnet8_onnx.report.tuning import render_tuning_terminal
 
 __all__ = [
     "CIFAR10_TEST_SIZE", "CSV_COLUMNS", "DASH", "backend_label", "calibration_phrase",
@@ -79,7 +80,8 @@ __all__ = [
     "parameters_text", "per_class_csv", "preprocessing_line", "provenance_line",
     "quantization_markdown", "render_benchmark_terminal", "render_compare_terminal",
     "render_comparison_terminal", "render_data_terminal", "render_quantization_terminal",
-    "render_terminal", "render_verification_terminal", "runtime_label", "throughput_png",
+    "render_terminal", "render_tuning_terminal", "render_verification_terminal",
+    "runtime_label", "throughput_png",
     "to_json", "write_all", "write_compare_reports", "write_comparison_reports",
     "write_quantization_reports", "write_reports",
 ]
