@@ -171,6 +171,11 @@ def test_openvino_ir_defaults_to_openvino(tmp_path) -> None:
     x = np.random.default_rng(0).integers(0, 256, (9, 32, 32, 3), dtype=np.uint8)
     assert runner.info.name == "openvino"
     assert np.abs(runner.predict(x) - bare_ort(path, x.astype(np.float32))).max() < 1e-5
+    (tmp_path / "m.bin").unlink()  # an IR without its weights: not found, exit 3
+    from resnet8_onnx.support.errors import InputNotFoundError
+
+    with pytest.raises(InputNotFoundError, match=r"m\.bin belongs beside"):
+        load_backend(tmp_path / "m.xml")
 
 
 def test_unknown_runtime_or_precision_lists_the_valid_ones(tmp_path, capsys) -> None:

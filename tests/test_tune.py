@@ -141,6 +141,42 @@ def test_tiny_model_round_trip_and_settings_in_metadata(tmp_path, capsys) -> Non
     assert record.chosen.test_agreement is None  # no --data-dir
 
 
+def test_an_openvino_int8_choice_is_written_as_ir_that_evaluate_reads(tmp_path, capsys,
+                                                                     monkeypatch) -> None:
+    """Whichever wins on this CPU, force the NNCF int8 choice: it is written as OUT.xml +
+    OUT.bin with the spec and settings in its rt_info, and evaluate runs it unprompted."""
+    from cifar_factory import make_images, write_png_folder
+
+    model = make_classifier(tmp_path / "m.onnx")
+    calibration = synthetic_calibration(tmp_path / "cal", 200)
+    real_choose = tune_mod.choose
+
+    def choose_int8(trials, *args):
+        _, reason = real_choose(trials, *args)
+        return next(t for t in trials if t.name == "openvino-int8"), reason
+
+    monkeypatch.setattr(tune_mod, "choose", choose_int8)
+    out = tmp_path / "t.onnx"
+    code, stdout, err = run(capsys, "tune", str(model), "-o", str(out), "--calibration-data",
+                            str(calibration), "--configurations", "openvino-int8", "--scale",
+                            "1/255", "--json", "-")
+    assert code == 0, err
+    record = TuningRecord.from_dict(json.loads(stdout))
+    assert record.chosen.files == [str((tmp_path / "t.xml").resolve()),
+                                   str((tmp_path / "t.bin").resolve())]
+    assert not out.exists()
+    imgs, labels = make_images(20, seed=3)
+    data = write_png_folder(tmp_path / "test", imgs, labels, [f"{i:05d}" for i in range(20)])
+    code, stdout, err = run(capsys, "evaluate", str(tmp_path / "t.xml"), "--data-dir",
+                            str(data), "--json", "-")
+    assert code == 0, err
+    info = json.loads(stdout)["model"]
+    assert (info["backend"], info["quantization"]) == ("openvino", "int8")
+    # the spec given to tune travels in the IR's rt_info: evaluate needs no --scale
+    assert info["preprocessing"]["scale"] == pytest.approx(1 / 255)
+    assert info["preprocessing"]["sources"]["scale"] == "metadata"
+
+
 def test_unknown_configuration_is_a_usage_error(tmp_path, capsys) -> None:
     model = make_classifier(tmp_path / "m.onnx")
     calibration = synthetic_calibration(tmp_path / "cal", 200)

@@ -23,6 +23,7 @@ import numpy as np
 from resnet8_onnx.backends.base import MACS, STRUCTURE, BackendInfo, InputSpec, chunked
 from resnet8_onnx.preprocess import Preprocessing, record, resolve
 from resnet8_onnx.support.errors import (
+    InputNotFoundError,
     InvalidInputError,
     UsageError,
     interrupts_deferred,
@@ -136,6 +137,10 @@ def load(
     OpenVINO's INFERENCE_PRECISION_HINT; ``performance_hint`` its PERFORMANCE_HINT.
     """
     where = str(path)
+    weights = Path(path).with_suffix(".bin")
+    if Path(path).suffix.lower() == ".xml" and not weights.is_file():
+        raise InputNotFoundError(f"{where}: OpenVINO IR weights not found ({weights.name} "
+                                 "belongs beside the .xml)")
     asked = check_precision(precision)
     hint = check_hint(performance_hint)
     core = _core()
