@@ -118,7 +118,7 @@ def test_the_record_states_precision_in_effect_and_device(tmp_path, capsys) -> N
                       "--data-dir", str(data))
     info = record["model"]
     assert info["backend"] == "openvino"
-    assert info["inference_precision"] == "f32"
+    assert (info["inference_precision"], info["precision_source"]) == ("f32", "default")
     assert info["device"].startswith("CPU")
     # the outputs are those of ONNX Runtime on the same file
     ref = run_json(capsys, "evaluate", str(model), "--data-dir", str(data))

@@ -145,7 +145,7 @@ def run_inference(
 # since parity depends on them.
 _MODEL_EXTRAS = ("output_name", "provider", "preprocessing", "fixed_batch", "notes",
                  "quantization", "device", "compute_dtype", "tf32", "inference_precision",
-                 "performance_hint")
+                 "performance_hint", "precision_source")
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,8 @@ class ModelInfo(Part):
 
     OPTIONAL: ClassVar[frozenset[str]] = frozenset({
         "output_name", "provider", "preprocessing", "fixed_batch", "notes", "quantization",
-        "device", "compute_dtype", "tf32", "inference_precision", "performance_hint"})
+        "device", "compute_dtype", "tf32", "inference_precision", "performance_hint",
+        "precision_source"})
     NESTED: ClassVar = {"preprocessing": SpecInfo}
 
     path: str = ""
@@ -61,6 +62,7 @@ class ModelInfo(Part):
     # OpenVINO: the precision in effect, read back from the compiled model, and its hint.
     inference_precision: str | None = None
     performance_hint: str | None = None
+    precision_source: str | None = None  # option, metadata (the file's), default
 
 
 @dataclass(kw_only=True)
