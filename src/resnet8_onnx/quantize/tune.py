@@ -99,8 +99,11 @@ def tune(
     unknown = [c for c in configurations if c not in TRIALS]
     if unknown:
         raise UsageError(f"unknown configuration {unknown[0]!r}; choose among {', '.join(TRIALS)}")
-    for target in (p for files in output_files(out).values() for p in files):
+    files = output_files(out)
+    for target in [*files["onnx"], *(files["ir"] if "openvino-int8" in configurations else [])]:
         check_writable(target, force=force)
+        if target.resolve() == Path(model_path).resolve():
+            raise UsageError(f"{target}: output would overwrite the float model")
     if not 0 <= tolerance < 1:
         raise UsageError(f"tolerance must be a fraction in [0, 1), got {tolerance}")
     model = inspect_float_model(model_path, preprocessing=preprocessing, output=output)
