@@ -278,7 +278,7 @@ def test_convert_takes_the_output_name_and_refuses_specs_for_keras(tmp_path, cap
     images, labels = perf_images(perf_png)
     expected = ort_correct(source, normalise(images, nchw=True, normalize=True), labels)
     assert correct_of(capsys, pt2, perf_png) == expected
-    assert_refused(capsys, errors.USAGE, "--output-name applies to ONNX models only",
+    assert_refused(capsys, errors.USAGE, "--output-name applies to ONNX and OpenVINO models only",
                    "evaluate", str(pt2), "--data-dir", str(perf_png), "--output-name", "x")
     keras = tmp_path / "m.h5"
     keras.write_bytes(b"")
