@@ -211,3 +211,15 @@ def test_tolerance_is_in_percentage_points() -> None:
     assert _points("1%") == pytest.approx(0.01)
     with pytest.raises(Exception, match="below 100"):
         _points("100")
+
+
+def test_onnx_runtime_says_when_a_file_was_tuned_for_another_runtime(tmp_path) -> None:
+    from resnet8_onnx.backends import load_backend
+
+    path = make_classifier(tmp_path / "m.onnx")
+    proto = onnx.load(str(path))
+    onnx.helper.set_model_props(proto, {"runtime": "openvino",
+                                        "tuned_configuration": "openvino-bf16"})
+    onnx.save(proto, str(path))
+    notes = load_backend(path).info.extra["notes"]
+    assert any("tuned for openvino-bf16" in n and "--runtime openvino" in n for n in notes)

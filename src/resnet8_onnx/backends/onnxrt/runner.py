@@ -193,6 +193,10 @@ class OnnxRuntimeBackend:
             notes.append(f"the model's batch dimension is fixed at {self.fixed_batch}: images "
                          f"run {self.fixed_batch} at a time, a short last batch padded with "
                          "copies of its last image whose outputs are dropped")
+        if self.metadata.get("runtime", "onnxruntime") != "onnxruntime":  # written by tune
+            tuned = self.metadata.get("tuned_configuration", self.metadata["runtime"])
+            notes.append(f"the file was tuned for {tuned} (its metadata); this run uses ONNX "
+                         f"Runtime: add --runtime {self.metadata['runtime']} to run it so")
         self.notes = notes
         _, *dims = input_shape
         # the NHWC images predict() takes (None: any size)
