@@ -79,3 +79,12 @@ def test_every_page_is_in_the_navigation_and_every_entry_exists() -> None:
     pages = {str(p.relative_to(DOCS)) for p in DOCS.rglob("*.md")
              if not p.name.startswith("notes-")}  # engineers' notes: excluded in mkdocs.yml
     assert set(nav) == pages
+
+
+def test_readme_links_point_at_pages_that_exist() -> None:
+    """mkdocs checks the links inside docs/; the README is outside it, so check its own."""
+    links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", README.read_text(encoding="utf-8"))
+    assert links
+    for link in links:
+        if not link.startswith(("http://", "https://")):
+            assert (PROJECT / link).is_file(), link
