@@ -1,4 +1,5 @@
-"""The README's "As a library" example, run from the project root with ../shared beside it:
+"""The docs' "As a library" example (docs/library.md), run from the project root with
+../shared beside it:
 
     python examples/library.py
 
@@ -7,12 +8,15 @@ PyTorch-style export of it) — and writes perf-report/. force=True lets a secon
 what the first wrote (without it an existing output is refused).
 """
 
+import json
+
 from pytorch_style import pytorch_style  # examples/pytorch_style.py
 
 from resnet8_onnx.backends import load_backend
 from resnet8_onnx.convert.keras_to_onnx import convert
 from resnet8_onnx.data import load_dataset
 from resnet8_onnx.evaluate import evaluate
+from resnet8_onnx.records import record_from_dict
 from resnet8_onnx.report import render_terminal, write_reports
 from resnet8_onnx.verify import verify
 
@@ -24,6 +28,9 @@ data = load_dataset("../shared", subset="perf")
 result = evaluate(load_backend("model.onnx"), data)
 render_terminal(result.record())            # an EvaluationRecord (records/)
 write_reports(result.record(), "perf-report", force=True)  # report.json, report.md, CSV, PNG
+with open("perf-report/report.json", encoding="utf-8") as f:  # a saved record reads back typed
+    saved = record_from_dict(json.load(f))
+print(saved.SCHEMA, saved.metrics.accuracy, saved.data.full_official_test_set)
 
 # a PyTorch-style export: the spec fields as options would give them
 backend = load_backend("export.onnx", preprocessing={"layout": "nchw", "scale": 1 / 255,

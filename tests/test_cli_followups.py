@@ -12,7 +12,7 @@ from resnet8_onnx.cli import build_parser, main
 from resnet8_onnx.support import errors
 from test_cli_parser import _all_parsers
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+COMMANDS_PAGE = Path(__file__).resolve().parents[1] / "docs" / "commands.md"
 
 
 # --------------------------------------------------------------------------- item 1
@@ -43,7 +43,7 @@ def test_quantize_without_o_writes_into_the_current_directory(tmp_path, monkeypa
         if a.dest == "output"]
     assert "current directory" in output.help
     assert "not beside MODEL" in output.help
-    row = next(line for line in README.read_text().splitlines()
+    row = next(line for line in COMMANDS_PAGE.read_text().splitlines()
                if line.startswith("| `resnet8-onnx quantize"))
     assert "current directory" in row
 
@@ -59,8 +59,8 @@ def test_quiet_help_says_it_silences_notes_too() -> None:
     for text in helps:
         assert "note" in text, text
         assert "errors and warnings" in text, text
-    readme = " ".join(README.read_text().split())
-    assert "(`-q` silences both, leaving only errors and warnings)" in readme
+    page = " ".join(COMMANDS_PAGE.read_text().split())
+    assert "(`-q` silences both, leaving only errors and warnings)" in page
 
 
 # --------------------------------------------------------------------------- item 4

@@ -1,5 +1,5 @@
-"""errors: the exit codes (README, --help and this module agree) and the helper that quotes
-someone else's message in a one-line error."""
+"""errors: the exit codes (the docs' exit-code page, --help and this module agree) and the
+helper that quotes someone else's message in a one-line error."""
 
 from __future__ import annotations
 
@@ -32,10 +32,11 @@ def test_limit_cuts_with_an_ellipsis_and_none_keeps_the_line() -> None:
     assert one_line(["a", "b"], 5) == "['a'…"
 
 
-def test_readme_exit_code_table_matches_errors_module() -> None:
-    """The README table, the --help epilog and errors.py list the same codes."""
-    readme = (PROJECT / "README.md").read_text()
-    table = dict(re.findall(r"^\|\s*(\d+)\s*\|\s*([^|]+?)\s*\|$", readme, re.MULTILINE))
+def test_docs_exit_code_table_matches_errors_module() -> None:
+    """The docs' table (docs/exit-codes.md, where the README's moved), the --help epilog and
+    errors.py list the same codes."""
+    page = (PROJECT / "docs" / "exit-codes.md").read_text()
+    table = dict(re.findall(r"^\|\s*(\d+)\s*\|\s*([^|]+?)\s*\|$", page, re.MULTILINE))
     constants = {value for name, value in vars(errors).items()
                  if name.isupper() and isinstance(value, int)}
     assert {int(code) for code in table} == constants

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
-# Exit codes (documented in the README; keep the two in step).
+# Exit codes (documented in docs/exit-codes.md; tests/test_errors.py keeps the two in step).
 OK = 0
 USAGE = 2
 NOT_FOUND = 3
