@@ -91,7 +91,7 @@ def select_candidate(working: list[dict[str, Any]], mode: str, tolerance: float,
     tied = [c for c in eligible if c["ips"] >= (1 - noise) * fastest]
     chosen = min(tied, key=preference)
     which = (f"standard ONNX ops first, then the most faithful of the {len(tied)} fastest "
-             f"(within {noise:.1%} of the top speed: the timing noise)" if len(tied) > 1
+             f"(at most {noise:.1%} slower than the top speed: the timing noise)" if len(tied) > 1
              else f"the fastest (beyond the {noise:.1%} timing noise)")
     return chosen, (f"{which} of {len(eligible)} candidates whose held-out agreement with fp32 "
                     f"is within {tolerance * 100:g} points of the best ({best:,}/{holdout:,} = "
