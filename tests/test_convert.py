@@ -229,7 +229,7 @@ def test_foreign_keras_models_convert_to_pytorch_with_onnx2torch(
 ) -> None:
     """Not the ResNet8: auto picks onnx2torch (via ONNX), in a process TensorFlow already uses."""
     from resnet8_onnx.backends import load_backend
-    from resnet8_onnx.convert.to_torch import convert_torch
+    from resnet8_onnx.convert import convert as convert_torch
 
     source = small_models[name]
     result = convert_torch(source, tmp_path / "model.pt2")

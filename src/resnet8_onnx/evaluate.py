@@ -21,6 +21,7 @@ from resnet8_onnx.metrics import compute_metrics
 from resnet8_onnx.preprocess import near_chance_warning
 from resnet8_onnx.records import DataInfo, EvaluationRecord, ModelInfo, RunSettings, Timings
 from resnet8_onnx.support.errors import InvalidInputError
+from resnet8_onnx.support.facade import callable_module
 from resnet8_onnx.support.progress import track
 
 if TYPE_CHECKING:
@@ -262,3 +263,7 @@ def evaluate(
         environment=environment({backend.info.name: backend.info.runtime_version}),
         warnings=(warning,) if warning else (),
     )
+
+
+# The facade's resnet8_onnx.evaluate(...) is this module called (see support.facade).
+callable_module(__name__, "evaluate")

@@ -35,6 +35,7 @@ from resnet8_onnx.records import (
     VerificationRecord,
 )
 from resnet8_onnx.support.errors import InvalidInputError, UsageError
+from resnet8_onnx.support.facade import callable_module
 
 if TYPE_CHECKING:
     from resnet8_onnx.backends.base import Backend
@@ -480,3 +481,7 @@ def verify(
                           indices=indices, atol=atol, rtol=rtol, layerwise=layerwise,
                           image_shape=image_shape, num_classes=num_classes,
                           batch_size=batch_size)
+
+
+# The facade's resnet8_onnx.verify(...) is this module called (see support.facade).
+callable_module(__name__, "verify")

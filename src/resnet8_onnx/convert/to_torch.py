@@ -59,7 +59,6 @@ from resnet8_onnx.backends.pytorch.safe_io import (
     PT2_SUFFIXES,
     SAFETENSORS_SUFFIXES,
     STATE_DICT_SUFFIXES,
-    TORCH_SUFFIXES,
     import_torch,
     load_exported_program,
     require_module,
@@ -103,18 +102,11 @@ KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
 __all__ = [
     "BUILDERS", "CHECK_ATOL", "CHECK_BATCH_SIZES", "EXTRA_HINT", "KERAS_SUFFIXES",
     "TORCH_ONNX_OPSET", "NativePlan", "TorchConversionResult", "config_from_state_dict",
-    "convert_to_torch", "convert_torch", "convert_torch_to_onnx", "export_program",
-    "import_torch", "is_torch_conversion", "load_torch_model", "native_from_keras",
+    "convert_to_torch", "convert_torch_to_onnx", "export_program",
+    "import_torch", "load_torch_model", "native_from_keras",
     "native_from_state_dict", "onnx2torch_module", "recognise_resnet8", "require_module",
 ]
 
-
-
-
-def is_torch_conversion(source: str | os.PathLike[str], output: str | os.PathLike[str]) -> bool:
-    """Does converting ``source`` to ``output`` involve PyTorch (either side)?"""
-    return (Path(output).suffix.lower() in TORCH_SUFFIXES
-            or Path(source).suffix.lower() in TORCH_SUFFIXES)
 
 
 
@@ -495,29 +487,3 @@ def _torch_onnx_export(program: Any, source: Path, opset: int) -> Any:
             raise InvalidInputError(f"{source}: torch.onnx.export failed: "
                                     f"{one_line(exc)}") from exc
     return onnx_program.model_proto
-
-
-def convert_torch(
-    source_path: str | os.PathLike[str],
-    output_path: str | os.PathLike[str],
-    *,
-    builder: str = "auto",
-    opset: int | None = None,
-    force: bool = False,
-    preprocessing: Mapping[str, Any] | None = None,
-    output_name: str | None = None,
-) -> TorchConversionResult:
-    """Dispatch a conversion that involves PyTorch by the two suffixes; ``preprocessing``
-    and ``output_name`` describe an ONNX (or .pt2) source as ``evaluate`` takes them."""
-    suffix = Path(output_path).suffix.lower()
-    if Path(source_path).suffix.lower() in TORCH_SUFFIXES and suffix == ".onnx":
-        if output_name is not None:
-            raise UsageError(f"{source_path}: --output-name chooses among an ONNX model's "
-                             "outputs; a PyTorch model has one")
-        return convert_torch_to_onnx(source_path, output_path, opset=opset, force=force,
-                                     preprocessing=preprocessing)
-    if suffix in PT2_SUFFIXES + SAFETENSORS_SUFFIXES:
-        return convert_to_torch(source_path, output_path, builder=builder, force=force,
-                                opset=opset, preprocessing=preprocessing,
-                                output_name=output_name)
-    raise UsageError(f"{output_path}: a PyTorch model converts to .onnx, .pt2 or .safetensors")
