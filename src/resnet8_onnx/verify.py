@@ -26,6 +26,7 @@ from resnet8_onnx.data.format import IMAGE_SHAPE, NUM_CLASSES
 from resnet8_onnx.evaluate import DEFAULT_BATCH_SIZE, predict_all, run_settings
 from resnet8_onnx.machine import check_batch_fits
 from resnet8_onnx.records import (
+    DynamicBatch,
     Layerwise,
     Parity,
     Provenance,
@@ -272,25 +273,25 @@ def _match_layers(
     matches best keeps it and the others are ``fused_into`` that layer — no tensor of their
     own, so not a divergence.
     """
-    layers = []
+    layers: list[dict[str, Any]] = []
     for layer_name, layer_class in order:
         if layer_name not in keras_values:
             continue
         ref = np.asarray(keras_values[layer_name], dtype=np.float64)
         name, err, rel = _best_match(ref, _candidates_for(layer_class, onnx_values, origins))
         allowed = max(atol, rtol * float(np.abs(ref).max(initial=0.0)))
-        entry = {"layer": layer_name, "class": layer_class, "onnx_tensor": name,
-                 "max_abs_diff": err, "max_rel_diff": rel, "allowed_abs_diff": allowed,
-                 "matched": bool(name is not None and err <= allowed)}
+        entry: dict[str, Any] = {
+            "layer": layer_name, "class": layer_class, "onnx_tensor": name,
+            "max_abs_diff": err, "max_rel_diff": rel, "allowed_abs_diff": allowed,
+            "matched": bool(name is not None and err <= allowed)}
         if name in origins:
             entry["onnx_op"], entry["through_quantisation"] = origins[name]
         layers.append(entry)
     best: dict[str, dict[str, Any]] = {}
     for entry in layers:
-        name = entry["onnx_tensor"]
-        if name is not None and (name not in best
-                                 or entry["max_rel_diff"] < best[name]["max_rel_diff"]):
-            best[name] = entry
+        if (tensor := entry["onnx_tensor"]) is not None and (tensor not in best
+                                 or entry["max_rel_diff"] < best[tensor]["max_rel_diff"]):
+            best[tensor] = entry
     for entry in layers:
         owner = best.get(entry["onnx_tensor"])
         if owner is not None and owner is not entry and not entry["matched"]:
@@ -427,7 +428,7 @@ def verify_outputs(
         candidate=RunnerInfo.from_dict(candidate.info.to_dict()),
         structure=Structure.from_dict(checks["structure"]),
         interface_problems=problems,
-        dynamic_batch=dynamic,
+        dynamic_batch=DynamicBatch.from_dict(dynamic),
         parity=Parity.from_dict(parity.to_dict()),
         settings=RunSettings.from_dict(run_settings(candidate.info.to_dict(), batch_size)),
     )

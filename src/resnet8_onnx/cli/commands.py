@@ -243,7 +243,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     written = list((comparison.files or {}).values())
     if args.json is not None:  # run's record: report.json's very text
-        _emit_text(Path(comparison.files["json"]).read_text(encoding="utf-8"), args.json,
+        _emit_text(Path((comparison.files or {})["json"]).read_text(encoding="utf-8"), args.json,
                    force=args.force)
         written += json_file
     from resnet8_onnx.report import render_comparison_terminal

@@ -333,7 +333,7 @@ def _one_output(module: Any, backend: Any) -> Any:
     names = [o.name for o in backend.session.get_outputs()]
     if len(names) == 1:
         return module
-    torch = import_torch()
+    torch: Any = import_torch()
     index = names.index(backend.output_name)
 
     class OneOutput(torch.nn.Module):

@@ -86,9 +86,9 @@ def evaluate_pair(model: FloatModel, int8_path: Path, shown_path: str, test_data
                   rounds: int) -> tuple[dict[str, Any], float, float]:
     """Both models on the test images, each fed by the model's spec: accuracy, per class,
     agreement, |Δ|, speed."""
-    options = {"threads": threads, "preprocessing": model.spec, "output": model.output_name}
-    fp32_backend = onnxrt.load(model.path, **options)
-    int8_backend = onnxrt.load(int8_path, **options)
+    fp32_backend, int8_backend = (
+        onnxrt.load(path, threads=threads, preprocessing=model.spec, output=model.output_name)
+        for path in (model.path, int8_path))
     fp32 = evaluate(fp32_backend, test_data, batch_size=batch_size)
     int8 = evaluate(int8_backend, test_data, batch_size=batch_size)
     fp32_session, int8_session = fp32_backend.onnx_session(), int8_backend.onnx_session()

@@ -26,7 +26,7 @@ class _ClassCounts(Protocol):
     @property
     def support(self) -> int: ...
     @property
-    def accuracy(self) -> float: ...
+    def accuracy(self) -> float | None: ...  # None: no images of the class
 
 
 class _Counts(Protocol):
@@ -312,11 +312,11 @@ class QuantizationRecord(Record):
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> QuantizationRecord:
         record = super().from_dict(data)
-        errors = record.layer_errors
+        errors = data.get("layer_errors")  # read from the JSON: the fields hold it as given
         return dataclasses.replace(
             record, recipe=Recipe.from_dict(record.recipe) if isinstance(record.recipe, Mapping)
             else record.recipe,
-            candidates=tuple(Candidate.from_dict(c) for c in record.candidates),
+            candidates=tuple(Candidate.from_dict(c) for c in data.get("candidates") or ()),
             cpu=CpuInfo.from_dict(record.cpu) if isinstance(record.cpu, Mapping) else record.cpu,
             layer_errors=None if errors is None else tuple(LayerError.from_dict(e)
                                                            for e in errors),
