@@ -7,7 +7,6 @@ so the same code compares Keras with ONNX, ONNX with LiteRT, or two ONNX files.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -83,35 +82,6 @@ def check_io_contract(
 
 
 # --------------------------------------------------------------------------- numerics
-@dataclass(frozen=True)
-class Comparison:
-    """How far a candidate's outputs are from a reference's, on the same images."""
-
-    samples: int
-    argmax_agreement: int
-    max_abs_diff: float
-    mean_abs_diff: float
-    p99_abs_diff: float
-    max_rel_diff: float
-    p99_rel_diff: float
-    min_cosine_similarity: float
-    mean_cosine_similarity: float
-    elements_over_tolerance: int
-    nonfinite_reference: int
-    nonfinite_candidate: int
-    atol: float
-    rtol: float
-    first_disagreements: list[int] = field(default_factory=list)
-
-    @property
-    def passed(self) -> bool:
-        return (self.elements_over_tolerance == 0 and self.argmax_agreement == self.samples
-                and self.nonfinite_candidate == 0 and self.nonfinite_reference == 0)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, **asdict(self)}
-
-
 def agreement(reference_predictions: np.ndarray, candidate_predictions: np.ndarray,
               indices: np.ndarray | None = None) -> tuple[int, list[int]]:
     """(how many predictions agree, the first ten that differ), the latter as ``indices``
@@ -126,11 +96,13 @@ def agreement(reference_predictions: np.ndarray, candidate_predictions: np.ndarr
 def compare_outputs(
     reference: np.ndarray, candidate: np.ndarray, *, atol: float = DEFAULT_ATOL,
     rtol: float = DEFAULT_RTOL, indices: np.ndarray | None = None,
-) -> Comparison:
+) -> Parity:
     """Element-wise comparison; an element fails only if it exceeds both ``atol`` and ``rtol``.
 
     Relative error is ``|Δ| / max(|ref|, atol)`` so that near-zero probabilities do not turn
-    float32 rounding into huge relative figures.
+    float32 rounding into huge relative figures. The result is the record's parity block
+    itself: ``passed`` when every element is within tolerance, every top-1 agrees and every
+    output is finite.
     """
     ref = np.asarray(reference, dtype=np.float64)
     cand = np.asarray(candidate, dtype=np.float64)
@@ -150,7 +122,9 @@ def compare_outputs(
         cosine = np.where(norms > 0, dots / np.where(norms > 0, norms, 1), 1.0)
     agreeing, first = agreement(ref.argmax(axis=1), cand.argmax(axis=1), indices)
     finite = diff[np.isfinite(diff)]
-    return Comparison(
+    over_count = int(over.sum())
+    return Parity(
+        passed=(over_count == 0 and agreeing == n and ref_bad == 0 and cand_bad == 0),
         samples=int(n),
         argmax_agreement=agreeing,
         max_abs_diff=float(diff.max()) if diff.size else 0.0,
@@ -160,7 +134,7 @@ def compare_outputs(
         p99_rel_diff=float(np.percentile(rel[np.isfinite(rel)], 99)) if rel.size else 0.0,
         min_cosine_similarity=float(np.nanmin(cosine)) if n else 1.0,
         mean_cosine_similarity=float(np.nanmean(cosine)) if n else 1.0,
-        elements_over_tolerance=int(over.sum()),
+        elements_over_tolerance=over_count,
         nonfinite_reference=ref_bad,
         nonfinite_candidate=cand_bad,
         atol=atol,
@@ -420,8 +394,8 @@ def verify_outputs(
     dynamic = check_dynamic_batch(candidate, images, atol=atol, rtol=rtol)
     report = VerificationRecord(
         passed=parity.passed and dynamic["passed"] and not problems,
-        samples=parity.samples,
-        argmax_agreement=parity.argmax_agreement,
+        samples=parity.samples or 0,  # compare_outputs counts both
+        argmax_agreement=parity.argmax_agreement or 0,
         max_abs_diff=parity.max_abs_diff,
         reference=RunnerInfo.from_dict(reference.info.to_dict()),
         provenance=Provenance.from_dict(checks["provenance"]),
@@ -429,7 +403,7 @@ def verify_outputs(
         structure=Structure.from_dict(checks["structure"]),
         interface_problems=problems,
         dynamic_batch=DynamicBatch.from_dict(dynamic),
-        parity=Parity.from_dict(parity.to_dict()),
+        parity=parity,
         settings=RunSettings.from_dict(run_settings(candidate.info.to_dict(), batch_size)),
     )
     if (counted := able(reference, HasParameters)) is not None:

@@ -231,7 +231,8 @@ class DynamicBatch(Part):
 
 @dataclass(kw_only=True)
 class Parity(Part):
-    """Outputs of a candidate against its reference (``verify.Comparison``); ``run`` adds the
+    """Outputs of a candidate against its reference (``verify.compare_outputs`` builds it);
+    ``verify`` and ``run`` add the
     dynamic-batch check and the interface problems, so one block holds the whole parity."""
 
     OPTIONAL: ClassVar[frozenset[str]] = frozenset({"dynamic_batch", "interface_problems"})
