@@ -191,7 +191,7 @@ def run_pipeline(
     if int8_failure is not None:
         verdict = _add_int8_failure(verdict, int8_failure)
         comparison.extra["int8_failed"] = int8_failure
-    _attach_job(comparison, conversion=Conversion.from_dict(conversion.to_dict()),
+    _attach_job(comparison, conversion=conversion,
                 verification=verification, parity=parity, verdict=verdict,
                 data=DataInfo.from_dict(dataset.describe()),
                 settings=RunSettings.from_dict(settings_record(threads, batch_size)),

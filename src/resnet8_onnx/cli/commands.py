@@ -39,7 +39,6 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     from resnet8_onnx.convert import applicable, convert, direction_for
-    from resnet8_onnx.convert.keras_to_onnx import ConversionResult
 
     # Default: ./STEM.onnx in the current directory, never beside the input (often a shared,
     # read-only folder of models).
@@ -56,16 +55,17 @@ def cmd_convert(args: argparse.Namespace) -> int:
         "output_name": args.output_name}
     result = convert(args.model, output, force=args.force, **options)
     out = _console(stderr=args.json == "-")
-    if isinstance(result, ConversionResult):
-        out.print(f"[green]converted[/green] {args.model} → {result.output_path} "
+    seconds = result.seconds or 0.0
+    if result.target is None:  # Keras → ONNX; the files named as given, the record resolves
+        out.print(f"[green]converted[/green] {args.model} → {Path(output)} "
                   f"(opset {result.opset}, input {result.input_name!r}, output "
-                  f"{result.output_name!r}: {result.output_kind}, {result.seconds:.1f} s)")
+                  f"{result.output_name!r}: {result.output_kind}, {seconds:.1f} s)")
     else:
         checked = "; ".join(f"matches {c['against']} (max |Δ| {c['max_abs_diff']:.2g})"
-                            for c in result.checks)
-        out.print(f"[green]converted[/green] {args.model} → {result.output_path} "
+                            for c in result.checks or ())
+        out.print(f"[green]converted[/green] {args.model} → {Path(output)} "
                   f"({result.target}, builder {result.builder}, output {result.output_kind}, "
-                  f"{result.seconds:.1f} s)")
+                  f"{seconds:.1f} s)")
         if checked:
             out.print(f"checked: {checked}")
     _emit_json(result.to_dict(), args.json, force=args.force)

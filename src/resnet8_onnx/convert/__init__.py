@@ -25,8 +25,7 @@ from resnet8_onnx.support.errors import UsageError
 from resnet8_onnx.support.facade import callable_module
 
 if TYPE_CHECKING:
-    from resnet8_onnx.convert.keras_to_onnx import ConversionResult
-    from resnet8_onnx.convert.to_torch import TorchConversionResult
+    from resnet8_onnx.records import Conversion
 
 __all__ = ["DIRECTIONS", "TARGETS", "Direction", "applicable", "convert", "direction_for"]
 
@@ -92,12 +91,12 @@ def applicable(source: str | os.PathLike[str], output: str | os.PathLike[str],
 
 
 def convert(source: str | os.PathLike[str], output: str | os.PathLike[str], *,
-            force: bool = False, **options: Any) -> ConversionResult | TorchConversionResult:
+            force: bool = False, **options: Any) -> Conversion:
     """Convert ``source`` to ``output`` (``.onnx``, ``.pt2`` or ``.safetensors``), checked.
 
     ``options`` are the direction's (see :data:`DIRECTIONS`); one set to anything but None
     that the direction does not take is a UsageError, before any work. ``opset=None`` is
-    each direction's default.
+    each direction's default. Every direction returns the same record, :class:`Conversion`.
     """
     direction = direction_for(source, output)
     for name, value in options.items():
@@ -109,7 +108,7 @@ def convert(source: str | os.PathLike[str], output: str | os.PathLike[str], *,
     chosen = {k: v for k, v in options.items()
               if k in direction.options and not (k == "opset" and v is None)}
     run = getattr(importlib.import_module(module), function)
-    result: ConversionResult | TorchConversionResult = run(source, output, force=force, **chosen)
+    result: Conversion = run(source, output, force=force, **chosen)
     return result
 
 

@@ -328,7 +328,17 @@ class Provenance(Part):
 
 @dataclass(kw_only=True)
 class Conversion(Part):
-    """What ``convert`` did: from which file to which, with which tools, how long."""
+    """What ``convert`` did: from which file to which, with which tools, how long.
+
+    Every direction builds it (Keras → ONNX, → PyTorch, PyTorch → ONNX) and ``run`` records
+    it; files are named resolved, as in every record. A field a direction does not have is
+    left out of the JSON (``onnx_sha256``/``opset``/``input_name`` are Keras → ONNX's,
+    ``target``/``builder``/``checks``/``output_sha256`` the PyTorch directions').
+    """
+
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({
+        "onnx_sha256", "opset", "source_sha256", "input_name", "output_name", "num_classes",
+        "output_sha256", "target", "builder", "checks"})
 
     source_path: str | None = None
     output_path: str | None = None
@@ -336,7 +346,15 @@ class Conversion(Part):
     opset: int | None = None
     output_kind: str | None = None
     seconds: float | None = None
-    metadata: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    source_sha256: str | None = None
+    input_name: str | None = None
+    output_name: str | None = None
+    num_classes: int | None = None
+    output_sha256: str | None = None
+    target: str | None = None  # "pt2", "safetensors" or "onnx" (PyTorch directions)
+    builder: str | None = None  # "native", "onnx2torch" or "torch.onnx"
+    checks: list[dict[str, Any]] | None = None  # each: against, max_abs_diff, …
 
 
 @dataclass(kw_only=True)
