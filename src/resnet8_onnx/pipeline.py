@@ -100,7 +100,7 @@ def build_verdict(keras: EvaluationResult, onnx: EvaluationResult, parity: Parit
     meets = meets_accuracy(o.correct, o.total, min_accuracy)
     equal = k.correct == o.correct and same_predictions == o.total
     passed = bool(parity.passed and meets and equal)
-    n = o.total
+    n = o.total or 0  # evaluate counts every image
     differing = [a.name for a, b in zip(k.per_class, o.per_class, strict=True)
                  if a.correct != b.correct]
     summary = [

@@ -159,7 +159,7 @@ class ClassRow(Part):
 
 @dataclass(kw_only=True)
 class Metrics(Part):
-    """Everything computed from labels and outputs (``ClassificationMetrics.to_dict()``)."""
+    """Everything computed from labels and outputs; ``metrics.compute_metrics`` builds it."""
 
     NESTED: ClassVar = {"per_class": ClassRow}
 
