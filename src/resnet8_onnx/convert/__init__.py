@@ -29,10 +29,6 @@ if TYPE_CHECKING:
 
 __all__ = ["DIRECTIONS", "TARGETS", "Direction", "applicable", "convert", "direction_for"]
 
-#: Every suffix ``convert`` writes; the output's suffix says which.
-TARGETS = (".onnx", *PT2_SUFFIXES, *SAFETENSORS_SUFFIXES)
-
-
 @dataclass(frozen=True)
 class Direction:
     """One conversion direction: which suffix pairs it takes, its function, its options."""
@@ -61,6 +57,9 @@ DIRECTIONS: tuple[Direction, ...] = (
               "resnet8_onnx.convert.keras_to_onnx:convert",
               frozenset({"opset", "input_shape", "num_classes", "class_names", "model"})),
 )
+
+#: Every suffix ``convert`` writes, from the table; the output's suffix says which.
+TARGETS: tuple[str, ...] = tuple(dict.fromkeys(t for d in DIRECTIONS for t in d.targets))
 
 #: Why an option is refused, where a general sentence would not say enough.
 _REFUSALS = {
