@@ -60,8 +60,8 @@ def main() -> int:
 
     from resnet8_onnx.backends import load_backend
     from resnet8_onnx.backends.pytorch.runner import configure_precision
-    from resnet8_onnx.convert.keras_to_onnx import convert
-    from resnet8_onnx.convert.to_torch import convert_torch, native_from_state_dict
+    from resnet8_onnx.convert import convert
+    from resnet8_onnx.convert.to_torch import native_from_state_dict
     from resnet8_onnx.data import load_dataset
 
     data = load_dataset(args.data_dir, download=False)
@@ -74,9 +74,9 @@ def main() -> int:
         tmp_dir = Path(tmp)
         onnx_path = tmp_dir / "r8.onnx"
         convert(model, onnx_path)
-        convert_torch(model, tmp_dir / "native.pt2", builder="native")
-        convert_torch(onnx_path, tmp_dir / "onnx2torch.pt2", builder="onnx2torch")
-        convert_torch(model, tmp_dir / "native.safetensors")
+        convert(model, tmp_dir / "native.pt2", builder="native")
+        convert(onnx_path, tmp_dir / "onnx2torch.pt2", builder="onnx2torch")
+        convert(model, tmp_dir / "native.safetensors")
 
         runners: dict[str, object] = {
             "ONNX Runtime (tf2onnx .onnx)": load_backend(onnx_path, threads=args.threads).predict,

@@ -133,7 +133,7 @@ def tiny_pt2(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def resnet8_pt2(tmp_path_factory: pytest.TempPathFactory, resnet8_h5: Path) -> Path:
     """The real model as a .pt2 from the native builder (no TensorFlow involved)."""
-    from resnet8_onnx.convert.to_torch import convert_torch
+    from resnet8_onnx.convert import convert as convert_torch
 
     out = tmp_path_factory.mktemp("torch") / "resnet8.pt2"
     convert_torch(resnet8_h5, out, builder="native")
@@ -143,7 +143,7 @@ def resnet8_pt2(tmp_path_factory: pytest.TempPathFactory, resnet8_h5: Path) -> P
 @pytest.fixture(scope="session")
 def resnet8_onnx2torch_pt2(tmp_path_factory: pytest.TempPathFactory, resnet8_onnx: Path) -> Path:
     """The converted ONNX model as a .pt2 built by onnx2torch."""
-    from resnet8_onnx.convert.to_torch import convert_torch
+    from resnet8_onnx.convert import convert as convert_torch
 
     out = tmp_path_factory.mktemp("torch") / "resnet8-onnx2torch.pt2"
     convert_torch(resnet8_onnx, out, builder="onnx2torch")

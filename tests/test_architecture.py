@@ -169,3 +169,43 @@ def test_reading_a_record_loads_only_records_and_plumbing() -> None:
                          check=True).stdout.split()
     units = {_unit(m) for m in out} - {""}
     assert units <= {"records", "support", "machine"}, sorted(out)
+
+
+#: Calls that make a function an argument-parser builder (long by nature: one line per option).
+PARSER_CALLS = {"add_argument", "add_parser", "add_argument_group",
+                "add_mutually_exclusive_group"}
+
+
+def long_functions(source: str, limit: int = 80) -> list[tuple[str, int]]:
+    """(name, lines) of every function in ``source``, nested ones included, longer than
+    ``limit`` lines (decorators and docstring counted), argument-parser builders aside."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+        length = (node.end_lineno or node.lineno) - first + 1
+        builds_parser = any(isinstance(c, ast.Call) and isinstance(c.func, ast.Attribute)
+                            and c.func.attr in PARSER_CALLS for c in ast.walk(node))
+        if length > limit and not builds_parser:
+            found.append((node.name, length))
+    return found
+
+
+def _lines(n: int, indent: int) -> str:
+    return "".join(f"{' ' * indent}x{i} = {i}\n" for i in range(n))
+
+
+def test_the_length_reader_counts_nested_functions_and_spares_parser_builders() -> None:
+    assert long_functions(f"def f():\n{_lines(80, 4)}") == [("f", 81)]
+    assert long_functions(f"def f():\n{_lines(79, 4)}") == []
+    assert long_functions(f"@decorator\ndef f():\n{_lines(79, 4)}") == [("f", 81)]
+    nested = f"class C:\n  def outer(self):\n    def inner():\n{_lines(80, 6)}"
+    assert sorted(long_functions(nested)) == [("inner", 81), ("outer", 82)]
+    parser = "def build(p):\n" + "".join(f"    p.add_argument('--o{i}')\n" for i in range(90))
+    assert long_functions(parser) == []
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: p.name)
+def test_no_function_over_80_lines(path: Path) -> None:
+    assert long_functions(path.read_text(encoding="utf-8")) == []

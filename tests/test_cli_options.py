@@ -271,23 +271,20 @@ def test_device_cuda_with_only_onnx_models_is_refused_not_ignored(command, tmp_p
                    "--device", "cuda", *data)
 
 
-def test_conversion_accounts_hold_absolute_paths(tmp_path, monkeypatch) -> None:
+def test_conversion_accounts_hold_absolute_paths(tmp_path, monkeypatch, capsys) -> None:
     """run's record carries the conversion block (and convert --json prints it): the files
-    are named resolved there too, while the result keeps the path as given for messages."""
-    from resnet8_onnx.convert.keras_to_onnx import ConversionResult
-    from resnet8_onnx.convert.to_torch import TorchConversionResult
-
+    are named resolved there, while the message names them as given."""
+    pytest.importorskip("torch")
     (tmp_path / "w").mkdir()
-    for name in ("m.h5", "m.onnx"):
-        (tmp_path / "w" / name).write_bytes(b"x")
+    make_classifier(tmp_path / "w" / "m.onnx", seed=2)
     monkeypatch.chdir(tmp_path)
-    common = {"output_path": "w/m.onnx", "source_path": "w/m.h5", "source_sha256": "",
-              "output_kind": "logits", "num_classes": 10, "seconds": 0.0, "metadata": {}}
-    for result in (ConversionResult(onnx_sha256="", opset=17, input_name="i", output_name="o",
-                                    **common),
-                   TorchConversionResult(output_sha256="", target="onnx", builder="torch.onnx",
-                                         **common)):
-        account = result.to_dict()
-        assert account["output_path"] == str((tmp_path / "w" / "m.onnx").resolve())
-        assert account["source_path"] == str((tmp_path / "w" / "m.h5").resolve())
-        assert result.output_path == "w/m.onnx"
+    assert main(["-q", "convert", "w/m.onnx", "-o", "w/m.pt2", "--json", "-"]) == errors.OK
+    captured = capsys.readouterr()
+    account = json.loads(captured.out)
+    assert account["output_path"] == str((tmp_path / "w" / "m.pt2").resolve())
+    assert account["source_path"] == str((tmp_path / "w" / "m.onnx").resolve())
+    assert "w/m.onnx → w/m.pt2" in captured.err
+    assert {"target", "builder", "checks", "output_sha256", "source_sha256"} <= set(account)
+    assert not {"opset", "onnx_sha256", "input_name"} & set(account)
+
+

@@ -23,7 +23,8 @@ from resnet8_onnx import __version__
 from resnet8_onnx.backends.keras import files as keras_io
 from resnet8_onnx.backends.keras.files import inspect_keras_file, load_keras_model, output_kind_of
 from resnet8_onnx.convert import keras_to_onnx as convert_mod
-from resnet8_onnx.convert.keras_to_onnx import CIFAR10_CLASSES, ConversionResult, convert
+from resnet8_onnx.convert.keras_to_onnx import CIFAR10_CLASSES, convert
+from resnet8_onnx.records import Conversion
 from resnet8_onnx.support.errors import (
     InvalidInputError,
     OutputError,
@@ -229,7 +230,7 @@ def test_foreign_keras_models_convert_to_pytorch_with_onnx2torch(
 ) -> None:
     """Not the ResNet8: auto picks onnx2torch (via ONNX), in a process TensorFlow already uses."""
     from resnet8_onnx.backends import load_backend
-    from resnet8_onnx.convert.to_torch import convert_torch
+    from resnet8_onnx.convert import convert as convert_torch
 
     source = small_models[name]
     result = convert_torch(source, tmp_path / "model.pt2")
@@ -366,7 +367,7 @@ def _write_then_interrupt(path: Path, data: bytes) -> None:
 
 
 @pytest.fixture(scope="module")
-def real_conversion(tmp_path_factory: pytest.TempPathFactory) -> tuple[ConversionResult, Any]:
+def real_conversion(tmp_path_factory: pytest.TempPathFactory) -> tuple[Conversion, Any]:
     source = shared_path("models", "pretrainedResnet.h5")
     model = load_keras_model(source)
     out = tmp_path_factory.mktemp("real") / "resnet8.onnx"
@@ -376,12 +377,17 @@ def real_conversion(tmp_path_factory: pytest.TempPathFactory) -> tuple[Conversio
 @pytest.mark.slow
 @pytest.mark.shared
 def test_real_model_converts_to_a_checked_self_describing_file(
-    real_conversion: tuple[ConversionResult, Any],
+    real_conversion: tuple[Conversion, Any],
 ) -> None:
     import onnx
 
     result, _ = real_conversion
     source = shared_path("models", "pretrainedResnet.h5")
+    assert isinstance(result, Conversion)  # the record itself, as run stores it
+    assert set(result.to_dict()) == {  # the keys convert --json has always printed
+        "output_path", "source_path", "source_sha256", "onnx_sha256", "opset", "input_name",
+        "output_name", "output_kind", "num_classes", "seconds", "metadata"}
+    assert result.source_path == str(source.resolve())
     data = Path(result.output_path).read_bytes()
     assert result.onnx_sha256 == hashlib.sha256(data).hexdigest()
     assert result.source_sha256 == hashlib.sha256(source.read_bytes()).hexdigest()
@@ -421,7 +427,7 @@ def test_real_model_converts_to_a_checked_self_describing_file(
 @pytest.mark.shared
 @pytest.mark.parametrize("batch", [1, 7, 64])
 def test_real_model_onnx_matches_keras_on_real_images(
-    real_conversion: tuple[ConversionResult, Any], batch: int
+    real_conversion: tuple[Conversion, Any], batch: int
 ) -> None:
     result, model = real_conversion
     images, _ = cifar_test_images(64)
@@ -436,7 +442,7 @@ def test_real_model_onnx_matches_keras_on_real_images(
 @pytest.mark.slow
 @pytest.mark.shared
 def test_conversion_is_reproducible_and_force_overwrites(
-    real_conversion: tuple[ConversionResult, Any], tmp_path: Path
+    real_conversion: tuple[Conversion, Any], tmp_path: Path
 ) -> None:
     first, model = real_conversion
     out = tmp_path / "again.onnx"

@@ -145,6 +145,16 @@ def test_fetch_download_false_without_offline_env(monkeypatch, tmp_path) -> None
         fetch("perf_samples_idxs.npy", tmp_path, download=False)
 
 
+def test_fetch_never_downloads_an_archive_member_alone(monkeypatch, tmp_path) -> None:
+    """A member of an archive has no URL of its own: "not found", naming the archive (it
+    used to be handed to the downloader as the URL None)."""
+    monkeypatch.setitem(KNOWN_FILES, "inner.bin", KnownFile(
+        name="inner.bin", url=None, sha256=None, md5=sha256(PAYLOAD)[:32], description="x",
+        kind="member", archive="outer.tar.gz"))
+    with pytest.raises(InputNotFoundError, match=r"inner\.bin not found .* part of outer\.tar\.gz"):
+        fetch("inner.bin", tmp_path, download=True)
+
+
 def test_fetch_unreachable_server_is_a_failed_download(monkeypatch, tmp_path) -> None:
     _register(monkeypatch, "w.bin", f"http://127.0.0.1:{_closed_port()}/w.bin")
     with pytest.raises(DownloadError) as info:

@@ -128,7 +128,7 @@ def test_perf_subset_binary_and_png_folder_agree(resnet8_onnx) -> None:
     order_a, order_b = np.argsort(binary.indices), np.argsort(folder.indices)
     np.testing.assert_array_equal(a.outputs[order_a], b.outputs[order_b])
     assert a.metrics.correct == b.metrics.correct
-    assert a.metrics.confusion_matrix.tolist() == b.metrics.confusion_matrix.tolist()
+    assert a.metrics.confusion_matrix == b.metrics.confusion_matrix
     assert a.to_record()["data"]["full_official_test_set"] is False
 
 

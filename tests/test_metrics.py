@@ -353,7 +353,7 @@ def test_argmax_ties_are_counted_and_go_to_the_lowest_index() -> None:
     scores = np.array([[0.4, 0.4, 0.2], [0.1, 0.2, 0.7], [0.3, 0.3, 0.4], [0.5, 0.25, 0.25]])
     res = m.compute_metrics([1, 2, 2, 0], scores, ["a", "b", "c"])
     assert res.argmax_ties == 1  # only row 0 has a tie at the top
-    assert res.confusion_matrix[1, 0] == 1  # row 0 (true b) predicted a, the lower index
+    assert res.confusion_matrix[1][0] == 1  # row 0 (true b) predicted a, the lower index
     assert res.top5_accuracy is None  # 3 classes: top-5 is meaningless
 
 
@@ -378,11 +378,19 @@ def test_compute_metrics_to_dict_is_json_ready() -> None:
             "per_class"} <= set(back)
 
 
-def test_confusion_matrix_of_result_is_read_only() -> None:
+def test_compute_metrics_builds_the_records_metrics_block() -> None:
+    """One shape: the block a report holds, not a second type bridged by ``.record()``; its
+    matrix is plain ints, a copy that changing leaves the labels' counts alone."""
+    from resnet8_onnx.records import ClassRow, Metrics
+
     y, logits = _random_case(13, 50)
     res = m.compute_metrics(y, logits, NAMES)
-    with pytest.raises(ValueError, match="read-only"):
-        res.confusion_matrix[0, 0] = 5
+    assert isinstance(res, Metrics)
+    assert all(isinstance(c, ClassRow) for c in res.per_class)
+    assert Metrics.from_dict(json.loads(json.dumps(res.to_dict()))) == res
+    expected = skm.confusion_matrix(y, logits.argmax(1), labels=np.arange(10))
+    assert res.confusion_matrix == expected.tolist()
+    assert [c.total for c in res.per_class] == expected.sum(axis=1).tolist()
 
 
 @pytest.mark.parametrize(

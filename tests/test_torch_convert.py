@@ -17,9 +17,9 @@ import torch
 
 from resnet8_onnx.backends.pytorch.resnet8 import ResNet8
 from resnet8_onnx.cli import main
+from resnet8_onnx.convert import convert as convert_torch
 from resnet8_onnx.convert.to_torch import (
     _choose_builder,
-    convert_torch,
     export_program,
     native_from_state_dict,
 )

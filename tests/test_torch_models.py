@@ -81,6 +81,20 @@ def test_fold_batchnorm_keeps_outputs_and_the_original() -> None:
     assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) == 7
 
 
+def test_fold_batchnorm_leaves_a_batchnorm_without_scale_as_it_is() -> None:
+    """A BatchNorm without γ/β (affine=False) is kept, not folded (it used to crash)."""
+    torch.manual_seed(1)
+    model = ResNet8().eval()
+    model.bn = torch.nn.BatchNorm2d(model.config.stem_filters, affine=False).eval()
+    model.bn.running_mean.uniform_(-1, 1)
+    folded = fold_batchnorm(model)
+    x = torch.rand(3, 32, 32, 3) * 255
+    with torch.no_grad():
+        np.testing.assert_allclose(folded(x).numpy(), model(x).numpy(), atol=1e-5)
+    assert isinstance(folded.bn, torch.nn.BatchNorm2d)
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules()) == 1
+
+
 def test_config_round_trips_through_a_dict() -> None:
     config = ResNet8Config(epsilon=1e-5, softmax=False)
     assert ResNet8Config.from_dict(json.loads(json.dumps(config.to_dict()))) == config

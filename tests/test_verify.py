@@ -39,6 +39,34 @@ def test_compare_identical_outputs_pass() -> None:
     assert cmp.min_cosine_similarity == pytest.approx(1.0)
 
 
+#: The parity block's JSON keys, as reports have always written them.
+PARITY_KEYS = ["passed", "samples", "argmax_agreement", "max_abs_diff", "mean_abs_diff",
+               "p99_abs_diff", "max_rel_diff", "p99_rel_diff", "min_cosine_similarity",
+               "mean_cosine_similarity", "elements_over_tolerance", "nonfinite_reference",
+               "nonfinite_candidate", "atol", "rtol", "first_disagreements"]
+
+
+@pytest.mark.parametrize("shift", [0.0, 1e-3])
+def test_compare_outputs_is_the_records_parity_block(shift: float) -> None:
+    """One shape: what compare_outputs returns is the record's Parity, keys unchanged."""
+    from resnet8_onnx.records import Parity
+
+    rng = np.random.default_rng(2)
+    ref = rng.random((30, 10))
+    cand = ref + shift * rng.standard_normal(ref.shape)
+    cmp = compare_outputs(ref, cand, atol=1e-4, rtol=1e-4)
+    assert isinstance(cmp, Parity)
+    saved = cmp.to_dict()
+    assert list(saved) == PARITY_KEYS
+    assert Parity.from_dict(json.loads(json.dumps(saved))) == cmp
+    diff = np.abs(ref - cand)
+    over = int(((diff > 1e-4) & (diff > 1e-4 * np.abs(ref))).sum())
+    agree = int((ref.argmax(1) == cand.argmax(1)).sum())
+    assert (cmp.elements_over_tolerance, cmp.argmax_agreement) == (over, agree)
+    assert cmp.passed is (over == 0 and agree == 30)
+    assert cmp.max_abs_diff == pytest.approx(diff.max())
+
+
 def test_element_fails_only_when_over_both_tolerances() -> None:
     ref = np.array([[100.0, 1.0], [0.0, 1.0]])
     # 1e-4 on 100 is over atol but under rtol*|ref| (1e-3): passes.

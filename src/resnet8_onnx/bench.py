@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from resnet8_onnx import records
 from resnet8_onnx.backends import LOADERS, applicable_options, backend_for, label_of, load_backend
 from resnet8_onnx.backends.base import CountsMacs, able
 from resnet8_onnx.backends.onnxrt.runner import OPTIMIZATION_LEVELS
@@ -238,10 +239,12 @@ def plan_configs(
     best = optimization_levels[-1] if optimization_levels else "all"
     for m, name in enumerate(backend_names):
         loader = LOADERS[name]
+        pairs: list[tuple[int | None, str | None]]
         if "optimization" in loader.options:
-            pairs = [(t, lvl) for t in threads for lvl in optimization_levels] if full_grid else (
-                [(most, lvl) for lvl in optimization_levels]
-                + [(t, best) for t in threads if t != most])
+            pairs = [(t, lvl) for t in threads for lvl in optimization_levels] if full_grid else [
+                (most, lvl) for lvl in optimization_levels]
+            if not full_grid:
+                pairs += [(t, best) for t in threads if t != most]
         elif loader.threads_per_process:
             pairs = [(None, None)]
         else:
@@ -382,30 +385,28 @@ def benchmark(
     kind = "data" if images is not None else "synthetic"
     fed = [m["input_description"] for m in model_entries]
     record = BenchmarkRecord(
-        inputs=({"kind": kind, "images": min(len(images), batch_sizes[-1]),
-                 "repeated": len(images) < batch_sizes[-1], "data": dict(data or {}),
-                 "description": _inputs_description(kind, seed, fed)}
-                if images is not None else
-                {"kind": kind, "seed": seed, "description": _inputs_description(kind, seed, fed)}),
-        settings={"batch_sizes": batch_sizes, "threads": threads,
-                     "optimization_levels": levels, "grid": "full" if full_grid else "cross",
-                     "min_seconds": min_seconds, "min_iterations": min_iterations,
-                     "warmup_seconds": warmup_seconds},
-        machine={"cores": available_cores(), "cpu": cpu_model(),
-                    "cpu_busy_before": busy_before, "cpu_busy_during": load.busy,
-                    "matmul_reference": {
-                        "what": f"ONNX Runtime MatMul of two {MATMUL_SIZE}×{MATMUL_SIZE} "
-                                "float32 matrices, best of 5, measured in this run",
-                        "size": MATMUL_SIZE, "gflops": matmul}},
+        inputs=records.BenchInputs.from_dict({"kind": kind, **(  # keys in the fields' order
+            {"images": min(len(images), n := batch_sizes[-1]), "repeated": len(images) < n,
+             "data": dict(data or {})} if images is not None else {"seed": seed}),
+            "description": _inputs_description(kind, seed, fed)}),
+        settings=records.BenchSettings.from_dict({
+            "batch_sizes": batch_sizes, "threads": threads, "optimization_levels": levels,
+            "grid": "full" if full_grid else "cross", "min_seconds": min_seconds,
+            "min_iterations": min_iterations, "warmup_seconds": warmup_seconds}),
+        machine=records.Machine.from_dict({
+            "cores": available_cores(), "cpu": cpu_model(), "cpu_busy_before": busy_before,
+            "cpu_busy_during": load.busy, "matmul_reference": {  # keys in the fields' order
+                "size": MATMUL_SIZE, "gflops": matmul, "what": "ONNX Runtime MatMul of two "
+                f"{MATMUL_SIZE}×{MATMUL_SIZE} float32 matrices, best of 5, measured in this run"}}),
         environment=environment(versions),
         models=[BenchModel.from_dict(m) for m in model_entries],
         results=[BenchResult.from_dict(r) for r in results],
         best=[BenchResult.from_dict(b) for b in _best(model_entries, results)],
     )
     if save_optimized is not None:
-        record.optimized_model = _save_optimized(
+        record.optimized_model = records.OptimizedModel.from_dict(_save_optimized(
             paths[plan.onnx_models[0]], save_optimized, levels[-1], force=force,
-            write=write_bytes_atomic, digest=file_digest)
+            write=write_bytes_atomic, digest=file_digest))
     record.seconds = time.perf_counter() - wall
     return record
 

@@ -34,6 +34,7 @@ from resnet8_onnx.records import (
     tool,
 )
 from resnet8_onnx.support.errors import UsageError
+from resnet8_onnx.support.facade import callable_module
 from resnet8_onnx.verify import agreement, compare_outputs
 
 if TYPE_CHECKING:
@@ -210,3 +211,7 @@ def compare_models(
     record = compare_results(results, indices=dataset.indices)
     record.settings = RunSettings.from_dict(settings_record(threads, batch_size))
     return record
+
+
+# The facade's resnet8_onnx.compare(...) is this module called (see support.facade).
+callable_module(__name__, "compare_models")

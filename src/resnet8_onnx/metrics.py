@@ -35,7 +35,6 @@ so results can be compared one to one:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -184,7 +183,7 @@ def roc_auc_ovr(y_true: Any, probs: Any) -> tuple[list[float | None], float | No
     return per_class, macro
 
 
-def meets_accuracy(correct: int, total: int, threshold: float) -> bool:
+def meets_accuracy(correct: int | None, total: int | None, threshold: float) -> bool:
     """Whether ``correct / total ≥ threshold``, decided exactly rather than in floats.
 
     The threshold is read as the decimal it prints as (``0.8719`` is 8719/10000, not the
@@ -192,15 +191,20 @@ def meets_accuracy(correct: int, total: int, threshold: float) -> bool:
     """
     from fractions import Fraction
 
-    if total <= 0:
+    if correct is None or not total or total < 0:  # a record read back may lack them
         raise ValueError("accuracy of zero samples is undefined")
     return Fraction(int(correct), int(total)) >= Fraction(repr(float(threshold)))
 
 
-def _macro(per_class: Sequence[ClassMetrics], attribute: str) -> float:
+def _present(row: ClassRow) -> bool:
+    """In the labels or the predictions: the classes macro averages are taken over."""
+    return bool(row.support) or bool(row.predicted)
+
+
+def _macro(per_class: Sequence[ClassRow], attribute: str) -> float:
     """Mean of one per-class figure over the classes present in labels or predictions,
     undefined values counting as 0 (scikit-learn's ``average="macro"``, ``zero_division=0``)."""
-    values = [getattr(c, attribute) or 0.0 for c in per_class if c.present]
+    values = [getattr(c, attribute) or 0.0 for c in per_class if _present(c)]
     return float(np.mean(values)) if values else 0.0
 
 
@@ -209,99 +213,13 @@ def _ratio(num: int, den: int) -> float:
     return float(num / den) if den else 0.0
 
 
-@dataclass(frozen=True)
-class ClassMetrics:
-    """Metrics of one class; ``accuracy`` is the per-class accuracy, i.e. the recall."""
-
-    name: str
-    index: int
-    support: int
-    correct: int
-    accuracy: float | None  # None: no images of this class
-    precision: float | None  # None: neither images nor predictions of this class
-    recall: float | None
-    f1: float | None
-    auc: float | None
-    predicted: int = 0  # how many samples were predicted as this class (column sum)
-
-    @property
-    def present(self) -> bool:
-        """In the labels or the predictions: the classes macro averages are taken over."""
-        return self.support > 0 or self.predicted > 0
-
-    def record(self) -> ClassRow:
-        """The report's row for this class; ``total`` repeats ``support`` for readers that
-        think in counts."""
-        return ClassRow(name=self.name, index=self.index, accuracy=self.accuracy,
-                        correct=self.correct, total=self.support, support=self.support,
-                        predicted=self.predicted, precision=self.precision, recall=self.recall,
-                        f1=self.f1, auc=self.auc)
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.record().to_dict()
-
-
-@dataclass(frozen=True, eq=False)
-class ClassificationMetrics:
-    """Everything the reports show about one model on one set of images (timings excluded).
-
-    Compared by identity (``eq=False``): it holds an array, and array equality is not a bool.
-    """
-
-    total: int
-    correct: int
-    accuracy: float
-    top5_accuracy: float | None
-    confusion_matrix: np.ndarray
-    per_class: tuple[ClassMetrics, ...]
-    macro_auc: float | None
-    macro_f1: float
-    output_kind: str
-    softmax_applied_for_auc: bool
-    argmax_ties: int = 0
-    class_names: tuple[str, ...] = field(default=())
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.per_class)
-
-    @property
-    def macro_precision(self) -> float:
-        return _macro(self.per_class, "precision")
-
-    @property
-    def macro_recall(self) -> float:
-        return _macro(self.per_class, "recall")
-
-    @property
-    def absent_classes(self) -> list[str]:
-        """Names of the classes without images (their accuracy and recall are undefined)."""
-        return [c.name for c in self.per_class if c.support == 0]
-
-    def record(self) -> Metrics:
-        """The report's metrics block (plain ints and floats; ``None`` where undefined)."""
-        return Metrics(
-            accuracy=self.accuracy, correct=self.correct, total=self.total,
-            top5_accuracy=self.top5_accuracy, macro_auc=self.macro_auc, macro_f1=self.macro_f1,
-            macro_precision=self.macro_precision, macro_recall=self.macro_recall,
-            macro_classes=sum(1 for c in self.per_class if c.present),
-            absent_classes=self.absent_classes, num_classes=self.num_classes,
-            class_names=[c.name for c in self.per_class], output_kind=self.output_kind,
-            softmax_applied_for_auc=self.softmax_applied_for_auc, argmax_ties=self.argmax_ties,
-            per_class=[c.record() for c in self.per_class],
-            confusion_matrix=[[int(v) for v in row] for row in self.confusion_matrix])
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.record().to_dict()
-
-
 def compute_metrics(
     y_true: Any,
     scores: Any,
     class_names: Sequence[str],
     output_kind: str | None = None,
-) -> ClassificationMetrics:
-    """All metrics of one evaluation from labels and raw model outputs.
+) -> Metrics:
+    """All metrics of one evaluation from labels and raw model outputs: the report's block.
 
     ``output_kind`` says whether ``scores`` are probabilities or logits; ``None`` detects it
     with :func:`looks_like_probabilities`. Logits are softmaxed for AUC only; accuracy, top-k
@@ -333,7 +251,7 @@ def compute_metrics(
     predicted = cm.sum(axis=0)
     aucs, macro_auc = roc_auc_ovr(t, probs)
 
-    per_class = []
+    per_class: list[ClassRow] = []
     for c in range(num_classes):
         has_images = int(support[c]) > 0
         present = has_images or int(predicted[c]) > 0
@@ -341,9 +259,10 @@ def compute_metrics(
         fp = int(predicted[c] - tp[c])
         fn = int(support[c] - tp[c])
         per_class.append(
-            ClassMetrics(
+            ClassRow(
                 name=names[c],
                 index=c,
+                total=int(support[c]),  # repeats support for readers who think in counts
                 support=int(support[c]),
                 correct=int(tp[c]),
                 accuracy=recall,
@@ -356,19 +275,15 @@ def compute_metrics(
             )
         )
 
-    cm.setflags(write=False)  # the record is frozen; so is its matrix
     correct = int(tp.sum())
-    return ClassificationMetrics(
-        total=int(t.size),
-        correct=correct,
-        accuracy=correct / int(t.size),
+    return Metrics(
+        accuracy=correct / int(t.size), correct=correct, total=int(t.size),
         top5_accuracy=top_k_accuracy(t, s, 5) if num_classes > 5 else None,
-        confusion_matrix=cm,
-        per_class=tuple(per_class),
-        macro_auc=macro_auc,
-        macro_f1=_macro(per_class, "f1"),
-        output_kind=output_kind,
-        softmax_applied_for_auc=applied_softmax,
-        argmax_ties=ties,
-        class_names=names,
-    )
+        macro_auc=macro_auc, macro_f1=_macro(per_class, "f1"),
+        macro_precision=_macro(per_class, "precision"),
+        macro_recall=_macro(per_class, "recall"),
+        macro_classes=sum(1 for c in per_class if _present(c)),
+        absent_classes=[c.name for c in per_class if not c.support],
+        num_classes=num_classes, class_names=list(names), output_kind=output_kind,
+        softmax_applied_for_auc=applied_softmax, argmax_ties=ties, per_class=per_class,
+        confusion_matrix=[[int(v) for v in row] for row in cm])

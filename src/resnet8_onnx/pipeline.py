@@ -100,7 +100,7 @@ def build_verdict(keras: EvaluationResult, onnx: EvaluationResult, parity: Parit
     meets = meets_accuracy(o.correct, o.total, min_accuracy)
     equal = k.correct == o.correct and same_predictions == o.total
     passed = bool(parity.passed and meets and equal)
-    n = o.total
+    n = o.total or 0  # evaluate counts every image
     differing = [a.name for a, b in zip(k.per_class, o.per_class, strict=True)
                  if a.correct != b.correct]
     summary = [
@@ -191,7 +191,7 @@ def run_pipeline(
     if int8_failure is not None:
         verdict = _add_int8_failure(verdict, int8_failure)
         comparison.extra["int8_failed"] = int8_failure
-    _attach_job(comparison, conversion=Conversion.from_dict(conversion.to_dict()),
+    _attach_job(comparison, conversion=conversion,
                 verification=verification, parity=parity, verdict=verdict,
                 data=DataInfo.from_dict(dataset.describe()),
                 settings=RunSettings.from_dict(settings_record(threads, batch_size)),

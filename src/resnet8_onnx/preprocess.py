@@ -180,6 +180,8 @@ class Preprocessing:
         x = np.array(batch, dtype=np.float32)  # a fresh copy: the in-place ops below own it
         if self.scale != 1.0:
             x *= np.float32(self.scale)
+        # _mean/_std: arrays set in __post_init__ with object.__setattr__ (a frozen dataclass
+        # that keeps them out of its fields, so out of to_dict and comparisons).
         if any(self.mean):
             x -= self._mean  # type: ignore[attr-defined]
         if any(s != 1.0 for s in self.std):

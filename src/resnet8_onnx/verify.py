@@ -7,7 +7,6 @@ so the same code compares Keras with ONNX, ONNX with LiteRT, or two ONNX files.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,6 +25,7 @@ from resnet8_onnx.data.format import IMAGE_SHAPE, NUM_CLASSES
 from resnet8_onnx.evaluate import DEFAULT_BATCH_SIZE, predict_all, run_settings
 from resnet8_onnx.machine import check_batch_fits
 from resnet8_onnx.records import (
+    DynamicBatch,
     Layerwise,
     Parity,
     Provenance,
@@ -35,6 +35,7 @@ from resnet8_onnx.records import (
     VerificationRecord,
 )
 from resnet8_onnx.support.errors import InvalidInputError, UsageError
+from resnet8_onnx.support.facade import callable_module
 
 if TYPE_CHECKING:
     from resnet8_onnx.backends.base import Backend
@@ -81,35 +82,6 @@ def check_io_contract(
 
 
 # --------------------------------------------------------------------------- numerics
-@dataclass(frozen=True)
-class Comparison:
-    """How far a candidate's outputs are from a reference's, on the same images."""
-
-    samples: int
-    argmax_agreement: int
-    max_abs_diff: float
-    mean_abs_diff: float
-    p99_abs_diff: float
-    max_rel_diff: float
-    p99_rel_diff: float
-    min_cosine_similarity: float
-    mean_cosine_similarity: float
-    elements_over_tolerance: int
-    nonfinite_reference: int
-    nonfinite_candidate: int
-    atol: float
-    rtol: float
-    first_disagreements: list[int] = field(default_factory=list)
-
-    @property
-    def passed(self) -> bool:
-        return (self.elements_over_tolerance == 0 and self.argmax_agreement == self.samples
-                and self.nonfinite_candidate == 0 and self.nonfinite_reference == 0)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, **asdict(self)}
-
-
 def agreement(reference_predictions: np.ndarray, candidate_predictions: np.ndarray,
               indices: np.ndarray | None = None) -> tuple[int, list[int]]:
     """(how many predictions agree, the first ten that differ), the latter as ``indices``
@@ -124,11 +96,13 @@ def agreement(reference_predictions: np.ndarray, candidate_predictions: np.ndarr
 def compare_outputs(
     reference: np.ndarray, candidate: np.ndarray, *, atol: float = DEFAULT_ATOL,
     rtol: float = DEFAULT_RTOL, indices: np.ndarray | None = None,
-) -> Comparison:
+) -> Parity:
     """Element-wise comparison; an element fails only if it exceeds both ``atol`` and ``rtol``.
 
     Relative error is ``|Δ| / max(|ref|, atol)`` so that near-zero probabilities do not turn
-    float32 rounding into huge relative figures.
+    float32 rounding into huge relative figures. The result is the record's parity block
+    itself: ``passed`` when every element is within tolerance, every top-1 agrees and every
+    output is finite.
     """
     ref = np.asarray(reference, dtype=np.float64)
     cand = np.asarray(candidate, dtype=np.float64)
@@ -148,7 +122,9 @@ def compare_outputs(
         cosine = np.where(norms > 0, dots / np.where(norms > 0, norms, 1), 1.0)
     agreeing, first = agreement(ref.argmax(axis=1), cand.argmax(axis=1), indices)
     finite = diff[np.isfinite(diff)]
-    return Comparison(
+    over_count = int(over.sum())
+    return Parity(
+        passed=(over_count == 0 and agreeing == n and ref_bad == 0 and cand_bad == 0),
         samples=int(n),
         argmax_agreement=agreeing,
         max_abs_diff=float(diff.max()) if diff.size else 0.0,
@@ -158,7 +134,7 @@ def compare_outputs(
         p99_rel_diff=float(np.percentile(rel[np.isfinite(rel)], 99)) if rel.size else 0.0,
         min_cosine_similarity=float(np.nanmin(cosine)) if n else 1.0,
         mean_cosine_similarity=float(np.nanmean(cosine)) if n else 1.0,
-        elements_over_tolerance=int(over.sum()),
+        elements_over_tolerance=over_count,
         nonfinite_reference=ref_bad,
         nonfinite_candidate=cand_bad,
         atol=atol,
@@ -271,25 +247,25 @@ def _match_layers(
     matches best keeps it and the others are ``fused_into`` that layer — no tensor of their
     own, so not a divergence.
     """
-    layers = []
+    layers: list[dict[str, Any]] = []
     for layer_name, layer_class in order:
         if layer_name not in keras_values:
             continue
         ref = np.asarray(keras_values[layer_name], dtype=np.float64)
         name, err, rel = _best_match(ref, _candidates_for(layer_class, onnx_values, origins))
         allowed = max(atol, rtol * float(np.abs(ref).max(initial=0.0)))
-        entry = {"layer": layer_name, "class": layer_class, "onnx_tensor": name,
-                 "max_abs_diff": err, "max_rel_diff": rel, "allowed_abs_diff": allowed,
-                 "matched": bool(name is not None and err <= allowed)}
+        entry: dict[str, Any] = {
+            "layer": layer_name, "class": layer_class, "onnx_tensor": name,
+            "max_abs_diff": err, "max_rel_diff": rel, "allowed_abs_diff": allowed,
+            "matched": bool(name is not None and err <= allowed)}
         if name in origins:
             entry["onnx_op"], entry["through_quantisation"] = origins[name]
         layers.append(entry)
     best: dict[str, dict[str, Any]] = {}
     for entry in layers:
-        name = entry["onnx_tensor"]
-        if name is not None and (name not in best
-                                 or entry["max_rel_diff"] < best[name]["max_rel_diff"]):
-            best[name] = entry
+        if (tensor := entry["onnx_tensor"]) is not None and (tensor not in best
+                                 or entry["max_rel_diff"] < best[tensor]["max_rel_diff"]):
+            best[tensor] = entry
     for entry in layers:
         owner = best.get(entry["onnx_tensor"])
         if owner is not None and owner is not entry and not entry["matched"]:
@@ -418,16 +394,16 @@ def verify_outputs(
     dynamic = check_dynamic_batch(candidate, images, atol=atol, rtol=rtol)
     report = VerificationRecord(
         passed=parity.passed and dynamic["passed"] and not problems,
-        samples=parity.samples,
-        argmax_agreement=parity.argmax_agreement,
+        samples=parity.samples or 0,  # compare_outputs counts both
+        argmax_agreement=parity.argmax_agreement or 0,
         max_abs_diff=parity.max_abs_diff,
         reference=RunnerInfo.from_dict(reference.info.to_dict()),
         provenance=Provenance.from_dict(checks["provenance"]),
         candidate=RunnerInfo.from_dict(candidate.info.to_dict()),
         structure=Structure.from_dict(checks["structure"]),
         interface_problems=problems,
-        dynamic_batch=dynamic,
-        parity=Parity.from_dict(parity.to_dict()),
+        dynamic_batch=DynamicBatch.from_dict(dynamic),
+        parity=parity,
         settings=RunSettings.from_dict(run_settings(candidate.info.to_dict(), batch_size)),
     )
     if (counted := able(reference, HasParameters)) is not None:
@@ -480,3 +456,7 @@ def verify(
                           indices=indices, atol=atol, rtol=rtol, layerwise=layerwise,
                           image_shape=image_shape, num_classes=num_classes,
                           batch_size=batch_size)
+
+
+# The facade's resnet8_onnx.verify(...) is this module called (see support.facade).
+callable_module(__name__, "verify")

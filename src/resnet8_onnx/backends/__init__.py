@@ -200,7 +200,8 @@ def load_backend(
         raise UsageError(f"{path}: --device {device} applies to {_takers('device')} models "
                          f"only; {name} runs on the CPU{gpu}")
     if "preprocessing" not in loader.options:
-        check_fixed_preprocessing(path, name, given.pop("preprocessing", None))
+        given.pop("preprocessing", None)
+        check_fixed_preprocessing(path, name, preprocessing)
     for option in given:
         if option not in loader.options:
             flag = _FLAGS.get(option, option.replace("_", "-"))

@@ -52,7 +52,7 @@ class InputSpec:
     shape: tuple[int | None, ...]
     pixel_shape: tuple[int | None, ...]
     dtype: str = "float32"
-    layout: Literal["nhwc", "nchw"] = "nhwc"
+    layout: str = "nhwc"  # "nhwc" or "nchw" (a Preprocessing's layout, checked there)
     preprocessing: Preprocessing | None = None
 
     @property
@@ -120,8 +120,13 @@ class Runner(Protocol):
 
     info: BackendInfo
     input_spec: InputSpec
-    output_kind: OutputKind | None  # None: not declared (guessed from the outputs)
     abilities: frozenset[str]
+
+    @property
+    def output_kind(self) -> str | None:
+        """"probabilities" or "logits" as the file declares it; None: not declared (guessed
+        from the outputs). Read-only, so an attribute or a property satisfies it."""
+        ...
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """Raw model outputs for a uint8/float32 ``(N, H, W, C)`` batch of 0–255 pixels."""
@@ -186,17 +191,21 @@ _DECLARED_BY: dict[type, str] = {CountsMacs: MACS, HasLayerOutputs: LAYER_OUTPUT
 A = TypeVar("A")
 
 
-def able(runner: Any, ability: type[A]) -> A | None:
+def able(runner: Any, ability: Callable[..., A]) -> A | None:
     """``runner`` typed as ``ability`` when it declares that ability, else ``None``.
 
     The declaration decides (an ONNX runner from bytes has the methods but not the MAC
     count); a runner that declares an ability without its methods is a bug, said loudly.
+    ``ability`` is one of the Protocols above; it is typed as a callable returning ``A``
+    because a type checker refuses a Protocol class where ``type[A]`` is expected (mypy's
+    ``type-abstract``), and that is all it takes for the result to be typed by it.
     """
-    if _DECLARED_BY[ability] not in runner.abilities:
+    protocol = cast(type, ability)
+    if _DECLARED_BY[protocol] not in runner.abilities:
         return None
-    if not isinstance(runner, ability):
-        raise TypeError(f"{type(runner).__name__} declares {_DECLARED_BY[ability]!r} "
-                        f"but lacks what {ability.__name__} promises")
+    if not isinstance(runner, protocol):
+        raise TypeError(f"{type(runner).__name__} declares {_DECLARED_BY[protocol]!r} "
+                        f"but lacks what {protocol.__name__} promises")
     return cast(A, runner)
 
 

@@ -39,55 +39,38 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from resnet8_onnx.backends.pytorch.safe_io import PT2_SUFFIXES, SAFETENSORS_SUFFIXES
-    from resnet8_onnx.convert.keras_to_onnx import DEFAULT_OPSET, convert
-    from resnet8_onnx.convert.to_torch import is_torch_conversion
-
-    targets = (".onnx", *PT2_SUFFIXES, *SAFETENSORS_SUFFIXES)  # chosen by the output's suffix
+    from resnet8_onnx.convert import applicable, convert, direction_for
 
     # Default: ./STEM.onnx in the current directory, never beside the input (often a shared,
     # read-only folder of models).
     output = args.output or f"{Path(args.model).stem}.onnx"
     _check_outputs(args, files=[output, args.json], inputs=[args.model], models=[args.model])
     _check_models([args.model], by_suffix=False)  # convert reads its own suffixes
-    if Path(output).suffix.lower() not in targets:
-        raise errors.UsageError(f"{output}: convert writes {', '.join(targets)} files; the "
-                                "output's suffix says which")
-    if is_torch_conversion(args.model, output):
-        return _convert_torch(args, output)
-    if _spec_overrides(args) or args.output_name is not None:
-        raise errors.UsageError(f"{args.model}: --layout/--channels/--scale/--mean/--std and "
-                                "--output-name describe an ONNX or PyTorch source; a Keras "
-                                "model takes raw 0-255 NHWC RGB pixels (its layers scale)")
-    result = convert(args.model, output,
-                     opset=DEFAULT_OPSET if args.opset is None else args.opset,
-                     input_shape=args.input_shape, num_classes=args.num_classes,
-                     force=args.force)
+    direction_for(args.model, output)  # an output suffix convert cannot write: refused first
+    # Flags with a default (builder, shape, classes) go to the directions that take them; a
+    # spec option or --output-name given for a direction that takes none is refused there.
+    options = {**applicable(args.model, output, {
+        "builder": args.torch_builder, "input_shape": args.input_shape,
+        "num_classes": args.num_classes}),
+        "opset": args.opset, "preprocessing": _spec_overrides(args) or None,
+        "output_name": args.output_name}
+    result = convert(args.model, output, force=args.force, **options)
     out = _console(stderr=args.json == "-")
-    out.print(f"[green]converted[/green] {args.model} → {result.output_path} "
-              f"(opset {result.opset}, input {result.input_name!r}, output "
-              f"{result.output_name!r}: {result.output_kind}, {result.seconds:.1f} s)")
+    seconds = result.seconds or 0.0
+    if result.target is None:  # Keras → ONNX; the files named as given, the record resolves
+        out.print(f"[green]converted[/green] {args.model} → {Path(output)} "
+                  f"(opset {result.opset}, input {result.input_name!r}, output "
+                  f"{result.output_name!r}: {result.output_kind}, {seconds:.1f} s)")
+    else:
+        checked = "; ".join(f"matches {c['against']} (max |Δ| {c['max_abs_diff']:.2g})"
+                            for c in result.checks or ())
+        out.print(f"[green]converted[/green] {args.model} → {Path(output)} "
+                  f"({result.target}, builder {result.builder}, output {result.output_kind}, "
+                  f"{seconds:.1f} s)")
+        if checked:
+            out.print(f"checked: {checked}")
     _emit_json(result.to_dict(), args.json, force=args.force)
     return errors.OK
-
-
-def _convert_torch(args: argparse.Namespace, output: str) -> int:
-    """convert to or from PyTorch (.pt2, .safetensors): the target is chosen by suffix."""
-    from resnet8_onnx.convert.to_torch import convert_torch
-
-    result = convert_torch(args.model, output, builder=args.torch_builder, opset=args.opset,
-                           force=args.force, preprocessing=_spec_overrides(args) or None,
-                           output_name=args.output_name)
-    out = _console(stderr=args.json == "-")
-    checked = "; ".join(f"matches {c['against']} (max |Δ| {c['max_abs_diff']:.2g})"
-                        for c in result.checks)
-    out.print(f"[green]converted[/green] {args.model} → {result.output_path} ({result.target}, "
-              f"builder {result.builder}, output {result.output_kind}, {result.seconds:.1f} s)")
-    if checked:
-        out.print(f"checked: {checked}")
-    _emit_json(result.to_dict(), args.json, force=args.force)
-    return errors.OK
-
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -274,7 +257,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     written = list((comparison.files or {}).values())
     if args.json is not None:  # run's record: report.json's very text
-        _emit_text(Path(comparison.files["json"]).read_text(encoding="utf-8"), args.json,
+        _emit_text(Path((comparison.files or {})["json"]).read_text(encoding="utf-8"), args.json,
                    force=args.force)
         written += json_file
     from resnet8_onnx.report import render_comparison_terminal

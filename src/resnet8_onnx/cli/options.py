@@ -132,7 +132,7 @@ def _shape(text: str) -> tuple[int, int, int] | None:
         raise argparse.ArgumentTypeError(f"{text!r} is not H,W,C (e.g. 32,32,3) or 'any'") from None
     if len(dims) != 3 or min(dims) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not H,W,C (e.g. 32,32,3) or 'any'")
-    return dims  # type: ignore[return-value]
+    return dims
 
 
 def _classes(text: str) -> int | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from resnet8_onnx import __version__
 from resnet8_onnx.backends import LOADERS
@@ -58,6 +58,8 @@ class _Parser(argparse.ArgumentParser):
         kwargs["allow_abbrev"] = False
         super().__init__(*args, **kwargs)
 
+    # override: both widen argparse's signatures (error takes the subcommand's prog;
+    # parse_args stands for typeshed's overloads), which the type checker calls a change.
     def error(self, message: str, prog: str | None = None) -> None:  # type: ignore[override]
         self.exit(errors.USAGE, f"resnet8-onnx: error: {message} "
                                 f"(see {prog or self.prog} --help)\n")
@@ -117,7 +119,7 @@ def build_parser(*, lazy: bool = False) -> argparse.ArgumentParser:
                                 parser_class=_Parser, action=_LazySubParsers)
     # -q and --debug are accepted after the command name too. SUPPRESS as the default keeps
     # a value given before the command: the subcommand only sets what it was given.
-    common = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    common = _Parser(add_help=False)  # allow_abbrev=False, as every parser here
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show tracebacks on errors")
     common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
@@ -127,7 +129,7 @@ def build_parser(*, lazy: bool = False) -> argparse.ArgumentParser:
                            epilog=command_epilog(name), parents=[common],
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         if lazy:
-            sub.pending[name] = add
+            cast(_LazySubParsers, sub).pending[name] = add
         else:
             add(p)
     return parser

@@ -133,7 +133,7 @@ def annotate(
     check_not_embedded(source, original.metadata, embed=embed_preprocessing,
                        preprocessing=preprocessing)
     session = original.onnx_session()
-    spec, sources = original.input_spec.preprocessing, session.preprocessing_sources
+    spec, sources = original.preprocessing, session.preprocessing_sources
     _check_fits(original, source, images, class_names)
 
     try:

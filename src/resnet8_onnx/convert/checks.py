@@ -76,8 +76,9 @@ def check_against(reference: Run, candidate: Run, model_input: ModelInput, what:
             raise VerificationFailedError(f"{output}: output shape {b.shape} differs from "
                                           f"{what}'s {a.shape} at batch {n}")
         cmp = compare_outputs(a, b, atol=CHECK_ATOL, rtol=CHECK_RTOL)
-        worst = max(worst, cmp.max_abs_diff)
-        over += cmp.elements_over_tolerance + cmp.nonfinite_candidate
+        # compare_outputs fills every figure; the record's fields may be None for old JSON
+        worst = max(worst, cmp.max_abs_diff or 0.0)
+        over += (cmp.elements_over_tolerance or 0) + (cmp.nonfinite_candidate or 0)
         if not cmp.passed:
             raise VerificationFailedError(
                 f"{output}: outputs differ from {what} by {cmp.max_abs_diff:.3g} "

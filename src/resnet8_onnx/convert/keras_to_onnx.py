@@ -16,7 +16,6 @@ import os
 import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -31,6 +30,7 @@ from resnet8_onnx.backends.keras.files import (
 )
 from resnet8_onnx.data.format import CLASS_NAMES, IMAGE_SHAPE, NUM_CLASSES
 from resnet8_onnx.preprocess import Preprocessing
+from resnet8_onnx.records import Conversion
 from resnet8_onnx.support import progress
 from resnet8_onnx.support.errors import (
     InvalidInputError,
@@ -60,28 +60,6 @@ INPUT_NAME = "input"
 BATCH_DIM = "N"
 PREPROCESSING = "raw 0-255 float32 NHWC RGB, no normalisation"
 CIFAR10_CLASSES: tuple[str, ...] = CLASS_NAMES
-
-
-@dataclass(frozen=True)
-class ConversionResult:
-    """Everything a report needs about one conversion; ``to_dict`` is JSON-ready."""
-
-    output_path: str
-    source_path: str
-    source_sha256: str
-    onnx_sha256: str
-    opset: int
-    input_name: str
-    output_name: str
-    output_kind: str
-    num_classes: int
-    seconds: float
-    metadata: dict[str, str]
-
-    def to_dict(self) -> dict[str, Any]:
-        """Paths resolved, as in every record (the attributes keep them as given)."""
-        return {**asdict(self), "output_path": recorded_path(self.output_path),
-                "source_path": recorded_path(self.source_path)}
 
 
 def _shape_text(shape: Sequence[int | None]) -> str:
@@ -372,7 +350,7 @@ def convert(
     force: bool = False,
     model: keras.Model | None = None,
     preprocessing: str = PREPROCESSING,
-) -> ConversionResult:
+) -> Conversion:
     """Convert a Keras image classifier to a checked, self-describing ONNX file.
 
     ``input_shape=None`` / ``num_classes=None`` accept whatever the model has (any Keras
@@ -412,9 +390,9 @@ def convert(
     _check_onnx(proto, out, image_shape, k)
     data = proto.SerializeToString()
     write_bytes_atomic(out, data, force=force)
-    return ConversionResult(
-        output_path=str(out),
-        source_path=str(source),
+    return Conversion(
+        output_path=recorded_path(out),
+        source_path=recorded_path(source),
         source_sha256=source_sha,
         onnx_sha256=hashlib.sha256(data).hexdigest(),
         opset=opset,

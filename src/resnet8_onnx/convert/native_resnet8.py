@@ -148,7 +148,7 @@ def recognise_resnet8(config: Mapping[str, Any]) -> NativePlan:
 
     x = _match_stem(g, input_layer, layers, convs, eps)
     size, channels = (h, w), convs[-1]["filters"]
-    stacks = []
+    stacks: list[StackSpec] = []
     while True:
         kids = g.children[x]
         if len(kids) == 1 and g.cls(kids[0]) in ("AveragePooling2D", "GlobalAveragePooling2D"):
@@ -177,9 +177,10 @@ def recognise_resnet8(config: Mapping[str, Any]) -> NativePlan:
 def _out_size(size: tuple[int, int], kernel: int, stride: int,
               padding: str) -> tuple[int, int]:
     """Spatial size after a convolution, as Keras computes it for ``same``/``valid``."""
+    h, w = size
     if padding == "same":
-        return tuple(math.ceil(n / stride) for n in size)  # type: ignore[return-value]
-    return tuple((n - kernel) // stride + 1 for n in size)  # type: ignore[return-value]
+        return math.ceil(h / stride), math.ceil(w / stride)
+    return (h - kernel) // stride + 1, (w - kernel) // stride + 1
 
 
 def _match_input(g: _Graph) -> tuple[tuple[int, int, int], str]:

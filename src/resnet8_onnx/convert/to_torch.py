@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +59,6 @@ from resnet8_onnx.backends.pytorch.safe_io import (
     PT2_SUFFIXES,
     SAFETENSORS_SUFFIXES,
     STATE_DICT_SUFFIXES,
-    TORCH_SUFFIXES,
     import_torch,
     load_exported_program,
     require_module,
@@ -80,6 +79,7 @@ from resnet8_onnx.convert.keras_to_onnx import DEFAULT_OPSET, convert, finish_on
 from resnet8_onnx.convert.native_resnet8 import NativePlan, native_from_keras, recognise_resnet8
 from resnet8_onnx.convert.onnx_to_torch import onnx2torch_module, onnx_metadata
 from resnet8_onnx.data.format import CLASS_NAMES
+from resnet8_onnx.records import Conversion
 from resnet8_onnx.support import progress
 from resnet8_onnx.support.errors import (
     InputNotFoundError,
@@ -102,19 +102,12 @@ KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
 
 __all__ = [
     "BUILDERS", "CHECK_ATOL", "CHECK_BATCH_SIZES", "EXTRA_HINT", "KERAS_SUFFIXES",
-    "TORCH_ONNX_OPSET", "NativePlan", "TorchConversionResult", "config_from_state_dict",
-    "convert_to_torch", "convert_torch", "convert_torch_to_onnx", "export_program",
-    "import_torch", "is_torch_conversion", "load_torch_model", "native_from_keras",
+    "TORCH_ONNX_OPSET", "NativePlan", "config_from_state_dict",
+    "convert_to_torch", "convert_torch_to_onnx", "export_program",
+    "import_torch", "load_torch_model", "native_from_keras",
     "native_from_state_dict", "onnx2torch_module", "recognise_resnet8", "require_module",
 ]
 
-
-
-
-def is_torch_conversion(source: str | os.PathLike[str], output: str | os.PathLike[str]) -> bool:
-    """Does converting ``source`` to ``output`` involve PyTorch (either side)?"""
-    return (Path(output).suffix.lower() in TORCH_SUFFIXES
-            or Path(source).suffix.lower() in TORCH_SUFFIXES)
 
 
 
@@ -136,28 +129,6 @@ def _native_input(image_shape: tuple[int, ...]) -> ModelInput:
 
     return ModelInput(Preprocessing(), {name: METADATA for name in SPEC_FIELDS},
                       (None, *image_shape), tuple(image_shape))
-
-
-@dataclass(frozen=True)
-class TorchConversionResult:
-    """One conversion involving PyTorch; ``to_dict`` is JSON-ready."""
-
-    output_path: str
-    source_path: str
-    source_sha256: str
-    output_sha256: str
-    target: str  # "pt2", "safetensors" or "onnx"
-    builder: str  # "native", "onnx2torch" or "torch.onnx"
-    output_kind: str
-    num_classes: int
-    seconds: float
-    checks: list[dict[str, Any]] = field(default_factory=list)
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Paths resolved, as in every record (the attributes keep them as given)."""
-        return {**asdict(self), "output_path": recorded_path(self.output_path),
-                "source_path": recorded_path(self.source_path)}
 
 
 def _versions() -> dict[str, str]:
@@ -224,7 +195,7 @@ def convert_to_torch(
     opset: int | None = None,
     preprocessing: Mapping[str, Any] | None = None,
     output_name: str | None = None,
-) -> TorchConversionResult:
+) -> Conversion:
     """Build a PyTorch model from a Keras, ONNX or state-dict file and save it.
 
     ``output_path`` ends in ``.pt2`` (an ExportedProgram) or ``.safetensors`` (the native
@@ -267,8 +238,9 @@ def convert_to_torch(
         data = _save_and_check(module, out, target=target, kind=kind, batch=batch,
                                model_input=model_input, metadata=metadata, checks=checks,
                                force=force)
-    return TorchConversionResult(
-        output_path=str(out), source_path=str(source), source_sha256=metadata["source_sha256"],
+    return Conversion(
+        output_path=recorded_path(out), source_path=recorded_path(source),
+        source_sha256=metadata["source_sha256"],
         output_sha256=hashlib.sha256(data).hexdigest(), target=target.lstrip("."),
         builder=kind, output_kind=built.output_kind, num_classes=k,
         seconds=round(time.perf_counter() - start, 3), checks=checks, metadata=metadata)
@@ -341,7 +313,7 @@ def _one_output(module: Any, backend: Any) -> Any:
     names = [o.name for o in backend.session.get_outputs()]
     if len(names) == 1:
         return module
-    torch = import_torch()
+    torch: Any = import_torch()
     index = names.index(backend.output_name)
 
     class OneOutput(torch.nn.Module):
@@ -420,7 +392,7 @@ def convert_torch_to_onnx(
     opset: int | None = None,
     force: bool = False,
     preprocessing: Mapping[str, Any] | None = None,
-) -> TorchConversionResult:
+) -> Conversion:
     """A ``.pt2`` (or native state dict) → ONNX with ``torch.onnx.export`` (dynamo exporter).
 
     The result gets the same treatment as a Keras conversion: input ``input`` in the
@@ -474,8 +446,9 @@ def convert_torch_to_onnx(
     checks = [check_against(run, exported.predict, model_input, "the PyTorch model", out)]
 
     write_bytes_atomic(out, data, force=force)
-    return TorchConversionResult(
-        output_path=str(out), source_path=str(source), source_sha256=metadata["source_sha256"],
+    return Conversion(
+        output_path=recorded_path(out), source_path=recorded_path(source),
+        source_sha256=metadata["source_sha256"],
         output_sha256=hashlib.sha256(data).hexdigest(), target="onnx", builder="torch.onnx",
         output_kind=kind, num_classes=k, seconds=round(time.perf_counter() - start, 3),
         checks=checks, metadata={p.key: p.value for p in proto.metadata_props})
@@ -495,29 +468,3 @@ def _torch_onnx_export(program: Any, source: Path, opset: int) -> Any:
             raise InvalidInputError(f"{source}: torch.onnx.export failed: "
                                     f"{one_line(exc)}") from exc
     return onnx_program.model_proto
-
-
-def convert_torch(
-    source_path: str | os.PathLike[str],
-    output_path: str | os.PathLike[str],
-    *,
-    builder: str = "auto",
-    opset: int | None = None,
-    force: bool = False,
-    preprocessing: Mapping[str, Any] | None = None,
-    output_name: str | None = None,
-) -> TorchConversionResult:
-    """Dispatch a conversion that involves PyTorch by the two suffixes; ``preprocessing``
-    and ``output_name`` describe an ONNX (or .pt2) source as ``evaluate`` takes them."""
-    suffix = Path(output_path).suffix.lower()
-    if Path(source_path).suffix.lower() in TORCH_SUFFIXES and suffix == ".onnx":
-        if output_name is not None:
-            raise UsageError(f"{source_path}: --output-name chooses among an ONNX model's "
-                             "outputs; a PyTorch model has one")
-        return convert_torch_to_onnx(source_path, output_path, opset=opset, force=force,
-                                     preprocessing=preprocessing)
-    if suffix in PT2_SUFFIXES + SAFETENSORS_SUFFIXES:
-        return convert_to_torch(source_path, output_path, builder=builder, force=force,
-                                opset=opset, preprocessing=preprocessing,
-                                output_name=output_name)
-    raise UsageError(f"{output_path}: a PyTorch model converts to .onnx, .pt2 or .safetensors")

@@ -82,6 +82,9 @@ def fetch(
         raise InputNotFoundError(
             f"{label}: {name} not found under {looked} and {reason}; {LOCAL_COPY_HINT}"
         )
+    if known.url is None:  # an archive member: it comes with its archive, never alone
+        raise InputNotFoundError(f"{label}: {name} not found under {looked}; it is part of "
+                                 f"{known.archive}; {LOCAL_COPY_HINT}")
     dest = cache_dir() / name
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)

@@ -192,7 +192,7 @@ def identify(name: str, *, md5: str | None = None, sha256: str | None = None) ->
     digest = digests.get(algorithm) if algorithm else None
     match = None
     if known is not None:  # an official name is that file or differs, never another one
-        if digest is not None and known.expected(algorithm) == digest:
+        if digest is not None and algorithm and known.expected(algorithm) == digest:
             match = known
     else:  # any other name: recognised by content
         match = next((entry for entry in KNOWN_FILES.values()

@@ -45,6 +45,8 @@ def _read_into(stream: IO[bytes], view: memoryview) -> int:
     """Fill ``view`` from ``stream``; fewer bytes than asked only at the end of the stream."""
     got = 0
     while got < len(view):
+        # typing's IO[bytes] has no readinto; every binary stream given here (files, tar
+        # members, BytesIO) has it.
         n = stream.readinto(view[got:])  # type: ignore[attr-defined]
         if not n:
             break
@@ -110,10 +112,12 @@ def parse_binary_records(buf: bytes, *, name: str) -> tuple[np.ndarray, np.ndarr
 
 
 def _allowed_globals() -> dict[tuple[str, str], Any]:
+    import importlib
+
     try:
-        from numpy._core.multiarray import _reconstruct
+        _reconstruct = importlib.import_module("numpy._core.multiarray")._reconstruct
     except ImportError:  # numpy < 2
-        from numpy.core.multiarray import _reconstruct
+        _reconstruct = importlib.import_module("numpy.core.multiarray")._reconstruct
     return {
         ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
         ("numpy._core.multiarray", "_reconstruct"): _reconstruct,

@@ -75,6 +75,7 @@ from resnet8_onnx.quantize.recipe import (
 )
 from resnet8_onnx.records import Candidate, Figures, LayerError, QuantizationRecord
 from resnet8_onnx.records.recipe import ACTIVATION_TYPES, FORMATS, METHODS, WEIGHT_TYPES, Recipe
+from resnet8_onnx.support.facade import callable_module
 
 SCHEMA = QuantizationRecord.SCHEMA
 SCHEMA_VERSION = QuantizationRecord.SCHEMA_VERSION
@@ -126,3 +127,7 @@ __all__ = [
     "split_positions",
     "uses_standard_ops_only",
 ]
+
+
+# The facade's resnet8_onnx.quantize(...) is this module called (see support.facade).
+callable_module(__name__, "quantize")

@@ -196,9 +196,9 @@ def calibration_reader(feed: Feed | str, images: np.ndarray,
     """A ``CalibrationDataReader`` over uint8 NHWC images, each batch prepared by the model's
     spec in its layout, dtype and (fixed) batch size: what the model takes, nothing else.
     Every batch has the same size (:func:`equal_batch`; a fixed batch pads its last one)."""
-    q = ort_quantization()
-    feed = as_feed(feed)
-    batch = feed.fixed_batch or equal_batch(len(images), batch)
+    q: Any = ort_quantization()
+    fed = as_feed(feed)
+    batch = fed.fixed_batch or equal_batch(len(images), batch)
 
     class _Reader(q.CalibrationDataReader):
         def __init__(self) -> None:
@@ -207,13 +207,13 @@ def calibration_reader(feed: Feed | str, images: np.ndarray,
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             x = next(self._batches, None)
-            return None if x is None else {feed.input_name: x[0]}
+            return None if x is None else {fed.input_name: x[0]}
 
         def rewind(self) -> None:
-            self._batches = feed.batches(images, batch)
+            self._batches = fed.batches(images, batch)
 
         def __len__(self) -> int:
-            size = feed.fixed_batch or batch
+            size = fed.fixed_batch or batch
             return -(-len(images) // size)
 
     return _Reader()

@@ -58,7 +58,17 @@ from resnet8_onnx.quantize.recipe import (
     auto_grid,
     select_candidate,
 )
-from resnet8_onnx.records import Candidate, LayerError, QuantizationRecord, Recipe
+from resnet8_onnx.records import (
+    Candidate,
+    FileFigures,
+    ImageRole,
+    LayerError,
+    QuantEvaluation,
+    QuantizationRecord,
+    Recipe,
+    Selection,
+    Speed,
+)
 from resnet8_onnx.support.errors import (
     InvalidInputError,
     UsageError,
@@ -508,28 +518,31 @@ def _record(job: _Job, candidates: list[dict[str, Any]], outcome: _Outcome, cpu:
     speed = dict(outcome.speed)
     speed["threads"] = job.threads or cpu.cores
     return QuantizationRecord(
-        source={"path": recorded_path(model.path), "sha256": model.sha256,
-                "size_bytes": model.size_bytes},
-        output={"path": str(Path(job.out).resolve()),
-                "sha256": hashlib.sha256(outcome.final).hexdigest(),
-                "size_bytes": len(outcome.final)},
+        source=FileFigures.from_dict({"path": recorded_path(model.path),
+                                      "sha256": model.sha256, "size_bytes": model.size_bytes}),
+        output=FileFigures(path=str(Path(job.out).resolve()),
+                           sha256=hashlib.sha256(outcome.final).hexdigest(),
+                           size_bytes=len(outcome.final)),
         recipe=chosen["recipe"],
-        selection={"mode": job.mode, "tolerance": tolerance, "reason": outcome.reason,
-                   "candidates": len(candidates), "min_agreement": job.min_agreement,
-                   "calibration_reused": cache_ok, "speed_noise": round(job.noise, 4)},
+        selection=Selection.from_dict({
+            "mode": job.mode, "tolerance": tolerance, "reason": outcome.reason,
+            "candidates": len(candidates), "min_agreement": job.min_agreement,
+            "calibration_reused": cache_ok, "speed_noise": round(job.noise, 4)}),
         candidates=tuple(_candidate_record(c, chosen, hold_count) for c in candidates),
-        calibration=calibration_account(dataset, job.cal_pos, cal_images, indices_note),
-        holdout=None if not hold_count else {
+        calibration=ImageRole.from_dict(
+            calibration_account(dataset, job.cal_pos, cal_images, indices_note)),
+        holdout=None if not hold_count else ImageRole.from_dict({
             "count": hold_count, "sha256": images_sha256(job.hold_images),
             "selection": "evenly spread over the source positions not used for calibration",
-            "test_images": dataset.split == "test", "purpose": _holdout_purpose(job)},
+            "test_images": dataset.split == "test", "purpose": _holdout_purpose(job)}),
         preprocessing=preprocess.record(model.spec, model.spec_sources),
         standard_ops=outcome.standard_ops,
         opset=None if job.opset is None else job.opset.to_dict(),
-        speed=speed,
+        speed=Speed.from_dict(speed),
         cpu=cpu,
         speed_verdict=speed_verdict(outcome.speedup, cpu),
-        evaluation=outcome.evaluation,
+        evaluation=None if outcome.evaluation is None
+        else QuantEvaluation.from_dict(outcome.evaluation),
         layer_errors=None if outcome.layer_errors is None else tuple(outcome.layer_errors),
         layer_errors_note=outcome.layer_errors_note,
         versions=library_versions(),

@@ -65,7 +65,7 @@ def plan_opset(path: Path, opset: int, grid: list[Recipe], tmp: Path,
     upgraded = tmp / "upgraded.onnx"
     with status(f"Upgrading opset {opset} → {TARGET_OPSET} (onnx.version_converter)…"):
         failure, proof = _upgrade_and_prove(path, upgraded, outputs, images)
-    if failure is None:
+    if failure is None and proof is not None:
         return OpsetPlan(path=upgraded, source_opset=opset, quantised_opset=TARGET_OPSET,
                          proof=proof,
                          note=f"opset {opset} upgraded to {TARGET_OPSET} with "

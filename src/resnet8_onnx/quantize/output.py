@@ -86,9 +86,9 @@ def evaluate_pair(model: FloatModel, int8_path: Path, shown_path: str, test_data
                   rounds: int) -> tuple[dict[str, Any], float, float]:
     """Both models on the test images, each fed by the model's spec: accuracy, per class,
     agreement, |Δ|, speed."""
-    options = {"threads": threads, "preprocessing": model.spec, "output": model.output_name}
-    fp32_backend = onnxrt.load(model.path, **options)
-    int8_backend = onnxrt.load(int8_path, **options)
+    fp32_backend, int8_backend = (
+        onnxrt.load(path, threads=threads, preprocessing=model.spec, output=model.output_name)
+        for path in (model.path, int8_path))
     fp32 = evaluate(fp32_backend, test_data, batch_size=batch_size)
     int8 = evaluate(int8_backend, test_data, batch_size=batch_size)
     fp32_session, int8_session = fp32_backend.onnx_session(), int8_backend.onnx_session()
@@ -96,14 +96,14 @@ def evaluate_pair(model: FloatModel, int8_path: Path, shown_path: str, test_data
         [fp32_session.session, int8_session.session], model.feed,
         test_data.images[:timing_images], batch_size, rounds)
     cmp = compare_outputs(fp32.outputs, int8.outputs, indices=test_data.indices)
-    n = len(test_data)
+    n, agreeing = len(test_data), cmp.argmax_agreement or 0  # always counted here
     return {
         "data": test_data.describe(),
         "fp32": Figures.of_result(fp32, model.path, round(fp32_ips, 1)),
         "int8": Figures.of_result(int8, int8_path, round(int8_ips, 1), shown_path=shown_path),
-        "agreement": cmp.argmax_agreement,
-        "agreement_fraction": cmp.argmax_agreement / n if n else None,
-        "disagreements": n - cmp.argmax_agreement,
+        "agreement": agreeing,
+        "agreement_fraction": agreeing / n if n else None,
+        "disagreements": n - agreeing,
         "first_disagreements": [int(i) for i in cmp.first_disagreements][:10],
         "max_abs_diff": cmp.max_abs_diff,
         "mean_abs_diff": cmp.mean_abs_diff,

@@ -88,9 +88,10 @@ def _ort_int8(model: FloatModel, dataset: Dataset, tmp: Path, *, calibration_cou
     decides, against every other configuration)."""
     from resnet8_onnx.quantize.job import quantize
 
-    trial = Trial("onnxruntime-int8", "onnxruntime", "int8", {}, path=tmp / "ort_int8.onnx")
+    int8_path = tmp / "ort_int8.onnx"
+    trial = Trial("onnxruntime-int8", "onnxruntime", "int8", {}, path=int8_path)
     try:
-        record = quantize(model.path, trial.path, dataset, calibration_count=calibration_count,
+        record = quantize(model.path, int8_path, dataset, calibration_count=calibration_count,
                           min_agreement=0, threads=threads, batch_size=batch_size,
                           diagnose=False, force=True, preprocessing=spec_options(model),
                           output=output)

@@ -46,7 +46,7 @@ from resnet8_onnx.quantize.trials import (
     make_trials,
     settings_metadata,
 )
-from resnet8_onnx.records.quantization import FileFigures
+from resnet8_onnx.records.quantization import FileFigures, ImageRole
 from resnet8_onnx.records.tuning import TuneCandidate, TuneChoice, TuningRecord
 from resnet8_onnx.support.errors import (
     InvalidInputError,
@@ -99,8 +99,9 @@ def tune(
     unknown = [c for c in configurations if c not in TRIALS]
     if unknown:
         raise UsageError(f"unknown configuration {unknown[0]!r}; choose among {', '.join(TRIALS)}")
-    files = output_files(out)
-    for target in [*files["onnx"], *(files["ir"] if "openvino-int8" in configurations else [])]:
+    targets = output_files(out)
+    for target in [*targets["onnx"],
+                   *(targets["ir"] if "openvino-int8" in configurations else [])]:
         check_writable(target, force=force)
         if target.resolve() == Path(model_path).resolve():
             raise UsageError(f"{target}: output would overwrite the float model")
@@ -373,13 +374,14 @@ def _record(*, model: FloatModel, dataset: Dataset, trials: list[Trial], chosen:
             reason=reason, reproduced=reproduced, command=run_command(chosen, files)),
         candidates=[_candidate(t, chosen, held) for t in trials],
         tolerance=tolerance,
-        calibration=calibration_account(dataset, cal_pos, dataset.images[cal_pos], None),
-        holdout={"count": held, "sha256": images_sha256(hold_images),
+        calibration=ImageRole.from_dict(
+            calibration_account(dataset, cal_pos, dataset.images[cal_pos], None)),
+        holdout=ImageRole.from_dict({"count": held, "sha256": images_sha256(hold_images),
                  "selection": "evenly spread over the source positions not used for "
                               "calibration (quantize's split)",
                  "test_images": dataset.split == "test",
                  "purpose": "score (top-1 agreement with ONNX Runtime fp32) and time every "
-                            "configuration, and check the written file reproduces"},
+                            "configuration, and check the written file reproduces"}),
         speed={"method": "best of interleaved passes (fp32, A, B, …, fp32, A, B, …) in one "
                          "process, over the same prepared tensors",
                "images": images, "rounds": rounds, "batch_size": model.fixed_batch or batch_size,

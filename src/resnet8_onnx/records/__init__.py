@@ -21,7 +21,10 @@ the reports, unchanged); ``from_dict()`` reads one back, keeping keys it does no
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from resnet8_onnx.records.base import SCHEMA_PREFIX, Part, Record, tool
@@ -90,6 +93,29 @@ def record_from_dict(data: Mapping[str, Any]) -> Record:
     raise ValueError(f"unknown record schema {schema!r}")
 
 
+def load_record(path: str | os.PathLike[str]) -> Record:
+    """The record a saved ``report.json`` holds (plain JSON: nothing in it is executed).
+
+    A missing file, a file that is not JSON and one without a known ``schema`` are refused
+    with the CLI's errors, so a caller can tell "not there" from "not a record".
+    """
+    from resnet8_onnx.support.errors import InputNotFoundError, InvalidInputError
+
+    source = Path(path)
+    if not source.is_file():
+        raise InputNotFoundError(f"{source}: record file not found")
+    try:
+        data = json.loads(source.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InvalidInputError(f"{source}: not a JSON record ({exc})") from exc
+    if not isinstance(data, Mapping):
+        raise InvalidInputError(f"{source}: not a JSON record (a {type(data).__name__})")
+    try:
+        return record_from_dict(data)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise InvalidInputError(f"{source}: {exc}") from exc
+
+
 __all__ = [
     "RECORD_TYPES", "RUNTIME_LABELS", "SCHEMA_PREFIX", "BenchInputs", "BenchModel", "BenchResult",
     "BenchSettings", "BenchmarkRecord", "Candidate", "ClassFigures", "ClassRow",
@@ -99,5 +125,5 @@ __all__ = [
     "Provenance", "QuantEvaluation", "QuantizationRecord", "Recipe", "Record", "RunSettings",
     "RunnerInfo", "Selection", "SourceInfo", "SpecInfo", "Speed", "Structure", "Timings",
     "Tolerance", "TuneCandidate", "TuneChoice", "TuningRecord", "Verdict", "VerificationRecord",
-    "Versus", "record_from_dict", "runtime_label", "tool",
+    "Versus", "load_record", "record_from_dict", "runtime_label", "tool",
 ]

@@ -19,6 +19,7 @@ from resnet8_onnx import __version__
 SCHEMA_PREFIX = "resnet8-onnx/"
 
 P = TypeVar("P", bound="Part")
+R = TypeVar("R", bound="Record")
 
 
 def tool() -> dict[str, str]:
@@ -50,10 +51,10 @@ def _python(value: Any) -> Any:
         items = {k: _python(v) for k, v in value.items()}
         return items if any(items[k] is not value[k] for k in value) else value
     if isinstance(value, list) or (isinstance(value, tuple) and not hasattr(value, "_fields")):
-        items = [_python(v) for v in value]
-        if all(a is b for a, b in zip(items, value, strict=True)):
+        elements = [_python(v) for v in value]
+        if all(a is b for a, b in zip(elements, value, strict=True)):
             return value
-        return items if isinstance(value, list) else tuple(items)
+        return elements if isinstance(value, list) else tuple(elements)
     return value
 
 
@@ -126,7 +127,7 @@ class Record(Part):
                 **super().to_dict()}
 
     @classmethod
-    def from_dict(cls: type[P], data: Mapping[str, Any]) -> P:
+    def from_dict(cls: type[R], data: Mapping[str, Any]) -> R:
         """The record of ``data``; a ``schema`` naming another kind is a ``ValueError``.
 
         A record written before schemas existed has none and is read as this kind.
@@ -134,6 +135,6 @@ class Record(Part):
         data = dict(data)
         schema = data.pop("schema", None)
         data.pop("schema_version", None)
-        if schema is not None and schema != cls.SCHEMA:  # type: ignore[attr-defined]
-            raise ValueError(f"a {schema} record is not a {cls.SCHEMA} record")  # type: ignore[attr-defined]
-        return super().from_dict(data)  # type: ignore[misc]
+        if schema is not None and schema != cls.SCHEMA:
+            raise ValueError(f"a {schema} record is not a {cls.SCHEMA} record")
+        return super().from_dict(data)

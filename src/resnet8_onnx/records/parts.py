@@ -164,7 +164,7 @@ class ClassRow(Part):
 
 @dataclass(kw_only=True)
 class Metrics(Part):
-    """Everything computed from labels and outputs (``ClassificationMetrics.to_dict()``)."""
+    """Everything computed from labels and outputs; ``metrics.compute_metrics`` builds it."""
 
     NESTED: ClassVar = {"per_class": ClassRow}
 
@@ -236,7 +236,8 @@ class DynamicBatch(Part):
 
 @dataclass(kw_only=True)
 class Parity(Part):
-    """Outputs of a candidate against its reference (``verify.Comparison``); ``run`` adds the
+    """Outputs of a candidate against its reference (``verify.compare_outputs`` builds it);
+    ``verify`` and ``run`` add the
     dynamic-batch check and the interface problems, so one block holds the whole parity."""
 
     OPTIONAL: ClassVar[frozenset[str]] = frozenset({"dynamic_batch", "interface_problems"})
@@ -332,7 +333,17 @@ class Provenance(Part):
 
 @dataclass(kw_only=True)
 class Conversion(Part):
-    """What ``convert`` did: from which file to which, with which tools, how long."""
+    """What ``convert`` did: from which file to which, with which tools, how long.
+
+    Every direction builds it (Keras → ONNX, → PyTorch, PyTorch → ONNX) and ``run`` records
+    it; files are named resolved, as in every record. A field a direction does not have is
+    left out of the JSON (``onnx_sha256``/``opset``/``input_name`` are Keras → ONNX's,
+    ``target``/``builder``/``checks``/``output_sha256`` the PyTorch directions').
+    """
+
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({
+        "onnx_sha256", "opset", "source_sha256", "input_name", "output_name", "num_classes",
+        "output_sha256", "target", "builder", "checks"})
 
     source_path: str | None = None
     output_path: str | None = None
@@ -340,7 +351,15 @@ class Conversion(Part):
     opset: int | None = None
     output_kind: str | None = None
     seconds: float | None = None
-    metadata: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    source_sha256: str | None = None
+    input_name: str | None = None
+    output_name: str | None = None
+    num_classes: int | None = None
+    output_sha256: str | None = None
+    target: str | None = None  # "pt2", "safetensors" or "onnx" (PyTorch directions)
+    builder: str | None = None  # "native", "onnx2torch" or "torch.onnx"
+    checks: list[dict[str, Any]] | None = None  # each: against, max_abs_diff, …
 
 
 @dataclass(kw_only=True)

@@ -5,50 +5,26 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from resnet8_onnx.machine import CpuInfo
 from resnet8_onnx.records.base import SCHEMA_PREFIX, Part, Record, tool
-from resnet8_onnx.records.parts import DataInfo, SourceInfo
+from resnet8_onnx.records.parts import DataInfo, Metrics, SourceInfo
 from resnet8_onnx.records.recipe import Recipe
 
 
-# What Figures.of_result reads of an evaluation: described by shape, so records import
-# nothing that evaluates (evaluate.EvaluationResult and metrics' types fit it).
-class _ClassCounts(Protocol):
-    @property
-    def name(self) -> str: ...
-    @property
-    def correct(self) -> int: ...
-    @property
-    def support(self) -> int: ...
-    @property
-    def accuracy(self) -> float: ...
-
-
-class _Counts(Protocol):
-    @property
-    def accuracy(self) -> float: ...
-    @property
-    def correct(self) -> int: ...
-    @property
-    def total(self) -> int: ...
-    @property
-    def argmax_ties(self) -> int: ...
-    @property
-    def per_class(self) -> Sequence[_ClassCounts]: ...
-
-
 class Evaluated(Protocol):
-    """One model evaluated on test images: the backend facts and the metrics."""
+    """What Figures.of_result reads of an evaluation (``evaluate.EvaluationResult`` fits):
+    the backend facts and the record's own metrics block, so records import nothing that
+    evaluates."""
 
     @property
     def backend(self) -> Mapping[str, Any]: ...
     @property
-    def metrics(self) -> _Counts: ...
+    def metrics(self) -> Metrics: ...
 
 
 # --------------------------------------------------------------------------- quantisation
@@ -312,11 +288,11 @@ class QuantizationRecord(Record):
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> QuantizationRecord:
         record = super().from_dict(data)
-        errors = record.layer_errors
+        errors = data.get("layer_errors")  # read from the JSON: the fields hold it as given
         return dataclasses.replace(
             record, recipe=Recipe.from_dict(record.recipe) if isinstance(record.recipe, Mapping)
             else record.recipe,
-            candidates=tuple(Candidate.from_dict(c) for c in record.candidates),
+            candidates=tuple(Candidate.from_dict(c) for c in data.get("candidates") or ()),
             cpu=CpuInfo.from_dict(record.cpu) if isinstance(record.cpu, Mapping) else record.cpu,
             layer_errors=None if errors is None else tuple(LayerError.from_dict(e)
                                                            for e in errors),

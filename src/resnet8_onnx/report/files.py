@@ -6,9 +6,11 @@ interrupted run never leaves half a report.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 from resnet8_onnx.records import ComparisonRecord, EvaluationRecord, QuantizationRecord
 from resnet8_onnx.report.csv_ import (
@@ -35,6 +37,16 @@ from resnet8_onnx.support.fsutil import (
 )
 
 Renderer = Callable[[], str | bytes]
+
+
+_R = TypeVar("_R")
+
+
+def _given(record: _R | None) -> _R:
+    """The record a writer renders: ``None`` is only for ``check_only`` (nothing rendered)."""
+    if record is None:
+        raise ValueError("no record to write (None is for check_only)")
+    return record
 
 
 def write_all(out_dir: str | os.PathLike[str], contents: Mapping[str, tuple[str, Renderer]],
@@ -109,7 +121,7 @@ def write_comparison_reports(comparison: ComparisonRecord | None,
     models = comparison.models
     for png, record in zip(confusion_png_names(models), models, strict=True):
         contents[f"png_{png.removeprefix('confusion_').removesuffix('.png')}"] = (
-            png, lambda record=record: confusion_matrix_png(record))
+            png, functools.partial(confusion_matrix_png, record))
     return write_all(out_dir, contents, force=force, check_only=check_only)
 
 
@@ -122,9 +134,10 @@ def write_compare_reports(record: ComparisonRecord | None, out_dir: str | os.Pat
     """
     return write_all(out_dir, {
         "json": ("compare.json", lambda: to_json(record)),
-        "markdown": ("compare.md", lambda: compare_markdown(record)),
-        "csv": ("compare.csv", lambda: compare_csv(record)),
-        "per_class_csv": ("compare_per_class.csv", lambda: compare_per_class_csv(record)),
+        "markdown": ("compare.md", lambda: compare_markdown(_given(record))),
+        "csv": ("compare.csv", lambda: compare_csv(_given(record))),
+        "per_class_csv": ("compare_per_class.csv",
+                          lambda: compare_per_class_csv(_given(record))),
     }, force=force, check_only=check_only)
 
 
@@ -133,5 +146,5 @@ def write_quantization_reports(record: QuantizationRecord | None,
                              check_only: bool = False) -> dict[str, Path]:
     """Write ``quantize.json`` and ``quantize.md`` (all targets checked before writing)."""
     contents = {"json": ("quantize.json", lambda: to_json(record)),
-                "markdown": ("quantize.md", lambda: quantization_markdown(record))}
+                "markdown": ("quantize.md", lambda: quantization_markdown(_given(record)))}
     return write_all(out_dir, contents, force=force, check_only=check_only)

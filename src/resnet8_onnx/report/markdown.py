@@ -130,8 +130,8 @@ def markdown_summary(record: EvaluationRecord, image: str | None = None) -> str:
            ("Top-5 accuracy", format_pct(metrics.top5_accuracy)),
            ("Macro ROC AUC (one-vs-rest)", _fixed(metrics.macro_auc)),
            ("Macro F1", _fixed(metrics.macro_f1))]
-    if _throughput(record):
-        key.append(("Throughput", _throughput(record)))
+    if throughput := _throughput(record):
+        key.append(("Throughput", throughput))
     lines += markdown_table(["metric", "value"], key, ["l", "r"])
     if speed_warning([record]):
         lines += ["", f"**Warning:** {speed_warning([record])}."]

@@ -181,8 +181,7 @@ def _draw_matmul_references(ax: Any, models: Sequence[BenchModel],
     """When every model has the same MAC count, images/s maps to GFLOP/s: draw that as a
     right-hand axis with the MatMul references as horizontal lines. Returns whether drawn
     (with mixed or unknown MAC counts no single GFLOP/s scale exists)."""
-    macs = {e.macs_per_image for e in models}
-    macs.discard(None)
+    macs = {e.macs_per_image for e in models if e.macs_per_image is not None}
     if len(macs) == 1:
         per_image = 2 * next(iter(macs)) / 1e9  # GFLOP per image
         top = max(r.images_per_second for r in results)

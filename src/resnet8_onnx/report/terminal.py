@@ -145,9 +145,8 @@ def render_terminal(record: EvaluationRecord, console: Console | None = None) ->
                      "(counted as the lowest class index)")
     for note in notes:
         out.print(f"[dim]{escape(note)}[/dim]")
-    warning = speed_warning([record])
-    if warning:
-        out.print(f"[yellow]warning:[/yellow] {escape(warning)}")
+    if busy := speed_warning([record]):
+        out.print(f"[yellow]warning:[/yellow] {escape(busy)}")
 
 
 def render_comparison_terminal(comparison: ComparisonRecord,
@@ -215,9 +214,8 @@ def render_comparison_terminal(comparison: ComparisonRecord,
         if is_number(record.timings.images_per_second):
             parts.append(f"{record.timings.images_per_second:,.0f} images/s")
         out.print(f"[bold]{escape(label)}[/bold]: " + " · ".join(parts))
-    warning = speed_warning(models, labels)
-    if warning:
-        out.print(f"[yellow]warning:[/yellow] {escape(warning)}")
+    if busy := speed_warning(models, labels):
+        out.print(f"[yellow]warning:[/yellow] {escape(busy)}")
     parity = comparison.parity
     if parity is not None:
         state = "[green]passed[/green]" if parity.passed else "[red]FAILED[/red]"

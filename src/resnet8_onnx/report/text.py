@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from resnet8_onnx.data.format import TEST_SET_SIZE as CIFAR10_TEST_SIZE
 from resnet8_onnx.machine import BUSY_WARNING, busy_warning
@@ -39,8 +39,9 @@ def shown_path(path: str | None) -> str:
     return relative if Path(path).is_absolute() and relative.count("..") <= 1 else path
 
 
-def is_number(value: Any) -> bool:
-    """A finite number (not a bool): what a figure must be to be printed, else "—"."""
+def is_number(value: Any) -> TypeGuard[float]:
+    """A finite number (not a bool): what a figure must be to be printed, else "—". (A
+    TypeGuard: ``is_number(x) and x > 0`` type-checks for an ``x`` that may be None.)"""
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -128,7 +129,7 @@ def _macro_note(metrics: Metrics) -> str | None:
     over = f"the {count} classes" if isinstance(count, int) else "the classes"
     predicted = {c.name: c.predicted for c in metrics.per_class}
     named = [f"{name} (predicted {predicted[name]:,} times, so it counts with recall and F1 0)"
-             if isinstance(predicted.get(name), int) and predicted[name] > 0 else
+             if (times := predicted.get(name)) is not None and times > 0 else
              f"{name} (never predicted, so left out)"
              for name in map(str, metrics.absent_classes)]
     return (f"no images of {', '.join(named)}: accuracy and recall shown as {DASH}; macro "

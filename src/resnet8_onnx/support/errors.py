@@ -15,6 +15,9 @@ from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
+#: The signals an interrupt arrives by (ints, as the handlers' tables keep them).
+_SIGNALS: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)
+
 # Exit codes (documented in docs/exit-codes.md; tests/test_errors.py keeps the two in step).
 OK = 0
 USAGE = 2
@@ -217,7 +220,7 @@ def handle_interrupts(*, final: bool = False) -> Iterator[InterruptState]:
             raise KeyboardInterrupt(signal.Signals(signum).name)
 
     previous: dict[int, Any] = {}
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in _SIGNALS:
         current = signal.getsignal(signum)
         if current is signal.SIG_IGN or current is None:  # ignored, or set outside Python
             continue
@@ -278,7 +281,7 @@ def interrupts_deferred() -> Iterator[None]:
         pending.append(signum)
 
     previous: dict[int, Any] = {}
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in _SIGNALS:
         if callable(signal.getsignal(signum)):  # SIG_DFL/SIG_IGN: nothing Python could run
             previous[signum] = signal.signal(signum, hold)
     try:

@@ -133,7 +133,10 @@ def track(description: str, total: int | None) -> Iterator[Callable[[int], None]
     A no-op when progress is disabled, so callers never branch on it.
     """
     if not is_enabled():
-        yield lambda n=1: None
+        def ignore(n: int = 1) -> None:
+            return None
+
+        yield ignore
         return
     from rich.progress import (
         BarColumn,
@@ -149,7 +152,10 @@ def track(description: str, total: int | None) -> Iterator[Callable[[int], None]
                MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
     with Progress(*columns, console=_console(), transient=True) as bar:
         task_id = bar.add_task(description, total=total)
-        yield lambda n=1: bar.advance(task_id, n)
+        def advance(n: int = 1) -> None:
+            bar.advance(task_id, n)
+
+        yield advance
 
 
 @contextlib.contextmanager

@@ -339,6 +339,8 @@ def _scan_config(config: Any, file: str) -> list[tuple[str, str]]:
                     f"{file}: refuses {what}: not a built-in Keras {kind} "
                     "(custom code cannot be loaded safely)"
                 )
+            child_prefix: str
+            child_owner: str | None
             if is_layer and not top:
                 name = _node_name(node)
                 layers.append((prefix + name, cls))

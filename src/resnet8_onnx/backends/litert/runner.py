@@ -95,7 +95,7 @@ class LiteRTBackend(RawPixelRunner):
             raise InvalidInputError(f"{path}: input has rank {len(shape)}, expected NHWC rank 4")
         self.input_quantization = _quantization(self._in)
         self.output_quantization = _quantization(self._out)
-        self._batch = None
+        self._batch: int | None = None
         self.input_spec = InputSpec(shape=(None, *shape[1:]), pixel_shape=tuple(shape[1:]))
         self.info = BackendInfo(
             name="litert",

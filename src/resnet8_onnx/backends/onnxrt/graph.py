@@ -20,7 +20,7 @@ from resnet8_onnx.support.fsutil import file_digest, recorded_path
 
 
 def _shape_of(value_info: Any) -> list[int | str | None]:
-    dims = []
+    dims: list[int | str | None] = []
     for d in value_info.type.tensor_type.shape.dim:
         if d.HasField("dim_value"):
             dims.append(int(d.dim_value))

@@ -55,6 +55,7 @@ class ModelInput:
 
     @property
     def model_dims(self) -> tuple[int, ...]:
+        # after the batch every dimension of a model's input is a number (checked on load)
         return tuple(int(d) for d in self.shape[1:])  # type: ignore[arg-type]
 
     def batch_sizes(self) -> tuple[int, ...]:
@@ -84,6 +85,7 @@ def resolve_torch_input(metadata: Mapping[str, Any], shape: Sequence[int | None]
     if isinstance(overrides, Preprocessing):
         overrides = {k: v for k, v in overrides.to_dict().items() if k != "dtype"}
     spec, sources = resolve(overrides, strings, tuple(shape), dtype, where=where)
+    # after the batch a saved program's dimensions are numbers (only the batch is dynamic)
     dims = tuple(int(d) for d in shape[1:])  # type: ignore[arg-type]
     pixel = (dims[1], dims[2], dims[0]) if spec.layout == "nchw" else dims
     return ModelInput(spec, sources, tuple(shape), pixel)

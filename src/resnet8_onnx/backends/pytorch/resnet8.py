@@ -98,9 +98,9 @@ class KerasConv2d(nn.Conv2d):
                          padding=(top, left) if symmetric else 0, bias=bias)
         # F.pad order is (left, right, top, bottom) for the last two dimensions.
         self.extra_padding = None if symmetric else (left, right, top, bottom)
-        self.out_size = tuple((n + a + b - kernel) // stride + 1
-                              for n, (a, b) in zip(in_size, ((top, bottom), (left, right)),
-                                                   strict=True))
+        (h, w) = in_size
+        self.out_size = ((h + top + bottom - kernel) // stride + 1,
+                         (w + left + right - kernel) // stride + 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.extra_padding is not None:
@@ -114,7 +114,7 @@ class ResidualStack(nn.Module):
     def __init__(self, in_channels: int, spec: StackSpec, in_size: tuple[int, int],
                  config: ResNet8Config) -> None:
         super().__init__()
-        opts = {"bias": config.conv_bias, "padding": config.padding}
+        opts: dict[str, Any] = {"bias": config.conv_bias, "padding": config.padding}
         self.conv1 = KerasConv2d(in_channels, spec.filters, 3, spec.stride, in_size, **opts)
         self.bn1 = nn.BatchNorm2d(spec.filters, eps=config.epsilon)
         self.conv2 = KerasConv2d(spec.filters, spec.filters, 3, 1, self.conv1.out_size, **opts)
@@ -176,7 +176,9 @@ def fold_batchnorm(model: ResNet8) -> ResNet8:
     with torch.no_grad():
         for owner, conv_name, bn_name in pairs:
             conv, bn = getattr(owner, conv_name), getattr(owner, bn_name)
-            if not isinstance(bn, nn.BatchNorm2d):
+            if not (isinstance(bn, nn.BatchNorm2d) and bn.weight is not None
+                    and bn.bias is not None and bn.running_mean is not None
+                    and bn.running_var is not None):  # an affine BN with statistics folds
                 continue
             scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
             bias = conv.bias.double() if conv.bias is not None else torch.zeros_like(scale)

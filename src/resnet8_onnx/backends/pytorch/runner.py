@@ -127,7 +127,7 @@ class TorchBackend:
         self._image_shape = self.model_input.model_dims  # the model's own input dims
         self.fixed_batch = self.model_input.fixed_batch
         self.input_spec = InputSpec(shape=tuple(shape), pixel_shape=self.model_input.pixel_shape,
-                                    dtype=spec.dtype, layout=spec.layout,  # type: ignore[arg-type]
+                                    dtype=spec.dtype, layout=spec.layout,
                                     preprocessing=spec)
         self._run = chunked(self._forward, self.fixed_batch)
         num_classes = metadata.get("num_classes")

@@ -363,6 +363,8 @@ def import_torch() -> ModuleType:
     ``torch.compile``), so Triton is never needed.
     """
     if "triton" not in sys.modules:
+        # None in sys.modules makes ``import triton`` fail (the documented way to block an
+        # import); typeshed types the values as modules only.
         sys.modules["triton"] = None  # type: ignore[assignment]
     try:
         with interrupts_deferred():  # Ctrl-C inside its C++ init becomes an ImportError
