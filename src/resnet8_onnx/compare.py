@@ -194,8 +194,11 @@ def compare_models(
         loaded.append(load_backend(path, name, threads=threads, preprocessing=opts,
                                    output=output, **applicable_options(
                                        kind, {"provider": provider, "device": device})))
-    if callable(dataset):
-        dataset = dataset()
+    if callable(dataset):  # given the models, it can fit their class names and input size
+        import inspect
+
+        takes_models = bool(inspect.signature(dataset).parameters)
+        dataset = dataset(loaded) if takes_models else dataset()  # type: ignore[call-arg]
     for backend in loaded:
         check_compatible(backend, dataset)
     results = []

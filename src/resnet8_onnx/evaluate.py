@@ -81,7 +81,8 @@ def check_compatible(backend: Backend, dataset: Dataset) -> None:
         named = f" (output {output!r})" if output else ""
         raise InvalidInputError(
             f"{path}: model has {info.num_classes} outputs{named}, the data set has {n} "
-            f"classes (expected an output of shape (N, {n}))"
+            f"classes (expected an output of shape (N, {n})); name the model's classes with "
+            "--class-names FILE (or annotate --class-names) to match folders by name"
         )
 
 

@@ -114,10 +114,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
                              **applicable_options(ref_name, options))
     candidate = load_backend(args.onnx, name, threads=args.threads,
                              **applicable_options(name, options))
-    dataset = _load_data(args)
+    dataset = _load_data(args, [reference, candidate])
     report = verify(reference, candidate, dataset.images, indices=dataset.indices,
                     atol=args.atol, rtol=args.rtol, layerwise=args.layerwise,
-                    batch_size=args.batch_size)
+                    batch_size=args.batch_size, image_shape=tuple(dataset.images.shape[1:]),
+                    num_classes=reference.info.num_classes or len(dataset.class_names))
     report.data = DataInfo.from_dict(dataset.describe())
     from resnet8_onnx.report import render_verification_terminal
 
@@ -144,7 +145,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                            provider=args.provider, device=args.device)
     if args.save_test_data is not None and able(backend, HasSession) is None:
         raise errors.UsageError("--save-test-data needs an ONNX model")
-    dataset = _load_data(args)
+    dataset = _load_data(args, [backend])
     result = evaluate(backend, dataset, batch_size=args.batch_size)
     record = result.record()
     metrics = result.metrics
@@ -185,8 +186,11 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     _check_models([args.model], by_suffix=False)  # annotate says what it takes
     check_output_suffix(args.output_file)
     names = read_class_names(args.class_names) if args.class_names else None
+    from resnet8_onnx.cli.dataopts import geometry_options
+
     images = _load_data(args).images if args.embed else None
-    account = annotate(args.model, args.output_file, preprocessing=_spec_overrides(args),
+    account = annotate(args.model, args.output_file,
+                       preprocessing={**_spec_overrides(args), **geometry_options(args)},
                        class_names=names, output=args.output_name, embed_preprocessing=args.embed,
                        images=images, atol=args.atol, rtol=args.rtol, force=args.force)
     out = _console(stderr=args.json == "-")
@@ -249,7 +253,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # A failed or interrupted run takes back what it wrote, so the same command can be rerun.
     with errors.remedies(_run_remedies()), report_directory(args.out, targets) as out_dir:
         comparison = run_pipeline(
-            model=args.model, data_dir=args.data_dir, out_dir=out_dir, split=args.split,
+            model=args.model, data_dir=args.data_dir, out_dir=out_dir, split=args.split or "test",
             subset=args.subset,
             indices_file=args.indices, limit=args.limit, opset=args.opset,
             min_accuracy=args.min_accuracy, atol=args.atol, rtol=args.rtol,
@@ -294,7 +298,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     options = per_model_options(args.models, {
         **{name: getattr(args, name) for name in _SPEC_OPTIONS}, "output": args.output_name})
     # Every model is loaded (a corrupt one refused) before the data is searched.
-    record = compare_models(args.models, lambda: _load_data(args), batch_size=args.batch_size,
+    record = compare_models(args.models, lambda models: _load_data(args, models),
+                            batch_size=args.batch_size,
                             threads=args.threads, options=options, provider=args.provider,
                             device=args.device)
     render_compare_terminal(record, _console(stderr=args.json == "-"))

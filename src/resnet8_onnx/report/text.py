@@ -241,14 +241,15 @@ def describe_data(data: DataInfo | Mapping[str, Any]) -> str:
         data = DataInfo.from_dict(data)
     dataset, split = data.dataset, data.split
     path = data.source.path
-    folder = data.source.kind == "image-folder"
+    folder = data.source.kind in ("image-folder", "image-csv")
     count = data.count
     shown = f"{count:,} images" if isinstance(count, int) else "an unknown number of images"
     if data.full_official_test_set:
         return f"{dataset} {split}, full official set, {shown}"
     if folder:
         name = Path(str(path)).name if path else "?"
-        base = f"{dataset} {_SPLIT_IMAGES.get(split, split + ' images')}, image folder {name}"
+        what_file = "image list" if data.source.kind == "image-csv" else "image folder"
+        base = f"{dataset} {_SPLIT_IMAGES.get(split, split + ' images')}, {what_file} {name}"
         whole = "the whole folder"
     else:
         base = f"{dataset} {split}"
