@@ -131,7 +131,8 @@ def test_upscaled_subset_folder_resized_back_equals_a_bare_pil_loop(three_class,
     assert record["data"]["per_class"] == {"cat": 0, "dog": 6, "ship": 6}
     checks = " ".join(record["data"]["source"]["checks"])
     assert "resized to 32×32 (bicubic, crop_pct 1, center crop)" in checks
-    assert "input_size: option" in checks and "crop_pct: default" in checks
+    assert "input_size: option" in checks
+    assert "crop_pct: default" in checks
 
 
 @pytest.mark.shared
@@ -174,7 +175,8 @@ def test_other_sizes_unstated_and_unknown_classes_are_refused(three_class, tmp_p
     assert_refused(capsys, INVALID_INPUT, "2 classes the model does not know", "evaluate",
                    str(three_class), "--data-dir", str(odd))
     code, _, err = run(capsys, "evaluate", str(three_class), "--data-dir", str(odd))
-    assert "horse, truck" in err and code == INVALID_INPUT
+    assert code == INVALID_INPUT
+    assert "horse, truck" in err
 
 
 @pytest.mark.shared
@@ -232,12 +234,11 @@ def test_geometry_equals_torchvisions_pil_transforms(tmp_path, size, crop_pct, m
     """timm's eval transform built from torchvision (Resize: the shorter side for center,
     both sides for squash, to floor(size/crop_pct); then CenterCrop), in a subprocess
     (torchvision beside TensorFlow in one process is not safe)."""
+    import importlib.util
     import subprocess
     import sys
 
     from PIL import Image
-
-    import importlib.util
 
     if importlib.util.find_spec("torchvision") is None:
         pytest.skip("torchvision is not installed")
@@ -315,7 +316,7 @@ def test_csv_of_path_label(tmp_path) -> None:
     assert data.class_names == ("a", "b")
     assert sorted(data.labels.tolist()) == [0, 1, 1]
     (tmp_path / "bad.csv").write_text("imgs/a/missing.png,a\nimgs/a/a0.png,b\n")
-    with pytest.raises(Exception, match="missing.png not found"):
+    with pytest.raises(Exception, match=r"missing\.png not found"):
         load_dataset(tmp_path / "bad.csv")
 
 

@@ -260,6 +260,7 @@ class ClassificationMetrics:
     softmax_applied_for_auc: bool
     argmax_ties: int = 0
     class_names: tuple[str, ...] = field(default=())
+    top_k: dict[int, float] = field(default_factory=dict)  # k (3, 5, 10 below the classes)
 
     @property
     def num_classes(self) -> int:
@@ -289,7 +290,10 @@ class ClassificationMetrics:
             class_names=[c.name for c in self.per_class], output_kind=self.output_kind,
             softmax_applied_for_auc=self.softmax_applied_for_auc, argmax_ties=self.argmax_ties,
             per_class=[c.record() for c in self.per_class],
-            confusion_matrix=[[int(v) for v in row] for row in self.confusion_matrix])
+            confusion_matrix=[[int(v) for v in row] for row in self.confusion_matrix],
+            top_k={str(k): v for k, v in self.top_k.items()},
+            most_confused=most_confused(self.confusion_matrix, self.class_names
+                                        or [c.name for c in self.per_class]))
 
     def to_dict(self) -> dict[str, Any]:
         return self.record().to_dict()
@@ -371,4 +375,28 @@ def compute_metrics(
         softmax_applied_for_auc=applied_softmax,
         argmax_ties=ties,
         class_names=names,
+        top_k={k: top_k_accuracy(t, s, k) for k in TOP_K if k < num_classes},
     )
+
+
+TOP_K = (3, 5, 10)  # the top-k accuracies reported, each where the classes outnumber k
+MOST_CONFUSED = 10  # pairs listed: the readable part of a matrix of 100+ classes
+
+
+def most_confused(cm: np.ndarray, names: Sequence[str], n: int = MOST_CONFUSED
+                  ) -> list[dict[str, Any]]:
+    """The ``n`` largest off-diagonal cells, largest first (ties: true, then predicted
+    class index): ``{"true", "predicted", "count", "share"}``, share of the true class."""
+    m = np.asarray(cm, dtype=np.int64).copy()
+    np.fill_diagonal(m, 0)
+    flat = np.flatnonzero(m)
+    if not len(flat):
+        return []
+    order = flat[np.lexsort((flat, -m.ravel()[flat]))][:n]
+    support = np.asarray(cm).sum(axis=1)
+    out = []
+    for cell in order:
+        t, p = divmod(int(cell), m.shape[1])
+        out.append({"true": str(names[t]), "predicted": str(names[p]), "count": int(m[t, p]),
+                    "share": float(m[t, p] / support[t]) if support[t] else None})
+    return out

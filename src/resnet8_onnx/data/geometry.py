@@ -112,8 +112,8 @@ class Geometry:
         w, h = resized.size
         if (w, h) == (tw, th):
             return resized
-        top = int(round((h - th) / 2.0))  # torchvision CenterCrop's offsets
-        left = int(round((w - tw) / 2.0))
+        top = round((h - th) / 2.0)  # torchvision CenterCrop's offsets (int(round(...)))
+        left = round((w - tw) / 2.0)
         return resized.crop((left, top, left + tw, top + th))
 
     def describe(self) -> str:

@@ -23,6 +23,7 @@ from typing import IO, Any
 import numpy as np
 
 from resnet8_onnx.data.dataset import INDICES_SUBSET, SUBSETS, Dataset, DataSource
+from resnet8_onnx.data.decode import resize_array
 from resnet8_onnx.data.download import fetch
 from resnet8_onnx.data.format import (
     CLASS_NAMES,
@@ -37,7 +38,6 @@ from resnet8_onnx.data.format import (
     TEST_SET_SIZE,
     file_batch_names,
 )
-from resnet8_onnx.data.decode import resize_array
 from resnet8_onnx.data.images import FolderRequest, load_image_folder
 from resnet8_onnx.data.indices import read_indices
 from resnet8_onnx.data.known_files import identify, is_official_perf_indices

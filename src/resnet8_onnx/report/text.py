@@ -278,6 +278,37 @@ def describe_data(data: DataInfo | Mapping[str, Any]) -> str:
     return f"{base}{where}: {shown} {DASH} {tail}"
 
 
+# Above these, tables show only the classes with images or predictions and the Markdown
+# report lists the most-confused pairs instead of the full matrix (unreadable at 100+).
+FULL_TABLE_CLASSES = 20
+FULL_MATRIX_CLASSES = 20
+
+
+def shown_class_rows(metrics: Metrics) -> tuple[list[Any], str | None]:
+    """The per-class rows a table shows and, when some are left out, a sentence saying so."""
+    rows = list(metrics.per_class)
+    if len(rows) <= FULL_TABLE_CLASSES:
+        return rows, None
+    kept = [c for c in rows if (c.support or 0) > 0 or (c.predicted or 0) > 0]
+    if len(kept) == len(rows):
+        return rows, None
+    return kept, (f"{len(rows) - len(kept):,} of the {len(rows):,} classes have no images "
+                  "and were never predicted; their rows are left out (all rows in the JSON)")
+
+
+def top_k_text(metrics: Metrics) -> str:
+    """'top-3 91.00% · top-5 97.50%' (the top-k the classes allow), or ''."""
+    return " · ".join(f"top-{k} {format_pct(v)}" for k, v in (metrics.top_k or {}).items()
+                      if k != "5" and is_number(v))
+
+
+def confused_lines(metrics: Metrics) -> list[str]:
+    """'cat → dog: 12 (6.0% of cat)', largest first: the readable part of a big matrix."""
+    return [f"{p['true']} → {p['predicted']}: {p['count']:,}"
+            + (f" ({p['share']:.1%} of {p['true']})" if is_number(p.get("share")) else "")
+            for p in metrics.most_confused or []]
+
+
 def _data_warnings(data: DataInfo) -> list[str]:
     """Warnings about the data (unverified source, unofficial files), from source and top."""
     return [str(w) for w in [*data.source.warnings, *data.warnings]]
