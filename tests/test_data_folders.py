@@ -352,7 +352,14 @@ def test_modes_and_exif_are_converted_as_pil_does_and_counted(tmp_path) -> None:
 
 
 # ----------------------------------------------------------------------------- bad input
-def test_truncated_image_names_the_file_or_is_skipped_and_counted(tmp_path, capsys) -> None:
+@pytest.mark.parametrize("streamed", [False, True])
+def test_truncated_image_names_the_file_or_is_skipped_and_counted(tmp_path, capsys,
+                                                                   monkeypatch, streamed
+                                                                   ) -> None:
+    from resnet8_onnx.data import stream
+
+    if streamed:  # the header pass (PIL's verify) finds it before any pixel is decoded
+        monkeypatch.setattr(stream, "STREAM_BYTES", 0)
     _write(tmp_path, {"a": 3, "b": 2})
     bad = tmp_path / "b" / "b1.png"
     bad.write_bytes(bad.read_bytes()[:60])
@@ -383,3 +390,47 @@ def test_empty_class_folder_warned_and_non_images_counted(tmp_path) -> None:
     assert "1 class folder without images: c" in warnings
     assert "ignored 1 non-image file" in warnings
     assert data.class_names == ("a", "b")
+
+
+# ----------------------------------------------------------------------------- streaming
+def test_a_streamed_set_gives_the_same_pixels_and_outputs_as_one_decoded_at_once(
+        tmp_path, monkeypatch) -> None:
+    """STREAM_BYTES forced to 0: batches are decoded as they are used (the next one ahead),
+    an index array is another stream, and every pixel and output equals the in-memory set's
+    and a bare PIL + ONNX Runtime loop's."""
+    from PIL import Image
+
+    from model_factory import make_classifier
+    from resnet8_onnx.backends.onnxrt.runner import load
+    from resnet8_onnx.data import stream
+    from resnet8_onnx.evaluate import run_inference
+
+    _write(tmp_path / "d", {"a": 7, "b": 6, "c": 4}, size=(40, 50))
+    request = FolderRequest(geometry=Geometry((32, 32), "bicubic", 0.9))
+    whole = load_dataset(tmp_path / "d", request=request)
+    monkeypatch.setattr(stream, "STREAM_BYTES", 0)
+    streamed = load_dataset(tmp_path / "d", request=request)
+    assert isinstance(streamed.images, stream.StreamedImages)
+    assert "streamed, decoded batch by batch" in " ".join(streamed.source.checks)
+    np.testing.assert_array_equal(np.asarray(streamed.images), whole.images)
+    np.testing.assert_array_equal(streamed.labels, whole.labels)
+    limited = streamed.with_limit(6)
+    np.testing.assert_array_equal(np.asarray(limited.images), whole.with_limit(6).images)
+
+    model = load(make_classifier(tmp_path / "m.onnx", classes=3))
+    calls = []
+    original = stream.StreamedImages._decode
+    monkeypatch.setattr(stream.StreamedImages, "_decode",
+                        lambda self, paths: calls.append(len(paths)) or original(self, paths))
+    outputs, _ = run_inference(model, streamed, batch_size=5)
+    assert max(calls) == 5  # never more than one batch decoded at a time
+    reference, _ = run_inference(model, whole, batch_size=5)
+    np.testing.assert_array_equal(outputs, reference)
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    files = sorted((tmp_path / "d").glob("*/*.png"))
+    for i in (0, 9, 16):
+        pixels = np.asarray(request.geometry.apply(Image.open(files[i]).convert("RGB")))
+        bare = sess.run(None, {"input": pixels[None].astype(np.float32)})[0][0]
+        np.testing.assert_array_equal(outputs[i], bare)

@@ -38,6 +38,7 @@ class Tally:
     formats: dict[str, int] = field(default_factory=dict)
     modes: dict[str, int] = field(default_factory=dict)  # non-RGB modes converted to RGB
     transparent: int = 0
+    alpha: int = 0  # streamed sets: images with an alpha channel (pixels not yet decoded)
     grayscale: int = 0
     rotated: int = 0  # EXIF orientation applied
     resized: int = 0
@@ -84,6 +85,75 @@ def _open(path: Path, geometry: Geometry | None) -> _Read:
         if geometry is not None:
             rgb = geometry.apply(rgb)
         return _Read(np.asarray(rgb), fmt, mode, transparent, rotated, (w, h))
+
+
+def _header(path: Path) -> _Read:
+    """What a file is without decoding its pixels (a streamed set's first pass): format,
+    mode, size as shown (EXIF orientation applied), PIL's ``verify`` of its structure."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        w, h = im.size
+        if w * h > Image.MAX_IMAGE_PIXELS:
+            raise InvalidInputError(f"{path}: {w}×{h} is over PIL's limit of "
+                                    f"{Image.MAX_IMAGE_PIXELS:,} pixels (a decompression bomb?)")
+        fmt = im.format or "unknown"
+        if fmt not in LOSSLESS_FORMATS | LOSSY_FORMATS:
+            raise InvalidInputError(f"{path}: {fmt} images are not supported, use PNG")
+        if im.mode in _DEEP_MODES:
+            raise InvalidInputError(
+                f"{path}: {im.mode} (16-bit/float) images are not supported, use 8-bit RGB")
+        mode = im.mode
+        orientation = im.getexif().get(0x0112, 1)
+    with Image.open(path) as im:  # verify must come straight after open
+        im.verify()
+    shown = (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+    return _Read(None, fmt, mode, mode in ("RGBA", "LA", "PA"), orientation not in (1, None),
+                 shown)
+
+
+def scan_headers(paths: Sequence[Path], *, geometry: Geometry | None,
+                 size: tuple[int, int] | None, size_why: str, skip_bad: bool,
+                 description: str) -> tuple[tuple[int, int], np.ndarray, Tally]:
+    """``((H, W), kept, tally)`` of a set to stream: every file's header checked (and the
+    sizes, when no ``geometry`` resizes them) without holding any pixels."""
+    from PIL import Image
+
+    def one(path: Path) -> _Read:
+        try:
+            return _header(path)
+        except InvalidInputError as exc:
+            return _Read(None, error=str(exc))
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+            return _Read(None, error=f"{path}: cannot read image ({one_line(exc, 120)})")
+
+    tally = Tally()
+    kept = np.zeros(len(paths), dtype=bool)
+    want = geometry.size if geometry is not None else size
+    workers = max(1, min(_WORKERS, os.cpu_count() or 1))
+    with warnings.catch_warnings(), ThreadPoolExecutor(workers) as pool, \
+            track(description, len(paths)) as advance:
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        for i, result in enumerate(pool.map(one, paths)):
+            advance(1)
+            if result.error is not None:
+                if not skip_bad:
+                    raise InvalidInputError(result.error)
+                tally.skipped.append(result.error)
+                continue
+            w, h = result.size
+            if want is None:
+                want, size_why = (h, w), f"the size of {paths[i].name}, the first image"
+            if geometry is None and (h, w) != want:
+                raise SizeMismatch(_size_refusal(paths[i], (w, h), want, size_why))
+            kept[i] = True
+            _count(tally, result, geometry)
+            tally.transparent -= result.transparent  # unknown until decoded: say "alpha"
+            tally.alpha += result.transparent
+    if want is None or not kept.any():
+        raise InvalidInputError(f"none of the {len(paths):,} images could be read"
+                                + (f" (first: {tally.skipped[0]})" if tally.skipped else ""))
+    return want, kept, tally
 
 
 def read_one(path: Path, geometry: Geometry | None) -> _Read:

@@ -17,11 +17,18 @@ import csv
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from resnet8_onnx.data.dataset import Dataset, DataSource
-from resnet8_onnx.data.decode import IMAGE_SUFFIXES, LOSSY_FORMATS, Tally, decode_all
+from resnet8_onnx.data.decode import (
+    IMAGE_SUFFIXES,
+    LOSSY_FORMATS,
+    Tally,
+    decode_all,
+    scan_headers,
+)
 from resnet8_onnx.data.format import CLASS_NAMES, TEST_SET_SIZE, TRAIN_STEM, UNKNOWN_SPLIT, count
 from resnet8_onnx.data.geometry import Geometry
 from resnet8_onnx.support.errors import InputNotFoundError, InvalidInputError, one_line
@@ -200,6 +207,9 @@ def _warnings(root: Path, tally: Tally, ignored: list[str], empty: list[str]) ->
     if tally.transparent:
         warnings.append(f"{root.name}: {count(tally.transparent, 'image')} had transparency, "
                         "which was dropped")
+    if tally.alpha:
+        warnings.append(f"{root.name}: {count(tally.alpha, 'image has', 'images have')} an "
+                        "alpha channel, which was dropped")
     if tally.grayscale:
         warnings.append(
             f"{root.name}: {count(tally.grayscale, 'image is', 'images are')} grayscale, "
@@ -225,6 +235,39 @@ def _warnings(root: Path, tally: Tally, ignored: list[str], empty: list[str]) ->
     return warnings
 
 
+def _first_size(path: Path) -> tuple[int, int] | None:
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings(), Image.open(path) as im:
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused later
+            w, h = im.size
+            turned = im.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+    except Exception:
+        return None
+    return (w, h) if turned else (h, w)
+
+
+def _read(root: Path, paths: list[Path], request: FolderRequest
+          ) -> tuple[Any, np.ndarray, Tally]:
+    """Decoded at once, or streamed when the decoded set would pass ``STREAM_BYTES``."""
+    from resnet8_onnx.data import stream
+
+    size_why = "the model's input" if request.image_size else ""
+    size = request.geometry.size if request.geometry is not None else request.image_size
+    size = size or _first_size(paths[0])
+    kwargs = {"geometry": request.geometry, "size": request.image_size, "size_why": size_why,
+              "skip_bad": request.skip_bad, "description": f"Reading {root.name}"}
+    if size is None or len(paths) * size[0] * size[1] * 3 <= stream.STREAM_BYTES:
+        return decode_all(paths, **kwargs)
+    kwargs["description"] = f"Checking {root.name}"
+    shape, kept, tally = scan_headers(paths, **kwargs)
+    kept_paths = [p for p, k in zip(paths, kept, strict=True) if k]
+    return stream.StreamedImages(kept_paths, shape, request.geometry), kept, tally
+
+
 def load_image_folder(root: Path, split: str, request: FolderRequest | None = None,
                       *, kind: str = "image-folder", split_named: bool = False) -> Dataset:
     """A labelled image set at ``root`` (a class folder, or a ``.csv`` of ``path,label``)."""
@@ -244,22 +287,24 @@ def load_image_folder(root: Path, split: str, request: FolderRequest | None = No
                     else split if split_named else UNKNOWN_SPLIT)
 
     rank = {name: i for i, name in enumerate(names)}
-    size_why = "the model's input" if request.image_size else ""
-    images, kept, tally = decode_all(
-        [p for _, _, p in entries], geometry=request.geometry, size=request.image_size,
-        size_why=size_why, skip_bad=request.skip_bad, description=f"Reading {root.name}")
+    images, kept, tally = _read(root, [p for _, _, p in entries], request)
     labels = np.array([rank[c] for c, _, _ in entries], dtype=np.int64)[kept]
     if indices is not None:
         indices = indices[kept]
     images.setflags(write=False)
     labels.setflags(write=False)
     present = len(set(labels.tolist()))
+    checks = _checks(root, len(labels), present, tally, images.shape[1:],
+                     (indices is not None, training, folder_split), request, class_source,
+                     len(names))
+    if not isinstance(images, np.ndarray):
+        checks.append(f"{root.name}: streamed, decoded batch by batch while the model runs "
+                      f"({images.nbytes / 2**20:,.0f} MiB if held at once); files checked "
+                      "first by header, a file that fails to decode later is an error")
     source = DataSource(
         kind=kind,
         path=str(root),
-        checks=tuple(_checks(root, len(labels), present, tally, images.shape[1:],
-                             (indices is not None, training, folder_split), request,
-                             class_source, len(names))),
+        checks=tuple(checks),
         official=False,
         warnings=tuple(_warnings(root, tally, ignored, empty)),
     )

@@ -139,14 +139,23 @@ def track(description: str, total: int | None) -> Iterator[Callable[[int], None]
         BarColumn,
         MofNCompleteColumn,
         Progress,
+        ProgressColumn,
         SpinnerColumn,
         TextColumn,
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        """Units per second (images/s), once rich has measured a speed."""
+
+        def render(self, task) -> Text:  # type: ignore[no-untyped-def]
+            speed = task.finished_speed or task.speed
+            return Text("" if speed is None else f"{speed:,.0f}/s", style="progress.data.speed")
 
     columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-               MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
+               MofNCompleteColumn(), RateColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
     with Progress(*columns, console=_console(), transient=True) as bar:
         task_id = bar.add_task(description, total=total)
         yield lambda n=1: bar.advance(task_id, n)
