@@ -434,3 +434,32 @@ def test_a_streamed_set_gives_the_same_pixels_and_outputs_as_one_decoded_at_once
         pixels = np.asarray(request.geometry.apply(Image.open(files[i]).convert("RGB")))
         bare = sess.run(None, {"input": pixels[None].astype(np.float32)})[0][0]
         np.testing.assert_array_equal(outputs[i], bare)
+
+
+# ----------------------------------------------------------------------------- every stage
+@pytest.mark.slow
+@pytest.mark.shared
+def test_compare_and_quantize_take_a_labelled_set(three_class, tmp_path, capsys) -> None:
+    """compare: both models on the same resized 3-class set, the correct counts a bare loop's;
+    quantize: calibrated on upscaled *training* images of those classes, tested on the
+    upscaled test images, the fp32 figure equal to the bare loop's."""
+    from PIL import Image
+
+    classes = ["cat", "dog", "ship"]
+    test = relay(tmp_path / "test", classes, size=64, per_class=8)
+    calib = relay(tmp_path / "calib", classes, size=64, per_class=20,
+                  source=("cifar-10", "train-2000-png"))
+    correct, total, _ = bare_loop(three_class, test, classes, size=32,
+                                  resample=Image.Resampling.BILINEAR)
+    record = run_json(capsys, "compare", str(three_class), str(three_class), "--data-dir",
+                      str(test), "--input-size", "32")
+    assert [(m["metrics"]["correct"], m["metrics"]["total"]) for m in record["models"]] == [
+        (correct, total)] * 2
+    code, out, err = run(capsys, "quantize", str(three_class), "-o", str(tmp_path / "q.onnx"),
+                         "--calibration-data", str(calib), "--data-dir", str(test),
+                         "--input-size", "32", "--no-auto", "--min-agreement", "0", "--json",
+                         "-")
+    assert code == 0, err
+    fp32 = json.loads(out)["evaluation"]["fp32"]
+    assert (tmp_path / "q.onnx").is_file()
+    assert (fp32["correct"], fp32["total"]) == (correct, total)

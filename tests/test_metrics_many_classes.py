@@ -76,3 +76,18 @@ def test_a_120_class_report_lists_pairs_not_the_matrix_and_only_classes_with_ima
     text = terminal_text(render_terminal, record)
     assert "Most confused:" in text
     assert "top-3" in text
+
+
+def test_a_120_class_confusion_png_stays_a_readable_size() -> None:
+    import io
+
+    from PIL import Image
+
+    from resnet8_onnx.report.png import confusion_matrix_png
+
+    y, s = _scores(600, 120, seed=7)
+    payload = record_dict()
+    payload["metrics"] = compute_metrics(y, s, [f"k{i}" for i in range(120)]).to_dict()
+    png = confusion_matrix_png(r.EvaluationRecord.from_dict(payload))
+    width, height = Image.open(io.BytesIO(png)).size
+    assert max(width, height) <= 16 * 110  # 14 in + the colour bar at 110 dpi, not 89 in

@@ -355,12 +355,18 @@ def cmd_quantize(args: argparse.Namespace) -> int:
                         weights=args.weights, per_channel=args.per_channel,
                         method=args.method or "minmax", exclude=tuple(args.exclude or ()),
                         float_pooling=True if args.float_pooling is None else args.float_pooling)
+    from resnet8_onnx.backends.onnxrt.runner import load as load_onnx
+    from resnet8_onnx.cli.dataopts import folder_request
+
+    # The fp32 model's class names and input size fit a labelled image set to it.
+    fp32 = [load_onnx(model, preprocessing=preprocessing, output=output_name)]
     with errors.remedies(_quantize_remedies(args)):
         calibration = load_calibration_data(args.calibration_data,
                                             indices_file=args.calibration_indices,
                                             download=False,
-                                            allow_test=args.allow_test_calibration)
-        test_data = _load_data(args) if args.data_dir is not None else None
+                                            allow_test=args.allow_test_calibration,
+                                            request=folder_request(args, fp32))
+        test_data = _load_data(args, fp32) if args.data_dir is not None else None
         record = quantize(model, output, calibration, recipe,
                           calibration_count=args.calibration_count, tolerance=args.tolerance,
                           min_agreement=args.min_agreement, test_data=test_data,

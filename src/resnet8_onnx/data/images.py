@@ -241,10 +241,11 @@ def _first_size(path: Path) -> tuple[int, int] | None:
     from PIL import Image
 
     try:
-        with warnings.catch_warnings(), Image.open(path) as im:
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused later
-            w, h = im.size
-            turned = im.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+            with Image.open(path) as im:
+                w, h = im.size
+                turned = im.getexif().get(0x0112, 1) in (5, 6, 7, 8)
     except Exception:
         return None
     return (w, h) if turned else (h, w)
