@@ -463,3 +463,32 @@ def test_compare_and_quantize_take_a_labelled_set(three_class, tmp_path, capsys)
     fp32 = json.loads(out)["evaluation"]["fp32"]
     assert (tmp_path / "q.onnx").is_file()
     assert (fp32["correct"], fp32["total"]) == (correct, total)
+
+
+@pytest.mark.shared
+def test_the_official_set_resized_for_a_model_of_another_size(monkeypatch) -> None:
+    """The official test set stays official and in order; its images go through the stated
+    resize (at once, or streamed batch by batch), each equal to PIL's own resize."""
+    from PIL import Image
+
+    from resnet8_onnx.data import stream
+
+    official = shared_path("cifar-10", "cifar-10-batches-bin")
+    raw = load_dataset(official)
+    request = FolderRequest(geometry=Geometry((40, 40), "bicubic"),
+                            geometry_sources=(("input_size", "option"),))
+    monkeypatch.setattr(stream, "STREAM_BYTES", 0)
+    streamed = load_dataset(official, request=request)
+    assert isinstance(streamed.images, stream.StreamedImages)
+    assert streamed.is_full_official_test_set
+    assert "resized to 40×40 (bicubic" in " ".join(streamed.source.checks)
+    np.testing.assert_array_equal(streamed.labels, raw.labels)
+    for i in (0, 4321, 9999):
+        expected = np.asarray(Image.fromarray(raw.images[i]).resize(
+            (40, 40), Image.Resampling.BICUBIC))
+        np.testing.assert_array_equal(streamed.images[i:i + 1][0], expected)
+    limited = streamed.with_limit(20)
+    picked = np.asarray(limited.images)
+    assert picked.shape == (20, 40, 40, 3)
+    np.testing.assert_array_equal(picked[3], np.asarray(Image.fromarray(
+        raw.with_limit(20).images[3]).resize((40, 40), Image.Resampling.BICUBIC)))

@@ -73,7 +73,7 @@ def check_compatible(backend: Backend, dataset: Dataset) -> None:
         raise InvalidInputError(
             f"{path}: model input is {shown} ({axes}), the data is "
             f"{'×'.join(map(str, expected))} NHWC images (expected a model input of "
-            f"{'×'.join(map(str, want))})"
+            f"{'×'.join(map(str, want))}); to resize the images give --input-size H[,W]"
         )
     n = len(dataset.class_names)
     if info.num_classes and info.num_classes != n:

@@ -170,8 +170,11 @@ def _checks(root: Path, n: int, classes: int, tally: Tally, shape: tuple[int, ..
             total: int) -> list[str]:
     indexed, training, split = how
     h, w = shape[:2]
-    sizes = (f"all {w}×{h}" if len(tally.sizes) <= 1 and not tally.resized
-             else f"{len(tally.sizes):,} sizes as stored, now {h}×{w}")
+    stored = sorted(tally.sizes)
+    example = f"{stored[0][0]}×{stored[0][1]}" if stored else "?"
+    sizes = (f"all {w}×{h}" if len(stored) <= 1 and not tally.resized
+             else f"stored at {example}, now {w}×{h}" if len(stored) == 1
+             else f"stored at {len(stored):,} sizes (e.g. {example}), now {w}×{h}")
     checks = [
         f"{root.name}: {n:,} images in {classes} class folder{'s' if classes != 1 else ''}, "
         f"{sizes}, " + ", ".join(f"{k} ×{v:,}" for k, v in sorted(tally.formats.items()))

@@ -343,8 +343,14 @@ def _fit_official(dataset: Dataset, request: FolderRequest | None) -> Dataset:
                                       class_names=tuple(request.class_names),
                                       class_source=request.class_source)
     if request.geometry is not None and request.geometry.size != dataset.images.shape[1:3]:
-        images = resize_array(dataset.images, request.geometry)
-        images.setflags(write=False)
+        from resnet8_onnx.data import stream
+
+        h, w = request.geometry.size
+        if len(dataset) * h * w * 3 > stream.STREAM_BYTES:
+            images: Any = stream.StreamedImages.resized(dataset.images, request.geometry)
+        else:
+            images = resize_array(dataset.images, request.geometry)
+            images.setflags(write=False)
         sources = "; ".join(f"{k}: {v}" for k, v in request.geometry_sources)
         check = f"{request.geometry.describe()} ({sources})"
         dataset = dataclasses.replace(dataset, images=images, source=dataclasses.replace(

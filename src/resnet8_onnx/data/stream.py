@@ -12,7 +12,7 @@ Pixels are :func:`.decode.read_one`'s, the same as a set decoded at once.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -28,16 +28,33 @@ STREAM_BYTES = 512 << 20
 _WORKERS = 4
 
 
+def _read_file(path: Path, geometry: Geometry | None) -> np.ndarray:
+    result = read_one(path, geometry)
+    if result.error is not None or result.pixels is None:
+        raise InvalidInputError(result.error or f"{path}: cannot read image")
+    return result.pixels
+
+
+def _resize_row(row: np.ndarray, geometry: Geometry | None) -> np.ndarray:
+    from PIL import Image
+
+    assert geometry is not None
+    return np.asarray(geometry.apply(Image.fromarray(row)))
+
+
 class StreamedImages:
-    """Image files that behave as a read-only uint8 NHWC array (see the module docstring)."""
+    """Image files (or the rows of a uint8 array to resize) that behave as a read-only
+    uint8 NHWC array at ``size`` (see the module docstring)."""
 
     dtype = np.dtype(np.uint8)
     ndim = 4
 
-    def __init__(self, paths: Sequence[Path], size: tuple[int, int],
-                 geometry: Geometry | None) -> None:
-        self._paths = tuple(paths)
+    def __init__(self, paths: Sequence[Any], size: tuple[int, int],
+                 geometry: Geometry | None,
+                 reader: Callable[[Any, Geometry | None], np.ndarray] = _read_file) -> None:
+        self._paths = paths if isinstance(paths, np.ndarray) else tuple(paths)
         self._geometry = geometry
+        self._reader = reader
         self.shape = (len(self._paths), size[0], size[1], 3)
         self._pool: ThreadPoolExecutor | None = None
         self._ahead_pool: ThreadPoolExecutor | None = None
@@ -58,15 +75,13 @@ class StreamedImages:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max(1, min(_WORKERS, os.cpu_count() or 1)))
         out = np.empty((len(paths), *self.shape[1:]), dtype=np.uint8)
-        for i, result in enumerate(self._pool.map(lambda p: read_one(p, self._geometry),
+        for i, pixels in enumerate(self._pool.map(lambda p: self._reader(p, self._geometry),
                                                   paths)):
-            if result.error is not None or result.pixels is None:
-                raise InvalidInputError(result.error or f"{paths[i]}: cannot read image")
-            if result.pixels.shape != out.shape[1:]:
+            if pixels.shape != out.shape[1:]:
                 raise InvalidInputError(
                     f"{paths[i]}: image changed while being read (now "
-                    f"{result.pixels.shape[1]}×{result.pixels.shape[0]})")
-            out[i] = result.pixels
+                    f"{pixels.shape[1]}×{pixels.shape[0]})")
+            out[i] = pixels
         return out
 
     def _batch(self, start: int, stop: int) -> np.ndarray:
@@ -96,12 +111,19 @@ class StreamedImages:
         index = np.asarray(key)
         if index.dtype == bool:
             index = np.flatnonzero(index)
-        return StreamedImages([self._paths[int(i)] for i in index.reshape(-1)],
-                              self.shape[1:3], self._geometry)
+        index = index.reshape(-1)
+        items = (self._paths[index] if isinstance(self._paths, np.ndarray)
+                 else [self._paths[int(i)] for i in index])
+        return StreamedImages(items, self.shape[1:3], self._geometry, self._reader)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         out = self._decode(self._paths)
         return out if dtype is None else out.astype(dtype, copy=False)
+
+    @classmethod
+    def resized(cls, images: np.ndarray, geometry: Geometry) -> StreamedImages:
+        """The rows of a uint8 NHWC array through ``geometry``, batch by batch."""
+        return cls(images, geometry.size, geometry, _resize_row)
 
     def close(self) -> None:
         """Stop the decoding threads (they also end with the process)."""

@@ -249,7 +249,13 @@ def describe_data(data: DataInfo | Mapping[str, Any]) -> str:
     if folder:
         name = Path(str(path)).name if path else "?"
         what_file = "image list" if data.source.kind == "image-csv" else "image folder"
-        base = f"{dataset} {_SPLIT_IMAGES.get(split, split + ' images')}, {what_file} {name}"
+        words = _SPLIT_IMAGES.get(split, f"{split} images")
+        if dataset == "labelled images":  # not "labelled images images of unknown split"
+            words = "labelled " + ("images" if split == "unknown" else words) + (
+                ", split unknown" if split == "unknown" else "")
+        else:
+            words = f"{dataset} {words}"
+        base = f"{words}, {what_file} {name}"
         whole = "the whole folder"
     else:
         base = f"{dataset} {split}"
