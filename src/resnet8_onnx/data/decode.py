@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -134,7 +135,7 @@ def scan_headers(paths: Sequence[Path], *, geometry: Geometry | None,
     with warnings.catch_warnings(), ThreadPoolExecutor(workers) as pool, \
             track(description, len(paths)) as advance:
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        for i, result in enumerate(pool.map(one, paths)):
+        for i, result in enumerate(_in_chunks(pool, one, paths)):
             advance(1)
             if result.error is not None:
                 if not skip_bad:
@@ -168,6 +169,16 @@ def read_one(path: Path, geometry: Geometry | None) -> _Read:
         return _Read(None, error=f"{path}: cannot read image ({one_line(exc, 120)})")
 
 
+_CHUNK = 256  # files in flight at once: decoded results never pile up beyond these
+
+
+def _in_chunks(pool: ThreadPoolExecutor, fn: Any, items: Sequence[Any]) -> Any:
+    """``pool.map(fn, items)`` a chunk at a time (map alone submits every item at once, so
+    workers running ahead of the consumer would hold every decoded image)."""
+    for start in range(0, len(items), _CHUNK):
+        yield from pool.map(fn, items[start:start + _CHUNK])
+
+
 def _size_refusal(path: Path, got: tuple[int, int], want: tuple[int, int], why: str) -> str:
     return (f"{path}: image is {got[0]}×{got[1]}, expected {want[1]}×{want[0]} ({why}); "
             f"give --input-size H[,W] (with --interpolation, --crop-pct) to resize")
@@ -195,7 +206,7 @@ def decode_all(paths: Sequence[Path], *, geometry: Geometry | None,
             track(description, n) as advance:
         # the limit is checked in _open as an error; PIL's own warning would only repeat it
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        for i, result in enumerate(pool.map(lambda p: read_one(p, geometry), paths)):
+        for i, result in enumerate(_in_chunks(pool, lambda p: read_one(p, geometry), paths)):
             advance(1)
             if result.error is None and result.pixels is not None:
                 h, w = result.pixels.shape[:2]
