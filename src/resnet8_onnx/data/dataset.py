@@ -1,7 +1,8 @@
 """A data set in memory: images, labels and an exact account of which images they are.
 
-Images stay uint8 (N, 32, 32, 3) RGB; conversion to float32 happens one inference batch at a
-time in :meth:`Dataset.batches`. A subset (``select``) and a ``--limit`` (``with_limit``) are
+Images stay uint8 (N, H, W, 3) RGB — an array, or a :class:`~.stream.StreamedImages` that
+decodes them batch by batch; conversion to float32 happens one inference batch at a time in
+:meth:`Dataset.batches`. A subset (``select``) and a ``--limit`` (``with_limit``) are
 fields, not words in a name, so every report states them without parsing anything.
 """
 
