@@ -202,7 +202,8 @@ def _no_download(*args, **kwargs):
 @pytest.mark.parametrize("online", [False, True], ids=["offline", "online"])
 def test_an_explicit_data_dir_without_cifar_is_searched_not_downloaded(
         capsys, monkeypatch, setup, online) -> None:
-    """class folders foo/ and bar/: exit 3 naming what was found, never a download (exit 9,
+    """class folders foo/ and bar/ are a labelled set of two classes now (issue 23): a
+    10-output model with no names for them is exit 4 saying so, never a download (exit 9,
     'point the tool at a local copy with --data-dir DIR' to a user who just did)."""
     from PIL import Image
 
@@ -219,10 +220,10 @@ def test_an_explicit_data_dir_without_cifar_is_searched_not_downloaded(
         Image.new("RGB", (32, 32)).save(imgs / name / "0.png")
     code, _out, err = run(capsys, "evaluate", str(model), "--data-dir", str(imgs))
     lines = err.strip().splitlines()
-    assert code == errors.NOT_FOUND, err
+    assert code == errors.INVALID_INPUT, err
     assert len(lines) == 1, err
-    assert f"no CIFAR-10 data under {imgs}" in lines[0]
-    assert "classes bar, foo are not CIFAR-10's" in lines[0]
+    assert "model has 10 outputs (output 'probabilities'), the data set has 2 classes" in lines[0]
+    assert "--class-names FILE" in lines[0]
     assert "--data-dir DIR" not in lines[0]
 
 

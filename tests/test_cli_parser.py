@@ -85,7 +85,7 @@ def test_every_command_runs_its_own_function_with_the_documented_defaults() -> N
         assert args.debug is False
     evaluate = parser.parse_args(["evaluate", "m.onnx"])
     assert (evaluate.batch_size, evaluate.split, evaluate.subset, evaluate.limit) == (
-        DEFAULT_BATCH_SIZE, "test", "full", None)
+        DEFAULT_BATCH_SIZE, None, "full", None)  # split None: test, or a split folder's default
     run = parser.parse_args(["run"])
     assert (run.out, run.opset, run.min_accuracy) == ("resnet8-report", DEFAULT_OPSET, 0.85)
     tune = parser.parse_args(["tune", "m.onnx", "-o", "t.onnx", "--calibration-data", "c"])

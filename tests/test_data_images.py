@@ -65,11 +65,23 @@ def test_image_folder_wrong_size_names_the_file(tmp_path) -> None:
         load_dataset(tmp_path)
 
 
-def test_image_folder_unknown_class_directory(tmp_path) -> None:
-    (tmp_path / "cat").mkdir()
-    (tmp_path / "unicorn").mkdir()
-    with pytest.raises(InvalidInputError, match="unicorn: not a CIFAR-10 class name"):
-        load_dataset(tmp_path)
+def test_image_folder_of_other_classes_sorts_them_by_name(tmp_path) -> None:
+    """A class the CIFAR-10 names do not hold makes a set of the folder's own classes,
+    sorted by name as torchvision's ImageFolder sorts them; a model naming its classes
+    refuses the one it does not know (exit 4, named)."""
+    from resnet8_onnx.data.images import FolderRequest
+
+    images, _ = make_images(4)
+    write_png_folder(tmp_path, images, np.array([0, 0, 1, 1]), ["a", "b", "c", "d"])
+    (tmp_path / "airplane").rename(tmp_path / "unicorn")
+    data = load_dataset(tmp_path)
+    assert data.class_names == ("automobile", "unicorn")
+    assert data.name == "labelled images"
+    np.testing.assert_array_equal(data.labels, [0, 0, 1, 1])
+    request = FolderRequest(class_names=CLASS_NAMES, class_source="model metadata")
+    with pytest.raises(InvalidInputError, match="1 class the model does not know "
+                                                r"\(model metadata\): unicorn"):
+        load_dataset(tmp_path, request=request)
 
 
 def test_image_folder_corrupt_png(tmp_path) -> None:

@@ -37,7 +37,8 @@ def test_readme_is_short() -> None:
 def test_readme_gives_both_set_up_commands_with_their_times() -> None:
     text = README.read_text(encoding="utf-8")
     assert MAIN_COMMAND in _bash_lines(text)
-    assert _readme_test_command().endswith(" && ruff check src tests benchmarks && mypy src && pytest")
+    assert _readme_test_command().endswith(
+        " && ruff check src tests benchmarks && mypy src && pytest")
     setup = text[text.index("[start:setup]"):text.index("[end:setup]")]
     assert "40 s" in setup
     assert "6–8 minutes" in setup

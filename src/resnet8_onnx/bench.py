@@ -51,12 +51,7 @@ from resnet8_onnx.machine import (
 )
 from resnet8_onnx.records import BenchmarkRecord, BenchModel, BenchResult
 from resnet8_onnx.support.errors import InputNotFoundError, InvalidInputError, UsageError
-from resnet8_onnx.support.fsutil import (
-    check_writable,
-    file_digest,
-    recorded_path,
-    write_bytes_atomic,
-)
+from resnet8_onnx.support.fsutil import check_writable, file_digest, recorded_path, write_bytes_atomic
 from resnet8_onnx.support.progress import track
 
 if TYPE_CHECKING:

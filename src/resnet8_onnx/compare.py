@@ -167,7 +167,7 @@ def per_model_options(
 
 
 def compare_models(
-    paths: Sequence[str | os.PathLike[str]], dataset: Dataset | Callable[[], Dataset], *,
+    paths: Sequence[str | os.PathLike[str]], dataset: Dataset | Callable[..., Dataset], *,
     backends: Sequence[str | None] | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
     threads: int | None = None, options: Sequence[Mapping[str, Any]] | None = None,
     provider: str | None = None, device: str | None = None,
@@ -199,8 +199,11 @@ def compare_models(
         loaded.append(load_backend(path, name, threads=threads, preprocessing=spec, **own,
                                    **applicable_options(
                                        kind, {"provider": provider, "device": device})))
-    if callable(dataset):
-        dataset = dataset()
+    if callable(dataset):  # given the models, it can fit their class names and input size
+        import inspect
+
+        takes_models = bool(inspect.signature(dataset).parameters)
+        dataset = dataset(loaded) if takes_models else dataset()
     for backend in loaded:
         check_compatible(backend, dataset)
     results = []

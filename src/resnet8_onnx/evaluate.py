@@ -80,7 +80,7 @@ def check_compatible(backend: Backend, dataset: Dataset) -> None:
         raise InvalidInputError(
             f"{path}: model input is {shown} ({axes}), the data is "
             f"{'×'.join(map(str, expected))} NHWC images (expected a model input of "
-            f"{'×'.join(map(str, want))})"
+            f"{'×'.join(map(str, want))}); to resize the images give --input-size H[,W]"
         )
     n = len(dataset.class_names)
     if info.num_classes and info.num_classes != n:
@@ -88,7 +88,8 @@ def check_compatible(backend: Backend, dataset: Dataset) -> None:
         named = f" (output {output!r})" if output else ""
         raise InvalidInputError(
             f"{path}: model has {info.num_classes} outputs{named}, the data set has {n} "
-            f"classes (expected an output of shape (N, {n}))"
+            f"classes (expected an output of shape (N, {n})); name the model's classes with "
+            "--class-names FILE (or annotate --class-names) to match folders by name"
         )
 
 

@@ -286,4 +286,29 @@ def compute_metrics(
         absent_classes=[c.name for c in per_class if not c.support],
         num_classes=num_classes, class_names=list(names), output_kind=output_kind,
         softmax_applied_for_auc=applied_softmax, argmax_ties=ties, per_class=per_class,
-        confusion_matrix=[[int(v) for v in row] for row in cm])
+        confusion_matrix=[[int(v) for v in row] for row in cm],
+        top_k={str(k): top_k_accuracy(t, s, k) for k in TOP_K if k < num_classes},
+        most_confused=most_confused(cm, names))
+
+
+TOP_K = (3, 5, 10)  # the top-k accuracies reported, each where the classes outnumber k
+MOST_CONFUSED = 10  # pairs listed: the readable part of a matrix of 100+ classes
+
+
+def most_confused(cm: np.ndarray, names: Sequence[str], n: int = MOST_CONFUSED
+                  ) -> list[dict[str, Any]]:
+    """The ``n`` largest off-diagonal cells, largest first (ties: true, then predicted
+    class index): ``{"true", "predicted", "count", "share"}``, share of the true class."""
+    m = np.asarray(cm, dtype=np.int64).copy()
+    np.fill_diagonal(m, 0)
+    flat = np.flatnonzero(m)
+    if not len(flat):
+        return []
+    order = flat[np.lexsort((flat, -m.ravel()[flat]))][:n]
+    support = np.asarray(cm).sum(axis=1)
+    out = []
+    for cell in order:
+        t, p = divmod(int(cell), m.shape[1])
+        out.append({"true": str(names[t]), "predicted": str(names[p]), "count": int(m[t, p]),
+                    "share": float(m[t, p] / support[t]) if support[t] else None})
+    return out

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from resnet8_onnx.data.geometry import GEOMETRY_FIELDS, PARSERS
 from resnet8_onnx.support.errors import InvalidInputError, UsageError
 
 if TYPE_CHECKING:
@@ -126,6 +127,12 @@ class Preprocessing:
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
     dtype: str = "float32"
+    # Resize and crop (timm's fields, see data.geometry): None when not stated. They act on
+    # the images as they are read, not per batch: a spec with them is a data-side step too.
+    input_size: tuple[int, int] | None = None
+    interpolation: str | None = None
+    crop_pct: float | None = None
+    crop_mode: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layout", _choice(self.layout, LAYOUTS, "layout"))
@@ -134,6 +141,9 @@ class Preprocessing:
         object.__setattr__(self, "mean", parse_triple(self.mean, "mean"))
         object.__setattr__(self, "std", parse_triple(self.std, "std", positive=True))
         object.__setattr__(self, "dtype", _choice(self.dtype, DTYPES, "dtype"))
+        for name in GEOMETRY_FIELDS:
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, PARSERS[name](getattr(self, name)))
         # Precomputed float32 constants, so apply() does no per-batch set-up.
         object.__setattr__(self, "_mean", np.asarray(self.mean, np.float32))
         object.__setattr__(self, "_std", np.asarray(self.std, np.float32))
@@ -148,6 +158,11 @@ class Preprocessing:
     def is_raw(self) -> bool:
         """Raw 0–255 NHWC RGB pixels: the data set's own form, up to a cast."""
         return self.layout == "nhwc" and self.channels == "rgb" and not self.arithmetic
+
+    @property
+    def geometry_stated(self) -> dict[str, Any]:
+        """The resize/crop fields this spec states (``None`` ones left out)."""
+        return {n: getattr(self, n) for n in GEOMETRY_FIELDS if getattr(self, n) is not None}
 
     def model_shape(self, image_shape: Sequence[int]) -> tuple[int, int, int]:
         """The model's input dims after the batch for NHWC ``image_shape`` (H, W, C)."""
@@ -165,6 +180,11 @@ class Preprocessing:
             parts.append("std " + ",".join(f"{v:g}" for v in self.std))
         if not self.arithmetic:
             parts.append("raw 0-255 pixels, no normalisation")
+        geometry = self.geometry_stated
+        if geometry:
+            shown = [f"{k} {'×'.join(map(str, v)) if k == 'input_size' else v}"
+                     for k, v in geometry.items()]
+            parts.append("; ".join(shown))
         return ", ".join(parts)
 
     # ------------------------------------------------------------------ the work
@@ -195,7 +215,9 @@ class Preprocessing:
     # ------------------------------------------------------------------ (de)serialising
     def to_dict(self) -> dict[str, Any]:
         return {"layout": self.layout, "channels": self.channels, "scale": self.scale,
-                "mean": list(self.mean), "std": list(self.std), "dtype": self.dtype}
+                "mean": list(self.mean), "std": list(self.std), "dtype": self.dtype,
+                **{k: list(v) if k == "input_size" else v
+                   for k, v in self.geometry_stated.items()}}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Preprocessing:
@@ -208,7 +230,8 @@ class Preprocessing:
     def to_metadata(self) -> dict[str, str]:
         """``metadata_props`` entries describing this spec (sentence + machine-readable JSON)."""
         sentence = (f"{RAW_SENTENCE_PREFIX}, no normalisation"
-                    if self.is_raw and self.dtype == "float32" else self.describe())
+                    if self.is_raw and self.dtype == "float32" and not self.geometry_stated
+                    else self.describe())
         return {METADATA_SENTENCE: sentence,
                 METADATA_SPEC: json.dumps(self.to_dict(), sort_keys=True)}
 
@@ -259,7 +282,7 @@ def resolve(
     comes from the model's input type: feeding anything else would fail in the runtime.
     """
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
-    unknown = sorted(set(given) - set(SPEC_FIELDS))
+    unknown = sorted(set(given) - set(SPEC_FIELDS) - set(GEOMETRY_FIELDS))
     if unknown:
         raise UsageError(f"unknown preprocessing option(s): {', '.join(unknown)}")
     stated = Preprocessing.from_metadata(metadata or {}, where=where)
@@ -277,6 +300,11 @@ def resolve(
         else:
             values[name], sources[name] = getattr(default, name), DEFAULT
     values["dtype"], sources["dtype"] = input_dtype, INPUT_TYPE
+    for name in GEOMETRY_FIELDS:  # stated or absent: the loader resolves the rest
+        if name in given:
+            values[name], sources[name] = given[name], OPTION
+        elif stated.get(name) is not None:
+            values[name], sources[name] = stated[name], METADATA
     spec = Preprocessing(**values)
     check_layout(spec, input_shape, sources, where=where)
     return spec, sources
@@ -428,9 +456,11 @@ def _preprocess_nodes(spec: Preprocessing, pixels_name: str, target_name: str, e
     return nodes
 
 
-def raw_uint8() -> Preprocessing:
-    """The spec of a model with embedded preprocessing: raw uint8 NHWC RGB pixels."""
-    return replace(Preprocessing(), dtype="uint8")
+def raw_uint8(spec: Preprocessing | None = None) -> Preprocessing:
+    """The spec of a model with embedded preprocessing: raw uint8 NHWC RGB pixels, keeping
+    the resize/crop ``spec`` states (those happen as the images are read, not in a graph)."""
+    return replace(Preprocessing(), dtype="uint8",
+                   **(spec.geometry_stated if spec is not None else {}))
 
 
 # ---------------------------------------------------------------- a spec that looks wrong

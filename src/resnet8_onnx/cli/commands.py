@@ -105,10 +105,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
                              **applicable_options(ref_name, options))
     candidate = load_backend(args.onnx, name, threads=args.threads,
                              **applicable_options(name, options))
-    dataset = _load_data(args)
+    dataset = _load_data(args, [reference, candidate])
     report = verify(reference, candidate, dataset.images, indices=dataset.indices,
                     atol=args.atol, rtol=args.rtol, layerwise=args.layerwise,
-                    batch_size=args.batch_size)
+                    batch_size=args.batch_size, image_shape=tuple(dataset.images.shape[1:]),
+                    num_classes=reference.info.num_classes or len(dataset.class_names))
     report.data = DataInfo.from_dict(dataset.describe())
     from resnet8_onnx.report import render_verification_terminal
 
@@ -141,7 +142,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                            provider=args.provider, device=args.device, **_runtime_options(args))
     if args.save_test_data is not None and able(backend, HasSession) is None:
         raise errors.UsageError("--save-test-data needs an ONNX model")
-    dataset = _load_data(args)
+    dataset = _load_data(args, [backend])
     result = evaluate(backend, dataset, batch_size=args.batch_size)
     record = result.record()
     metrics = result.metrics
@@ -182,8 +183,11 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     _check_models([args.model], by_suffix=False)  # annotate says what it takes
     check_output_suffix(args.output_file)
     names = read_class_names(args.class_names) if args.class_names else None
+    from resnet8_onnx.cli.dataopts import geometry_options
+
     images = _load_data(args).images if args.embed else None
-    account = annotate(args.model, args.output_file, preprocessing=_spec_overrides(args),
+    account = annotate(args.model, args.output_file,
+                       preprocessing={**_spec_overrides(args), **geometry_options(args)},
                        class_names=names, output=args.output_name, embed_preprocessing=args.embed,
                        images=images, atol=args.atol, rtol=args.rtol, force=args.force)
     out = _console(stderr=args.json == "-")
@@ -246,7 +250,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # A failed or interrupted run takes back what it wrote, so the same command can be rerun.
     with errors.remedies(_run_remedies()), report_directory(args.out, targets) as out_dir:
         comparison = run_pipeline(
-            model=args.model, data_dir=args.data_dir, out_dir=out_dir, split=args.split,
+            model=args.model, data_dir=args.data_dir, out_dir=out_dir, split=args.split or "test",
             subset=args.subset,
             indices_file=args.indices, limit=args.limit, opset=args.opset,
             min_accuracy=args.min_accuracy, atol=args.atol, rtol=args.rtol,
@@ -295,9 +299,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         **{name: getattr(args, name) for name in _SPEC_OPTIONS}, "output": args.output_name,
         **_runtime_options(args)}, backends=names)
     # Every model is loaded (a corrupt one refused) before the data is searched.
-    record = compare_models(args.models, lambda: _load_data(args), backends=names,
-                            batch_size=args.batch_size, threads=args.threads, options=options,
-                            provider=args.provider, device=args.device)
+    record = compare_models(args.models, lambda models: _load_data(args, models),
+                            backends=names, batch_size=args.batch_size, threads=args.threads,
+                            options=options, provider=args.provider, device=args.device)
     render_compare_terminal(record, _console(stderr=args.json == "-"))
     _emit_json(record, args.json, force=args.force)
     _write_reports_locked(out_dir, write_compare_reports, record, force=args.force)
@@ -351,12 +355,18 @@ def cmd_quantize(args: argparse.Namespace) -> int:
                         weights=args.weights, per_channel=args.per_channel,
                         method=args.method or "minmax", exclude=tuple(args.exclude or ()),
                         float_pooling=True if args.float_pooling is None else args.float_pooling)
+    from resnet8_onnx.backends.onnxrt.runner import load as load_onnx
+    from resnet8_onnx.cli.dataopts import folder_request
+
+    # The fp32 model's class names and input size fit a labelled image set to it.
+    fp32 = [load_onnx(model, preprocessing=preprocessing, output=output_name)]
     with errors.remedies(_quantize_remedies(args)):
         calibration = load_calibration_data(args.calibration_data,
                                             indices_file=args.calibration_indices,
                                             download=False,
-                                            allow_test=args.allow_test_calibration)
-        test_data = _load_data(args) if args.data_dir is not None else None
+                                            allow_test=args.allow_test_calibration,
+                                            request=folder_request(args, fp32))
+        test_data = _load_data(args, fp32) if args.data_dir is not None else None
         record = quantize(model, output, calibration, recipe,
                           calibration_count=args.calibration_count, tolerance=args.tolerance,
                           min_agreement=args.min_agreement, test_data=test_data,

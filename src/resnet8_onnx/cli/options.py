@@ -282,16 +282,21 @@ def _named_data_roots(args: argparse.Namespace) -> list[Path]:
     return [path if path.is_dir() else path.parent] if path.exists() else []
 
 
-def _add_data_options(p: argparse.ArgumentParser, *, subsets: bool = True) -> None:
+def _add_data_options(p: argparse.ArgumentParser, *, subsets: bool = True,
+                      images: bool = True) -> None:
+    """``images``: the labelled-image-set options too (split folders, class names, resize)."""
     g = p.add_argument_group("data")
     g.add_argument("--data-dir", metavar="DIR", default=None,
                    help="CIFAR-10 location: a batches-bin/-py dir, an official tarball, an image "
                         "folder, or a folder holding one (default: $RESNET8_ONNX_DATA_DIR, "
                         "then the cache, then download)")
     if subsets:
-        g.add_argument("--split", choices=("test", "train"), default="test",
+        g.add_argument("--split", metavar="{test,train,...}" if images else None, default=None,
+                       choices=None if images else ("test", "train"),
                        help="test: the 10,000 test images; train: the 50,000 training images "
-                            "(data_batch_1-5 of a batches dir or tarball) (default: test)")
+                            "(data_batch_1-5 of a batches dir or tarball) (default: test); for "
+                            "a root/<split>/<class>/ folder, its split directory (default: "
+                            "val, validation, valid, test, train: the first there is)")
         g.add_argument("--subset", choices=("full", "perf"), default="full",
                        help="full: every image the source holds; perf: the MLPerf Tiny "
                             "200-image subset (default: full)")
@@ -305,15 +310,23 @@ def _add_data_options(p: argparse.ArgumentParser, *, subsets: bool = True) -> No
                             "of each class); a quick check, reports say so")
     g.add_argument("--offline", action="store_true",
                    help="never download; fail with a hint instead")
+    if images:
+        from resnet8_onnx.cli.dataopts import add_image_options
+
+        add_image_options(p)
 
 
-def _load_data(args: argparse.Namespace):
+def _load_data(args: argparse.Namespace, backends: Sequence[Any] = ()):
+    """The data set the options name, fitted to the models about to run on it: their
+    class names, their input size, the resize/crop stated (see ``cli.dataopts``)."""
+    from resnet8_onnx.cli.dataopts import folder_request
     from resnet8_onnx.data import load_dataset
 
-    dataset = load_dataset(args.data_dir, split=getattr(args, "split", "test"),
+    dataset = load_dataset(args.data_dir, split=getattr(args, "split", None),
                            subset=getattr(args, "subset", "full"),
                            indices_file=getattr(args, "indices", None),
-                           download=False if args.offline else None)
+                           download=False if args.offline else None,
+                           request=folder_request(args, backends))
     from resnet8_onnx.support.fsutil import refuse_overwriting_inputs, run_probes
 
     refuse_overwriting_inputs(getattr(args, "planned_outputs", ()), dataset.input_paths)

@@ -264,7 +264,7 @@ def _run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None,
                    help="Keras model (default: MLCommons pretrainedResnet.h5, found under "
                         "--data-dir or downloaded with its sha256 checked)")
-    _add_data_options(p)
+    _add_data_options(p, images=False)  # run: the CIFAR-10 pipeline
     p.add_argument("--out", metavar="DIR", default="resnet8-report",
                    help="report directory (default: ./resnet8-report)")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET,

@@ -200,7 +200,7 @@ def _embed_and_prove(model: Any, original: Any, props: dict[str, str],
 
     spec = original.input_spec.preprocessing
     new = embed(model, spec, input_name=original.onnx_session().input_name)
-    props.update(raw_uint8().to_metadata())
+    props.update(raw_uint8(spec).to_metadata())
     props[METADATA_EMBEDDED] = json.dumps(spec.to_dict(), sort_keys=True)
     _set_props(new, props)
     try:

@@ -8,13 +8,16 @@ One idea per module, data flowing one way (locate → verify → parse → selec
 - ``download``: verified downloads; :func:`fetch` finds a known file or downloads it.
 - ``parsers``: binary records and the restricted unpickler, shared by every source.
 - ``layouts``: what a path is, and the best source under the search roots.
-- ``images``: image folders.
+- ``images``: labelled image sets (class folders, ``path,label`` CSV), classes matched by name.
+- ``decode``: image files → uint8 RGB (EXIF orientation, PIL's RGB conversion, pixel limit).
+- ``geometry``: resize and crop with timm's fields (input size, interpolation, crop_pct, mode).
+- ``stream``: a set too large to hold decoded, decoded batch by batch as it is used.
 - ``indices``: selections by a ``.npy`` of test-set indices (the MLPerf Tiny perf subset).
 - ``dataset``: :class:`Dataset` (images, labels, subset, limit) and :class:`DataSource`.
 - ``sources``: :func:`load_dataset`, tying them together.
 
-The model's preprocessing is raw 0-255 values: images stay uint8 until an inference batch is
-converted to float32 (:meth:`Dataset.batches`).
+Images stay uint8 NHWC (resized to the model's input when a resize is stated) until an
+inference batch is converted (:meth:`Dataset.batches`, or the model's spec).
 """
 
 from resnet8_onnx.data.dataset import (

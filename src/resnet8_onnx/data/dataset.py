@@ -1,7 +1,8 @@
 """A data set in memory: images, labels and an exact account of which images they are.
 
-Images stay uint8 (N, 32, 32, 3) RGB; conversion to float32 happens one inference batch at a
-time in :meth:`Dataset.batches`. A subset (``select``) and a ``--limit`` (``with_limit``) are
+Images stay uint8 (N, H, W, 3) RGB — an array, or a :class:`~.stream.StreamedImages` that
+decodes them batch by batch; conversion to float32 happens one inference batch at a time in
+:meth:`Dataset.batches`. A subset (``select``) and a ``--limit`` (``with_limit``) are
 fields, not words in a name, so every report states them without parsing anything.
 """
 
@@ -83,6 +84,9 @@ class Dataset:
     indices_sha256: str | None = None  # that file's sha256 (identifies the selection)
     limit: int | None = None  # the --limit applied (class-balanced), None for none
     requested_limit: int | None = None  # a --limit above the size, so not applied (all used)
+    name: str = "CIFAR-10"  # "labelled images" for a folder of other classes
+    skipped: int = 0  # unreadable images left out (--skip-bad-images)
+    class_source: str | None = None  # where the class names came from (image sets)
     _per_class: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -196,11 +200,17 @@ class Dataset:
     def describe(self) -> dict:
         """JSON-ready account of exactly which images this is (for every report)."""
         empty = [name for name, n in self.per_class.items() if n == 0]
-        warnings = [f"no images of class {', '.join(empty)}: "
-                    f"{'its' if len(empty) == 1 else 'their'} accuracy and recall are undefined"
-                    ] if empty else []
+        if len(empty) > 10:
+            warnings = [f"no images of {len(empty):,} of the {len(self.class_names):,} classes "
+                        f"(e.g. {', '.join(empty[:3])}): their accuracy and recall are "
+                        "undefined"]
+        else:
+            warnings = [f"no images of class {', '.join(empty)}: "
+                        f"{'its' if len(empty) == 1 else 'their'} accuracy and recall are "
+                        "undefined"] if empty else []
+        shape = list(self.images.shape[1:])
         return {
-            "dataset": "CIFAR-10",
+            "dataset": self.name,
             "source": self.source.to_dict(),
             "warnings": warnings,
             "split": self.split,
@@ -213,6 +223,9 @@ class Dataset:
             "indices_file": recorded_path(self.indices_file),
             "indices_sha256": self.indices_sha256,
             **({"requested_limit": self.requested_limit} if self.requested_limit else {}),
+            **({"image_shape": shape} if shape != [32, 32, 3] else {}),
+            **({"skipped_images": self.skipped} if self.skipped else {}),
+            **({"class_source": self.class_source} if self.class_source else {}),
         }
 
     @property

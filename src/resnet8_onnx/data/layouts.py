@@ -67,13 +67,30 @@ def tar_kind(path: Path) -> str:
     raise InvalidInputError(f"{path}: archive holds neither {BINARY_DIR}/ nor {PYTHON_DIR}/")
 
 
+SPLIT_NAMES = ("val", "validation", "valid", "test", "train")  # the default: the first found
+
+
+def split_dirs(path: Path) -> dict[str, Path]:
+    """``root/<split>/<class>/…``: the split directories that are image folders, by name."""
+    try:
+        children = sorted(c for c in path.iterdir() if c.is_dir() and not c.name.startswith("."))
+    except OSError:
+        return {}
+    splits = {c.name: c for c in children if is_image_folder(c)}
+    conventional = any(name in SPLIT_NAMES for name in splits)
+    return splits if conventional and all(c.name in splits for c in children) else {}
+
+
 def layout_at(path: Path) -> Layout | None:
     """The layout ``path`` itself is, if any (a user pointing straight at the data)."""
     if path.is_file():
         if path.name.endswith((".tar.gz", ".tgz", ".tar")):
             return Layout(tar_kind(path), path)
+        if path.suffix.lower() == ".csv":
+            return Layout("image-csv", path)
         raise InvalidInputError(
-            f"{path}: not a CIFAR-10 source; expected a directory or a .tar.gz archive"
+            f"{path}: not a CIFAR-10 source; expected a directory, a .tar.gz archive or a "
+            ".csv of path,label"
         )
     if not path.is_dir():
         return None
@@ -81,8 +98,10 @@ def layout_at(path: Path) -> Layout | None:
         return Layout("binary-dir", path)
     if any((path / n).is_file() for n in ("test_batch", "data_batch_1")):
         return Layout("python-dir", path)
-    if any((path / c).is_dir() for c in CLASS_NAMES):
+    if is_image_folder(path):
         return Layout("image-folder", path)
+    if split_dirs(path):
+        return Layout("split-folder", path)
     return None
 
 

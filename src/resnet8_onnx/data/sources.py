@@ -23,6 +23,7 @@ from typing import IO, Any
 import numpy as np
 
 from resnet8_onnx.data.dataset import INDICES_SUBSET, SUBSETS, Dataset, DataSource
+from resnet8_onnx.data.decode import resize_array
 from resnet8_onnx.data.download import fetch
 from resnet8_onnx.data.format import (
     CLASS_NAMES,
@@ -37,11 +38,11 @@ from resnet8_onnx.data.format import (
     TEST_SET_SIZE,
     file_batch_names,
 )
-from resnet8_onnx.data.images import load_image_folder
+from resnet8_onnx.data.images import FolderRequest, load_image_folder
 from resnet8_onnx.data.indices import read_indices
 from resnet8_onnx.data.known_files import identify, is_official_perf_indices
-from resnet8_onnx.data.layouts import Layout, locate
-from resnet8_onnx.data.locations import find_file
+from resnet8_onnx.data.layouts import SPLIT_NAMES, Layout, layout_at, locate, split_dirs
+from resnet8_onnx.data.locations import find_file, named_data_dir
 from resnet8_onnx.data.parsers import (
     check_record_size,
     parse_binary_stream,
@@ -302,13 +303,69 @@ def load_file_batches(layout: Layout, split: str) -> Dataset:
     return Dataset(images, labels, CLASS_NAMES, source, split=split, indices=indices)
 
 
+def _split_folder(layout: Layout, split: str | None, request: FolderRequest | None
+                  ) -> Dataset:
+    """``root/<split>/<class>/…``: the split asked for, else the first of val, validation,
+    valid, test, train there is (said in a note)."""
+    splits = split_dirs(layout.path)
+    if split is not None:
+        if split not in splits:
+            raise UsageError(f"{layout.path}: no split {split!r}; it holds "
+                             f"{', '.join(sorted(splits))} (choose with --split)")
+        chosen, note = split, None
+    else:
+        chosen = next((s for s in SPLIT_NAMES if s in splits), sorted(splits)[0])
+        note = (f"{layout.path} holds splits {', '.join(sorted(splits))}: using {chosen} "
+                "(choose with --split)") if len(splits) > 1 else None
+    dataset = load_image_folder(splits[chosen], chosen, request, split_named=True)
+    if note:
+        dataset = dataclasses.replace(
+            dataset, source=dataclasses.replace(dataset.source, notes=(note,)))
+    return dataset
+
+
+def _fit_official(dataset: Dataset, request: FolderRequest | None) -> Dataset:
+    """The official set for a model of other class names or input size: the names must be
+    CIFAR-10's; a stated resize is applied (a size without one is refused by the caller)."""
+    if request is None:
+        return dataset
+    if request.class_names is not None and tuple(request.class_names) != CLASS_NAMES:
+        unknown = sorted(set(CLASS_NAMES) - set(request.class_names))
+        if unknown:
+            raise InvalidInputError(
+                f"{dataset.source.path}: CIFAR-10 classes the model does not know "
+                f"({request.class_source or 'its class names'}): {', '.join(unknown)}")
+        rank = {n: i for i, n in enumerate(request.class_names)}
+        labels = np.array([rank[CLASS_NAMES[i]] for i in range(len(CLASS_NAMES))])[
+            dataset.labels]
+        labels.setflags(write=False)
+        dataset = dataclasses.replace(dataset, labels=labels,
+                                      class_names=tuple(request.class_names),
+                                      class_source=request.class_source)
+    if request.geometry is not None and request.geometry.size != dataset.images.shape[1:3]:
+        from resnet8_onnx.data import stream
+
+        h, w = request.geometry.size
+        if len(dataset) * h * w * 3 > stream.STREAM_BYTES:
+            images: Any = stream.StreamedImages.resized(dataset.images, request.geometry)
+        else:
+            images = resize_array(dataset.images, request.geometry)
+            images.setflags(write=False)
+        sources = "; ".join(f"{k}: {v}" for k, v in request.geometry_sources)
+        check = f"{request.geometry.describe()} ({sources})"
+        dataset = dataclasses.replace(dataset, images=images, source=dataclasses.replace(
+            dataset.source, checks=(*dataset.source.checks, check)))
+    return dataset
+
+
 def load_dataset(
     data_dir: str | os.PathLike[str] | None = None,
     *,
-    split: str = "test",
+    split: str | None = "test",
     subset: str = "full",
     indices_file: str | os.PathLike[str] | None = None,
     download: bool | None = None,
+    request: FolderRequest | None = None,
 ) -> Dataset:
     """Find, verify and load CIFAR-10 from ``data_dir`` (or the usual places), then subset it.
 
@@ -318,20 +375,26 @@ def load_dataset(
     Tiny 200 images by the indices in ``indices_file`` or a ``perf_samples_idxs.npy`` found
     (or downloaded) the same way.
     """
-    if split not in SPLITS:
-        raise UsageError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
     if subset not in SUBSETS:
         raise UsageError(f"unknown subset {subset!r}; choose from {', '.join(SUBSETS)}")
-    if subset == "perf" and split != "test":
+    if subset == "perf" and split not in (None, "test"):
         raise UsageError("the perf subset is part of the test split")
     if indices_file is not None and subset != "perf":
         raise UsageError("an indices file only applies to the perf subset")
 
-    layout, note = locate(data_dir, split, download)
-    if layout.kind == "image-folder":
-        dataset = load_image_folder(layout.path, split)
+    if split is not None and split not in SPLITS:
+        named = named_data_dir(data_dir)
+        direct = layout_at(named) if named is not None else None
+        if direct is None or direct.kind != "split-folder":
+            raise UsageError(f"unknown split {split!r}; choose from {', '.join(SPLITS)} (or "
+                             "a split directory of a root/<split>/<class>/ folder)")
+    layout, note = locate(data_dir, split if split in SPLITS else "test", download)
+    if layout.kind == "split-folder":
+        dataset = _split_folder(layout, split, request)
+    elif layout.kind in ("image-folder", "image-csv"):
+        dataset = load_image_folder(layout.path, split or "test", request, kind=layout.kind)
     else:
-        dataset = load_file_batches(layout, split)
+        dataset = _fit_official(load_file_batches(layout, split or "test"), request)
     if note is not None:
         dataset = dataclasses.replace(
             dataset, source=dataclasses.replace(dataset.source, notes=(note,)))

@@ -27,6 +27,7 @@ from resnet8_onnx.data import (
     load_dataset,
     load_indices,
 )
+from resnet8_onnx.data.images import FolderRequest
 from resnet8_onnx.data.locations import data_dirs, walk
 from resnet8_onnx.support.errors import InputNotFoundError, InvalidInputError, UsageError, remedied
 
@@ -86,9 +87,11 @@ GATE_HOLDOUT_TOO_SMALL = "calibration-gate-holdout-too-small"
 
 def load_calibration_data(
     source: str | os.PathLike[str] | None, *, indices_file: str | os.PathLike[str] | None = None,
-    download: bool | None = None, allow_test: bool = False,
+    download: bool | None = None, allow_test: bool = False, request: FolderRequest | None = None,
 ) -> Dataset:
     """The calibration images: the *training* split of ``source`` unless told otherwise.
+
+    ``request`` fits a labelled image set to the model (class names, input size, resize).
 
     ``source`` is searched by the one rule ``quantize`` and ``run --int8`` share
     (:func:`calibration_source`): a directory that holds training images further down (e.g.
@@ -104,19 +107,20 @@ def load_calibration_data(
         if not path.is_file():
             raise InputNotFoundError(f"{indices_file}: calibration indices file not found")
         indices = load_indices(path)
-        dataset = load_dataset(source, split="test", download=download)
+        dataset = load_dataset(source, split="test", download=download, request=request)
         return dataset.select(indices, f"calibration indices {path.name}")
     source = calibration_source(source)
     try:
-        dataset = load_dataset(source, split="train", download=download)
+        dataset = load_dataset(source, split="train", download=download, request=request)
     except InputNotFoundError as exc:
         if not allow_test:
             raise remedied(InputNotFoundError(f"{exc}; calibration reads training images"),
                            NO_TRAINING_IMAGES) from None
-        dataset = _test_split(source, download, exc)
+        dataset = _test_split(source, download, exc, request)
     if len(dataset) == 0:
         raise InvalidInputError(f"{dataset.source.path}: calibration source holds no images")
-    if dataset.source.kind != "image-folder" or dataset.split == "test":
+    if dataset.source.kind != "image-folder" or dataset.split == "test" or \
+            dataset.name != "CIFAR-10":  # test-image evidence is CIFAR-10's test set
         return dataset
     evidence, test_indices = test_image_evidence(dataset)
     if evidence is None:
@@ -128,11 +132,12 @@ def load_calibration_data(
     return dataclasses.replace(dataset, split="test", indices=test_indices)
 
 
-def _test_split(source: Path | None, download: bool | None, missing: Exception) -> Dataset:
+def _test_split(source: Path | None, download: bool | None, missing: Exception,
+                request: FolderRequest | None = None) -> Dataset:
     """The test split of an official layout, asked for (``allow_test``) where no training
     images are: the same refusal as before when there is no test split either."""
     try:
-        return load_dataset(source, split="test", download=download)
+        return load_dataset(source, split="test", download=download, request=request)
     except InputNotFoundError:
         raise remedied(InputNotFoundError(f"{missing}; calibration reads training images"),
                        NO_TRAINING_IMAGES) from None

@@ -185,6 +185,8 @@ class Metrics(Part):
     argmax_ties: int = 0
     per_class: list[ClassRow] = field(default_factory=list)
     confusion_matrix: list[list[int]] = field(default_factory=list)
+    top_k: dict[str, float] = field(default_factory=dict)  # "3", "5", "10": below the classes
+    most_confused: list[dict] = field(default_factory=list)  # the largest off-diagonal cells
 
     @property
     def names(self) -> list[str]:

@@ -38,6 +38,7 @@ from resnet8_onnx.report.sections import (
 )
 from resnet8_onnx.report.text import (
     DASH,
+    FULL_MATRIX_CLASSES,
     _data_warnings,
     _fixed,
     _macro_note,
@@ -46,6 +47,7 @@ from resnet8_onnx.report.text import (
     _throughput,
     _unique_labels,
     backend_label,
+    confused_lines,
     confusion_png_names,
     describe_data,
     format_int,
@@ -53,6 +55,7 @@ from resnet8_onnx.report.text import (
     is_number,
     model_name,
     preprocessing_line,
+    shown_class_rows,
     speed_warning,
 )
 
@@ -123,10 +126,12 @@ def markdown_summary(record: EvaluationRecord, image: str | None = None) -> str:
     metrics = record.metrics
     kind = f" ({backend_label(record)} {record.model.quantization})" \
         if record.model.quantization else ""
-    lines = [f"# CIFAR-10 evaluation: {model_name(record)}{kind}", "",
+    lines = [f"# {record.data.dataset or 'CIFAR-10'} evaluation: {model_name(record)}{kind}", "",
              f"**Images:** {describe_data(record.data)}", ""]
     key = [("Top-1 accuracy", f"{format_pct(metrics.accuracy)} "
             f"({format_int(metrics.correct)} / {format_int(metrics.total)})"),
+           *((f"Top-{k} accuracy", format_pct(v)) for k, v in (metrics.top_k or {}).items()
+             if k != "5"),
            ("Top-5 accuracy", format_pct(metrics.top5_accuracy)),
            ("Macro ROC AUC (one-vs-rest)", _fixed(metrics.macro_auc)),
            ("Macro F1", _fixed(metrics.macro_f1))]
@@ -142,17 +147,23 @@ def markdown_summary(record: EvaluationRecord, image: str | None = None) -> str:
         lines += ["", f"Note: {metrics.argmax_ties:,} images had tied top scores; the "
                       "prediction is the lowest tied class index."]
     if metrics.per_class:
+        rows, left_out = shown_class_rows(metrics)
         lines += ["", "## Per-class metrics", ""]
         lines += markdown_table(
             ["#", "class", "support", "correct", "accuracy", "precision", "recall", "F1", "AUC"],
             [[c.index, c.name, format_int(c.support), format_int(c.correct),
               format_pct(c.accuracy), _fixed(c.precision), _fixed(c.recall), _fixed(c.f1),
-              _fixed(c.auc)] for c in metrics.per_class],
+              _fixed(c.auc)] for c in rows],
             ["r", "l", "r", "r", "r", "r", "r", "r", "r"])
         lines += ["", "Accuracy per class is the recall. Precision of a class that is never "
                       "predicted is 0; accuracy, recall and AUC are undefined (—) for a class "
-                      "without images."]
-    if metrics.confusion_matrix:
+                      "without images." + (f" {left_out}." if left_out else "")]
+    if len(metrics.confusion_matrix) > FULL_MATRIX_CLASSES:
+        lines += ["", "## Most confused pairs", "",
+                  f"The {len(metrics.confusion_matrix):,}-class matrix is too large to read "
+                  "here (it is in the JSON); the largest off-diagonal cells, true → predicted:",
+                  "", *(f"- {line}" for line in confused_lines(metrics))]
+    elif metrics.confusion_matrix:
         lines += ["", "## Confusion matrix", "", "Rows: true class; columns: predicted class.",
                   ""]
         lines += _confusion_md(metrics.names, metrics.confusion_matrix)

@@ -40,7 +40,10 @@ def confusion_matrix_png(record: EvaluationRecord, *, dpi: int = 110) -> bytes:
     share = np.divide(matrix, row_sums, out=np.zeros(matrix.shape, dtype=float),
                       where=row_sums > 0)
 
-    side = max(6.0, 0.72 * n + 2.6)
+    # Above 30 classes counts in cells are unreadable: colour only, at a bounded size (the
+    # reports list the most-confused pairs in words).
+    big = n > 30
+    side = min(14.0, max(6.0, 0.72 * n + 2.6)) if big else max(6.0, 0.72 * n + 2.6)
     fig = Figure(figsize=(side + 1.1, side), dpi=dpi, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
@@ -53,7 +56,7 @@ def confusion_matrix_png(record: EvaluationRecord, *, dpi: int = 110) -> bytes:
     colorbar.ax.yaxis.set_major_formatter(lambda v, _pos: f"{v:.0%}")
 
     small = n > 12
-    for i in range(n):
+    for i in range(0 if big else n):
         for j in range(n):
             count = int(matrix[i, j])
             dark = float(norm(share[i, j])) > 0.6  # white text on the darker blues
@@ -69,14 +72,16 @@ def confusion_matrix_png(record: EvaluationRecord, *, dpi: int = 110) -> bytes:
                     fontweight="bold" if i == j else "normal", linespacing=1.1,
                     in_layout=False)  # inside the axes: nothing for the layout to measure
 
-    ax.set_xticks(range(n), labels=names, rotation=40, ha="right", rotation_mode="anchor")
-    ax.set_yticks(range(n), labels=names)
+    ticks = {"fontsize": max(3.0, 8.0 - n / 25)} if big else {}
+    ax.set_xticks(range(n), labels=names, rotation=40 if not big else 90, ha="right",
+                  rotation_mode="anchor", **ticks)
+    ax.set_yticks(range(n), labels=names, **ticks)
     ax.set_xlabel("predicted class", fontsize=10, labelpad=6)
     ax.set_ylabel("true class", fontsize=10, labelpad=6)
     ax.tick_params(length=0)
     ax.set_xticks(np.arange(-0.5, n, 1), minor=True)
     ax.set_yticks(np.arange(-0.5, n, 1), minor=True)
-    ax.grid(which="minor", color="white", linewidth=1.2)
+    ax.grid(which="minor", color="white", linewidth=0 if big else 1.2)
     ax.tick_params(which="minor", length=0)
     for spine in ax.spines.values():
         spine.set_visible(False)

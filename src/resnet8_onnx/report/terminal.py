@@ -56,14 +56,17 @@ from resnet8_onnx.report.text import (
     _output_note,
     _throughput,
     _unique_labels,
+    confused_lines,
     describe_data,
     format_int,
     format_pct,
     is_number,
     model_name,
     preprocessing_line,
+    shown_class_rows,
     shown_path,
     speed_warning,
+    top_k_text,
 )
 from resnet8_onnx.support.progress import console as make_console
 
@@ -92,7 +95,9 @@ def _metrics_table(record: EvaluationRecord) -> Table:
     table.add_column("class", no_wrap=True)
     for header in ("support", "correct", "accuracy", "precision", "recall", "F1", "AUC"):
         table.add_column(header, justify="right", no_wrap=True)
-    per_class = metrics.per_class
+    per_class, left_out = shown_class_rows(metrics)
+    if left_out:
+        table.caption = f"{table.caption}; {left_out}"
     for i, c in enumerate(per_class):
         table.add_row(c.name, format_int(c.support), format_int(c.correct),
                       format_pct(c.accuracy), _fixed(c.precision), _fixed(c.recall),
@@ -107,6 +112,8 @@ def _metrics_table(record: EvaluationRecord) -> Table:
 def _headline(metrics: Metrics) -> str:
     parts = [f"top-1 [bold]{format_pct(metrics.accuracy)}[/bold] "
              f"({format_int(metrics.correct)}/{format_int(metrics.total)})"]
+    if top_k_text(metrics):
+        parts.append(top_k_text(metrics))
     if is_number(metrics.top5_accuracy):
         parts.append(f"top-5 {format_pct(metrics.top5_accuracy)}")
     if is_number(metrics.macro_auc):
@@ -138,6 +145,8 @@ def render_terminal(record: EvaluationRecord, console: Console | None = None) ->
     out.print(_metrics_table(record))
     out.print()
     out.print(_headline(metrics))
+    if (metrics.num_classes or 0) > 10 and confused_lines(metrics):
+        out.print("[bold]Most confused:[/bold] " + escape("; ".join(confused_lines(metrics))))
     notes = [n for n in (_output_note(metrics), _macro_note(metrics), _throughput(record)) if n]
     notes += _model_notes(record)
     if metrics.argmax_ties:

@@ -244,14 +244,21 @@ def describe_data(data: DataInfo | Mapping[str, Any]) -> str:
         data = DataInfo.from_dict(data)
     dataset, split = data.dataset, data.split
     path = data.source.path
-    folder = data.source.kind == "image-folder"
+    folder = data.source.kind in ("image-folder", "image-csv")
     count = data.count
     shown = f"{count:,} images" if isinstance(count, int) else "an unknown number of images"
     if data.full_official_test_set:
         return f"{dataset} {split}, full official set, {shown}"
     if folder:
         name = Path(str(path)).name if path else "?"
-        base = f"{dataset} {_SPLIT_IMAGES.get(split, split + ' images')}, image folder {name}"
+        what_file = "image list" if data.source.kind == "image-csv" else "image folder"
+        words = _SPLIT_IMAGES.get(split, f"{split} images")
+        if dataset == "labelled images":  # not "labelled images images of unknown split"
+            words = "labelled " + ("images" if split == "unknown" else words) + (
+                ", split unknown" if split == "unknown" else "")
+        else:
+            words = f"{dataset} {words}"
+        base = f"{words}, {what_file} {name}"
         whole = "the whole folder"
     else:
         base = f"{dataset} {split}"
@@ -278,6 +285,37 @@ def describe_data(data: DataInfo | Mapping[str, Any]) -> str:
     tail = ("training images, not the test set" if split == "train"
             else "not verified as the full official test set")
     return f"{base}{where}: {shown} {DASH} {tail}"
+
+
+# Above these, tables show only the classes with images or predictions and the Markdown
+# report lists the most-confused pairs instead of the full matrix (unreadable at 100+).
+FULL_TABLE_CLASSES = 20
+FULL_MATRIX_CLASSES = 20
+
+
+def shown_class_rows(metrics: Metrics) -> tuple[list[Any], str | None]:
+    """The per-class rows a table shows and, when some are left out, a sentence saying so."""
+    rows = list(metrics.per_class)
+    if len(rows) <= FULL_TABLE_CLASSES:
+        return rows, None
+    kept = [c for c in rows if (c.support or 0) > 0 or (c.predicted or 0) > 0]
+    if len(kept) == len(rows):
+        return rows, None
+    return kept, (f"{len(rows) - len(kept):,} of the {len(rows):,} classes have no images "
+                  "and were never predicted; their rows are left out (all rows in the JSON)")
+
+
+def top_k_text(metrics: Metrics) -> str:
+    """'top-3 91.00% · top-5 97.50%' (the top-k the classes allow), or ''."""
+    return " · ".join(f"top-{k} {format_pct(v)}" for k, v in (metrics.top_k or {}).items()
+                      if k != "5" and is_number(v))
+
+
+def confused_lines(metrics: Metrics) -> list[str]:
+    """'cat → dog: 12 (6.0% of cat)', largest first: the readable part of a big matrix."""
+    return [f"{p['true']} → {p['predicted']}: {p['count']:,}"
+            + (f" ({p['share']:.1%} of {p['true']})" if is_number(p.get("share")) else "")
+            for p in metrics.most_confused or []]
 
 
 def _data_warnings(data: DataInfo) -> list[str]:

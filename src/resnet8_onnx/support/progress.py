@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -142,14 +142,23 @@ def track(description: str, total: int | None) -> Iterator[Callable[[int], None]
         BarColumn,
         MofNCompleteColumn,
         Progress,
+        ProgressColumn,
         SpinnerColumn,
         TextColumn,
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        """Units per second (images/s), once rich has measured a speed."""
+
+        def render(self, task: Any) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text("" if speed is None else f"{speed:,.0f}/s", style="progress.data.speed")
 
     columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-               MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
+               MofNCompleteColumn(), RateColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
     with Progress(*columns, console=_console(), transient=True) as bar:
         task_id = bar.add_task(description, total=total)
         def advance(n: int = 1) -> None:
