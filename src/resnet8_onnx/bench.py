@@ -13,10 +13,8 @@ Each configuration is warmed up, then timed call by call until it has both a min
 of iterations and a minimum time, so the default benchmark of one model stays well under a
 minute while small batches still get hundreds of samples for their latency percentiles.
 
-The default grid is a cross, not a full product: every optimisation level at the largest
-thread count, plus every other thread count at the highest level (``full_grid=True`` runs
-every combination). That answers both questions — what the optimiser buys, what threads buy —
-at about half the cost.
+The default grid is a cross (``full_grid=True`` runs every combination): every level at the
+most threads, every thread count at the highest level — what each buys, at half the cost.
 """
 
 from __future__ import annotations
@@ -51,7 +49,12 @@ from resnet8_onnx.machine import (
 )
 from resnet8_onnx.records import BenchmarkRecord, BenchModel, BenchResult
 from resnet8_onnx.support.errors import InputNotFoundError, InvalidInputError, UsageError
-from resnet8_onnx.support.fsutil import check_writable, file_digest, recorded_path, write_bytes_atomic
+from resnet8_onnx.support.fsutil import (
+    check_writable,
+    file_digest,
+    recorded_path,
+    write_bytes_atomic,
+)
 from resnet8_onnx.support.progress import track
 
 if TYPE_CHECKING:
