@@ -62,20 +62,29 @@ class SizeMismatch(InvalidInputError):
     """An image whose size is not the one every image must have (no resize stated)."""
 
 
+def _checked(im: Any, path: Path) -> tuple[int, int, str]:
+    """Width, height and format of an opened image, refusing what no stage can read: a
+    decompression bomb (PIL's pixel limit), an unsupported format, 16-bit or float pixels."""
+    from PIL import Image
+
+    w, h = im.size
+    if Image.MAX_IMAGE_PIXELS is not None and w * h > Image.MAX_IMAGE_PIXELS:
+        raise InvalidInputError(f"{path}: {w}×{h} is over PIL's limit of "
+                                f"{Image.MAX_IMAGE_PIXELS:,} pixels (a decompression bomb?)")
+    fmt = im.format or "unknown"
+    if fmt not in LOSSLESS_FORMATS | LOSSY_FORMATS:
+        raise InvalidInputError(f"{path}: {fmt} images are not supported, use PNG")
+    if im.mode in _DEEP_MODES:
+        raise InvalidInputError(
+            f"{path}: {im.mode} (16-bit/float) images are not supported, use 8-bit RGB")
+    return w, h, fmt
+
+
 def _open(path: Path, geometry: Geometry | None) -> _Read:
     from PIL import Image, ImageOps
 
     with Image.open(path) as im:
-        w, h = im.size
-        if Image.MAX_IMAGE_PIXELS is not None and w * h > Image.MAX_IMAGE_PIXELS:
-            raise InvalidInputError(f"{path}: {w}×{h} is over PIL's limit of "
-                                    f"{Image.MAX_IMAGE_PIXELS:,} pixels (a decompression bomb?)")
-        fmt = im.format or "unknown"
-        if fmt not in LOSSLESS_FORMATS | LOSSY_FORMATS:
-            raise InvalidInputError(f"{path}: {fmt} images are not supported, use PNG")
-        if im.mode in _DEEP_MODES:
-            raise InvalidInputError(
-                f"{path}: {im.mode} (16-bit/float) images are not supported, use 8-bit RGB")
+        w, h, fmt = _checked(im, path)
         mode = im.mode
         transparent = False
         if mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
@@ -94,16 +103,7 @@ def _header(path: Path) -> _Read:
     from PIL import Image
 
     with Image.open(path) as im:
-        w, h = im.size
-        if Image.MAX_IMAGE_PIXELS is not None and w * h > Image.MAX_IMAGE_PIXELS:
-            raise InvalidInputError(f"{path}: {w}×{h} is over PIL's limit of "
-                                    f"{Image.MAX_IMAGE_PIXELS:,} pixels (a decompression bomb?)")
-        fmt = im.format or "unknown"
-        if fmt not in LOSSLESS_FORMATS | LOSSY_FORMATS:
-            raise InvalidInputError(f"{path}: {fmt} images are not supported, use PNG")
-        if im.mode in _DEEP_MODES:
-            raise InvalidInputError(
-                f"{path}: {im.mode} (16-bit/float) images are not supported, use 8-bit RGB")
+        w, h, fmt = _checked(im, path)
         mode = im.mode
         orientation = im.getexif().get(0x0112, 1)
     with Image.open(path) as im:  # verify must come straight after open
