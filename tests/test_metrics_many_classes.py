@@ -37,7 +37,7 @@ def test_top_k_equals_scikit_learn(classes) -> None:
 def test_most_confused_pairs_are_the_largest_off_diagonal_cells() -> None:
     y, s = _scores(2000, 12, seed=3)
     names = [f"c{i}" for i in range(12)]
-    record = compute_metrics(y, s, names).record()
+    record = compute_metrics(y, s, names)
     pred = s.argmax(1)
     cells = {}
     for t, p in zip(y, pred, strict=True):
