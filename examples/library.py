@@ -25,9 +25,9 @@ convert(h5, "model.onnx", force=True)        # Keras → ONNX with tf2onnx, chec
 pytorch_style("model.onnx", "export.onnx")  # stand-in for your own torch.onnx.export
 
 data = load_dataset("../shared", subset="perf")
-result = evaluate(load_backend("model.onnx"), data)
-render_terminal(result.record())            # an EvaluationRecord (records/)
-write_reports(result.record(), "perf-report", force=True)  # report.json, report.md, CSV, PNG
+record = evaluate(load_backend("model.onnx"), data)  # an EvaluationRecord (records/)
+render_terminal(record)
+write_reports(record, "perf-report", force=True)  # report.json, report.md, CSV, PNG
 with open("perf-report/report.json", encoding="utf-8") as f:  # a saved record reads back typed
     saved = record_from_dict(json.load(f))
 print(saved.SCHEMA, saved.metrics.accuracy, saved.data.full_official_test_set)

@@ -14,5 +14,5 @@ rn.convert("../shared/models/pretrainedResnet.h5", "quick.onnx", force=True)
 data = rn.load_dataset("../shared", subset="perf")  # the MLPerf Tiny 200 images
 keras = rn.load_runner("../shared/models/pretrainedResnet.h5")
 onnx = rn.load_runner("quick.onnx")
-print(rn.evaluate(onnx, data).record().metrics.accuracy)
+print(rn.evaluate(onnx, data).metrics.accuracy)
 print(rn.verify(keras, onnx, data.images).passed)

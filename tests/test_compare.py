@@ -70,6 +70,21 @@ def test_agreement_and_differences_against_the_first_model(tiny_models) -> None:
     assert record["data"]["count"] == 120
 
 
+def test_comparing_leaves_the_evaluations_as_evaluate_returned_them(tiny_models) -> None:
+    """evaluate() returns the record itself: compare labels copies of it, not the caller's."""
+    data = synthetic_dataset(40)
+    a, b = (evaluate(load_backend(p), data) for p in tiny_models[:2])
+    before = (a.to_dict(), b.to_dict())
+    comparison = compare_results([a, b], indices=data.indices)
+    assert (a.to_dict(), b.to_dict()) == before
+    assert a.label is None
+    assert b.versus_reference is None
+    assert comparison.models[1].versus_reference.agreement == int(
+        (a.outputs.argmax(1) == b.outputs.argmax(1)).sum())
+    saved = json.loads(to_json(comparison.to_dict()))
+    assert all("outputs" not in m and "labels" not in m for m in saved["models"])
+
+
 def test_outputs_of_different_kinds_are_not_differenced(tiny_models) -> None:
     data = synthetic_dataset(40)
     probs, logits = (evaluate(load_backend(p), data) for p in (tiny_models[0], tiny_models[2]))

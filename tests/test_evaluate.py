@@ -42,8 +42,8 @@ def test_record_fields_and_determinism(tmp_path) -> None:
 
     backend = load_onnx(make_classifier(tmp_path / "m.onnx"))
     data = synthetic_dataset(50)
-    first = evaluate(backend, data).to_record()
-    second = evaluate(backend, data).to_record()
+    first = evaluate(backend, data).to_dict()
+    second = evaluate(backend, data).to_dict()
     assert first["metrics"]["accuracy"] == pytest.approx(
         accuracy_score(data.labels, evaluate(backend, data).predictions))
     first.pop("timings")
@@ -90,7 +90,7 @@ def test_evaluation_never_imports_tensorflow(tmp_path) -> None:
         from resnet8_onnx.evaluate import evaluate
         from resnet8_onnx.report import to_json
         r = evaluate(load_backend({str(model)!r}), synthetic_dataset(20))
-        to_json(r.to_record())
+        to_json(r.to_dict())
         heavy = ("tensorflow", "keras", "tf2onnx", "sklearn", "torch", "onnx2torch")
         print(",".join(sorted(m for m in heavy if m in sys.modules)))
     """)
@@ -108,7 +108,7 @@ def test_real_onnx_accuracy_and_keras_equality(
     assert result.metrics.accuracy > 0.85
     keras_correct = int((keras_full_outputs.argmax(1) == cifar_test.labels).sum())
     assert result.metrics.correct == keras_correct
-    assert result.to_record()["data"]["full_official_test_set"] is True
+    assert result.to_dict()["data"]["full_official_test_set"] is True
 
 
 @pytest.mark.slow
@@ -129,7 +129,7 @@ def test_perf_subset_binary_and_png_folder_agree(resnet8_onnx) -> None:
     np.testing.assert_array_equal(a.outputs[order_a], b.outputs[order_b])
     assert a.metrics.correct == b.metrics.correct
     assert a.metrics.confusion_matrix == b.metrics.confusion_matrix
-    assert a.to_record()["data"]["full_official_test_set"] is False
+    assert a.to_dict()["data"]["full_official_test_set"] is False
 
 
 # --------------------------------------------------------------------------- the CLI
@@ -184,3 +184,34 @@ def test_cli_memory_check_uses_the_batch_actually_run(tmp_path, capsys, monkeypa
     assert len(err) == 1
     assert "--batch-size 60: one batch needs an estimated" in err[0]
     assert "use a batch size of at most 50" in err[0]
+
+
+def test_evaluate_returns_the_record_with_its_arrays_unsaved(tmp_path) -> None:
+    """One shape: evaluate() gives the report record itself; the raw outputs and labels
+    compare/verify/quantize need ride along on it but never reach its JSON."""
+    from resnet8_onnx import evaluate as evaluate_module
+    from resnet8_onnx.records import EvaluationRecord
+
+    backend = load_onnx(make_classifier(tmp_path / "m.onnx"))
+    data = synthetic_dataset(23)
+    record = evaluate(backend, data, batch_size=5)
+    assert type(record) is EvaluationRecord
+    assert not hasattr(evaluate_module, "EvaluationResult")
+    assert not hasattr(record, "record")
+    assert not hasattr(record, "to_record")
+    direct = backend.onnx_session().session.run(
+        None, {"input": data.images.astype(np.float32)})[0]
+    np.testing.assert_allclose(record.outputs, direct, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(record.labels, data.labels)
+    np.testing.assert_array_equal(record.predictions, direct.argmax(1))
+    assert record.metrics.correct == int((direct.argmax(1) == data.labels).sum())
+    saved = record.to_dict()
+    assert not {"outputs", "labels", "predictions"} & set(saved)
+    again = EvaluationRecord.from_dict(json.loads(json.dumps(saved)))
+    assert again == record  # the arrays are not part of what a record is equal by
+    assert again.outputs is None
+    assert again.labels is None
+    assert again.to_dict() == saved
+    assert "outputs" not in repr(record)
+    with pytest.raises(ValueError, match="not saved"):
+        again.predictions  # noqa: B018 - a read-back record has nothing to predict from

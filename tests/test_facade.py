@@ -105,7 +105,7 @@ def test_the_facade_runs_every_stage(world: dict, tmp_path: Path) -> None:
     assert quantized.output.size_bytes == out.stat().st_size
 
     saved = tmp_path / "report.json"
-    saved_dict = record.record().to_dict()
+    saved_dict = record.to_dict()
     saved.write_text(json.dumps(saved_dict))
     assert rn.load_record(saved).to_dict() == saved_dict
 

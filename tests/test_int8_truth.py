@@ -180,5 +180,5 @@ def test_a_uint8_input_of_embedded_preprocessing_is_not_called_int8_arithmetic(
     notes = bench._model_entry(0, backend, "onnxruntime")["notes"]
     assert not any("arithmetic" in n for n in notes), notes
     data = synthetic_dataset(8)
-    record = evaluate(backend, data).record()
+    record = evaluate(backend, data)
     assert compare._label(1, record) == "#2 ONNX"

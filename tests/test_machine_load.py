@@ -41,7 +41,7 @@ def test_evaluate_records_the_load_during_its_pass_and_warns(tmp_path, monkeypat
     model = onnxrt.load(make_classifier(tmp_path / "m.onnx"))
     data = synthetic_dataset(32)
     _fake_load(monkeypatch, 0.6)
-    busy = evaluate(model, data, batch_size=8).record()
+    busy = evaluate(model, data, batch_size=8)
     assert busy.timings.cpu_busy == 0.6
     text = " ".join(terminal_text(render_terminal, busy).split())
     assert "warning: the machine was busy during the measurement (other work used 60%" in text
@@ -49,7 +49,7 @@ def test_evaluate_records_the_load_during_its_pass_and_warns(tmp_path, monkeypat
     assert "the machine was busy" in markdown_summary(busy)
 
     _fake_load(monkeypatch, 0.1)
-    idle = evaluate(model, data, batch_size=8).record()
+    idle = evaluate(model, data, batch_size=8)
     assert idle.timings.cpu_busy == 0.1
     assert "busy" not in terminal_text(render_terminal, idle)
     assert "busy" not in markdown_summary(idle)

@@ -79,7 +79,7 @@ def test_auto_quantisation_record_and_model(tmp_path, monkeypatch) -> None:
     from resnet8_onnx.evaluate import evaluate
 
     result = evaluate(load_backend(out), data)
-    assert result.to_record()["model"]["quantization"] == "int8"
+    assert result.to_dict()["model"]["quantization"] == "int8"
     assert result.metrics.total == len(data)
 
 

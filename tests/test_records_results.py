@@ -29,8 +29,8 @@ def test_evaluation_comparison_and_benchmark_of_real_runs_round_trip(tmp_path):
     path = make_classifier(tmp_path / "tiny.onnx")
     data = synthetic_dataset(20)
     results = [evaluate(load_backend(path), data) for _ in range(2)]
-    _round_trip(results[0].record())
-    assert results[0].to_record()["schema"] == r.EvaluationRecord.SCHEMA
+    _round_trip(results[0])
+    assert results[0].to_dict()["schema"] == r.EvaluationRecord.SCHEMA
     comparison = compare_results(results, indices=data.indices)
     assert isinstance(comparison, r.ComparisonRecord)
     assert comparison.kind == "compare"

@@ -85,7 +85,7 @@ def test_a_re_rendered_record_keeps_the_preprocessing_sources_in_order(tmp_path)
     spec = dict(zip(SPEC[::2], SPEC[1::2], strict=True))
     backend = load_backend(model, preprocessing={"scale": 1 / 255, "mean": spec["--mean"],
                                                  "std": spec["--std"]})
-    live = evaluate(backend, synthetic_dataset(20)).record()
+    live = evaluate(backend, synthetic_dataset(20))
     again = r.record_from_dict(json.loads(report.to_json(live)))
     line = report.preprocessing_line(live)
     assert line is not None

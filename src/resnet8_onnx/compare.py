@@ -16,6 +16,7 @@ the writers live in :mod:`resnet8_onnx.report` and read only that record, so a s
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -27,7 +28,6 @@ from resnet8_onnx.evaluate import DEFAULT_BATCH_SIZE, check_compatible, evaluate
 from resnet8_onnx.preprocess import SPEC_FIELDS
 from resnet8_onnx.records import (
     ComparisonRecord,
-    DataInfo,
     EvaluationRecord,
     RunSettings,
     Versus,
@@ -39,7 +39,6 @@ from resnet8_onnx.verify import agreement, compare_outputs
 
 if TYPE_CHECKING:
     from resnet8_onnx.data import Dataset
-    from resnet8_onnx.evaluate import EvaluationResult
 
 
 # --------------------------------------------------------------------------- building
@@ -53,7 +52,7 @@ def _label(index: int, record: EvaluationRecord) -> str:
     return f"#{index + 1} {label_of(record.model.backend)}{quant}"
 
 
-def versus_reference(reference: EvaluationResult, result: EvaluationResult,
+def versus_reference(reference: EvaluationRecord, result: EvaluationRecord,
                      indices: np.ndarray | None = None) -> Versus:
     """Agreement of predictions and |Δ| of outputs of ``result`` against the reference model.
 
@@ -75,7 +74,7 @@ def versus_reference(reference: EvaluationResult, result: EvaluationResult,
                      note=f"outputs are not of the same kind ({kinds[1]} vs the reference's "
                           f"{kinds[0]}): |Δ| not computed")
         return Versus.from_dict(entry)
-    cmp = compare_outputs(reference.outputs, result.outputs)
+    cmp = compare_outputs(reference.live_outputs(), result.live_outputs())
     entry.update(
         comparable=True,
         max_abs_diff=cmp.max_abs_diff,
@@ -86,7 +85,7 @@ def versus_reference(reference: EvaluationResult, result: EvaluationResult,
     return Versus.from_dict(entry)
 
 
-def comparison_of(results: Sequence[EvaluationResult], *,
+def comparison_of(results: Sequence[EvaluationRecord], *,
                   indices: np.ndarray | None = None) -> ComparisonRecord:
     """The typed comparison of evaluations on the same images, the first the reference.
 
@@ -98,24 +97,24 @@ def comparison_of(results: Sequence[EvaluationResult], *,
         raise UsageError("compare needs at least two models")
     first = results[0]
     for result in results[1:]:
-        if result.labels.shape != first.labels.shape or not np.array_equal(
+        if first.labels is None or result.labels is None or not np.array_equal(
                 result.labels, first.labels):
             raise UsageError(
-                f"{result.backend['model_path']}: evaluated on different images than "
-                f"{first.backend['model_path']}; cannot compare")
+                f"{result.model.path}: evaluated on different images than "
+                f"{first.model.path}; cannot compare")
     models = []
     for i, result in enumerate(results):
-        record = result.record()
+        record = copy.copy(result)  # the caller's record stays as evaluate() returned it
         record.label = _label(i, record)
         record.quantized = (record.model.input_dtype not in ("float32", "float64")
                             or bool(record.model.quantization))
         record.versus_reference = versus_reference(first, result, indices)
         models.append(record)
-    return ComparisonRecord(models=models, data=DataInfo.from_dict(results[0].data))
+    return ComparisonRecord(models=models, data=copy.deepcopy(first.data))
 
 
 def compare_results(
-    results: Sequence[EvaluationResult], *, indices: np.ndarray | None = None
+    results: Sequence[EvaluationRecord], *, indices: np.ndarray | None = None
 ) -> ComparisonRecord:
     """The ``compare`` record of evaluations of several models on the same images.
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,7 +21,6 @@ from resnet8_onnx.preprocess import near_chance_warning
 from resnet8_onnx.records import (
     DataInfo,
     EvaluationRecord,
-    Metrics,
     ModelInfo,
     RunSettings,
     Timings,
@@ -156,50 +154,15 @@ _MODEL_EXTRAS = ("output_name", "provider", "preprocessing", "fixed_batch", "not
                  "performance_hint", "precision_source")
 
 
-@dataclass(frozen=True)
-class EvaluationResult:
-    """One model on one data set: raw outputs, metrics, and where they came from."""
-
-    backend: dict[str, Any]
-    data: dict[str, Any]
-    outputs: np.ndarray = field(repr=False)
-    labels: np.ndarray = field(repr=False)
-    metrics: Metrics
-    timings: dict[str, float]
-    environment: dict[str, str]
-    # e.g. accuracy near chance: the spec looks wrong (see preprocess.near_chance_warning)
-    warnings: tuple[str, ...] = ()
-
-    @property
-    def predictions(self) -> np.ndarray:
-        return self.outputs.argmax(axis=1)
-
-    def record(self) -> EvaluationRecord:
-        """The typed report record (see ``records``); only ``timings`` varies per run."""
-        extra = self.backend.get("extra", {})
-        return EvaluationRecord(
-            model=ModelInfo.from_dict({
-                "path": self.backend["model_path"],
-                "sha256": self.backend["model_sha256"],
-                "backend": self.backend["name"],
-                "runtime_version": self.backend["runtime_version"],
-                "input_shape": self.backend["input_shape"],
-                "input_dtype": self.backend["input_dtype"],
-                "output_kind": self.metrics.output_kind,
-                **{key: extra[key] for key in _MODEL_EXTRAS if key in extra},
-            }),
-            data=DataInfo.from_dict(self.data),
-            settings=RunSettings.from_dict(
-                run_settings(self.backend, int(self.timings.get("batch_size") or 0))),
-            metrics=self.metrics,
-            environment=self.environment,
-            timings=Timings.from_dict(self.timings),
-            warnings=list(self.warnings) or None,
-        )
-
-    def to_record(self) -> dict[str, Any]:
-        """The JSON-ready form of :meth:`record`."""
-        return self.record().to_dict()
+def model_info(described: dict[str, Any], output_kind: str | None) -> ModelInfo:
+    """The record's ``model`` block from a backend's ``info.to_dict()``."""
+    extra = described.get("extra") or {}
+    return ModelInfo(
+        path=described["model_path"], sha256=described["model_sha256"],
+        backend=described["name"], runtime_version=described["runtime_version"],
+        input_shape=described["input_shape"], input_dtype=described["input_dtype"],
+        output_kind=output_kind,
+        **{key: extra[key] for key in _MODEL_EXTRAS if key in extra})
 
 
 def model_class_names(backend: Backend, data_names: Sequence[str]
@@ -233,8 +196,9 @@ def model_class_names(backend: Backend, data_names: Sequence[str]
 
 def evaluate(
     backend: Backend, dataset: Dataset, *, batch_size: int = DEFAULT_BATCH_SIZE
-) -> EvaluationResult:
-    """Evaluate ``backend`` on every image of ``dataset``."""
+) -> EvaluationRecord:
+    """Evaluate ``backend`` on every image of ``dataset``: its report record, which also
+    holds the raw outputs and labels (not saved) that compare, run and quantize need."""
     start = time.perf_counter()
     with LoadMeter() as load:  # other work during the pass makes its images/s noisy
         outputs, inference = run_inference(backend, dataset, batch_size=batch_size)
@@ -254,22 +218,24 @@ def evaluate(
         extra = dict(described.get("extra") or {})
         extra["notes"] = [*extra.get("notes", []), names_note]
         described["extra"] = extra
-    return EvaluationResult(
-        backend=described,
-        data=dataset.describe(),
+    timings = {
+        "inference_seconds": round(inference, 4),
+        "total_seconds": round(total, 4),
+        "images_per_second": round(n / inference, 1) if inference > 0 else 0.0,
+        "batch_size": used,
+        **requested,
+        **({"cpu_busy": load.busy} if load.busy is not None else {}),
+    }
+    return EvaluationRecord(
+        model=model_info(described, metrics.output_kind),
+        data=DataInfo.from_dict(dataset.describe()),
+        settings=RunSettings.from_dict(run_settings(described, used)),
+        metrics=metrics,
+        environment=environment({info.name: info.runtime_version}),
+        timings=Timings.from_dict(timings),
+        warnings=[warning] if warning else None,
         outputs=outputs,
         labels=np.asarray(dataset.labels),
-        metrics=metrics,
-        timings={
-            "inference_seconds": round(inference, 4),
-            "total_seconds": round(total, 4),
-            "images_per_second": round(n / inference, 1) if inference > 0 else 0.0,
-            "batch_size": used,
-            **requested,
-            **({"cpu_busy": load.busy} if load.busy is not None else {}),
-        },
-        environment=environment({backend.info.name: backend.info.runtime_version}),
-        warnings=(warning,) if warning else (),
     )
 
 

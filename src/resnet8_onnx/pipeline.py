@@ -21,7 +21,7 @@ from resnet8_onnx.convert.keras_to_onnx import DEFAULT_OPSET, convert
 from resnet8_onnx.data import load_dataset
 from resnet8_onnx.data.download import fetch
 from resnet8_onnx.data.locations import ENV_DATA_DIR, named_data_dir
-from resnet8_onnx.evaluate import DEFAULT_BATCH_SIZE, EvaluationResult, evaluate, settings_record
+from resnet8_onnx.evaluate import DEFAULT_BATCH_SIZE, evaluate, settings_record
 from resnet8_onnx.metrics import meets_accuracy
 from resnet8_onnx.quantize import (
     DEFAULT_MIN_AGREEMENT,
@@ -88,7 +88,7 @@ def check_outputs(out_dir: str | os.PathLike[str], *, force: bool = False,
     return [*models, *reports.values()]
 
 
-def build_verdict(keras: EvaluationResult, onnx: EvaluationResult, parity: Parity,
+def build_verdict(keras: EvaluationRecord, onnx: EvaluationRecord, parity: Parity,
                   min_accuracy: float, versus: Versus | None = None) -> Verdict:
     """The answer to the user's question, as data and as a few sentences.
 
@@ -165,7 +165,8 @@ def run_pipeline(
     keras_result = evaluate(keras_backend, dataset, batch_size=batch_size)
     onnx_result = evaluate(onnx_backend, dataset, batch_size=batch_size)
     verification = verify_outputs(
-        keras_backend, onnx_backend, dataset.images, keras_result.outputs, onnx_result.outputs,
+        keras_backend, onnx_backend, dataset.images,
+        keras_result.live_outputs(), onnx_result.live_outputs(),
         indices=dataset.indices, atol=atol, rtol=rtol, batch_size=batch_size,
     )
     parity = verification.full_parity()
@@ -244,12 +245,12 @@ def _check_inputs(
     return model_path, dataset
 
 
-def _int8(onnx_path: Path, int8_path: Path, onnx_result: EvaluationResult, dataset: Any, *,
+def _int8(onnx_path: Path, int8_path: Path, onnx_result: EvaluationRecord, dataset: Any, *,
           data_dir: str | os.PathLike[str] | None,
           calibration_data: str | os.PathLike[str] | None, batch_size: int,
           threads: int | None, force: bool, download: bool | None,
           min_agreement: float | None = None,
-          ) -> tuple[QuantizationRecord, EvaluationResult]:
+          ) -> tuple[QuantizationRecord, EvaluationRecord]:
     """Quantise the converted model, evaluate it on the run's images; record + result.
 
     Calibration images are found by quantize's one rule (:func:`calibration_source`): under

@@ -143,9 +143,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.save_test_data is not None and able(backend, HasSession) is None:
         raise errors.UsageError("--save-test-data needs an ONNX model")
     dataset = _load_data(args, [backend])
-    result = evaluate(backend, dataset, batch_size=args.batch_size)
-    record = result.record()
-    metrics = result.metrics
+    record = evaluate(backend, dataset, batch_size=args.batch_size)
+    metrics = record.metrics
     below = args.min_accuracy is not None and not meets_accuracy(
         metrics.correct, metrics.total, args.min_accuracy)
     from resnet8_onnx.report import render_terminal

@@ -11,7 +11,6 @@ writes; regenerate them with::
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -75,13 +74,14 @@ def _type_name(annotation: object) -> str:
 
 
 def _part_rows(kind: type, seen: set[type], queue: list[type]) -> list[str]:
-    """One table row per JSON key of ``kind`` (``extra`` holds unknown keys, not a key)."""
+    """One table row per JSON key of ``kind`` (``extra`` holds unknown keys, not a key;
+    an unsaved field, such as an evaluation's raw outputs, is in no JSON)."""
+    from resnet8_onnx.records.base import saved_fields
+
     nested = getattr(kind, "NESTED", {})
     optional: frozenset[str] = getattr(kind, "OPTIONAL", frozenset())
     rows = []
-    for f in dataclasses.fields(kind):
-        if f.name == "extra":
-            continue
+    for f in saved_fields(kind):
         typed = nested.get(f.name)
         shown = _type_name(f.type)
         if typed is not None:

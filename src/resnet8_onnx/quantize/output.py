@@ -95,7 +95,7 @@ def evaluate_pair(model: FloatModel, int8_path: Path, shown_path: str, test_data
     fp32_ips, int8_ips = time_sessions(
         [fp32_session.session, int8_session.session], model.feed,
         test_data.images[:timing_images], batch_size, rounds)
-    cmp = compare_outputs(fp32.outputs, int8.outputs, indices=test_data.indices)
+    cmp = compare_outputs(fp32.live_outputs(), int8.live_outputs(), indices=test_data.indices)
     n, agreeing = len(test_data), cmp.argmax_agreement or 0  # always counted here
     return {
         "data": test_data.describe(),

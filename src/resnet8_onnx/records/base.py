@@ -4,7 +4,9 @@ A *part* is one nested block of a record (the model, the data, the metrics …);
 a part with a ``schema`` name and version in its JSON. ``from_dict`` is the one place a JSON
 mapping is read: known keys become typed fields (nested blocks become their parts), unknown
 keys are kept in ``extra`` so a round trip loses nothing, and a missing key takes the field's
-default. Renderers therefore read attributes, never guard a dictionary lookup.
+default. Renderers therefore read attributes, never guard a dictionary lookup. A field made
+with ``metadata=UNSAVED`` (an evaluation's raw outputs) travels with the live record only: it is
+not in the JSON, not read back, not shown and not compared.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, ClassVar, TypeVar
 
 from resnet8_onnx import __version__
@@ -20,6 +23,18 @@ SCHEMA_PREFIX = "resnet8-onnx/"
 
 P = TypeVar("P", bound="Part")
 R = TypeVar("R", bound="Record")
+
+
+# The metadata of a field the live record carries for the code that made it (raw arrays)
+# and its JSON leaves out: ``field(default=None, repr=False, compare=False, metadata=UNSAVED)``,
+# so it is ``None`` in a record read back and no part of equality or ``repr``.
+UNSAVED: Mapping[str, bool] = MappingProxyType({"saved": False})
+
+
+def saved_fields(kind: Part | type[Part]) -> list[dataclasses.Field[Any]]:
+    """The fields of ``kind`` its JSON holds (``extra`` and ``UNSAVED`` ones left out)."""
+    return [f for f in dataclasses.fields(kind)
+            if f.name != "extra" and f.metadata.get("saved", True)]
 
 
 def tool() -> dict[str, str]:
@@ -93,9 +108,7 @@ class Part:
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready mapping: the keys the reports have always had."""
         out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            if f.name == "extra":
-                continue
+        for f in saved_fields(self):
             value = getattr(self, f.name)
             if value is None and f.name in self.OPTIONAL:
                 continue
@@ -107,7 +120,7 @@ class Part:
     def from_dict(cls: type[P], data: Mapping[str, Any]) -> P:
         """The part ``data`` describes (as ``to_dict`` or an older version wrote it)."""
         data = dict(data)
-        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        names = {f.name for f in saved_fields(cls)}
         kwargs: dict[str, Any] = {key: data.pop(key) for key in list(data) if key in names}
         for key, kind in cls.NESTED.items():
             if key in kwargs:

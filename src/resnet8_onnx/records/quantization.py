@@ -12,17 +12,16 @@ from typing import Any, ClassVar, Protocol
 
 from resnet8_onnx.machine import CpuInfo
 from resnet8_onnx.records.base import SCHEMA_PREFIX, Part, Record, tool
-from resnet8_onnx.records.parts import DataInfo, Metrics, SourceInfo
+from resnet8_onnx.records.parts import DataInfo, Metrics, ModelInfo, SourceInfo
 from resnet8_onnx.records.recipe import Recipe
 
 
 class Evaluated(Protocol):
-    """What Figures.of_result reads of an evaluation (``evaluate.EvaluationResult`` fits):
-    the backend facts and the record's own metrics block, so records import nothing that
-    evaluates."""
+    """What Figures.of_result reads of an evaluation (an ``EvaluationRecord`` fits): its
+    model and metrics blocks, so this module needs not import the records that nest it."""
 
     @property
-    def backend(self) -> Mapping[str, Any]: ...
+    def model(self) -> ModelInfo: ...
     @property
     def metrics(self) -> Metrics: ...
 
@@ -202,7 +201,7 @@ class Figures(Part):
                   images_per_second: float | None, *, shown_path: str | None = None) -> Figures:
         """The figures of one evaluation of the model file at ``path``."""
         m = result.metrics
-        return cls(path=shown_path or str(path), sha256=result.backend["model_sha256"],
+        return cls(path=shown_path or str(path), sha256=result.model.sha256,
                    size_bytes=Path(path).stat().st_size, accuracy=m.accuracy,
                    correct=m.correct, total=m.total,
                    per_class=[ClassFigures(name=c.name, correct=c.correct, support=c.support,

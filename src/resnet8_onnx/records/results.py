@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from resnet8_onnx.records.base import SCHEMA_PREFIX, Part, Record, tool
+from resnet8_onnx.records.base import SCHEMA_PREFIX, UNSAVED, Part, Record, tool
 from resnet8_onnx.records.parts import (
     Conversion,
     DataInfo,
@@ -28,6 +28,9 @@ from resnet8_onnx.records.parts import (
 )
 from resnet8_onnx.records.quantization import QuantizationRecord
 
+if TYPE_CHECKING:
+    import numpy as np
+
 
 @dataclass(kw_only=True)
 class EvaluationRecord(Record):
@@ -35,6 +38,9 @@ class EvaluationRecord(Record):
 
     In a comparison each model's record also carries its ``label``, whether it is
     ``quantized`` and, for ``compare``, its ``versus_reference`` agreement and |Δ|.
+    The record ``evaluate`` returns also holds the raw ``outputs`` (N, C) and ``labels``
+    (N,) that compare, run and quantize measure against each other; they are not saved
+    (``None`` in a record read back).
     """
 
     SCHEMA: ClassVar[str] = SCHEMA_PREFIX + "evaluation"
@@ -56,6 +62,22 @@ class EvaluationRecord(Record):
     versus_reference: Versus | None = None
     # One line each, also printed on stderr: e.g. accuracy near chance (the spec looks wrong).
     warnings: list[str] | None = None
+    outputs: np.ndarray | None = field(default=None, repr=False, compare=False,
+                                       metadata=UNSAVED)
+    labels: np.ndarray | None = field(default=None, repr=False, compare=False,
+                                      metadata=UNSAVED)
+
+    def live_outputs(self) -> np.ndarray:
+        """The raw outputs; only the live record ``evaluate`` returned has them."""
+        if self.outputs is None:
+            raise ValueError(f"{self.model.path or 'this record'}: a record read back holds "
+                             "no outputs (they are not saved)")
+        return self.outputs
+
+    @property
+    def predictions(self) -> np.ndarray:
+        """Top-1 class of each image (of the live record, see :meth:`live_outputs`)."""
+        return self.live_outputs().argmax(axis=1)
 
 
 @dataclass(kw_only=True)
