@@ -229,6 +229,33 @@ class RawPixelRunner:
         return self.predict(x)
 
 
+class SpecRunner:
+    """``output_kind``/``prepare``/``predict`` for runners of an ONNX file that carries its own
+    spec and output kind (ONNX Runtime, OpenVINO): preparing applies the resolved spec,
+    predicting runs the prepared batch. The subclass sets ``metadata`` and ``preprocessing``
+    when it loads the file, and defines ``run``."""
+
+    metadata: dict[str, str]
+    preprocessing: Preprocessing
+
+    def run(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    @property
+    def output_kind(self) -> str | None:
+        """"probabilities" / "logits" when the converter recorded it in the metadata."""
+        return self.metadata.get("output_kind")
+
+    def prepare(self, pixels: np.ndarray) -> np.ndarray:
+        """NHWC RGB 0–255 pixels as the model takes them, per its preprocessing spec."""
+        return self.preprocessing.apply(pixels)
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """Outputs ``(N, C)`` for an NHWC RGB 0–255 batch (uint8 or float), preprocessed per
+        the model's spec."""
+        return self.run(self.prepare(batch))
+
+
 def chunked(run: Callable[[np.ndarray], np.ndarray], size: int | None
             ) -> Callable[[np.ndarray], np.ndarray]:
     """``run`` in batches of ``size`` (a fixed batch), the last padded with copies of its last

@@ -24,6 +24,7 @@ from resnet8_onnx.backends.base import (
     BackendInfo,
     InputSpec,
     OnnxSession,
+    SpecRunner,
     chunked,
 )
 from resnet8_onnx.backends.onnxrt.graph import (
@@ -150,7 +151,7 @@ def _short_ort_message(exc: BaseException) -> str:
     return one_line(text)
 
 
-class OnnxRuntimeBackend:
+class OnnxRuntimeBackend(SpecRunner):
     """The runner over an ``onnxruntime.InferenceSession`` of an image classifier.
 
     The session is created by :func:`load` (or :func:`from_bytes`); for raw NHWC float32
@@ -287,20 +288,6 @@ class OnnxRuntimeBackend:
                              f"({', '.join(repr(n) for n in names)}); choose one with "
                              "--output-name NAME")
         return outputs[0]
-
-    @property
-    def output_kind(self) -> str | None:
-        """"probabilities" / "logits" when the converter recorded it in the metadata."""
-        return self.metadata.get("output_kind")
-
-    def prepare(self, pixels: np.ndarray) -> np.ndarray:
-        """NHWC RGB 0–255 pixels as the model takes them, per its preprocessing spec."""
-        return self.preprocessing.apply(pixels)
-
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        """Outputs ``(N, C)`` for an NHWC RGB 0–255 batch (uint8 or float), preprocessed per
-        the model's spec."""
-        return self.run(self.preprocessing.apply(batch))
 
     def onnx_session(self) -> OnnxSession:
         """The ``session`` ability: the session, its input and chosen output, and where the

@@ -20,7 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from resnet8_onnx.backends.base import MACS, STRUCTURE, BackendInfo, InputSpec, chunked
+from resnet8_onnx.backends.base import (
+    MACS,
+    STRUCTURE,
+    BackendInfo,
+    InputSpec,
+    SpecRunner,
+    chunked,
+)
 from resnet8_onnx.preprocess import Preprocessing, record, resolve
 from resnet8_onnx.support.errors import (
     InputNotFoundError,
@@ -168,7 +175,7 @@ def load(
                            threads=threads, preprocessing=preprocessing, output=output)
 
 
-class OpenVinoBackend:
+class OpenVinoBackend(SpecRunner):
     """The runner over an OpenVINO compiled model (one synchronous infer request)."""
 
     macs_source = "counted from the ONNX graph"
@@ -274,19 +281,6 @@ class OpenVinoBackend:
             raise InvalidInputError(f"{where}: output {out.any_name!r} has shape "
                                     f"{out.get_partial_shape()}, expected (batch, classes)")
         return inp, out
-
-    @property
-    def output_kind(self) -> str | None:
-        """"probabilities" / "logits" when the converter recorded it in the metadata."""
-        return self.metadata.get("output_kind")
-
-    def prepare(self, pixels: np.ndarray) -> np.ndarray:
-        """NHWC RGB 0–255 pixels as the model takes them, per its preprocessing spec."""
-        return self.preprocessing.apply(pixels)
-
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        """Outputs ``(N, C)`` for an NHWC RGB 0–255 batch, preprocessed per the spec."""
-        return self.run(self.prepare(batch))
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """Outputs for an already prepared batch; a fixed batch size runs in chunks."""
