@@ -13,7 +13,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def data_block(count: int, subset: str = "full", official: bool = True) -> dict:
-    """A ``Dataset.describe()`` mapping for ``count`` test images."""
+    """The saved ``data`` block (``Dataset.info()``'s JSON) for ``count`` test images."""
     return {
         "dataset": "CIFAR-10",
         "source": {"kind": "binary-dir", "path": "/data/cifar-10-batches-bin",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -11,6 +13,7 @@ from cifar_factory import (
     make_images,
 )
 from resnet8_onnx.data import CLASS_NAMES, SUBSETS, Dataset, DataSource
+from resnet8_onnx.records import DataInfo, SourceInfo
 from resnet8_onnx.support.errors import InvalidInputError, UsageError
 
 
@@ -82,6 +85,29 @@ def test_limit_renames_the_subset() -> None:
     assert "requested_limit" not in described
     with pytest.raises(UsageError):
         data.with_limit(0)
+
+
+def test_info_is_the_records_data_block_with_extras_only_when_they_say_something() -> None:
+    """The data layer builds the records' DataInfo itself; its keys are the reports' own."""
+    data = _dataset(25)
+    info = data.info()
+    assert type(info) is DataInfo
+    assert type(info.source) is SourceInfo
+    saved = info.to_dict()
+    assert list(saved) == ["dataset", "source", "warnings", "split", "subset", "count",
+                           "source_count", "limit", "per_class", "full_official_test_set",
+                           "indices_file", "indices_sha256"]
+    assert list(saved["source"]) == ["kind", "path", "official", "checks", "notes", "warnings"]
+    assert json.dumps(DataInfo.from_dict(saved).to_dict()) == json.dumps(saved)
+    assert data.describe() == saved
+    small = Dataset(np.zeros((4, 16, 16, 3), np.uint8), np.array([0, 1, 2, 2]), CLASS_NAMES,
+                    data.source, skipped=3, class_source="folder names", requested_limit=9)
+    extra = small.info().extra
+    assert extra == {"requested_limit": 9, "image_shape": [16, 16, 3], "skipped_images": 3,
+                     "class_source": "folder names"}
+    assert list(extra) == ["requested_limit", "image_shape", "skipped_images", "class_source"]
+    assert small.info().warnings == ["no images of class cat, deer, dog, frog, horse, ship, "
+                                     "truck: their accuracy and recall are undefined"]
 
 
 def test_select_keeps_the_given_order_and_rejects_missing() -> None:

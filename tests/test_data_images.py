@@ -182,11 +182,11 @@ def test_real_training_image_folder_is_reported_as_training_images() -> None:
 
     data = load_dataset(shared_path("cifar-10", "train-2000-png"))
     assert data.split == "train"
-    assert describe_data(data.describe()) == (
+    assert describe_data(data.info()) == (
         "CIFAR-10 training images, image folder train-2000-png: 2,000 images — not the test set")
     limited = data.with_limit(100)
     assert limited.per_class == {name: 10 for name in CLASS_NAMES}
-    assert describe_data(limited.describe()) == (
+    assert describe_data(limited.info()) == (
         "CIFAR-10 training images, image folder train-2000-png, 100 of 2,000 images, the first "
         "10 of each class — NOT the whole folder")
 

@@ -215,3 +215,24 @@ def test_evaluate_returns_the_record_with_its_arrays_unsaved(tmp_path) -> None:
     assert "outputs" not in repr(record)
     with pytest.raises(ValueError, match="not saved"):
         again.predictions  # noqa: B018 - a read-back record has nothing to predict from
+
+
+def test_the_record_is_built_typed_with_the_keys_it_reads_back_to(tmp_path) -> None:
+    """Issue 20: the data block is built by the data layer (no mapping bridged into it), and
+    the record has exactly the keys, in the same order, and the values of itself read back."""
+    import dataclasses
+
+    from resnet8_onnx.records import DataInfo, EvaluationRecord, SourceInfo
+
+    backend = load_onnx(make_classifier(tmp_path / "m.onnx"))
+    plain = synthetic_dataset(20)
+    odd = dataclasses.replace(plain.with_limit(50), skipped=2, class_source="folder names")
+    for data in (plain, plain.with_limit(7), odd):
+        record = evaluate(backend, data, batch_size=8)
+        assert type(record.data) is DataInfo
+        assert type(record.data.source) is SourceInfo
+        produced = record.to_dict()
+        again = EvaluationRecord.from_dict(produced).to_dict()
+        assert json.dumps(produced) == json.dumps(again)  # keys, their order, values
+        assert EvaluationRecord.from_dict(json.loads(json.dumps(produced))) == record
+    assert list(record.data.extra) == ["requested_limit", "skipped_images", "class_source"]

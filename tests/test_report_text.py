@@ -24,21 +24,21 @@ from resnet8_onnx import report
     ],
 )
 def test_describe_data(data: dict, expected: str) -> None:
-    assert report.describe_data(data) == expected
-    assert report.describe_data(r.DataInfo.from_dict(data)) == expected  # typed or as saved
+    assert report.describe_data(r.DataInfo(**data)) == expected  # as a producer builds it
+    assert report.describe_data(r.DataInfo.from_dict(data)) == expected  # as saved
 
 
 def test_describe_data_limited_perf_subset_names_both() -> None:
-    text = report.describe_data({"count": 50, "subset": "first-50 of perf",
-                                 "source_count": 10000, "limit": 50})
+    text = report.describe_data(r.DataInfo(count=50, subset="first-50 of perf",
+                                           source_count=10000, limit=50))
     assert "first 50 images of the MLPerf Tiny perf subset" in text
     assert "NOT the full test set" in text
 
 
 def test_describe_data_never_claims_official_without_the_flag() -> None:
-    text = report.describe_data({"count": 10000, "subset": "full"})
+    text = report.describe_data(r.DataInfo(count=10000, subset="full"))
     assert "official set" not in text.replace("not verified as the full official", "")
-    assert report.describe_data({})  # missing keys: still a sentence, no exception
+    assert report.describe_data(r.DataInfo.from_dict({}))  # missing keys: still a sentence
 
 
 def test_numbers_format_and_undefined_is_a_dash() -> None:

@@ -19,7 +19,6 @@ from resnet8_onnx.machine import LoadMeter, available_cores, check_batch_fits, e
 from resnet8_onnx.metrics import compute_metrics
 from resnet8_onnx.preprocess import near_chance_warning
 from resnet8_onnx.records import (
-    DataInfo,
     EvaluationRecord,
     ModelInfo,
     RunSettings,
@@ -228,7 +227,7 @@ def evaluate(
     }
     return EvaluationRecord(
         model=model_info(described, metrics.output_kind),
-        data=DataInfo.from_dict(dataset.describe()),
+        data=dataset.info(),
         settings=RunSettings.from_dict(run_settings(described, used)),
         metrics=metrics,
         environment=environment({info.name: info.runtime_version}),

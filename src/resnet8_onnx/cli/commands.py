@@ -19,7 +19,7 @@ from resnet8_onnx.cli.options import (
     _runtime_options,
     _spec_overrides,
 )
-from resnet8_onnx.records import DataInfo, Record
+from resnet8_onnx.records import Record
 from resnet8_onnx.support import errors
 
 
@@ -27,14 +27,14 @@ from resnet8_onnx.support import errors
 def cmd_data(args: argparse.Namespace) -> int:
     _check_outputs(args, files=[args.json], inputs=[args.indices])
     dataset = _load_data(args)
-    description = dataset.describe()
+    data = dataset.info()
     if args.json == "-":
-        _emit_json(description, "-", force=True)
+        _emit_json(data, "-", force=True)
         return errors.OK
     from resnet8_onnx.report import render_data_terminal
 
-    render_data_terminal(DataInfo.from_dict(description), _console())
-    _emit_json(description, args.json, force=args.force)
+    render_data_terminal(data, _console())
+    _emit_json(data, args.json, force=args.force)
     return errors.OK
 
 
@@ -110,7 +110,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
                     atol=args.atol, rtol=args.rtol, layerwise=args.layerwise,
                     batch_size=args.batch_size, image_shape=tuple(dataset.images.shape[1:]),
                     num_classes=reference.info.num_classes or len(dataset.class_names))
-    report.data = DataInfo.from_dict(dataset.describe())
+    report.data = dataset.info()
     from resnet8_onnx.report import render_verification_terminal
 
     render_verification_terminal(report, _console(stderr=args.json == "-"))

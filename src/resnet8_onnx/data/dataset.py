@@ -11,17 +11,19 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from resnet8_onnx.data.format import NUM_CLASSES, TEST_SET_SIZE
+from resnet8_onnx.records import DataInfo, SourceInfo
 from resnet8_onnx.support.errors import InvalidInputError, UsageError
 from resnet8_onnx.support.fsutil import recorded_path
 
 SUBSETS = ("full", "perf")
 # The subset name of images selected by an indices file other than the official perf one.
 INDICES_SUBSET = "indices"
-# How a --limit is written in the report's "subset": "balanced-500 of full" (see describe()).
+# How a --limit is written in the report's "subset": "balanced-500 of full" (see info()).
 LIMIT_PREFIX = "balanced-"
 
 
@@ -52,16 +54,11 @@ class DataSource:
     warnings: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()  # how it was chosen, when a search found several
 
-    def to_dict(self) -> dict:
-        """JSON-ready form for reports."""
-        return {
-            "kind": self.kind,
-            "path": recorded_path(self.path),
-            "official": self.official,
-            "checks": list(self.checks),
-            "warnings": list(self.warnings),
-            "notes": list(self.notes),
-        }
+    def info(self) -> SourceInfo:
+        """The records' account of this source, its path resolved as every record names files."""
+        return SourceInfo(kind=self.kind, path=recorded_path(self.path) or "",
+                          official=self.official, checks=list(self.checks),
+                          notes=list(self.notes), warnings=list(self.warnings))
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,7 +66,7 @@ class Dataset:
     """Images and labels in memory plus an exact account of which images they are.
 
     ``subset`` says which images of the source were selected and ``limit`` how many of those
-    were kept by :meth:`with_limit`; :meth:`describe` words the two for reports.
+    were kept by :meth:`with_limit`; :meth:`info` words the two for reports.
     """
 
     images: np.ndarray
@@ -197,36 +194,38 @@ class Dataset:
         """The report's ``subset``: the subset, or "balanced-500 of full" under a limit."""
         return self.subset if self.limit is None else f"{LIMIT_PREFIX}{self.limit} of {self.subset}"
 
-    def describe(self) -> dict:
-        """JSON-ready account of exactly which images this is (for every report)."""
+    def info(self) -> DataInfo:
+        """The records' account of exactly which images this is (the ``data`` of every record).
+
+        What the typed block does not name travels in ``extra``, each only when it says
+        something: a ``--limit`` above the size, images not 32×32, images skipped, and where
+        the class names came from.
+        """
+        shape = list(self.images.shape[1:])
+        return DataInfo(
+            dataset=self.name, source=self.source.info(), warnings=self._class_warnings(),
+            split=self.split, subset=self.subset_label, count=len(self),
+            source_count=self.available, limit=self.limit, per_class=self.per_class,
+            full_official_test_set=self.is_full_official_test_set,
+            indices_file=recorded_path(self.indices_file), indices_sha256=self.indices_sha256,
+            extra={**({"requested_limit": self.requested_limit} if self.requested_limit else {}),
+                   **({"image_shape": shape} if shape != [32, 32, 3] else {}),
+                   **({"skipped_images": self.skipped} if self.skipped else {}),
+                   **({"class_source": self.class_source} if self.class_source else {})})
+
+    def describe(self) -> dict[str, Any]:
+        """:meth:`info` as its JSON mapping, for the run's and quantiser's blocks built from one."""
+        return self.info().to_dict()
+
+    def _class_warnings(self) -> list[str]:
+        """Classes without a single image: their accuracy and recall cannot be stated."""
         empty = [name for name, n in self.per_class.items() if n == 0]
         if len(empty) > 10:
-            warnings = [f"no images of {len(empty):,} of the {len(self.class_names):,} classes "
-                        f"(e.g. {', '.join(empty[:3])}): their accuracy and recall are "
-                        "undefined"]
-        else:
-            warnings = [f"no images of class {', '.join(empty)}: "
-                        f"{'its' if len(empty) == 1 else 'their'} accuracy and recall are "
-                        "undefined"] if empty else []
-        shape = list(self.images.shape[1:])
-        return {
-            "dataset": self.name,
-            "source": self.source.to_dict(),
-            "warnings": warnings,
-            "split": self.split,
-            "subset": self.subset_label,
-            "count": len(self),
-            "source_count": self.available,
-            "limit": self.limit,
-            "per_class": self.per_class,
-            "full_official_test_set": self.is_full_official_test_set,
-            "indices_file": recorded_path(self.indices_file),
-            "indices_sha256": self.indices_sha256,
-            **({"requested_limit": self.requested_limit} if self.requested_limit else {}),
-            **({"image_shape": shape} if shape != [32, 32, 3] else {}),
-            **({"skipped_images": self.skipped} if self.skipped else {}),
-            **({"class_source": self.class_source} if self.class_source else {}),
-        }
+            return [f"no images of {len(empty):,} of the {len(self.class_names):,} classes "
+                    f"(e.g. {', '.join(empty[:3])}): their accuracy and recall are undefined"]
+        return [f"no images of class {', '.join(empty)}: "
+                f"{'its' if len(empty) == 1 else 'their'} accuracy and recall are "
+                "undefined"] if empty else []
 
     @property
     def notes(self) -> tuple[str, ...]:

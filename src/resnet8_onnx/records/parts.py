@@ -94,7 +94,7 @@ class SourceInfo(Part):
 
 @dataclass(kw_only=True)
 class DataInfo(Part):
-    """Exactly which images were used (``Dataset.describe()``)."""
+    """Exactly which images were used (``Dataset.info()`` builds it)."""
 
     NESTED: ClassVar = {"source": SourceInfo}
 

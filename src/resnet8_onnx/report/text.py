@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeGuard
@@ -229,7 +229,7 @@ _SPLIT_IMAGES = {"test": "test images", "train": "training images",
                  "unknown": "images of unknown split"}
 
 
-def describe_data(data: DataInfo | Mapping[str, Any]) -> str:
+def describe_data(data: DataInfo) -> str:
     """The one-line statement of exactly which images were evaluated, used by every renderer.
 
     A number without this line is ambiguous (full test set? the 200-image perf subset? 500
@@ -238,10 +238,7 @@ def describe_data(data: DataInfo | Mapping[str, Any]) -> str:
     subset: 200 of 10,000 images — NOT the full test set" or "CIFAR-10 training images,
     image folder train-2000-png: 2,000 images — not the test set". An image folder is named
     as one, with the split its file names show ("unknown" when they show none).
-    ``data`` may be the mapping ``Dataset.describe()`` returns (the ``data`` command).
     """
-    if not isinstance(data, DataInfo):
-        data = DataInfo.from_dict(data)
     dataset, split = data.dataset, data.split
     path = data.source.path
     folder = data.source.kind in ("image-folder", "image-csv")
