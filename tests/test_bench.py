@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model_factory import make_classifier
-from resnet8_onnx import bench
+from model_factory import make_classifier, synthetic_dataset
+from resnet8_onnx import bench, records
 from resnet8_onnx.backends import load_backend
 from resnet8_onnx.backends.litert.runner import tflite_macs
 from resnet8_onnx.bench import (
@@ -27,7 +27,7 @@ from resnet8_onnx.bench import (
     sgemm_gflops,
     time_predict,
 )
-from resnet8_onnx.records import BenchmarkRecord
+from resnet8_onnx.records import BenchmarkRecord, DataInfo
 from resnet8_onnx.report import render_benchmark_terminal, throughput_png, to_json
 from resnet8_onnx.support import errors
 from resnet8_onnx.support.errors import OutputError, UsageError
@@ -128,6 +128,35 @@ def test_record_is_valid_json_and_renders(record) -> None:
     assert max(len(line) for line in text.splitlines()) <= 80
 
 
+def test_the_record_is_built_typed_with_the_keys_it_reads_back_to(record, tiny,
+                                                                  tmp_path) -> None:
+    """Issue 20: every part is built as itself (no mapping bridged into it), and the record
+    has exactly the keys, in the same order, and the values of itself read back."""
+    data = synthetic_dataset(6).with_limit(5)
+    fed = benchmark([tiny], batch_sizes=[8], threads=[1], optimization_levels=["basic"],
+                    images=data.images, data=data.info(), save_optimized=tmp_path / "o.onnx",
+                    reference=False, **FAST)
+    assert fed.inputs.data == data.info()
+    assert type(fed.optimized_model) is records.OptimizedModel
+    for rec in (record, fed):
+        assert type(rec.inputs) is records.BenchInputs
+        assert type(rec.settings) is records.BenchSettings
+        assert type(rec.machine.matmul_reference) is records.MatmulReference
+        assert {type(p) for p in rec.models} == {records.BenchModel}
+        assert {type(p) for p in [*rec.results, *rec.best]} == {records.BenchResult}
+        produced = rec.to_dict()
+        again = BenchmarkRecord.from_dict(produced).to_dict()
+        assert json.dumps(produced) == json.dumps(again)  # keys, their order, values
+        assert BenchmarkRecord.from_dict(json.loads(to_json(rec))).to_dict() == produced
+    result = fed.to_dict()["results"][0]
+    assert list(result) == ["model", "label", "optimization", "threads", "batch_size",
+                            "images_per_second", "latency_ms", "gflops", "ratio_to_matmul",
+                            "backend", "iterations", "images", "seconds", "matmul_gflops"]
+    assert list(fed.to_dict()["models"][0])[:11] == [
+        "label", "path", "backend", "runtime_version", "macs_per_image", "macs_source", "notes",
+        "input_description", "sha256", "input_shape", "input_dtype"]  # then the runner's
+
+
 def test_plot_is_a_png(record) -> None:
     from PIL import Image
 
@@ -156,7 +185,7 @@ def test_real_images_and_fixed_batch(tmp_path) -> None:
     fixed = make_classifier(tmp_path / "fixed.onnx", batch=1)
     images = np.random.default_rng(1).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
     rec = benchmark([fixed], batch_sizes=(1, 8), threads=[1], optimization_levels=["all"],
-                    images=images, data={"count": 5}, reference=False, **FAST).to_dict()
+                    images=images, data=DataInfo(count=5), reference=False, **FAST).to_dict()
     assert [r["batch_size"] for r in rec["results"]] == [1]
     assert any("fixed batch" in note for note in rec["models"][0]["notes"])
     assert rec["inputs"]["kind"] == "data"

@@ -177,7 +177,7 @@ def test_a_uint8_input_of_embedded_preprocessing_is_not_called_int8_arithmetic(
     backend = load_backend(path)
     assert backend.info.input_dtype == "uint8"  # the condition under test
     assert bench._label(0, backend) == "#1 ONNX"
-    notes = bench._model_entry(0, backend, "onnxruntime")["notes"]
+    notes = bench._bench_model(0, backend, "onnxruntime", "").notes
     assert not any("arithmetic" in n for n in notes), notes
     data = synthetic_dataset(8)
     record = evaluate(backend, data)

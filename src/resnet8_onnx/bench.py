@@ -47,7 +47,7 @@ from resnet8_onnx.machine import (
     cpu_model,
     environment,
 )
-from resnet8_onnx.records import BenchmarkRecord, BenchModel, BenchResult
+from resnet8_onnx.records import BenchmarkRecord, BenchModel, BenchResult, DataInfo, OptimizedModel
 from resnet8_onnx.support.errors import InputNotFoundError, InvalidInputError, UsageError
 from resnet8_onnx.support.fsutil import (
     check_writable,
@@ -345,7 +345,7 @@ def benchmark(
     min_iterations: int = DEFAULT_MIN_ITERATIONS,
     warmup_seconds: float = DEFAULT_WARMUP_SECONDS,
     images: np.ndarray | None = None,
-    data: Mapping[str, Any] | None = None,
+    data: DataInfo | None = None,
     save_optimized: str | os.PathLike[str] | None = None,
     force: bool = False,
     onnx_options: Mapping[str, Any] | None = None,
@@ -374,37 +374,41 @@ def benchmark(
     configs = plan_configs(names, batch_sizes=batch_sizes, threads=threads,
                            optimization_levels=levels, full_grid=full_grid)
     with LoadMeter() as load:
-        model_entries, results, versions = _measure_configs(
+        models_measured, results, versions = _measure_configs(
             configs, paths, names, images=images, batch=max(batch_sizes), seed=seed,
             min_seconds=min_seconds, min_iterations=min_iterations,
             warmup_seconds=warmup_seconds, onnx_options=onnx_options, device=device)
-    matmul = _add_matmul_ratios(results, model_entries, reference=reference)
+    matmul = _add_matmul_ratios(results, models_measured, reference=reference)
 
     kind = "data" if images is not None else "synthetic"
-    fed = [m["input_description"] for m in model_entries]
+    fed = [m.input_description or "" for m in models_measured]
+    inputs = records.BenchInputs(kind=kind, description=_inputs_description(kind, seed, fed))
+    if images is None:
+        inputs.seed = seed
+    else:  # how many real images fill the largest batch; a default account if none given
+        inputs.images, inputs.repeated = min(len(images), n := batch_sizes[-1]), len(images) < n
+        inputs.data = data if data is not None else DataInfo()
     record = BenchmarkRecord(
-        inputs=records.BenchInputs.from_dict({"kind": kind, **(  # keys in the fields' order
-            {"images": min(len(images), n := batch_sizes[-1]), "repeated": len(images) < n,
-             "data": dict(data or {})} if images is not None else {"seed": seed}),
-            "description": _inputs_description(kind, seed, fed)}),
-        settings=records.BenchSettings.from_dict({
-            "batch_sizes": batch_sizes, "threads": threads, "optimization_levels": levels,
-            "grid": "full" if full_grid else "cross", "min_seconds": min_seconds,
-            "min_iterations": min_iterations, "warmup_seconds": warmup_seconds}),
-        machine=records.Machine.from_dict({
-            "cores": available_cores(), "cpu": cpu_model(), "cpu_busy_before": busy_before,
-            "cpu_busy_during": load.busy, "matmul_reference": {  # keys in the fields' order
-                "size": MATMUL_SIZE, "gflops": matmul, "what": "ONNX Runtime MatMul of two "
-                f"{MATMUL_SIZE}×{MATMUL_SIZE} float32 matrices, best of 5, measured in this run"}}),
+        inputs=inputs,
+        settings=records.BenchSettings(
+            batch_sizes=batch_sizes, threads=threads, optimization_levels=levels,
+            grid="full" if full_grid else "cross", min_seconds=min_seconds,
+            min_iterations=min_iterations, warmup_seconds=warmup_seconds),
+        machine=records.Machine(
+            cores=available_cores(), cpu=cpu_model(), cpu_busy_before=busy_before,
+            cpu_busy_during=load.busy, matmul_reference=records.MatmulReference(
+                what=f"ONNX Runtime MatMul of two {MATMUL_SIZE}×{MATMUL_SIZE} float32 "
+                     "matrices, best of 5, measured in this run",
+                size=MATMUL_SIZE, gflops=matmul)),
         environment=environment(versions),
-        models=[BenchModel.from_dict(m) for m in model_entries],
-        results=[BenchResult.from_dict(r) for r in results],
-        best=[BenchResult.from_dict(b) for b in _best(model_entries, results)],
+        models=models_measured,
+        results=results,
+        best=_best(models_measured, results),
     )
     if save_optimized is not None:
-        record.optimized_model = records.OptimizedModel.from_dict(_save_optimized(
+        record.optimized_model = _save_optimized(
             paths[plan.onnx_models[0]], save_optimized, levels[-1], force=force,
-            write=write_bytes_atomic, digest=file_digest))
+            write=write_bytes_atomic, digest=file_digest)
     record.seconds = time.perf_counter() - wall
     return record
 
@@ -469,15 +473,15 @@ def _measure_configs(
     images: np.ndarray | None, batch: int, seed: int, min_seconds: float,
     min_iterations: int, warmup_seconds: float, onnx_options: Mapping[str, Any] | None,
     device: str | None,
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, str]]:
-    """Time every configuration; returns (model entries, result rows, runtime versions).
+) -> tuple[list[BenchModel], list[BenchResult], dict[str, str]]:
+    """Time every configuration; returns (the models, result rows, runtime versions).
 
     Configurations come grouped by (model, threads, level), so each runtime session is
     created once and released before the next one is loaded: two live sessions would compete
     for the same cores and memory.
     """
-    model_entries: list[dict[str, Any]] = []
-    results: list[dict[str, Any]] = []
+    models: list[BenchModel] = []
+    results: list[BenchResult] = []
     versions: dict[str, str] = {}
     current: tuple[int, int | None, str | None] | None = None
     backend: Backend | None = None
@@ -492,60 +496,58 @@ def _measure_configs(
                                 device=device)
                 current = key
                 batch_data = _inputs(backend, images, batch, seed)
-                if len(model_entries) == config.model:
+                if len(models) == config.model:
                     versions[backend.info.name] = backend.info.runtime_version
-                    model_entries.append(_model_entry(config.model, backend,
-                                                      names[config.model]))
-                    model_entries[-1]["input_description"] = fed_description(backend,
-                                                                             batch_data)
+                    models.append(_bench_model(config.model, backend, names[config.model],
+                                               fed_description(backend, batch_data)))
             assert backend is not None
             assert batch_data is not None
-            entry = model_entries[config.model]
+            entry = models[config.model]
             fixed = backend.info.input_shape[0]
             if isinstance(fixed, int) and config.batch_size != fixed:
                 note = f"fixed batch dimension {fixed}: other batch sizes skipped"
-                if note not in entry["notes"]:
-                    entry["notes"].append(note)
+                if note not in entry.notes:
+                    entry.notes.append(note)
                 advance(1)
                 continue
             # ONNX models: inputs were preprocessed once above, so time the runtime alone.
             timing = time_predict(backend.run, batch_data[:config.batch_size],
                                   min_seconds=min_seconds, min_iterations=min_iterations,
                                   warmup_seconds=warmup_seconds)
-            results.append({"model": config.model, "label": entry["label"],
-                            "backend": names[config.model], "optimization": config.optimization,
-                            "threads": config.threads, "batch_size": config.batch_size,
-                            **timing})
+            results.append(BenchResult(  # the runtime and the loop's counts have no field
+                model=config.model, label=entry.label, optimization=config.optimization,
+                threads=config.threads, batch_size=config.batch_size,
+                images_per_second=timing["images_per_second"], latency_ms=timing["latency_ms"],
+                extra={"backend": names[config.model], "iterations": timing["iterations"],
+                       "images": timing["images"], "seconds": timing["seconds"]}))
             advance(1)
     backend = None
-    return model_entries, results, versions
+    return models, results, versions
 
 
-def _model_entry(index: int, backend: Backend, loader: str) -> dict[str, Any]:
-    """The record's description of one model (loaded by the ``loader`` of that name), with
-    notes on figures that need a caveat."""
+def _bench_model(index: int, backend: Backend, loader: str, fed: str) -> BenchModel:
+    """One model as the record describes it (``fed``: :func:`fed_description`), with notes on
+    figures that need a caveat; its checksum, input and spec facts have no field (``extra``)."""
     macs, how = macs_of(backend)
     info = backend.info
-    entry: dict[str, Any] = {
-        "label": _label(index, backend), "path": recorded_path(info.model_path),
-        "sha256": info.model_sha256, "backend": info.name,
-        "runtime_version": info.runtime_version,
-        "input_shape": list(info.input_shape), "input_dtype": info.input_dtype,
-        "macs_per_image": macs, "macs_source": how, "notes": [],
-        **{k: info.extra[k] for k in ("provider", "preprocessing", "inference_precision",
-                                      "device") if k in info.extra},
-    }
+    notes: list[str] = []
     if _arithmetic(info):
-        entry["notes"].append(f"{_arithmetic(info)} arithmetic: its MACs count like float32 "
-                              "ones, so its ratio to the float32 MatMul reference says little")
+        notes.append(f"{_arithmetic(info)} arithmetic: its MACs count like float32 ones, so "
+                     "its ratio to the float32 MatMul reference says little")
     if LOADERS[loader].threads_per_process:
-        entry["notes"].append("TensorFlow fixes its thread pools at start-up: measured once, "
-                              "with its default threads (all cores)")
-    return entry
+        notes.append("TensorFlow fixes its thread pools at start-up: measured once, with its "
+                     "default threads (all cores)")
+    return BenchModel(
+        label=_label(index, backend), path=recorded_path(info.model_path) or "",
+        backend=info.name, runtime_version=info.runtime_version, macs_per_image=macs,
+        macs_source=how, notes=notes, input_description=fed,
+        extra={"sha256": info.model_sha256, "input_shape": list(info.input_shape),
+               "input_dtype": info.input_dtype,
+               **{k: info.extra[k] for k in ("provider", "preprocessing", "inference_precision",
+                                             "device") if k in info.extra}})
 
 
-def _add_matmul_ratios(results: Sequence[dict[str, Any]],
-                       model_entries: Sequence[Mapping[str, Any]], *,
+def _add_matmul_ratios(results: Sequence[BenchResult], models: Sequence[BenchModel], *,
                        reference: bool) -> dict[str, float | None]:
     """Measure the MatMul reference at each thread count used (after the models, so it does
     not share the CPU with them) and add GFLOP/s and the ratio to it to every result row;
@@ -553,35 +555,34 @@ def _add_matmul_ratios(results: Sequence[dict[str, Any]],
     matmul: dict[str, float | None] = {}
     if reference:
         cores = available_cores()
-        for t in sorted({r["threads"] or cores for r in results}):
+        for t in sorted({r.threads or cores for r in results}):
             matmul[str(t)] = ort_matmul_gflops(t)
     for r in results:
-        macs = model_entries[r["model"]]["macs_per_image"]
-        gflops = 2 * macs * r["images_per_second"] / 1e9 if macs else None
-        ref = matmul.get(str(r["threads"] or available_cores()))
-        r["gflops"] = gflops
-        r["matmul_gflops"] = ref
-        r["ratio_to_matmul"] = gflops / ref if gflops and ref else None
+        macs = models[r.model].macs_per_image
+        gflops = 2 * macs * r.images_per_second / 1e9 if macs else None
+        ref = matmul.get(str(r.threads or available_cores()))
+        r.gflops = gflops
+        r.extra["matmul_gflops"] = ref
+        r.ratio_to_matmul = gflops / ref if gflops and ref else None
     return matmul
 
 
-def _best(models: Sequence[Mapping[str, Any]],
-          results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The fastest configuration (images/s) of each model."""
+def _best(models: Sequence[BenchModel], results: Sequence[BenchResult]) -> list[BenchResult]:
+    """The fastest configuration (images/s) of each model (its latency is the table's)."""
     best = []
     for m, entry in enumerate(models):
-        mine = [r for r in results if r["model"] == m]
+        mine = [r for r in results if r.model == m]
         if mine:
-            top = max(mine, key=lambda r: r["images_per_second"])
-            best.append({"model": m, "label": entry["label"],
-                         **{k: top[k] for k in ("optimization", "threads", "batch_size",
-                                                "images_per_second", "gflops",
-                                                "ratio_to_matmul")}})
+            top = max(mine, key=lambda r: r.images_per_second)
+            best.append(BenchResult(
+                model=m, label=entry.label, optimization=top.optimization, threads=top.threads,
+                batch_size=top.batch_size, images_per_second=top.images_per_second,
+                gflops=top.gflops, ratio_to_matmul=top.ratio_to_matmul))
     return best
 
 
 def _save_optimized(source: str, target: str | os.PathLike[str], level: str, *, force: bool,
-                    write: Callable[..., Path], digest: Callable[[Path], str]) -> dict[str, Any]:
+                    write: Callable[..., Path], digest: Callable[[Path], str]) -> OptimizedModel:
     """Let ONNX Runtime write its optimised graph to a scratch file, then publish it atomically.
 
     ONNX Runtime writes the file itself while creating the session, so it cannot write into
@@ -595,5 +596,5 @@ def _save_optimized(source: str, target: str | os.PathLike[str], level: str, *, 
         path = write(target, tmp.read_bytes(), force=force)
     note = ("level 'all' includes layout transformations for this machine's CPU: the file "
             "is meant for ONNX Runtime on the same kind of hardware") if level == "all" else None
-    return {"path": recorded_path(path), "level": level, "sha256": digest(path),
-            "bytes": path.stat().st_size, **({"note": note} if note else {})}
+    return OptimizedModel(path=recorded_path(path) or "", level=level, sha256=digest(path),
+                          bytes=path.stat().st_size, note=note)

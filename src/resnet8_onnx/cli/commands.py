@@ -454,7 +454,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     images = data = None
     if args.data_dir is not None:
         dataset = _load_data(args)
-        images, data = dataset.images, dataset.describe()
+        images, data = dataset.images, dataset.info()
     record = benchmark(
         args.models, backends=names, batch_sizes=args.batch_sizes, threads=args.threads,
         optimization_levels=args.optimization, full_grid=args.full_grid,

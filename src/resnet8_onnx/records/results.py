@@ -215,7 +215,7 @@ class MatmulReference(Part):
 
     what: str = ""
     size: int = 0
-    gflops: dict[str, float] = field(default_factory=dict)
+    gflops: dict[str, float | None] = field(default_factory=dict)  # None: it could not run
 
 
 @dataclass(kw_only=True)
