@@ -29,7 +29,6 @@ from resnet8_onnx.preprocess import SPEC_FIELDS
 from resnet8_onnx.records import (
     ComparisonRecord,
     EvaluationRecord,
-    RunSettings,
     Versus,
     tool,
 )
@@ -61,28 +60,19 @@ def versus_reference(reference: EvaluationRecord, result: EvaluationRecord,
     """
     n = len(result.predictions)
     agreeing, first = agreement(reference.predictions, result.predictions, indices)
-    entry: dict[str, Any] = {
-        "samples": n,
-        "agreement": agreeing,
-        "agreement_fraction": agreeing / n if n else None,
-        "disagreements": n - agreeing,
-        "first_disagreements": first,
-    }
     kinds = (reference.metrics.output_kind, result.metrics.output_kind)
-    if kinds[0] != kinds[1]:
-        entry.update(comparable=False,
-                     note=f"outputs are not of the same kind ({kinds[1]} vs the reference's "
-                          f"{kinds[0]}): |Δ| not computed")
-        return Versus.from_dict(entry)
-    cmp = compare_outputs(reference.live_outputs(), result.live_outputs())
-    entry.update(
-        comparable=True,
-        max_abs_diff=cmp.max_abs_diff,
-        mean_abs_diff=cmp.mean_abs_diff,
-        p99_abs_diff=cmp.p99_abs_diff,
-        min_cosine_similarity=cmp.min_cosine_similarity,
-    )
-    return Versus.from_dict(entry)
+    comparable = kinds[0] == kinds[1]
+    cmp = (compare_outputs(reference.live_outputs(), result.live_outputs()) if comparable
+           else None)
+    return Versus(
+        samples=n, agreement=agreeing, agreement_fraction=agreeing / n if n else None,
+        disagreements=n - agreeing, first_disagreements=first, comparable=comparable,
+        max_abs_diff=None if cmp is None else cmp.max_abs_diff,
+        mean_abs_diff=None if cmp is None else cmp.mean_abs_diff,
+        p99_abs_diff=None if cmp is None else cmp.p99_abs_diff,
+        min_cosine_similarity=None if cmp is None else cmp.min_cosine_similarity,
+        note=None if comparable else (f"outputs are not of the same kind ({kinds[1]} vs the "
+                                      f"reference's {kinds[0]}): |Δ| not computed"))
 
 
 def comparison_of(results: Sequence[EvaluationRecord], *,
@@ -211,7 +201,7 @@ def compare_models(
         results.append(evaluate(backend, dataset, batch_size=batch_size))
         del backend
     record = compare_results(results, indices=dataset.indices)
-    record.settings = RunSettings.from_dict(settings_record(threads, batch_size))
+    record.settings = settings_record(threads, batch_size)
     return record
 
 

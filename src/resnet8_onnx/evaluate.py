@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 DEFAULT_BATCH_SIZE = 128
 
 
-def run_settings(backend_info: dict[str, Any], batch_size: int) -> dict[str, Any]:
+def run_settings(backend_info: Mapping[str, Any], batch_size: int) -> RunSettings:
     """How a model was run — threads, batch size, ONNX Runtime graph optimisation level —
     and the cores there were: throughput means little without them.
 
@@ -49,10 +49,10 @@ def run_settings(backend_info: dict[str, Any], batch_size: int) -> dict[str, Any
 
 
 def settings_record(threads: int | None, batch_size: int, *,
-                    ort_optimization: str | None = "all") -> dict[str, Any]:
+                    ort_optimization: str | None = "all") -> RunSettings:
     """The ``settings`` block of every record: one shape for one model or several."""
-    return {"threads": threads, "available_cores": available_cores(),
-            "batch_size": batch_size, "ort_optimization": ort_optimization}
+    return RunSettings(threads=threads, available_cores=available_cores(),
+                       batch_size=batch_size, ort_optimization=ort_optimization)
 
 
 def pixel_shape(backend: Backend) -> tuple[int | None, ...]:
@@ -211,27 +211,23 @@ def evaluate(
         metrics.correct or 0, n, len(dataset.class_names), model=info.model_path,
         preprocessing=info.extra.get("preprocessing"))
     used = effective_batch_size(batch_size, n)
-    requested = {"requested_batch_size": batch_size} if used != batch_size else {}
     described = backend.info.to_dict()
     if names_note:
         extra = dict(described.get("extra") or {})
         extra["notes"] = [*extra.get("notes", []), names_note]
         described["extra"] = extra
-    timings = {
-        "inference_seconds": round(inference, 4),
-        "total_seconds": round(total, 4),
-        "images_per_second": round(n / inference, 1) if inference > 0 else 0.0,
-        "batch_size": used,
-        **requested,
-        **({"cpu_busy": load.busy} if load.busy is not None else {}),
-    }
+    timings = Timings(
+        inference_seconds=round(inference, 4), total_seconds=round(total, 4),
+        images_per_second=round(n / inference, 1) if inference > 0 else 0.0,
+        batch_size=used, requested_batch_size=batch_size if used != batch_size else None,
+        cpu_busy=load.busy)
     return EvaluationRecord(
         model=model_info(described, metrics.output_kind),
         data=dataset.info(),
-        settings=RunSettings.from_dict(run_settings(described, used)),
+        settings=run_settings(described, used),
         metrics=metrics,
         environment=environment({info.name: info.runtime_version}),
-        timings=Timings.from_dict(timings),
+        timings=timings,
         warnings=[warning] if warning else None,
         outputs=outputs,
         labels=np.asarray(dataset.labels),

@@ -35,6 +35,7 @@ from resnet8_onnx.records import (
     Conversion,
     DataInfo,
     EvaluationRecord,
+    Figures,
     ModelInfo,
     Parity,
     QuantEvaluation,
@@ -194,8 +195,8 @@ def run_pipeline(
         comparison.extra["int8_failed"] = int8_failure
     _attach_job(comparison, conversion=conversion,
                 verification=verification, parity=parity, verdict=verdict,
-                data=DataInfo.from_dict(dataset.describe()),
-                settings=RunSettings.from_dict(settings_record(threads, batch_size)),
+                data=dataset.info(),
+                settings=settings_record(threads, batch_size),
                 int8_record=int8_record)
     comparison.files = {k: str(v) for k, v in
                         write_comparison_reports(comparison, out, force=force).items()}
@@ -275,16 +276,14 @@ def _int8(onnx_path: Path, int8_path: Path, onnx_result: EvaluationRecord, datas
                       batch_size=batch_size)
     n = len(result.predictions)
     versus = versus_reference(onnx_result, result)
-    record.evaluation = QuantEvaluation.from_dict({
-        "data": dataset.describe(),
-        "fp32": {"accuracy": onnx_result.metrics.accuracy,
-                 "correct": onnx_result.metrics.correct, "total": n},
-        "int8": {"accuracy": result.metrics.accuracy, "correct": result.metrics.correct,
-                 "total": n},
-        "agreement": versus.agreement, "agreement_fraction": versus.agreement_fraction,
-        "max_abs_diff": versus.max_abs_diff if n else None,
-        "mean_abs_diff": versus.mean_abs_diff if n else None,
-    })
+    record.evaluation = QuantEvaluation(
+        data=dataset.info(),
+        fp32=Figures(accuracy=onnx_result.metrics.accuracy,
+                     correct=onnx_result.metrics.correct, total=n),
+        int8=Figures(accuracy=result.metrics.accuracy, correct=result.metrics.correct, total=n),
+        agreement=versus.agreement, agreement_fraction=versus.agreement_fraction,
+        max_abs_diff=versus.max_abs_diff if n else None,
+        mean_abs_diff=versus.mean_abs_diff if n else None)
     return record, result
 
 

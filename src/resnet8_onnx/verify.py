@@ -30,7 +30,6 @@ from resnet8_onnx.records import (
     Parity,
     Provenance,
     RunnerInfo,
-    RunSettings,
     Structure,
     VerificationRecord,
 )
@@ -404,7 +403,7 @@ def verify_outputs(
         interface_problems=problems,
         dynamic_batch=DynamicBatch.from_dict(dynamic),
         parity=parity,
-        settings=RunSettings.from_dict(run_settings(candidate.info.to_dict(), batch_size)),
+        settings=run_settings(candidate.info.to_dict(), batch_size),
     )
     if (counted := able(reference, HasParameters)) is not None:
         # tf2onnx folds BatchNormalization into the convolutions: fewer ONNX parameters.
