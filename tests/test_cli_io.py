@@ -207,11 +207,11 @@ def test_an_explicit_data_dir_without_cifar_is_searched_not_downloaded(
     'point the tool at a local copy with --data-dir DIR' to a user who just did)."""
     from PIL import Image
 
-    from resnet8_onnx.data import download, layouts
+    from resnet8_onnx.data import discover, download
 
     if online:
         monkeypatch.delenv("RESNET8_ONNX_OFFLINE")
-    monkeypatch.setattr(layouts, "fetch", _no_download)
+    monkeypatch.setattr(discover, "fetch", _no_download)
     monkeypatch.setattr(download, "fetch", _no_download)
     model, _data, work = setup
     imgs = work / "imgs"

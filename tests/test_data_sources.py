@@ -1,5 +1,5 @@
 """data.sources: every official layout located, verified and read alike; the search's notes;
-the `data` command. (What a path is and the search order: test_data_layouts.py.)
+the `data` command. (What a path is and the search order: test_data_discover.py.)
 """
 
 from __future__ import annotations

@@ -114,7 +114,7 @@ def test_run_int8_never_downloads_into_a_named_data_dir(tmp_path, monkeypatch) -
     def no_download(*args, **kwargs):
         raise AssertionError("downloaded although --data-dir was named")
 
-    monkeypatch.setattr("resnet8_onnx.data.layouts.fetch", no_download)
+    monkeypatch.setattr("resnet8_onnx.data.discover.fetch", no_download)
     monkeypatch.setattr("resnet8_onnx.data.sources.fetch", no_download)
     with pytest.raises(errors.InputNotFoundError) as info:
         pipeline._int8(tmp_path / "x.onnx", tmp_path / "x_int8.onnx", None, None,

@@ -7,7 +7,7 @@ One idea per module, data flowing one way (locate → verify → parse → selec
 - ``locations``: where files are looked for (data directory, environment, cache).
 - ``download``: verified downloads; :func:`fetch` finds a known file or downloads it.
 - ``parsers``: binary records and the restricted unpickler, shared by every source.
-- ``layouts``: what a path is, and the best source under the search roots.
+- ``discover``: what a path is, and the best source under the search roots.
 - ``images``: labelled image sets (class folders, ``path,label`` CSV), classes matched by name.
 - ``decode``: image files → uint8 RGB (EXIF orientation, PIL's RGB conversion, pixel limit).
 - ``geometry``: resize and crop with timm's fields (input size, interpolation, crop_pct, mode).

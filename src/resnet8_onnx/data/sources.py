@@ -24,6 +24,7 @@ import numpy as np
 
 from resnet8_onnx.data.dataset import INDICES_SUBSET, SUBSETS, Dataset, DataSource
 from resnet8_onnx.data.decode import resize_array
+from resnet8_onnx.data.discover import SPLIT_NAMES, Found, found_at, locate, split_dirs
 from resnet8_onnx.data.download import fetch
 from resnet8_onnx.data.format import (
     CLASS_NAMES,
@@ -41,7 +42,6 @@ from resnet8_onnx.data.format import (
 from resnet8_onnx.data.images import FolderRequest, load_image_folder
 from resnet8_onnx.data.indices import read_indices
 from resnet8_onnx.data.known_files import identify, is_official_perf_indices
-from resnet8_onnx.data.layouts import SPLIT_NAMES, Layout, layout_at, locate, split_dirs
 from resnet8_onnx.data.locations import find_file, named_data_dir
 from resnet8_onnx.data.parsers import (
     check_record_size,
@@ -56,7 +56,7 @@ from resnet8_onnx.support.progress import track
 _MAX_FILE_BYTES = 256 << 20  # an official file batch is 30.7 MB; refuse to read absurd sizes
 
 
-def _dir_members(layout: Layout, names: list[str], optional: str) -> list[tuple[str, Path, int]]:
+def _dir_members(layout: Found, names: list[str], optional: str) -> list[tuple[str, Path, int]]:
     """``(name, path, size)`` of each wanted file of a directory layout, checked before reading.
 
     A missing file batch is an error; a missing meta file is not (class names are then assumed).
@@ -82,7 +82,7 @@ Consumer = Callable[[str, str, int, IO[bytes]], Any]
 
 
 def _read_dir(
-    layout: Layout, names: list[str], optional: str, consume: Consumer
+    layout: Found, names: list[str], optional: str, consume: Consumer
 ) -> dict[str, Any]:
     """``{name: consume(name, path, size, stream)}`` for each wanted file of a directory layout."""
     out: dict[str, Any] = {}
@@ -96,7 +96,7 @@ def _read_dir(
 
 
 def _read_tar(
-    layout: Layout, names: list[str], optional: str, consume: Consumer
+    layout: Found, names: list[str], optional: str, consume: Consumer
 ) -> dict[str, Any]:
     """Stream the wanted members out of a tarball through ``consume``; nothing touches the disk."""
     top = FORMAT_DIR[layout.fmt]
@@ -142,7 +142,7 @@ class _FileBatch:
 
 
 def _read_file_batches(
-    layout: Layout, names: list[str], meta_name: str
+    layout: Found, names: list[str], meta_name: str
 ) -> tuple[dict[str, _FileBatch], np.ndarray | None, tuple[str, bytes] | None]:
     """Parse every wanted file batch of ``layout``; returns them, and for a binary directory
     the one array all of them were parsed into, and the meta file ``(label, bytes)`` if any.
@@ -268,7 +268,7 @@ def _verify_meta(fmt: str, meta_name: str, meta: tuple[str, bytes] | None,
                                 f"{identity.digest}, official {identity.expected}")
 
 
-def load_file_batches(layout: Layout, split: str) -> Dataset:
+def load_file_batches(layout: Found, split: str) -> Dataset:
     """An official layout's file batches of ``split``: verified, parsed, in one array."""
     fmt = layout.fmt
     names = file_batch_names(fmt, split)
@@ -303,7 +303,7 @@ def load_file_batches(layout: Layout, split: str) -> Dataset:
     return Dataset(images, labels, CLASS_NAMES, source, split=split, indices=indices)
 
 
-def _split_folder(layout: Layout, split: str | None, request: FolderRequest | None
+def _split_folder(layout: Found, split: str | None, request: FolderRequest | None
                   ) -> Dataset:
     """``root/<split>/<class>/…``: the split asked for, else the first of val, validation,
     valid, test, train there is (said in a note)."""
@@ -384,7 +384,7 @@ def load_dataset(
 
     if split is not None and split not in SPLITS:
         named = named_data_dir(data_dir)
-        direct = layout_at(named) if named is not None else None
+        direct = found_at(named) if named is not None else None
         if direct is None or direct.kind != "split-folder":
             raise UsageError(f"unknown split {split!r}; choose from {', '.join(SPLITS)} (or "
                              "a split directory of a root/<split>/<class>/ folder)")

@@ -180,7 +180,7 @@ def _official_test_set(folder: Path) -> tuple[Dataset, Path] | None:
     """The official test set near ``folder`` (its parent and grandparent, and those of what a
     link points to, searched two levels down) or in the data directories; only an official
     layout whose checksums match."""
-    from resnet8_onnx.data.layouts import layout_at, search
+    from resnet8_onnx.data.discover import found_at, search
     from resnet8_onnx.data.sources import load_file_batches
 
     real = folder.resolve()  # a link to perf-png: the test set is beside what it points to
@@ -188,7 +188,7 @@ def _official_test_set(folder: Path) -> tuple[Dataset, Path] | None:
              *data_dirs(None)]
     for root in dict.fromkeys(r.resolve() for r in roots
                                if r.is_dir() and r != Path(r.anchor)):
-        layout = layout_at(root) or search(root, "test")[0]
+        layout = found_at(root) or search(root, "test")[0]
         if layout is None or layout.kind == "image-folder" or not layout.has_split("test"):
             continue
         try:

@@ -27,7 +27,7 @@ from resnet8_onnx.support.errors import InputNotFoundError, InvalidInputError, o
 
 
 @dataclass(frozen=True)
-class Layout:
+class Found:
     """An official distribution (or image folder) at ``path``: what to read, not yet read."""
 
     kind: str  # DataSource.kind
@@ -81,13 +81,13 @@ def split_dirs(path: Path) -> dict[str, Path]:
     return splits if conventional and all(c.name in splits for c in children) else {}
 
 
-def layout_at(path: Path) -> Layout | None:
+def found_at(path: Path) -> Found | None:
     """The layout ``path`` itself is, if any (a user pointing straight at the data)."""
     if path.is_file():
         if path.name.endswith((".tar.gz", ".tgz", ".tar")):
-            return Layout(tar_kind(path), path)
+            return Found(tar_kind(path), path)
         if path.suffix.lower() == ".csv":
-            return Layout("image-csv", path)
+            return Found("image-csv", path)
         raise InvalidInputError(
             f"{path}: not a CIFAR-10 source; expected a directory, a .tar.gz archive or a "
             ".csv of path,label"
@@ -95,13 +95,13 @@ def layout_at(path: Path) -> Layout | None:
     if not path.is_dir():
         return None
     if any((path / n).is_file() for n in ("test_batch.bin", "data_batch_1.bin")):
-        return Layout("binary-dir", path)
+        return Found("binary-dir", path)
     if any((path / n).is_file() for n in ("test_batch", "data_batch_1")):
-        return Layout("python-dir", path)
+        return Found("python-dir", path)
     if is_image_folder(path):
-        return Layout("image-folder", path)
+        return Found("image-folder", path)
     if split_dirs(path):
-        return Layout("split-folder", path)
+        return Found("split-folder", path)
     return None
 
 
@@ -114,7 +114,7 @@ _PREFERENCE = {
 _KIND_RANK = {kind: rank for rank, kind in enumerate(_PREFERENCE.values())}
 
 
-def search(root: Path, split: str) -> tuple[Layout | None, str | None]:
+def search(root: Path, split: str) -> tuple[Found | None, str | None]:
     """Best layout under ``root`` (two levels down) and, when there were several, a note
     saying which was chosen.
 
@@ -123,16 +123,16 @@ def search(root: Path, split: str) -> tuple[Layout | None, str | None]:
     subdirectories) only when there is no official layout, so a folder holding the test set
     and a few image folders (perf-png, a calibration set) still means the official test set.
     """
-    official: list[Layout] = []
-    folders: list[Layout] = []
+    official: list[Found] = []
+    folders: list[Found] = []
     for path in walk(root):
         kind = _PREFERENCE.get(path.name)
         if kind is not None:
             if kind.endswith("-dir") == path.is_dir():
-                official.append(Layout(kind, path))
+                official.append(Found(kind, path))
         elif is_image_folder(path) and not any(
                 path.is_relative_to(f.path) for f in folders):
-            folders.append(Layout("image-folder", path))
+            folders.append(Found("image-folder", path))
     official.sort(key=lambda lay: _KIND_RANK[lay.kind])  # stable: walk order within a kind
     complete = [lay for lay in official if lay.has_split(split)]
     candidates = complete + [lay for lay in official if lay not in complete] + folders
@@ -141,7 +141,7 @@ def search(root: Path, split: str) -> tuple[Layout | None, str | None]:
     chosen = candidates[0]
     note = None
     if len(candidates) > 1:
-        def name(lay: Layout) -> str:
+        def name(lay: Found) -> str:
             return str(lay.path.relative_to(root))
 
         others = ", ".join(name(lay) for lay in candidates[1:])
@@ -154,7 +154,7 @@ def search(root: Path, split: str) -> tuple[Layout | None, str | None]:
 
 def locate(
     data_dir: str | os.PathLike[str] | None, split: str, download: bool | None
-) -> tuple[Layout, str | None]:
+) -> tuple[Found, str | None]:
     """The layout to read and, when a search had several to choose from, a note saying so.
 
     The named data directory may be a layout itself; otherwise every search root is searched
@@ -162,7 +162,7 @@ def locate(
     """
     named = named_data_dir(data_dir)
     if named is not None:
-        direct = layout_at(named)
+        direct = found_at(named)
         if direct is not None:
             return direct, None
         # A directory the user named is searched, never downloaded into, and nothing else
@@ -177,7 +177,7 @@ def locate(
         if found is not None:
             return found, note
     path = fetch(BINARY_TAR, data_dir, download=download, what=f"CIFAR-10 {split} set")
-    return Layout("binary-tar", path), None
+    return Found("binary-tar", path), None
 
 
 def describe_contents(root: Path) -> str:

@@ -1,4 +1,4 @@
-"""data.layouts: what a path is (a layout, an archive, an image folder, nothing), and the best
+"""data.discover: what a path is (a layout, an archive, an image folder, nothing), and the best
 source under a search root: official layouts first, complete splits first, two levels down."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from cifar_factory import (
     write_tar,
 )
 from resnet8_onnx.data import load_dataset
-from resnet8_onnx.data.layouts import Layout, layout_at, search, tar_kind
+from resnet8_onnx.data.discover import Found, found_at, search, tar_kind
 from resnet8_onnx.support.errors import InputNotFoundError, InvalidInputError
 
 
@@ -55,14 +55,14 @@ def test_what_a_path_is(tmp_path: Path) -> None:
     python = write_layout(tmp_path / "p", "python-dir", layout_files("python", (images, labels)))
     folder = write_png_folder(tmp_path / "pngs", images[:2], labels[:2], ["0", "1"])
     (tmp_path / "empty").mkdir()
-    assert layout_at(binary) == Layout("binary-dir", binary)
-    assert layout_at(python) == Layout("python-dir", python)
-    assert layout_at(folder).kind == "image-folder"
-    assert layout_at(tmp_path / "empty") is None
-    assert layout_at(tmp_path / "missing") is None
+    assert found_at(binary) == Found("binary-dir", binary)
+    assert found_at(python) == Found("python-dir", python)
+    assert found_at(folder).kind == "image-folder"
+    assert found_at(tmp_path / "empty") is None
+    assert found_at(tmp_path / "missing") is None
     (tmp_path / "batch.bin").write_bytes(b"")
     with pytest.raises(InvalidInputError, match="not a CIFAR-10 source"):
-        layout_at(tmp_path / "batch.bin")
+        found_at(tmp_path / "batch.bin")
 
 
 def test_an_archive_is_known_by_its_official_name_else_by_its_top_folder(
@@ -87,12 +87,12 @@ def test_an_archive_is_known_by_its_official_name_else_by_its_top_folder(
 
 def test_a_layout_knows_its_format_and_whether_it_holds_a_split(tmp_path: Path) -> None:
     test_only = write_layout(tmp_path, "binary-dir", layout_files("binary", make_images(10)))
-    layout = Layout("binary-dir", test_only)
+    layout = Found("binary-dir", test_only)
     assert layout.fmt == "binary"
     assert layout.has_split("test")
     assert not layout.has_split("train")
-    assert Layout("python-tar", tmp_path / "x.tar.gz").fmt == "python"
-    assert Layout("python-tar", tmp_path / "x.tar.gz").has_split("train")  # known once read
+    assert Found("python-tar", tmp_path / "x.tar.gz").fmt == "python"
+    assert Found("python-tar", tmp_path / "x.tar.gz").has_split("train")  # known once read
 
 
 def test_a_layout_holding_the_split_asked_for_wins(tmp_path: Path) -> None:
@@ -108,7 +108,7 @@ def test_a_layout_holding_the_split_asked_for_wins(tmp_path: Path) -> None:
     chosen, note = search(tmp_path, "train")
     assert chosen.path == python
     assert "official layouts come first" in note
-    assert search(tmp_path / "a", "train") == (Layout("binary-dir", binary), None)  # the only one
+    assert search(tmp_path / "a", "train") == (Found("binary-dir", binary), None)  # the only one
     (tmp_path / "nothing").mkdir()
     assert search(tmp_path / "nothing", "test") == (None, None)
     np.testing.assert_array_equal(load_dataset(tmp_path, split="train").labels[:10],
