@@ -58,7 +58,7 @@ from resnet8_onnx.support.fsutil import (
 from resnet8_onnx.support.progress import track
 
 if TYPE_CHECKING:
-    from resnet8_onnx.backends.base import Backend
+    from resnet8_onnx.backends.base import Runner
 
 DEFAULT_BATCH_SIZES = (1, 8, 64, 256, 1000)
 DEFAULT_MIN_SECONDS = 0.5
@@ -197,7 +197,7 @@ def sgemm_gflops(threads: int, *, n: int = SGEMM_SIZE, repeat: int = 5) -> float
 
 
 # --------------------------------------------------------------------------- MACs
-def macs_of(backend: Backend) -> tuple[int | None, str]:
+def macs_of(backend: Runner) -> tuple[int | None, str]:
     """(MACs per image, how they were counted) for any backend; ``None`` when unknown. Both
     come from the runner: the ``macs`` ability promises ``macs()`` and ``macs_source``."""
     counter = able(backend, CountsMacs)
@@ -254,7 +254,7 @@ def plan_configs(
 
 def _load(path: str, name: str, threads: int | None, optimization: str | None,
           optimized_model_path: str | None = None, *,
-          onnx_options: Mapping[str, Any] | None = None, device: str | None = None) -> Backend:
+          onnx_options: Mapping[str, Any] | None = None, device: str | None = None) -> Runner:
     """``onnx_options``: ``preprocessing``, ``output``, ``provider`` for ONNX models only;
     ``device`` for PyTorch models."""
     options = {**(onnx_options or {}), "device": device, "optimization": optimization,
@@ -274,7 +274,7 @@ def probe_models(models: Sequence[str | os.PathLike[str]], *,
             _load(path, name, 1, OPTIMIZATION_LEVELS[0], onnx_options=onnx_options, device=device)
 
 
-def _inputs(backend: Backend, images: np.ndarray | None, count: int,
+def _inputs(backend: Runner, images: np.ndarray | None, count: int,
             seed: int) -> np.ndarray:
     """``count`` images as the model takes them (dtype, and an ONNX model's preprocessing done
     once here, so timings are the runtime's alone): real ones (tiled) or random pixels."""
@@ -298,7 +298,7 @@ def _inputs(backend: Backend, images: np.ndarray | None, count: int,
     return backend.prepare(pixels)
 
 
-def fed_description(backend: Backend, x: np.ndarray) -> str:
+def fed_description(backend: Runner, x: np.ndarray) -> str:
     """What the timed calls were handed: the prepared tensor's dtype, layout and shape, and
     the spec that made it from 0-255 NHWC RGB pixels (e.g. ``float32 NCHW [N,3,32,32]: NCHW
     RGB float32, ×1/255, mean …``)."""
@@ -327,7 +327,7 @@ def _arithmetic(info: Any) -> str | None:
     return str(info.extra.get("quantization") or (precision if precision != "f32" else "")) or None
 
 
-def _label(index: int, backend: Backend) -> str:
+def _label(index: int, backend: Runner) -> str:
     """'#1 ONNX', '#2 ONNX int8' (a quantised model), '#3 LiteRT int8' (an int8 input)."""
     kind = _arithmetic(backend.info)
     return f"#{index + 1} {label_of(backend.info.name)}" + (f" {kind}" if kind else "")
@@ -484,7 +484,7 @@ def _measure_configs(
     results: list[BenchResult] = []
     versions: dict[str, str] = {}
     current: tuple[int, int | None, str | None] | None = None
-    backend: Backend | None = None
+    backend: Runner | None = None
     batch_data: np.ndarray | None = None
     with track(f"benchmark: {len(configs)} configurations", len(configs)) as advance:
         for config in configs:
@@ -525,7 +525,7 @@ def _measure_configs(
     return models, results, versions
 
 
-def _bench_model(index: int, backend: Backend, loader: str, fed: str) -> BenchModel:
+def _bench_model(index: int, backend: Runner, loader: str, fed: str) -> BenchModel:
     """One model as the record describes it (``fed``: :func:`fed_description`), with notes on
     figures that need a caveat; its checksum, input and spec facts have no field (``extra``)."""
     macs, how = macs_of(backend)

@@ -29,7 +29,7 @@ from resnet8_onnx.support.facade import callable_module
 from resnet8_onnx.support.progress import track
 
 if TYPE_CHECKING:
-    from resnet8_onnx.backends.base import Backend
+    from resnet8_onnx.backends.base import Runner
     from resnet8_onnx.data import Dataset
 
 # ONNX Runtime's throughput on ResNet8 peaks around 64–128 images per call on 2 cores
@@ -55,7 +55,7 @@ def settings_record(threads: int | None, batch_size: int, *,
                        batch_size=batch_size, ort_optimization=ort_optimization)
 
 
-def pixel_shape(backend: Backend) -> tuple[int | None, ...]:
+def pixel_shape(backend: Runner) -> tuple[int | None, ...]:
     """The NHWC image shape (H, W, C) a backend's ``predict`` takes (None: any size).
 
     ONNX models with an NCHW spec take NHWC pixels too: the backend transposes them.
@@ -63,7 +63,7 @@ def pixel_shape(backend: Backend) -> tuple[int | None, ...]:
     return tuple(backend.input_spec.pixel_shape)
 
 
-def check_compatible(backend: Backend, dataset: Dataset) -> None:
+def check_compatible(backend: Runner, dataset: Dataset) -> None:
     """Refuse a model whose input or output cannot fit the data, before running anything."""
     info, path = backend.info, backend.info.model_path
     expected = tuple(dataset.images.shape[1:])
@@ -91,7 +91,7 @@ def check_compatible(backend: Backend, dataset: Dataset) -> None:
 
 
 def predict_all(
-    backend: Backend, batches: Iterable[np.ndarray], n: int, description: str
+    backend: Runner, batches: Iterable[np.ndarray], n: int, description: str
 ) -> tuple[np.ndarray | None, float]:
     """Outputs of ``backend`` over ``n`` images given as NHWC 0–255 batches, into one array.
 
@@ -120,7 +120,7 @@ def effective_batch_size(batch_size: int, images: int) -> int:
 
 
 def run_inference(
-    backend: Backend, dataset: Dataset, *, batch_size: int = DEFAULT_BATCH_SIZE,
+    backend: Runner, dataset: Dataset, *, batch_size: int = DEFAULT_BATCH_SIZE,
     description: str | None = None,
 ) -> tuple[np.ndarray, float]:
     """All outputs ``(N, C)`` of ``backend`` over ``dataset`` and the seconds spent in it."""
@@ -146,7 +146,7 @@ def run_inference(
 
 
 # What a backend may add about itself that the report's "model" section carries.
-# Backend facts a record keeps; a PyTorch model's device, dtype and TF32 setting among them,
+# Runner facts a record keeps; a PyTorch model's device, dtype and TF32 setting among them,
 # since parity depends on them.
 _MODEL_EXTRAS = ("output_name", "provider", "preprocessing", "fixed_batch", "notes",
                  "quantization", "device", "compute_dtype", "tf32", "inference_precision",
@@ -164,7 +164,7 @@ def model_info(described: dict[str, Any], output_kind: str | None) -> ModelInfo:
         **{key: extra[key] for key in _MODEL_EXTRAS if key in extra})
 
 
-def model_class_names(backend: Backend, data_names: Sequence[str]
+def model_class_names(backend: Runner, data_names: Sequence[str]
                       ) -> tuple[tuple[str, ...], str | None]:
     """The class names reports use: the model's own (its metadata's ``class_names``, e.g.
     written by ``annotate --class-names``) when it has them, else the data set's; and a note
@@ -194,7 +194,7 @@ def model_class_names(backend: Backend, data_names: Sequence[str]
 
 
 def evaluate(
-    backend: Backend, dataset: Dataset, *, batch_size: int = DEFAULT_BATCH_SIZE
+    backend: Runner, dataset: Dataset, *, batch_size: int = DEFAULT_BATCH_SIZE
 ) -> EvaluationRecord:
     """Evaluate ``backend`` on every image of ``dataset``: its report record, which also
     holds the raw outputs and labels (not saved) that compare, run and quantize need."""
