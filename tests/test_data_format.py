@@ -17,9 +17,9 @@ def test_class_names_are_the_official_meta_file_in_order() -> None:
 
 def test_the_official_test_batch_is_whole_records_of_the_stated_size() -> None:
     batch = shared_path("cifar-10", "cifar-10-batches-bin", "test_batch.bin")
-    assert fmt.RECORD_BYTES == 1 + 32 * 32 * 3 == 1 + fmt.IMAGE_BYTES
+    assert fmt.ROW_BYTES == 1 + 32 * 32 * 3 == 1 + fmt.IMAGE_BYTES
     assert fmt.IMAGE_SHAPE[0] * fmt.IMAGE_SHAPE[1] * fmt.IMAGE_SHAPE[2] == fmt.IMAGE_BYTES
-    assert batch.stat().st_size == fmt.TEST_SET_SIZE * fmt.RECORD_BYTES
+    assert batch.stat().st_size == fmt.TEST_SET_SIZE * fmt.ROW_BYTES
     assert fmt.FILE_BATCH_SIZE == fmt.TEST_SET_SIZE
 
 

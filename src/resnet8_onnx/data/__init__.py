@@ -39,7 +39,7 @@ from resnet8_onnx.data.format import (
     PERF_INDICES,
     PYTHON_DIR,
     PYTHON_TAR,
-    RECORD_BYTES,
+    ROW_BYTES,
     SPLITS,
     TEST_SET_SIZE,
     UNKNOWN_SPLIT,
@@ -62,7 +62,7 @@ from resnet8_onnx.data.sources import load_dataset
 __all__ = [
     "BINARY_DIR", "BINARY_TAR", "CLASS_NAMES", "FILE_BATCH_SIZE", "IMAGE_BYTES", "IMAGE_SHAPE",
     "INDICES_SUBSET", "KNOWN_FILES", "LIMIT_PREFIX", "NUM_CLASSES", "PERF_INDICES", "PYTHON_DIR",
-    "PYTHON_TAR", "RECORD_BYTES", "SPLITS", "SUBSETS", "TEST_SET_SIZE", "UNKNOWN_SPLIT",
+    "PYTHON_TAR", "ROW_BYTES", "SPLITS", "SUBSETS", "TEST_SET_SIZE", "UNKNOWN_SPLIT",
     "DataSource", "Dataset", "KnownFile", "balanced_first", "identify", "is_official_perf_indices",
     "load_dataset", "load_indices", "parse_binary_records", "parse_binary_stream",
     "parse_python_file_batch", "restricted_loads",

@@ -25,7 +25,7 @@ TEST_SET_SIZE = 10_000
 FILE_BATCH_SIZE = 10_000  # images per official file batch
 IMAGE_SHAPE = (32, 32, 3)
 IMAGE_BYTES = 32 * 32 * 3
-RECORD_BYTES = 1 + IMAGE_BYTES  # label byte, then the R, G and B planes
+ROW_BYTES = 1 + IMAGE_BYTES  # label byte, then the R, G and B planes
 
 SPLITS = ("test", "train")
 UNKNOWN_SPLIT = "unknown"  # an image folder whose file names do not say which split it is

@@ -35,7 +35,7 @@ from resnet8_onnx.data.format import (
     PERF_INDICES,
     PYTHON_DIR,
     PYTHON_TAR,
-    RECORD_BYTES,
+    ROW_BYTES,
 )
 from resnet8_onnx.support.errors import InvalidInputError
 from resnet8_onnx.support.fsutil import file_digest
@@ -45,7 +45,7 @@ _MLPERF_TINY = (
     "benchmark/training/image_classification/"
 )
 _CIFAR_SITE = "https://www.cs.toronto.edu/~kriz/"
-_BINARY_FILE_BATCH_BYTES = FILE_BATCH_SIZE * RECORD_BYTES
+_BINARY_FILE_BATCH_BYTES = FILE_BATCH_SIZE * ROW_BYTES
 
 
 @dataclass(frozen=True)

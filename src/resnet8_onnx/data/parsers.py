@@ -16,10 +16,10 @@ from typing import IO, Any
 
 import numpy as np
 
-from resnet8_onnx.data.format import IMAGE_BYTES, IMAGE_SHAPE, NUM_CLASSES, RECORD_BYTES
+from resnet8_onnx.data.format import IMAGE_BYTES, IMAGE_SHAPE, NUM_CLASSES, ROW_BYTES
 from resnet8_onnx.support.errors import InvalidInputError, UnsafeInputError, one_line
 
-_CHUNK_RECORDS = 1024  # records parsed per read: a 3 MB buffer, however large the file
+_CHUNK_ROWS = 1024  # records parsed per read: a 3 MB buffer, however large the file
 
 
 def _check_labels(labels: np.ndarray, name: str) -> None:
@@ -30,15 +30,15 @@ def _check_labels(labels: np.ndarray, name: str) -> None:
         )
 
 
-def check_record_size(size: int, name: str) -> int:
+def check_row_size(size: int, name: str) -> int:
     """Records in a file of ``size`` bytes; refuses sizes no binary file batch can have."""
     if size == 0:
         raise InvalidInputError(f"{name}: empty file, expected 3,073-byte records")
-    if size % RECORD_BYTES:
+    if size % ROW_BYTES:
         raise InvalidInputError(
             f"{name}: truncated: {size:,} bytes is not a multiple of 3,073-byte records"
         )
-    return size // RECORD_BYTES
+    return size // ROW_BYTES
 
 
 def _read_into(stream: IO[bytes], view: memoryview) -> int:
@@ -64,7 +64,7 @@ def parse_binary_stream(
     three times. The md5 is taken over exactly the bytes parsed, so the data that was
     verified is the data that is evaluated. Returns ``(images, labels, md5 hex digest)``.
     """
-    n = check_record_size(size, name)
+    n = check_row_size(size, name)
     if out is None:
         out = np.empty((n, *IMAGE_SHAPE), dtype=np.uint8)
     elif (out.shape != (n, *IMAGE_SHAPE) or out.dtype != np.uint8
@@ -74,21 +74,21 @@ def parse_binary_stream(
     pixels_out = out.reshape(n, IMAGE_SHAPE[0] * IMAGE_SHAPE[1], IMAGE_SHAPE[2])  # a view
     labels = np.empty(n, dtype=np.int64)
     md5 = hashlib.md5()
-    chunk = bytearray(min(n, _CHUNK_RECORDS) * RECORD_BYTES)
+    chunk = bytearray(min(n, _CHUNK_ROWS) * ROW_BYTES)
     view = memoryview(chunk)
     done = 0
     while done < n:
-        k = min(_CHUNK_RECORDS, n - done)
-        part = view[: k * RECORD_BYTES]
+        k = min(_CHUNK_ROWS, n - done)
+        part = view[: k * ROW_BYTES]
         got = _read_into(stream, part)
         if got < len(part):
             raise InvalidInputError(
-                f"{name}: truncated: ended after {done * RECORD_BYTES + got:,} of {size:,} "
+                f"{name}: truncated: ended after {done * ROW_BYTES + got:,} of {size:,} "
                 "bytes (changed while being read?)"
             )
         md5.update(part)
-        records = np.frombuffer(chunk, dtype=np.uint8, count=k * RECORD_BYTES)
-        records = records.reshape(k, RECORD_BYTES)
+        records = np.frombuffer(chunk, dtype=np.uint8, count=k * ROW_BYTES)
+        records = records.reshape(k, ROW_BYTES)
         labels[done : done + k] = records[:, 0]
         planes = records[:, 1:].reshape(k, 3, 32 * 32)  # R, G and B planes of each record
         for channel in range(3):  # one plane at a time: 3× faster than a 4-d transpose copy

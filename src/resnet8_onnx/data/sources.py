@@ -34,7 +34,7 @@ from resnet8_onnx.data.format import (
     META,
     NUM_CLASSES,
     PERF_INDICES,
-    RECORD_BYTES,
+    ROW_BYTES,
     SPLITS,
     TEST_SET_SIZE,
     file_batch_names,
@@ -44,7 +44,7 @@ from resnet8_onnx.data.indices import read_indices
 from resnet8_onnx.data.known_files import identify, is_official_perf_indices
 from resnet8_onnx.data.locations import find_file, named_data_dir
 from resnet8_onnx.data.parsers import (
-    check_record_size,
+    check_row_size,
     parse_binary_stream,
     parse_meta,
     parse_python_file_batch,
@@ -159,7 +159,7 @@ def _read_file_batches(
         for name, path, size in _dir_members(layout, names, meta_name):
             if name != meta_name:
                 spans[name] = (total, size)
-                total += check_record_size(size, str(path))
+                total += check_row_size(size, str(path))
         combined = np.empty((total, *IMAGE_SHAPE), dtype=np.uint8)
 
     def consume(name: str, label: str, size: int, stream: IO[bytes]) -> Any:
@@ -169,7 +169,7 @@ def _read_file_batches(
             out = None
             if combined is not None:  # sizes as first seen: a file changed since is an error
                 start, size = spans[name]
-                out = combined[start : start + size // RECORD_BYTES]
+                out = combined[start : start + size // ROW_BYTES]
             images, labels, md5 = parse_binary_stream(stream, size, name=label, out=out)
             return _FileBatch(label, images, labels, md5)
         buf = stream.read(size)
