@@ -209,13 +209,13 @@ def test_an_existing_output_names_force_true_in_the_library_and_force_in_the_cli
     import pickle
 
     from cli_runner import assert_refused
-    from resnet8_onnx.report import write_reports
+    from resnet8_onnx.report import check_planned, evaluation_files
     from resnet8_onnx.support.fsutil import write_text_atomic
 
     existing = tmp_path / "r.json"
     existing.write_text("{}\n")
     for write in (lambda: write_text_atomic(existing, "x"),
-                  lambda: write_reports(None, tmp_path, check_only=True)):
+                  lambda: check_planned(tmp_path, evaluation_files("onnxruntime"), force=False)):
         (tmp_path / "report.json").write_text("{}\n")
         with pytest.raises(errors.OutputError) as excinfo:
             write()
@@ -288,3 +288,24 @@ def test_conversion_accounts_hold_absolute_paths(tmp_path, monkeypatch, capsys) 
     assert not {"opset", "onnx_sha256", "input_name"} & set(account)
 
 
+
+
+def test_evaluate_refuses_its_existing_confusion_png_before_the_model_loads(
+        tmp_path, capsys, monkeypatch) -> None:
+    """The pre-run check plans the PNG under the runtime the run will use
+    (confusion_onnxruntime.png), so an existing one is refused before any work, not after."""
+    import resnet8_onnx.backends as backends
+    from cli_runner import assert_refused
+
+    model = make_classifier(tmp_path / "m.onnx")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "confusion_onnxruntime.png").write_bytes(b"kept")
+
+    def no_load(*_args, **_kwargs):
+        raise AssertionError("the model was loaded before the outputs were checked")
+
+    monkeypatch.setattr(backends, "load_backend", no_load)
+    assert_refused(capsys, errors.OUTPUT_ERROR, "confusion_onnxruntime.png", "evaluate",
+                   str(model), "--out", str(out), "--limit", "8")
+    assert (out / "confusion_onnxruntime.png").read_bytes() == b"kept"

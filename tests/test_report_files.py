@@ -57,14 +57,55 @@ def test_write_reports_into_a_file_path_fails(tmp_path: Path) -> None:
         report.write_reports(make_record(n=200), target)
 
 
-def test_check_only_names_the_files_without_a_record(tmp_path: Path) -> None:
+def test_a_planned_report_set_is_checked_without_a_record(tmp_path: Path) -> None:
     """Commands check their report set before any model runs, when no record exists yet."""
-    targets = report.write_reports(None, tmp_path / "new", check_only=True)
-    assert {p.name for p in targets.values()} >= {"report.json", "per_class.csv"}
+    targets = report.check_planned(tmp_path / "new", report.evaluation_files("keras"),
+                                   force=False)
+    assert {p.name for p in targets.values()} == {
+        "report.json", "report.md", "per_class.csv", "confusion_keras.png"}
     assert not (tmp_path / "new").exists()
     (tmp_path / "compare.md").write_text("x")
     with pytest.raises(OutputError, match="already exists"):
-        report.write_compare_reports(None, tmp_path, check_only=True)
+        report.check_planned(tmp_path, report.compare_files(), force=False)
+    assert report.check_planned(tmp_path, report.compare_files(), force=True)
+
+
+def _written(record, out: Path, **opts) -> dict[str, str]:
+    return {k: p.name for k, p in report.write(record, out, **opts).items()}
+
+
+def test_every_plan_names_what_its_writer_writes(tmp_path: Path) -> None:
+    """The names checked before a run are the names written after it, for every report set
+    (``run`` with its int8 model included); ``write`` dispatches on the record's type."""
+    from resnet8_onnx.records import QuantizationRecord
+
+    evaluation = make_record()
+    assert _written(evaluation, tmp_path / "e") == report.evaluation_files("onnxruntime")
+    assert (_written(evaluation, tmp_path / "s", stem="m")
+            == report.evaluation_files("onnxruntime", stem="m")
+            == report.files_for(evaluation, stem="m"))
+    comparison = make_comparison()
+    int8 = make_record(backend="onnxruntime")
+    int8.model.quantization = "int8"
+    comparison.models.append(int8)
+    assert _written(comparison, tmp_path / "r") == report.comparison_files(
+        [("keras", None), ("onnxruntime", None), ("onnxruntime", "int8")])
+    assert "png_onnxruntime_int8" in report.files_for(comparison)
+    comparison.kind = "compare"
+    assert _written(comparison, tmp_path / "c") == report.compare_files()
+    quantization = QuantizationRecord()
+    assert _written(quantization, tmp_path / "q") == report.quantization_files()
+    with pytest.raises(TypeError):
+        report.files_for(object())  # type: ignore[arg-type]
+
+
+def test_run_plans_every_file_it_writes(tmp_path: Path) -> None:
+    from resnet8_onnx.pipeline import planned_outputs
+
+    names = [p.name for p in planned_outputs(tmp_path, int8=True)]
+    assert names == ["model.onnx", "model_int8.onnx", "report.json", "report.md",
+                     "per_class.csv", "confusion_keras.png", "confusion_onnxruntime.png",
+                     "confusion_onnxruntime_int8.png"]
 
 
 def test_write_comparison_reports(tmp_path: Path) -> None:

@@ -36,7 +36,6 @@ from resnet8_onnx.records import (
     DataInfo,
     EvaluationRecord,
     Figures,
-    ModelInfo,
     Parity,
     QuantEvaluation,
     QuantizationRecord,
@@ -45,10 +44,16 @@ from resnet8_onnx.records import (
     VerificationRecord,
     Versus,
 )
-from resnet8_onnx.report import format_threshold, int8_verdict_line, write_comparison_reports
+from resnet8_onnx.report import (
+    check_planned,
+    comparison_files,
+    format_threshold,
+    int8_verdict_line,
+    write_comparison_reports,
+)
 from resnet8_onnx.report.sections import _speed_line, evaluation_speedup
 from resnet8_onnx.support.errors import InputNotFoundError, VerificationFailedError, remedied
-from resnet8_onnx.support.fsutil import check_writable, refuse_overwriting_inputs
+from resnet8_onnx.support.fsutil import refuse_overwriting_inputs
 from resnet8_onnx.support.progress import note, status
 from resnet8_onnx.verify import DEFAULT_ATOL, DEFAULT_RTOL, verify_outputs
 
@@ -71,22 +76,24 @@ def resolve_model(model: str | os.PathLike[str] | None, data_dir: str | os.PathL
 _RUN_BACKENDS = ("keras", "onnxruntime")
 
 
-def check_outputs(out_dir: str | os.PathLike[str], *, force: bool = False,
-                  int8: bool = False) -> list[Path]:
-    """Every file ``run`` writes into ``out_dir``, each checked (exists without ``force``, not
-    writable) without creating anything: a refusal costs nothing instead of the whole run."""
+def planned_outputs(out_dir: str | os.PathLike[str], *, int8: bool = False) -> list[Path]:
+    """Every file ``run`` writes into ``out_dir``: the models, then the report set."""
     out = Path(out_dir)
-    stubs = [ModelInfo(backend=b) for b in _RUN_BACKENDS]
+    runs: list[tuple[str, str | None]] = [(b, None) for b in _RUN_BACKENDS]
     models = [out / "model.onnx"]
     if int8:
-        stubs.append(ModelInfo(backend="onnxruntime", quantization="int8"))
+        runs.append(("onnxruntime", "int8"))
         models.append(out / "model_int8.onnx")
-    stub = ComparisonRecord(models=[EvaluationRecord(model=m) for m in stubs])
-    reports = write_comparison_reports(stub, out, force=force, check_only=True)
-    if out.is_dir():
-        for path in models:
-            check_writable(path, force=force)
-    return [*models, *reports.values()]
+    return [*models, *(out / name for name in comparison_files(runs).values())]
+
+
+def check_outputs(out_dir: str | os.PathLike[str], *, force: bool = False,
+                  int8: bool = False) -> list[Path]:
+    """:func:`planned_outputs`, each checked (exists without ``force``, not writable) without
+    creating anything: a refusal costs nothing instead of the whole run."""
+    planned = planned_outputs(out_dir, int8=int8)
+    check_planned(out_dir, {str(p): p.name for p in planned}, force=force)
+    return planned
 
 
 def build_verdict(keras: EvaluationRecord, onnx: EvaluationRecord, parity: Parity,

@@ -118,15 +118,30 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return errors.OK if report.passed else errors.VERIFICATION_FAILED
 
 
+def _planned_runtime(args: argparse.Namespace) -> str:
+    """The runtime ``evaluate`` will run the model with, known before loading it: the report's
+    confusion PNG carries its name. A model whose kind cannot be told yet is refused by the
+    model checks that follow; its placeholder name is never written."""
+    from resnet8_onnx.backends import backend_for, runtimes_for
+
+    try:
+        if args.runtime is not None:
+            return runtimes_for([args.model], [args.runtime])[0]
+        return str(args.backend or backend_for(args.model))
+    except errors.UsageError:
+        return "model"
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from resnet8_onnx.backends import load_backend, runtimes_for
     from resnet8_onnx.backends.base import HasSession, able
     from resnet8_onnx.backends.onnxrt.testdata import check_destination
     from resnet8_onnx.evaluate import evaluate
     from resnet8_onnx.metrics import meets_accuracy
-    from resnet8_onnx.report import write_reports
+    from resnet8_onnx.report import evaluation_files, write_reports
 
-    out_dir = _check_outputs(args, files=[args.json], reports=write_reports,
+    out_dir = _check_outputs(args, files=[args.json],
+                             reports=evaluation_files(_planned_runtime(args)),
                              inputs=[args.model, args.indices], models=[args.model],
                              directories=[(args.save_test_data,
                                            lambda d: check_destination(d, force=args.force))])
@@ -219,9 +234,10 @@ def _write_reports_locked(
     a failed write leaves neither files nor a directory this invocation created."""
     if out_dir is None:
         return
+    from resnet8_onnx.report import check_planned, files_for
     from resnet8_onnx.support.fsutil import report_directory
 
-    targets = write(record, out_dir, force=force, check_only=True).values()
+    targets = check_planned(out_dir, files_for(record), force=force).values()
     with report_directory(out_dir, targets):
         written = write(record, out_dir, force=force)
     _list_written(written.values())
@@ -281,11 +297,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from resnet8_onnx.compare import compare_models
-    from resnet8_onnx.report import render_compare_terminal, write_compare_reports
+    from resnet8_onnx.report import compare_files, render_compare_terminal, write_compare_reports
 
     if len(args.models) < 2:
         raise errors.UsageError("compare needs at least two models (the first is the reference)")
-    out_dir = _check_outputs(args, files=[args.json], reports=write_compare_reports,
+    out_dir = _check_outputs(args, files=[args.json], reports=compare_files(),
                              inputs=[*args.models, args.indices], models=args.models)
     _check_models(args.models)
     _check_device(args, args.models)
@@ -316,14 +332,18 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         load_calibration_data,
         quantize,
     )
-    from resnet8_onnx.report import render_quantization_terminal, write_quantization_reports
+    from resnet8_onnx.report import (
+        quantization_files,
+        render_quantization_terminal,
+        write_quantization_reports,
+    )
 
     model = Path(args.model)
     # Default: ./STEM_int8.onnx in the current directory, as convert: never beside the input.
     output = args.output or f"{model.stem}_int8.onnx"
     # Before any work, nothing written on refusal; never onto the model or calibration images.
     out_dir = _check_outputs(args, files=[args.json, output],
-                             reports=write_quantization_reports,
+                             reports=quantization_files(),
                              inputs=[args.model, args.calibration_data,
                                      args.calibration_indices, args.indices],
                              models=[args.model])

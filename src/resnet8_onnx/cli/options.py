@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -211,12 +211,13 @@ def _emit_text(text: str, destination: str, *, force: bool) -> None:
 
 
 def _check_outputs(args: argparse.Namespace, *, files: Sequence[str | None] = (),
-                   reports: Any = None, inputs: Sequence[str | None] = (),
+                   reports: Mapping[str, str] | None = None,
+                   inputs: Sequence[str | None] = (),
                    directories: Sequence[tuple[str | None, Any]] = (),
                    models: Sequence[str | None] = ()) -> Path | None:
     """Refuse every output before any work: one that would overwrite an input (``--force`` or
-    not), exists without ``--force``, or cannot be written. ``reports`` is the writer of the
-    ``--out`` report set, asked which files it would write; ``directories`` are (directory,
+    not), exists without ``--force``, or cannot be written. ``reports`` are the file names of the
+    ``--out`` report set (``report.evaluation_files`` …); ``directories`` are (directory,
     its check) pairs such as ``--save-test-data``; returns the ``--out`` directory.
     The outputs are remembered so :func:`_load_data` can check them against the data files
     it finds; until then nothing is created under ``--data-dir``, not even a probe file.
@@ -236,7 +237,9 @@ def _check_outputs(args: argparse.Namespace, *, files: Sequence[str | None] = ()
     with probes_deferred(_named_data_roots(args)) as pending:
         targets: list[Path] = []
         if reports is not None and out_dir is not None:
-            targets = list(reports(None, out_dir, force=args.force, check_only=True).values())
+            from resnet8_onnx.report import check_planned
+
+            targets = list(check_planned(out_dir, reports, force=args.force).values())
         planned = [*(Path(f) for f in files if f not in (None, "-")), *targets,
                    *(Path(d) for d, _ in directories if d is not None)]
         refuse_overwriting_inputs(planned, inputs)

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TypeVar
 
-from resnet8_onnx.records import ComparisonRecord, EvaluationRecord, QuantizationRecord
+from resnet8_onnx.records import ComparisonRecord, EvaluationRecord, QuantizationRecord, Record
 from resnet8_onnx.report.csv_ import (
     compare_csv,
     compare_per_class_csv,
@@ -27,7 +26,7 @@ from resnet8_onnx.report.markdown import (
     quantization_markdown,
 )
 from resnet8_onnx.report.png import confusion_matrix_png
-from resnet8_onnx.report.text import confusion_png_names
+from resnet8_onnx.report.text import confusion_names
 from resnet8_onnx.support.fsutil import (
     check_output_dir,
     check_writable,
@@ -37,36 +36,73 @@ from resnet8_onnx.support.fsutil import (
 )
 
 Renderer = Callable[[], str | bytes]
+#: A report set's files: key → file name, known before anything runs.
+FileNames = dict[str, str]
 
 
-_R = TypeVar("_R")
+# --------------------------------------------------------------------------- the plans
+def evaluation_files(runtime: str, *, stem: str = "report") -> FileNames:
+    """The files ``evaluate --out`` writes for a model run by ``runtime``."""
+    plain = stem == "report"
+    return {"json": f"{stem}.json", "markdown": f"{stem}.md",
+            "csv": "per_class.csv" if plain else f"{stem}_per_class.csv",
+            "png": f"confusion_{runtime}.png" if plain else f"{stem}_confusion.png"}
 
 
-def _given(record: _R | None) -> _R:
-    """The record a writer renders: ``None`` is only for ``check_only`` (nothing rendered)."""
-    if record is None:
-        raise ValueError("no record to write (None is for check_only)")
-    return record
+def comparison_files(models: Sequence[tuple[str, str | None]]) -> FileNames:
+    """The files of a ``run`` report directory; ``models`` are (runtime, quantization) pairs
+    in report order."""
+    names: FileNames = {"json": "report.json", "markdown": "report.md", "csv": "per_class.csv"}
+    for png in confusion_names(models):
+        names[f"png_{png.removeprefix('confusion_').removesuffix('.png')}"] = png
+    return names
+
+
+def compare_files() -> FileNames:
+    """The files ``compare --out`` writes."""
+    return {"json": "compare.json", "markdown": "compare.md", "csv": "compare.csv",
+            "per_class_csv": "compare_per_class.csv"}
+
+
+def quantization_files() -> FileNames:
+    """The files ``quantize --out`` writes."""
+    return {"json": "quantize.json", "markdown": "quantize.md"}
+
+
+def files_for(record: Record, *, stem: str = "report") -> FileNames:
+    """The report set's file names of ``record``, by its type (what :func:`write` writes)."""
+    if isinstance(record, EvaluationRecord):
+        return evaluation_files(record.model.backend, stem=stem)
+    if isinstance(record, QuantizationRecord):
+        return quantization_files()
+    if isinstance(record, ComparisonRecord):
+        if record.kind == "compare":
+            return compare_files()
+        return comparison_files([(m.model.backend, m.model.quantization)
+                                 for m in record.models])
+    raise TypeError(f"no report set for a {type(record).__name__}")
+
+
+def check_planned(out_dir: str | os.PathLike[str], names: Mapping[str, str], *,
+                  force: bool) -> dict[str, Path]:
+    """Refuse, creating nothing, a report set that could not be written into ``out_dir``
+    (a file there without ``force``, a directory that cannot be made): checked before a
+    command's expensive work, so a refusal costs nothing. Returns key → path."""
+    directory = check_output_dir(out_dir)
+    targets = {key: directory / name for key, name in names.items()}
+    if directory.is_dir():
+        for path in targets.values():
+            check_writable(path, force=force)
+    return targets
 
 
 def write_all(out_dir: str | os.PathLike[str], contents: Mapping[str, tuple[str, Renderer]],
-               *, force: bool, check_only: bool = False) -> dict[str, Path]:
+              *, force: bool) -> dict[str, Path]:
     """Check every target, then render and write each file atomically.
 
     Checking all targets before rendering or writing anything means a refused overwrite
     fails fast and leaves the directory exactly as it was, not with half a new report.
-    ``check_only`` does just the checks, creating and rendering nothing, and returns the
-    paths: commands call it before their expensive work, so a report that would be refused
-    is refused before the models run, not after. The writers below take ``None`` for the
-    record then: only the file names are needed.
     """
-    if check_only:
-        directory = check_output_dir(out_dir)
-        targets = {key: directory / name for key, (name, _) in contents.items()}
-        if directory.is_dir():
-            for path in targets.values():
-                check_writable(path, force=force)
-        return targets
     directory = prepare_output_dir(out_dir)
     targets = {key: directory / name for key, (name, _) in contents.items()}
     for path in targets.values():
@@ -81,9 +117,8 @@ def write_all(out_dir: str | os.PathLike[str], contents: Mapping[str, tuple[str,
     return written
 
 
-def write_reports(record: EvaluationRecord | None, out_dir: str | os.PathLike[str], *,
-                  force: bool = False, stem: str = "report",
-                  check_only: bool = False) -> dict[str, Path]:
+def write_reports(record: EvaluationRecord, out_dir: str | os.PathLike[str], *,
+                  force: bool = False, stem: str = "report") -> dict[str, Path]:
     """Write ``report.json``, ``report.md``, ``per_class.csv``, ``confusion_<backend>.png``.
 
     The same names as the ``run`` report directory (:func:`write_comparison_reports`), so a
@@ -92,59 +127,65 @@ def write_reports(record: EvaluationRecord | None, out_dir: str | os.PathLike[st
     (its parent must exist). Existing files are refused unless ``force``. Returns
     ``{"json", "markdown", "csv", "png"}`` → path.
     """
-    record = record if record is not None else EvaluationRecord()  # check_only: names only
-    plain = stem == "report"
-    png = f"confusion_{record.model.backend}.png" if plain else f"{stem}_confusion.png"
-    contents: dict[str, tuple[str, Renderer]] = {
-        "json": (f"{stem}.json", lambda: to_json(record)),
-        "markdown": (f"{stem}.md", lambda: markdown_summary(record, image=png)),
-        "csv": ("per_class.csv" if plain else f"{stem}_per_class.csv",
-                lambda: per_class_csv(record)),
-        "png": (png, lambda: confusion_matrix_png(record)),
-    }
-    return write_all(out_dir, contents, force=force, check_only=check_only)
+    names = evaluation_files(record.model.backend, stem=stem)
+    return write_all(out_dir, {
+        "json": (names["json"], lambda: to_json(record)),
+        "markdown": (names["markdown"], lambda: markdown_summary(record, image=names["png"])),
+        "csv": (names["csv"], lambda: per_class_csv(record)),
+        "png": (names["png"], lambda: confusion_matrix_png(record)),
+    }, force=force)
 
 
-def write_comparison_reports(comparison: ComparisonRecord | None,
-                             out_dir: str | os.PathLike[str], *, force: bool = False,
-                             check_only: bool = False) -> dict[str, Path]:
+def write_comparison_reports(comparison: ComparisonRecord, out_dir: str | os.PathLike[str],
+                             *, force: bool = False) -> dict[str, Path]:
     """Write ``report.json``, ``report.md``, ``per_class.csv`` and ``confusion_<backend>.png``.
 
     Returns ``{"json", "markdown", "csv", "png_<backend>"...}`` → path.
     """
-    comparison = comparison if comparison is not None else ComparisonRecord()
-    contents: dict[str, tuple[str, Renderer]] = {
-        "json": ("report.json", lambda: to_json(comparison)),
-        "markdown": ("report.md", lambda: comparison_markdown(comparison)),
-        "csv": ("per_class.csv", lambda: comparison_per_class_csv(comparison)),
-    }
     models = comparison.models
-    for png, record in zip(confusion_png_names(models), models, strict=True):
-        contents[f"png_{png.removeprefix('confusion_').removesuffix('.png')}"] = (
-            png, functools.partial(confusion_matrix_png, record))
-    return write_all(out_dir, contents, force=force, check_only=check_only)
+    names = comparison_files([(m.model.backend, m.model.quantization) for m in models])
+    contents: dict[str, tuple[str, Renderer]] = {
+        "json": (names.pop("json"), lambda: to_json(comparison)),
+        "markdown": (names.pop("markdown"), lambda: comparison_markdown(comparison)),
+        "csv": (names.pop("csv"), lambda: comparison_per_class_csv(comparison)),
+    }
+    for (key, png), record in zip(names.items(), models, strict=True):
+        contents[key] = (png, functools.partial(confusion_matrix_png, record))
+    return write_all(out_dir, contents, force=force)
 
 
-def write_compare_reports(record: ComparisonRecord | None, out_dir: str | os.PathLike[str], *,
-                          force: bool = False, check_only: bool = False) -> dict[str, Path]:
-    """Write ``compare.json``, ``compare.md``, ``compare.csv``, ``compare_per_class.csv``.
-
-    Every target is checked before anything is written (see ``report.write_all``, also for
-    ``check_only``).
-    """
+def write_compare_reports(record: ComparisonRecord, out_dir: str | os.PathLike[str], *,
+                          force: bool = False) -> dict[str, Path]:
+    """Write ``compare.json``, ``compare.md``, ``compare.csv``, ``compare_per_class.csv``
+    (every target checked before anything is written)."""
+    names = compare_files()
     return write_all(out_dir, {
-        "json": ("compare.json", lambda: to_json(record)),
-        "markdown": ("compare.md", lambda: compare_markdown(_given(record))),
-        "csv": ("compare.csv", lambda: compare_csv(_given(record))),
-        "per_class_csv": ("compare_per_class.csv",
-                          lambda: compare_per_class_csv(_given(record))),
-    }, force=force, check_only=check_only)
+        "json": (names["json"], lambda: to_json(record)),
+        "markdown": (names["markdown"], lambda: compare_markdown(record)),
+        "csv": (names["csv"], lambda: compare_csv(record)),
+        "per_class_csv": (names["per_class_csv"], lambda: compare_per_class_csv(record)),
+    }, force=force)
 
 
-def write_quantization_reports(record: QuantizationRecord | None,
-                               out_dir: str | os.PathLike[str], *, force: bool = False,
-                             check_only: bool = False) -> dict[str, Path]:
+def write_quantization_reports(record: QuantizationRecord, out_dir: str | os.PathLike[str], *,
+                               force: bool = False) -> dict[str, Path]:
     """Write ``quantize.json`` and ``quantize.md`` (all targets checked before writing)."""
-    contents = {"json": ("quantize.json", lambda: to_json(record)),
-                "markdown": ("quantize.md", lambda: quantization_markdown(_given(record)))}
-    return write_all(out_dir, contents, force=force, check_only=check_only)
+    names = quantization_files()
+    return write_all(out_dir, {
+        "json": (names["json"], lambda: to_json(record)),
+        "markdown": (names["markdown"], lambda: quantization_markdown(record)),
+    }, force=force)
+
+
+def write(record: Record, out_dir: str | os.PathLike[str], *, force: bool = False,
+          stem: str = "report") -> dict[str, Path]:
+    """Write ``record``'s report set into ``out_dir``, the writer chosen by its type."""
+    if isinstance(record, EvaluationRecord):
+        return write_reports(record, out_dir, force=force, stem=stem)
+    if isinstance(record, QuantizationRecord):
+        return write_quantization_reports(record, out_dir, force=force)
+    if isinstance(record, ComparisonRecord):
+        if record.kind == "compare":
+            return write_compare_reports(record, out_dir, force=force)
+        return write_comparison_reports(record, out_dir, force=force)
+    raise TypeError(f"no report set for a {type(record).__name__}")

@@ -73,7 +73,12 @@ def model_name(record: EvaluationRecord) -> str:
 def confusion_png_names(models: Sequence[EvaluationRecord]) -> list[str]:
     """The confusion-matrix PNG of each model in a ``run`` report directory, in model order:
     ``confusion_<backend>[_<quantization>].png``, numbered when two would share a name."""
-    names = [r.model.backend + (f"_{q}" if (q := r.model.quantization) else "") for r in models]
+    return confusion_names([(r.model.backend, r.model.quantization) for r in models])
+
+
+def confusion_names(models: Sequence[tuple[str, str | None]]) -> list[str]:
+    """:func:`confusion_png_names` from (runtime, quantization) pairs: known before a run."""
+    names = [runtime + (f"_{q}" if q else "") for runtime, q in models]
     return [f"confusion_{n if names.count(n) == 1 else f'{n}_{i + 1}'}.png"
             for i, n in enumerate(names)]
 
