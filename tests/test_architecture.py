@@ -209,3 +209,38 @@ def test_the_length_reader_counts_nested_functions_and_spares_parser_builders() 
 @pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: p.name)
 def test_no_function_over_80_lines(path: Path) -> None:
     assert long_functions(path.read_text(encoding="utf-8")) == []
+
+
+# --------------------------------------------------------------------------- one shape
+#: The only ``X.from_dict`` calls outside records/, each reading JSON-shaped data it did not
+#: build: (file, class) → what it reads.
+READS_JSON = {
+    ("preprocess.py", "Preprocessing"): "the spec stored in a model's metadata",
+    ("backends/pytorch/state_dict.py", "ResNet8Config"): "the config stored beside weights",
+    ("verify.py", "Structure"): "the structure report a runner's `structure()` returns",
+}
+
+
+def from_dict_calls(source: str) -> list[tuple[int, str]]:
+    """(line, class) of each ``Class.from_dict(...)`` call in ``source``."""
+    return [(node.lineno, ast.unparse(node.func.value)) for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "from_dict"]
+
+
+def test_the_from_dict_reader_finds_calls() -> None:
+    source = "x = Speed.from_dict({'a': 1})\ny = f(a=records.P.from_dict(d))\n"
+    assert from_dict_calls(source) == [(1, "Speed"), (2, "records.P")]
+    assert from_dict_calls("def from_dict(d):\n    return d\n") == []
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: p.name)
+def test_producers_build_records_directly(path: Path) -> None:
+    """One shape per result: producers construct record parts by keyword; ``from_dict`` is
+    for JSON read back (records/ itself, and the reads listed in READS_JSON)."""
+    relative = path.relative_to(PACKAGE).as_posix()
+    if relative.startswith("records/"):
+        return
+    bridged = [(line, kind) for line, kind in from_dict_calls(path.read_text(encoding="utf-8"))
+               if (relative, kind) not in READS_JSON]
+    assert not bridged, f"{relative}: a record part bridged through from_dict at {bridged}"

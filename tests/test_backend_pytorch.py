@@ -51,7 +51,7 @@ def test_backend_loads_a_pt2_and_describes_itself(tiny_pt2: Path) -> None:
 def test_dynamic_batch_and_macs(tiny_pt2: Path) -> None:
     backend = load_backend(tiny_pt2)
     images = np.random.default_rng(1).integers(0, 256, (256, 32, 32, 3)).astype(np.float32)
-    assert check_dynamic_batch(backend, images)["passed"]
+    assert check_dynamic_batch(backend, images).passed
     # MACs of the MLCommons ResNet8 from its shapes: stem + 3 stacks + dense.
     convs = [(32 * 32, 3 * 9, 16), (32 * 32, 16 * 9, 16), (32 * 32, 16 * 9, 16),
              (16 * 16, 16 * 9, 32), (16 * 16, 32 * 9, 32), (16 * 16, 16, 32),

@@ -122,7 +122,7 @@ def test_verify_checks_a_candidate_through_its_declared_abilities(tmp_path: Path
     candidate = DeclaredOnly(load_backend(path, output="probabilities"))
     checks = structure_checks(candidate, candidate)
     assert checks["interface_problems"] == []  # the chosen output, not the pooled features
-    assert checks["provenance"]["note"] == "the ONNX metadata records no source checksum"
+    assert checks["provenance"].note == "the ONNX metadata records no source checksum"
 
 
 def test_provenance_is_checked_for_a_reference_declaring_it_a_conversion_source(
@@ -135,12 +135,12 @@ def test_provenance_is_checked_for_a_reference_declaring_it_a_conversion_source(
     claims = {"metadata": {"source_sha256": sha}}
     reference.abilities = reference.abilities - {"conversion_source"}
     unknown = check_provenance(reference, claims)  # a runtime convert reads nothing of
-    assert unknown["converted_from_reference"] is None
-    assert "not a conversion source" in unknown["note"]
+    assert unknown.converted_from_reference is None
+    assert "not a conversion source" in (unknown.note or "")
     reference.abilities = reference.abilities | {"conversion_source"}
-    assert check_provenance(reference, claims)["converted_from_reference"] is True
+    assert check_provenance(reference, claims).converted_from_reference is True
     other = {"metadata": {"source_sha256": "0" * 64}}
-    assert check_provenance(reference, other)["converted_from_reference"] is False
+    assert check_provenance(reference, other).converted_from_reference is False
 
 
 class _NumpyRunner(RawPixelRunner):

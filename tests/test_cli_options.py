@@ -188,17 +188,17 @@ def test_save_optimized_with_two_models_is_refused_before_the_data_search(tmp_pa
 
 
 def test_quantize_tolerance_is_points_in_help_and_in_the_choice() -> None:
-    from resnet8_onnx.quantize.recipe import select_candidate
+    from resnet8_onnx.quantize.recipe import Trial, select_candidate
 
     quantize = build_parser()._subparsers._group_actions[0].choices["quantize"]
     (tolerance,) = [a for a in quantize._actions if a.dest == "tolerance"]
     assert "0.5 points" in tolerance.help % {"default": tolerance.default}
-    working = [{"agreement": 990, "ips": 100.0}, {"agreement": 986, "ips": 300.0},
-               {"agreement": 984, "ips": 500.0}]
+    working = [Trial(agreement=990, ips=100.0), Trial(agreement=986, ips=300.0),
+               Trial(agreement=984, ips=500.0)]
     chosen, reason = select_candidate(working, "auto", 0.005, 1000)
     # 98.6 % is within 0.5 points of 99.0 %, 98.4 % is not (an independent check of the rule)
     assert chosen is working[1]
-    assert [c["eligible"] for c in working] == [True, True, False]
+    assert [c.eligible for c in working] == [True, True, False]
     assert "within 0.5 points of the best" in reason
     assert "within 0.5%" not in reason  # agreement is in points; the timing noise is a %
 

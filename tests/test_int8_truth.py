@@ -122,8 +122,9 @@ def test_layerwise_matches_keras_convolutions_to_conv_outputs(int8_models,
     images, _ = cifar_test_images(8)
     qdq = localise_divergence(keras_backend, onnxrt.load(int8_models["qdq"]), images)
     producers = _producers(int8_models["qdq"])
-    layers = {e["layer"]: e for e in qdq["layers"]}
-    for entry in qdq["layers"]:
+    layers = {e.layer: e.extra for e in qdq.layers or []}
+    for match in qdq.layers or []:
+        entry = {"layer": match.layer, **match.extra}
         if entry["class"] == "Conv2D":  # the Conv's own output, never one after BN/ReLU
             assert producers[entry["onnx_tensor"]] == "Conv", entry
         if entry["class"] == "Activation" and entry["layer"] != "activation_7":
@@ -133,13 +134,14 @@ def test_layerwise_matches_keras_convolutions_to_conv_outputs(int8_models,
     # The int8 Conv computes the BatchNormalization folded into it: conv2d has no tensor of
     # its own, so it is not the first diverging layer.
     assert layers["conv2d"]["fused_into"] == "batch_normalization"
-    first = qdq["first_diverging_layer"]
+    first = qdq.first_diverging_layer
     assert first is not None
-    assert "fused_into" not in first
+    assert "fused_into" not in first.extra
 
     qop = localise_divergence(keras_backend, onnxrt.load(int8_models["qoperator"]), images)
     producers = _producers(int8_models["qoperator"])
-    for entry in qop["layers"]:
+    for match in qop.layers or []:
+        entry = match.extra
         if entry["class"] == "Conv2D":  # a QLinearConv output, dequantised
             tensor = entry["onnx_tensor"].removesuffix(" (dequantised)")
             assert producers[tensor] == "QLinearConv", entry

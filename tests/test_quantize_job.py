@@ -60,6 +60,13 @@ def test_auto_quantisation_record_and_model(tmp_path, monkeypatch) -> None:
     assert again == QuantizationRecord.from_dict(json.loads(to_json(record.to_dict())))
     assert again.recipe == record.recipe
     assert again.cpu == NO_VNNI
+    # built by keyword, the record has the keys, in the order, of the record read back
+    built, back = record.to_dict(), again.to_dict()
+    assert list(built) == list(back)
+    for block in ("source", "selection", "calibration", "holdout", "speed"):
+        assert list(built[block]) == list(back[block]), block
+    assert [list(c) for c in built["candidates"]] == [list(c) for c in back["candidates"]]
+    assert json.loads(to_json(back)) == d
     assert again.chosen == record.chosen
     assert json.loads(to_json(again.to_dict())) == d
     # the written model: checked, quantised, float input, source + quantisation metadata

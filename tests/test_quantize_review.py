@@ -34,9 +34,9 @@ def test_int8_activations_with_uint8_weights_is_a_usage_error_before_any_work(
 # ------------------------------------------------- item 10: the most faithful is by agreement
 def test_with_nothing_eligible_the_most_faithful_is_chosen_by_agreement() -> None:
     qdq, qop = q.Recipe(format="qdq"), q.Recipe(format="qoperator")
-    working = [{"recipe": qdq, "agreement": 800, "mean_abs_diff": 0.2, "ips": 9.0, "index": 0},
-               {"recipe": qop, "agreement": 900, "mean_abs_diff": 0.3, "ips": 5.0, "index": 1},
-               {"recipe": qop, "agreement": 900, "mean_abs_diff": 0.1, "ips": 4.0, "index": 2}]
+    working = [q.Trial(recipe=qdq, agreement=800, mean_abs_diff=0.2, ips=9.0, index=0),
+               q.Trial(recipe=qop, agreement=900, mean_abs_diff=0.3, ips=5.0, index=1),
+               q.Trial(recipe=qop, agreement=900, mean_abs_diff=0.1, ips=4.0, index=2)]
     chosen, reason = q.select_candidate(working, "auto", 0.005, 1000, min_agreement=0.95)
     assert chosen is working[2]  # the best agreement, then the smallest mean |Δ|
     assert "900/1,000" in reason

@@ -130,8 +130,8 @@ def test_dynamic_batch_on_generated_model(tmp_path) -> None:
     backend = load_onnx(make_classifier(tmp_path / "m.onnx"))
     images = np.random.default_rng(0).integers(0, 256, (40, 32, 32, 3)).astype(np.float32)
     result = check_dynamic_batch(backend, images, sizes=(1, 7, 40))
-    assert result["passed"]
-    assert set(result["batch_sizes"]) == {"1", "7", "40"}
+    assert result.passed
+    assert set(result.batch_sizes) == {"1", "7", "40"}
 
 
 # --------------------------------------------------------------------------- real model

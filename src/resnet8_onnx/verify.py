@@ -13,6 +13,7 @@ import numpy as np
 
 from resnet8_onnx.backends.base import (
     CONVERSION_SOURCE,
+    BackendInfo,
     HasLayerOutputs,
     HasParameters,
     HasSession,
@@ -26,15 +27,18 @@ from resnet8_onnx.evaluate import DEFAULT_BATCH_SIZE, predict_all, run_settings
 from resnet8_onnx.machine import check_batch_fits
 from resnet8_onnx.records import (
     DynamicBatch,
+    LayerMatch,
     Layerwise,
     Parity,
     Provenance,
     RunnerInfo,
     Structure,
+    Tolerance,
     VerificationRecord,
 )
 from resnet8_onnx.support.errors import InvalidInputError, UsageError
 from resnet8_onnx.support.facade import callable_module
+from resnet8_onnx.support.fsutil import recorded_path
 
 if TYPE_CHECKING:
     from resnet8_onnx.backends.base import Backend
@@ -145,7 +149,7 @@ def compare_outputs(
 def check_dynamic_batch(
     backend: Backend, images: np.ndarray, *, sizes: tuple[int, ...] = DYNAMIC_BATCH_SIZES,
     atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL,
-) -> dict[str, Any]:
+) -> DynamicBatch:
     """Same per-sample outputs whatever the batch size (1, a prime, a large one)?
 
     The largest batch is the reference; every other size must reproduce it per sample.
@@ -159,8 +163,8 @@ def check_dynamic_batch(
         chunks = [backend.predict(x[i:i + size]) for i in range(0, largest, size)]
         cmp = compare_outputs(reference, np.concatenate(chunks), atol=atol, rtol=rtol)
         results[str(size)] = {"max_abs_diff": cmp.max_abs_diff, "passed": cmp.passed}
-    return {"samples": largest, "batch_sizes": results,
-            "passed": all(r["passed"] for r in results.values())}
+    return DynamicBatch(passed=all(r["passed"] for r in results.values()), samples=largest,
+                        batch_sizes=results)
 
 
 # --------------------------------------------------------------------------- layerwise
@@ -238,7 +242,7 @@ def _match_layers(
     order: list[tuple[str, str]], keras_values: dict[str, np.ndarray],
     onnx_values: dict[str, np.ndarray], origins: dict[str, tuple[str, bool]], *,
     atol: float, rtol: float,
-) -> list[dict[str, Any]]:
+) -> list[LayerMatch]:
     """Each Keras layer against its closest ONNX tensor among those its class allows.
 
     One tensor stands for one layer: when several layers' closest tensor is the same (an
@@ -269,13 +273,14 @@ def _match_layers(
         owner = best.get(entry["onnx_tensor"])
         if owner is not None and owner is not entry and not entry["matched"]:
             entry["fused_into"] = owner["layer"]
-    return layers
+    return [LayerMatch(layer=e.pop("layer"), matched=e.pop("matched"),
+                       max_abs_diff=e.pop("max_abs_diff"), extra=e) for e in layers]
 
 
 def localise_divergence(
     reference: Backend, candidate: Backend, images: np.ndarray, *,
     atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL,
-) -> dict[str, Any]:
+) -> Layerwise:
     """Find the first reference layer whose output no candidate tensor reproduces.
 
     ``reference`` declares the ``layer_outputs`` ability (Keras), ``candidate`` the
@@ -315,16 +320,16 @@ def localise_divergence(
                     stack.append(c)
         return seen
 
-    matched = {entry["layer"] for entry in layers if entry["matched"]}
+    matched = {entry.layer for entry in layers if entry.matched}
     first = next((entry for entry in layers
-                  if not entry["matched"] and "fused_into" not in entry
-                  and not (descendants(entry["layer"]) & matched)), None)
-    return {"samples": len(batch),
-            "tolerance": {"atol": atol, "rtol": rtol, "rule": LAYER_TOLERANCE_RULE},
-            "layers": layers, "first_diverging_layer": first}
+                  if not entry.matched and "fused_into" not in entry.extra
+                  and not (descendants(entry.layer) & matched)), None)
+    return Layerwise(layers=layers, first_diverging_layer=first,
+                     tolerance=Tolerance(atol=atol, rtol=rtol, rule=LAYER_TOLERANCE_RULE),
+                     extra={"samples": len(batch)})
 
 
-def check_provenance(reference: Backend, structure: dict[str, Any]) -> dict[str, Any]:
+def check_provenance(reference: Backend, structure: dict[str, Any]) -> Provenance:
     """Was the ONNX file converted from this reference? Its metadata names its source's sha256.
 
     ``converted_from_reference`` is ``None`` when that cannot be told: the ONNX file records
@@ -333,18 +338,14 @@ def check_provenance(reference: Backend, structure: dict[str, Any]) -> dict[str,
     """
     meta = structure.get("metadata") or {}
     claimed = meta.get("source_sha256")
-    result: dict[str, Any] = {
-        "onnx_source_file": meta.get("source_file"),
-        "onnx_source_sha256": claimed,
-        "reference_sha256": reference.info.model_sha256,
-        "converted_from_reference": None,
-    }
+    result = Provenance(onnx_source_file=meta.get("source_file"), onnx_source_sha256=claimed,
+                        reference_sha256=reference.info.model_sha256)
     if not claimed:
-        result["note"] = "the ONNX metadata records no source checksum"
+        result.note = "the ONNX metadata records no source checksum"
     elif CONVERSION_SOURCE not in reference.abilities:
-        result["note"] = "the reference is not a file convert reads, so not a conversion source"
+        result.note = "the reference is not a file convert reads, so not a conversion source"
     else:
-        result["converted_from_reference"] = claimed == reference.info.model_sha256
+        result.converted_from_reference = claimed == reference.info.model_sha256
     return result
 
 
@@ -372,6 +373,16 @@ def structure_checks(
     }
 
 
+def runner_info(info: BackendInfo) -> RunnerInfo:
+    """A runner's account of itself as the record keeps it (path relative as recorded, the
+    runner's own ``extra`` block under the key ``extra``)."""
+    return RunnerInfo(name=info.name, model_path=recorded_path(info.model_path) or "",
+                      model_sha256=info.model_sha256, runtime_version=info.runtime_version,
+                      input_shape=list(info.input_shape), input_dtype=info.input_dtype,
+                      num_classes=info.num_classes,
+                      extra={"extra": info.extra} if info.extra else {})
+
+
 def verify_outputs(
     reference: Backend, candidate: Backend, images: np.ndarray,
     reference_outputs: np.ndarray, candidate_outputs: np.ndarray, *,
@@ -392,16 +403,16 @@ def verify_outputs(
                              indices=indices)
     dynamic = check_dynamic_batch(candidate, images, atol=atol, rtol=rtol)
     report = VerificationRecord(
-        passed=parity.passed and dynamic["passed"] and not problems,
+        passed=bool(parity.passed and dynamic.passed and not problems),
         samples=parity.samples or 0,  # compare_outputs counts both
         argmax_agreement=parity.argmax_agreement or 0,
         max_abs_diff=parity.max_abs_diff,
-        reference=RunnerInfo.from_dict(reference.info.to_dict()),
-        provenance=Provenance.from_dict(checks["provenance"]),
-        candidate=RunnerInfo.from_dict(candidate.info.to_dict()),
+        reference=runner_info(reference.info),
+        provenance=checks["provenance"],
+        candidate=runner_info(candidate.info),
         structure=Structure.from_dict(checks["structure"]),
         interface_problems=problems,
-        dynamic_batch=DynamicBatch.from_dict(dynamic),
+        dynamic_batch=dynamic,
         parity=parity,
         settings=run_settings(candidate.info.to_dict(), batch_size),
     )
@@ -417,8 +428,8 @@ def verify_outputs(
                 skipped="layer-by-layer comparison needs an ONNX candidate")
         elif able(reference, HasLayerOutputs) is not None:
             count = candidate.input_spec.fixed_batch or 32
-            report.layerwise = Layerwise.from_dict(localise_divergence(
-                reference, candidate, images[:count], atol=atol, rtol=rtol))
+            report.layerwise = localise_divergence(
+                reference, candidate, images[:count], atol=atol, rtol=rtol)
         else:
             report.layerwise = Layerwise(
                 skipped=f"{reference.info.name} exposes no layer outputs")

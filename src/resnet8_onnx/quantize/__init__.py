@@ -70,6 +70,7 @@ from resnet8_onnx.quantize.recipe import (
     DEFAULT_TOLERANCE,
     PRUNE_BELOW,
     SPEED_NOISE,
+    Trial,
     auto_grid,
     select_candidate,
 )
@@ -111,6 +112,7 @@ __all__ = [
     "LayerError",
     "QuantizationRecord",
     "Recipe",
+    "Trial",
     "auto_grid",
     "calibration_source",
     "find_calibration_source",

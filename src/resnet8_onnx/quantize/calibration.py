@@ -12,7 +12,7 @@ import dataclasses
 import hashlib
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,6 +29,7 @@ from resnet8_onnx.data import (
 )
 from resnet8_onnx.data.images import FolderRequest
 from resnet8_onnx.data.locations import data_dirs, walk
+from resnet8_onnx.records import ImageRole
 from resnet8_onnx.support.errors import InputNotFoundError, InvalidInputError, UsageError, remedied
 
 if TYPE_CHECKING:
@@ -243,21 +244,15 @@ def find_calibration_source(data_dir: str | os.PathLike[str] | None) -> Path | N
 
 
 def calibration_account(dataset: Dataset, positions: np.ndarray, images: np.ndarray,
-                         indices_note: str | None) -> dict[str, Any]:
+                         indices_note: str | None) -> ImageRole:
+    """The calibration images' role in the record: which, how chosen, whether test images."""
     test_images = dataset.split == "test"
-    described = dataset.describe()
-    return {
-        "source": described["source"],
-        "split": dataset.split,
-        "subset": dataset.subset,
-        "count": len(images),
-        "source_count": len(dataset),
-        "sha256": images_sha256(images),
-        "test_images": test_images,
-        "selection": _selection(dataset, len(images), indices_note),
-        "test_indices": None if dataset.indices is None or not test_images
-        else [int(i) for i in np.asarray(dataset.indices)[positions][:20]],
-    }
+    return ImageRole(
+        source=dataset.info().source, split=dataset.split, subset=dataset.subset,
+        count=len(images), source_count=len(dataset), sha256=images_sha256(images),
+        test_images=test_images, selection=_selection(dataset, len(images), indices_note),
+        test_indices=None if dataset.indices is None or not test_images
+        else [int(i) for i in np.asarray(dataset.indices)[positions][:20]])
 
 
 def _selection(dataset: Dataset, count: int, indices_note: str | None) -> str:

@@ -9,6 +9,7 @@ candidate stays in the record.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import os
@@ -55,11 +56,11 @@ from resnet8_onnx.quantize.recipe import (
     DEFAULT_TOLERANCE,
     PRUNE_BELOW,
     SPEED_NOISE,
+    Trial,
     auto_grid,
     select_candidate,
 )
 from resnet8_onnx.records import (
-    Candidate,
     FileFigures,
     ImageRole,
     LayerError,
@@ -125,13 +126,13 @@ class _Job:
 class _Outcome:
     """What the measurement decided, before it becomes a record."""
 
-    chosen: dict[str, Any]
+    chosen: Trial
     reason: str
     final: bytes
     standard_ops: bool
-    speed: dict[str, Any]
+    speed: Speed
     speedup: float | None
-    evaluation: dict[str, Any] | None
+    evaluation: QuantEvaluation | None
     layer_errors: list[LayerError] | None
     layer_errors_note: str | None
 
@@ -191,7 +192,7 @@ def quantize(
         with LoadMeter() as load:  # other work while timing makes the images/s noisy
             outcome = _measure_and_choose(job, candidates, tolerance, test_data, diagnose)
         if load.busy is not None:
-            outcome.speed["cpu_busy"] = load.busy
+            outcome.speed.cpu_busy = load.busy
         write_bytes_atomic(out, outcome.final, force=force)
     _add_notes(job)
     return _record(job, candidates, outcome, cpu, tolerance, cache_ok, started)
@@ -272,11 +273,11 @@ def _check_shape(model: FloatModel, dataset: Dataset) -> None:
         f"the model takes {takes} ({axes}, layout {spec.layout} from {source})")
 
 
-def _quantise_grid(job: _Job, grid: list[Recipe], cache_ok: bool) -> list[dict[str, Any]]:
+def _quantise_grid(job: _Job, grid: list[Recipe], cache_ok: bool) -> list[Trial]:
     """Each recipe quantised on the calibration images; a failure is kept as the candidate's
     error (one recipe alone failing is the user's error)."""
     model, cal_images = job.model, job.cal_images
-    candidates: list[dict[str, Any]] = []
+    candidates: list[Trial] = []
     left_out = dict(job.opset.left_out) if job.opset is not None else {}
     grid_kept = [r for r in grid if r not in left_out]
     if not grid_kept:
@@ -286,8 +287,7 @@ def _quantise_grid(job: _Job, grid: list[Recipe], cache_ok: bool) -> list[dict[s
                f"({len(cal_images):,} calibration images)", len(grid)) as advance:
         for k, r in enumerate(grid):
             if r in left_out:
-                candidates.append({"recipe": r, "path": None, "error": left_out[r],
-                                   "seconds": 0.0, "index": k})
+                candidates.append(Trial(recipe=r, index=k, error=left_out[r]))
                 advance(1)
                 continue
             path = job.tmp / f"candidate_{k}.onnx"
@@ -302,17 +302,16 @@ def _quantise_grid(job: _Job, grid: list[Recipe], cache_ok: bool) -> list[dict[s
                     raise InvalidInputError(f"{model.path}: ONNX Runtime could not quantise "
                                             f"with {r.label}: {one_line(exc)}") from exc
                 error = one_line(exc)
-            candidates.append({"recipe": r, "path": path, "error": error, "index": k,
-                               "seconds": round(time.perf_counter() - t0, 2)})
+            candidates.append(Trial(recipe=r, index=k, path=path, error=error,
+                                    seconds=round(time.perf_counter() - t0, 2)))
             advance(1)
-    if not any(c["error"] is None for c in candidates):
+    if not any(c.error is None for c in candidates):
         raise InvalidInputError(f"{model.path}: no recipe could be quantised "
-                                f"({candidates[0]['error']})")
+                                f"({candidates[0].error})")
     return candidates
 
 
-def _score_and_time(job: _Job, working: list[dict[str, Any]]
-                    ) -> tuple[list[dict[str, Any]], float, int]:
+def _score_and_time(job: _Job, working: list[Trial]) -> tuple[list[Trial], float, int]:
     """Time every working candidate against fp32, score the fast ones on the held-out images.
 
     Sets ``ips``, ``pruned``, ``agreement``, ``mean_abs_diff`` and ``speedup`` on each
@@ -325,13 +324,14 @@ def _score_and_time(job: _Job, working: list[dict[str, Any]]
     refused = []
     for c in list(working):  # a file the quantiser wrote but the runtime refuses: its error
         try:
-            c["session"] = cpu_session(c["path"], job.threads)
+            assert c.path is not None  # a working trial has its file
+            c.session = cpu_session(c.path, job.threads)
         except Exception as exc:  # ORT's Fail/InvalidGraph/… types
-            c["error"] = f"ONNX Runtime cannot load the quantised model: {one_line(exc)}"
-            refused.append(c["error"])
+            c.error = f"ONNX Runtime cannot load the quantised model: {one_line(exc)}"
+            refused.append(c.error)
             working.remove(c)
             continue
-        c["size"] = c["path"].stat().st_size
+        c.size = c.path.stat().st_size
     if not working:
         raise InvalidInputError(f"{model.path}: no quantised recipe loads ({refused[0]})")
     timing_set = (hold_images if len(hold_images) else job.cal_images)[:job.timing_images]
@@ -345,42 +345,42 @@ def _score_and_time(job: _Job, working: list[dict[str, Any]]
     # scored does not depend on timing noise.
     probe_rounds = 2
     with LoadMeter() as load:
-        probe = time_passes([fp32, *(c["session"] for c in working)], feed, timing_set,
+        probe = time_passes([fp32, *(c.session for c in working)], feed, timing_set,
                             job.batch_size, probe_rounds)
     probe_noise = max([SPEED_NOISE, *(_spread(p) for p in probe)])
     busy = load.busy is not None and load.busy > BUSY_WARNING
     fastest = max(max(p) for p in probe[1:])
     for c, passes in zip(working, probe[1:], strict=True):
-        c["passes"] = list(passes)
-        c["pruned"] = (len(working) > 1 and not busy
-                       and max(passes) * (1 + probe_noise) < PRUNE_BELOW * fastest)
+        c.passes = list(passes)
+        c.pruned = (len(working) > 1 and not busy
+                    and max(passes) * (1 + probe_noise) < PRUNE_BELOW * fastest)
     if busy:
         job.notes.append("no candidate was left unscored for its speed: other work loaded the "
                          "machine during the probe passes, so their timings could not tell")
-    measured = [c for c in working if not c["pruned"]]
+    measured = [c for c in working if not c.pruned]
     if len(hold_images):
         reference = run_outputs(fp32, feed, hold_images, job.batch_size)
         _warn_near_chance(job, reference)
         with track(f"Scoring on {len(hold_images):,} held-out images",
                    len(measured)) as advance:
             for c in measured:
-                outputs = run_outputs(c["session"], feed, hold_images, job.batch_size)
-                c["agreement"] = int((outputs.argmax(1) == reference.argmax(1)).sum())
-                c["mean_abs_diff"] = float(np.abs(outputs - reference).mean())
+                outputs = run_outputs(c.session, feed, hold_images, job.batch_size)
+                c.agreement = int((outputs.argmax(1) == reference.argmax(1)).sum())
+                c.mean_abs_diff = float(np.abs(outputs - reference).mean())
                 advance(1)
     fp32_passes = list(probe[0])
     if job.timing_rounds > probe_rounds:
-        more = time_passes([fp32, *(c["session"] for c in measured)], feed, timing_set,
+        more = time_passes([fp32, *(c.session for c in measured)], feed, timing_set,
                            job.batch_size, job.timing_rounds - probe_rounds)
         fp32_passes += more[0]
         for c, passes in zip(measured, more[1:], strict=True):
-            c["passes"] += passes
+            c.passes += passes
     fp32_ips = max(fp32_passes)
-    spreads = [_spread(p) for p in [fp32_passes, *(c["passes"] for c in measured)]]
+    spreads = [_spread(p) for p in [fp32_passes, *(c.passes for c in measured)]]
     job.noise = max([SPEED_NOISE, *spreads])
     for c in working:
-        c["ips"] = max(c["passes"])
-        c["speedup"] = c["ips"] / fp32_ips if fp32_ips > 0 else None
+        c.ips = max(c.passes)
+        c.speedup = c.ips / fp32_ips if fp32_ips > 0 else None
     return measured, fp32_ips, len(timing_set)
 
 
@@ -404,24 +404,26 @@ def _spread(passes: Sequence[float]) -> float:
     return (best - min(passes)) / best if len(passes) > 1 and best > 0 else 0.0
 
 
-def _measure_and_choose(job: _Job, candidates: list[dict[str, Any]], tolerance: float,
+def _measure_and_choose(job: _Job, candidates: list[Trial], tolerance: float,
                         test_data: Dataset | None, diagnose: bool | None) -> _Outcome:
     """Score and time the candidates, choose one, refuse it below the quality gate, finalise
     it, and measure its speed block (on the test images when given: same run, same images)
     and, if asked, its layer errors."""
     hold_images = job.hold_images
-    working = [c for c in candidates if c["error"] is None]
+    working = [c for c in candidates if c.error is None]
     measured, fp32_ips, timed = _score_and_time(job, working)
     chosen, reason = select_candidate(measured, job.mode, tolerance, len(hold_images),
                                       noise=job.noise, min_agreement=job.min_agreement)
     _gate(job, chosen)
-    chosen_path = Path(chosen["path"])
-    final, standard = finalise(chosen_path, job.model, chosen["recipe"], job.dataset,
+    assert chosen.path is not None  # a measured trial has its file and recipe
+    assert chosen.recipe is not None
+    chosen_path = chosen.path
+    final, standard = finalise(chosen_path, job.model, chosen.recipe, job.dataset,
                                job.cal_images)
     evaluation = None
     speed_images, measured_on = timed, (
         "held-out images" if len(hold_images) else "calibration images")
-    int8_ips, speedup = chosen["ips"], chosen["speedup"]
+    int8_ips, speedup = chosen.ips, chosen.speedup
     written_path = job.tmp / "final.onnx"
     written_path.write_bytes(final)
     if test_data is not None:
@@ -431,41 +433,42 @@ def _measure_and_choose(job: _Job, candidates: list[dict[str, Any]], tolerance: 
         speedup = int8_ips / fp32_ips if fp32_ips > 0 else None
         speed_images = min(len(test_data), job.timing_images)
         measured_on = "test images"
-    agreement = (evaluation["agreement_fraction"] if evaluation is not None
-                 else (chosen["agreement"] / len(hold_images) if len(hold_images) else None))
+    agreement = (evaluation.agreement_fraction if evaluation is not None
+                 else ((chosen.agreement or 0) / len(hold_images) if len(hold_images) else None))
     want_diagnosis = (diagnose if diagnose is not None
                       else agreement is not None and agreement < DIAGNOSE_BELOW)
     errors_found, errors_note = None, None
     if want_diagnosis:
-        errors_found, errors_note = diagnose_chosen(job.pre, job.tmp, chosen["recipe"],
+        errors_found, errors_note = diagnose_chosen(job.pre, job.tmp, chosen.recipe,
                                                     chosen_path, job.model, job.cal_images,
                                                     hold_images)
-    speed = {"fp32_images_per_second": round(fp32_ips, 1),
-             "int8_images_per_second": round(int8_ips, 1),
-             "speedup": None if speedup is None else round(speedup, 3),
-             "images": speed_images, "rounds": job.timing_rounds,
-             "batch_size": job.model.fixed_batch or job.batch_size, "measured_on": measured_on,
-             "method": "best of interleaved passes (fp32, int8, fp32, int8, …) in one process",
-             "noise": round(job.noise, 4)}
+    speed = Speed(fp32_images_per_second=round(fp32_ips, 1),
+                  int8_images_per_second=round(int8_ips, 1),
+                  speedup=None if speedup is None else round(speedup, 3),
+                  images=speed_images, rounds=job.timing_rounds,
+                  batch_size=job.model.fixed_batch or job.batch_size, measured_on=measured_on,
+                  method="best of interleaved passes (fp32, int8, fp32, int8, …) in one "
+                         "process",
+                  extra={"noise": round(job.noise, 4)})
     return _Outcome(chosen=chosen, reason=reason, final=final, standard_ops=standard,
                     speed=speed, speedup=speedup, evaluation=evaluation,
                     layer_errors=errors_found, layer_errors_note=errors_note)
 
 
-def _gate(job: _Job, chosen: dict[str, Any]) -> None:
+def _gate(job: _Job, chosen: Trial) -> None:
     """The quality gate: refuse, before anything is written, an int8 model whose held-out
     top-1 agreement with fp32 is below ``min_agreement``."""
     held = len(job.hold_pos)
     if job.min_agreement <= 0 or not held:
         return
-    agreement = chosen["agreement"] / held
+    agreement = (chosen.agreement or 0) / held
     if agreement < job.min_agreement - 1e-12:
         from resnet8_onnx.report import format_threshold
 
         raise VerificationFailedError(
             f"{job.model.path}: int8 model NOT written: its top-1 agreement with fp32 is "
-            f"{agreement:.2%} ({chosen['agreement']:,}/{held:,} held-out images, "
-            f"{chosen['recipe'].label}), below --min-agreement "
+            f"{agreement:.2%} ({chosen.agreement or 0:,}/{held:,} held-out images, "
+            f"{chosen.recipe.label if chosen.recipe else '?'}), below --min-agreement "
             f"{format_threshold(job.min_agreement)}")
 
 
@@ -479,20 +482,6 @@ def _add_notes(job: _Job) -> None:
     if job.dataset.split == "unknown":
         job.notes.append("calibration images were given as an array: whether they are test "
                          "images is not known")
-
-
-def _candidate_record(c: dict[str, Any], chosen: dict[str, Any], holdout: int) -> Candidate:
-    ok = c["error"] is None
-    return Candidate(
-        recipe=c["recipe"],
-        holdout_agreement=c.get("agreement") if ok else None,
-        holdout_count=holdout if c.get("agreement") is not None else 0,
-        holdout_mean_abs_diff=c.get("mean_abs_diff"),
-        images_per_second=round(c["ips"], 1) if ok else None,
-        speedup=round(c["speedup"], 3) if ok and c["speedup"] is not None else None,
-        size_bytes=c.get("size", 0), quantize_seconds=c["seconds"],
-        eligible=bool(c.get("eligible")), chosen=c is chosen, error=c["error"],
-        pruned=bool(c.get("pruned")))
 
 
 def _holdout_purpose(job: _Job) -> str:
@@ -509,40 +498,39 @@ def _holdout_purpose(job: _Job) -> str:
     return f"{gate}, and time it against fp32; not used for calibration"
 
 
-def _record(job: _Job, candidates: list[dict[str, Any]], outcome: _Outcome, cpu: CpuInfo,
+def _record(job: _Job, candidates: list[Trial], outcome: _Outcome, cpu: CpuInfo,
             tolerance: float, cache_ok: bool, started: float) -> QuantizationRecord:
     dataset, model, chosen = job.dataset, job.model, outcome.chosen
+    assert chosen.recipe is not None  # the chosen trial was quantised from its recipe
     cal_images, hold_count = job.cal_images, len(job.hold_pos)
     indices_note = (f"{len(cal_images):,} test images selected by {dataset.subset}"
                     if dataset.subset.startswith("calibration indices") else None)
-    speed = dict(outcome.speed)
-    speed["threads"] = job.threads or cpu.cores
+    speed = dataclasses.replace(outcome.speed, threads=job.threads or cpu.cores)
     return QuantizationRecord(
-        source=FileFigures.from_dict({"path": recorded_path(model.path),
-                                      "sha256": model.sha256, "size_bytes": model.size_bytes}),
+        source=FileFigures(path=recorded_path(model.path) or "", sha256=model.sha256,
+                           size_bytes=model.size_bytes),
         output=FileFigures(path=str(Path(job.out).resolve()),
                            sha256=hashlib.sha256(outcome.final).hexdigest(),
                            size_bytes=len(outcome.final)),
-        recipe=chosen["recipe"],
-        selection=Selection.from_dict({
-            "mode": job.mode, "tolerance": tolerance, "reason": outcome.reason,
-            "candidates": len(candidates), "min_agreement": job.min_agreement,
-            "calibration_reused": cache_ok, "speed_noise": round(job.noise, 4)}),
-        candidates=tuple(_candidate_record(c, chosen, hold_count) for c in candidates),
-        calibration=ImageRole.from_dict(
-            calibration_account(dataset, job.cal_pos, cal_images, indices_note)),
-        holdout=None if not hold_count else ImageRole.from_dict({
-            "count": hold_count, "sha256": images_sha256(job.hold_images),
-            "selection": "evenly spread over the source positions not used for calibration",
-            "test_images": dataset.split == "test", "purpose": _holdout_purpose(job)}),
+        recipe=chosen.recipe,
+        selection=Selection(mode=job.mode, tolerance=tolerance, reason=outcome.reason,
+                            candidates=len(candidates), min_agreement=job.min_agreement,
+                            calibration_reused=cache_ok,
+                            extra={"speed_noise": round(job.noise, 4)}),
+        candidates=tuple(c.candidate(chosen=c is chosen, holdout=hold_count)
+                         for c in candidates),
+        calibration=calibration_account(dataset, job.cal_pos, cal_images, indices_note),
+        holdout=None if not hold_count else ImageRole(
+            count=hold_count, sha256=images_sha256(job.hold_images),
+            selection="evenly spread over the source positions not used for calibration",
+            test_images=dataset.split == "test", purpose=_holdout_purpose(job)),
         preprocessing=preprocess.record(model.spec, model.spec_sources),
         standard_ops=outcome.standard_ops,
         opset=None if job.opset is None else job.opset.to_dict(),
-        speed=Speed.from_dict(speed),
+        speed=speed,
         cpu=cpu,
         speed_verdict=speed_verdict(outcome.speedup, cpu),
-        evaluation=None if outcome.evaluation is None
-        else QuantEvaluation.from_dict(outcome.evaluation),
+        evaluation=outcome.evaluation,
         layer_errors=None if outcome.layer_errors is None else tuple(outcome.layer_errors),
         layer_errors_note=outcome.layer_errors_note,
         versions=library_versions(),

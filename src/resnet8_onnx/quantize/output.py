@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,7 +19,7 @@ from resnet8_onnx.evaluate import evaluate
 from resnet8_onnx.quantize.calibration import images_sha256
 from resnet8_onnx.quantize.engine import FloatModel, library_versions, time_sessions
 from resnet8_onnx.quantize.opsets import prune_opset_imports, uses_standard_ops_only
-from resnet8_onnx.records import Figures, Recipe
+from resnet8_onnx.records import Figures, QuantEvaluation, Recipe
 from resnet8_onnx.support.errors import InvalidInputError, one_line
 from resnet8_onnx.verify import compare_outputs
 
@@ -83,7 +83,7 @@ def finalise(path: Path, model: FloatModel, recipe: Recipe, dataset: Dataset,
 
 def evaluate_pair(model: FloatModel, int8_path: Path, shown_path: str, test_data: Dataset,
                   batch_size: int, threads: int | None, timing_images: int,
-                  rounds: int) -> tuple[dict[str, Any], float, float]:
+                  rounds: int) -> tuple[QuantEvaluation, float, float]:
     """Both models on the test images, each fed by the model's spec: accuracy, per class,
     agreement, |Δ|, speed."""
     fp32_backend, int8_backend = (
@@ -97,14 +97,12 @@ def evaluate_pair(model: FloatModel, int8_path: Path, shown_path: str, test_data
         test_data.images[:timing_images], batch_size, rounds)
     cmp = compare_outputs(fp32.live_outputs(), int8.live_outputs(), indices=test_data.indices)
     n, agreeing = len(test_data), cmp.argmax_agreement or 0  # always counted here
-    return {
-        "data": test_data.describe(),
-        "fp32": Figures.of_result(fp32, model.path, round(fp32_ips, 1)),
-        "int8": Figures.of_result(int8, int8_path, round(int8_ips, 1), shown_path=shown_path),
-        "agreement": agreeing,
-        "agreement_fraction": agreeing / n if n else None,
-        "disagreements": n - agreeing,
-        "first_disagreements": [int(i) for i in cmp.first_disagreements][:10],
-        "max_abs_diff": cmp.max_abs_diff,
-        "mean_abs_diff": cmp.mean_abs_diff,
-    }, fp32_ips, int8_ips
+    return QuantEvaluation(
+        data=test_data.info(),
+        fp32=Figures.of_result(fp32, model.path, round(fp32_ips, 1)),
+        int8=Figures.of_result(int8, int8_path, round(int8_ips, 1), shown_path=shown_path),
+        agreement=agreeing, agreement_fraction=agreeing / n if n else None,
+        disagreements=n - agreeing,
+        first_disagreements=[int(i) for i in cmp.first_disagreements][:10],
+        max_abs_diff=cmp.max_abs_diff, mean_abs_diff=cmp.mean_abs_diff,
+    ), fp32_ips, int8_ips

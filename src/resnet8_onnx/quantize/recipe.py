@@ -8,9 +8,12 @@ tolerance of the best.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from resnet8_onnx.records.quantization import Candidate
 from resnet8_onnx.records.recipe import (
     ACTIVATION_TYPES,
     FORMATS,
@@ -48,47 +51,80 @@ def auto_grid(
     return grid
 
 
-def preference(c: Mapping[str, Any]) -> tuple[Any, ...]:
+@dataclass(eq=False)
+class Trial:
+    """One recipe of the grid while it is quantised, timed and scored: the working state of
+    its measurement (file, session, passes), whose :meth:`candidate` is its record."""
+
+    recipe: Recipe | None = None
+    index: int = 0  # position in the grid: the last tie-break
+    path: Path | None = None
+    error: str | None = None  # why this recipe could not be quantised or loaded
+    seconds: float = 0.0  # quantisation time
+    session: Any = None
+    size: int = 0
+    passes: list[float] = field(default_factory=list)  # images/s of each timed pass
+    pruned: bool = False
+    agreement: int | None = None  # held-out images whose top-1 equals fp32's
+    mean_abs_diff: float | None = None
+    ips: float = 0.0  # best pass
+    speedup: float | None = None
+    eligible: bool = False
+
+    def candidate(self, *, chosen: bool, holdout: int) -> Candidate:
+        """The record of this trial (``holdout``: how many images scored it)."""
+        ok = self.error is None
+        return Candidate(
+            recipe=self.recipe,
+            holdout_agreement=self.agreement if ok else None,
+            holdout_count=holdout if self.agreement is not None else 0,
+            holdout_mean_abs_diff=self.mean_abs_diff,
+            images_per_second=round(self.ips, 1) if ok else None,
+            speedup=round(self.speedup, 3) if ok and self.speedup is not None else None,
+            size_bytes=self.size, quantize_seconds=self.seconds, eligible=self.eligible,
+            chosen=chosen, error=self.error, pruned=self.pruned)
+
+
+def preference(c: Trial) -> tuple[Any, ...]:
     """The fixed order among candidates whose speeds are within noise: standard ONNX ops
     (QDQ) first, then agreement, then mean |Δ|, then the grid's order — never the speed."""
-    recipe = c.get("recipe")
-    return (recipe is not None and recipe.format != "qdq", -c["agreement"],
-            c.get("mean_abs_diff", 0.0), c.get("index", 0))
+    return (c.recipe is not None and c.recipe.format != "qdq", -(c.agreement or 0),
+            c.mean_abs_diff or 0.0, c.index)
 
 
-def faithfulness(c: Mapping[str, Any]) -> tuple[Any, ...]:
+def faithfulness(c: Trial) -> tuple[Any, ...]:
     """The most faithful first: agreement, then mean |Δ|, then the grid's order."""
-    return (-c["agreement"], c.get("mean_abs_diff", 0.0), c.get("index", 0))
+    return (-(c.agreement or 0), c.mean_abs_diff or 0.0, c.index)
 
 
-def select_candidate(working: list[dict[str, Any]], mode: str, tolerance: float,
+def select_candidate(working: list[Trial], mode: str, tolerance: float,
                      holdout: int, *, noise: float = SPEED_NOISE,
-                     min_agreement: float = 0.0) -> tuple[dict[str, Any], str]:
+                     min_agreement: float = 0.0) -> tuple[Trial, str]:
     """The fastest candidate whose held-out agreement is within ``tolerance`` of the best
     (and at least ``min_agreement``), speeds within ``noise`` counting as equal.
 
-    ``working`` holds dicts with ``agreement`` (images out of ``holdout``), ``ips`` and
-    optionally ``recipe``, ``mean_abs_diff`` and ``index`` (grid position); each gets
-    ``eligible`` set. Among the eligible candidates within ``noise`` of the fastest, the
-    choice follows :func:`preference`, so the same inputs on the same machine choose the same
-    recipe unless one is faster beyond the measured noise. Returns the chosen dict and the
-    reason, in words.
+    ``working`` holds trials with ``agreement`` (images out of ``holdout``) and ``ips``
+    measured; each gets ``eligible`` set. Among the eligible candidates within ``noise`` of
+    the fastest, the choice follows :func:`preference`, so the same inputs on the same
+    machine choose the same recipe unless one is faster beyond the measured noise. Returns
+    the chosen trial and the reason, in words.
     """
     if len(working) == 1 or not holdout:
-        working[0]["eligible"] = True
+        working[0].eligible = True
         return working[0], ("recipe fixed by the user" if mode == "fixed" else
                             "the only candidate that could be scored")
-    best = max(c["agreement"] for c in working)
+    best = max(c.agreement or 0 for c in working)
     for c in working:
-        c["eligible"] = (c["agreement"] / holdout >= best / holdout - tolerance - 1e-12
-                         and c["agreement"] / holdout >= min_agreement - 1e-12)
-    eligible = [c for c in working if c["eligible"]]
+        agreement = (c.agreement or 0) / holdout
+        c.eligible = (agreement >= best / holdout - tolerance - 1e-12
+                      and agreement >= min_agreement - 1e-12)
+    eligible = [c for c in working if c.eligible]
     if not eligible:  # the figure quoted is the best any candidate reached: by agreement
         chosen = min(working, key=faithfulness)
         return chosen, (f"the most faithful candidate; none reaches the quality gate "
                         f"({best:,}/{holdout:,} = {best / holdout:.2%} at best)")
-    fastest = max(c["ips"] for c in eligible)
-    tied = [c for c in eligible if c["ips"] >= (1 - noise) * fastest]
+    fastest = max(c.ips for c in eligible)
+    tied = [c for c in eligible if c.ips >= (1 - noise) * fastest]
     chosen = min(tied, key=preference)
     which = (f"standard ONNX ops first, then the most faithful of the {len(tied)} fastest "
              f"(at most {noise:.1%} slower than the top speed: the timing noise)" if len(tied) > 1

@@ -309,7 +309,7 @@ def _test_figures(reference: Any, runner: Any, test_data: Dataset, batch_size: i
     images, labels = test_data.images, np.asarray(test_data.labels)
     ref = _outputs(reference, images, batch_size).argmax(1)
     got = _outputs(runner, images, batch_size).argmax(1)
-    return {"images": len(labels), "data": test_data.describe(),
+    return {"images": len(labels), "data": test_data.info().to_dict(),
             "agreement": int((ref == got).sum()),
             "agreement_fraction": float((ref == got).mean()),
             "fp32_correct": int((ref == labels).sum()),
@@ -374,14 +374,14 @@ def _record(*, model: FloatModel, dataset: Dataset, trials: list[Trial], chosen:
             reason=reason, reproduced=reproduced, command=run_command(chosen, files)),
         candidates=[_candidate(t, chosen, held) for t in trials],
         tolerance=tolerance,
-        calibration=ImageRole.from_dict(
-            calibration_account(dataset, cal_pos, dataset.images[cal_pos], None)),
-        holdout=ImageRole.from_dict({"count": held, "sha256": images_sha256(hold_images),
-                 "selection": "evenly spread over the source positions not used for "
-                              "calibration (quantize's split)",
-                 "test_images": dataset.split == "test",
-                 "purpose": "score (top-1 agreement with ONNX Runtime fp32) and time every "
-                            "configuration, and check the written file reproduces"}),
+        calibration=calibration_account(dataset, cal_pos, dataset.images[cal_pos], None),
+        holdout=ImageRole(
+            count=held, sha256=images_sha256(hold_images),
+            selection="evenly spread over the source positions not used for calibration "
+                      "(quantize's split)",
+            test_images=dataset.split == "test",
+            purpose="score (top-1 agreement with ONNX Runtime fp32) and time every "
+                    "configuration, and check the written file reproduces"),
         speed={"method": "best of interleaved passes (fp32, A, B, …, fp32, A, B, …) in one "
                          "process, over the same prepared tensors",
                "images": images, "rounds": rounds, "batch_size": model.fixed_batch or batch_size,
