@@ -8,7 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from resnet8_onnx.backends.base import BackendInfo, InputSpec, RawPixelRunner, Runner, cast_pixels
+from resnet8_onnx.backends.base import InputSpec, RawPixelRunner, Runner, cast_pixels
+from resnet8_onnx.records import RunnerInfo, VerificationRecord
 
 
 def test_the_input_spec_says_the_batch_and_the_model_shape() -> None:
@@ -22,14 +23,38 @@ def test_the_input_spec_says_the_batch_and_the_model_shape() -> None:
 
 
 def test_a_description_is_plain_json_and_leaves_out_an_empty_extra() -> None:
-    info = BackendInfo(name="onnxruntime", model_path="m.onnx", model_sha256="ab",
-                       runtime_version="1.0", input_shape=(None, 32, 32, 3), num_classes=10)
+    info = RunnerInfo(name="onnxruntime", model_path="m.onnx", model_sha256="ab",
+                      runtime_version="1.0", input_shape=(None, 32, 32, 3), num_classes=10)
     d = json.loads(json.dumps(info.to_dict()))
+    assert list(d) == ["name", "model_path", "model_sha256", "runtime_version", "input_shape",
+                       "input_dtype", "num_classes"]
     assert d["input_shape"] == [None, 32, 32, 3]
     assert d["input_dtype"] == "float32"
-    assert "extra" not in d
-    with_extra = BackendInfo(**{**info.__dict__, "extra": {"threads": 2}}).to_dict()
+    with_extra = RunnerInfo(**{**info.__dict__, "extra": {"threads": 2}}).to_dict()
     assert with_extra["extra"] == {"threads": 2}
+    assert list(with_extra)[-1] == "extra"
+
+
+def test_a_runners_info_is_the_record_verify_keeps(tmp_path) -> None:
+    """One shape: the runner's own block stays under ``extra`` (not spread over the part),
+    the path is recorded absolute, and keys of a newer version survive a round trip."""
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"x")
+    info = RunnerInfo(name="onnxruntime", model_path=str(model), model_sha256="ab",
+                      runtime_version="1.0", input_shape=(None, 32, 32, 3), num_classes=10,
+                      extra={"threads": 2, "provider": "CPUExecutionProvider"})
+    saved = json.loads(json.dumps(info.to_dict()))
+    assert saved["model_path"] == str(model.resolve())
+    assert saved["extra"] == {"threads": 2, "provider": "CPUExecutionProvider"}
+    assert "threads" not in saved
+    back = RunnerInfo.from_dict({**saved, "new_key": 1})
+    assert back.extra == info.extra
+    assert back.input_shape == (None, 32, 32, 3)
+    assert back.unknown == {"new_key": 1}
+    assert back.to_dict() == {**saved, "new_key": 1}
+    record = VerificationRecord(reference=info, candidate=info)
+    again = VerificationRecord.from_dict(json.loads(json.dumps(record.to_dict())))
+    assert again.candidate.to_dict() == saved
 
 
 def test_casting_copies_only_when_it_must() -> None:

@@ -12,7 +12,8 @@ import pytest
 
 from model_factory import make_classifier, wrap_pytorch_style
 from resnet8_onnx.backends import LOADERS, Runner, backend_for, load_backend
-from resnet8_onnx.backends.base import ABILITIES, BackendInfo, InputSpec, RawPixelRunner
+from resnet8_onnx.backends.base import ABILITIES, InputSpec, RawPixelRunner
+from resnet8_onnx.records import RunnerInfo
 from resnet8_onnx.support.errors import UsageError
 from resnet8_onnx.verify import structure_checks
 
@@ -151,9 +152,9 @@ class _NumpyRunner(RawPixelRunner):
 
     def __init__(self, path: Path) -> None:
         self.weights = np.load(path)
-        self.info = BackendInfo(name="numpy", model_path=str(path), model_sha256="0" * 64,
-                                runtime_version=np.__version__,
-                                input_shape=(None, 32, 32, 3), num_classes=10)
+        self.info = RunnerInfo(name="numpy", model_path=str(path), model_sha256="0" * 64,
+                               runtime_version=np.__version__,
+                               input_shape=(None, 32, 32, 3), num_classes=10)
         self.input_spec = InputSpec(shape=(None, 32, 32, 3), pixel_shape=(32, 32, 3))
 
     def predict(self, batch: np.ndarray) -> np.ndarray:

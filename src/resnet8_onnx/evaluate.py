@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -21,11 +21,13 @@ from resnet8_onnx.preprocess import near_chance_warning
 from resnet8_onnx.records import (
     EvaluationRecord,
     ModelInfo,
+    RunnerInfo,
     RunSettings,
     Timings,
 )
 from resnet8_onnx.support.errors import InvalidInputError
 from resnet8_onnx.support.facade import callable_module
+from resnet8_onnx.support.fsutil import recorded_path
 from resnet8_onnx.support.progress import track
 
 if TYPE_CHECKING:
@@ -37,15 +39,14 @@ if TYPE_CHECKING:
 DEFAULT_BATCH_SIZE = 128
 
 
-def run_settings(backend_info: Mapping[str, Any], batch_size: int) -> RunSettings:
+def run_settings(info: RunnerInfo, batch_size: int) -> RunSettings:
     """How a model was run — threads, batch size, ONNX Runtime graph optimisation level —
     and the cores there were: throughput means little without them.
 
     ``threads`` is ``None`` when the runtime chose (ONNX Runtime and TensorFlow: all cores).
     """
-    extra = backend_info.get("extra") or {}
-    return settings_record(extra.get("threads") or None, batch_size,
-                           ort_optimization=extra.get("optimization"))
+    return settings_record(info.extra.get("threads") or None, batch_size,
+                           ort_optimization=info.extra.get("optimization"))
 
 
 def settings_record(threads: int | None, batch_size: int, *,
@@ -153,13 +154,17 @@ _MODEL_EXTRAS = ("output_name", "provider", "preprocessing", "fixed_batch", "not
                  "performance_hint", "precision_source")
 
 
-def model_info(described: dict[str, Any], output_kind: str | None) -> ModelInfo:
-    """The record's ``model`` block from a backend's ``info.to_dict()``."""
-    extra = described.get("extra") or {}
+def model_info(info: RunnerInfo, output_kind: str | None, *,
+               notes: Sequence[str] = ()) -> ModelInfo:
+    """The record's ``model`` block from a runner's ``info``, with ``notes`` of evaluate's
+    own after the runner's."""
+    extra = dict(info.extra)
+    if notes:
+        extra["notes"] = [*extra.get("notes", []), *notes]
     return ModelInfo(
-        path=described["model_path"], sha256=described["model_sha256"],
-        backend=described["name"], runtime_version=described["runtime_version"],
-        input_shape=described["input_shape"], input_dtype=described["input_dtype"],
+        path=recorded_path(info.model_path) or "", sha256=info.model_sha256,
+        backend=info.name, runtime_version=info.runtime_version,
+        input_shape=list(info.input_shape), input_dtype=info.input_dtype,
         output_kind=output_kind,
         **{key: extra[key] for key in _MODEL_EXTRAS if key in extra})
 
@@ -211,20 +216,15 @@ def evaluate(
         metrics.correct or 0, n, len(dataset.class_names), model=info.model_path,
         preprocessing=info.extra.get("preprocessing"))
     used = effective_batch_size(batch_size, n)
-    described = backend.info.to_dict()
-    if names_note:
-        extra = dict(described.get("extra") or {})
-        extra["notes"] = [*extra.get("notes", []), names_note]
-        described["extra"] = extra
     timings = Timings(
         inference_seconds=round(inference, 4), total_seconds=round(total, 4),
         images_per_second=round(n / inference, 1) if inference > 0 else 0.0,
         batch_size=used, requested_batch_size=batch_size if used != batch_size else None,
         cpu_busy=load.busy)
     return EvaluationRecord(
-        model=model_info(described, metrics.output_kind),
+        model=model_info(info, metrics.output_kind, notes=[names_note] if names_note else ()),
         data=dataset.info(),
-        settings=run_settings(described, used),
+        settings=run_settings(info, used),
         metrics=metrics,
         environment=environment({info.name: info.runtime_version}),
         timings=timings,

@@ -13,7 +13,6 @@ import numpy as np
 
 from resnet8_onnx.backends.base import (
     CONVERSION_SOURCE,
-    BackendInfo,
     HasLayerOutputs,
     HasParameters,
     HasSession,
@@ -31,14 +30,12 @@ from resnet8_onnx.records import (
     Layerwise,
     Parity,
     Provenance,
-    RunnerInfo,
     Structure,
     Tolerance,
     VerificationRecord,
 )
 from resnet8_onnx.support.errors import InvalidInputError, UsageError
 from resnet8_onnx.support.facade import callable_module
-from resnet8_onnx.support.fsutil import recorded_path
 
 if TYPE_CHECKING:
     from resnet8_onnx.backends.base import Backend
@@ -373,16 +370,6 @@ def structure_checks(
     }
 
 
-def runner_info(info: BackendInfo) -> RunnerInfo:
-    """A runner's account of itself as the record keeps it (path relative as recorded, the
-    runner's own ``extra`` block under the key ``extra``)."""
-    return RunnerInfo(name=info.name, model_path=recorded_path(info.model_path) or "",
-                      model_sha256=info.model_sha256, runtime_version=info.runtime_version,
-                      input_shape=list(info.input_shape), input_dtype=info.input_dtype,
-                      num_classes=info.num_classes,
-                      extra={"extra": info.extra} if info.extra else {})
-
-
 def verify_outputs(
     reference: Backend, candidate: Backend, images: np.ndarray,
     reference_outputs: np.ndarray, candidate_outputs: np.ndarray, *,
@@ -407,14 +394,14 @@ def verify_outputs(
         samples=parity.samples or 0,  # compare_outputs counts both
         argmax_agreement=parity.argmax_agreement or 0,
         max_abs_diff=parity.max_abs_diff,
-        reference=runner_info(reference.info),
+        reference=reference.info,
         provenance=checks["provenance"],
-        candidate=runner_info(candidate.info),
+        candidate=candidate.info,
         structure=Structure.from_dict(checks["structure"]),
         interface_problems=problems,
         dynamic_batch=dynamic,
         parity=parity,
-        settings=run_settings(candidate.info.to_dict(), batch_size),
+        settings=run_settings(candidate.info, batch_size),
     )
     if (counted := able(reference, HasParameters)) is not None:
         # tf2onnx folds BatchNormalization into the convolutions: fewer ONNX parameters.

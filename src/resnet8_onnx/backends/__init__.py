@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from resnet8_onnx.backends.base import Backend, BackendInfo, InputSpec, Runner
+from resnet8_onnx.backends.base import Backend, InputSpec, Runner
 from resnet8_onnx.preprocess import Preprocessing
 from resnet8_onnx.records import runtime_label
 from resnet8_onnx.support.errors import InputNotFoundError, UsageError
 
-__all__ = ["BACKENDS", "LOADERS", "RUNTIMES", "Backend", "BackendInfo", "InputSpec", "Loader",
+__all__ = ["BACKENDS", "LOADERS", "RUNTIMES", "Backend", "InputSpec", "Loader",
            "Runner", "backend_for", "label_of", "load_backend", "refuse_unused_options",
            "runtimes_for"]
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, cast, runtime
 
 import numpy as np
 
-from resnet8_onnx.support.fsutil import recorded_path
+from resnet8_onnx.records.parts import RunnerInfo
 
 if TYPE_CHECKING:
     from resnet8_onnx.preprocess import Preprocessing
@@ -88,37 +88,11 @@ class OnnxSession:
         return self.session.run([self.output_name], {self.input_name: x})[0]
 
 
-@dataclass(frozen=True)
-class BackendInfo:
-    """What a backend says about itself; ends up verbatim in reports."""
-
-    name: str  # "onnxruntime", "keras", "litert"
-    model_path: str
-    model_sha256: str
-    runtime_version: str
-    input_shape: tuple[int | None, ...]  # (None, 32, 32, 3): None is a dynamic dimension
-    num_classes: int
-    input_dtype: str = "float32"
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "model_path": recorded_path(self.model_path),
-            "model_sha256": self.model_sha256,
-            "runtime_version": self.runtime_version,
-            "input_shape": list(self.input_shape),
-            "input_dtype": self.input_dtype,
-            "num_classes": self.num_classes,
-            **({"extra": self.extra} if self.extra else {}),
-        }
-
-
 @runtime_checkable
 class Runner(Protocol):
     """Loaded once, predicts many batches, describes itself and declares its abilities."""
 
-    info: BackendInfo
+    info: RunnerInfo
     input_spec: InputSpec
     abilities: frozenset[str]
 

@@ -91,6 +91,8 @@ def _part_rows(kind: type, seen: set[type], queue: list[type]) -> list[str]:
                 queue.append(typed)
         note = "only when set" if f.name in optional else ""
         rows.append(f"| `{f.name}` | {shown} | {note} |")
+    if getattr(kind, "EXTRA_IS_A_KEY", False):
+        rows.append("| `extra` | dict[str, Any] | only when set |")
     return rows
 
 

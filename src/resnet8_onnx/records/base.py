@@ -42,14 +42,14 @@ def tool() -> dict[str, str]:
     return {"name": "resnet8-onnx", "version": __version__}
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """The JSON-ready form: parts (and Recipe, CpuInfo …) by their ``to_dict``."""
     if hasattr(value, "to_dict"):
         return value.to_dict()
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain(v) for k, v in value.items()}
     return value
 
 
@@ -112,7 +112,7 @@ class Part:
             value = getattr(self, f.name)
             if value is None and f.name in self.OPTIONAL:
                 continue
-            out[f.name] = _plain(value)
+            out[f.name] = plain(value)
         out.update(self.extra)
         return out
 

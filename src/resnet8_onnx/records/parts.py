@@ -6,10 +6,12 @@ have always written, with the defaults a renderer shows when a producer had noth
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from resnet8_onnx.records.base import Part
+from resnet8_onnx.records.base import UNSAVED, Part, plain, saved_fields
+from resnet8_onnx.support.fsutil import recorded_path
 
 # What a reader calls each runtime a record names (``ModelInfo.backend``): kept with the
 # records so that a saved record is rendered from what it says, with no runtime loaded. The
@@ -67,16 +69,44 @@ class ModelInfo(Part):
 
 @dataclass(kw_only=True)
 class RunnerInfo(Part):
-    """A runner's account of itself (``BackendInfo.to_dict()``), as ``verify`` records it;
-    its own ``extra`` block (threads, provider …) stays under the key ``extra``."""
+    """What a runner says about itself (every runner's ``info``): verify records it as it is,
+    evaluate builds its ``model`` block from it.
 
-    name: str = "?"
+    Unlike other parts, ``extra`` is the runner's own block (threads, provider,
+    preprocessing …), saved under the key ``extra`` as runners have always written it; keys
+    this version does not know travel in ``unknown``. ``model_path`` is the path the runner
+    was given (error messages name it so); the JSON holds it absolute and resolved.
+    """
+
+    # ``extra`` is one of the JSON keys (written when set), not the unknown keys' holder.
+    EXTRA_IS_A_KEY: ClassVar[bool] = True
+
+    name: str = "?"  # "onnxruntime", "keras", "litert", "torch", "openvino"
     model_path: str = ""
     model_sha256: str = ""
     runtime_version: str = ""
-    input_shape: list[int | None] = field(default_factory=list)
+    input_shape: tuple[int | None, ...] = ()  # (None, 32, 32, 3): None is a dynamic dimension
     input_dtype: str = "float32"
     num_classes: int | None = None
+    # Kept out of ``saved_fields``: its keys are written at the top level, not under a key.
+    unknown: dict[str, Any] = field(default_factory=dict, repr=False, metadata=UNSAVED)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: plain(getattr(self, f.name)) for f in saved_fields(self)}
+        out["model_path"] = recorded_path(self.model_path) or ""
+        if self.extra:
+            out["extra"] = plain(self.extra)
+        out.update(self.unknown)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunnerInfo:
+        data = dict(data)
+        names = {f.name for f in saved_fields(cls)}
+        kwargs: dict[str, Any] = {key: data.pop(key) for key in list(data) if key in names}
+        if "input_shape" in kwargs:
+            kwargs["input_shape"] = tuple(kwargs["input_shape"] or ())
+        return cls(**kwargs, extra=dict(data.pop("extra", None) or {}), unknown=data)
 
 
 # --------------------------------------------------------------------------- the data

@@ -22,7 +22,6 @@ from resnet8_onnx.backends.base import (
     LAYER_OUTPUTS,
     MACS,
     PARAMETERS,
-    BackendInfo,
     InputSpec,
     RawPixelRunner,
 )
@@ -33,6 +32,7 @@ from resnet8_onnx.backends.keras.files import (
     load_keras_model,
     output_kind_of,
 )
+from resnet8_onnx.records.parts import RunnerInfo
 from resnet8_onnx.support.errors import InvalidInputError, UsageError
 from resnet8_onnx.support.fsutil import file_digest
 
@@ -151,7 +151,7 @@ class KerasBackend(RawPixelRunner):
         self.output_kind = kind if kind in ("probabilities", "logits") else None
         pixels = tuple(None if d is None else int(d) for d in input_shape[1:])
         self.input_spec = InputSpec(shape=(None, *pixels), pixel_shape=pixels)
-        self.info = BackendInfo(
+        self.info = RunnerInfo(
             name="keras",
             model_path=str(self.path),
             model_sha256=file_digest(self.path),

@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from resnet8_onnx.backends.base import MACS, BackendInfo, InputSpec, RawPixelRunner
+from resnet8_onnx.backends.base import MACS, InputSpec, RawPixelRunner
+from resnet8_onnx.records.parts import RunnerInfo
 from resnet8_onnx.support.errors import InvalidInputError, interrupts_deferred, one_line
 from resnet8_onnx.support.fsutil import file_digest
 from resnet8_onnx.support.quiet import native_chatter_filtered
@@ -97,7 +98,7 @@ class LiteRTBackend(RawPixelRunner):
         self.output_quantization = _quantization(self._out)
         self._batch: int | None = None
         self.input_spec = InputSpec(shape=(None, *shape[1:]), pixel_shape=tuple(shape[1:]))
-        self.info = BackendInfo(
+        self.info = RunnerInfo(
             name="litert",
             model_path=str(path),
             model_sha256=file_digest(path),

@@ -21,7 +21,6 @@ from resnet8_onnx.backends.base import (
     SESSION,
     STRUCTURE,
     TENSOR_OUTPUTS,
-    BackendInfo,
     InputSpec,
     OnnxSession,
     SpecRunner,
@@ -35,6 +34,7 @@ from resnet8_onnx.backends.onnxrt.graph import (
     tensor_origins,
 )
 from resnet8_onnx.preprocess import _NUMPY_OF_ORT, Preprocessing, record, resolve
+from resnet8_onnx.records.parts import RunnerInfo
 from resnet8_onnx.support.errors import (
     InvalidInputError,
     UsageError,
@@ -239,11 +239,11 @@ class OnnxRuntimeBackend(SpecRunner):
 
     def _describe(self, model_path: str, sha256: str, input_shape: tuple[Any, ...], inp: Any,
                   out: Any, *, optimization: str, threads: int | None,
-                  notes: list[str]) -> BackendInfo:
+                  notes: list[str]) -> RunnerInfo:
         """The runner's description for reports, from the resolved spec and the metadata."""
         import onnxruntime as ort
 
-        return BackendInfo(
+        return RunnerInfo(
             name="onnxruntime",
             model_path=model_path,
             model_sha256=sha256,

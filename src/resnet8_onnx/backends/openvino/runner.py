@@ -23,12 +23,12 @@ import numpy as np
 from resnet8_onnx.backends.base import (
     MACS,
     STRUCTURE,
-    BackendInfo,
     InputSpec,
     SpecRunner,
     chunked,
 )
 from resnet8_onnx.preprocess import Preprocessing, record, resolve
+from resnet8_onnx.records.parts import RunnerInfo
 from resnet8_onnx.support.errors import (
     InputNotFoundError,
     InvalidInputError,
@@ -214,7 +214,7 @@ class OpenVinoBackend(SpecRunner):
                   f"{self.fixed_batch} at a time, a short last batch padded with copies of "
                   "its last image whose outputs are dropped"] if self.fixed_batch else [])
         quantized = any(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
-        self.info = BackendInfo(
+        self.info = RunnerInfo(
             name="openvino", model_path=model_path, model_sha256=self._digest(),
             runtime_version=ov.get_version().split("-")[0], input_shape=shape,
             num_classes=out.get_partial_shape()[1].get_length()

@@ -27,7 +27,6 @@ from resnet8_onnx.backends.base import (
     CONVERSION_SOURCE,
     MACS,
     STRUCTURE,
-    BackendInfo,
     InputSpec,
     chunked,
 )
@@ -38,6 +37,7 @@ from resnet8_onnx.backends.pytorch.files import (
 )
 from resnet8_onnx.backends.pytorch.safe_io import import_torch
 from resnet8_onnx.preprocess import record
+from resnet8_onnx.records.parts import RunnerInfo
 from resnet8_onnx.support.errors import InvalidInputError, UsageError
 from resnet8_onnx.support.fsutil import file_digest
 
@@ -138,7 +138,7 @@ class TorchBackend:
         notes = ([f"the model's batch dimension is fixed at {self.fixed_batch}: images run "
                   f"{self.fixed_batch} at a time, a short last batch padded with copies of "
                   "its last image whose outputs are dropped"] if self.fixed_batch else [])
-        self.info = BackendInfo(
+        self.info = RunnerInfo(
             name="torch",
             model_path=str(self.path),
             model_sha256=file_digest(self.path),
