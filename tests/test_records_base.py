@@ -85,3 +85,17 @@ def test_assigning_keeps_the_callers_containers_unless_they_hold_numpy_values() 
     metrics = r.Metrics(accuracy=np.array(0.25))  # a 0-d array
     assert metrics.accuracy == 0.25
     assert type(metrics.accuracy) is float
+
+
+def test_a_held_out_agreement_of_nothing_is_no_fraction():
+    """Both quantize's and tune's candidates write ``holdout_agreement_fraction`` this way."""
+    from resnet8_onnx.records.base import fraction
+
+    assert fraction(3, 4) == 0.75
+    assert fraction(None, 4) is None
+    assert fraction(0, 0) is None
+    assert fraction(0, 5) == 0.0
+    assert r.TuneCandidate(holdout_agreement=9, holdout_count=10).to_dict()[
+        "holdout_agreement_fraction"] == 0.9
+    assert r.TuneCandidate(holdout_agreement=9, holdout_count=0).to_dict()[
+        "holdout_agreement_fraction"] is None

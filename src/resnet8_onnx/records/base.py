@@ -42,6 +42,14 @@ def tool() -> dict[str, str]:
     return {"name": "resnet8-onnx", "version": __version__}
 
 
+def fraction(part: int | None, whole: int | None) -> float | None:
+    """``part / whole``, or ``None`` when either is unknown or there was nothing to count:
+    a held-out agreement of nothing is no figure, not a perfect one."""
+    if part is None or not whole:
+        return None
+    return part / whole
+
+
 def plain(value: Any) -> Any:
     """The JSON-ready form: parts (and Recipe, CpuInfo …) by their ``to_dict``."""
     if hasattr(value, "to_dict"):

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from resnet8_onnx.machine import CpuInfo
-from resnet8_onnx.records.base import SCHEMA_PREFIX, Part, Record, tool
+from resnet8_onnx.records.base import SCHEMA_PREFIX, Part, Record, fraction, tool
 from resnet8_onnx.records.parts import DataInfo, Metrics, ModelInfo, SourceInfo
 from resnet8_onnx.records.recipe import Recipe
 
@@ -46,9 +46,7 @@ class Candidate:
 
     @property
     def agreement_fraction(self) -> float | None:
-        if self.holdout_agreement is None or not self.holdout_count:
-            return None
-        return self.holdout_agreement / self.holdout_count
+        return fraction(self.holdout_agreement, self.holdout_count)
 
     def to_dict(self) -> dict[str, Any]:
         return {"recipe": None if self.recipe is None else self.recipe.to_dict(),

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from resnet8_onnx.records.base import SCHEMA_PREFIX, Part, Record, tool
+from resnet8_onnx.records.base import SCHEMA_PREFIX, Part, Record, fraction, tool
 from resnet8_onnx.records.quantization import FileFigures, ImageRole
 
 
@@ -35,9 +35,7 @@ class TuneCandidate(Part):
 
     @property
     def agreement_fraction(self) -> float | None:
-        if self.holdout_agreement is None or not self.holdout_count:
-            return None
-        return self.holdout_agreement / self.holdout_count
+        return fraction(self.holdout_agreement, self.holdout_count)
 
     def to_dict(self) -> dict[str, Any]:
         return {**super().to_dict(), "holdout_agreement_fraction": self.agreement_fraction}
