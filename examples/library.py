@@ -17,7 +17,7 @@ from resnet8_onnx.convert.keras_to_onnx import convert
 from resnet8_onnx.data import load_dataset
 from resnet8_onnx.evaluate import evaluate
 from resnet8_onnx.records import record_from_dict
-from resnet8_onnx.report import render_terminal, write_reports
+from resnet8_onnx.report import render, write
 from resnet8_onnx.verify import verify
 
 h5 = "../shared/models/pretrainedResnet.h5"
@@ -26,8 +26,8 @@ pytorch_style("model.onnx", "export.onnx")  # stand-in for your own torch.onnx.e
 
 data = load_dataset("../shared", subset="perf")
 record = evaluate(load_backend("model.onnx"), data)  # an EvaluationRecord (records/)
-render_terminal(record)
-write_reports(record, "perf-report", force=True)  # report.json, report.md, CSV, PNG
+render(record)  # the terminal view, chosen by the record's type
+write(record, "perf-report", force=True)  # report.json, report.md, CSV, PNG
 with open("perf-report/report.json", encoding="utf-8") as f:  # a saved record reads back typed
     saved = record_from_dict(json.load(f))
 print(saved.SCHEMA, saved.metrics.accuracy, saved.data.full_official_test_set)

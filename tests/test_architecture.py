@@ -244,3 +244,28 @@ def test_producers_build_records_directly(path: Path) -> None:
     bridged = [(line, kind) for line, kind in from_dict_calls(path.read_text(encoding="utf-8"))
                if (relative, kind) not in READS_JSON]
     assert not bridged, f"{relative}: a record part bridged through from_dict at {bridged}"
+
+
+# --------------------------------------------------------------------------- visible seams
+def private_imports(source: str) -> list[tuple[int, str]]:
+    """(line, name) of each ``_private`` name imported from this package in ``source``."""
+    return [(node.lineno, alias.name) for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.ImportFrom)
+            and (node.level or (node.module or "").startswith("resnet8_onnx"))
+            for alias in node.names
+            if alias.name.startswith("_") and not alias.name.startswith("__")]
+
+
+def test_the_private_import_reader_finds_them() -> None:
+    source = ("from resnet8_onnx.report.text import _fixed, DASH\n"
+              "def f():\n    from .sections import _g\n"
+              "from numpy import _core\nfrom resnet8_onnx import __version__\n")
+    assert private_imports(source) == [(1, "_fixed"), (3, "_g")]
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: p.name)
+def test_no_module_imports_another_modules_private_names(path: Path) -> None:
+    """What one module uses of another is its public surface: a ``_name`` imported across
+    files is a seam nobody can see from the definition."""
+    found = private_imports(path.read_text(encoding="utf-8"))
+    assert not found, f"{path.relative_to(PACKAGE)} imports private names {found}"

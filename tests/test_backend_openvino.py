@@ -86,7 +86,7 @@ def test_a_fallback_read_back_from_the_compiled_model_is_refused(tmp_path,
     compiled model does not compute in: OpenVINO compiling for f32 when bf16 was asked is
     exit 2."""
     model = make_classifier(tmp_path / "m.onnx")
-    real_core = ov_runner._core
+    real_core = ov_runner.openvino_core
 
     class FallingBack:
         def __init__(self) -> None:
@@ -99,7 +99,7 @@ def test_a_fallback_read_back_from_the_compiled_model_is_refused(tmp_path,
             return self.core.compile_model(model, device, {**config,
                                                            "INFERENCE_PRECISION_HINT": "f32"})
 
-    monkeypatch.setattr(ov_runner, "_core", FallingBack)
+    monkeypatch.setattr(ov_runner, "openvino_core", FallingBack)
     monkeypatch.setattr(ov_runner, "optimization_capabilities",
                         lambda core: ("FP32", "BF16", "FP16"))
     from resnet8_onnx.support.errors import UsageError

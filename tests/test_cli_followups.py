@@ -32,7 +32,7 @@ def test_quantize_without_o_writes_into_the_current_directory(tmp_path, monkeypa
         seen.append(list(files))
         raise errors.InvalidInputError("stop here")
 
-    monkeypatch.setattr(commands, "_check_outputs", fake_check_outputs)
+    monkeypatch.setattr(commands, "refuse_outputs", fake_check_outputs)
     assert main(["-q", "quantize", str(source / "net.v2.onnx"), "--calibration-data",
                  "x"]) == errors.INVALID_INPUT
     (files,) = seen

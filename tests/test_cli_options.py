@@ -37,7 +37,7 @@ def test_min_accuracy_errors_speak_the_users_words(value, fragments, capsys) -> 
         for fragment in fragments:
             assert fragment in err, err
         assert "_fraction" not in err
-        assert "_accuracy" not in err
+        assert "parse_accuracy" not in err
 
 
 @pytest.mark.parametrize("value", ["0.875", "87.5%", " 87.5 % ", "1", "100%", "0", "0%"])

@@ -77,14 +77,14 @@ def test_the_int8_verdict_states_the_tables_speed_up_not_the_quantisers() -> Non
     and says which measurement it is."""
     from report_factory import make_record
     from resnet8_onnx.records import ComparisonRecord
-    from resnet8_onnx.report.sections import _compare_rows, evaluation_speedup
+    from resnet8_onnx.report.sections import compare_rows, evaluation_speedup
 
     models = [make_record(backend="keras"), make_record(), make_record()]
     for m, ips in zip(models, (3_000.0, 6_222.0, 4_466.0), strict=True):
         m.timings.images_per_second = ips
     models[2].quantized = True
     table = dict((label, cells) for label, cells, _ in
-                 _compare_rows(ComparisonRecord(models=models)))["images/s"]
+                 compare_rows(ComparisonRecord(models=models)))["images/s"]
     assert table == ["3,000", "6,222", "4,466"]
     record = QuantizationRecord(
         evaluation={"fp32": {"accuracy": 0.8719}, "int8": {"accuracy": 0.8702},

@@ -5,7 +5,7 @@ from __future__ import annotations
 from report_factory import make_comparison
 from resnet8_onnx import records as r
 from resnet8_onnx.report import int8_verdict_line, parameters_text, provenance_line
-from resnet8_onnx.report.sections import _compare_rows, _parity_lines
+from resnet8_onnx.report.sections import compare_rows, parity_lines
 
 
 def test_parameters_text_says_what_the_graph_holds_of_batch_normalization() -> None:
@@ -57,7 +57,7 @@ def test_parity_lines_include_the_dynamic_batch_and_interface_problems() -> None
         "atol": 1e-5, "rtol": 1e-5, "elements_over_tolerance": 3, "first_disagreements": [7],
         "dynamic_batch": {"passed": False, "batch_sizes": {"1": {}, "7": {}}},
         "interface_problems": ["output 'y' has shape [N, 9], expected [N, 10]"]})
-    lines = _parity_lines(parity)
+    lines = parity_lines(parity)
     assert lines[0] == "top-1 agreement 9/10 images"
     assert "max |Δ output| 0.25 (tolerance atol 1e-05, rtol 1e-05)" in lines
     assert "dynamic batch (1, 7): FAILED" in lines
@@ -71,7 +71,7 @@ def test_compare_rows_one_cell_per_model_and_dashes_for_the_reference() -> None:
     comparison.models[1].versus_reference = {"samples": 2000, "agreement": 1990,
                                              "agreement_fraction": 0.995, "disagreements": 10,
                                              "comparable": True, "max_abs_diff": 0.5}
-    rows = {label.strip(): cells for label, cells, _ in _compare_rows(comparison)}
+    rows = {label.strip(): cells for label, cells, _ in compare_rows(comparison)}
     assert rows["agreement with #1 Keras"] == ["—", "99.50%"]  # the reference has no entry
     assert rows["disagreeing images"] == ["—", "10"]
     assert rows["max |Δ output| vs #1 Keras"] == ["—", "5.00e-01"]

@@ -150,3 +150,33 @@ def test_empty_class_folder_warns_shows_a_dash_and_macro_averages_follow_sklearn
         assert metrics[key] == pytest.approx(
             sk(y_true, y_pred, average="macro", zero_division=0), abs=1e-12), key
     assert metrics["macro_classes"] == len(np.union1d(y_true, y_pred))
+
+
+def test_render_picks_the_view_by_the_records_type_and_kind() -> None:
+    """``report.render`` prints each record as its command did: ``run``'s comparison with its
+    verdict, ``compare``'s (kind "compare") as the model table, an evaluation as metrics."""
+    run = make_comparison(passed=True)
+    compared = r.ComparisonRecord.from_dict({**run.to_dict(), "kind": "compare"})
+    evaluation = make_record()
+    assert terminal_text(report.render, run) == terminal_text(
+        report.render_comparison_terminal, run)
+    assert terminal_text(report.render, compared) == terminal_text(
+        report.render_compare_terminal, compared)
+    assert terminal_text(report.render, compared) != terminal_text(report.render, run)
+    assert terminal_text(report.render, evaluation) == terminal_text(
+        report.render_terminal, evaluation)
+    assert terminal_text(report.render, evaluation.data) == terminal_text(
+        report.render_data_terminal, evaluation.data)
+    with pytest.raises(TypeError, match="no terminal view for a str"):
+        report.render("report.json")  # type: ignore[arg-type]
+
+
+def test_a_saved_record_renders_again_through_load_record(tmp_path: Path) -> None:
+    """The JSON a command wrote, read back, prints the same lines without any model."""
+    from resnet8_onnx.records import load_record
+
+    record = make_record()
+    path = tmp_path / "report.json"
+    path.write_text(report.to_json(record), encoding="utf-8")
+    assert terminal_text(report.render, load_record(path)) == terminal_text(
+        report.render_terminal, record)

@@ -49,9 +49,8 @@ from resnet8_onnx.report import (
     comparison_files,
     format_threshold,
     int8_verdict_line,
-    write_comparison_reports,
 )
-from resnet8_onnx.report.sections import _speed_line, evaluation_speedup
+from resnet8_onnx.report.sections import evaluation_speedup, speed_line
 from resnet8_onnx.support.errors import InputNotFoundError, VerificationFailedError, remedied
 from resnet8_onnx.support.fsutil import refuse_overwriting_inputs
 from resnet8_onnx.support.progress import note, status
@@ -76,15 +75,21 @@ def resolve_model(model: str | os.PathLike[str] | None, data_dir: str | os.PathL
 _RUN_BACKENDS = ("keras", "onnxruntime")
 
 
+def model_files(out_dir: str | os.PathLike[str], *, int8: bool = False) -> dict[str, Path]:
+    """The models ``run`` writes into ``out_dir``, by their key in the record's ``files``."""
+    out = Path(out_dir)
+    return {"onnx": out / "model.onnx", **({"onnx_int8": out / "model_int8.onnx"} if int8 else {})}
+
+
 def planned_outputs(out_dir: str | os.PathLike[str], *, int8: bool = False) -> list[Path]:
-    """Every file ``run`` writes into ``out_dir``: the models, then the report set."""
+    """Every file ``run`` writes into ``out_dir``: the models, then the report set (which the
+    caller writes from the record: ``report.write``)."""
     out = Path(out_dir)
     runs: list[tuple[str, str | None]] = [(b, None) for b in _RUN_BACKENDS]
-    models = [out / "model.onnx"]
     if int8:
         runs.append(("onnxruntime", "int8"))
-        models.append(out / "model_int8.onnx")
-    return [*models, *(out / name for name in comparison_files(runs).values())]
+    return [*model_files(out, int8=int8).values(),
+            *(out / name for name in comparison_files(runs).values())]
 
 
 def check_outputs(out_dir: str | os.PathLike[str], *, force: bool = False,
@@ -145,7 +150,9 @@ def run_pipeline(
     also_outputs: Sequence[str | os.PathLike[str]] = (),
     min_agreement: float | None = None,
 ) -> ComparisonRecord:
-    """Run the whole job and write the report directory; returns the comparison record.
+    """Run the whole job: ``model.onnx`` (and ``model_int8.onnx``) written into ``out_dir``;
+    returns the comparison record, whose report set the caller writes (``report.write``:
+    ``run`` does it under the directory's lock), so the pipeline renders nothing.
 
     ``int8`` also quantises the ONNX model (``quantize``'s automatic recipe choice, calibrated
     on training images: ``calibration_data`` or those found near ``data_dir``), evaluates it
@@ -156,8 +163,8 @@ def run_pipeline(
     default when None; 0: off), recorded in the int8 record's selection.
     """
     out = Path(out_dir)
-    onnx_path = out / "model.onnx"
-    int8_path = out / "model_int8.onnx"
+    models = model_files(out, int8=True)
+    onnx_path, int8_path = models["onnx"], models["onnx_int8"]
     model_path, dataset = _check_inputs(
         out, model, data_dir, split=split, subset=subset, indices_file=indices_file,
         limit=limit, download=download, force=force, int8=int8, also=also_outputs)
@@ -205,11 +212,6 @@ def run_pipeline(
                 data=dataset.info(),
                 settings=settings_record(threads, batch_size),
                 int8_record=int8_record)
-    comparison.files = {k: str(v) for k, v in
-                        write_comparison_reports(comparison, out, force=force).items()}
-    comparison.files["onnx"] = str(onnx_path)
-    if int8_record is not None:
-        comparison.files["onnx_int8"] = str(int8_path)
     return comparison
 
 
@@ -319,5 +321,5 @@ def add_int8_to_verdict(verdict: Verdict, record: QuantizationRecord,
         verdict, summary=summary, int8_accuracy=None if ev is None else ev.int8.accuracy,
         int8_agreement=None if ev is None else ev.agreement_fraction,
         int8_speedup=record.speed.speedup if speed is None else round(speed[0], 4),
-        int8_speedup_measurement=(f"quantize's timing: {_speed_line(record)}" if speed is None
+        int8_speedup_measurement=(f"quantize's timing: {speed_line(record)}" if speed is None
                                   else speed[1]))

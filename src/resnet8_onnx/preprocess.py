@@ -267,7 +267,7 @@ def layout_from_shape(input_shape: Sequence[int | None]) -> str | None:
     return None
 
 
-_NUMPY_OF_ORT = {"tensor(float)": "float32", "tensor(float16)": "float16",
+NUMPY_OF_ORT = {"tensor(float)": "float32", "tensor(float16)": "float16",
                  "tensor(double)": "float64", "tensor(uint8)": "uint8", "tensor(int8)": "int8"}
 
 

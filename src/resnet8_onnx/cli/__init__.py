@@ -13,8 +13,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from resnet8_onnx.cli.options import EPILOG
-from resnet8_onnx.cli.options import _warn_oversubscribed as warn_oversubscribed
+from resnet8_onnx.cli.options import EPILOG, warn_oversubscribed
 from resnet8_onnx.cli.parser import build_parser
 from resnet8_onnx.support import errors
 

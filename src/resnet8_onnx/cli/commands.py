@@ -8,16 +8,16 @@ from pathlib import Path
 from typing import Any
 
 from resnet8_onnx.cli.options import (
-    _SPEC_OPTIONS,
-    _check_device,
-    _check_models,
-    _check_outputs,
-    _console,
-    _emit_json,
-    _emit_text,
-    _load_data,
-    _runtime_options,
-    _spec_overrides,
+    SPEC_OPTIONS,
+    check_device,
+    check_models,
+    cli_console,
+    emit_json,
+    emit_text,
+    load_data,
+    refuse_outputs,
+    runtime_options,
+    spec_overrides,
 )
 from resnet8_onnx.records import Record
 from resnet8_onnx.support import errors
@@ -25,16 +25,16 @@ from resnet8_onnx.support import errors
 
 # --------------------------------------------------------------------------- commands
 def cmd_data(args: argparse.Namespace) -> int:
-    _check_outputs(args, files=[args.json], inputs=[args.indices])
-    dataset = _load_data(args)
+    refuse_outputs(args, files=[args.json], inputs=[args.indices])
+    dataset = load_data(args)
     data = dataset.info()
     if args.json == "-":
-        _emit_json(data, "-", force=True)
+        emit_json(data, "-", force=True)
         return errors.OK
-    from resnet8_onnx.report import render_data_terminal
+    from resnet8_onnx.report import render
 
-    render_data_terminal(data, _console())
-    _emit_json(data, args.json, force=args.force)
+    render(data, cli_console())
+    emit_json(data, args.json, force=args.force)
     return errors.OK
 
 
@@ -44,32 +44,21 @@ def cmd_convert(args: argparse.Namespace) -> int:
     # Default: ./STEM.onnx in the current directory, never beside the input (often a shared,
     # read-only folder of models).
     output = args.output or f"{Path(args.model).stem}.onnx"
-    _check_outputs(args, files=[output, args.json], inputs=[args.model], models=[args.model])
-    _check_models([args.model], by_suffix=False)  # convert reads its own suffixes
+    refuse_outputs(args, files=[output, args.json], inputs=[args.model], models=[args.model])
+    check_models([args.model], by_suffix=False)  # convert reads its own suffixes
     direction_for(args.model, output)  # an output suffix convert cannot write: refused first
     # Flags with a default (builder, shape, classes) go to the directions that take them; a
     # spec option or --output-name given for a direction that takes none is refused there.
     options = {**applicable(args.model, output, {
         "builder": args.torch_builder, "input_shape": args.input_shape,
         "num_classes": args.num_classes}),
-        "opset": args.opset, "preprocessing": _spec_overrides(args) or None,
+        "opset": args.opset, "preprocessing": spec_overrides(args) or None,
         "output_name": args.output_name}
     result = convert(args.model, output, force=args.force, **options)
-    out = _console(stderr=args.json == "-")
-    seconds = result.seconds or 0.0
-    if result.target is None:  # Keras → ONNX; the files named as given, the record resolves
-        out.print(f"[green]converted[/green] {args.model} → {Path(output)} "
-                  f"(opset {result.opset}, input {result.input_name!r}, output "
-                  f"{result.output_name!r}: {result.output_kind}, {seconds:.1f} s)")
-    else:
-        checked = "; ".join(f"matches {c['against']} (max |Δ| {c['max_abs_diff']:.2g})"
-                            for c in result.checks or ())
-        out.print(f"[green]converted[/green] {args.model} → {Path(output)} "
-                  f"({result.target}, builder {result.builder}, output {result.output_kind}, "
-                  f"{seconds:.1f} s)")
-        if checked:
-            out.print(f"checked: {checked}")
-    _emit_json(result.to_dict(), args.json, force=args.force)
+    from resnet8_onnx.report import render
+
+    render(result, cli_console(stderr=args.json == "-"))
+    emit_json(result.to_dict(), args.json, force=args.force)
     return errors.OK
 
 
@@ -83,19 +72,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
     )
     from resnet8_onnx.verify import verify
 
-    _check_outputs(args, files=[args.json], inputs=[args.reference, args.onnx, args.indices],
+    refuse_outputs(args, files=[args.json], inputs=[args.reference, args.onnx, args.indices],
                    models=[args.reference, args.onnx])
-    _check_models([args.reference], by_suffix=args.reference_backend is None)
-    _check_models([args.onnx])
+    check_models([args.reference], by_suffix=args.reference_backend is None)
+    check_models([args.onnx])
     # Both models are read (a corrupt or unsafe one refused) before any data is searched.
-    _check_device(args, [args.onnx])  # the reference runs where its runtime runs
+    check_device(args, [args.onnx])  # the reference runs where its runtime runs
     # Each side resolves its own spec; options describe whichever sides take a spec (ONNX),
     # as in compare: a Keras or LiteRT reference takes raw pixels, a .pt2 states its own.
-    options = {"preprocessing": _spec_overrides(args), "output": args.output_name,
-               "provider": args.provider, "device": args.device, **_runtime_options(args)}
+    options = {"preprocessing": spec_overrides(args), "output": args.output_name,
+               "provider": args.provider, "device": args.device, **runtime_options(args)}
     ref_name = args.reference_backend or backend_for(args.reference)
     name = runtimes_for([args.onnx], [args.runtime])[0]  # --runtime: the candidate's
-    refuse_unused_options([name], _runtime_options(args))
+    refuse_unused_options([name], runtime_options(args))
     if options["preprocessing"] and "preprocessing" not in {
             *applicable_options(ref_name, options), *applicable_options(name, options)}:
         raise errors.UsageError(
@@ -105,16 +94,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
                              **applicable_options(ref_name, options))
     candidate = load_backend(args.onnx, name, threads=args.threads,
                              **applicable_options(name, options))
-    dataset = _load_data(args, [reference, candidate])
+    dataset = load_data(args, [reference, candidate])
     report = verify(reference, candidate, dataset.images, indices=dataset.indices,
                     atol=args.atol, rtol=args.rtol, layerwise=args.layerwise,
                     batch_size=args.batch_size, image_shape=tuple(dataset.images.shape[1:]),
                     num_classes=reference.info.num_classes or len(dataset.class_names))
     report.data = dataset.info()
-    from resnet8_onnx.report import render_verification_terminal
+    from resnet8_onnx.report import render
 
-    render_verification_terminal(report, _console(stderr=args.json == "-"))
-    _emit_json(report, args.json, force=args.force)
+    render(report, cli_console(stderr=args.json == "-"))
+    emit_json(report, args.json, force=args.force)
     return errors.OK if report.passed else errors.VERIFICATION_FAILED
 
 
@@ -138,14 +127,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from resnet8_onnx.backends.onnxrt.testdata import check_destination
     from resnet8_onnx.evaluate import evaluate
     from resnet8_onnx.metrics import meets_accuracy
-    from resnet8_onnx.report import evaluation_files, write_reports
+    from resnet8_onnx.report import evaluation_files
 
-    out_dir = _check_outputs(args, files=[args.json],
+    out_dir = refuse_outputs(args, files=[args.json],
                              reports=evaluation_files(_planned_runtime(args)),
                              inputs=[args.model, args.indices], models=[args.model],
                              directories=[(args.save_test_data,
                                            lambda d: check_destination(d, force=args.force))])
-    _check_models([args.model], by_suffix=args.backend is None, backend_option=True)
+    check_models([args.model], by_suffix=args.backend is None, backend_option=True)
     name = args.backend
     if args.runtime is not None:
         if args.backend not in (None, args.runtime):
@@ -153,28 +142,28 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                     "disagree; give one")
         name = runtimes_for([args.model], [args.runtime])[0]
     backend = load_backend(args.model, name, threads=args.threads,
-                           preprocessing=_spec_overrides(args), output=args.output_name,
-                           provider=args.provider, device=args.device, **_runtime_options(args))
+                           preprocessing=spec_overrides(args), output=args.output_name,
+                           provider=args.provider, device=args.device, **runtime_options(args))
     if args.save_test_data is not None and able(backend, HasSession) is None:
         raise errors.UsageError("--save-test-data needs an ONNX model")
-    dataset = _load_data(args, [backend])
+    dataset = load_data(args, [backend])
     record = evaluate(backend, dataset, batch_size=args.batch_size)
     metrics = record.metrics
     below = args.min_accuracy is not None and not meets_accuracy(
         metrics.correct, metrics.total, args.min_accuracy)
-    from resnet8_onnx.report import render_terminal
+    from resnet8_onnx.report import render
 
-    render_terminal(record, _console(stderr=args.json == "-"))
+    render(record, cli_console(stderr=args.json == "-"))
     if args.save_test_data is not None:
         from resnet8_onnx.backends.onnxrt.testdata import save_test_data
 
         saved = save_test_data(backend, dataset.images, args.save_test_data,
                                count=args.count, force=args.force)
         record.extra["test_data"] = saved
-        _console(stderr=True).print(f"test data: {len(saved['sets'])} sets in "
+        cli_console(stderr=True).print(f"test data: {len(saved['sets'])} sets in "
                                     f"{saved['directory']}")
-    _emit_json(record, args.json, force=args.force)
-    _write_reports_locked(out_dir, write_reports, record, force=args.force)
+    emit_json(record, args.json, force=args.force)
+    _write_reports_locked(out_dir, record, force=args.force)
     if not below:  # last, once nothing can fail; a failure says it in its own one line
         _print_warnings([record])
     if below:
@@ -191,31 +180,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_annotate(args: argparse.Namespace) -> int:
     from resnet8_onnx.convert.annotate import annotate, check_output_suffix, read_class_names
-    _check_outputs(args, files=[args.json, args.output_file],
+    refuse_outputs(args, files=[args.json, args.output_file],
                    inputs=[args.model, args.class_names],
                    models=[args.model])  # before loading any data
-    _check_models([args.model], by_suffix=False)  # annotate says what it takes
+    check_models([args.model], by_suffix=False)  # annotate says what it takes
     check_output_suffix(args.output_file)
     names = read_class_names(args.class_names) if args.class_names else None
     from resnet8_onnx.cli.dataopts import geometry_options
 
-    images = _load_data(args).images if args.embed else None
+    images = load_data(args).images if args.embed else None
     account = annotate(args.model, args.output_file,
-                       preprocessing={**_spec_overrides(args), **geometry_options(args)},
+                       preprocessing={**spec_overrides(args), **geometry_options(args)},
                        class_names=names, output=args.output_name, embed_preprocessing=args.embed,
                        images=images, atol=args.atol, rtol=args.rtol, force=args.force)
-    out = _console(stderr=args.json == "-")
-    spec = account["preprocessing"]
-    what = "embedded" if args.embed else "recorded"
-    out.print(f"[green]annotated[/green] {args.model} → {account['output']}: preprocessing "
-              f"{what} ({spec['description']})")
-    if args.embed:
-        parity = account["parity"]
-        inp = account["input"]
-        out.print(f"  input {inp['name']!r} {inp['shape']} uint8 NHWC RGB; parity on "
-                  f"{parity['samples']:,} images: {parity['argmax_agreement']:,} predictions "
-                  f"agree, max |Δ| {parity['max_abs_diff']:.2e}")
-    _emit_json(account, args.json, force=args.force)
+    from resnet8_onnx.report import render_annotation_terminal
+
+    render_annotation_terminal(account, cli_console(stderr=args.json == "-"))
+    emit_json(account, args.json, force=args.force)
     return errors.OK
 
 
@@ -227,14 +208,13 @@ def _print_warnings(records: Any) -> None:
             print(f"resnet8-onnx: warning: {warning}", file=sys.stderr)
 
 
-def _write_reports_locked(
-    out_dir: Path | None, write: Any, record: Record, *, force: bool
-) -> None:
-    """Create ``out_dir``, hold its lock while ``write`` writes the report set, list the files;
-    a failed write leaves neither files nor a directory this invocation created."""
+def _write_reports_locked(out_dir: Path | None, record: Record, *, force: bool) -> None:
+    """Create ``out_dir``, hold its lock while :func:`report.write` writes ``record``'s report
+    set, list the files; a failed write leaves neither files nor a directory this invocation
+    created."""
     if out_dir is None:
         return
-    from resnet8_onnx.report import check_planned, files_for
+    from resnet8_onnx.report import check_planned, files_for, write
     from resnet8_onnx.support.fsutil import report_directory
 
     targets = check_planned(out_dir, files_for(record), force=force).values()
@@ -245,12 +225,13 @@ def _write_reports_locked(
 
 def _list_written(paths: Any) -> None:
     """Every command lists the files it wrote the same way: one line on stderr."""
-    _console(stderr=True).print("reports: " + ", ".join(str(p) for p in paths), markup=False,
+    cli_console(stderr=True).print("reports: " + ", ".join(str(p) for p in paths), markup=False,
                                 soft_wrap=True)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from resnet8_onnx.pipeline import check_outputs, run_pipeline
+    from resnet8_onnx.pipeline import check_outputs, model_files, run_pipeline
+    from resnet8_onnx.report import render, write
     from resnet8_onnx.support.fsutil import refuse_overwriting_inputs, report_directory
 
     if args.min_agreement is not None and not args.int8:
@@ -258,10 +239,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     targets = check_outputs(args.out, force=args.force, int8=args.int8)  # before anything
     json_file = [args.json] if args.json not in (None, "-") else []
     refuse_overwriting_inputs([*targets, *json_file], ())  # --json onto a report file
-    _check_outputs(args, files=[args.json],
+    refuse_outputs(args, files=[args.json],
                    inputs=[args.model, args.indices, args.calibration_data],
                    models=[args.model])
-    _check_models([args.model], by_suffix=False)  # the pipeline says what it takes
+    check_models([args.model], by_suffix=False)  # the pipeline says what it takes
     # A failed or interrupted run takes back what it wrote, so the same command can be rerun.
     with errors.remedies(_run_remedies()), report_directory(args.out, targets) as out_dir:
         comparison = run_pipeline(
@@ -274,14 +255,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             int8=args.int8, calibration_data=args.calibration_data, also_outputs=json_file,
             min_agreement=args.min_agreement,
         )
-    written = list((comparison.files or {}).values())
+        reports = write(comparison, out_dir, force=args.force)
+    models = model_files(out_dir, int8=comparison.int8 is not None)
+    comparison.files = {k: str(v) for k, v in {**reports, **models}.items()}
+    written = list(comparison.files.values())
     if args.json is not None:  # run's record: report.json's very text
-        _emit_text(Path((comparison.files or {})["json"]).read_text(encoding="utf-8"), args.json,
+        emit_text(Path((comparison.files or {})["json"]).read_text(encoding="utf-8"), args.json,
                    force=args.force)
         written += json_file
-    from resnet8_onnx.report import render_comparison_terminal
-
-    render_comparison_terminal(comparison, _console(stderr=args.json == "-"))
+    render(comparison, cli_console(stderr=args.json == "-"))
     _list_written(written)
     _print_warnings(comparison.models)
     if comparison.parity is None or not comparison.parity.passed:
@@ -289,7 +271,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if comparison.verdict is None or not comparison.verdict.meets_threshold:
         return errors.ACCURACY_BELOW_THRESHOLD
     if comparison.extra.get("int8_failed"):  # --int8's model failed quantize's quality gate
-        _console(stderr=True).print(comparison.extra["int8_failed"], markup=False,
+        cli_console(stderr=True).print(comparison.extra["int8_failed"], markup=False,
                                     soft_wrap=True)
         return errors.VERIFICATION_FAILED
     return errors.OK
@@ -297,29 +279,29 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from resnet8_onnx.compare import compare_models
-    from resnet8_onnx.report import compare_files, render_compare_terminal, write_compare_reports
+    from resnet8_onnx.report import compare_files, render
 
     if len(args.models) < 2:
         raise errors.UsageError("compare needs at least two models (the first is the reference)")
-    out_dir = _check_outputs(args, files=[args.json], reports=compare_files(),
+    out_dir = refuse_outputs(args, files=[args.json], reports=compare_files(),
                              inputs=[*args.models, args.indices], models=args.models)
-    _check_models(args.models)
-    _check_device(args, args.models)
+    check_models(args.models)
+    check_device(args, args.models)
     from resnet8_onnx.backends import refuse_unused_options, runtimes_for
     from resnet8_onnx.compare import per_model_options
 
     names = runtimes_for(args.models, args.runtime)
-    refuse_unused_options(names, _runtime_options(args))
+    refuse_unused_options(names, runtime_options(args))
     options = per_model_options(args.models, {
-        **{name: getattr(args, name) for name in _SPEC_OPTIONS}, "output": args.output_name,
-        **_runtime_options(args)}, backends=names)
+        **{name: getattr(args, name) for name in SPEC_OPTIONS}, "output": args.output_name,
+        **runtime_options(args)}, backends=names)
     # Every model is loaded (a corrupt one refused) before the data is searched.
-    record = compare_models(args.models, lambda models: _load_data(args, models),
+    record = compare_models(args.models, lambda models: load_data(args, models),
                             backends=names, batch_size=args.batch_size, threads=args.threads,
                             options=options, provider=args.provider, device=args.device)
-    render_compare_terminal(record, _console(stderr=args.json == "-"))
-    _emit_json(record, args.json, force=args.force)
-    _write_reports_locked(out_dir, write_compare_reports, record, force=args.force)
+    render(record, cli_console(stderr=args.json == "-"))
+    emit_json(record, args.json, force=args.force)
+    _write_reports_locked(out_dir, record, force=args.force)
     _print_warnings(record.models)  # last: a refusal above stays one line
     return errors.OK
 
@@ -334,20 +316,19 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     )
     from resnet8_onnx.report import (
         quantization_files,
-        render_quantization_terminal,
-        write_quantization_reports,
+        render,
     )
 
     model = Path(args.model)
     # Default: ./STEM_int8.onnx in the current directory, as convert: never beside the input.
     output = args.output or f"{model.stem}_int8.onnx"
     # Before any work, nothing written on refusal; never onto the model or calibration images.
-    out_dir = _check_outputs(args, files=[args.json, output],
+    out_dir = refuse_outputs(args, files=[args.json, output],
                              reports=quantization_files(),
                              inputs=[args.model, args.calibration_data,
                                      args.calibration_indices, args.indices],
                              models=[args.model])
-    _check_models([args.model], by_suffix=False)  # inspect_float_model says what it takes
+    check_models([args.model], by_suffix=False)  # inspect_float_model says what it takes
     if args.provider is not None:
         from resnet8_onnx.backends.onnxrt.runner import DEFAULT_PROVIDER, resolve_provider
 
@@ -358,7 +339,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
     if (args.activations, args.weights) in UNSUPPORTED_TYPES:  # a usage error, before any work
         raise errors.UsageError(unsupported_types_message(args.activations, args.weights))
-    preprocessing = _spec_overrides(args)
+    preprocessing = spec_overrides(args)
     output_name = getattr(args, "output_name", None)
     # A missing, non-ONNX or quantised model, or a bad spec, fails before the data.
     inspect_float_model(model, preprocessing=preprocessing, output=output_name)
@@ -385,7 +366,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
                                             download=False,
                                             allow_test=args.allow_test_calibration,
                                             request=folder_request(args, fp32))
-        test_data = _load_data(args, fp32) if args.data_dir is not None else None
+        test_data = load_data(args, fp32) if args.data_dir is not None else None
         record = quantize(model, output, calibration, recipe,
                           calibration_count=args.calibration_count, tolerance=args.tolerance,
                           min_agreement=args.min_agreement, test_data=test_data,
@@ -393,9 +374,9 @@ def cmd_quantize(args: argparse.Namespace) -> int:
                           diagnose=True if args.layer_errors else None, force=args.force,
                           preprocessing=preprocessing, output=output_name,
                           standard_ops=args.standard_ops)
-    render_quantization_terminal(record, _console(stderr=args.json == "-"))
-    _emit_json(record, args.json, force=args.force)
-    _write_reports_locked(out_dir, write_quantization_reports, record, force=args.force)
+    render(record, cli_console(stderr=args.json == "-"))
+    emit_json(record, args.json, force=args.force)
+    _write_reports_locked(out_dir, record, force=args.force)
     _print_warnings([record])  # e.g. fp32 near chance: the spec looks wrong
     return errors.OK
 
@@ -453,27 +434,27 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         check_benchmark_request,
         probe_models,
     )
-    from resnet8_onnx.report import render_benchmark_terminal, throughput_png
+    from resnet8_onnx.report import render, throughput_png
 
-    _check_outputs(args, files=[args.json, args.plot, args.save_optimized], inputs=args.models,
+    refuse_outputs(args, files=[args.json, args.plot, args.save_optimized], inputs=args.models,
                    models=args.models)
-    _check_models(args.models)
-    _check_device(args, args.models)
+    check_models(args.models)
+    check_device(args, args.models)
     from resnet8_onnx.backends import refuse_unused_options, runtimes_for
 
     names = runtimes_for(args.models, args.runtime)
-    refuse_unused_options(names, _runtime_options(args))
+    refuse_unused_options(names, runtime_options(args))
     check_benchmark_request(  # the models and options alone, before any data search
         args.models, backends=names, batch_sizes=args.batch_sizes, threads=args.threads,
         optimization_levels=args.optimization, images=None,
         save_optimized=args.save_optimized, force=args.force)
-    onnx_options = {"preprocessing": _spec_overrides(args), "output": args.output_name,
-                    "provider": args.provider, **_runtime_options(args)}
+    onnx_options = {"preprocessing": spec_overrides(args), "output": args.output_name,
+                    "provider": args.provider, **runtime_options(args)}
     probe_models(args.models, onnx_options=onnx_options, device=args.device,
                  backends=names)  # before data
     images = data = None
     if args.data_dir is not None:
-        dataset = _load_data(args)
+        dataset = load_data(args)
         images, data = dataset.images, dataset.info()
     record = benchmark(
         args.models, backends=names, batch_sizes=args.batch_sizes, threads=args.threads,
@@ -484,13 +465,13 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         warmup_seconds=QUICK_WARMUP_SECONDS if args.quick else DEFAULT_WARMUP_SECONDS,
         images=images, data=data, save_optimized=args.save_optimized, force=args.force,
         onnx_options=onnx_options, device=args.device)
-    render_benchmark_terminal(record, _console(stderr=args.json == "-"))
-    _emit_json(record, args.json, force=args.force)
+    render(record, cli_console(stderr=args.json == "-"))
+    emit_json(record, args.json, force=args.force)
     if args.plot is not None:
         from resnet8_onnx.support.fsutil import write_bytes_atomic
 
         write_bytes_atomic(args.plot, throughput_png(record), force=args.force)
-        _console(stderr=True).print(f"plot: {args.plot}")
+        cli_console(stderr=True).print(f"plot: {args.plot}")
     return errors.OK
 
 
@@ -500,15 +481,15 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from resnet8_onnx.quantize import inspect_float_model, load_calibration_data
     from resnet8_onnx.quantize.calibration import HOLDOUT_TOO_SMALL
     from resnet8_onnx.quantize.tune import output_files, tune
-    from resnet8_onnx.report import render_tuning_terminal
+    from resnet8_onnx.report import render
 
     configurations = tuple(c.strip() for c in args.configurations.split(",") if c.strip())
     files = output_files(args.output)
     planned = [*files["onnx"], *(files["ir"] if "openvino-int8" in configurations else [])]
-    _check_outputs(args, files=[args.json, *map(str, planned)],
+    refuse_outputs(args, files=[args.json, *map(str, planned)],
                    inputs=[args.model, args.calibration_data, args.indices], models=[args.model])
-    _check_models([args.model], by_suffix=False)  # inspect_float_model says what it takes
-    preprocessing = _spec_overrides(args)
+    check_models([args.model], by_suffix=False)  # inspect_float_model says what it takes
+    preprocessing = spec_overrides(args)
     inspect_float_model(args.model, preprocessing=preprocessing, output=args.output_name)
     remedies = {**_quantize_remedies(args),
                 HOLDOUT_TOO_SMALL: "give --calibration-data more images, or lower "
@@ -516,12 +497,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
     with errors.remedies(remedies):
         calibration = load_calibration_data(args.calibration_data, download=False,
                                             allow_test=args.allow_test_calibration)
-        test_data = _load_data(args) if args.data_dir is not None else None
+        test_data = load_data(args) if args.data_dir is not None else None
         record = tune(args.model, args.output, calibration, tolerance=args.tolerance,
                       test_data=test_data, calibration_count=args.calibration_count,
                       batch_size=args.batch_size, threads=args.threads, force=args.force,
                       preprocessing=preprocessing or None, output=args.output_name,
                       configurations=configurations)
-    render_tuning_terminal(record, _console(stderr=args.json == "-"))
-    _emit_json(record, args.json, force=args.force)
+    render(record, cli_console(stderr=args.json == "-"))
+    emit_json(record, args.json, force=args.force)
     return errors.OK

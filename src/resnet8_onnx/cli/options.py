@@ -79,13 +79,13 @@ def command_epilog(name: str) -> str:
 
 
 # --------------------------------------------------------------------------- helpers
-def _console(stderr: bool = False):
+def cli_console(stderr: bool = False):
     from resnet8_onnx.support.progress import console
 
     return console(stderr=stderr)
 
 
-def _accuracy(text: str) -> float:
+def parse_accuracy(text: str) -> float:
     """'0.875' (a fraction, 0–1) or '87.5%' (a percentage) → 0.875.
 
     A bare number above 1 is refused rather than guessed: '1' is 100 %, so reading '85' as
@@ -113,7 +113,7 @@ def _accuracy(text: str) -> float:
     return float(value)
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -123,7 +123,7 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _shape(text: str) -> tuple[int, int, int] | None:
+def parse_shape(text: str) -> tuple[int, int, int] | None:
     if text.lower() in ("any", "model"):
         return None
     try:
@@ -135,24 +135,24 @@ def _shape(text: str) -> tuple[int, int, int] | None:
     return dims
 
 
-def _classes(text: str) -> int | None:
+def parse_classes(text: str) -> int | None:
     if text.lower() in ("any", "model"):
         return None
-    return _positive_int(text)
+    return positive_int(text)
 
 
-def _int_list(text: str) -> list[int]:
+def int_list(text: str) -> list[int]:
     """'1,8,64' → [1, 8, 64]; 'all' stands for every available core (thread lists)."""
     from resnet8_onnx.machine import available_cores
 
     values = []
     for part in text.split(","):
         part = part.strip().lower()
-        values.append(available_cores() if part in ("all", "max") else _positive_int(part))
+        values.append(available_cores() if part in ("all", "max") else positive_int(part))
     return values
 
 
-def _levels(text: str) -> list[str]:
+def parse_levels(text: str) -> list[str]:
     levels = [p.strip().lower() for p in text.split(",") if p.strip()]
     unknown = [lvl for lvl in levels if lvl not in OPTIMIZATION_LEVELS]
     if unknown or not levels:
@@ -161,7 +161,7 @@ def _levels(text: str) -> list[str]:
     return levels
 
 
-def _seconds(text: str) -> float:
+def parse_seconds(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -171,7 +171,7 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _warn_oversubscribed(args: argparse.Namespace) -> None:
+def warn_oversubscribed(args: argparse.Namespace) -> None:
     """One line on stderr when --threads asks for more threads than this process has cores:
     oversubscribed runtimes do not fail, they run many times slower."""
     threads = getattr(args, "threads", None)
@@ -187,17 +187,17 @@ def _warn_oversubscribed(args: argparse.Namespace) -> None:
               f"slower (try --threads {cores}, or leave it out)", file=sys.stderr)
 
 
-def _emit_json(payload: Any, destination: str | None, *, force: bool) -> None:
+def emit_json(payload: Any, destination: str | None, *, force: bool) -> None:
     """``--json -`` prints a record (or a plain mapping) to stdout; a path is written
     atomically."""
     from resnet8_onnx.report import to_json
 
     if destination is None:
         return
-    _emit_text(to_json(payload), destination, force=force)
+    emit_text(to_json(payload), destination, force=force)
 
 
-def _emit_text(text: str, destination: str, *, force: bool) -> None:
+def emit_text(text: str, destination: str, *, force: bool) -> None:
     """JSON text to stdout (``-``) or atomically to a file; a closed stdout is no error."""
     text = text if text.endswith("\n") else text + "\n"
     if destination == "-":
@@ -210,7 +210,7 @@ def _emit_text(text: str, destination: str, *, force: bool) -> None:
         write_text_atomic(destination, text, force=force)
 
 
-def _check_outputs(args: argparse.Namespace, *, files: Sequence[str | None] = (),
+def refuse_outputs(args: argparse.Namespace, *, files: Sequence[str | None] = (),
                    reports: Mapping[str, str] | None = None,
                    inputs: Sequence[str | None] = (),
                    directories: Sequence[tuple[str | None, Any]] = (),
@@ -219,9 +219,9 @@ def _check_outputs(args: argparse.Namespace, *, files: Sequence[str | None] = ()
     not), exists without ``--force``, or cannot be written. ``reports`` are the file names of the
     ``--out`` report set (``report.evaluation_files`` …); ``directories`` are (directory,
     its check) pairs such as ``--save-test-data``; returns the ``--out`` directory.
-    The outputs are remembered so :func:`_load_data` can check them against the data files
+    The outputs are remembered so :func:`load_data` can check them against the data files
     it finds; until then nothing is created under ``--data-dir``, not even a probe file.
-    ``models`` given as a directory are refused first (exit 4, as :func:`_check_models` says),
+    ``models`` given as a directory are refused first (exit 4, as :func:`check_models` says),
     so an output that would land inside that directory does not turn it into exit 8."""
     from resnet8_onnx.support.fsutil import (
         check_writable,
@@ -231,7 +231,7 @@ def _check_outputs(args: argparse.Namespace, *, files: Sequence[str | None] = ()
 
     for model in models:
         if model is not None and Path(model).is_dir():
-            _check_models([model], by_suffix=False)
+            check_models([model], by_suffix=False)
 
     out_dir = getattr(args, "out", None)
     with probes_deferred(_named_data_roots(args)) as pending:
@@ -254,7 +254,7 @@ def _check_outputs(args: argparse.Namespace, *, files: Sequence[str | None] = ()
     return None if out_dir is None else Path(out_dir)
 
 
-def _check_models(paths: Sequence[str | None], *, by_suffix: bool = True,
+def check_models(paths: Sequence[str | None], *, by_suffix: bool = True,
                   backend_option: bool = False) -> None:
     """Each model exists, is a readable file and (``by_suffix``) of a type some runtime reads:
     checked before any data is searched, with one message per problem for every command."""
@@ -285,7 +285,7 @@ def _named_data_roots(args: argparse.Namespace) -> list[Path]:
     return [path if path.is_dir() else path.parent] if path.exists() else []
 
 
-def _add_data_options(p: argparse.ArgumentParser, *, subsets: bool = True,
+def add_data_options(p: argparse.ArgumentParser, *, subsets: bool = True,
                       images: bool = True) -> None:
     """``images``: the labelled-image-set options too (split folders, class names, resize)."""
     g = p.add_argument_group("data")
@@ -307,7 +307,7 @@ def _add_data_options(p: argparse.ArgumentParser, *, subsets: bool = True,
                        help="test-set indices (.npy) for --subset perf (default: "
                             "perf_samples_idxs.npy found under --data-dir, or downloaded); "
                             "only the official file (by sha256) is called the perf subset")
-        g.add_argument("--limit", type=_positive_int, metavar="N", default=None,
+        g.add_argument("--limit", type=positive_int, metavar="N", default=None,
                        help="only N images, class-balanced: round-robin over the classes, "
                             "each in source order (--limit 500 of the test set = the first 50 "
                             "of each class); a quick check, reports say so")
@@ -319,7 +319,7 @@ def _add_data_options(p: argparse.ArgumentParser, *, subsets: bool = True,
         add_image_options(p)
 
 
-def _load_data(args: argparse.Namespace, backends: Sequence[Any] = ()):
+def load_data(args: argparse.Namespace, backends: Sequence[Any] = ()):
     """The data set the options name, fitted to the models about to run on it: their
     class names, their input size, the resize/crop stated (see ``cli.dataopts``)."""
     from resnet8_onnx.cli.dataopts import folder_request
@@ -382,7 +382,7 @@ class _Renamed(argparse.Action):
                                 "quantize")
 
 
-def _add_spec_options(p: argparse.ArgumentParser, *, per_model: bool = False,
+def add_spec_options(p: argparse.ArgumentParser, *, per_model: bool = False,
                       output: bool = True, provider: bool = True) -> None:
     """--layout/--channels/--scale/--mean/--std (+ --output-name, --provider) for ONNX models.
 
@@ -428,15 +428,15 @@ def _add_spec_options(p: argparse.ArgumentParser, *, per_model: bool = False,
                         "CPUExecutionProvider); a bad name lists the available ones")
 
 
-_SPEC_OPTIONS = ("layout", "channels", "scale", "mean", "std")
+SPEC_OPTIONS = ("layout", "channels", "scale", "mean", "std")
 
 
-def _spec_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    return {name: getattr(args, name) for name in _SPEC_OPTIONS
+def spec_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {name: getattr(args, name) for name in SPEC_OPTIONS
             if getattr(args, name, None) is not None}
 
 
-def _check_device(args: argparse.Namespace, models: Sequence[str]) -> None:
+def check_device(args: argparse.Namespace, models: Sequence[str]) -> None:
     """``--device`` places PyTorch models; refuse it, before any work, when none of ``models``
     is one (it would be ignored and everything would run on the CPU)."""
     device = getattr(args, "device", None)
@@ -456,7 +456,7 @@ def _check_device(args: argparse.Namespace, models: Sequence[str]) -> None:
             f"give --provider {device} (its execution provider)")
 
 
-def _add_runtime_options(p: argparse.ArgumentParser, *, per_model: bool = False,
+def add_runtime_options(p: argparse.ArgumentParser, *, per_model: bool = False,
                          settings_per_model: bool = False, candidate: bool = False) -> None:
     """--runtime (which runtime runs .onnx files), --precision and --performance-hint
     (OpenVINO's; the runner module imports OpenVINO itself only when a model is loaded).
@@ -497,13 +497,13 @@ def _hint(text: str) -> str:
     return check_hint(text)
 
 
-def _runtime_options(args: argparse.Namespace) -> dict[str, Any]:
+def runtime_options(args: argparse.Namespace) -> dict[str, Any]:
     """The OpenVINO options given, as the loaders name them."""
     return {"precision": getattr(args, "precision", None),
             "performance_hint": getattr(args, "performance_hint", None)}
 
 
-def _add_device_option(p: argparse.ArgumentParser) -> None:
+def add_device_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=("cpu", "cuda"), default=None,
                    help="where PyTorch models run (default: cpu; cuda needs a GPU, exit 2 "
                         "otherwise); TF32 stays off so results match the CPU. ONNX models "

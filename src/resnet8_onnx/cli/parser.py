@@ -29,18 +29,18 @@ from resnet8_onnx.cli.commands import (
 )
 from resnet8_onnx.cli.options import (
     EPILOG,
-    _accuracy,
-    _add_data_options,
-    _add_device_option,
-    _add_runtime_options,
-    _add_spec_options,
-    _classes,
-    _int_list,
-    _levels,
-    _positive_int,
-    _seconds,
-    _shape,
+    add_data_options,
+    add_device_option,
+    add_runtime_options,
+    add_spec_options,
     command_epilog,
+    int_list,
+    parse_accuracy,
+    parse_classes,
+    parse_levels,
+    parse_seconds,
+    parse_shape,
+    positive_int,
 )
 from resnet8_onnx.data.format import IMAGE_SHAPE, NUM_CLASSES
 from resnet8_onnx.support import errors
@@ -90,7 +90,7 @@ class _LazySubParsers(argparse._SubParsersAction):
 
 
 # name -> (help line, description, the function adding its options), in listing order
-_COMMANDS: dict[str, tuple[str, str, Callable[[argparse.ArgumentParser], None]]] = {}
+COMMAND_TABLE: dict[str, tuple[str, str, Callable[[argparse.ArgumentParser], None]]] = {}
 
 
 def _command(name: str, help_: str, description: str) -> Callable[
@@ -98,7 +98,7 @@ def _command(name: str, help_: str, description: str) -> Callable[
     """Register the decorated function as what adds command ``name``'s options."""
     def register(add: Callable[[argparse.ArgumentParser], None]
                  ) -> Callable[[argparse.ArgumentParser], None]:
-        _COMMANDS[name] = (help_, description, add)
+        COMMAND_TABLE[name] = (help_, description, add)
         return add
     return register
 
@@ -124,7 +124,7 @@ def build_parser(*, lazy: bool = False) -> argparse.ArgumentParser:
                         help="show tracebacks on errors")
     common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
                         help=QUIET_HELP)
-    for name, (help_, description, add) in _COMMANDS.items():
+    for name, (help_, description, add) in COMMAND_TABLE.items():
         p = sub.add_parser(name, help=help_, description=description,
                            epilog=command_epilog(name), parents=[common],
                            formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -149,10 +149,10 @@ def _output_options(p: argparse.ArgumentParser) -> None:
 def _run_options(p: argparse.ArgumentParser) -> None:
     from resnet8_onnx.evaluate import DEFAULT_BATCH_SIZE
 
-    p.add_argument("--batch-size", type=_positive_int, default=DEFAULT_BATCH_SIZE,
+    p.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE,
                    metavar="N",
                    help=f"images per inference call (default: {DEFAULT_BATCH_SIZE})")
-    p.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--threads", type=positive_int, default=None, metavar="N",
                    help="intra-op threads (default: the runtime's choice, all cores)")
 
 
@@ -169,7 +169,7 @@ def _tolerance_options(p: argparse.ArgumentParser) -> None:
 @_command("data", "show where CIFAR-10 is found, what was verified, per-class counts",
           "Locate, verify and describe the CIFAR-10 data a command would use.")
 def _data(p: argparse.ArgumentParser) -> None:
-    _add_data_options(p)
+    add_data_options(p)
     _output_options(p)
     p.set_defaults(func=cmd_data)
 
@@ -196,11 +196,11 @@ def _convert(p: argparse.ArgumentParser) -> None:
                    help="how a .pt2 is built: native = readable ResNet8 module with the .h5 "
                         "weights ported; onnx2torch = any supported ONNX model; auto = native "
                         "when the .h5 is recognised as the MLCommons ResNet8 (default: auto)")
-    p.add_argument("--input-shape", type=_shape, default=IMAGE_SHAPE, metavar="H,W,C",
+    p.add_argument("--input-shape", type=parse_shape, default=IMAGE_SHAPE, metavar="H,W,C",
                    help="required input shape, or 'any' to accept the model's (default: 32,32,3)")
-    p.add_argument("--num-classes", type=_classes, default=NUM_CLASSES, metavar="N",
+    p.add_argument("--num-classes", type=parse_classes, default=NUM_CLASSES, metavar="N",
                    help="required number of classes, or 'any' (default: 10)")
-    _add_spec_options(p, provider=False)  # an ONNX (or .pt2) source, as evaluate takes it
+    add_spec_options(p, provider=False)  # an ONNX (or .pt2) source, as evaluate takes it
     _output_options(p)
     p.set_defaults(func=cmd_convert)
 
@@ -212,14 +212,14 @@ def _verify(p: argparse.ArgumentParser) -> None:
     p.add_argument("reference", help="the source model (.h5/.keras; any backend's file works)")
     p.add_argument("onnx", help="the model to verify: .onnx, or a PyTorch .pt2/.safetensors")
     p.add_argument("--reference-backend", default=None, help=argparse.SUPPRESS)
-    _add_data_options(p)
+    add_data_options(p)
     _tolerance_options(p)
     p.add_argument("--layerwise", action="store_true",
                    help="always compare layer by layer (done anyway when parity fails)")
     _run_options(p)
-    _add_spec_options(p)  # for the ONNX model; the reference takes raw pixels
-    _add_runtime_options(p, candidate=True)
-    _add_device_option(p)
+    add_spec_options(p)  # for the ONNX model; the reference takes raw pixels
+    add_runtime_options(p, candidate=True)
+    add_device_option(p)
     _output_options(p)
     p.set_defaults(func=cmd_verify)
 
@@ -232,22 +232,22 @@ def _evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help=f"model file ({_suffixes()})")
     p.add_argument("--backend", choices=tuple(LOADERS),
                    default=None, help="runtime (default: chosen by file suffix)")
-    _add_runtime_options(p)
-    _add_device_option(p)
-    _add_data_options(p)
+    add_runtime_options(p)
+    add_device_option(p)
+    add_data_options(p)
     _run_options(p)
-    p.add_argument("--min-accuracy", type=_accuracy, default=None, metavar="X",
+    p.add_argument("--min-accuracy", type=parse_accuracy, default=None, metavar="X",
                    help="exit 7 unless top-1 accuracy is at least X: a fraction from 0 to 1 "
                         "(0.85) or a percentage (85%%)")
     p.add_argument("--out", metavar="DIR", default=None,
                    help="also write report.json, report.md, per_class.csv and "
                         "confusion_<backend>.png")
-    _add_spec_options(p)
+    add_spec_options(p)
     p.add_argument("--save-test-data", metavar="DIR", default=None,
                    help="ONNX: also write inputs (as fed to the model) and outputs of the first "
                         "--count images as DIR/test_data_set_N/{input_0,output_0}.pb, the ONNX "
                         "Model Zoo layout")
-    p.add_argument("--count", type=_positive_int, default=3, metavar="N",
+    p.add_argument("--count", type=positive_int, default=3, metavar="N",
                    help="images for --save-test-data (default: 3)")
     _output_options(p)
     p.set_defaults(func=cmd_evaluate)
@@ -264,12 +264,12 @@ def _run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None,
                    help="Keras model (default: MLCommons pretrainedResnet.h5, found under "
                         "--data-dir or downloaded with its sha256 checked)")
-    _add_data_options(p, images=False)  # run: the CIFAR-10 pipeline
+    add_data_options(p, images=False)  # run: the CIFAR-10 pipeline
     p.add_argument("--out", metavar="DIR", default="resnet8-report",
                    help="report directory (default: ./resnet8-report)")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET,
                    help=f"ONNX opset (default: {DEFAULT_OPSET})")
-    p.add_argument("--min-accuracy", type=_accuracy, default=0.85, metavar="X",
+    p.add_argument("--min-accuracy", type=parse_accuracy, default=0.85, metavar="X",
                    help="accuracy the ONNX model must reach (≥): a fraction from 0 to 1 or a "
                         "percentage like 85%% (default: 85%%)")
     _tolerance_options(p)
@@ -280,7 +280,7 @@ def _run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibration-data", metavar="DIR", default=None,
                    help="training images for --int8 (default: found under --data-dir, e.g. "
                         "train-2000-png, or the official training set)")
-    p.add_argument("--min-agreement", type=_accuracy, default=None, metavar="X",
+    p.add_argument("--min-agreement", type=parse_accuracy, default=None, metavar="X",
                    help=f"--int8's quality gate, as quantize's: no int8 model whose top-1 "
                         f"agreement with fp32 on held-out images is below X, a fraction or a "
                         f"percentage (default: {DEFAULT_MIN_AGREEMENT:g}; exit 6 below it; "
@@ -299,14 +299,14 @@ def _run(p: argparse.ArgumentParser) -> None:
 def _compare(p: argparse.ArgumentParser) -> None:
     p.add_argument("models", nargs="+", metavar="MODEL",
                    help=f"two or more model files ({_suffixes()}); the first is the reference")
-    _add_data_options(p)
+    add_data_options(p)
     _run_options(p)
-    _add_device_option(p)
+    add_device_option(p)
     p.add_argument("--out", metavar="DIR", default=None,
                    help="also write compare.json, compare.md, compare.csv and "
                         "compare_per_class.csv")
-    _add_spec_options(p, per_model=True)
-    _add_runtime_options(p, per_model=True, settings_per_model=True)
+    add_spec_options(p, per_model=True)
+    add_runtime_options(p, per_model=True, settings_per_model=True)
     _output_options(p)
     p.set_defaults(func=cmd_compare)
 
@@ -323,23 +323,23 @@ def _benchmark(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("models", nargs="+", metavar="MODEL",
                    help=f"model files ({_suffixes()})")
-    p.add_argument("--batch-sizes", type=_int_list, metavar="LIST",
+    p.add_argument("--batch-sizes", type=int_list, metavar="LIST",
                    default=list(DEFAULT_BATCH_SIZES),
                    help="comma-separated batch sizes (default: "
                         f"{','.join(map(str, DEFAULT_BATCH_SIZES))})")
-    p.add_argument("--threads", type=_int_list, metavar="LIST", default=None,
+    p.add_argument("--threads", type=int_list, metavar="LIST", default=None,
                    help="comma-separated thread counts, 'all' = every core (default: 1,all)")
-    p.add_argument("--optimization", type=_levels, metavar="LEVELS",
+    p.add_argument("--optimization", type=parse_levels, metavar="LEVELS",
                    default=list(OPTIMIZATION_LEVELS),
                    help="ONNX Runtime graph optimisation levels to compare (default: "
                         f"{','.join(OPTIMIZATION_LEVELS)})")
     p.add_argument("--full-grid", action="store_true",
                    help="every level at every thread count (default: every level at the most "
                         "threads, plus the other thread counts at the highest level)")
-    p.add_argument("--min-seconds", type=_seconds, default=None, metavar="S",
+    p.add_argument("--min-seconds", type=parse_seconds, default=None, metavar="S",
                    help=f"time each configuration for at least S seconds (default: "
                         f"{DEFAULT_MIN_SECONDS:g}; --quick: 0.1)")
-    p.add_argument("--min-iterations", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--min-iterations", type=positive_int, default=None, metavar="N",
                    help=f"and at least N calls (default: {DEFAULT_MIN_ITERATIONS})")
     p.add_argument("--quick", action="store_true",
                    help="shorter warm-up and time budget: a rough figure in a few seconds")
@@ -352,9 +352,9 @@ def _benchmark(p: argparse.ArgumentParser) -> None:
                         "level measured); needs exactly one .onnx model")
     p.add_argument("--plot", metavar="FILE", default=None,
                    help="write a PNG of throughput vs batch size")
-    _add_spec_options(p)
-    _add_runtime_options(p, per_model=True)
-    _add_device_option(p)
+    add_spec_options(p)
+    add_runtime_options(p, per_model=True)
+    add_device_option(p)
     _output_options(p)
     p.set_defaults(func=cmd_benchmark)
 
@@ -374,8 +374,8 @@ def _annotate(p: argparse.ArgumentParser) -> None:
                    help="class names, one per line (or a JSON list), in output order")
     p.add_argument("--embed", action="store_true",
                    help="embed the preprocessing in the graph (input: uint8 [N,H,W,3] RGB)")
-    _add_spec_options(p, provider=False)  # annotate runs nothing on a provider to choose
-    _add_data_options(p)
+    add_spec_options(p, provider=False)  # annotate runs nothing on a provider to choose
+    add_data_options(p)
     _tolerance_options(p)
     _output_options(p)
     p.set_defaults(func=cmd_annotate)
@@ -417,7 +417,7 @@ def _quantize(p: argparse.ArgumentParser) -> None:
     g.add_argument("--allow-test-calibration", action="store_true",
                    help="accept TEST images as calibration data (e.g. perf-png, refused "
                         "otherwise: exit 4); every report then says so")
-    g.add_argument("--calibration-count", type=_positive_int, default=None, metavar="N",
+    g.add_argument("--calibration-count", type=positive_int, default=None, metavar="N",
                    help=f"calibration images, evenly spread over the source (default: "
                         f"{DEFAULT_CALIBRATION_COUNT:,}, at most half the source: the others "
                         "are held out to score candidates and for the quality gate)")
@@ -444,14 +444,14 @@ def _quantize(p: argparse.ArgumentParser) -> None:
                         "--no-auto default: on)")
     g.add_argument("--exclude", nargs="+", metavar="NODE", default=None,
                    help="node names to keep in float (the record lists the worst layers)")
-    g.add_argument("--tolerance", type=_accuracy, default=DEFAULT_TOLERANCE, metavar="X",
+    g.add_argument("--tolerance", type=parse_accuracy, default=DEFAULT_TOLERANCE, metavar="X",
                    help=f"--auto keeps candidates whose held-out agreement is at most X below "
                         f"the best (default: {DEFAULT_TOLERANCE:g}, i.e. "
                         f"{DEFAULT_TOLERANCE * 100:g} points)")
     g.add_argument("--standard-ops", action="store_true",
                    help="only recipes whose file uses standard ONNX ops (QDQ), none of ONNX "
                         "Runtime's com.microsoft ops (QOperator)")
-    g.add_argument("--min-agreement", type=_accuracy, default=DEFAULT_MIN_AGREEMENT,
+    g.add_argument("--min-agreement", type=parse_accuracy, default=DEFAULT_MIN_AGREEMENT,
                    metavar="X",
                    help=f"quality gate: write no int8 model whose top-1 agreement with fp32 "
                         f"on the held-out images is below X, a fraction or a percentage "
@@ -459,8 +459,8 @@ def _quantize(p: argparse.ArgumentParser) -> None:
     g.add_argument("--layer-errors", action="store_true",
                    help="always measure per-layer quantisation error (default: only when "
                         "agreement is below 98%%)")
-    _add_spec_options(p)  # after -o/--output (the file); --output-name is the tensor
-    _add_data_options(p)
+    add_spec_options(p)  # after -o/--output (the file); --output-name is the tensor
+    add_data_options(p)
     _run_options(p)
     p.add_argument("--out", metavar="DIR", default=None,
                    help="also write quantize.json and quantize.md")
@@ -504,7 +504,7 @@ def _tune(p: argparse.ArgumentParser) -> None:
                    help="training images, as quantize takes them: calibrate the int8 "
                         "configurations on half, score and time every configuration on the "
                         "other half (at least 100 held out, exit 4 otherwise)")
-    g.add_argument("--calibration-count", type=_positive_int, default=None, metavar="N",
+    g.add_argument("--calibration-count", type=positive_int, default=None, metavar="N",
                    help="calibration images (default: 1,000, at most half the source)")
     g.add_argument("--allow-test-calibration", action="store_true",
                    help="accept TEST images as calibration data (every figure then says so)")
@@ -515,8 +515,8 @@ def _tune(p: argparse.ArgumentParser) -> None:
     g.add_argument("--configurations", metavar="LIST", default=",".join(TRIALS[1:]),
                    help=f"comma-separated configurations to measure besides the reference "
                         f"(default: {','.join(TRIALS[1:])})")
-    _add_spec_options(p)
-    _add_data_options(p)
+    add_spec_options(p)
+    add_data_options(p)
     _run_options(p)
     _output_options(p)
     p.set_defaults(func=cmd_tune)

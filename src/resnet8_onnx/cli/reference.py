@@ -50,7 +50,7 @@ def _options_table(parser: argparse.ArgumentParser) -> list[str]:
 def cli_page() -> str:
     """Markdown: a table of commands, then each command's description, arguments and the
     epilog its --help ends with (exit codes, data sources, examples)."""
-    from resnet8_onnx.cli.parser import _COMMANDS, build_parser
+    from resnet8_onnx.cli.parser import COMMAND_TABLE, build_parser
 
     parser = build_parser()
     lines = ["# Command-line reference", "",
@@ -58,7 +58,7 @@ def cli_page() -> str:
              "Every command and argument, as `resnet8-onnx COMMAND --help` gives them.", "",
              "| command | what it does |", "|---|---|"]
     lines += [f"| [`{name}`](#{name}) | {help_} |"
-              for name, (help_, _description, _add) in _COMMANDS.items()]
+              for name, (help_, _description, _add) in COMMAND_TABLE.items()]
     lines += ["", "## resnet8-onnx", "", parser.description or "", "",
               *_options_table(parser), "", "```text", parser.epilog or "", "```"]
     for name, sub in _subparsers(parser).items():

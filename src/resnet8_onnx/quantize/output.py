@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from resnet8_onnx.data import Dataset
 
 
-def _stated_spec(model: FloatModel) -> dict[str, str]:
+def stated_spec(model: FloatModel) -> dict[str, str]:
     """The spec entries of the int8 file: the sentence, and in ``preprocessing_spec`` only the
     fields given by option or read from the source's metadata. A field guessed from the input
     shape or defaulted is left out, so a later stage guesses it again and says so, as
@@ -48,7 +48,7 @@ def finalise(path: Path, model: FloatModel, recipe: Recipe, dataset: Dataset,
     proto = onnx.load(str(path))
     props = {p.key: p.value for p in proto.metadata_props}
     props.update(model.metadata)  # class names, output kind … of the source
-    props.update(_stated_spec(model))  # what was given; the rest resolves again as it did
+    props.update(stated_spec(model))  # what was given; the rest resolves again as it did
     versions = library_versions()
     props.update({
         "quantization_recipe": json.dumps(recipe.to_dict(), sort_keys=True),

@@ -115,9 +115,9 @@ def _openvino(model: FloatModel, cal_images: np.ndarray, tmp: Path,
                                                        "quantization": "nncf"})
     trials = [*float_trials, *([int8] if "openvino-int8" in wanted else [])]
     try:
-        from resnet8_onnx.backends.openvino.runner import _core, supported_precisions
+        from resnet8_onnx.backends.openvino.runner import openvino_core, supported_precisions
 
-        core = _core()
+        core = openvino_core()
     except ToolError as exc:  # the extra is not installed
         for t in trials:
             t.error, t.path = one_line(exc), None

@@ -36,7 +36,7 @@ from resnet8_onnx.quantize.calibration import (
 )
 from resnet8_onnx.quantize.engine import FloatModel, inspect_float_model, library_versions
 from resnet8_onnx.quantize.engine import time_passes as _time_passes
-from resnet8_onnx.quantize.output import _stated_spec
+from resnet8_onnx.quantize.output import stated_spec
 from resnet8_onnx.quantize.recipe import SPEED_NOISE
 from resnet8_onnx.quantize.trials import (
     REFERENCE,
@@ -249,13 +249,13 @@ def _stage(trial: Trial, model: FloatModel, tmp: Path) -> list[Path]:
     metadata (ONNX metadata_props, or the IR's rt_info section) beside the source's own
     entries and the resolved spec."""
     assert trial.path is not None
-    entries = {**model.metadata, **_stated_spec(model), **settings_metadata(trial)}
+    entries = {**model.metadata, **stated_spec(model), **settings_metadata(trial)}
     if trial.ir:
         import openvino as ov
 
-        from resnet8_onnx.backends.openvino.runner import RT_INFO_SECTION, _core
+        from resnet8_onnx.backends.openvino.runner import RT_INFO_SECTION, openvino_core
 
-        ir = _core().read_model(str(trial.path))
+        ir = openvino_core().read_model(str(trial.path))
         for key, value in entries.items():
             ir.set_rt_info(str(value), [RT_INFO_SECTION, key])
         target = tmp / "final.xml"

@@ -8,14 +8,17 @@ importing this package loads neither.
 
   text.py      numbers, names and the data statement every writer shares
   sections.py  lines and rows built from a record, shared by terminal and Markdown
-  terminal.py  rich output of every record
+  terminal.py  rich output of every record; render(record) picks the view by type
   markdown.py  Markdown reports
   jsonio.py    JSON (deterministic) and the plain-JSON conversion
   csv_.py      per-class and per-model CSV
   png.py       confusion matrix, throughput plot
+  conversion.py  convert's and annotate's results on the terminal
+  tuning.py    tune's record on the terminal
   files.py     each command's report set, checked before and written atomically
 """
 
+from resnet8_onnx.report.conversion import render_annotation_terminal, render_conversion_terminal
 from resnet8_onnx.report.csv_ import (
     CSV_COLUMNS,
     compare_csv,
@@ -55,6 +58,7 @@ from resnet8_onnx.report.sections import (
     provenance_line,
 )
 from resnet8_onnx.report.terminal import (
+    render,
     render_benchmark_terminal,
     render_compare_terminal,
     render_comparison_terminal,
@@ -113,9 +117,12 @@ __all__ = [
     "provenance_line",
     "quantization_files",
     "quantization_markdown",
+    "render",
+    "render_annotation_terminal",
     "render_benchmark_terminal",
     "render_compare_terminal",
     "render_comparison_terminal",
+    "render_conversion_terminal",
     "render_data_terminal",
     "render_quantization_terminal",
     "render_terminal",

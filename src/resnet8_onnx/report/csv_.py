@@ -9,8 +9,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from resnet8_onnx.records import ComparisonRecord, EvaluationRecord
-from resnet8_onnx.report.sections import _class_accuracy, _compare_class_names, _comparison_rows
-from resnet8_onnx.report.text import _unique_labels
+from resnet8_onnx.report.sections import class_accuracy, compare_class_names, comparison_rows
+from resnet8_onnx.report.text import unique_labels
 
 
 def csv_number(value: Any) -> str:
@@ -47,7 +47,7 @@ def per_class_csv(record: EvaluationRecord) -> str:
 def comparison_per_class_csv(comparison: ComparisonRecord) -> str:
     """Per-class rows with one column group per model (prefixed keras_, onnx_, ...)."""
     models = comparison.models
-    prefixes = [label.lower().replace(" ", "") for label in _unique_labels(models)]
+    prefixes = [label.lower().replace(" ", "") for label in unique_labels(models)]
     fields = ("correct", "accuracy", "precision", "recall", "f1", "auc")
     header = ["index", "class", "support"]
     for prefix in prefixes:
@@ -55,7 +55,7 @@ def comparison_per_class_csv(comparison: ComparisonRecord) -> str:
     if len(models) == 2:
         header.append("same_correct")
     rows: list[Sequence[Any]] = [header]
-    for row in _comparison_rows(models):
+    for row in comparison_rows(models):
         cells = [row["index"], row["name"], csv_number(row["support"])]
         for c in row["models"]:
             cells += [csv_number(None if c is None else getattr(c, f)) for f in fields]
@@ -74,7 +74,7 @@ _SUMMARY_FIELDS = ("label", "file", "backend", "runtime_version", "input_dtype",
 def compare_csv(record: ComparisonRecord) -> str:
     """One row per model, full precision, per-class accuracies as ``acc_<class>`` columns."""
     models = record.models
-    names = _compare_class_names(models)
+    names = compare_class_names(models)
     rows: list[Sequence[Any]] = [[*_SUMMARY_FIELDS, *(f"acc_{n}" for n in names)]]
     for m in models:
         v = m.versus_reference
@@ -88,7 +88,7 @@ def compare_csv(record: ComparisonRecord) -> str:
             "images_per_second": m.timings.images_per_second,
         }
         rows.append([csv_number(values[f]) for f in _SUMMARY_FIELDS]
-                    + [csv_number(_class_accuracy(m, i)) for i in range(len(names))])
+                    + [csv_number(class_accuracy(m, i)) for i in range(len(names))])
     return csv_text(rows)
 
 
@@ -97,9 +97,9 @@ def compare_per_class_csv(record: ComparisonRecord) -> str:
     models = record.models
     header = ["index", "class", "support"]
     for i in range(len(models)):
-        header += [f"m{i + 1}_correct", f"m{i + 1}_accuracy"]
+        header += [f"m{i + 1}_correct", f"m{i + 1}parse_accuracy"]
     rows: list[Sequence[Any]] = [header]
-    for c, name in enumerate(_compare_class_names(models)):
+    for c, name in enumerate(compare_class_names(models)):
         per = [m.metrics.row(c) for m in models]
         cells = [c, name, csv_number(per[0].support if per and per[0] else None)]
         for entry in per:

@@ -14,49 +14,49 @@ from resnet8_onnx.records import (
     Structure,
 )
 from resnet8_onnx.report.sections import (
-    _LAYER_HEADER,
     CANDIDATE_LEGEND,
-    _candidate_header,
-    _candidate_rows,
-    _compare_model_lines,
-    _compare_notes,
-    _compare_rows,
-    _comparison_data,
-    _comparison_rows,
-    _cpu_line,
-    _delta,
-    _evaluation_rows,
-    _header_lines,
-    _layer_rows,
-    _parity_lines,
-    _speed_busy_warning,
-    _speed_line,
-    _verdict_lines,
+    LAYER_HEADER,
+    candidate_header,
+    candidate_rows,
+    compare_model_lines,
+    compare_notes,
+    compare_rows,
+    comparison_data,
+    comparison_rows,
+    cpu_line,
+    delta_text,
+    evaluation_rows,
     int8_verdict_line,
     layer_match_text,
+    layer_rows,
     parameters_text,
+    parity_lines,
+    quantization_header_lines,
+    speed_busy_warning,
+    speed_line,
+    verdict_lines,
 )
 from resnet8_onnx.report.text import (
     DASH,
     FULL_MATRIX_CLASSES,
-    _data_warnings,
-    _fixed,
-    _macro_note,
-    _model_notes,
-    _output_note,
-    _throughput,
-    _unique_labels,
     backend_label,
     confused_lines,
     confusion_png_names,
+    data_warnings,
     describe_data,
+    format_fixed,
     format_int,
     format_pct,
     is_number,
+    macro_note,
     model_name,
+    model_notes,
+    output_note,
     preprocessing_line,
     shown_class_rows,
     speed_warning,
+    throughput_text,
+    unique_labels,
 )
 
 
@@ -86,13 +86,13 @@ def _provenance(record: EvaluationRecord) -> list[str]:
         lines.append(f"- Runtime: {model.backend}{version}{provider}")
     if preprocessing_line(record):
         lines.append(f"- Preprocessing: {preprocessing_line(record)}")
-    lines += [f"- Note: {note}" for note in _model_notes(record)]
+    lines += [f"- Note: {note}" for note in model_notes(record)]
     source = data.source
     if source.path or source.kind:
         lines.append(f"- Data source: {source.kind or 'unknown'} `{source.path}`"
                      + (" (official files, checksums verified)" if source.official else ""))
     lines += [f"  - verified: {check}" for check in source.checks]
-    lines += [f"- **Warning:** {warning}" for warning in _data_warnings(data)]
+    lines += [f"- **Warning:** {warning}" for warning in data_warnings(data)]
     if record.environment:
         lines.append("- Environment: " + ", ".join(
             f"{k} {v}" for k, v in sorted(record.environment.items())))
@@ -133,14 +133,14 @@ def markdown_summary(record: EvaluationRecord, image: str | None = None) -> str:
            *((f"Top-{k} accuracy", format_pct(v)) for k, v in (metrics.top_k or {}).items()
              if k != "5"),
            ("Top-5 accuracy", format_pct(metrics.top5_accuracy)),
-           ("Macro ROC AUC (one-vs-rest)", _fixed(metrics.macro_auc)),
-           ("Macro F1", _fixed(metrics.macro_f1))]
-    if throughput := _throughput(record):
+           ("Macro ROC AUC (one-vs-rest)", format_fixed(metrics.macro_auc)),
+           ("Macro F1", format_fixed(metrics.macro_f1))]
+    if throughput := throughput_text(record):
         key.append(("Throughput", throughput))
     lines += markdown_table(["metric", "value"], key, ["l", "r"])
     if speed_warning([record]):
         lines += ["", f"**Warning:** {speed_warning([record])}."]
-    for note in (_output_note(metrics), _macro_note(metrics)):
+    for note in (output_note(metrics), macro_note(metrics)):
         if note:
             lines += ["", f"Note: {note}."]
     if metrics.argmax_ties:
@@ -152,8 +152,8 @@ def markdown_summary(record: EvaluationRecord, image: str | None = None) -> str:
         lines += markdown_table(
             ["#", "class", "support", "correct", "accuracy", "precision", "recall", "F1", "AUC"],
             [[c.index, c.name, format_int(c.support), format_int(c.correct),
-              format_pct(c.accuracy), _fixed(c.precision), _fixed(c.recall), _fixed(c.f1),
-              _fixed(c.auc)] for c in rows],
+              format_pct(c.accuracy), format_fixed(c.precision), format_fixed(c.recall),
+              format_fixed(c.f1), format_fixed(c.auc)] for c in rows],
             ["r", "l", "r", "r", "r", "r", "r", "r", "r"])
         lines += ["", "Accuracy per class is the recall. Precision of a class that is never "
                       "predicted is 0; accuracy, recall and AUC are undefined (—) for a class "
@@ -178,14 +178,14 @@ def markdown_summary(record: EvaluationRecord, image: str | None = None) -> str:
 def comparison_markdown(comparison: ComparisonRecord) -> str:
     """The ``run`` report: verdict, which images, side-by-side per-class table, parity."""
     models = comparison.models
-    labels = _unique_labels(models)
+    labels = unique_labels(models)
     verdict = comparison.verdict
     lines = ["# Keras → ONNX conversion report", "",
              f"## Verdict: {'PASS' if verdict is not None and verdict.passed else 'FAIL'}", ""]
-    lines += [f"- {line}" for line in _verdict_lines(verdict)] if verdict else []
-    data = _comparison_data(comparison)
+    lines += [f"- {line}" for line in verdict_lines(verdict)] if verdict else []
+    data = comparison_data(comparison)
     lines += ["", f"**Images:** {describe_data(data)}", ""]
-    lines += [f"- **Warning:** {w}" for w in _data_warnings(data)]
+    lines += [f"- **Warning:** {w}" for w in data_warnings(data)]
 
     key_rows = []
     for label, record in zip(labels, models, strict=True):
@@ -193,15 +193,15 @@ def comparison_markdown(comparison: ComparisonRecord) -> str:
         key_rows.append([label, model_name(record),
                          f"{format_pct(m.accuracy)} ({format_int(m.correct)}/"
                          f"{format_int(m.total)})",
-                         format_pct(m.top5_accuracy), _fixed(m.macro_auc),
-                         _fixed(m.macro_f1), _throughput(record) or DASH])
+                         format_pct(m.top5_accuracy), format_fixed(m.macro_auc),
+                         format_fixed(m.macro_f1), throughput_text(record) or DASH])
     lines += ["## Models", ""]
     lines += markdown_table(["runtime", "file", "top-1 accuracy", "top-5", "macro AUC", "macro F1",
                         "throughput"], key_rows, ["l", "l", "r", "r", "r", "r", "r"])
     if speed_warning(models, labels):
         lines += ["", f"**Warning:** {speed_warning(models, labels)}."]
 
-    rows = _comparison_rows(models)
+    rows = comparison_rows(models)
     if rows:
         header = ["#", "class", "support"]
         for label in labels:
@@ -213,10 +213,10 @@ def comparison_markdown(comparison: ComparisonRecord) -> str:
             cells = [row["index"], row["name"], format_int(row["support"])]
             for c in row["models"]:
                 cells += [format_int(c and c.correct), format_pct(c and c.accuracy),
-                          _fixed(c and c.auc)]
+                          format_fixed(c and c.auc)]
             if len(models) == 2:
                 a, b = row["models"]
-                cells.append(_delta(a and a.correct, b and b.correct))
+                cells.append(delta_text(a and a.correct, b and b.correct))
             body.append(cells)
         lines += ["", "## Per-class accuracy", ""]
         lines += markdown_table(header, body, ["r", "l"] + ["r"] * (len(header) - 2))
@@ -230,7 +230,7 @@ def comparison_markdown(comparison: ComparisonRecord) -> str:
     parity = comparison.parity
     if parity is not None:
         lines += ["", f"## Numerical parity: {'passed' if parity.passed else 'FAILED'}", ""]
-        lines += [f"- {line}" for line in _parity_lines(parity)]
+        lines += [f"- {line}" for line in parity_lines(parity)]
     first = comparison.layerwise.first_diverging_layer if comparison.layerwise else None
     if first:
         lines += [f"- First diverging layer: {layer_match_text(first)}"]
@@ -290,12 +290,12 @@ def compare_markdown(record: ComparisonRecord) -> str:
     lines = ["# Model comparison", "",
              f"**Images:** {describe_data(record.data)}", "",
              "The first model is the reference for agreement and output differences.", ""]
-    lines += [f"- {line}" for line in _compare_model_lines(record)]
+    lines += [f"- {line}" for line in compare_model_lines(record)]
     lines += ["", *markdown_table(["", *(str(m.label) for m in models)],
                              [[label.strip() if not label.startswith("  ") else
                                f"&nbsp;&nbsp;{label.strip()}", *cells]
-                              for label, cells, _ in _compare_rows(record)])]
-    notes = _compare_notes(record)
+                              for label, cells, _ in compare_rows(record)])]
+    notes = compare_notes(record)
     if notes:
         lines += ["", *(f"Note: {n}." for n in notes)]
     warning = speed_warning(models, [str(m.label) for m in models])
@@ -312,12 +312,12 @@ def compare_markdown(record: ComparisonRecord) -> str:
 def quantization_markdown(record: QuantizationRecord) -> str:
     """The record as a Markdown report."""
     lines = ["# int8 quantisation report", ""]
-    lines += [f"- {line}" for line in _header_lines(record)]
+    lines += [f"- {line}" for line in quantization_header_lines(record)]
     lines += ["", "## Candidates", "",
               "Scored on held-out images (not the test set) for agreement with fp32; timed "
               "against fp32 in the same run on this machine.", ""]
-    lines += markdown_table(_candidate_header(record, sizes=True),
-                            _candidate_rows(record, sizes=True),
+    lines += markdown_table(candidate_header(record, sizes=True),
+                            candidate_rows(record, sizes=True),
                             ["l", "r", "r", "r", "r", "r", "l"])
     lines += ["", CANDIDATE_LEGEND]
     ev = record.evaluation
@@ -327,17 +327,17 @@ def quantization_markdown(record: QuantizationRecord) -> str:
         lines += markdown_table(["", "fp32", "int8"],
                                 [[r[0].strip() if not r[0].startswith("  ")
                                   else f"&nbsp;&nbsp;{r[0].strip()}", *r[1:]]
-                                 for r in _evaluation_rows(record)])
-    lines += ["", "## Speed", "", f"- {_speed_line(record)}", f"- {record.speed_verdict}",
-              f"- CPU: {_cpu_line(record)}"]
-    busy = _speed_busy_warning(record)
+                                 for r in evaluation_rows(record)])
+    lines += ["", "## Speed", "", f"- {speed_line(record)}", f"- {record.speed_verdict}",
+              f"- CPU: {cpu_line(record)}"]
+    busy = speed_busy_warning(record)
     if busy:
         lines.append(f"- **warning:** {busy}")
-    layers = _layer_rows(record)
+    layers = layer_rows(record)
     if layers or record.layer_errors_note:
         lines += ["", "## Largest quantisation error", "", record.layer_errors_note or "", ""]
         if layers:
-            lines += markdown_table(_LAYER_HEADER, layers, ["l", "l", "r", "r"])
+            lines += markdown_table(LAYER_HEADER, layers, ["l", "l", "r", "r"])
     if record.notes:
         lines += ["", "## Notes", "", *(f"- {n}" for n in record.notes)]
     if record.versions:

@@ -24,21 +24,28 @@ from resnet8_onnx.records import (
     Verdict,
     Versus,
 )
-from resnet8_onnx.report.text import DASH, _fixed, format_int, format_pct, is_number, model_name
+from resnet8_onnx.report.text import (
+    DASH,
+    format_fixed,
+    format_int,
+    format_pct,
+    is_number,
+    model_name,
+)
 
 
-def _comparison_data(comparison: ComparisonRecord) -> DataInfo:
+def comparison_data(comparison: ComparisonRecord) -> DataInfo:
     """The comparison's images: its own ``data``, else its first model's."""
     if comparison.data.count is not None or not comparison.models:
         return comparison.data
     return comparison.models[0].data
 
 
-def _verdict_lines(verdict: Verdict) -> list[str]:
+def verdict_lines(verdict: Verdict) -> list[str]:
     return [str(s) for s in verdict.summary]
 
 
-def _parity_lines(parity: Parity) -> list[str]:
+def parity_lines(parity: Parity) -> list[str]:
     lines = []
     if parity.argmax_agreement is not None and parity.samples is not None:
         lines.append(f"top-1 agreement {parity.argmax_agreement:,}/{parity.samples:,} images")
@@ -62,7 +69,7 @@ def _parity_lines(parity: Parity) -> list[str]:
     return lines
 
 
-def _comparison_rows(models: Sequence[EvaluationRecord]) -> list[dict[str, Any]]:
+def comparison_rows(models: Sequence[EvaluationRecord]) -> list[dict[str, Any]]:
     """Per-class rows aligned across models by class index (a missing class: ``None``)."""
     n = max((len(m.metrics.per_class) for m in models), default=0)
     rows = []
@@ -74,7 +81,7 @@ def _comparison_rows(models: Sequence[EvaluationRecord]) -> list[dict[str, Any]]
     return rows
 
 
-def _delta(a: Any, b: Any) -> str:
+def delta_text(a: Any, b: Any) -> str:
     if not (isinstance(a, int) and isinstance(b, int)):
         return DASH
     return "0" if a == b else f"{b - a:+,}"
@@ -144,7 +151,7 @@ def layer_match_text(entry: LayerMatch) -> str:
                                      if entry.extra.get("through_quantisation") else "")
                if op else "")
         what = f" against {tensor!r}{how}"
-    return f"{entry.layer} ({entry.kind}){what}, max |Δ| {_fixed(entry.max_abs_diff, 6)}"
+    return f"{entry.layer} ({entry.kind}){what}, max |Δ| {format_fixed(entry.max_abs_diff, 6)}"
 
 
 def provenance_line(provenance: Provenance, onnx_path: str | None = None,
@@ -188,16 +195,16 @@ def _delta_cell(versus: Versus | None, key: str) -> str:
     return _sci(getattr(versus, key))
 
 
-def _compare_class_names(models: Sequence[EvaluationRecord]) -> list[str]:
+def compare_class_names(models: Sequence[EvaluationRecord]) -> list[str]:
     return next((m.metrics.names for m in models if m.metrics.class_names), [])
 
 
-def _class_accuracy(record: EvaluationRecord, index: int) -> float | None:
+def class_accuracy(record: EvaluationRecord, index: int) -> float | None:
     row = record.metrics.row(index)
     return None if row is None else row.accuracy
 
 
-def _compare_rows(record: ComparisonRecord) -> list[tuple[str, list[str], bool]]:
+def compare_rows(record: ComparisonRecord) -> list[tuple[str, list[str], bool]]:
     """(row label, one cell per model, starts a new section) for the one comparison table."""
     models = record.models
     ref = models[0].label if models else "#1"
@@ -210,8 +217,8 @@ def _compare_rows(record: ComparisonRecord) -> list[tuple[str, list[str], bool]]
     totals = {m.metrics.total for m in models}
     label = f"correct of {format_int(totals.pop())}" if len(totals) == 1 else "correct"
     add(label, [format_int(m.metrics.correct) for m in models])
-    for i, name in enumerate(_compare_class_names(models)):
-        add(f"  {name}", [format_pct(_class_accuracy(m, i), 1) for m in models], section=i == 0)
+    for i, name in enumerate(compare_class_names(models)):
+        add(f"  {name}", [format_pct(class_accuracy(m, i), 1) for m in models], section=i == 0)
     versus = [m.versus_reference for m in models]
     add(f"agreement with {ref}", [format_pct(v and v.agreement_fraction) for v in versus],
         section=True)
@@ -222,7 +229,7 @@ def _compare_rows(record: ComparisonRecord) -> list[tuple[str, list[str], bool]]
     return rows
 
 
-def _compare_model_lines(record: ComparisonRecord) -> list[str]:
+def compare_model_lines(record: ComparisonRecord) -> list[str]:
     lines = []
     for m in record.models:
         model = m.model
@@ -240,7 +247,7 @@ def _compare_model_lines(record: ComparisonRecord) -> list[str]:
     return lines
 
 
-def _compare_notes(record: ComparisonRecord) -> list[str]:
+def compare_notes(record: ComparisonRecord) -> list[str]:
     notes = [f"{m.label}: {m.versus_reference.note}" for m in record.models
              if m.versus_reference is not None and m.versus_reference.note]
     if any(m.quantized for m in record.models):
@@ -329,7 +336,7 @@ def evaluation_speedup(fp32: EvaluationRecord, int8: EvaluationRecord) -> tuple[
                    f"passes, {how}, time inside ONNX Runtime")
 
 
-def _candidate_rows(record: QuantizationRecord, *, sizes: bool = False) -> list[list[str]]:
+def candidate_rows(record: QuantizationRecord, *, sizes: bool = False) -> list[list[str]]:
     rows = []
     candidates = sorted(record.candidates,
                         key=lambda c: (not c.chosen, c.error is not None,
@@ -363,14 +370,14 @@ CANDIDATE_LEGEND = ("agreement: top-1 equal to fp32's on the held-out images; el
                     "agreement, mean |Δ| decide).")
 
 
-def _candidate_header(record: QuantizationRecord, *, sizes: bool = False) -> list[str]:
+def candidate_header(record: QuantizationRecord, *, sizes: bool = False) -> list[str]:
     counts = {c.holdout_count for c in record.candidates if c.holdout_count}
     n = f" ({format_int(counts.pop())})" if len(counts) == 1 else ""
     return ["recipe", f"agreement{n}", "images/s", "× fp32",
             *(["mean |Δ|", "size"] if sizes else []), ""]
 
 
-def _evaluation_rows(record: QuantizationRecord) -> list[list[str]]:
+def evaluation_rows(record: QuantizationRecord) -> list[list[str]]:
     ev = record.evaluation
     if ev is None:
         return []
@@ -396,17 +403,17 @@ def _evaluation_rows(record: QuantizationRecord) -> list[list[str]]:
     return rows
 
 
-def _layer_rows(record: QuantizationRecord) -> list[list[str]]:
+def layer_rows(record: QuantizationRecord) -> list[list[str]]:
     return [[e.node or DASH, e.op_type or DASH,
              f"{e.local_sqnr_db:.1f}" if is_number(e.local_sqnr_db) else DASH,
              f"{e.vs_float_sqnr_db:.1f}" if is_number(e.vs_float_sqnr_db) else DASH]
             for e in record.layer_errors or ()]
 
 
-_LAYER_HEADER = ["node (for --exclude)", "op", "own SQNR dB", "SQNR vs fp32 dB"]
+LAYER_HEADER = ["node (for --exclude)", "op", "own SQNR dB", "SQNR vs fp32 dB"]
 
 
-def _cpu_line(record: QuantizationRecord) -> str:
+def cpu_line(record: QuantizationRecord) -> str:
     cpu = record.cpu
     if cpu is None:
         return "unknown CPU"
@@ -415,7 +422,7 @@ def _cpu_line(record: QuantizationRecord) -> str:
             f"available; flags: {flags} (from {cpu.source})")
 
 
-def _speed_line(record: QuantizationRecord) -> str:
+def speed_line(record: QuantizationRecord) -> str:
     s = record.speed
     return (f"fp32 {_ips(s.fp32_images_per_second)} vs int8 "
             f"{_ips(s.int8_images_per_second)} images/s on {format_int(s.images)} "
@@ -423,14 +430,14 @@ def _speed_line(record: QuantizationRecord) -> str:
             f"{s.rounds} interleaved passes")
 
 
-def _speed_busy_warning(record: QuantizationRecord) -> str | None:
+def speed_busy_warning(record: QuantizationRecord) -> str | None:
     """The busy-machine line for quantize's timings (its speed line and the candidates'
     images/s), as evaluate/compare/benchmark give it; None when idle or unknown."""
     return busy_warning(record.speed.cpu_busy, record.cpu.cores if record.cpu else None,
                         "while quantize timed fp32 and int8", "images/s and speed-ups")
 
 
-def _header_lines(record: QuantizationRecord,
+def quantization_header_lines(record: QuantizationRecord,
                   shown: Callable[[str], str] = str) -> list[str]:
     """``shown``: how a path is written (the terminal's shorter form; Markdown keeps it)."""
     src, out, sel = record.source, record.output, record.selection
@@ -457,11 +464,11 @@ def _header_lines(record: QuantizationRecord,
     return lines
 
 
-def _g(value: Any, digits: int = 3) -> str:
+def format_g(value: Any, digits: int = 3) -> str:
     if not is_number(value):
         return DASH
     return f"{value:.{digits}g}" if value < 10 ** digits else f"{value:,.0f}"
 
 
-def _threads_text(threads: int | None) -> str:
+def threads_text(threads: int | None) -> str:
     return "dflt threads" if threads is None else f"{threads}t"

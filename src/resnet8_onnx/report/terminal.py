@@ -12,61 +12,63 @@ from resnet8_onnx.machine import BUSY_WARNING, busy_warning
 from resnet8_onnx.records import (
     BenchmarkRecord,
     ComparisonRecord,
+    Conversion,
     DataInfo,
     EvaluationRecord,
     LayerMatch,
     Metrics,
     QuantizationRecord,
+    Record,
     VerificationRecord,
 )
 from resnet8_onnx.report.sections import (
-    _LAYER_HEADER,
     CANDIDATE_LEGEND,
-    _candidate_header,
-    _candidate_rows,
-    _compare_model_lines,
-    _compare_notes,
-    _compare_rows,
-    _comparison_data,
-    _comparison_rows,
-    _cpu_line,
-    _delta,
-    _evaluation_rows,
-    _g,
-    _header_lines,
-    _layer_rows,
-    _parity_lines,
-    _speed_busy_warning,
-    _speed_line,
-    _threads_text,
-    _verdict_lines,
+    LAYER_HEADER,
+    candidate_header,
+    candidate_rows,
+    compare_model_lines,
+    compare_notes,
+    compare_rows,
+    comparison_data,
+    comparison_rows,
+    cpu_line,
+    delta_text,
+    evaluation_rows,
+    format_g,
     int8_verdict_line,
     layer_match_text,
+    layer_rows,
     parameters_text,
+    parity_lines,
     provenance_line,
+    quantization_header_lines,
+    speed_busy_warning,
+    speed_line,
     structure_kind,
+    threads_text,
+    verdict_lines,
 )
 from resnet8_onnx.report.text import (
     DASH,
-    _data_warnings,
-    _fixed,
-    _macro_note,
-    _model_line,
-    _model_notes,
-    _output_note,
-    _throughput,
-    _unique_labels,
     confused_lines,
+    data_warnings,
     describe_data,
+    format_fixed,
     format_int,
     format_pct,
     is_number,
+    macro_note,
+    model_line,
     model_name,
+    model_notes,
+    output_note,
     preprocessing_line,
     shown_class_rows,
     shown_path,
     speed_warning,
+    throughput_text,
     top_k_text,
+    unique_labels,
 )
 from resnet8_onnx.support.progress import console as make_console
 
@@ -100,12 +102,12 @@ def _metrics_table(record: EvaluationRecord) -> Table:
         table.caption = f"{table.caption}; {left_out}"
     for i, c in enumerate(per_class):
         table.add_row(c.name, format_int(c.support), format_int(c.correct),
-                      format_pct(c.accuracy), _fixed(c.precision), _fixed(c.recall),
-                      _fixed(c.f1), _fixed(c.auc), end_section=i == len(per_class) - 1)
+                      format_pct(c.accuracy), format_fixed(c.precision), format_fixed(c.recall),
+                      format_fixed(c.f1), format_fixed(c.auc), end_section=i == len(per_class) - 1)
     table.add_row("[bold]all[/bold]", format_int(metrics.total), format_int(metrics.correct),
                   f"[bold]{format_pct(metrics.accuracy)}[/bold]",
-                  _fixed(metrics.macro_precision), _fixed(metrics.macro_recall),
-                  _fixed(metrics.macro_f1), _fixed(metrics.macro_auc))
+                  format_fixed(metrics.macro_precision), format_fixed(metrics.macro_recall),
+                  format_fixed(metrics.macro_f1), format_fixed(metrics.macro_auc))
     return table
 
 
@@ -117,9 +119,9 @@ def _headline(metrics: Metrics) -> str:
     if is_number(metrics.top5_accuracy):
         parts.append(f"top-5 {format_pct(metrics.top5_accuracy)}")
     if is_number(metrics.macro_auc):
-        parts.append(f"macro AUC {_fixed(metrics.macro_auc)}")
+        parts.append(f"macro AUC {format_fixed(metrics.macro_auc)}")
     if is_number(metrics.macro_f1):
-        parts.append(f"macro F1 {_fixed(metrics.macro_f1)}")
+        parts.append(f"macro F1 {format_fixed(metrics.macro_f1)}")
     return " · ".join(parts)
 
 
@@ -135,11 +137,11 @@ def render_terminal(record: EvaluationRecord, console: Console | None = None) ->
 
     out = _console_or_default(console)
     metrics, data = record.metrics, record.data
-    out.print(f"[bold]Evaluated[/bold] {escape(_model_line(record))}")
+    out.print(f"[bold]Evaluated[/bold] {escape(model_line(record))}")
     out.print(f"[bold]Images:[/bold] {escape(describe_data(data))}")
     if preprocessing_line(record):
         out.print(f"[bold]Preprocessing:[/bold] {escape(preprocessing_line(record) or '')}")
-    for warning in _data_warnings(data):
+    for warning in data_warnings(data):
         out.print(f"[yellow]warning:[/yellow] {escape(warning)}")
     out.print()
     out.print(_metrics_table(record))
@@ -147,8 +149,8 @@ def render_terminal(record: EvaluationRecord, console: Console | None = None) ->
     out.print(_headline(metrics))
     if (metrics.num_classes or 0) > 10 and confused_lines(metrics):
         out.print("[bold]Most confused:[/bold] " + escape("; ".join(confused_lines(metrics))))
-    notes = [n for n in (_output_note(metrics), _macro_note(metrics), _throughput(record)) if n]
-    notes += _model_notes(record)
+    notes = [n for n in (output_note(metrics), macro_note(metrics), throughput_text(record)) if n]
+    notes += model_notes(record)
     if metrics.argmax_ties:
         notes.append(f"{metrics.argmax_ties:,} images had tied top scores "
                      "(counted as the lowest class index)")
@@ -168,21 +170,21 @@ def render_comparison_terminal(comparison: ComparisonRecord,
 
     out = _console_or_default(console)
     models = comparison.models
-    labels = _unique_labels(models)
+    labels = unique_labels(models)
     verdict = comparison.verdict
     passed = verdict is not None and verdict.passed
     colour = "green" if passed else "red"
     title = "PASS" if passed else "FAIL"
-    body = "\n".join(escape(line) for line in _verdict_lines(verdict)) if verdict else ""
+    body = "\n".join(escape(line) for line in verdict_lines(verdict)) if verdict else ""
     out.print(Panel(body or "(no verdict)",
                     title=f"[bold {colour}]VERDICT: {title}[/bold {colour}]",
                     border_style=colour, expand=False))
-    data = _comparison_data(comparison)
+    data = comparison_data(comparison)
     out.print(f"[bold]Images:[/bold] {escape(describe_data(data))}")
-    for warning in _data_warnings(data):
+    for warning in data_warnings(data):
         out.print(f"[yellow]warning:[/yellow] {escape(warning)}")
     for label, record in zip(labels, models, strict=True):
-        out.print(f"[bold]{escape(label)}:[/bold] {escape(_model_line(record))}")
+        out.print(f"[bold]{escape(label)}:[/bold] {escape(model_line(record))}")
     out.print()
 
     table = Table(title="Per-class accuracy, side by side", title_justify="left",
@@ -195,21 +197,21 @@ def render_comparison_terminal(comparison: ComparisonRecord,
     pair = len(models) == 2
     if pair:
         table.add_column("Δ correct", justify="right")
-    rows = _comparison_rows(models)
+    rows = comparison_rows(models)
     for k, row in enumerate(rows):
         cells = [str(row["name"]), format_int(row["support"])]
         for c in row["models"]:
             cells += [format_int(c and c.correct), format_pct(c and c.accuracy)]
         if pair:
             a, b = row["models"]
-            cells.append(_delta(a and a.correct, b and b.correct))
+            cells.append(delta_text(a and a.correct, b and b.correct))
         table.add_row(*cells, end_section=k == len(rows) - 1)
     totals = ["[bold]all[/bold]", format_int(models[0].metrics.total) if models else ""]
     for record in models:
         totals += [format_int(record.metrics.correct),
                    f"[bold]{format_pct(record.metrics.accuracy)}[/bold]"]
     if pair:
-        totals.append(_delta(models[0].metrics.correct, models[1].metrics.correct))
+        totals.append(delta_text(models[0].metrics.correct, models[1].metrics.correct))
     table.add_row(*totals)
     out.print(table)
     out.print()
@@ -219,7 +221,7 @@ def render_comparison_terminal(comparison: ComparisonRecord,
         if is_number(m.top5_accuracy):
             parts.append(f"top-5 {format_pct(m.top5_accuracy)}")
         if is_number(m.macro_auc):
-            parts.append(f"macro AUC {_fixed(m.macro_auc)}")
+            parts.append(f"macro AUC {format_fixed(m.macro_auc)}")
         if is_number(record.timings.images_per_second):
             parts.append(f"{record.timings.images_per_second:,.0f} images/s")
         out.print(f"[bold]{escape(label)}[/bold]: " + " · ".join(parts))
@@ -229,7 +231,7 @@ def render_comparison_terminal(comparison: ComparisonRecord,
     if parity is not None:
         state = "[green]passed[/green]" if parity.passed else "[red]FAILED[/red]"
         out.print(f"[bold]Parity[/bold] {state}:")
-        for line in _parity_lines(parity):
+        for line in parity_lines(parity):
             out.print(f"  {escape(line)}")
     if comparison.layerwise is not None and comparison.layerwise.first_diverging_layer:
         out.print(_first_diverging(comparison.layerwise.first_diverging_layer))
@@ -258,7 +260,7 @@ def render_verification_terminal(report: VerificationRecord,
     parity.passed = report.parity.passed  # the outputs' parity; the verdict comes last
     state = "[green]passed[/green]" if parity.passed else "[red]FAILED[/red]"
     out.print(f"[bold]Parity[/bold] {state}:")
-    for line in _parity_lines(parity):
+    for line in parity_lines(parity):
         out.print(f"  {escape(line)}")
     layerwise = report.layerwise
     if layerwise is not None and layerwise.skipped:
@@ -316,19 +318,19 @@ def render_compare_terminal(record: ComparisonRecord, console: Console | None = 
     out.print(f"[bold]Compared[/bold] {len(record.models)} models; the first is "
               "the reference")
     out.print(f"[bold]Images:[/bold] {escape(describe_data(record.data))}")
-    for line in _compare_model_lines(record):
+    for line in compare_model_lines(record):
         out.print(f"  {escape(line)}")
     out.print()
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
     table.add_column("", no_wrap=True)
     for m in record.models:
         table.add_column(escape(str(m.label)), justify="right")
-    for label, cells, section in _compare_rows(record):
+    for label, cells, section in compare_rows(record):
         if section and table.row_count:
             table.rows[-1].end_section = True
         table.add_row(escape(label), *cells)
     out.print(table)
-    for note in _compare_notes(record):
+    for note in compare_notes(record):
         out.print(f"[dim]{escape(note)}[/dim]")
     warning = speed_warning(record.models, [str(m.label) for m in record.models])
     if warning:
@@ -350,7 +352,7 @@ def render_benchmark_terminal(record: BenchmarkRecord, console: Console | None =
             else "default threads", f"batch {b.batch_size:,}") if x)
         out.print(f"[bold]best {escape(b.label)}:[/bold] "
                   f"{b.images_per_second:,.0f} images/s ({setting})"
-                  + (f", {_g(b.gflops)} GFLOP/s = {b.ratio_to_matmul:.2f}× the MatMul "
+                  + (f", {format_g(b.gflops)} GFLOP/s = {b.ratio_to_matmul:.2f}× the MatMul "
                      "reference" if b.ratio_to_matmul is not None else ""))
     opt = record.optimized_model
     if opt is not None:
@@ -381,7 +383,7 @@ def _print_benchmark_setup(record: BenchmarkRecord, out: Console) -> None:
     machine = record.machine
     reference = machine.matmul_reference
     size = reference.size
-    ref = ", ".join(f"{_g(v)} GFLOP/s on {t} thread{'s' if t != '1' else ''}"
+    ref = ", ".join(f"{format_g(v)} GFLOP/s on {t} thread{'s' if t != '1' else ''}"
                     for t, v in reference.gflops.items())
     cpu = f" ({machine.cpu})" if machine.cpu else ""
     out.print(f"[bold]Machine:[/bold] {machine.cores or '?'} cores{escape(cpu)}; "
@@ -435,13 +437,13 @@ def _benchmark_table(record: BenchmarkRecord) -> Table:
             if previous is not None:
                 table.rows[-1].end_section = True
             number = r.label.split(" ", 1)[0]
-            config = " ".join(x for x in (number, r.optimization, _threads_text(r.threads))
+            config = " ".join(x for x in (number, r.optimization, threads_text(r.threads))
                               if x)
         previous = group
         lat = r.latency_ms or {}
         table.add_row(escape(config), f"{r.batch_size:,}", f"{r.images_per_second:,.0f}",
-                      _g(lat.get("p50")), _g(lat.get("p90")), _g(lat.get("p99")),
-                      _g(r.gflops),
+                      format_g(lat.get("p50")), format_g(lat.get("p90")), format_g(lat.get("p99")),
+                      format_g(r.gflops),
                       f"{r.ratio_to_matmul:.2f}" if r.ratio_to_matmul is not None else DASH)
     return table
 
@@ -455,16 +457,16 @@ def render_quantization_terminal(record: QuantizationRecord,
     from rich.table import Table
 
     out = console or Console(highlight=False)
-    title, *rest = _header_lines(record, shown_path)
+    title, *rest = quantization_header_lines(record, shown_path)
     out.print(f"[bold green]int8 model written:[/bold green] {escape(title)}")
     for line in rest:
         out.print(escape(line))
-    rows = _candidate_rows(record)
+    rows = candidate_rows(record)
     if len(rows) > 1:  # one fixed recipe: its figures are in the speed and test lines
         table = Table(title="Candidates, measured against fp32 in the same run",
                       title_justify="left",
                       box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
-        header = _candidate_header(record)
+        header = candidate_header(record)
         for k, h in enumerate(header):
             table.add_column(h, justify="left" if k in (0, len(header) - 1) else "right",
                              no_wrap=k < len(header) - 1)
@@ -478,22 +480,22 @@ def render_quantization_terminal(record: QuantizationRecord,
         table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
         for h in ("", "fp32", "int8"):
             table.add_column(h, justify="left" if not h else "right")
-        for row in _evaluation_rows(record):
+        for row in evaluation_rows(record):
             table.add_row(*(escape(c) for c in row))
         out.print(table)
         out.print(f"[bold]{escape(int8_verdict_line(record))}[/bold]")
-    out.print(f"[bold]Speed:[/bold] {escape(_speed_line(record))}")
-    busy = _speed_busy_warning(record)
+    out.print(f"[bold]Speed:[/bold] {escape(speed_line(record))}")
+    busy = speed_busy_warning(record)
     if busy:
         out.print(f"[yellow]warning:[/yellow] {escape(busy)}")
     out.print(f"[bold]{escape(record.speed_verdict)}[/bold]")
-    out.print(f"[dim]CPU: {escape(_cpu_line(record))}[/dim]")
-    layers = _layer_rows(record)
+    out.print(f"[dim]CPU: {escape(cpu_line(record))}[/dim]")
+    layers = layer_rows(record)
     if layers:
         out.print("[yellow]Largest quantisation error[/yellow] "
                   f"({escape(record.layer_errors_note or '')}):")
         table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
-        for k, h in enumerate(_LAYER_HEADER):
+        for k, h in enumerate(LAYER_HEADER):
             table.add_column(h, justify="left" if k < 2 else "right")
         for row in layers:
             table.add_row(*(escape(c) for c in row))
@@ -511,7 +513,36 @@ def render_data_terminal(data: DataInfo, console: Console | None = None) -> None
     out.print(f"source: {data.source.kind} at {shown_path(data.source.path)}")
     for line in data.source.checks:
         out.print(f"  verified: {line}")
-    for line in _data_warnings(data):
+    for line in data_warnings(data):
         out.print(f"  [yellow]warning:[/yellow] {line}")
     counts = ", ".join(f"{name} {n:,}" for name, n in data.per_class.items())
     out.print(f"per class: {counts}")
+
+
+def render(record: Record | DataInfo | Conversion, console: Console | None = None) -> None:
+    """Print ``record`` on the terminal, the view chosen by its type (and a comparison's
+    ``kind``: ``run``'s Keras-vs-ONNX verdict or ``compare``'s model table), so a record read
+    back with :func:`~resnet8_onnx.records.load_record` prints as the command printed it."""
+    from resnet8_onnx.records import TuningRecord
+    from resnet8_onnx.report.conversion import render_conversion_terminal
+    from resnet8_onnx.report.tuning import render_tuning_terminal
+
+    if isinstance(record, ComparisonRecord):
+        view = render_compare_terminal if record.kind == "compare" else render_comparison_terminal
+        view(record, console)
+    elif isinstance(record, EvaluationRecord):
+        render_terminal(record, console)
+    elif isinstance(record, VerificationRecord):
+        render_verification_terminal(record, console)
+    elif isinstance(record, BenchmarkRecord):
+        render_benchmark_terminal(record, console)
+    elif isinstance(record, QuantizationRecord):
+        render_quantization_terminal(record, console)
+    elif isinstance(record, TuningRecord):
+        render_tuning_terminal(record, console)
+    elif isinstance(record, DataInfo):
+        render_data_terminal(record, console)
+    elif isinstance(record, Conversion):
+        render_conversion_terminal(record, console)
+    else:
+        raise TypeError(f"no terminal view for a {type(record).__name__}")

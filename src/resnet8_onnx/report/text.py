@@ -57,7 +57,7 @@ def format_threshold(value: Any) -> str:
     return f"{text}%"
 
 
-def _fixed(value: Any, digits: int = 4) -> str:
+def format_fixed(value: Any, digits: int = 4) -> str:
     return f"{value:.{digits}f}" if is_number(value) else DASH
 
 
@@ -88,7 +88,7 @@ def backend_label(record: EvaluationRecord) -> str:
     return runtime_label(record.model.backend)
 
 
-def _model_line(record: EvaluationRecord) -> str:
+def model_line(record: EvaluationRecord) -> str:
     """'m.onnx (onnxruntime 1.32.0, CPUExecutionProvider)'; an int8 model says so first."""
     model = record.model
     runtime = f"{model.backend} {model.runtime_version}".strip()
@@ -114,11 +114,11 @@ def preprocessing_line(record: EvaluationRecord) -> str | None:
     return spec.description + (f" ({origin})" if origin else "")
 
 
-def _model_notes(record: EvaluationRecord) -> list[str]:
+def model_notes(record: EvaluationRecord) -> list[str]:
     return [str(n) for n in record.model.notes or []]
 
 
-def _output_note(metrics: Metrics) -> str | None:
+def output_note(metrics: Metrics) -> str | None:
     if metrics.output_kind == "logits" or metrics.softmax_applied_for_auc:
         return "model outputs logits: softmax applied before computing ROC AUC"
     if metrics.output_kind == "probabilities":
@@ -126,7 +126,7 @@ def _output_note(metrics: Metrics) -> str | None:
     return None
 
 
-def _macro_note(metrics: Metrics) -> str | None:
+def macro_note(metrics: Metrics) -> str | None:
     """How macro averages treat classes without images; said only when there are some."""
     if not metrics.absent_classes:
         return None
@@ -158,7 +158,7 @@ def speed_warning(records: Sequence[EvaluationRecord],
     return busy_warning(worst, cores, when)
 
 
-def _throughput(record: EvaluationRecord) -> str | None:
+def throughput_text(record: EvaluationRecord) -> str | None:
     timings, settings = record.timings, record.settings
     ips = timings.images_per_second
     if not is_number(ips):
@@ -181,7 +181,7 @@ def _throughput(record: EvaluationRecord) -> str | None:
     return parts[0] + (f" ({', '.join(parts[1:])})" if len(parts) > 1 else "")
 
 
-def _unique_labels(records: Sequence[EvaluationRecord]) -> list[str]:
+def unique_labels(records: Sequence[EvaluationRecord]) -> list[str]:
     labels = [backend_label(r) + (f" {q}" if (q := r.model.quantization) else "")
               for r in records]
     return [f"{lab} {i + 1}" if labels.count(lab) > 1 else lab for i, lab in enumerate(labels)]
@@ -320,6 +320,6 @@ def confused_lines(metrics: Metrics) -> list[str]:
             for p in metrics.most_confused or []]
 
 
-def _data_warnings(data: DataInfo) -> list[str]:
+def data_warnings(data: DataInfo) -> list[str]:
     """Warnings about the data (unverified source, unofficial files), from source and top."""
     return [str(w) for w in [*data.source.warnings, *data.warnings]]

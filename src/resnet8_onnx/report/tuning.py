@@ -6,11 +6,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from resnet8_onnx.records.tuning import TuneCandidate, TuningRecord
+from resnet8_onnx.report.text import DASH
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-DASH = "—"
 LEGEND = ("agreement: held-out images whose top-1 equals ONNX Runtime fp32's; × fp32: "
           "images/s over ONNX Runtime fp32, interleaved passes in this run; "
           "✓ within the tolerance, ● chosen")

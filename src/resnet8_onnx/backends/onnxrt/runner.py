@@ -33,7 +33,7 @@ from resnet8_onnx.backends.onnxrt.graph import (
     structure_report,
     tensor_origins,
 )
-from resnet8_onnx.preprocess import _NUMPY_OF_ORT, Preprocessing, record, resolve
+from resnet8_onnx.preprocess import NUMPY_OF_ORT, Preprocessing, record, resolve
 from resnet8_onnx.records.parts import RunnerInfo
 from resnet8_onnx.support.errors import (
     InvalidInputError,
@@ -185,7 +185,7 @@ class OnnxRuntimeBackend(SpecRunner):
         if isinstance(preprocessing, Preprocessing):
             preprocessing = {k: v for k, v in preprocessing.to_dict().items() if k != "dtype"}
         self.preprocessing, self.preprocessing_sources = resolve(
-            preprocessing, self.metadata, input_shape, _NUMPY_OF_ORT[inp.type], where=where)
+            preprocessing, self.metadata, input_shape, NUMPY_OF_ORT[inp.type], where=where)
         self.input_dtype = np.dtype(self.preprocessing.dtype)
         self.fixed_batch = input_shape[0] if isinstance(input_shape[0], int) else None
         self.provider = self.session.get_providers()[0]
@@ -227,10 +227,10 @@ class OnnxRuntimeBackend(SpecRunner):
                 f"{where}: input {inp.name!r} has rank {len(inp.shape)} (shape {inp.shape}), "
                 "expected an image batch of rank 4 (N,H,W,C or N,C,H,W)"
             )
-        if inp.type not in _NUMPY_OF_ORT:
+        if inp.type not in NUMPY_OF_ORT:
             raise InvalidInputError(
                 f"{where}: input {inp.name!r} has unsupported type {inp.type}; expected one of "
-                f"{', '.join(sorted(_NUMPY_OF_ORT))}")
+                f"{', '.join(sorted(NUMPY_OF_ORT))}")
         if len(out.shape) != 2:
             raise InvalidInputError(
                 f"{where}: output {out.name!r} has shape {out.shape}, expected (batch, classes)"

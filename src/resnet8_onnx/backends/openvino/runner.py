@@ -78,7 +78,7 @@ def check_hint(hint: str | None) -> str:
     return wanted
 
 
-def _core() -> Any:
+def openvino_core() -> Any:
     with interrupts_deferred():  # a Ctrl-C inside its C++ init becomes an ImportError
         try:
             import openvino as ov
@@ -150,7 +150,7 @@ def load(
                                  "belongs beside the .xml)")
     asked = check_precision(precision)
     hint = check_hint(performance_hint)
-    core = _core()
+    core = openvino_core()
     try:
         model = core.read_model(where)
     except Exception as exc:  # OpenVINO raises RuntimeError/its own types for a bad file
