@@ -5,8 +5,9 @@ Verdicts and warnings come first and in colour; figures are the ones the other w
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from resnet8_onnx.machine import BUSY_WARNING, busy_warning
 from resnet8_onnx.records import (
@@ -527,22 +528,17 @@ def render(record: Record | DataInfo | Conversion, console: Console | None = Non
     from resnet8_onnx.report.conversion import render_conversion_terminal
     from resnet8_onnx.report.tuning import render_tuning_terminal
 
-    if isinstance(record, ComparisonRecord):
-        view = render_compare_terminal if record.kind == "compare" else render_comparison_terminal
-        view(record, console)
-    elif isinstance(record, EvaluationRecord):
-        render_terminal(record, console)
-    elif isinstance(record, VerificationRecord):
-        render_verification_terminal(record, console)
-    elif isinstance(record, BenchmarkRecord):
-        render_benchmark_terminal(record, console)
-    elif isinstance(record, QuantizationRecord):
-        render_quantization_terminal(record, console)
-    elif isinstance(record, TuningRecord):
-        render_tuning_terminal(record, console)
-    elif isinstance(record, DataInfo):
-        render_data_terminal(record, console)
-    elif isinstance(record, Conversion):
-        render_conversion_terminal(record, console)
-    else:
-        raise TypeError(f"no terminal view for a {type(record).__name__}")
+    views: dict[type, Callable[[Any, Console | None], None]] = {
+        ComparisonRecord: render_comparison_terminal, EvaluationRecord: render_terminal,
+        VerificationRecord: render_verification_terminal,
+        BenchmarkRecord: render_benchmark_terminal,
+        QuantizationRecord: render_quantization_terminal, TuningRecord: render_tuning_terminal,
+        DataInfo: render_data_terminal, Conversion: render_conversion_terminal}
+    if isinstance(record, ComparisonRecord) and record.kind == "compare":
+        render_compare_terminal(record, console)
+        return
+    for kind, view in views.items():
+        if isinstance(record, kind):
+            view(record, console)
+            return
+    raise TypeError(f"no terminal view for a {type(record).__name__}")
